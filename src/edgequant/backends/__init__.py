@@ -1,0 +1,29 @@
+"""Runtimes behind one contract. See :mod:`edgequant.backends.base`.
+
+Example:
+    >>> from edgequant.backends import backend_names
+    >>> backend_names()[:4]
+    ['pytorch', 'onnxruntime', 'openvino', 'litert']
+"""
+
+from edgequant.backends.base import (
+    Artifact,
+    Backend,
+    InspectReport,
+    OpInfo,
+    Session,
+    backend_names,
+    get_backend,
+    register_backend,
+)
+
+__all__ = [
+    "Artifact",
+    "Backend",
+    "InspectReport",
+    "OpInfo",
+    "Session",
+    "backend_names",
+    "get_backend",
+    "register_backend",
+]

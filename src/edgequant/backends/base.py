@@ -1,0 +1,293 @@
+"""The backend contract: one narrow protocol every runtime implements, and one registry.
+
+A backend turns ``(model, scheme, calibration)`` into an :class:`Artifact` on disk with the
+runtime's **own** quantizer, and loads an artifact into a :class:`Session` that takes float NCHW
+batches and returns float logits, whatever the artifact holds inside.
+
+The runtime library is imported inside the backend module's methods, never at import time, so
+``import edgequant`` stays light and a missing runtime is reported, not crashed on.
+
+Example:
+    >>> from edgequant.backends import get_backend, backend_names
+    >>> "onnxruntime" in backend_names()
+    True
+    >>> be = get_backend("onnxruntime")
+    >>> be.supports(get_scheme("w8a8")) is None   # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from edgequant.errors import ArtifactError, BackendUnavailableError, UnsupportedError, ValidationError
+from edgequant.quant.scheme import Scheme
+
+if TYPE_CHECKING:
+    from edgequant.models.base import Model
+
+METADATA_NAME = "artifact.json"
+
+
+@dataclass(kw_only=True)
+class Artifact:
+    """A built model on disk plus what was done to build it.
+
+    ``path`` is the file (or directory) the runtime loads; ``metadata`` is written to
+    ``artifact.json`` beside it: scheme, quantizer options actually used, calibration samples,
+    executed precision, sizes, and the reasons for the choices made.
+    """
+
+    path: Path
+    backend: str
+    model: str
+    scheme: Scheme
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def directory(self) -> Path:
+        return self.path if self.path.is_dir() else self.path.parent
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes on disk of the model file(s), excluding our metadata."""
+        if self.path.is_dir():
+            return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file() and p.name != METADATA_NAME)
+        files = [self.path] + [Path(p) for p in self.metadata.get("extra_files", [])]
+        return sum(p.stat().st_size for p in files if p.exists())
+
+    def save_metadata(self) -> Path:
+        meta = dict(self.metadata)
+        meta.update(
+            backend=self.backend,
+            model=self.model,
+            scheme=self.scheme.to_dict(),
+            file=self.path.name,
+            size_bytes=self.size_bytes,
+        )
+        self.metadata = meta
+        out = self.directory / METADATA_NAME
+        out.write_text(json.dumps(meta, indent=2, default=str))
+        return out
+
+    @classmethod
+    def load(cls, path: Path | str) -> Artifact:
+        """Read an artifact from its directory, its model file or its ``artifact.json``."""
+        p = Path(path)
+        if not p.exists():
+            raise ArtifactError(f"artifact {p} does not exist; build it with `edgequant quantize`")
+        meta_path = p / METADATA_NAME if p.is_dir() else (p if p.name == METADATA_NAME else p.parent / METADATA_NAME)
+        if not meta_path.is_file():
+            raise ArtifactError(f"{meta_path} is missing: {p} was not built by edgequant (rebuild it)")
+        try:
+            meta = json.loads(meta_path.read_text())
+            scheme = Scheme.from_dict(meta["scheme"])
+            file = meta_path.parent / meta["file"]
+        except (json.JSONDecodeError, KeyError, ValidationError) as e:
+            raise ArtifactError(f"{meta_path} is corrupt ({e}); delete the artifact and rebuild it") from None
+        if not file.exists():
+            raise ArtifactError(f"artifact file {file} is missing; delete {meta_path.parent} and rebuild it")
+        return cls(path=file, backend=meta["backend"], model=meta["model"], scheme=scheme, metadata=meta)
+
+
+class Session(ABC):
+    """A loaded artifact, ready to run. Float NCHW in, float logits out.
+
+    ``run`` is the latency path (one batch, synchronous). ``run_offline`` is the throughput path
+    that Offline/Server scenarios use; the default runs batches one after another, runtimes with a
+    better throughput path (OpenVINO's AsyncInferQueue) override it.
+    """
+
+    #: the batch size the artifact was built for, or None when any batch size runs
+    fixed_batch: int | None = None
+    #: precision actually executed, as the runtime reports it (e.g. "f32", "bf16", "i8")
+    executed_precision: str | None = None
+
+    @abstractmethod
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Run one float32 NCHW batch; return float32 logits (N, classes)."""
+
+    def run_offline(
+        self, batches: Sequence[np.ndarray], on_done: Callable[[int, np.ndarray], None]
+    ) -> None:
+        """Run many batches as fast as possible; call ``on_done(i, logits)`` as each finishes."""
+        for i, b in enumerate(batches):
+            on_done(i, self.run(b))
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release runtime resources."""
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(kw_only=True)
+class OpInfo:
+    """One operator of an artifact as ``inspect`` sees it."""
+
+    name: str
+    op_type: str
+    precision: str  # "int8", "int4", "fp32", "fp16", "bf16", ...
+    reason: str = ""
+
+
+@dataclass(kw_only=True)
+class InspectReport:
+    """What runs in integer and what still runs in float, and why."""
+
+    artifact: str
+    backend: str
+    scheme: str
+    ops: list[OpInfo] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def convs(self) -> list[OpInfo]:
+        return [o for o in self.ops if "conv" in o.op_type.lower()]
+
+    def summary(self) -> str:
+        """E.g. ``37/53 convs in int8; 16 fall back to float: 16 × depthwise (…)``."""
+        convs = self.convs
+        if not convs:
+            return "no convolutions found"
+        low = [o for o in convs if o.precision.startswith(("int", "i", "u"))]
+        flt = [o for o in convs if o not in low]
+        text = f"{len(low)}/{len(convs)} convs in integer precision"
+        if flt:
+            reasons: dict[str, int] = {}
+            for o in flt:
+                reasons[o.reason or "no reason given"] = reasons.get(o.reason or "no reason given", 0) + 1
+            detail = "; ".join(f"{n} × {r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+            text += f"; {len(flt)} fall back to float: {detail}"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "artifact": self.artifact,
+            "backend": self.backend,
+            "scheme": self.scheme,
+            "summary": self.summary(),
+            "notes": self.notes,
+            "ops": [vars(o) for o in self.ops],
+        }
+
+
+class Backend(ABC):
+    """One runtime. Subclasses set the class variables and implement the four methods."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    #: pip command that makes the runtime available
+    install_hint: ClassVar[str] = ""
+    #: True for the fake-quant simulator: its speed is not representative
+    simulated: ClassVar[bool] = False
+    #: True when prepare() needs the PyTorch module (a user's .onnx file cannot be used)
+    needs_torch_module: ClassVar[bool] = True
+
+    # --- availability ------------------------------------------------------------------------
+    @abstractmethod
+    def unavailable_reason(self) -> str | None:
+        """None when the runtime can be used here, else why not (with the install hint)."""
+
+    def available(self) -> bool:
+        return self.unavailable_reason() is None
+
+    def require(self) -> None:
+        """Raise :class:`BackendUnavailableError` with the install hint if not available."""
+        reason = self.unavailable_reason()
+        if reason is not None:
+            raise BackendUnavailableError(f"backend {self.name!r} is not available: {reason}")
+
+    @abstractmethod
+    def versions(self) -> dict[str, str]:
+        """Versions of the runtime and its quantizer, e.g. ``{"onnxruntime": "1.31.1"}``."""
+
+    # --- capability ---------------------------------------------------------------------------
+    @abstractmethod
+    def supports(self, scheme: Scheme, model: Model | None = None) -> str | None:
+        """None when the scheme (on this model) can be executed, else the reason (shown as n/a)."""
+
+    def check_supported(self, scheme: Scheme, model: Model | None = None) -> None:
+        reason = self.supports(scheme, model)
+        if reason is not None:
+            raise UnsupportedError(f"{self.name} cannot run {scheme.name}: {reason}")
+
+    # --- work ---------------------------------------------------------------------------------
+    @abstractmethod
+    def prepare(
+        self, model: Model, scheme: Scheme, calibration: np.ndarray | None, out_dir: Path
+    ) -> Artifact:
+        """Build the artifact in ``out_dir`` with the runtime's own quantizer; save its metadata.
+
+        ``calibration`` is float32 NCHW samples, preprocessed, already validated (finite, right
+        shape) by the caller for static schemes; None for schemes that need none.
+        """
+
+    @abstractmethod
+    def load(self, artifact: Artifact, threads: int) -> Session:
+        """Load an artifact into a session using ``threads`` CPU threads."""
+
+    def inspect(self, artifact: Artifact) -> InspectReport:
+        """Which ops run in integer precision, which in float, and why."""
+        return InspectReport(
+            artifact=str(artifact.path), backend=self.name, scheme=artifact.scheme.name,
+            notes=[f"{self.name} has no inspector yet"],
+        )
+
+
+# --- the registry ------------------------------------------------------------------------------
+# name -> "module:Class"; modules are imported only when the backend is asked for.
+_BUILTIN: dict[str, str] = {
+    "pytorch": "edgequant.backends.pytorch:PyTorchBackend",
+    "onnxruntime": "edgequant.backends.onnxruntime:OnnxRuntimeBackend",
+    "openvino": "edgequant.backends.openvino:OpenVinoBackend",
+    "litert": "edgequant.backends.litert:LiteRtBackend",
+    "tensorrt": "edgequant.backends.tensorrt:TensorRtBackend",
+    "sim": "edgequant.backends.sim:SimBackend",
+}
+_ALIASES = {"ort": "onnxruntime", "ov": "openvino", "tflite": "litert", "torch": "pytorch", "trt": "tensorrt"}
+_EXTRA: dict[str, type[Backend]] = {}
+_INSTANCES: dict[str, Backend] = {}
+
+
+def register_backend(cls: type[Backend]) -> type[Backend]:
+    """Register a third-party backend class (usable as a decorator)."""
+    _EXTRA[cls.name] = cls
+    _INSTANCES.pop(cls.name, None)
+    return cls
+
+
+def backend_names() -> list[str]:
+    """All known backend names, built-in first."""
+    return list(_BUILTIN) + [n for n in _EXTRA if n not in _BUILTIN]
+
+
+def get_backend(name: str) -> Backend:
+    """The backend instance for a name (or alias); unknown names list the close matches."""
+    key = _ALIASES.get(name.lower(), name.lower())
+    if key in _INSTANCES:
+        return _INSTANCES[key]
+    if key in _EXTRA:
+        inst: Backend = _EXTRA[key]()
+    elif key in _BUILTIN:
+        mod_name, cls_name = _BUILTIN[key].split(":")
+        module = importlib.import_module(mod_name)
+        inst = getattr(module, cls_name)()
+    else:
+        close = difflib.get_close_matches(key, backend_names() + list(_ALIASES), n=3, cutoff=0.5)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValidationError(f"unknown backend {name!r}{hint} (known: {', '.join(backend_names())})")
+    _INSTANCES[key] = inst
+    return inst

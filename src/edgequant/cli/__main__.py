@@ -1,0 +1,5 @@
+"""``python -m edgequant.cli``."""
+
+from edgequant.cli import main
+
+raise SystemExit(main())

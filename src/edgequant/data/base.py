@@ -1,0 +1,63 @@
+"""The dataset contract: labelled (or not) samples, preprocessed for one model's input spec.
+
+Datasets are named ``KIND[:PATH]`` on the command line (see :func:`edgequant.data.open_dataset`):
+``imagenet:DIR``, ``digits``, ``synthetic``.
+
+Example:
+    >>> from edgequant.data import open_dataset
+    >>> from edgequant.models.spec import InputSpec
+    >>> ds = open_dataset("synthetic", InputSpec.imagenet(), limit=4)
+    >>> ds.load([0, 1]).shape
+    (2, 3, 224, 224)
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from edgequant.models.spec import InputSpec
+
+
+class Dataset(ABC):
+    """Samples preprocessed for ``input_spec``; ``labels`` is None when there are none.
+
+    ``spec`` is the ``KIND[:PATH]`` string it was opened from (plus the split), used to name
+    cached calibration sets and reference predictions.
+    """
+
+    spec: str
+    kind: str
+    input_spec: InputSpec
+    #: True only for data whose labels mean something (never for ``synthetic``)
+    has_labels: bool = False
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @property
+    @abstractmethod
+    def labels(self) -> np.ndarray | None:
+        """int64 class indices, one per sample, or None."""
+
+    @abstractmethod
+    def load(self, indices: Sequence[int]) -> np.ndarray:
+        """float32 NCHW batch of the given samples, preprocessed for ``input_spec``."""
+
+    def batches(self, batch_size: int, indices: Sequence[int] | None = None) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        """Yield ``(x, y)`` batches over ``indices`` (all samples by default)."""
+        idx = list(range(len(self))) if indices is None else list(indices)
+        labels = self.labels
+        for start in range(0, len(idx), batch_size):
+            chunk = idx[start : start + batch_size]
+            yield self.load(chunk), (None if labels is None else labels[chunk])
+
+    def load_all(self) -> np.ndarray:
+        return self.load(list(range(len(self))))
+
+    @property
+    def identity(self) -> str:
+        """Stable identity for cache keys: spec, split, sample count and preprocessing."""
+        return f"{self.spec}|n={len(self)}|{self.input_spec.shape}|{self.input_spec.mean}|{self.input_spec.std}|{self.input_spec.resize}"

@@ -1,0 +1,48 @@
+"""The model handle every stage passes along: an fp32 module (or a user's ONNX file) + its spec.
+
+Example:
+    >>> from edgequant.models import load_model
+    >>> m = load_model("digits_cnn")
+    >>> m.input_spec.shape
+    (1, 32, 32)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgequant.models.spec import InputSpec
+
+if TYPE_CHECKING:
+    import torch.nn as nn
+
+
+@dataclass(kw_only=True)
+class Model:
+    """A model ready for quantization.
+
+    ``module`` is the fp32 ``nn.Module`` in eval mode; it is ``None`` only for a user's ``.onnx``
+    file, in which case ``onnx_path`` is set and backends that need PyTorch report n/a.
+    ``weights_hash`` identifies the weights (part of the artifact cache key).
+    """
+
+    name: str
+    family: str
+    input_spec: InputSpec
+    num_classes: int
+    module: nn.Module | None = None
+    onnx_path: Path | None = None
+    weights: str | None = None  # where the weights came from, in words; None = random init
+    weights_hash: str = "random"
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pretrained(self) -> bool:
+        return self.weights is not None
+
+    @property
+    def key(self) -> str:
+        """A short string naming the model and its weights, for cache keys and run names."""
+        return f"{self.name}-{self.weights_hash[:10]}"

@@ -1,0 +1,312 @@
+"""Quantization schemes: frozen, validated, serialisable, with one naming code.
+
+The naming code (also in the README):
+
+========== ============================== ================================ =======================
+name       weights                        activations                      notes
+========== ============================== ================================ =======================
+fp32       fp32                           fp32                             baseline
+fp16       16-bit float                   16-bit float
+bf16       bfloat16                       bfloat16
+w8-only    int8 per-channel sym           fp32                             weight-only
+w8-dyn     int8 per-channel sym           int8, range computed at run time dynamic
+w8a8       int8 per-channel sym           int8 per-tensor asym, calibrated static; the default
+w8a8-pt    int8 per-tensor sym            int8 per-tensor asym             per-layer weights
+w8a8-sym   int8 per-channel sym           int8 per-tensor sym
+w4a8       int4 per-channel sym           int8 per-tensor asym             QAT recommended
+w4-only    int4 per-channel sym           fp32
+========== ============================== ================================ =======================
+
+``wN`` = N-bit integer weights, ``aN`` = N-bit integer activations, ``-only`` = float
+activations, ``-dyn`` = activation ranges computed at run time, ``-pt`` = per-tensor weights,
+``-sym`` = symmetric activations. A scheme can also be written in full as a dict / YAML
+(see :meth:`Scheme.from_dict`), e.g. 3-bit weights in blocks of 32 with MSE calibration.
+
+Example:
+    >>> s = get_scheme("w8a8")
+    >>> (s.weights.bits, s.weights.granularity, s.activations.symmetric)
+    (8, 'channel', False)
+    >>> Scheme.from_dict(s.to_dict()) == s
+    True
+    >>> get_scheme({"name": "w3a8-b32", "weights": {"bits": 3, "granularity": "block:32"},
+    ...             "activations": {"bits": 8, "symmetric": False}}).weights.block_size
+    32
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from edgequant.errors import ValidationError
+
+SCHEME_VERSION = 1
+TECHNIQUES = ("bn_fold", "cle", "bias_correction", "winograd")
+FLOAT_DTYPES = ("fp32", "fp16", "bf16")
+_CALIB_RE = re.compile(r"^(default|minmax|mse|entropy|percentile(:\d+(\.\d+)?)?)$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TensorQuant:
+    """How one kind of tensor (weights or activations) is quantized to integers.
+
+    ``granularity`` is ``tensor``, ``channel`` or ``block:N`` (N consecutive input channels share
+    a scale). ``dynamic`` (activations only): the range is computed at run time per batch.
+    """
+
+    bits: int = 8
+    symmetric: bool = True
+    granularity: str = "tensor"
+    dynamic: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.bits, int) or not 2 <= self.bits <= 16:
+            raise ValidationError(f"bits must be an integer from 2 to 16, got {self.bits!r}")
+        if self.granularity not in ("tensor", "channel") and not re.fullmatch(
+            r"block:\d+", self.granularity
+        ):
+            raise ValidationError(
+                f"granularity must be 'tensor', 'channel' or 'block:N', got {self.granularity!r}"
+            )
+        if self.block_size is not None and self.block_size < 1:
+            raise ValidationError(f"block size must be >= 1, got {self.granularity!r}")
+
+    @property
+    def block_size(self) -> int | None:
+        if self.granularity.startswith("block:"):
+            return int(self.granularity.split(":", 1)[1])
+        return None
+
+    @property
+    def qmin(self) -> int:
+        """Smallest integer of the signed (symmetric) or unsigned (asymmetric) range."""
+        return -(2 ** (self.bits - 1)) if self.symmetric else 0
+
+    @property
+    def qmax(self) -> int:
+        return 2 ** (self.bits - 1) - 1 if self.symmetric else 2**self.bits - 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class CalibrationConfig:
+    """How activation ranges are found for static schemes.
+
+    ``method``: ``default`` (the runtime's tuned choice, recorded in the artifact), ``minmax``,
+    ``percentile:99.99``, ``mse`` or ``entropy``. ``samples``: how many calibration samples.
+    """
+
+    method: str = "default"
+    samples: int = 200
+
+    def __post_init__(self) -> None:
+        if not _CALIB_RE.match(self.method):
+            raise ValidationError(
+                f"calibration method must be default, minmax, percentile[:P], mse or entropy; got {self.method!r}"
+            )
+        if self.samples < 1:
+            raise ValidationError(f"calibration samples must be >= 1, got {self.samples}")
+
+    @property
+    def percentile(self) -> float | None:
+        if self.method.startswith("percentile"):
+            return float(self.method.split(":", 1)[1]) if ":" in self.method else 99.99
+        return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class QATConfig:
+    """Quantization-aware training settings (Krishnamoorthi's recipe)."""
+
+    epochs: int = 3
+    lr: float = 1e-4
+    batch_size: int = 32
+    freeze_bn_after_steps: int = 200
+    freeze_observers_after_steps: int = 300
+    distill: bool = False
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0 or self.lr <= 0 or self.batch_size < 1:
+            raise ValidationError(f"invalid QAT settings: {self}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scheme:
+    """A quantization scheme: what is quantized, how, and with which techniques.
+
+    ``weights``/``activations`` = ``None`` means that tensor stays in ``float_dtype``.
+    """
+
+    name: str
+    weights: TensorQuant | None = None
+    activations: TensorQuant | None = None
+    float_dtype: str = "fp32"
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    techniques: tuple[str, ...] = ()
+    qat: QATConfig | None = None
+    version: int = SCHEME_VERSION
+
+    def __post_init__(self) -> None:
+        if not self.name or not re.fullmatch(r"[A-Za-z0-9_.+:-]+", self.name):
+            raise ValidationError(f"scheme name must be non-empty letters/digits/-_.+:, got {self.name!r}")
+        if self.float_dtype not in FLOAT_DTYPES:
+            raise ValidationError(f"float_dtype must be one of {FLOAT_DTYPES}, got {self.float_dtype!r}")
+        bad = [t for t in self.techniques if t not in TECHNIQUES]
+        if bad:
+            raise ValidationError(f"unknown technique(s) {bad}; known: {', '.join(TECHNIQUES)}")
+        if self.activations is not None and self.weights is None:
+            raise ValidationError("quantized activations need quantized weights in this scheme model")
+        if self.weights is not None and self.weights.dynamic:
+            raise ValidationError("weights cannot be 'dynamic'; only activations can")
+        if self.version > SCHEME_VERSION:
+            raise ValidationError(
+                f"scheme {self.name!r} has version {self.version}, newer than this edgequant "
+                f"({SCHEME_VERSION}); upgrade edgequant"
+            )
+
+    # --- what kind of scheme is this --------------------------------------------------------
+    @property
+    def is_float(self) -> bool:
+        return self.weights is None
+
+    @property
+    def is_weight_only(self) -> bool:
+        return self.weights is not None and self.activations is None
+
+    @property
+    def is_dynamic(self) -> bool:
+        return self.activations is not None and self.activations.dynamic
+
+    @property
+    def is_static(self) -> bool:
+        """Static integer activations: needs calibration data."""
+        return self.activations is not None and not self.activations.dynamic
+
+    @property
+    def needs_calibration(self) -> bool:
+        return self.is_static or "bias_correction" in self.techniques
+
+    # --- serialisation ----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["techniques"] = list(self.techniques)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Scheme:
+        """Build from a dict (YAML). Unknown keys are an error naming the key."""
+        data = dict(data)
+        known = {"name", "weights", "activations", "float_dtype", "calibration", "techniques", "qat", "version", "base"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValidationError(f"unknown scheme key(s) {unknown}; known: {sorted(known)}")
+        base_name = data.pop("base", None)
+        base = get_scheme(base_name) if base_name else None
+        kwargs: dict[str, Any] = {} if base is None else {
+            "weights": base.weights, "activations": base.activations, "float_dtype": base.float_dtype,
+            "calibration": base.calibration, "techniques": base.techniques, "qat": base.qat,
+        }
+        kwargs["name"] = data.pop("name", base_name or "custom")
+        for key, typ in (("weights", TensorQuant), ("activations", TensorQuant),
+                         ("calibration", CalibrationConfig), ("qat", QATConfig)):
+            if key in data:
+                kwargs[key] = _sub(typ, data.pop(key), key)
+        if "techniques" in data:
+            t = data.pop("techniques")
+            kwargs["techniques"] = tuple([t] if isinstance(t, str) else t or ())
+        kwargs.update(data)
+        try:
+            return cls(**kwargs)
+        except TypeError as e:
+            raise ValidationError(f"invalid scheme: {e}") from None
+
+    def with_(self, **changes: Any) -> Scheme:
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+
+def _sub(typ: type, value: Any, key: str) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, typ):
+        return value
+    if not isinstance(value, dict):
+        raise ValidationError(f"scheme key {key!r} must be a mapping, got {value!r}")
+    try:
+        return typ(**value)
+    except TypeError as e:
+        raise ValidationError(f"invalid {key!r} in scheme: {e}") from None
+
+
+def _w(bits: int, gran: str = "channel") -> TensorQuant:
+    return TensorQuant(bits=bits, symmetric=True, granularity=gran)
+
+
+def _a(sym: bool = False, dynamic: bool = False) -> TensorQuant:
+    return TensorQuant(bits=8, symmetric=sym, granularity="tensor", dynamic=dynamic)
+
+
+BUILTIN_SCHEMES: dict[str, Scheme] = {
+    s.name: s
+    for s in (
+        Scheme(name="fp32"),
+        Scheme(name="fp16", float_dtype="fp16"),
+        Scheme(name="bf16", float_dtype="bf16"),
+        Scheme(name="w8-only", weights=_w(8)),
+        Scheme(name="w8-dyn", weights=_w(8), activations=_a(dynamic=True)),
+        Scheme(name="w8a8", weights=_w(8), activations=_a()),
+        Scheme(name="w8a8-pt", weights=_w(8, "tensor"), activations=_a()),
+        Scheme(name="w8a8-sym", weights=_w(8), activations=_a(sym=True)),
+        Scheme(name="w4a8", weights=_w(4), activations=_a()),
+        Scheme(name="w4-only", weights=_w(4)),
+    )
+}
+
+
+def scheme_names() -> list[str]:
+    """The built-in scheme names, in table order."""
+    return list(BUILTIN_SCHEMES)
+
+
+def get_scheme(spec: str | dict[str, Any] | Scheme | Path) -> Scheme:
+    """A scheme from a built-in name, a dict, a ``.yaml`` file path or a Scheme.
+
+    Unknown names list the close matches.
+    """
+    if isinstance(spec, Scheme):
+        return spec
+    if isinstance(spec, dict):
+        return Scheme.from_dict(spec)
+    text = str(spec)
+    if text in BUILTIN_SCHEMES:
+        return BUILTIN_SCHEMES[text]
+    if text.endswith((".yaml", ".yml")) or isinstance(spec, Path):
+        import yaml
+
+        path = Path(text)
+        if not path.is_file():
+            raise ValidationError(f"scheme file {path} does not exist")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            raise ValidationError(f"scheme file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        if not isinstance(data, dict):
+            raise ValidationError(f"scheme file {path} must hold a mapping")
+        return Scheme.from_dict(data)
+    close = difflib.get_close_matches(text, list(BUILTIN_SCHEMES), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise ValidationError(f"unknown scheme {text!r}{hint} (known: {', '.join(BUILTIN_SCHEMES)})")
+
+
+__all__ = [
+    "BUILTIN_SCHEMES",
+    "TECHNIQUES",
+    "CalibrationConfig",
+    "QATConfig",
+    "Scheme",
+    "TensorQuant",
+    "get_scheme",
+    "scheme_names",
+]
