@@ -1,0 +1,10 @@
+"""Result records (``result.json``) and the SQLite results store (``results.db``).
+
+Example:
+    >>> from edgequant.results import ResultRecord, ResultStore
+"""
+
+from edgequant.results.record import ResultRecord
+from edgequant.results.store import ResultStore, export_rows, rebuild
+
+__all__ = ["ResultRecord", "ResultStore", "export_rows", "rebuild"]

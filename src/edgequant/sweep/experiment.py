@@ -1,0 +1,474 @@
+"""The experiment file of ``edgequant sweep``: parse, validate (with line numbers), expand to cells.
+
+The format (DESIGN.md), every key optional except ``models``::
+
+    models: [mobilenet_v2, resnet50]          # zoo names or model files (.onnx, or .pth + arch)
+    backends: [openvino, onnxruntime, litert, pytorch]
+    schemes: [fp32, w8a8]                     # names from the table, or full scheme dicts
+    scenarios: [SingleStream, Offline]
+    data: synthetic                           # or imagenet:DIR, digits
+    calib: synthetic                          # calibration set for static schemes
+    accuracy: false                           # also run LoadGen's accuracy mode
+    threads: 2
+    duration_s: 10
+
+A model may also be a mapping ``{name: my.pth, arch: resnet18}``. ``groups:`` holds a list of
+sub-experiments that inherit every top-level key and override some (the demo uses it to run every
+scheme on the small model but only fp32/w8a8 on the big ones). ``cell_timeout_s`` bounds one cell.
+
+A typo'd key is an error naming the key and its line; so is a bad value (an unknown scheme,
+backend or scenario).
+
+Example:
+    >>> exp = parse_experiment('''
+    ... models: [digits_cnn]
+    ... backends: [onnxruntime]
+    ... schemes: [fp32, w8a8]
+    ... scenarios: [SingleStream, Offline]
+    ... data: digits
+    ... ''')
+    >>> [c.cell_id for c in exp.cells()][:2]
+    ['digits_cnn__onnxruntime__fp32__SingleStream', 'digits_cnn__onnxruntime__fp32__Offline']
+    >>> parse_experiment("models: [m]\\nbackend: [onnxruntime]\\n")
+    Traceback (most recent call last):
+    ...
+    edgequant.errors.ValidationError: experiment line 2: unknown key 'backend' (did you mean 'backends'?); known keys: accuracy, backends, calib, cell_timeout_s, data, description, duration_s, groups, models, name, scenarios, schemes, threads
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgequant.errors import ValidationError
+from edgequant.quant.scheme import Scheme, get_scheme
+
+SCENARIOS = ("SingleStream", "MultiStream", "Offline", "Server")
+DATA_KINDS = ("imagenet", "digits", "synthetic")
+#: keys a (sub-)experiment may hold; ``groups`` only at the top level
+KEYS = (
+    "name",
+    "description",
+    "models",
+    "backends",
+    "schemes",
+    "scenarios",
+    "data",
+    "calib",
+    "accuracy",
+    "threads",
+    "duration_s",
+    "cell_timeout_s",
+    "groups",
+)
+MODEL_KEYS = ("name", "arch", "weights")
+DEFAULTS: dict[str, Any] = {
+    "backends": ["onnxruntime"],
+    "schemes": ["fp32", "w8a8"],
+    "scenarios": ["SingleStream", "Offline"],
+    "data": "synthetic",
+    "calib": None,
+    "accuracy": False,
+    "threads": 2,
+    "duration_s": 10.0,
+    "cell_timeout_s": None,
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelRef:
+    """A model of the matrix: a zoo name or a file (``arch`` for a ``.pth``; ``weights`` a file)."""
+
+    name: str
+    arch: str | None = None
+    weights: str | None = None
+
+    @property
+    def label(self) -> str:
+        """Short name used in cell ids: the zoo name, or the file's stem."""
+        if "/" in self.name or self.name.endswith((".onnx", ".pth", ".pt", ".tflite")):
+            return Path(self.name).stem
+        return self.name
+
+    @property
+    def is_onnx_file(self) -> bool:
+        return self.name.endswith(".onnx")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SchemeRef:
+    """A scheme of the matrix: the parsed :class:`Scheme` and how the file wrote it."""
+
+    scheme: Scheme
+    spec: str | dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.scheme.name
+
+    @property
+    def builtin(self) -> bool:
+        return isinstance(self.spec, str)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cell:
+    """One run of the matrix: model × backend × scheme × scenario (or an accuracy run).
+
+    ``mode`` is ``performance`` (a LoadGen performance run in ``scenario``) or ``accuracy``
+    (LoadGen's accuracy mode, run in the Offline scenario).
+    """
+
+    model: ModelRef
+    backend: str
+    scheme: SchemeRef
+    scenario: str
+    mode: str
+    data: str
+    calib: str | None
+    threads: int
+    duration_s: float
+    timeout_s: float
+
+    @property
+    def cell_id(self) -> str:
+        """Directory name of the run: ``model__backend__scheme__scenario`` (``__accuracy``)."""
+        last = "accuracy" if self.mode == "accuracy" else self.scenario
+        parts = (self.model.label, self.backend, self.scheme.name, last)
+        return "__".join(re.sub(r"[^A-Za-z0-9_.+-]", "-", p) for p in parts)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Group:
+    """One fully-resolved matrix (the top level, or one entry of ``groups``)."""
+
+    models: tuple[ModelRef, ...]
+    backends: tuple[str, ...]
+    schemes: tuple[SchemeRef, ...]
+    scenarios: tuple[str, ...]
+    data: str
+    calib: str | None
+    accuracy: bool
+    threads: int
+    duration_s: float
+    cell_timeout_s: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Experiment:
+    """A parsed experiment: one or more matrices. :meth:`cells` expands them, duplicates dropped."""
+
+    name: str
+    groups: tuple[Group, ...]
+    description: str = ""
+    source: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def cells(self) -> list[Cell]:
+        """Every cell, grouped so that one model/backend/scheme's cells run back to back (the
+        artifact is built by the first and found in the cache by the others)."""
+        out: list[Cell] = []
+        seen: set[str] = set()
+        for g in self.groups:
+            for m in g.models:
+                for b in g.backends:
+                    for s in g.schemes:
+                        runs = [(sc, "performance") for sc in g.scenarios]
+                        if g.accuracy:
+                            runs.append(("Offline", "accuracy"))
+                        for scenario, mode in runs:
+                            # accuracy runs read the whole test split; give them more time
+                            base = g.cell_timeout_s or max(600.0, 30 * g.duration_s)
+                            cell = Cell(
+                                model=m,
+                                backend=b,
+                                scheme=s,
+                                scenario=scenario,
+                                mode=mode,
+                                data=g.data,
+                                calib=g.calib,
+                                threads=g.threads,
+                                duration_s=g.duration_s,
+                                timeout_s=base,
+                            )
+                            if cell.cell_id not in seen:
+                                seen.add(cell.cell_id)
+                                out.append(cell)
+        return out
+
+    def scheme_refs(self) -> list[SchemeRef]:
+        """Distinct schemes of all groups, in first-seen order."""
+        out: dict[str, SchemeRef] = {}
+        for g in self.groups:
+            for s in g.schemes:
+                out.setdefault(s.name, s)
+        return list(out.values())
+
+
+# --- parsing ------------------------------------------------------------------------------------
+def load_experiment(path: Path | str) -> Experiment:
+    """Read and validate an experiment file; relative model/data paths are taken from its folder."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValidationError(f"experiment file {p} does not exist")
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ValidationError(f"cannot read experiment file {p}: {e}") from None
+    return parse_experiment(text, source=str(p), base_dir=p.parent)
+
+
+def parse_experiment(
+    text: str, *, source: str | None = None, base_dir: Path | None = None
+) -> Experiment:
+    """Parse experiment YAML text. Errors name the file, the line and the key."""
+    import yaml
+
+    where = source or "experiment"
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ValidationError(f"{where}{line}: not valid YAML: {problem}") from None
+    if root is None or not isinstance(root, yaml.MappingNode):
+        raise ValidationError(
+            f"{where}: an experiment file must be a mapping with at least 'models:'"
+        )
+    parser = _Parser(where, base_dir)
+    top = parser.mapping(root, allow_groups=True)
+    groups_node = top.pop("groups", None)
+    name = str(top.pop("name", (None, None))[0] or (Path(source).stem if source else "experiment"))
+    description = str(top.pop("description", (None, None))[0] or "")
+    base = {k: v for k, v in top.items()}
+    groups: list[Group] = []
+    if groups_node is not None:
+        gnode = groups_node[1]
+        if not isinstance(gnode, yaml.SequenceNode) or not gnode.value:
+            parser.fail(gnode, "'groups' must be a non-empty list of sub-experiments")
+        for item in gnode.value:
+            if not isinstance(item, yaml.MappingNode):
+                parser.fail(item, "each entry of 'groups' must be a mapping")
+            sub = parser.mapping(item, allow_groups=False)
+            sub.pop("name", None)
+            sub.pop("description", None)
+            groups.append(parser.group({**base, **sub}, item))
+    else:
+        groups.append(parser.group(base, root))
+    raw = yaml.safe_load(text)
+    return Experiment(
+        name=name, description=description, groups=tuple(groups), source=source, raw=raw
+    )
+
+
+class _Parser:
+    """Validates nodes; every error carries the node's line."""
+
+    def __init__(self, where: str, base_dir: Path | None) -> None:
+        self.where = where
+        self.base_dir = base_dir
+
+    def fail(self, node: Any, msg: str) -> None:
+        line = node.start_mark.line + 1 if node is not None else None
+        at = f" line {line}" if line else ""
+        raise ValidationError(f"{self.where}{at}: {msg}")
+
+    @staticmethod
+    def value(node: Any) -> Any:
+        import yaml
+
+        loader = yaml.SafeLoader("")
+        try:
+            return loader.construct_object(node, deep=True)
+        finally:
+            loader.dispose()
+
+    def mapping(self, node: Any, *, allow_groups: bool) -> dict[str, tuple[Any, Any]]:
+        """key -> (python value, value node); unknown or repeated keys fail with their line."""
+        out: dict[str, tuple[Any, Any]] = {}
+        known = KEYS if allow_groups else tuple(k for k in KEYS if k != "groups")
+        for knode, vnode in node.value:
+            key = str(self.value(knode))
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                self.fail(
+                    knode, f"unknown key {key!r}{hint}; known keys: {', '.join(sorted(known))}"
+                )
+            if key in out:
+                self.fail(knode, f"key {key!r} appears twice")
+            out[key] = (self.value(vnode), vnode)
+        return out
+
+    def group(self, values: dict[str, tuple[Any, Any]], node: Any) -> Group:
+        def get(key: str) -> tuple[Any, Any]:
+            return values.get(key, (DEFAULTS.get(key), node))
+
+        if "models" not in values:
+            self.fail(
+                node,
+                "'models' is missing: list zoo names or model files, e.g. models: [mobilenet_v2]",
+            )
+        models = tuple(self.model(v, n) for v, n in self.items(*values["models"], "models"))
+        backends = tuple(self.backend(v, n) for v, n in self.items(*get("backends"), "backends"))
+        schemes = tuple(self.scheme(v, n) for v, n in self.items(*get("schemes"), "schemes"))
+        accuracy_v, accuracy_n = get("accuracy")
+        if not isinstance(accuracy_v, bool):
+            self.fail(accuracy_n, f"'accuracy' must be true or false, got {accuracy_v!r}")
+        scen_v, scen_n = get("scenarios")
+        if scen_v in ([], None) and accuracy_v:
+            scenarios: tuple[str, ...] = ()  # accuracy runs only
+        else:
+            scenarios = tuple(
+                self.scenario(v, n) for v, n in self.items(scen_v, scen_n, "scenarios")
+            )
+        data = self.dataset(*get("data"), "data")
+        calib_v, calib_n = get("calib")
+        calib = None if calib_v is None else self.dataset(calib_v, calib_n, "calib")
+        threads_v, threads_n = get("threads")
+        if isinstance(threads_v, bool) or not isinstance(threads_v, int) or threads_v < 1:
+            self.fail(threads_n, f"'threads' must be an integer >= 1, got {threads_v!r}")
+        dur_v, dur_n = get("duration_s")
+        if isinstance(dur_v, bool) or not isinstance(dur_v, int | float) or dur_v <= 0:
+            self.fail(dur_n, f"'duration_s' must be a number of seconds > 0, got {dur_v!r}")
+        to_v, to_n = get("cell_timeout_s")
+        if to_v is not None and (
+            isinstance(to_v, bool) or not isinstance(to_v, int | float) or to_v <= 0
+        ):
+            self.fail(to_n, f"'cell_timeout_s' must be a number of seconds > 0, got {to_v!r}")
+        if accuracy_v and data.split(":", 1)[0] == "synthetic":
+            self.fail(
+                accuracy_n,
+                "accuracy: true needs labelled data (data: digits or imagenet:DIR), not synthetic",
+            )
+        return Group(
+            models=models,
+            backends=backends,
+            schemes=schemes,
+            scenarios=scenarios,
+            data=data,
+            calib=calib,
+            accuracy=accuracy_v,
+            threads=int(threads_v),
+            duration_s=float(dur_v),
+            cell_timeout_s=None if to_v is None else float(to_v),
+        )
+
+    def items(self, value: Any, node: Any, key: str) -> list[tuple[Any, Any]]:
+        """A list value as (item, item node) pairs; a lone scalar counts as a one-item list."""
+        import yaml
+
+        if isinstance(node, yaml.SequenceNode):
+            if not node.value:
+                self.fail(node, f"'{key}' must not be empty")
+            return [(self.value(n), n) for n in node.value]
+        if value is None:
+            self.fail(node, f"'{key}' must not be empty")
+        if isinstance(value, list):  # a default
+            return [(v, node) for v in value]
+        return [(value, node)]
+
+    def model(self, value: Any, node: Any) -> ModelRef:
+        if isinstance(value, str):
+            return ModelRef(name=self.path_or_name(value))
+        if isinstance(value, dict):
+            bad = [k for k in value if k not in MODEL_KEYS]
+            if bad:
+                self.fail(
+                    node,
+                    f"unknown model key(s) {bad}; a model mapping takes {', '.join(MODEL_KEYS)}",
+                )
+            if not isinstance(value.get("name"), str):
+                self.fail(node, "a model mapping needs 'name' (a zoo name or a model file)")
+            return ModelRef(
+                name=self.path_or_name(value["name"]),
+                arch=value.get("arch"),
+                weights=None
+                if value.get("weights") is None
+                else self.path_or_name(str(value["weights"])),
+            )
+        self.fail(node, f"a model must be a name or a mapping, got {value!r}")
+        raise AssertionError  # unreachable: fail() raised
+
+    def path_or_name(self, text: str) -> str:
+        """Resolve a relative file path against the experiment's folder when it exists there."""
+        if self.base_dir is not None and ("/" in text or "." in Path(text).name):
+            candidate = self.base_dir / text
+            if candidate.exists():
+                return str(candidate.resolve())
+        return text
+
+    def backend(self, value: Any, node: Any) -> str:
+        from edgequant.backends.base import _ALIASES, backend_names
+
+        name = str(value).lower()
+        name = _ALIASES.get(name, name)
+        known = backend_names()
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            self.fail(node, f"unknown backend {value!r}{hint}; known: {', '.join(known)}")
+        return name
+
+    def scheme(self, value: Any, node: Any) -> SchemeRef:
+        if not isinstance(value, str | dict):
+            self.fail(node, f"a scheme must be a name or a mapping, got {value!r}")
+        spec: str | dict[str, Any] = value
+        if isinstance(value, str) and value.endswith((".yaml", ".yml")):
+            spec = self.path_or_name(value)
+        try:
+            scheme = get_scheme(spec)
+        except ValidationError as e:
+            self.fail(node, str(e))
+            raise  # unreachable
+        return SchemeRef(scheme=scheme, spec=spec)
+
+    def scenario(self, value: Any, node: Any) -> str:
+        by_lower = {s.lower(): s for s in SCENARIOS}
+        name = by_lower.get(str(value).lower())
+        if name is None:
+            self.fail(
+                node, f"unknown scenario {value!r}; MLPerf scenarios are {', '.join(SCENARIOS)}"
+            )
+        return str(name)
+
+    def dataset(self, value: Any, node: Any, key: str) -> str:
+        if not isinstance(value, str) or not value:
+            self.fail(
+                node, f"'{key}' must be a dataset name like synthetic, digits or imagenet:DIR"
+            )
+        kind, _, path = str(value).partition(":")
+        if kind not in DATA_KINDS:
+            close = difflib.get_close_matches(kind, DATA_KINDS, n=1, cutoff=0.5)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            self.fail(
+                node,
+                f"unknown dataset kind {kind!r} in '{key}'{hint}; use synthetic, digits or imagenet:DIR",
+            )
+        if kind == "imagenet":
+            if not path:
+                self.fail(node, f"'{key}: imagenet' needs a folder: imagenet:DIR")
+            if (
+                self.base_dir is not None
+                and not Path(path).is_absolute()
+                and (self.base_dir / path).is_dir()
+            ):
+                path = str((self.base_dir / path).resolve())
+            return f"imagenet:{path}"
+        return str(value)
+
+
+__all__ = [
+    "SCENARIOS",
+    "Cell",
+    "Experiment",
+    "Group",
+    "ModelRef",
+    "SchemeRef",
+    "load_experiment",
+    "parse_experiment",
+]
