@@ -1,0 +1,309 @@
+"""LiteRT (TFLite) backend: litert-torch converts, ai-edge-quantizer quantizes, XNNPACK runs.
+
+Pipeline of :meth:`LiteRtBackend.prepare`:
+
+1. ``litert_torch.convert(module, (example,))`` turns the fp32 ``nn.Module`` into a float
+   ``.tflite`` (no TensorFlow). The input stays NCHW (the converter inserts a TRANSPOSE) and the
+   batch is 1; sessions resize the input for other batch sizes.
+2. For quantized schemes, ai-edge-quantizer runs a recipe built from the scheme
+   (:mod:`edgequant.backends.litert_recipe`); static schemes calibrate first with the
+   quantizer's own calibrator, one sample per step.
+3. The session (:mod:`edgequant.backends.litert_session`) runs the artifact with the XNNPACK
+   delegate and ``threads`` threads; int8 I/O is (de)quantized with numpy.
+
+Why this configuration is the fast one on x86: static INT8 with per-channel symmetric int8
+weights and int8 activations maps onto XNNPACK's QS8 kernels (VNNI on this class of CPU);
+nothing in the graph stays float except the model's own TRANSPOSE/PAD/MEAN data movement.
+
+bf16 is n/a (neither LiteRT nor XNNPACK has bfloat16 inference). fp16 stores fp16 weights that
+XNNPACK expands to fp32 at load time: the file halves, the arithmetic stays fp32, and the
+artifact records that as its executed precision.
+
+Example:
+    >>> from edgequant.backends import get_backend
+    >>> be = get_backend("litert")
+    >>> be.supports(get_scheme("bf16"))   # doctest: +SKIP
+    'LiteRT/XNNPACK has no bfloat16 inference kernels'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import importlib.util
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgequant.backends.base import Artifact, Backend, InspectReport
+from edgequant.backends.litert_recipe import build_recipe, check_recipe, condense
+from edgequant.errors import ArtifactError, ModelError, UnsupportedError, ValidationError
+from edgequant.quant.scheme import Scheme
+
+if TYPE_CHECKING:
+    from edgequant.backends.litert_session import LiteRtSession
+    from edgequant.models.base import Model
+
+_PACKAGES = {
+    "ai_edge_litert": "ai-edge-litert",
+    "litert_torch": "litert-torch",
+    "ai_edge_quantizer": "ai-edge-quantizer",
+}
+#: converted float models kept in memory so the schemes of one model convert once per process
+_FLOAT_CACHE: dict[tuple[str, int, tuple[int, ...]], bytes] = {}
+_FLOAT_CACHE_MAX = 4
+
+
+class LiteRtBackend(Backend):
+    """LiteRT with the XNNPACK delegate; quantization by ai-edge-quantizer recipes."""
+
+    name = "litert"
+    description = "LiteRT (TFLite) + XNNPACK; litert-torch converter, ai-edge-quantizer recipes"
+    install_hint = "pip install ai-edge-litert litert-torch ai-edge-quantizer"
+
+    # --- availability ------------------------------------------------------------------------
+    def unavailable_reason(self) -> str | None:
+        missing = [pip for mod, pip in _PACKAGES.items() if importlib.util.find_spec(mod) is None]
+        if missing:
+            return f"{', '.join(missing)} not installed; run `pip install {' '.join(missing)}`"
+        return None
+
+    def versions(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for pip in _PACKAGES.values():
+            try:
+                out[pip] = importlib.metadata.version(pip)
+            except importlib.metadata.PackageNotFoundError:
+                continue
+        return out
+
+    # --- capability ---------------------------------------------------------------------------
+    def supports(self, scheme: Scheme, model: Model | None = None) -> str | None:
+        if model is not None and model.module is None:
+            return "LiteRT needs a PyTorch model (litert-torch converts nn.Module, not .onnx files)"
+        if scheme.float_dtype == "bf16":
+            return "LiteRT/XNNPACK has no bfloat16 inference kernels"
+        if scheme.techniques:
+            # applied before prepare() by the artifact cache; nothing runtime-specific to refuse
+            pass
+        w, a = scheme.weights, scheme.activations
+        if w is not None and w.bits not in (4, 8):
+            return f"LiteRT kernels take 8- or 4-bit integer weights, not {w.bits}-bit"
+        if a is not None and a.bits != 8:
+            return f"XNNPACK runs 8-bit integer activations only, not {a.bits}-bit"
+        if a is not None and a.dynamic and w is not None and not w.symmetric:
+            return "dynamic-range kernels need symmetric weights"
+        if scheme.is_static and not scheme.calibration.method.startswith(("default", "minmax")):
+            return (
+                f"ai-edge-quantizer calibrates by min/max only (moving average or absolute); "
+                f"{scheme.calibration.method} is not offered"
+            )
+        if self.unavailable_reason() is not None:
+            return None  # capability is known; availability is reported by require()
+        return check_recipe(scheme)
+
+    # --- work ---------------------------------------------------------------------------------
+    def prepare(
+        self, model: Model, scheme: Scheme, calibration: np.ndarray | None, out_dir: Path
+    ) -> Artifact:
+        self.require()
+        self.check_supported(scheme, model)
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        calib = _check_calibration(calibration, model, scheme) if scheme.is_static else None
+        # the converter and the quantizer print progress on stdout; stdout belongs to --json
+        with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return self._build(model, scheme, calib, out_dir)
+
+    def _build(
+        self, model: Model, scheme: Scheme, calib: np.ndarray | None, out_dir: Path
+    ) -> Artifact:
+        t0 = time.perf_counter()
+        float_bytes = _convert(model)
+        convert_s = time.perf_counter() - t0
+        meta: dict[str, Any] = {
+            "runtime": "litert",
+            "versions": self.versions(),
+            "converter": "litert_torch.convert, batch 1, NCHW input kept (TRANSPOSE inserted)",
+            "convert_s": round(convert_s, 2),
+        }
+        path = out_dir / "model.tflite"
+        if scheme.is_float and scheme.float_dtype == "fp32":
+            path.write_bytes(float_bytes)
+            meta["quantizer"] = None
+        else:
+            recipe = build_recipe(scheme)
+            t1 = time.perf_counter()
+            data, cal_meta = _quantize(float_bytes, recipe, calib, scheme)
+            path.write_bytes(data)
+            meta.update(
+                quantizer={"name": "ai-edge-quantizer", "recipe": recipe, **cal_meta},
+                quantize_s=round(time.perf_counter() - t1, 2),
+            )
+        meta.update(_describe(path, scheme))
+        art = Artifact(path=path, backend=self.name, model=model.name, scheme=scheme, metadata=meta)
+        art.save_metadata()
+        return art
+
+    def load(self, artifact: Artifact, threads: int) -> LiteRtSession:
+        from edgequant.backends.litert_session import LiteRtSession
+
+        self.require()
+        if not artifact.path.is_file():
+            raise ArtifactError(f"{artifact.path} is missing; rebuild it with `edgequant quantize`")
+        return LiteRtSession(artifact.path, threads, artifact.metadata.get("executed_precision"))
+
+    def inspect(self, artifact: Artifact) -> InspectReport:
+        from edgequant.backends.litert_inspect import inspect_tflite
+
+        self.require()
+        return inspect_tflite(artifact.path, backend=self.name, scheme=artifact.scheme.name)
+
+
+def _check_calibration(calibration: np.ndarray | None, model: Model, scheme: Scheme) -> np.ndarray:
+    """Validate calibration samples (static schemes cannot be built without them)."""
+    if calibration is None:
+        raise ValidationError(f"{scheme.name} needs calibration data; pass --calib DATASET")
+    x = np.asarray(calibration)
+    want = tuple(model.input_spec.shape)
+    if x.ndim != 4 or tuple(x.shape[1:]) != want:
+        raise ValidationError(
+            f"calibration samples must have shape (N, {', '.join(map(str, want))}), got {x.shape}"
+        )
+    if x.shape[0] == 0:
+        raise ValidationError("the calibration set is empty; give at least one sample")
+    if not np.isfinite(x).all():
+        raise ValidationError(
+            "calibration samples contain NaN or inf; fix the preprocessing or the data"
+        )
+    return x[: scheme.calibration.samples].astype(np.float32, copy=False)
+
+
+def _convert(model: Model) -> bytes:
+    """The float .tflite of ``model`` (batch 1, NCHW); converted once per process per model."""
+    if model.module is None:
+        raise UnsupportedError(
+            "LiteRT needs a PyTorch model (litert-torch converts nn.Module, not .onnx files)"
+        )
+    shape = (1, *model.input_spec.shape)
+    key = (model.key, id(model.module), shape)
+    if key in _FLOAT_CACHE:
+        return _FLOAT_CACHE[key]
+    import litert_torch
+    import torch
+
+    module = model.module.eval()
+    example = torch.zeros(shape, dtype=torch.float32)
+    try:
+        with torch.no_grad():
+            edge = litert_torch.convert(module, (example,))
+        data = bytes(edge.model_content())
+    except Exception as e:  # the converter raises many types; the message is what matters
+        raise ModelError(
+            f"litert-torch could not convert {model.name}: {type(e).__name__}: {condense(str(e))}"
+        ) from None
+    if len(_FLOAT_CACHE) >= _FLOAT_CACHE_MAX:
+        _FLOAT_CACHE.pop(next(iter(_FLOAT_CACHE)))
+    _FLOAT_CACHE[key] = data
+    return data
+
+
+def _quantize(
+    float_bytes: bytes, recipe: list[dict[str, Any]], calib: np.ndarray | None, scheme: Scheme
+) -> tuple[bytes, dict[str, Any]]:
+    """Run ai-edge-quantizer on the float model; return the quantized flatbuffer and what was done."""
+    from ai_edge_quantizer import quantizer
+
+    meta: dict[str, Any] = {}
+    try:
+        q = quantizer.Quantizer(bytearray(float_bytes), recipe)
+        result_qsv = None
+        if q.need_calibration:
+            if calib is None:  # pragma: no cover - prepare() validated it
+                raise ValidationError(f"{scheme.name} needs calibration data")
+            result_qsv, meta = _calibrate(float_bytes, recipe, calib, scheme)
+        result = q.quantize(result_qsv, enable_progress_report=False)
+    except (ValueError, RuntimeError, KeyError, TypeError) as e:
+        raise UnsupportedError(
+            f"ai-edge-quantizer failed on {scheme.name}: {condense(str(e))}"
+        ) from None
+    if result.quantized_model is None:
+        raise UnsupportedError(f"ai-edge-quantizer produced no model for {scheme.name}")
+    return bytes(result.quantized_model), meta
+
+
+def _calibrate(
+    float_bytes: bytes, recipe: list[dict[str, Any]], calib: np.ndarray, scheme: Scheme
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Activation ranges with the quantizer's calibrator, one sample per step.
+
+    ``default`` keeps the quantizer's own choice (exponential moving average of per-sample
+    min/max, smoothing 0.95), which ignores rare outliers; ``minmax`` takes the absolute min/max.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_quantizer import calibrator, recipe_manager
+    from ai_edge_quantizer.utils import qsv_utils
+
+    sigs = Interpreter(model_content=float_bytes).get_signature_list()
+    if len(sigs) != 1:
+        raise ValidationError(f"expected one signature in the converted model, found {list(sigs)}")
+    sig, spec = next(iter(sigs.items()))
+    in_name = spec["inputs"][0]
+    method = scheme.calibration.method
+    update = qsv_utils.min_max_update if method == "minmax" else qsv_utils.moving_average_update
+    cal = calibrator.Calibrator(
+        bytearray(float_bytes), num_threads=os.cpu_count() or 1, qsv_update_func=update
+    )
+    samples = [{in_name: calib[i : i + 1]} for i in range(len(calib))]
+    manager = recipe_manager.RecipeManager()
+    manager.load_quantization_recipe(recipe)  # the recipe decides which tensors get ranges
+    cal.calibrate({sig: samples}, manager)
+    meta = {
+        "calibration": {
+            "samples": len(samples),
+            "method": "minmax (absolute)"
+            if method == "minmax"
+            else "moving-average min/max (quantizer default)",
+            "requested": method,
+        }
+    }
+    return cal.get_model_qsvs(), meta
+
+
+def _describe(path: Path, scheme: Scheme) -> dict[str, Any]:
+    """I/O dtypes, weight bytes and executed precision of a built .tflite."""
+    from edgequant.backends.litert_inspect import tensor_summary
+
+    info = tensor_summary(path)
+    if scheme.is_static:
+        precision, why = (
+            "i8",
+            "static INT8: XNNPACK QS8 kernels (int8 activations and per-channel int8 weights)",
+        )
+    elif scheme.is_dynamic:
+        precision, why = (
+            "i8-dynamic",
+            "dynamic range: activations quantized per batch at run time, float I/O",
+        )
+    elif scheme.is_weight_only:
+        precision, why = (
+            "f32",
+            "weight-only: integer weights are dequantized to fp32; compute is fp32",
+        )
+    elif scheme.float_dtype == "fp16":
+        precision, why = (
+            "f32",
+            "fp16 weights are expanded to fp32 by XNNPACK on this CPU; compute is fp32",
+        )
+    else:
+        precision, why = "f32", "fp32 model, XNNPACK fp32 kernels"
+    return {**info, "executed_precision": precision, "choice_reason": why}
+
+
+__all__ = ["LiteRtBackend"]

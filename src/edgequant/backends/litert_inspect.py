@@ -1,0 +1,183 @@
+"""Read a .tflite flatbuffer: which ops run in integer precision, which in float, and why.
+
+The interpreter is opened without the default delegates so its op list is the flatbuffer's
+own (XNNPACK would otherwise fold everything into one DELEGATE node). An op computes in int8
+when its activation input is int8; a float op is explained by what feeds it: a DEQUANTIZE on
+the weights (weight-only), float weights (not quantized by the recipe), or a float activation
+next to int8 weights (dynamic range: quantized at run time, which XNNPACK runs in integer).
+
+Example:
+    >>> report = inspect_tflite(Path("model.tflite"), backend="litert", scheme="w8a8")  # doctest: +SKIP
+    >>> report.summary()                                                                # doctest: +SKIP
+    '4/4 convs in integer precision'
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgequant.backends.base import InspectReport, OpInfo
+from edgequant.backends.litert_recipe import WEIGHT_OPS, condense
+from edgequant.errors import ArtifactError
+
+_NAMES = {
+    "int8": "int8",
+    "uint8": "uint8",
+    "int16": "int16",
+    "int32": "int32",
+    "float32": "fp32",
+    "float16": "fp16",
+    "int4": "int4",
+}
+
+
+def _interpreter(path: Path) -> Any:
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    try:
+        it = Interpreter(
+            model_path=str(path),
+            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        )
+        it.allocate_tensors()
+    except (ValueError, RuntimeError) as e:
+        raise ArtifactError(
+            f"LiteRT cannot read {path}: {condense(str(e))}; delete it and rebuild"
+        ) from None
+    return it
+
+
+def _dtype(detail: dict[str, Any]) -> str:
+    name = np.dtype(detail["dtype"]).name
+    return _NAMES.get(name, name)
+
+
+def _read_model(path: Path) -> Any:
+    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as fb
+
+    try:
+        return fb.read_model(bytearray(path.read_bytes()))
+    except Exception as e:  # flatbuffers raises assorted errors on a damaged file
+        raise ArtifactError(
+            f"{path} is not a valid .tflite ({condense(str(e))}); delete it and rebuild"
+        ) from None
+
+
+def _type_name(code: int) -> str:
+    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as fb
+
+    name = str(fb.TENSOR_CODE_TO_TYPE[code]).lower()
+    return _NAMES.get(name, name)
+
+
+def _weight_bytes(path: Path) -> tuple[int, dict[str, int]]:
+    """Bytes of constant tensors (weights, biases, folded constants) and their dtypes."""
+    model = _read_model(path)
+    total = 0
+    by_type: Counter[str] = Counter()
+    seen: set[int] = set()
+    for sg in model.subgraphs:
+        for t in sg.tensors:
+            buf = model.buffers[t.buffer]
+            n = (
+                int(buf.size)
+                if getattr(buf, "offset", 0)
+                else (0 if buf.data is None else len(buf.data))
+            )
+            if n == 0 or t.buffer in seen:
+                continue
+            seen.add(t.buffer)
+            total += n
+            by_type[_type_name(t.type)] += n
+    return total, dict(by_type)
+
+
+def tensor_summary(path: Path) -> dict[str, Any]:
+    """I/O dtypes and quantization, weight bytes by dtype: the metadata a built artifact records.
+
+    Example:
+        >>> tensor_summary(Path("model.tflite"))["input_dtype"]   # doctest: +SKIP
+        'int8'
+    """
+    it = _interpreter(path)
+    (inp,), (out,) = it.get_input_details(), it.get_output_details()
+    total, by_type = _weight_bytes(path)
+
+    def quant(d: dict[str, Any]) -> dict[str, float] | None:
+        scale, zero = d["quantization"]
+        return {"scale": float(scale), "zero_point": int(zero)} if scale else None
+
+    return {
+        "input_dtype": _dtype(inp),
+        "output_dtype": _dtype(out),
+        "input_quantization": quant(inp),
+        "output_quantization": quant(out),
+        "input_shape": [int(v) for v in inp["shape"]],
+        "weight_bytes": total,
+        "weight_bytes_by_dtype": by_type,
+    }
+
+
+def inspect_tflite(path: Path, *, backend: str, scheme: str) -> InspectReport:
+    """Per-op precision of a .tflite with the reason for every op that stays float."""
+    it = _interpreter(path)
+    tensors = {int(d["index"]): d for d in it.get_tensor_details()}
+    # the interpreter shows int4 tensors as int8; the flatbuffer has the stored type
+    stored = [_type_name(t.type) for t in _read_model(path).subgraphs[0].tensors]
+    ops = it._get_ops_details()  # private, but the only API listing a model's ops
+    producer = {int(o): op for op in ops for o in op["outputs"]}
+    report = InspectReport(artifact=str(path), backend=backend, scheme=scheme)
+    counts: Counter[str] = Counter()
+    for op in ops:
+        kind = str(op["op_name"])
+        counts[kind] += 1
+        ins = [int(i) for i in op["inputs"] if int(i) >= 0]
+        if not ins:
+            continue
+        act = _dtype(tensors[ins[0]])
+        if kind in WEIGHT_OPS and len(ins) > 1:
+            w = ins[1]
+            wdt, feeder = stored[w], producer.get(w)
+            if act in ("int8", "uint8", "int16"):
+                prec, reason = (act if wdt == act else f"{act}x{wdt}"), ""
+                if act == "int16":
+                    reason = "16-bit activations (slow reference kernels)"
+            elif feeder is not None and feeder["op_name"] == "DEQUANTIZE":
+                src = stored[int(feeder["inputs"][0])]
+                prec, reason = (
+                    "fp32",
+                    f"DEQUANTIZE feeds it ({src} weights expanded to float"
+                    + (": weight-only)" if src.startswith("int") else ")"),
+                )
+            elif wdt.startswith("int"):
+                prec, reason = f"{wdt}-dynamic", ""
+            else:
+                prec, reason = (
+                    act,
+                    f"float input tensor and {wdt} weights (not quantized by the recipe)",
+                )
+        else:
+            prec, reason = act, ""
+        name = tensors[int(op["outputs"][0])]["name"] if len(op["outputs"]) else kind
+        report.ops.append(OpInfo(name=str(name), op_type=kind, precision=prec, reason=reason))
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    report.notes.append(
+        f"input {_dtype(inp)} {list(inp['shape'])}, output {_dtype(out)} {list(out['shape'])}"
+    )
+    report.notes.append("ops: " + ", ".join(f"{n} × {k}" for k, n in counts.most_common()))
+    if counts.get("QUANTIZE") or counts.get("DEQUANTIZE"):
+        report.notes.append(
+            f"{counts.get('QUANTIZE', 0)} QUANTIZE / {counts.get('DEQUANTIZE', 0)} DEQUANTIZE ops convert "
+            "between float and integer inside the graph"
+        )
+    dyn = sum(1 for o in report.ops if o.precision.endswith("-dynamic"))
+    if dyn:
+        report.notes.append(f"{dyn} ops quantize their float input at run time (dynamic range)")
+    return report
+
+
+__all__ = ["inspect_tflite", "tensor_summary"]

@@ -1,0 +1,176 @@
+"""Map an edgequant :class:`Scheme` onto an ai-edge-quantizer recipe, and check it with the quantizer.
+
+ai-edge-quantizer recipes are data: a list of ``{regex, operation, algorithm_key, op_config}``
+entries, later entries winning for the ops they name. We write the scheme's parameters into
+that shape (weight bits / symmetric / granularity, activation bits / symmetric, static vs
+dynamic vs weight-only, fp16 by float casting) instead of picking a canned recipe by name, so a
+custom scheme dict maps exactly and the built-in names reproduce the canned recipes:
+
+=========== ========================================================================
+scheme      recipe (same as)
+=========== ========================================================================
+w8a8        ``static_wi8_ai8`` (int8 per-channel sym weights, int8 asym activations)
+w8a8-pt     ``static_wi8_ai8`` with TENSORWISE weights
+w8a8-sym    ``static_wi8_ai8`` with symmetric activations
+w8-dyn      ``dynamic_wi8_afp32`` (int8 weights, activations quantized at run time)
+w8-only     ``weight_only_wi8_afp32`` (int8 weights, DEQUANTIZE, float compute)
+w4-only     ``weight_only_wi4_afp32``; depthwise convs keep 8-bit weights (no int4 kernel)
+w4a8        int4 conv/FC weights + int8 activations; depthwise convs keep 8-bit weights
+fp16        ``float_casting`` of weights to fp16 (compute stays fp32 on CPUs)
+=========== ========================================================================
+
+Example:
+    >>> from edgequant.quant.scheme import get_scheme
+    >>> r = build_recipe(get_scheme("w8a8-pt"))
+    >>> r[0]["op_config"]["weight_tensor_config"]["granularity"]
+    'TENSORWISE'
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgequant.errors import UnsupportedError
+from edgequant.quant.scheme import Scheme
+
+#: ops that carry weights and so define what a scheme quantizes
+WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+#: ops for which ai-edge-quantizer has no int4-weight kernel (checked with its own policy)
+_BLOCK_SIZES = (32, 64, 128, 256)
+
+
+def _granularity(scheme: Scheme) -> str:
+    w = scheme.weights
+    if w is None:  # pragma: no cover - callers only ask for quantized weights
+        raise UnsupportedError("no weight quantization in this scheme")
+    if w.granularity == "channel":
+        return "CHANNELWISE"
+    if w.granularity == "tensor":
+        return "TENSORWISE"
+    size = w.block_size
+    if size not in _BLOCK_SIZES:
+        raise UnsupportedError(
+            f"ai-edge-quantizer supports weight blocks of {', '.join(map(str, _BLOCK_SIZES))}, not {size}"
+        )
+    return f"BLOCKWISE_{size}"
+
+
+def _weight_config(scheme: Scheme, bits: int) -> dict[str, Any]:
+    w = scheme.weights
+    if w is None:  # pragma: no cover
+        raise UnsupportedError("no weight quantization in this scheme")
+    return {
+        "num_bits": bits,
+        "symmetric": w.symmetric,
+        "granularity": _granularity(scheme),
+        "dtype": "INT",
+    }
+
+
+def _op_config(scheme: Scheme, bits: int) -> dict[str, Any]:
+    """The op_config of one recipe entry for the scheme, with ``bits``-bit weights."""
+    if scheme.weights is None:
+        # fp16: ai-edge-quantizer's float_casting stores weights as fp16 and adds DEQUANTIZE
+        return {
+            "weight_tensor_config": {
+                "num_bits": 16,
+                "dtype": "FLOAT",
+                "symmetric": True,
+                "granularity": "TENSORWISE",
+            },
+            "compute_precision": "FLOAT",
+            "explicit_dequantize": True,
+        }
+    cfg: dict[str, Any] = {"weight_tensor_config": _weight_config(scheme, bits)}
+    act = scheme.activations
+    if act is None:  # weight-only: DEQUANTIZE feeds the float op
+        cfg.update(compute_precision="FLOAT", explicit_dequantize=True)
+    elif act.dynamic:  # dynamic range: the kernel quantizes activations on the fly
+        cfg.update(compute_precision="INTEGER", explicit_dequantize=False)
+    else:
+        cfg.update(
+            activation_tensor_config={
+                "num_bits": act.bits,
+                "symmetric": act.symmetric,
+                "granularity": "TENSORWISE",
+                "dtype": "INT",
+            },
+            compute_precision="INTEGER",
+            explicit_dequantize=False,
+        )
+    return cfg
+
+
+def _entry(operation: str, algorithm: str, op_config: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "regex": ".*",
+        "operation": operation,
+        "algorithm_key": algorithm,
+        "op_config": op_config,
+    }
+
+
+def build_recipe(scheme: Scheme) -> list[dict[str, Any]]:
+    """The ai-edge-quantizer recipe (list of dicts, JSON-serialisable) for a quantized scheme.
+
+    4-bit weights: the quantizer has no int4 depthwise kernel, so every op first gets the 8-bit
+    config and then CONV_2D / FULLY_CONNECTED are overridden with 4 bits (later entries win).
+
+    Example:
+        >>> from edgequant.quant.scheme import get_scheme
+        >>> [e["operation"] for e in build_recipe(get_scheme("w4-only"))]
+        ['*', 'CONV_2D', 'FULLY_CONNECTED']
+    """
+    if scheme.is_float:
+        return [_entry("*", "float_casting", _op_config(scheme, 16))]
+    bits = scheme.weights.bits if scheme.weights else 8
+    if bits == 8:
+        return [_entry("*", "min_max_uniform_quantize", _op_config(scheme, 8))]
+    base = _entry("*", "min_max_uniform_quantize", _op_config(scheme, 8))
+    low = [
+        _entry(op, "min_max_uniform_quantize", _op_config(scheme, bits))
+        for op in ("CONV_2D", "FULLY_CONNECTED")
+    ]
+    return [base, *low]
+
+
+def check_recipe(scheme: Scheme) -> str | None:
+    """None when ai-edge-quantizer's own config policy accepts the scheme for convs, else why not.
+
+    Uses the quantizer's validation (``algorithm_manager.check_op_quantization_config``), so
+    what we call supported is what it will actually quantize.
+    """
+    try:
+        recipe = build_recipe(scheme)
+    except UnsupportedError as e:
+        return str(e)
+    from ai_edge_quantizer import algorithm_manager, qtyping
+
+    for entry in recipe:
+        ops = WEIGHT_OPS if entry["operation"] == "*" else (entry["operation"],)
+        if entry["operation"] == "*" and scheme.weights is not None and scheme.weights.bits != 8:
+            ops = ("DEPTHWISE_CONV_2D",)  # the 8-bit fallback entry only matters for these
+        config = qtyping.OpQuantizationConfig.from_dict(entry["op_config"])
+        for op in ops:
+            try:
+                algorithm_manager.check_op_quantization_config(
+                    entry["algorithm_key"], qtyping.TFLOperationName(op), config
+                )
+            except ValueError as e:
+                return f"ai-edge-quantizer rejects it for {op}: {condense(str(e))}"
+    return None
+
+
+def condense(message: str, limit: int = 200) -> str:
+    """One line of at most ``limit`` characters from a (multi-line) library error message.
+
+    Example:
+        >>> condense("Traceback...\\nValueError: bad thing\\n\\n  more")
+        'Traceback... | ValueError: bad thing | more'
+    """
+    parts = [p.strip() for p in message.strip().splitlines() if p.strip()]
+    text = " | ".join(parts) or "no message"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+__all__ = ["WEIGHT_OPS", "build_recipe", "check_recipe", "condense"]
