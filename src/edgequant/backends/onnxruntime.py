@@ -288,28 +288,17 @@ def validate_calibration(
     """Float32 NCHW calibration samples matching the model's input, finite and non-empty.
 
     Example:
-        >>> validate_calibration(np.zeros((0, 3, 32, 32), np.float32), model, scheme)  # doctest: +SKIP
+        >>> validate_calibration(None, model, get_scheme("w8a8"))  # doctest: +SKIP
         Traceback (most recent call last):
-        ValidationError: calibration set is empty: ...
+        ValidationError: scheme w8a8 needs calibration data: pass --calib DATASET
     """
+    from edgequant.data import validate_batch
+
     if calibration is None:
         raise ValidationError(f"scheme {scheme.name} needs calibration data: pass --calib DATASET")
-    x = np.asarray(calibration)
-    want = tuple(model.input_spec.shape)
-    if x.ndim != 4 or tuple(x.shape[1:]) != want:
-        raise ValidationError(
-            f"calibration data has shape {x.shape}; expected (N, {', '.join(map(str, want))})"
-        )
-    if len(x) == 0:
-        raise ValidationError("calibration set is empty: pass a dataset with at least one sample")
-    if not np.issubdtype(x.dtype, np.floating):
-        raise ValidationError(f"calibration data must be float, got {x.dtype}")
-    if not np.isfinite(x).all():
-        bad = int((~np.isfinite(x)).sum())
-        raise ValidationError(
-            f"calibration data holds {bad} NaN/inf values; fix the preprocessing or the data"
-        )
-    return np.ascontiguousarray(x, dtype=np.float32)
+    return np.ascontiguousarray(
+        validate_batch(calibration, model.input_spec, what="calibration data")
+    )
 
 
 # --- builders --------------------------------------------------------------------------------

@@ -1,0 +1,270 @@
+"""The artifact cache: build each (model, weights, scheme, calibration set, runtime) once.
+
+Artifacts live in ``$EDGEQUANT_CACHE`` (default ``~/.cache/edgequant``) under
+``<backend>/<model key>-<scheme>-<hash>/``. The hash covers the model key and weights hash, the
+full scheme (techniques included), the calibration set's identity and sample count, and the
+backend's name and runtime versions, so upgrading a runtime or changing a calibration set never
+reuses a stale artifact.
+
+Builds go to a temporary directory beside the final one and are renamed into place, so an
+interrupted build never leaves a half-written artifact under the final name. A cached artifact
+whose metadata is missing or unreadable, whose files are missing or of another size than
+recorded, or that the runtime cannot load, is reported in one line, deleted and rebuilt.
+
+Example:
+    >>> from edgequant.backends.cache import get_or_build
+    >>> art = get_or_build("onnxruntime", load_model("resnet50"), "w8a8",
+    ...                    open_dataset("synthetic", spec))               # doctest: +SKIP
+    >>> art.metadata["cache_key"][:8]                                       # doctest: +SKIP
+    '3fa1c2d9'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgequant.backends.base import METADATA_NAME, Artifact, Backend, get_backend
+from edgequant.console import log
+from edgequant.errors import ArtifactError, EdgequantError, UnsupportedError, ValidationError
+from edgequant.quant.scheme import Scheme, get_scheme
+
+if TYPE_CHECKING:
+    from edgequant.data.base import Dataset
+    from edgequant.models.base import Model
+
+#: bump when the layout or the key changes, so old entries are not reused
+CACHE_FORMAT = 1
+
+
+def default_cache_dir() -> Path:
+    """``$EDGEQUANT_CACHE`` if set, else ``~/.cache/edgequant``.
+
+    Example:
+        >>> os.environ["EDGEQUANT_CACHE"] = "/tmp/eq"; default_cache_dir()
+        PosixPath('/tmp/eq')
+    """
+    env = os.environ.get("EDGEQUANT_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "edgequant"
+
+
+def calibration_identity(calib: Dataset | np.ndarray | None, n: int | None) -> str | None:
+    """What identifies a calibration set in the cache key: dataset identity + sample count.
+
+    Arrays are identified by a hash of their bytes.
+
+    Example:
+        >>> calibration_identity(np.zeros((2, 3, 8, 8), np.float32), None)[:6]
+        'array:'
+    """
+    if calib is None:
+        return None
+    if isinstance(calib, np.ndarray):
+        digest = hashlib.sha1(np.ascontiguousarray(calib).tobytes()).hexdigest()[:16]
+        return f"array:{calib.shape}:{calib.dtype}:{digest}"
+    return f"{calib.identity}|samples={n}"
+
+
+def cache_key(backend: Backend, model: Model, scheme: Scheme, calib_id: str | None) -> str:
+    """The hex digest naming an artifact in the cache.
+
+    Example:
+        >>> cache_key(get_backend("onnxruntime"), model, get_scheme("fp32"), None)  # doctest: +SKIP
+        'c0ffee…'
+    """
+    payload = {
+        "format": CACHE_FORMAT,
+        "model": model.key,
+        "weights_hash": model.weights_hash,
+        "scheme": scheme.to_dict(),
+        "calibration": calib_id,
+        "backend": backend.name,
+        "versions": backend.versions(),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def get_or_build(
+    backend: Backend | str,
+    model: Model,
+    scheme: Scheme | str,
+    calib: Dataset | np.ndarray | None = None,
+    *,
+    cache_dir: Path | str | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> Artifact:
+    """The cached artifact for (backend, model, scheme, calibration set), built when missing.
+
+    ``calib`` is a :class:`~edgequant.data.base.Dataset` (``scheme.calibration.samples`` of it
+    are used, a seeded subset) or an already-preprocessed float32 NCHW array. Static schemes
+    without it raise :class:`ValidationError`; the backend's availability and support for the
+    scheme are checked before anything is built. ``force`` rebuilds even a valid entry.
+
+    Example:
+        >>> art = get_or_build("onnxruntime", model, "fp32")    # doctest: +SKIP
+        >>> get_or_build("onnxruntime", model, "fp32").path == art.path   # doctest: +SKIP
+        True
+    """
+    be = get_backend(backend) if isinstance(backend, str) else backend
+    sch = get_scheme(scheme)
+    be.require()
+    be.check_supported(sch, model)
+    if sch.needs_calibration and calib is None:
+        raise ValidationError(f"scheme {sch.name} needs calibration data: pass --calib DATASET")
+    use_calib = calib if sch.needs_calibration else None
+    n_calib = sch.calibration.samples if use_calib is not None else None
+    calib_id = calibration_identity(use_calib, n_calib)
+    key = cache_key(be, model, sch, calib_id)
+
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    final = root / be.name / f"{_safe(model.key)}-{_safe(sch.name)}-{key[:16]}"
+    if final.exists() and not force:
+        problem = _check_entry(be, final, key)
+        if problem is None:
+            return Artifact.load(final)
+        log(f"edgequant: cached artifact {final} is unusable ({problem}); rebuilding it")
+    return _build(be, model, sch, use_calib, n_calib, calib_id, key, final, progress)
+
+
+def _build(
+    be: Backend,
+    model: Model,
+    scheme: Scheme,
+    calib: Dataset | np.ndarray | None,
+    n_calib: int | None,
+    calib_id: str | None,
+    key: str,
+    final: Path,
+    progress: bool,
+) -> Artifact:
+    calib_array = _calibration_array(calib, n_calib, model)
+    if scheme.techniques:
+        model = _apply_techniques(model, scheme, calib_array)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".tmp-{final.name}-{os.getpid()}-{time.monotonic_ns()}"
+    if progress:
+        log(f"building {be.name} {scheme.name} artifact for {model.name} ...")
+    t0 = time.perf_counter()
+    try:
+        art = be.prepare(model, scheme, calib_array, tmp)
+        art.metadata.update(
+            cache_key=key,
+            calibration_set=calib_id,
+            calibration_samples=art.metadata.get(
+                "calibration_samples", 0 if calib_array is None else len(calib_array)
+            ),
+            build_seconds=round(time.perf_counter() - t0, 2),
+        )
+        art.save_metadata()
+        if final.exists():  # a corrupt entry, or --force: replace it
+            shutil.rmtree(final, ignore_errors=True)
+        try:
+            os.replace(tmp, final)
+        except OSError:
+            # another process renamed its build into place first: theirs is as good as ours
+            if _check_entry(be, final, key) is not None:
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    if progress:
+        log(f"built {final} in {time.perf_counter() - t0:.1f} s")
+    return Artifact.load(final)
+
+
+def _calibration_array(
+    calib: Dataset | np.ndarray | None, n: int | None, model: Model
+) -> np.ndarray | None:
+    from edgequant.data import calibration_samples, validate_batch
+
+    if calib is None:
+        return None
+    if isinstance(calib, np.ndarray):
+        x = validate_batch(calib, model.input_spec, what="calibration data")
+        return x[:n] if n is not None else x
+    return calibration_samples(calib, n or len(calib))
+
+
+def _apply_techniques(model: Model, scheme: Scheme, calib: np.ndarray | None) -> Model:
+    try:
+        from edgequant.quant.transforms import apply_techniques
+    except ImportError:
+        raise UnsupportedError(
+            f"scheme {scheme.name} asks for techniques {list(scheme.techniques)}, but "
+            "edgequant.quant.transforms is not installed in this build"
+        ) from None
+    return apply_techniques(model, scheme, calib)
+
+
+def _check_entry(be: Backend, directory: Path, key: str) -> str | None:
+    """None when the cached entry is complete and loads, else what is wrong with it."""
+    meta_path = directory / METADATA_NAME
+    if not meta_path.is_file():
+        return f"{METADATA_NAME} is missing"
+    try:
+        art = Artifact.load(directory)
+    except ArtifactError as e:
+        return str(e)
+    if art.metadata.get("cache_key") != key:
+        return "its cache key does not match"
+    recorded = art.metadata.get("size_bytes")
+    actual = art.size_bytes
+    if recorded != actual:
+        return f"size is {actual} bytes, metadata says {recorded} (truncated?)"
+    try:
+        be.load(art, threads=1).close()
+    except EdgequantError as e:
+        return f"the runtime cannot load it: {e}"
+    except Exception as e:  # runtimes raise their own types for corrupt files
+        return f"the runtime cannot load it: {type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}"
+    return None
+
+
+def _safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in text)[:60]
+
+
+def cache_entries(cache_dir: Path | str | None = None) -> list[dict[str, Any]]:
+    """One dict per cached artifact (backend, model, scheme, path, size_bytes), for listings.
+
+    Example:
+        >>> [e["scheme"] for e in cache_entries()]   # doctest: +SKIP
+        ['fp32', 'w8a8']
+    """
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    out: list[dict[str, Any]] = []
+    for meta in sorted(root.glob(f"*/*/{METADATA_NAME}")):
+        if meta.parent.name.startswith(".tmp-"):
+            continue
+        try:
+            data = json.loads(meta.read_text())
+            out.append(
+                {
+                    "backend": data["backend"],
+                    "model": data["model"],
+                    "scheme": data["scheme"]["name"],
+                    "path": str(meta.parent),
+                    "size_bytes": data.get("size_bytes"),
+                }
+            )
+        except (OSError, ValueError, KeyError):
+            continue
+    return out
+
+
+__all__ = [
+    "CACHE_FORMAT",
+    "cache_entries",
+    "cache_key",
+    "calibration_identity",
+    "default_cache_dir",
+    "get_or_build",
+]
