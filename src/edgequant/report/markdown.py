@@ -1,0 +1,137 @@
+"""The Markdown and CSV variants of the report (the same numbers; the plots live in the HTML).
+
+Example:
+    >>> from edgequant.report.build import collect            # doctest: +SKIP
+    >>> print(render_markdown(collect("runs/")))               # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from edgequant.report.build import ReportData
+from edgequant.report.tables import table_columns
+
+
+def _md(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(data: ReportData) -> str:
+    """The report as GitHub-flavoured Markdown."""
+    out: list[str] = [f"# edgequant report: {data.runs_dir.name}", ""]
+    out.append(
+        f"{len(data.records)} runs · {len(data.models)} model(s) · generated {data.generated_at} · "
+        f"accuracy budget {data.max_drop:g} top-1 point(s). Plots are in the HTML report "
+        "(`edgequant report RUNS_DIR -o report.html`)."
+    )
+    out += ["", "## Recommendation per model", ""]
+    for rec in data.recommendations:
+        out.append(f"- **{_md(rec.model)}**: {_md(rec.text)}")
+        out += [f"  - {_md(n)}" for n in rec.notes]
+    cols = table_columns()
+    out += ["", "## Results per model"]
+    for model in data.models:
+        out += ["", f"### {_md(model)}", ""]
+        out.append("| " + " | ".join(h for h, _ in cols) + " |")
+        out.append(
+            "|"
+            + "|".join(
+                "---" if h in ("runtime", "scheme", "scenario", "status") else "---:"
+                for h, _ in cols
+            )
+            + "|"
+        )
+        for r in (r for r in data.rows if r.model == model):
+            out.append("| " + " | ".join(_md(get(r)) for _, get in cols) + " |")
+    if any(r.simulated for r in data.rows):
+        out += ["", "Rows marked (simulated): simulated — speed not representative."]
+    if any(r.valid is False for r in data.rows):
+        out += ["", "INVALID is LoadGen's own verdict; lengthen duration_s for a VALID run."]
+    out += [
+        "",
+        "## Slow INT8 artifacts (speedup below 1.5× fp32): what `edgequant inspect` says",
+        "",
+    ]
+    if data.slow:
+        for s in data.slow:
+            r = s.row
+            out.append(
+                f"- {_md(r.model)} · {_md(r.backend)} {_md(r.scheme)} ({_md(r.scenario)}, "
+                f"{(r.speedup or 0):.2f}×): {_md(s.summary)}"
+            )
+    else:
+        out.append("None: no integer artifact ran slower than 1.5× its runtime's fp32.")
+    out += ["", "## Environment", ""]
+    out += [f"- {_md(k)}: {_md(v)}" for k, v in data.environment.items()]
+    out += ["", "## What was run", ""]
+    out += [f"- {_md(line)}" for line in data.what_ran]
+    if data.experiment_text:
+        out += ["", "```yaml", data.experiment_text.rstrip(), "```"]
+    return "\n".join(out) + "\n"
+
+
+def render_csv(data: ReportData) -> str:
+    """One CSV line per table row (derived columns included), with machine-friendly numbers."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(
+        [
+            "model",
+            "backend",
+            "scheme",
+            "scenario",
+            "status",
+            "reason",
+            "simulated",
+            "throughput_ips",
+            "latency_p50_ms",
+            "latency_p90_ms",
+            "latency_p99_ms",
+            "speedup_vs_fp32",
+            "top1_pct",
+            "top1_drop_pts",
+            "agreement_with_fp32_pct",
+            "size_bytes",
+            "size_reduction",
+            "joules_per_inference",
+            "energy_unavailable_reason",
+            "loadgen_valid",
+            "run_id",
+        ]
+    )
+
+    def v(x: object) -> object:
+        return "" if x is None else x
+
+    for r in data.rows:
+        w.writerow(
+            [
+                r.model,
+                r.backend,
+                r.scheme,
+                r.scenario,
+                r.status,
+                v(r.reason),
+                int(r.simulated),
+                v(r.throughput_ips),
+                v(r.latency_ms.get("p50")),
+                v(r.latency_ms.get("p90")),
+                v(r.latency_ms.get("p99")),
+                v(r.speedup),
+                v(r.top1_pct),
+                v(r.top1_drop),
+                v(r.agreement_pct),
+                v(r.size_bytes),
+                v(r.size_reduction),
+                v(r.joules_per_inference),
+                v(r.energy_reason if r.status == "ok" else None),
+                "" if r.valid is None else int(r.valid),
+                r.run_id,
+            ]
+        )
+    return buf.getvalue()
+
+
+__all__ = ["render_csv", "render_markdown"]

@@ -1,0 +1,297 @@
+"""The report's four plots, drawn with matplotlib's Agg backend into self-contained SVG.
+
+Each plot comes with a sentence on how to read it; a plot with nothing to show says why instead
+of drawing an empty frame. Simulated rows are left out of the speed plots.
+
+Example:
+    >>> from edgequant.results.record import ResultRecord
+    >>> from edgequant.report.tables import build_rows
+    >>> base = dict(model="m", backend="onnxruntime", scenario="Offline", dataset="synthetic",
+    ...             threads=2, batch_size=1)
+    >>> rows = build_rows([("a", ResultRecord(scheme="fp32", throughput_ips=100.0, **base)),
+    ...                    ("b", ResultRecord(scheme="w8a8", throughput_ips=300.0, **base))])
+    >>> p = speedup_plot(rows)
+    >>> p.svg.startswith("<svg")
+    True
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any
+
+from edgequant.report.tables import BACKEND_ORDER, SCENARIO_ORDER, Row, models_of, primary_scenario
+
+
+@dataclass(kw_only=True)
+class Plot:
+    """One figure: ``svg`` markup, or ``missing`` saying why there is nothing to draw."""
+
+    key: str
+    title: str
+    caption: str
+    svg: str | None = None
+    missing: str | None = None
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display; the report must build on a headless machine
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update(
+        {
+            "svg.fonttype": "none",  # text stays text: smaller files, selectable in the browser
+            "svg.hashsalt": "edgequant",  # stable element ids: the same data gives the same file
+            "font.size": 9,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+        }
+    )
+    return plt
+
+
+def _svg(fig: Any) -> str:
+    plt = _plt()
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    text = buf.getvalue()
+    return text[text.index("<svg") :]  # drop the XML prolog and DOCTYPE: the SVG sits inside HTML
+
+
+def _backends(rows: list[Row]) -> list[str]:
+    found = {r.backend for r in rows}
+    return [b for b in BACKEND_ORDER if b in found] + sorted(found - set(BACKEND_ORDER))
+
+
+def _colors(names: list[str]) -> dict[str, Any]:
+    plt = _plt()
+    cmap = plt.get_cmap("tab10")
+    return {n: cmap(i % 10) for i, n in enumerate(names)}
+
+
+def speedup_plot(rows: list[Row]) -> Plot:
+    """Integer schemes' speedup over their runtime's fp32, grouped by model and scheme."""
+    caption = (
+        "Each bar is an integer scheme's speed divided by fp32 on the same runtime and scenario "
+        "(throughput in Offline/Server, p50 latency in SingleStream/MultiStream), in each model's "
+        "primary scenario (Offline when measured). Above the dashed 1× line the quantized model is "
+        "faster; below it, quantization slowed it down (see the inspect notes)."
+    )
+    plot = Plot(key="speedup", title="INT8 vs FP32 speedup by runtime and model", caption=caption)
+    picked: list[Row] = []
+    for model in models_of(rows):
+        mine = [r for r in rows if r.model == model]
+        scen = primary_scenario(mine)
+        picked += [
+            r
+            for r in mine
+            if r.scenario == scen and r.integer_activations and r.speedup and not r.simulated
+        ]
+    if not picked:
+        plot.missing = "no integer scheme with a measured fp32 baseline on the same runtime"
+        return plot
+    plt = _plt()
+    groups = list(dict.fromkeys((r.model, r.scheme, r.scenario) for r in picked))
+    backends = _backends(picked)
+    colors = _colors(backends)
+    width = 0.8 / len(backends)
+    fig, ax = plt.subplots(
+        figsize=(max(6.0, 1.1 * len(groups) * max(1, len(backends)) / 2 + 2), 3.6)
+    )
+    for j, b in enumerate(backends):
+        xs, ys = [], []
+        for i, g in enumerate(groups):
+            for r in picked:
+                if (r.model, r.scheme, r.scenario) == g and r.backend == b and r.speedup:
+                    xs.append(i + (j - (len(backends) - 1) / 2) * width)
+                    ys.append(r.speedup)
+        bars = ax.bar(xs, ys, width=width, label=b, color=colors[b])
+        ax.bar_label(bars, labels=[f"{y:.2f}×" for y in ys], fontsize=7, padding=1)
+    ax.axhline(1.0, color="0.3", linestyle="--", linewidth=1)
+    ax.set_xticks(range(len(groups)), [f"{m}\n{s} ({sc})" for m, s, sc in groups])
+    ax.set_ylabel("speedup vs fp32 (×)")
+    ax.legend(title="runtime", fontsize=8, frameon=False)
+    plot.svg = _svg(fig)
+    return plot
+
+
+def latency_plot(rows: list[Row]) -> Plot:
+    """p50 bars with p90/p99 markers, one panel per scenario."""
+    caption = (
+        "One panel per LoadGen scenario. The bar is the median (p50) latency per query; the "
+        "markers show p90 (◆) and p99 (▲) — a long gap between the bar and the markers means an "
+        "unsteady run. Shorter is better; Offline queries carry many samples, so compare within a panel."
+    )
+    plot = Plot(key="latency", title="Latency percentiles per scenario", caption=caption)
+    ok = [r for r in rows if r.status == "ok" and r.latency_ms.get("p50") is not None]
+    scenarios = [s for s in SCENARIO_ORDER if any(r.scenario == s for r in ok)]
+    if not scenarios:
+        plot.missing = "no run recorded latency percentiles"
+        return plot
+    plt = _plt()
+    heights = [len([r for r in ok if r.scenario == s]) for s in scenarios]
+    fig, axes = plt.subplots(
+        1, len(scenarios), figsize=(5.2 * len(scenarios), 0.8 + 0.24 * max(heights)), squeeze=False
+    )
+    colors = _colors(_backends(ok))
+    for ax, scen in zip(axes[0], scenarios):
+        mine = [r for r in ok if r.scenario == scen]
+        labels = [f"{r.model} · {r.label}" + (" (sim)" if r.simulated else "") for r in mine]
+        ys = range(len(mine))
+        ax.barh(
+            ys,
+            [r.latency_ms["p50"] for r in mine],
+            color=[colors[r.backend] for r in mine],
+            height=0.7,
+        )
+        for y, r in zip(ys, mine):
+            if r.latency_ms.get("p90") is not None:
+                ax.plot(r.latency_ms["p90"], y, marker="D", color="0.15", markersize=3.5)
+            if r.latency_ms.get("p99") is not None:
+                ax.plot(r.latency_ms["p99"], y, marker="^", color="0.15", markersize=4)
+        ax.set_yticks(list(ys), labels, fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        ax.set_xlabel("latency per query (ms, log scale)")
+        ax.set_title(scen)
+    fig.tight_layout()
+    plot.svg = _svg(fig)
+    return plot
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both speedup (higher) and drop (lower).
+
+    Example:
+        >>> pareto_front([(1.0, 0.0), (2.0, 0.5), (1.5, 1.0), (3.0, 2.0)])
+        [0, 1, 3]
+    """
+    front = []
+    for i, (s, d) in enumerate(points):
+        dominated = any(
+            (s2 >= s and d2 <= d) and (s2 > s or d2 < d)
+            for j, (s2, d2) in enumerate(points)
+            if j != i
+        )
+        if not dominated:
+            front.append(i)
+    return front
+
+
+def pareto_plot(rows: list[Row]) -> Plot:
+    """Top-1 drop against speedup for every configuration with both measured."""
+    caption = (
+        "Each point is one runtime × scheme: how much faster than its runtime's fp32 (right is "
+        "better) against how many top-1 points it lost (down is better). Ringed points joined by "
+        "the line are the Pareto front — no other configuration is both faster and more accurate."
+    )
+    plot = Plot(
+        key="pareto", title="Accuracy drop vs speedup (Pareto front highlighted)", caption=caption
+    )
+    pts: list[Row] = []
+    for model in models_of(rows):
+        mine = [r for r in rows if r.model == model]
+        scen = primary_scenario(mine)
+        # build_rows gives every run of a configuration that configuration's measured accuracy
+        pts += [
+            r
+            for r in mine
+            if r.scenario == scen and r.speedup and r.top1_drop is not None and not r.simulated
+        ]
+    if not pts:
+        plot.missing = (
+            "accuracy was not measured together with speed for any configuration, so there is no "
+            "accuracy/speed trade-off to draw (run with accuracy: true and labelled data)"
+        )
+        return plot
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.0, 4.2))
+    models = models_of(pts)
+    colors = _colors(models)
+    for m in models:
+        mine = [r for r in pts if r.model == m]
+        xy = [(r.speedup or 0.0, r.top1_drop or 0.0) for r in mine]
+        ax.scatter([p[0] for p in xy], [p[1] for p in xy], color=colors[m], label=m, s=28, zorder=2)
+        for r, (x, y) in zip(mine, xy):
+            ax.annotate(r.label, (x, y), fontsize=6.5, xytext=(3, 3), textcoords="offset points")
+        front = sorted((xy[i] for i in pareto_front(xy)), key=lambda p: p[0])
+        ax.plot(
+            [p[0] for p in front], [p[1] for p in front], color=colors[m], linewidth=1.5, zorder=1
+        )
+        ax.scatter(
+            [p[0] for p in front],
+            [p[1] for p in front],
+            facecolors="none",
+            edgecolors="black",
+            s=90,
+            linewidths=1.2,
+            zorder=3,
+        )
+    ax.axhline(0.0, color="0.6", linewidth=0.8)
+    ax.axvline(1.0, color="0.6", linewidth=0.8, linestyle="--")
+    ax.set_xlabel("speedup vs fp32 on the same runtime (×)")
+    ax.set_ylabel("top-1 drop (points; lower is better)")
+    ax.legend(title="model", fontsize=8, frameon=False)
+    plot.svg = _svg(fig)
+    return plot
+
+
+def size_plot(rows: list[Row]) -> Plot:
+    """fp32 artifact size divided by each scheme's, per runtime."""
+    caption = (
+        "How many times smaller each artifact is than the same runtime's fp32 artifact (bytes on "
+        "disk). 8-bit weights give about 4×, 4-bit about 8×; less means parts stayed in float."
+    )
+    plot = Plot(key="size", title="Model size reduction vs fp32", caption=caption)
+    seen: dict[tuple[str, str, str], Row] = {}
+    for r in rows:
+        if r.status == "ok" and r.size_reduction and r.scheme != "fp32":
+            seen.setdefault(r.config, r)
+    if not seen:
+        plot.missing = "no quantized artifact with an fp32 artifact on the same runtime to compare"
+        return plot
+    plt = _plt()
+    picked = list(seen.values())
+    groups = list(dict.fromkeys((r.model, r.scheme) for r in picked))
+    backends = _backends(picked)
+    colors = _colors(backends)
+    width = 0.8 / len(backends)
+    fig, ax = plt.subplots(
+        figsize=(max(6.0, 0.55 * len(groups) * max(1, len(backends)) / 2 + 2), 3.4)
+    )
+    for j, b in enumerate(backends):
+        xs, ys = [], []
+        for i, g in enumerate(groups):
+            hit = seen.get((g[0], b, g[1]))
+            if hit is not None and hit.size_reduction:
+                xs.append(i + (j - (len(backends) - 1) / 2) * width)
+                ys.append(hit.size_reduction)
+        ax.bar(xs, ys, width=width, label=b, color=colors[b])
+    ax.axhline(1.0, color="0.3", linestyle="--", linewidth=1)
+    ax.set_xticks(
+        range(len(groups)), [f"{m}\n{s}" for m, s in groups], fontsize=7, rotation=30, ha="right"
+    )
+    ax.set_ylabel("fp32 size / size (×)")
+    ax.legend(title="runtime", fontsize=8, frameon=False)
+    plot.svg = _svg(fig)
+    return plot
+
+
+def all_plots(rows: list[Row]) -> list[Plot]:
+    """The four plots in report order."""
+    return [speedup_plot(rows), latency_plot(rows), pareto_plot(rows), size_plot(rows)]
+
+
+__all__ = [
+    "Plot",
+    "all_plots",
+    "latency_plot",
+    "pareto_front",
+    "pareto_plot",
+    "size_plot",
+    "speedup_plot",
+]

@@ -1,0 +1,162 @@
+"""Per-model recommendation, and what ``edgequant inspect`` says about slow INT8 artifacts.
+
+The recommendation is the fastest measured configuration (runtime × scheme) whose top-1 drop is
+within the budget (``max_drop`` points). When no accuracy was measured for a model it says so and
+recommends on speed alone; it never assumes an accuracy. Simulated backends are never recommended
+(their speed is not representative).
+
+Example:
+    >>> from edgequant.results.record import ResultRecord
+    >>> from edgequant.report.tables import build_rows
+    >>> base = dict(model="m", backend="openvino", scenario="Offline", dataset="synthetic",
+    ...             threads=2, batch_size=1)
+    >>> rows = build_rows([("a", ResultRecord(scheme="fp32", throughput_ips=100.0, **base)),
+    ...                    ("b", ResultRecord(scheme="w8a8", throughput_ips=300.0, **base))])
+    >>> print(recommend(rows, "m").text)
+    openvino w8a8: 300 img/s in Offline, 3.00× openvino fp32. On speed only: accuracy was not measured for m (give labelled data, e.g. --data imagenet:DIR, to rank by accuracy too).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from edgequant.report.tables import SLOW_INT8_SPEEDUP, Row, fmt_num, primary_scenario
+
+
+@dataclass(kw_only=True)
+class Recommendation:
+    """The pick for one model, in words, and the row it points at (None when nothing ran)."""
+
+    model: str
+    text: str
+    choice: Row | None = None
+    accuracy_measured: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+def recommend(rows: list[Row], model: str, max_drop: float = 1.0) -> Recommendation:
+    """The fastest configuration of ``model`` within ``max_drop`` top-1 points of fp32."""
+    mine = [r for r in rows if r.model == model]
+    scenario = primary_scenario(mine)
+    notes: list[str] = []
+    if scenario is None:
+        return Recommendation(
+            model=model, text=f"no successful performance run of {model}; nothing to recommend"
+        )
+    cands = [
+        r
+        for r in mine
+        if r.scenario == scenario and r.status == "ok" and not r.simulated and r.speed()
+    ]
+    if not cands:
+        return Recommendation(
+            model=model, text=f"no measured, non-simulated run of {model} in {scenario}"
+        )
+    accuracy_measured = any(r.top1_pct is not None for r in mine)
+    if accuracy_measured:
+        within = [r for r in cands if r.top1_drop is not None and r.top1_drop <= max_drop]
+        too_lossy = [r for r in cands if r.top1_drop is not None and r.top1_drop > max_drop]
+        unmeasured = [r for r in cands if r.top1_drop is None]
+        if too_lossy:
+            notes.append(
+                f"excluded for losing more than {max_drop:g} points of top-1: "
+                + ", ".join(
+                    f"{r.label} (lost {r.top1_drop:.2f})"
+                    for r in too_lossy
+                    if r.top1_drop is not None
+                )
+            )
+        if unmeasured:
+            notes.append(
+                "not considered because their accuracy was not measured: "
+                + ", ".join(r.label for r in unmeasured)
+            )
+        if not within:
+            return Recommendation(
+                model=model,
+                accuracy_measured=True,
+                notes=notes,
+                text=f"no configuration of {model} stays within {max_drop:g} top-1 points of fp32",
+            )
+        best = max(within, key=lambda r: r.speed() or 0.0)
+        acc = f", top-1 {best.top1_pct:.2f}% ({_drop_words(best)} {best.top1_reference})"
+        text = f"{_speed_words(best, scenario)}{acc}; the fastest within {max_drop:g} point(s) of fp32."
+    else:
+        best = max(cands, key=lambda r: r.speed() or 0.0)
+        text = (
+            f"{_speed_words(best, scenario)}. On speed only: accuracy was not measured for {model} "
+            "(give labelled data, e.g. --data imagenet:DIR, to rank by accuracy too)."
+        )
+    if best.valid is False:
+        notes.append(
+            f"LoadGen judged the {best.label} {scenario} run INVALID; lengthen duration_s to confirm it"
+        )
+    return Recommendation(
+        model=model, text=text, choice=best, accuracy_measured=accuracy_measured, notes=notes
+    )
+
+
+def _speed_words(r: Row, scenario: str) -> str:
+    if scenario in ("Offline", "Server"):
+        speed = f"{fmt_num(r.throughput_ips)} img/s in {scenario}"
+    else:
+        speed = f"p50 {fmt_num(r.latency_ms.get('p50'))} ms in {scenario}"
+    vs = "" if r.speedup is None or r.scheme == "fp32" else f", {r.speedup:.2f}× {r.backend} fp32"
+    return f"{r.label}: {speed}{vs}"
+
+
+def _drop_words(r: Row) -> str:
+    if r.top1_drop is None:
+        return "drop not measured vs"
+    if r.top1_drop > 0:
+        return f"{r.top1_drop:.2f} points below"
+    return "no drop vs" if r.top1_drop == 0 else f"{-r.top1_drop:.2f} points above"
+
+
+@dataclass(kw_only=True)
+class SlowNote:
+    """An integer artifact that ran less than :data:`SLOW_INT8_SPEEDUP` × its runtime's fp32."""
+
+    row: Row
+    summary: str
+    notes: list[str] = field(default_factory=list)
+
+
+def slow_int8_notes(rows: list[Row]) -> list[SlowNote]:
+    """Run the backend's inspector on each slow integer artifact (once per artifact)."""
+    out: list[SlowNote] = []
+    done: dict[str, tuple[str, list[str]]] = {}
+    for r in rows:
+        if r.status != "ok" or r.simulated or not r.integer_activations:
+            continue
+        if r.speedup is None or r.speedup >= SLOW_INT8_SPEEDUP:
+            continue
+        key = r.artifact or ""
+        if key not in done:
+            done[key] = _inspect(r)
+        summary, notes = done[key]
+        out.append(SlowNote(row=r, summary=summary, notes=notes))
+    return out
+
+
+def _inspect(r: Row) -> tuple[str, list[str]]:
+    if not r.artifact:
+        return "the run recorded no artifact path, so it could not be inspected", []
+    from pathlib import Path
+
+    if not Path(r.artifact).exists():
+        return (
+            f"artifact {r.artifact} is no longer on disk (cache cleared?); re-run the cell to inspect it",
+            [],
+        )
+    try:
+        from edgequant.backends.base import Artifact, get_backend
+
+        report = get_backend(r.backend).inspect(Artifact.load(r.artifact))
+        return report.summary(), list(report.notes)
+    except Exception as e:  # a broken inspector must not lose the report
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return f"inspect failed: {first[:300]}", []
+
+
+__all__ = ["Recommendation", "SlowNote", "recommend", "slow_int8_notes"]

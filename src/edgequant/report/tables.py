@@ -1,0 +1,317 @@
+"""The report's numbers: runs joined with their fp32 baselines and their accuracy runs.
+
+Everything derived here comes from measured fields of the records; a missing measurement stays
+``None`` and is shown as such, never filled in.
+
+* **speedup** is against *that runtime's* fp32 in the same scenario: throughput ratio in
+  Offline/Server, p50-latency ratio in SingleStream/MultiStream;
+* **top-1 drop** is fp32's top-1 on the same runtime minus this scheme's (points), falling back to
+  another runtime's fp32 (PyTorch first) when that runtime's fp32 accuracy was not measured;
+* **size reduction** is fp32's artifact size on the same runtime divided by this one's.
+
+Example:
+    >>> from edgequant.results.record import ResultRecord
+    >>> base = dict(model="m", backend="onnxruntime", scenario="Offline", dataset="synthetic",
+    ...             threads=2, batch_size=1)
+    >>> recs = [("a", ResultRecord(scheme="fp32", throughput_ips=100.0, size_bytes=400, **base)),
+    ...         ("b", ResultRecord(scheme="w8a8", throughput_ips=250.0, size_bytes=100, **base))]
+    >>> rows = build_rows(recs)
+    >>> [(r.scheme, r.speedup, r.size_reduction) for r in rows]
+    [('fp32', 1.0, 1.0), ('w8a8', 2.5, 4.0)]
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgequant.results.record import ResultRecord
+from edgequant.results.store import record_mode
+
+LATENCY_SCENARIOS = ("SingleStream", "MultiStream")
+THROUGHPUT_SCENARIOS = ("Offline", "Server")
+SCENARIO_ORDER = ("SingleStream", "MultiStream", "Server", "Offline", "accuracy")
+BACKEND_ORDER = ("pytorch", "onnxruntime", "openvino", "litert", "tensorrt", "sim")
+FLOAT_SCHEMES = ("fp32", "fp16", "bf16")
+#: INT8 artifacts slower than this many times fp32 get an ``inspect`` note in the report
+SLOW_INT8_SPEEDUP = 1.5
+
+
+@dataclass(kw_only=True)
+class Row:
+    """One line of a model's table: a performance run, or an accuracy-only configuration."""
+
+    run_id: str
+    model: str
+    backend: str
+    scheme: str
+    scenario: str  # MLPerf scenario, or "accuracy" for a configuration measured for accuracy only
+    status: str
+    reason: str | None
+    simulated: bool
+    throughput_ips: float | None = None
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    valid: bool | None = None
+    top1_pct: float | None = None
+    top1_drop: float | None = None
+    top1_reference: str | None = None  # which fp32 the drop is against
+    agreement_pct: float | None = None
+    size_bytes: int | None = None
+    size_reduction: float | None = None
+    speedup: float | None = None
+    joules_per_inference: float | None = None
+    energy_reason: str | None = None
+    artifact: str | None = None
+    integer_activations: bool = False
+    record: ResultRecord | None = None
+
+    @property
+    def config(self) -> tuple[str, str, str]:
+        return (self.model, self.backend, self.scheme)
+
+    @property
+    def label(self) -> str:
+        return f"{self.backend} {self.scheme}"
+
+    def speed(self) -> float | None:
+        """Bigger is faster: throughput in throughput scenarios, 1/p50 in latency scenarios."""
+        if self.scenario in LATENCY_SCENARIOS:
+            p50 = self.latency_ms.get("p50")
+            return 1000.0 / p50 if p50 else None
+        return self.throughput_ips
+
+
+def integer_activations(record: ResultRecord) -> bool:
+    """True when the scheme computes in integers (quantized activations), e.g. w8a8, w8-dyn."""
+    detail = record.scheme_detail
+    if isinstance(detail, dict) and "activations" in detail:
+        return detail.get("activations") is not None
+    return bool(re.match(r"^w\d+(a\d+|-dyn)", record.scheme))
+
+
+def _num(v: Any) -> float | None:
+    try:
+        return None if v is None else float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _sort_key(row: Row) -> tuple[Any, ...]:
+    b = BACKEND_ORDER.index(row.backend) if row.backend in BACKEND_ORDER else len(BACKEND_ORDER)
+    s = (
+        SCENARIO_ORDER.index(row.scenario)
+        if row.scenario in SCENARIO_ORDER
+        else len(SCENARIO_ORDER)
+    )
+    # fp32 first so each runtime's block reads from the baseline down
+    return (row.model, b, row.backend, row.scheme != "fp32", row.scheme, s)
+
+
+def build_rows(records: Iterable[tuple[str, ResultRecord]]) -> list[Row]:
+    """Join performance runs with fp32 baselines and accuracy runs; see the module docstring."""
+    perf: list[tuple[str, ResultRecord]] = []
+    acc_runs: dict[tuple[str, str, str], tuple[str, ResultRecord]] = {}
+    perf_acc: dict[tuple[str, str, str], tuple[str, ResultRecord]] = {}
+    for run_id, rec in records:
+        key = (rec.model, rec.backend, rec.scheme)
+        measured = _measured(rec)
+        if record_mode(rec, run_id) == "accuracy":
+            if measured or key not in acc_runs:  # a measured run wins over a failed attempt
+                acc_runs[key] = (run_id, rec)
+            continue
+        perf.append((run_id, rec))
+        if measured:  # a performance run that also measured accuracy
+            perf_acc.setdefault(key, (run_id, rec))
+    # a dedicated accuracy run is the better figure, when it measured one
+    acc = {**perf_acc, **{k: v for k, v in acc_runs.items() if _measured(v[1])}}
+
+    rows: list[Row] = []
+    seen_configs: set[tuple[str, str, str]] = set()
+    for run_id, rec in perf:
+        rows.append(_row(run_id, rec, rec.scenario))
+        seen_configs.add((rec.model, rec.backend, rec.scheme))
+    for key, (run_id, rec) in acc_runs.items():
+        if (
+            key not in seen_configs
+        ):  # measured for accuracy only (e.g. every scheme of a small model)
+            rows.append(_row(run_id, rec, "accuracy", performance=False))
+
+    top1 = {
+        k: _num((r.accuracy or {}).get("top1_pct")) for k, (_, r) in acc.items() if r.status == "ok"
+    }
+    agree = {
+        k: _num((r.accuracy or {}).get("agreement_with_fp32_pct"))
+        for k, (_, r) in acc.items()
+        if r.status == "ok"
+    }
+    base = {
+        (r.model, r.backend, r.scenario): r for r in rows if r.scheme == "fp32" and r.status == "ok"
+    }
+    size_base = {
+        (r.model, r.backend): r.size_bytes for r in rows if r.scheme == "fp32" and r.size_bytes
+    }
+    for row in rows:
+        if row.status != "ok":
+            continue
+        row.top1_pct = top1.get(row.config)
+        row.agreement_pct = agree.get(row.config, row.agreement_pct)
+        ref_key, ref_top1 = _fp32_top1(row, top1)
+        if row.top1_pct is not None and ref_top1 is not None:
+            row.top1_drop = ref_top1 - row.top1_pct
+            row.top1_reference = ref_key
+        b = base.get((row.model, row.backend, row.scenario))
+        if b is not None and row.scenario != "accuracy":
+            mine, theirs = row.speed(), b.speed()
+            if mine and theirs:
+                row.speedup = mine / theirs
+        fp32_size = size_base.get((row.model, row.backend))
+        if fp32_size and row.size_bytes:
+            row.size_reduction = fp32_size / row.size_bytes
+    return sorted(rows, key=_sort_key)
+
+
+def _measured(rec: ResultRecord) -> bool:
+    return bool(rec.status == "ok" and rec.accuracy and rec.accuracy.get("top1_pct") is not None)
+
+
+def _fp32_top1(
+    row: Row, top1: dict[tuple[str, str, str], float | None]
+) -> tuple[str | None, float | None]:
+    own = top1.get((row.model, row.backend, "fp32"))
+    if own is not None:
+        return f"{row.backend} fp32", own
+    others = sorted(
+        (
+            (b, v)
+            for (m, b, s), v in top1.items()
+            if m == row.model and s == "fp32" and v is not None
+        ),
+        key=lambda bv: (bv[0] != "pytorch", bv[0]),
+    )
+    if others:
+        return f"{others[0][0]} fp32", others[0][1]
+    return None, None
+
+
+def _row(run_id: str, rec: ResultRecord, scenario: str, *, performance: bool = True) -> Row:
+    lat = {k: float(v) for k, v in (rec.latency_ms or {}).items() if _num(v) is not None}
+    energy = rec.energy or {}
+    joules = _num(energy.get("joules_per_inference"))
+    energy_reason = None
+    if joules is None:
+        energy_reason = rec.energy_unavailable_reason or "no energy sensor reading in this run"
+    valid = (rec.loadgen or {}).get("valid")
+    return Row(
+        run_id=run_id,
+        model=rec.model,
+        backend=rec.backend,
+        scheme=rec.scheme,
+        scenario=scenario,
+        status=rec.status,
+        reason=rec.reason,
+        simulated=bool(rec.simulated),
+        throughput_ips=rec.throughput_ips if performance else None,
+        latency_ms=lat if performance else {},
+        valid=None if (valid is None or not performance) else bool(valid),
+        agreement_pct=_num((rec.accuracy or {}).get("agreement_with_fp32_pct")),
+        size_bytes=rec.size_bytes,
+        joules_per_inference=joules,
+        energy_reason=energy_reason,
+        artifact=rec.artifact,
+        integer_activations=integer_activations(rec),
+        record=rec,
+    )
+
+
+def models_of(rows: Iterable[Row]) -> list[str]:
+    """Model names in first-seen (sorted) order."""
+    out: dict[str, None] = {}
+    for r in rows:
+        out.setdefault(r.model, None)
+    return list(out)
+
+
+def primary_scenario(rows: Iterable[Row]) -> str | None:
+    """The scenario a model's recommendation ranks by: Offline when measured, else the first."""
+    scen = {r.scenario for r in rows if r.status == "ok" and r.scenario != "accuracy"}
+    for s in ("Offline", "Server", "SingleStream", "MultiStream"):
+        if s in scen:
+            return s
+    return None
+
+
+def fmt_bytes(n: float | None) -> str:
+    """Human-readable size: ``fmt_bytes(3_500_000) == '3.5 MB'``."""
+    if n is None:
+        return "-"
+    for unit, k in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= k:
+            return f"{n / k:.1f} {unit}"
+    return f"{int(n)} B"
+
+
+def fmt_num(v: float | None, digits: int = 3) -> str:
+    """Short number or ``-`` when not measured."""
+    if v is None:
+        return "-"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:.{digits}g}"
+
+
+#: (header, getter) of the tables in every format
+def table_columns() -> list[tuple[str, Any]]:
+    """The per-model table's columns as (header, function of Row -> text)."""
+
+    def valid(r: Row) -> str:
+        return "-" if r.valid is None else ("VALID" if r.valid else "INVALID")
+
+    def energy(r: Row) -> str:
+        if r.status != "ok":
+            return "-"
+        if r.joules_per_inference is not None:
+            return f"{r.joules_per_inference * 1000:.3g} mJ"
+        return f"n/a: {r.energy_reason}"
+
+    def drop(r: Row) -> str:
+        return "-" if r.top1_drop is None else f"{r.top1_drop:.2f}"
+
+    return [
+        ("runtime", lambda r: r.backend + (" (simulated)" if r.simulated else "")),
+        ("scheme", lambda r: r.scheme),
+        ("scenario", lambda r: r.scenario),
+        (
+            "status",
+            lambda r: r.status if r.status == "ok" else f"{r.status}: {r.reason or 'no reason'}",
+        ),
+        ("throughput (img/s)", lambda r: fmt_num(r.throughput_ips)),
+        ("p50 ms", lambda r: fmt_num(r.latency_ms.get("p50"))),
+        ("p90 ms", lambda r: fmt_num(r.latency_ms.get("p90"))),
+        ("p99 ms", lambda r: fmt_num(r.latency_ms.get("p99"))),
+        ("speedup vs fp32", lambda r: "-" if r.speedup is None else f"{r.speedup:.2f}×"),
+        ("top-1 %", lambda r: fmt_num(r.top1_pct, 4)),
+        ("top-1 drop (pts)", drop),
+        ("agreement %", lambda r: fmt_num(r.agreement_pct, 4)),
+        ("size", lambda r: fmt_bytes(r.size_bytes)),
+        (
+            "size reduction",
+            lambda r: "-" if r.size_reduction is None else f"{r.size_reduction:.2f}×",
+        ),
+        ("energy / inference", energy),
+        ("LoadGen", valid),
+    ]
+
+
+__all__ = [
+    "SLOW_INT8_SPEEDUP",
+    "Row",
+    "build_rows",
+    "fmt_bytes",
+    "fmt_num",
+    "integer_activations",
+    "models_of",
+    "primary_scenario",
+    "table_columns",
+]
