@@ -1,0 +1,197 @@
+"""Drive one LoadGen test: warm up, size LoadGen's schedule, run, survive Ctrl-C, read the logs.
+
+Example:
+    >>> out = run_scenario(session, qsl, BenchSettings(scenario="Offline"), run_dir / "loadgen")  # doctest: +SKIP
+    >>> out.result.valid, out.result.throughput_ips                                             # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgequant.backends.base import Session
+from edgequant.bench.logs import LoadGenResult, parse_logs
+from edgequant.bench.qsl import SampleLibrary
+from edgequant.bench.settings import MULTISTREAM_SAMPLES, BenchSettings
+from edgequant.bench.sut import BaseSUT, make_sut
+from edgequant.errors import BenchmarkError
+
+#: how long a Ctrl-C waits for LoadGen to wind down before giving up on its summary
+INTERRUPT_GRACE_S = 10.0
+
+
+@dataclass(kw_only=True)
+class WarmUp:
+    """Warm-up estimates that size LoadGen's schedule."""
+
+    latency_s: float  # one query of the scenario
+    qps: float  # samples per second on the scenario's path
+    runs: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "latency_ms": self.latency_s * 1e3,
+            "samples_per_s": self.qps,
+            "runs": self.runs,
+            "seconds": self.seconds,
+        }
+
+
+@dataclass(kw_only=True)
+class ScenarioRun:
+    """What one LoadGen test produced."""
+
+    result: LoadGenResult
+    warmup: WarmUp
+    log_dir: Path
+    interrupted: bool = False
+    error: BaseException | None = None
+    samples_completed: int = 0
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def warm_up(
+    session: Session, samples: np.ndarray, scenario: str, batch_size: int, *, seconds: float = 1.0
+) -> WarmUp:
+    """Run the scenario's path until ``seconds`` pass (after two untimed runs); time it.
+
+    The first runs pay for lazy compilation and allocation; the estimates come from the rest.
+    """
+    t_start = time.perf_counter()
+    fixed = session.fixed_batch
+    if scenario == "MultiStream":
+        n = MULTISTREAM_SAMPLES
+    elif scenario == "Offline":
+        n = fixed or batch_size
+    else:
+        n = fixed or 1
+    reps = int(np.ceil(n / len(samples)))
+    batch = (
+        np.ascontiguousarray(np.concatenate([samples] * reps)[:n])
+        if reps > 1
+        else np.ascontiguousarray(samples[:n])
+    )
+    for _ in range(2):
+        session.run(batch)
+    if scenario == "Offline":
+        # time the throughput path itself: enough batches to keep every stream busy
+        k = 8
+        batches = [batch] * k
+        runs = 0
+        t0 = time.perf_counter()
+        while True:
+            session.run_offline(batches, lambda i, out: None)
+            runs += k
+            if time.perf_counter() - t0 >= seconds:
+                break
+        dt = time.perf_counter() - t0
+        return WarmUp(
+            latency_s=dt / runs, qps=runs * n / dt, runs=runs, seconds=time.perf_counter() - t_start
+        )
+    times: list[float] = []
+    t0 = time.perf_counter()
+    while len(times) < 5 or (time.perf_counter() - t0 < seconds and len(times) < 2000):
+        t = time.perf_counter()
+        session.run(batch)
+        times.append(time.perf_counter() - t)
+    lat = float(np.median(times))
+    return WarmUp(
+        latency_s=lat, qps=n / lat, runs=len(times), seconds=time.perf_counter() - t_start
+    )
+
+
+def run_scenario(
+    session: Session,
+    qsl: SampleLibrary,
+    settings: BenchSettings,
+    log_dir: Path,
+    *,
+    accuracy: bool = False,
+    batch_size: int = 8,
+    warmup: WarmUp | None = None,
+    warmup_s: float = 1.0,
+    on_start: Any = None,
+) -> ScenarioRun:
+    """Warm up (unless given), run LoadGen in ``settings.scenario``, parse its logs.
+
+    LoadGen runs in a helper thread so that the main thread stays responsive to Ctrl-C: on
+    KeyboardInterrupt the SUT stops running the model and answers the rest empty, LoadGen winds
+    down, and the run comes back with ``interrupted=True`` (never valid).
+    """
+    import mlperf_loadgen as lg
+
+    scenario = settings.scenario
+    if warmup is None:
+        warm_samples = qsl.loader(list(range(min(qsl.total, max(batch_size, MULTISTREAM_SAMPLES)))))
+        warmup = warm_up(session, warm_samples, scenario, batch_size, seconds=warmup_s)
+    ts = settings.test_settings(
+        accuracy=accuracy,
+        expected_latency_s=warmup.latency_s,
+        expected_qps=warmup.qps,
+        samples=qsl.perf_count,
+    )
+    log_dir.mkdir(parents=True, exist_ok=True)
+    ls = lg.LogSettings()
+    ls.log_output.outdir = str(log_dir)
+    ls.log_output.copy_summary_to_stdout = False
+    ls.enable_trace = False
+
+    sut: BaseSUT = make_sut(scenario, session, qsl, accuracy=accuracy, batch_size=batch_size)
+    sut.construct()
+    qsl.construct()
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            lg.StartTestWithLogSettings(sut.handle, qsl.handle, ts, ls)
+        except BaseException as e:  # reported by the main thread
+            failure.append(e)
+
+    interrupted = False
+    thread = threading.Thread(target=target, name="eq-loadgen", daemon=True)
+    if on_start is not None:
+        on_start()
+    t0 = time.perf_counter()
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.1)
+    except KeyboardInterrupt:
+        interrupted = True
+        sut.stop()
+        thread.join(INTERRUPT_GRACE_S)  # a second Ctrl-C here aborts for good
+    seconds = time.perf_counter() - t0
+    if not thread.is_alive():
+        sut.finish()
+        qsl.destroy()
+    if failure:
+        raise BenchmarkError(f"LoadGen failed: {failure[0]}")
+    result = parse_logs(log_dir)
+    if interrupted:
+        result.valid = False
+        result.reasons.insert(0, "interrupted by the user (Ctrl-C); LoadGen's logs are partial")
+    if sut.error is not None:
+        result.valid = False
+        result.reasons.insert(0, f"the runtime failed mid-run: {_one_line(sut.error)}")
+    return ScenarioRun(
+        result=result,
+        warmup=warmup,
+        log_dir=log_dir,
+        interrupted=interrupted,
+        error=sut.error,
+        samples_completed=sut.completed,
+        seconds=seconds,
+    )
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:300]}" if text else type(e).__name__

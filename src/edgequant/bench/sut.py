@@ -1,0 +1,302 @@
+"""Systems under test, one per MLPerf scenario. They only call ``Session.run``/``run_offline``.
+
+- :class:`SingleStreamSUT`: one sample per query, run synchronously on a zero-copy view.
+- :class:`MultiStreamSUT`: 8 samples per query, gathered once and run as one batch.
+- :class:`OfflineSUT`: the one big query split into batches fed to ``Session.run_offline`` (the
+  runtime's throughput path, e.g. OpenVINO's AsyncInferQueue), completed batch by batch.
+- :class:`ServerSUT`: queries arrive at Poisson times; a worker batches whatever has arrived.
+
+Responses: in performance mode they carry no payload (nothing to copy on the hot path); in
+accuracy mode each sample's response is its top-5 class indices (int32, best first), so top-1,
+top-5 and agreement can be computed from LoadGen's accuracy log. A response buffer is a local
+numpy array that stays alive until ``QuerySamplesComplete`` returns (LoadGen copies it).
+
+A runtime error inside a callback is caught (an exception crossing into LoadGen's C++ threads
+would abort the process), remembered, and every later query is completed empty so LoadGen ends.
+
+Example:
+    >>> sut = make_sut("Offline", session, qsl, batch_size=8)   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from edgequant.backends.base import Session
+from edgequant.bench.qsl import SampleLibrary
+from edgequant.errors import ValidationError
+
+TOPK = 5
+_RESPONSE_BYTES = TOPK * 4
+
+
+def top_indices(logits: np.ndarray, k: int = TOPK) -> np.ndarray:
+    """int32 (N, k) class indices, best first: the same ranking ``edgequant eval`` uses."""
+    from edgequant.measure.accuracy import topk_indices
+
+    return topk_indices(np.asarray(logits).reshape(len(logits), -1), k).astype(np.int32)
+
+
+class BaseSUT:
+    """Shared plumbing: completion, failure capture, stop flag, LoadGen registration."""
+
+    scenario = ""
+
+    def __init__(
+        self, session: Session, qsl: SampleLibrary, *, accuracy: bool = False, batch_size: int = 8
+    ) -> None:
+        self.session = session
+        self.qsl = qsl
+        self.accuracy = accuracy
+        self.batch_size = batch_size
+        self.error: BaseException | None = None
+        self.stopped = False  # set on Ctrl-C or error: later queries complete empty
+        self.completed = 0  # samples answered with a real result
+        self.handle: Any = None
+        import mlperf_loadgen as lg
+
+        self._lg = lg
+        self._Response = lg.QuerySampleResponse
+        self._complete_cb = lg.QuerySamplesComplete
+
+    # --- completion ---------------------------------------------------------------------------
+    def complete(self, ids: Sequence[int], logits: np.ndarray | None) -> None:
+        """Answer ``ids`` with ``logits`` (None: empty answers after a stop or failure)."""
+        resp = self._Response
+        if logits is None or not self.accuracy:
+            self._complete_cb([resp(i, 0, 0) for i in ids])
+        else:
+            top = np.ascontiguousarray(top_indices(logits[: len(ids)]))
+            base = top.ctypes.data
+            self._complete_cb(
+                [resp(i, base + n * _RESPONSE_BYTES, _RESPONSE_BYTES) for n, i in enumerate(ids)]
+            )
+            del top  # only now may the buffer go: LoadGen has copied it
+        if logits is not None:
+            self.completed += len(ids)
+
+    def fail(self, error: BaseException) -> None:
+        if self.error is None:
+            self.error = error
+        self.stopped = True
+
+    def stop(self) -> None:
+        """Stop running the model; answer what is left empty so LoadGen can finish."""
+        self.stopped = True
+
+    # --- LoadGen ------------------------------------------------------------------------------
+    def issue(self, ids: list[int], indices: list[int]) -> None:
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        """LoadGen's FlushQueries: nothing is held back, so nothing to do."""
+
+    def construct(self) -> Any:
+        """Register with LoadGen (the fast-issue SUT: ids and indices as plain lists)."""
+        self.handle = self._lg.ConstructFastSUT(self.issue, self.flush)
+        return self.handle
+
+    def finish(self) -> None:
+        """Wait for background work; release the LoadGen handle."""
+        if self.handle is not None:
+            self._lg.DestroyFastSUT(self.handle)
+            self.handle = None
+
+
+class SingleStreamSUT(BaseSUT):
+    """One sample per query, run synchronously in LoadGen's issue thread."""
+
+    scenario = "SingleStream"
+
+    def issue(self, ids: list[int], indices: list[int]) -> None:
+        if self.stopped:
+            self.complete(ids, None)
+            return
+        try:
+            out = self.session.run(self.qsl.one(indices[0]))
+        except BaseException as e:  # must not cross into LoadGen's C++ thread
+            self.fail(e)
+            out = None
+        self.complete(ids, out)
+
+
+class MultiStreamSUT(BaseSUT):
+    """8 samples per query, gathered with one fancy index and run as one batch."""
+
+    scenario = "MultiStream"
+
+    def issue(self, ids: list[int], indices: list[int]) -> None:
+        if self.stopped:
+            self.complete(ids, None)
+            return
+        try:
+            out = self.session.run(self.qsl.gather(np.asarray(indices)))
+        except BaseException as e:  # see SingleStreamSUT.issue
+            self.fail(e)
+            out = None
+        self.complete(ids, out)
+
+
+class _Batches(Sequence[np.ndarray]):
+    """Lazy batches of the Offline query: gathered when the runtime asks, padded to a fixed size."""
+
+    def __init__(
+        self, sut: BaseSUT, indices: np.ndarray, batch_size: int, fixed: int | None
+    ) -> None:
+        self.sut = sut
+        self.rows = sut.qsl.rows(indices)
+        self.bs = batch_size
+        self.fixed = fixed
+        self.n = (len(indices) + batch_size - 1) // batch_size
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> np.ndarray:  # type: ignore[override]
+        rows = self.rows[i * self.bs : (i + 1) * self.bs]
+        if self.fixed is not None and len(rows) < self.fixed:
+            rows = np.concatenate([rows, np.repeat(rows[:1], self.fixed - len(rows))])
+        data = self.sut.qsl.data
+        if data is None:
+            raise ValidationError("samples were unloaded during the run")
+        return data[rows]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for i in range(self.n):
+            if self.sut.stopped:  # Ctrl-C or a failure: stop feeding the runtime
+                return
+            yield self[i]
+
+
+class OfflineSUT(BaseSUT):
+    """All samples in one query, fed in batches through ``Session.run_offline``."""
+
+    scenario = "Offline"
+
+    def __init__(
+        self, session: Session, qsl: SampleLibrary, *, accuracy: bool = False, batch_size: int = 8
+    ) -> None:
+        super().__init__(
+            session, qsl, accuracy=accuracy, batch_size=session.fixed_batch or batch_size
+        )
+        self._thread: threading.Thread | None = None
+
+    def issue(self, ids: list[int], indices: list[int]) -> None:
+        # run in our own thread so LoadGen's issue thread returns at once
+        self._thread = threading.Thread(
+            target=self._work, args=(ids, indices), name="eq-offline", daemon=True
+        )
+        self._thread.start()
+
+    def _work(self, ids: list[int], indices: list[int]) -> None:
+        bs = self.batch_size
+        batches = _Batches(self, np.asarray(indices, np.int64), bs, self.session.fixed_batch)
+        done = np.zeros(len(batches), bool)
+
+        def on_done(i: int, logits: np.ndarray) -> None:
+            chunk = ids[i * bs : (i + 1) * bs]
+            self.complete(chunk, logits if not self.stopped else None)
+            done[i] = True
+
+        try:
+            if not self.stopped:
+                self.session.run_offline(batches, on_done)
+        except BaseException as e:  # see SingleStreamSUT.issue
+            self.fail(e)
+        for i in np.flatnonzero(~done):  # interrupted or failed: LoadGen still needs answers
+            self.complete(ids[i * bs : (i + 1) * bs], None)
+
+    def finish(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+        super().finish()
+
+
+class ServerSUT(BaseSUT):
+    """Poisson arrivals: queries are queued; one worker runs what has arrived, up to a batch."""
+
+    scenario = "Server"
+
+    def __init__(
+        self, session: Session, qsl: SampleLibrary, *, accuracy: bool = False, batch_size: int = 8
+    ) -> None:
+        super().__init__(
+            session, qsl, accuracy=accuracy, batch_size=session.fixed_batch or batch_size
+        )
+        self._queue: queue.SimpleQueue[tuple[list[int], list[int]] | None] = queue.SimpleQueue()
+        self._worker = threading.Thread(target=self._work, name="eq-server", daemon=True)
+        self._worker.start()
+
+    def issue(self, ids: list[int], indices: list[int]) -> None:
+        self._queue.put((ids, indices))
+
+    def _work(self) -> None:
+        q = self._queue
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            ids, idx = list(item[0]), list(item[1])
+            closing = False
+            while len(ids) < self.batch_size:
+                try:
+                    more = q.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    closing = True
+                    break
+                ids += more[0]
+                idx += more[1]
+            self._run(ids, idx)
+            if closing:
+                return
+
+    def _run(self, ids: list[int], idx: list[int]) -> None:
+        if self.stopped:
+            self.complete(ids, None)
+            return
+        fixed = self.session.fixed_batch
+        s = 0
+        try:
+            for s in range(0, len(ids), self.batch_size):
+                part = np.asarray(idx[s : s + self.batch_size])
+                n = len(part)
+                if fixed is not None and n < fixed:
+                    part = np.concatenate([part, np.repeat(part[:1], fixed - n)])
+                self.complete(ids[s : s + n], self.session.run(self.qsl.gather(part)))
+        except BaseException as e:  # see SingleStreamSUT.issue
+            self.fail(e)
+            self.complete(ids[s:], None)
+
+    def finish(self) -> None:
+        self._queue.put(None)
+        self._worker.join()
+        super().finish()
+
+
+SUTS: dict[str, type[BaseSUT]] = {
+    "SingleStream": SingleStreamSUT,
+    "MultiStream": MultiStreamSUT,
+    "Offline": OfflineSUT,
+    "Server": ServerSUT,
+}
+
+
+def make_sut(
+    scenario: str,
+    session: Session,
+    qsl: SampleLibrary,
+    *,
+    accuracy: bool = False,
+    batch_size: int = 8,
+) -> BaseSUT:
+    """The SUT for an MLPerf scenario name."""
+    from edgequant.bench.settings import scenario_name
+
+    return SUTS[scenario_name(scenario)](session, qsl, accuracy=accuracy, batch_size=batch_size)

@@ -1,0 +1,229 @@
+"""``edgequant bench``: quantize (cached), run MLPerf LoadGen, write ``RUN_DIR/result.json``.
+
+Example:
+    $ edgequant bench --model mobilenet_v2 --backend openvino --scheme w8a8 --scenario Offline -o runs/mv2
+    $ edgequant bench --model digits_cnn --backend onnxruntime --scheme w8a8 --scenario SingleStream \\
+          --data digits --accuracy -o runs/digits --json
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+DESCRIPTION = """\
+Benchmark one model x backend x scheme in one MLPerf scenario with the real MLPerf LoadGen.
+
+The artifact is built with the runtime's own quantizer (cached), warmed up, then LoadGen runs
+the scenario; its own logs (kept in RUN_DIR/loadgen/) give the latencies, the throughput and
+whether the run is VALID. --accuracy adds LoadGen's accuracy mode over the whole dataset.
+"""
+
+EPILOG = """\
+Scenarios and their metric:
+  SingleStream  one sample per query, the next issued when the last finishes; p90 latency
+  MultiStream   8 samples per query, back to back; p99 query latency (p90 in quick mode)
+  Offline       every sample issued at once, in batches; throughput (samples/s)
+  Server        one-sample queries at Poisson arrivals (--target-qps) within a latency bound
+                (--target-latency-ms); throughput, valid only if the bound holds at p99 (p90 quick)
+
+Quick mode (default) runs about --duration seconds with LoadGen's early stopping; --mlperf
+applies the official edge rules (600 s minimum, MultiStream 662 queries, official percentiles).
+
+Datasets: synthetic (default; performance only), digits, imagenet:DIR, npy:FILE. Static schemes
+are calibrated on --calib (default: --data; synthetic calibration is flagged in the record).
+
+Examples:
+  edgequant bench --model resnet50 --backend openvino --scheme w8a8 --scenario Offline -o runs/r50
+  edgequant bench --model digits_cnn --backend onnxruntime --scheme w8a8 --scenario SingleStream \\
+      --data digits --accuracy -o runs/digits
+  edgequant bench --artifact build/mv2-ov-w8a8 --scenario Server --target-qps 200 -o runs/srv
+"""
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "bench",
+        help="MLPerf LoadGen benchmark of one model/backend/scheme/scenario",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", help="zoo name or a .onnx/.pth file (with --arch)")
+    p.add_argument(
+        "--backend", help="onnxruntime, openvino, litert, pytorch, sim (edgequant backends)"
+    )
+    p.add_argument("--scheme", default="fp32", help="scheme name or YAML file (default fp32)")
+    p.add_argument(
+        "--scenario",
+        default="Offline",
+        help="SingleStream, MultiStream, Offline or Server (default Offline)",
+    )
+    p.add_argument(
+        "--artifact", type=Path, help="run an artifact built by `edgequant quantize` instead"
+    )
+    p.add_argument("--data", default="synthetic", help="dataset measured (default synthetic)")
+    p.add_argument("--calib", help="calibration dataset for static schemes (default: --data)")
+    p.add_argument("--accuracy", action="store_true", help="also run LoadGen's accuracy mode")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads for the runtime (default 2)")
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="minimum run time in seconds (default 10)",
+    )
+    p.add_argument(
+        "--mlperf", action="store_true", help="official MLPerf edge settings (600 s minimum)"
+    )
+    p.add_argument(
+        "--user-conf", type=Path, metavar="FILE", help="an MLPerf user.conf (its keys win)"
+    )
+    p.add_argument(
+        "--target-qps",
+        type=float,
+        metavar="Q",
+        help="Server arrival rate (default: half the warm-up rate)",
+    )
+    p.add_argument(
+        "--target-latency-ms",
+        type=float,
+        metavar="L",
+        help="Server latency bound (default max(15 ms, 4x warm-up))",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        metavar="B",
+        help="Offline/Server batch size (default 8 or the artifact's)",
+    )
+    p.add_argument(
+        "--count",
+        type=int,
+        metavar="N",
+        help="samples to use (default: 256 in RAM for performance, all for accuracy)",
+    )
+    p.add_argument(
+        "--allow-short",
+        action="store_true",
+        help="run on fewer samples than --count when the dataset is smaller",
+    )
+    p.add_argument("--weights", help="checkpoint for a zoo architecture")
+    p.add_argument("--arch", help="zoo architecture of a .pth --model")
+    p.add_argument(
+        "--energy-csv", type=Path, metavar="FILE", help="external power meter log (timestamp,watts)"
+    )
+    p.add_argument("--force", action="store_true", help="rebuild the artifact even if cached")
+    p.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="RUN_DIR", help="run directory"
+    )
+    p.add_argument("--json", action="store_true", help="print the result record as JSON on stdout")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgequant.bench.runner import BenchConfig, run_benchmark
+    from edgequant.console import print_json
+    from edgequant.errors import UnsupportedError
+
+    cfg = BenchConfig(
+        model=args.model,
+        backend=args.backend,
+        scheme=args.scheme,
+        scenario=args.scenario,
+        data=args.data,
+        calib=args.calib,
+        accuracy=args.accuracy,
+        threads=args.threads,
+        duration_s=args.duration,
+        batch_size=args.batch_size,
+        count=args.count,
+        run_dir=args.output,
+        mlperf=args.mlperf,
+        user_conf=args.user_conf,
+        target_qps=args.target_qps,
+        target_latency_ms=args.target_latency_ms,
+        weights=args.weights,
+        arch=args.arch,
+        artifact=args.artifact,
+        allow_short_dataset=args.allow_short,
+        energy_csv=args.energy_csv,
+        force_rebuild=args.force,
+    )
+    rec = run_benchmark(cfg)
+    if args.json:
+        print_json(rec.to_dict())
+    else:
+        print(summary(rec))
+    if rec.status == "na":
+        raise UnsupportedError(
+            f"{rec.backend} cannot run {rec.scheme}: {rec.reason} (recorded in {args.output}/result.json)"
+        )
+    if rec.status == "failed":
+        from edgequant.errors import BenchmarkError
+
+        raise BenchmarkError(f"run failed: {rec.reason} (recorded in {args.output}/result.json)")
+    if rec.status == "interrupted":
+        return 130
+    return 0 if rec.valid else 3
+
+
+def summary(rec: Any) -> str:
+    """The one-screen summary printed at the end of a run."""
+    from edgequant.console import format_table
+
+    lg = rec.loadgen or {}
+    head = f"{rec.model} · {rec.backend} · {rec.scheme} · {rec.scenario} · {rec.threads} threads · batch {rec.batch_size}"
+    lines = [head, "=" * min(len(head), 100)]
+    if rec.status != "ok":
+        lines.append(f"status: {rec.status.upper()}: {rec.reason}")
+    if lg:
+        verdict = "VALID" if rec.valid else "INVALID"
+        lines.append(
+            f"LoadGen result: {verdict}"
+            + ("" if rec.valid else f" ({'; '.join(lg.get('reasons') or [])})")
+        )
+        lines.append(f"metric: {lg.get('metric')}")
+    lat = rec.latency_ms or {}
+    rows: list[list[Any]] = []
+    if lat:
+        rows.append(["latency ms", *(lat.get(k) for k in ("mean", "p50", "p90", "p95", "p99"))])
+    if rows:
+        lines.append(format_table(rows, ["", "mean", "p50", "p90", "p95", "p99"]))
+    es = lg.get("early_stopping") or {}
+    ests = {k: v for k, v in es.items() if k.endswith("_estimate_ms")}
+    if ests:
+        lines.append(
+            "early-stopping estimates: "
+            + ", ".join(f"{k.removesuffix('_estimate_ms')} {v:.3f} ms" for k, v in ests.items())
+        )
+    if rec.throughput_ips is not None:
+        lines.append(f"throughput: {rec.throughput_ips:.1f} samples/s")
+    acc = rec.accuracy
+    if acc:
+        parts = [
+            f"{k} {acc[k]:.2f}%"
+            for k in ("top1_pct", "top5_pct", "agreement_with_fp32_pct")
+            if acc.get(k) is not None
+        ]
+        lines.append(f"accuracy ({acc['samples']} samples): " + ", ".join(parts))
+    if rec.size_bytes is not None:
+        wb = f", weights {rec.weight_bytes / 1e6:.2f} MB" if rec.weight_bytes else ""
+        lines.append(f"artifact: {rec.size_bytes / 1e6:.2f} MB{wb}  ({rec.artifact})")
+    if rec.peak_rss_bytes:
+        lines.append(f"peak RSS: {rec.peak_rss_bytes / 2**20:.0f} MiB")
+    if rec.energy:
+        e = rec.energy
+        jpi = e.get("joules_per_inference")
+        lines.append(
+            f"energy ({e['source']}): {'n/a' if jpi is None else f'{jpi * 1e3:.2f} mJ/inference'}, avg {e['avg_power_w']:.1f} W"
+        )
+    elif rec.status == "ok":
+        lines.append(f"energy: n/a ({rec.energy_unavailable_reason})")
+    for w in rec.extra.get("warnings", []):
+        lines.append(f"note: {w}")
+    lines.append(
+        f"record: {Path(lg.get('log_dir', '.')).parent / 'result.json' if lg else 'result.json'}"
+    )
+    return "\n".join(lines)
