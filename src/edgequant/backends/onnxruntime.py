@@ -131,6 +131,10 @@ class OnnxRuntimeBackend(Backend):
     install_hint = "pip install onnxruntime onnx"
     needs_torch_module = False
 
+    def __init__(self, int8_override: dict[str, Any] | None = None) -> None:
+        # another target (TensorRT) may need another int8 layout than this CPU's fast one
+        self._int8_override = int8_override
+
     # --- availability ------------------------------------------------------------------------
     def unavailable_reason(self) -> str | None:
         try:
@@ -213,7 +217,10 @@ class OnnxRuntimeBackend(Backend):
             elif scheme.is_dynamic:
                 _build_dynamic(fp32, dst, scheme, meta)
             else:
-                _build_static(fp32, dst, scheme, _need(calibration, scheme), meta, Path(tmp))
+                choice = self._int8_override or int8_choice()
+                _build_static(
+                    fp32, dst, scheme, _need(calibration, scheme), meta, Path(tmp), choice
+                )
         meta["weight_bytes"] = onnx_weight_bytes(dst)
         art = Artifact(path=dst, backend=self.name, model=model.key, scheme=scheme, metadata=meta)
         report = self.inspect(art)
@@ -479,13 +486,18 @@ class _Reader:
 
 
 def _build_static(
-    src: Path, dst: Path, scheme: Scheme, calib: np.ndarray, meta: dict[str, Any], tmp: Path
+    src: Path,
+    dst: Path,
+    scheme: Scheme,
+    calib: np.ndarray,
+    meta: dict[str, Any],
+    tmp: Path,
+    choice: dict[str, Any],
 ) -> None:
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     w, a = _need(scheme.weights, scheme), _need(scheme.activations, scheme)
-    choice = int8_choice()
     _choice(
         meta, "activation_type", f"{choice['activation_type']} (weights QInt8)", choice["reason"]
     )

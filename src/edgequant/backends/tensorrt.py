@@ -1,0 +1,176 @@
+"""TensorRT backend (NVIDIA GPUs): ONNX Runtime's TensorRT execution provider.
+
+The model is exported to ONNX (:func:`edgequant.backends.export.export_onnx`); ``fp32`` and
+``fp16`` build with the provider's own precision flags, ``w8a8`` uses ONNX Runtime's
+``quantize_static`` QDQ model with **symmetric int8** activations and weights (what TensorRT's
+explicit-quantization path needs), which TensorRT fuses into int8 kernels. The TensorRT engine is
+built at first load and cached next to the artifact (``trt_engine_cache``).
+
+It needs an NVIDIA GPU, the ``tensorrt`` Python package and an ``onnxruntime-gpu`` build with the
+``TensorrtExecutionProvider``; where any is missing, :meth:`TensorRtBackend.unavailable_reason`
+says which and how to install it. Nothing here runs on a CPU-only machine.
+
+Example:
+    >>> from edgequant.backends import get_backend
+    >>> get_backend("tensorrt").unavailable_reason()   # doctest: +SKIP
+    'no NVIDIA GPU found (nvidia-smi not present / no /dev/nvidia0)'
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgequant.backends.base import Artifact, Backend, InspectReport, Session
+from edgequant.backends.export import condense_error
+from edgequant.errors import ArtifactError
+from edgequant.quant.scheme import Scheme
+
+if TYPE_CHECKING:
+    from edgequant.models.base import Model
+
+_SUPPORTED = ("fp32", "fp16", "w8a8-sym")
+
+
+def _has_nvidia_gpu() -> bool:
+    return Path("/dev/nvidia0").exists() or shutil.which("nvidia-smi") is not None
+
+
+class TensorRtBackend(Backend):
+    """TensorRT through ONNX Runtime's TensorrtExecutionProvider (GPU only)."""
+
+    name = "tensorrt"
+    description = "NVIDIA TensorRT via ONNX Runtime's TensorrtExecutionProvider (GPU)"
+    install_hint = "pip install tensorrt onnxruntime-gpu (needs an NVIDIA GPU and driver)"
+    needs_torch_module = False
+
+    def unavailable_reason(self) -> str | None:
+        if not _has_nvidia_gpu():
+            return "no NVIDIA GPU found (no /dev/nvidia0, no nvidia-smi); TensorRT runs on NVIDIA GPUs only"
+        try:
+            import tensorrt  # noqa: F401
+        except ImportError:
+            return f"the tensorrt package is not installed ({self.install_hint})"
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            return f"onnxruntime is not installed ({self.install_hint})"
+        if "TensorrtExecutionProvider" not in ort.get_available_providers():
+            return f"this onnxruntime build has no TensorrtExecutionProvider ({self.install_hint})"
+        return None
+
+    def versions(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        try:
+            import tensorrt
+
+            out["tensorrt"] = str(tensorrt.__version__)
+        except ImportError:
+            out["tensorrt"] = "not installed"
+        try:
+            import onnxruntime as ort
+
+            out["onnxruntime"] = ort.__version__
+        except ImportError:
+            out["onnxruntime"] = "not installed"
+        return out
+
+    def supports(self, scheme: Scheme, model: Model | None = None) -> str | None:
+        if scheme.name in _SUPPORTED or (
+            scheme.is_float and scheme.float_dtype in ("fp32", "fp16")
+        ):
+            return None
+        if scheme.float_dtype == "bf16":
+            return "bf16 is not offered through ONNX Runtime's TensorRT provider (use fp16)"
+        if scheme.is_weight_only:
+            return (
+                "weight-only int schemes: TensorRT's CNN int8 path needs quantized activations too"
+            )
+        if scheme.is_dynamic:
+            return "dynamic activation quantization: TensorRT needs static (calibrated) int8 ranges"
+        w, a = scheme.weights, scheme.activations
+        if w is None or a is None or w.bits != 8 or a.bits != 8:
+            return "TensorRT's explicit quantization runs 8-bit weights and activations only"
+        if not a.symmetric:
+            return "asymmetric activations: TensorRT int8 is symmetric only (use w8a8-sym)"
+        return None
+
+    def prepare(
+        self, model: Model, scheme: Scheme, calibration: np.ndarray | None, out_dir: Path
+    ) -> Artifact:
+        """Build an ONNX artifact for TensorRT: the CPU backend's QDQ/fp32 model, symmetric int8."""
+        self.require()
+        self.check_supported(scheme, model)
+        from edgequant.backends.onnxruntime import OnnxRuntimeBackend
+
+        # fp16 is a TensorRT build flag, not a file conversion: the fp32 ONNX file is the artifact
+        base = scheme.with_(name="fp32", float_dtype="fp32") if scheme.is_float else scheme
+        s8s8 = {
+            "activation_type": "QInt8",
+            "reduce_range": False,
+            "reason": "TensorRT explicit quantization: symmetric int8 activations and weights",
+        }
+        art = OnnxRuntimeBackend(int8_override=s8s8).prepare(
+            model, base, calibration, Path(out_dir)
+        )
+        art.backend, art.scheme = self.name, scheme
+        art.metadata.update(
+            trt_fp16=scheme.float_dtype == "fp16",
+            trt_int8=not scheme.is_float,
+            executed_precision="int8" if not scheme.is_float else scheme.float_dtype,
+            note="TensorRT engine is built at first load and cached in trt_engine_cache/",
+        )
+        art.save_metadata()
+        return art
+
+    def load(self, artifact: Artifact, threads: int) -> Session:
+        self.require()
+        return TensorRtSession(artifact)
+
+    def inspect(self, artifact: Artifact) -> InspectReport:
+        return InspectReport(
+            artifact=str(artifact.path),
+            backend=self.name,
+            scheme=artifact.scheme.name,
+            notes=[
+                "TensorRT chooses kernel precisions while building the engine; "
+                "use trtexec --dumpLayerInfo on the engine cache for per-layer precisions"
+            ],
+        )
+
+
+class TensorRtSession(Session):
+    """An ONNX Runtime session on the TensorRT provider (CUDA as fallback for unsupported ops)."""
+
+    def __init__(self, artifact: Artifact) -> None:
+        import onnxruntime as ort
+
+        cache = artifact.directory / "trt_engine_cache"
+        cache.mkdir(exist_ok=True)
+        trt_opts: dict[str, Any] = {
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(cache),
+            "trt_fp16_enable": bool(artifact.metadata.get("trt_fp16")),
+            "trt_int8_enable": bool(artifact.metadata.get("trt_int8")),
+        }
+        try:
+            self._sess = ort.InferenceSession(
+                str(artifact.path),
+                providers=[("TensorrtExecutionProvider", trt_opts), "CUDAExecutionProvider"],
+            )
+        except Exception as e:
+            raise ArtifactError(
+                f"TensorRT cannot load {artifact.path}: {condense_error(e)}"
+            ) from None
+        self._input = self._sess.get_inputs()[0].name
+        self.executed_precision = artifact.metadata.get("executed_precision")
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        out = self._sess.run(None, {self._input: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        return np.asarray(out, dtype=np.float32)
+
+
+__all__ = ["TensorRtBackend", "TensorRtSession"]
