@@ -1,0 +1,218 @@
+"""LiteRT backend: the shared contract plus what is LiteRT-specific (int8 I/O, inspect, n/a reasons).
+
+The tiny model is converted once per process (the backend keeps converted float models in
+memory), so building every supported scheme costs one conversion plus fast quantizer runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from edgequant.backends import get_backend
+from edgequant.backends.base import Artifact, Backend
+from edgequant.backends.litert_recipe import build_recipe, check_recipe
+from edgequant.errors import ArtifactError, ModelError, UnsupportedError, ValidationError
+from edgequant.models.base import Model
+from edgequant.models.spec import InputSpec
+from edgequant.quant.scheme import get_scheme
+from tests.backends.contract import BackendContract, assert_unavailable_raises
+from tests.helpers import tiny_inputs
+
+pytest.importorskip("ai_edge_litert")
+
+
+class TestLiteRt(BackendContract):
+    backend_name = "litert"
+
+    # --- int8 I/O ------------------------------------------------------------------------------
+    def test_static_int8_artifact_has_int8_io_but_session_is_float(
+        self, backend: Backend, built, reference
+    ) -> None:  # type: ignore[no-untyped-def]
+        from ai_edge_litert.interpreter import Interpreter
+
+        art = built["w8a8"]
+        assert art.metadata["input_dtype"] == "int8"
+        assert art.metadata["output_dtype"] == "int8"
+        x, _ = reference
+        with backend.load(art, threads=1) as sess:
+            got = sess.run(x[:1])
+        assert got.dtype == np.float32
+        # the same computation by hand: quantize with the input's scale/zero-point, dequantize
+        it = Interpreter(model_path=str(art.path))
+        it.allocate_tensors()
+        (inp,), (out,) = it.get_input_details(), it.get_output_details()
+        s_in, z_in = inp["quantization"]
+        q = np.clip(np.rint(x[:1] / s_in) + z_in, -128, 127).astype(np.int8)
+        it.set_tensor(inp["index"], q)
+        it.invoke()
+        s_out, z_out = out["quantization"]
+        want = (it.get_tensor(out["index"]).astype(np.float32) - z_out) * s_out
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+        assert art.metadata["executed_precision"] == "i8"
+
+    def test_float_io_for_weight_only_and_dynamic(self, built) -> None:  # type: ignore[no-untyped-def]
+        for name in ("fp32", "w8-only", "w8-dyn"):
+            assert built[name].metadata["input_dtype"] == "fp32", name
+        assert built["w8-only"].metadata["weight_bytes_by_dtype"].get("int8", 0) > 0
+
+    def test_int8_batches_of_any_size(self, backend: Backend, built, reference) -> None:  # type: ignore[no-untyped-def]
+        x, _ = reference
+        with backend.load(built["w8a8"], threads=2) as sess:
+            one = sess.run(x[:1])
+            many = sess.run(x[:6])
+            again = sess.run(x[:1])
+        np.testing.assert_array_equal(one[0], many[0])
+        np.testing.assert_array_equal(one, again)
+
+    # --- inspect -------------------------------------------------------------------------------
+    def test_inspect_shows_int8_convs_for_w8a8(self, backend: Backend, built) -> None:  # type: ignore[no-untyped-def]
+        report = backend.inspect(built["w8a8"])
+        convs = report.convs
+        assert len(convs) == 4  # conv1, depthwise, pointwise, conv3 of TinyNet
+        assert all(c.precision == "int8" for c in convs), [vars(c) for c in convs]
+        assert report.summary() == "4/4 convs in integer precision"
+        assert {c.op_type for c in convs} == {"CONV_2D", "DEPTHWISE_CONV_2D"}
+
+    def test_inspect_explains_float_convs(self, backend: Backend, built) -> None:  # type: ignore[no-untyped-def]
+        summary = backend.inspect(built["w8-only"]).summary()
+        assert summary.startswith("0/4 convs in integer precision; 4 fall back to float")
+        assert "DEQUANTIZE feeds it" in summary
+        fp32 = backend.inspect(built["fp32"]).summary()
+        assert "float input tensor" in fp32
+
+    def test_int4_weights_are_packed_and_depthwise_keeps_int8(
+        self, backend: Backend, built
+    ) -> None:  # type: ignore[no-untyped-def]
+        if "w4a8" not in built:
+            pytest.skip("w4a8 not supported here")
+        by_dtype = built["w4a8"].metadata["weight_bytes_by_dtype"]
+        assert by_dtype.get("int4", 0) > 0 and by_dtype.get("int8", 0) > 0
+        precisions = {c.op_type: c.precision for c in backend.inspect(built["w4a8"]).convs}
+        assert precisions["CONV_2D"] == "int8xint4"
+        assert precisions["DEPTHWISE_CONV_2D"] == "int8"
+
+    # --- n/a and bad input ---------------------------------------------------------------------
+    def test_bf16_is_na_with_reason(self, backend: Backend, tiny_model) -> None:  # type: ignore[no-untyped-def]
+        reason = backend.supports(get_scheme("bf16"), tiny_model)
+        assert reason is not None and "bfloat16" in reason
+        with pytest.raises(UnsupportedError, match="bfloat16"):
+            backend.check_supported(get_scheme("bf16"), tiny_model)
+
+    def test_onnx_model_is_na(self, backend: Backend, tiny_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+        onnx_only = Model(
+            name="user",
+            family="onnx",
+            input_spec=tiny_model.input_spec,
+            num_classes=10,
+            onnx_path=tmp_path / "m.onnx",
+        )
+        reason = backend.supports(get_scheme("fp32"), onnx_only)
+        assert reason is not None and "PyTorch model" in reason
+        with pytest.raises(UnsupportedError):
+            backend.prepare(onnx_only, get_scheme("fp32"), None, tmp_path)
+
+    def test_scheme_parameters_reach_the_recipe(self) -> None:
+        pt = build_recipe(get_scheme("w8a8-pt"))[0]["op_config"]
+        assert pt["weight_tensor_config"]["granularity"] == "TENSORWISE"
+        assert pt["activation_tensor_config"]["symmetric"] is False
+        sym = build_recipe(get_scheme("w8a8-sym"))[0]["op_config"]
+        assert sym["activation_tensor_config"]["symmetric"] is True
+        dyn = build_recipe(get_scheme("w8-dyn"))[0]["op_config"]
+        assert "activation_tensor_config" not in dyn and dyn["compute_precision"] == "INTEGER"
+        # asymmetric int8 weights with int8 activations: the quantizer's own policy refuses
+        asym = get_scheme(
+            {
+                "name": "w8a8-asymw",
+                "weights": {"bits": 8, "symmetric": False, "granularity": "channel"},
+                "activations": {"bits": 8, "symmetric": False},
+            }
+        )
+        assert check_recipe(asym) is not None
+
+    def test_unsupported_calibration_method_is_na(self, backend: Backend, tiny_model) -> None:  # type: ignore[no-untyped-def]
+        s = get_scheme({"name": "w8a8-ent", "base": "w8a8", "calibration": {"method": "entropy"}})
+        reason = backend.supports(s, tiny_model)
+        assert reason is not None and "entropy" in reason
+
+    @pytest.mark.parametrize(
+        "calib, match",
+        [
+            (np.full((4, 3, 32, 32), np.nan, np.float32), "NaN"),
+            (np.zeros((4, 3, 16, 16), np.float32), "shape"),
+            (np.zeros((0, 3, 32, 32), np.float32), "empty"),
+            (None, "calibration"),
+        ],
+    )
+    def test_bad_calibration_is_rejected(
+        self, backend: Backend, tiny_model, tmp_path: Path, calib, match
+    ) -> None:  # type: ignore[no-untyped-def]
+        with pytest.raises(ValidationError, match=match):
+            backend.prepare(tiny_model, get_scheme("w8a8"), calib, tmp_path)
+
+    def test_converter_rejection_is_one_line_model_error(
+        self, backend: Backend, tmp_path: Path
+    ) -> None:
+        class Unexportable(nn.Module):
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return torch.from_numpy(x.numpy() * 2)  # leaves the graph: torch.export refuses
+
+        m = Model(
+            name="unexportable",
+            family="test",
+            input_spec=InputSpec(shape=(3, 8, 8), resize=8),
+            num_classes=10,
+            module=Unexportable().eval(),
+        )
+        with pytest.raises(ModelError, match="litert-torch could not convert unexportable") as info:
+            backend.prepare(m, get_scheme("fp32"), None, tmp_path)
+        assert "\n" not in str(info.value) and len(str(info.value)) < 400
+
+    def test_truncated_artifact_is_an_artifact_error(
+        self, backend: Backend, built, tmp_path: Path
+    ) -> None:  # type: ignore[no-untyped-def]
+        src = built["w8a8"]
+        bad = tmp_path / "model.tflite"
+        bad.write_bytes(src.path.read_bytes()[:200])
+        art = Artifact(
+            path=bad,
+            backend="litert",
+            model=src.model,
+            scheme=src.scheme,
+            metadata=dict(src.metadata),
+        )
+        with pytest.raises(ArtifactError):
+            backend.load(art, threads=1)
+        with pytest.raises(ArtifactError):
+            backend.inspect(art)
+
+    def test_wrong_input_shape_is_a_validation_error(self, backend: Backend, built) -> None:  # type: ignore[no-untyped-def]
+        with (
+            backend.load(built["fp32"], threads=1) as sess,
+            pytest.raises(ValidationError, match="shape"),
+        ):
+            sess.run(np.zeros((2, 3, 16, 16), np.float32))
+
+    def test_metadata_records_recipe_and_calibration(self, built, tiny_calibration) -> None:  # type: ignore[no-untyped-def]
+        meta = Artifact.load(built["w8a8"].directory).metadata
+        assert meta["quantizer"]["recipe"][0]["algorithm_key"] == "min_max_uniform_quantize"
+        assert meta["quantizer"]["calibration"]["samples"] == len(tiny_calibration)
+        assert meta["weight_bytes"] > 0 and meta["versions"]["ai-edge-litert"]
+
+
+def test_missing_runtime_contract() -> None:
+    assert_unavailable_raises(get_backend("litert"))
+
+
+def test_calibration_samples_are_capped_by_scheme(tiny_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    be = get_backend("litert")
+    s = get_scheme(
+        {"name": "w8a8-few", "base": "w8a8", "calibration": {"method": "minmax", "samples": 5}}
+    )
+    art = be.prepare(tiny_model, s, tiny_inputs(tiny_model, 12, seed=3), tmp_path)
+    cal = art.metadata["quantizer"]["calibration"]
+    assert cal["samples"] == 5 and cal["requested"] == "minmax"
