@@ -149,7 +149,8 @@ class BenchSettings:
         if self.scenario == "SingleStream" and self.target_latency_ms:
             ts.single_stream_expected_latency_ns = int(self.target_latency_ms * 1e6)
         if self.user_conf is not None:
-            # user.conf keys win over everything above, as in MLPerf harnesses
+            # user.conf keys win over everything above, as in MLPerf harnesses; for MLPerf's own
+            # model names (e.g. resnet50) LoadGen first applies its built-in mlperf.conf rules
             ts.FromConfig(str(self.user_conf), self.model_name, self.scenario)
         ts.performance_sample_count_override = samples
         return ts

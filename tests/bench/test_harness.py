@@ -1,0 +1,137 @@
+"""Each scenario on a real (tiny numpy) Session through the real LoadGen, with short runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgequant.bench.accuracy import read_accuracy_log, scores
+from edgequant.bench.harness import run_scenario
+from edgequant.bench.logs import ACCURACY, DETAIL, SUMMARY, parse_logs
+from edgequant.bench.qsl import SampleLibrary
+from edgequant.bench.settings import BenchSettings
+from edgequant.measure.accuracy import topk_accuracy
+from tests.bench.sessions import MatmulSession
+
+pytest.importorskip("mlperf_loadgen")
+
+SHAPE = (3, 8, 8)
+N = 40
+
+
+@pytest.fixture(scope="module")
+def samples() -> np.ndarray:
+    return np.random.default_rng(0).standard_normal((N, *SHAPE)).astype(np.float32)
+
+
+def _qsl(samples: np.ndarray) -> SampleLibrary:
+    return SampleLibrary(lambda idx: samples[list(idx)], total=len(samples))
+
+
+@pytest.mark.parametrize("scenario", ["SingleStream", "MultiStream", "Offline", "Server"])
+def test_scenario_is_valid_and_logs_parse(
+    scenario: str, samples: np.ndarray, tmp_path: Path
+) -> None:
+    session = MatmulSession(SHAPE, delay_s=0.0003)
+    settings = BenchSettings(
+        scenario=scenario, duration_s=0.5, target_latency_ms=50 if scenario == "Server" else None
+    )
+    out = run_scenario(
+        session, _qsl(samples), settings, tmp_path / "lg", batch_size=4, warmup_s=0.1
+    )
+    r = out.result
+    assert (tmp_path / "lg" / DETAIL).is_file() and (tmp_path / "lg" / SUMMARY).is_file()
+    assert r.valid, r.reasons
+    assert r.scenario == scenario and r.mode == "PerformanceOnly"
+    assert r.latency_ms["p50"] <= r.latency_ms["p90"] <= r.latency_ms["p99"]
+    assert r.throughput_ips is not None and r.throughput_ips > 0
+    assert out.samples_completed >= (r.query_count or 1)
+    # what each SUT fed the runtime: 1 sample, 8 samples, batches of 4, batches of <= 4
+    sizes = set(session.batch_sizes[-20:])
+    expected = {"SingleStream": {1}, "MultiStream": {8}}.get(scenario)
+    if expected is not None:
+        assert sizes == expected
+    else:
+        assert max(sizes) <= 4
+    if scenario in ("SingleStream", "MultiStream"):
+        assert r.early_stopping.get("met") is True
+    # the summary agrees with the detail log on the verdict
+    assert "Result is : VALID" in (tmp_path / "lg" / SUMMARY).read_text()
+
+
+def test_too_short_schedule_is_invalid_with_loadgen_reasons(
+    samples: np.ndarray, tmp_path: Path
+) -> None:
+    from edgequant.bench.harness import WarmUp
+
+    # a warm-up that claims the model is 100x slower: LoadGen's Offline query is far too small
+    session = MatmulSession(SHAPE)
+    slow = WarmUp(latency_s=0.1, qps=10.0, runs=1, seconds=0.0)
+    out = run_scenario(
+        session,
+        _qsl(samples),
+        BenchSettings(scenario="Offline", duration_s=0.5),
+        tmp_path / "lg",
+        warmup=slow,
+    )
+    assert not out.result.valid
+    assert "min duration not met" in out.result.reasons
+
+
+def test_accuracy_log_top1_equals_direct_computation(samples: np.ndarray, tmp_path: Path) -> None:
+    session = MatmulSession(SHAPE)
+    labels = np.random.default_rng(1).integers(0, 10, N)
+    for scenario in ("Offline", "SingleStream"):
+        out = run_scenario(
+            session,
+            _qsl(samples),
+            BenchSettings(scenario=scenario, duration_s=0.5),
+            tmp_path / scenario,
+            accuracy=True,
+            batch_size=3,
+            warmup_s=0.05,
+        )
+        top5 = read_accuracy_log(out.log_dir / ACCURACY, N)
+        assert (top5[:, 0] >= 0).all(), "every sample answered once"
+        logits = session.run(samples)
+        got = scores(top5, labels, top5)
+        assert got["samples"] == N
+        assert got["top1_pct"] == pytest.approx(topk_accuracy(logits, labels, 1))
+        assert got["top5_pct"] == pytest.approx(topk_accuracy(logits, labels, 5))
+        assert got["agreement_with_fp32_pct"] == 100.0
+        assert (top5[:, 0] == logits.argmax(1)).all()
+
+
+def test_fixed_batch_runtime_gets_padded_batches(samples: np.ndarray, tmp_path: Path) -> None:
+    session = MatmulSession(SHAPE, fixed_batch=4)
+    out = run_scenario(
+        session,
+        _qsl(samples[:10]),
+        BenchSettings(scenario="Offline", duration_s=0.3),
+        tmp_path / "lg",
+        accuracy=True,
+        warmup_s=0.05,
+    )
+    top5 = read_accuracy_log(out.log_dir / ACCURACY, 10)
+    assert set(session.batch_sizes) == {4}
+    assert (top5[:, 0] == session.w.T.dot(samples[:10].reshape(10, -1).T).argmax(0)).all()
+
+
+def test_runtime_failure_mid_run_is_reported_not_valid(samples: np.ndarray, tmp_path: Path) -> None:
+    from edgequant.bench.harness import WarmUp
+
+    session = MatmulSession(SHAPE, fail_after=30)
+    warm = WarmUp(latency_s=1e-4, qps=1e4, runs=0, seconds=0.0)  # no warm-up calls: fail in LoadGen
+    out = run_scenario(
+        session,
+        _qsl(samples),
+        BenchSettings(scenario="SingleStream", duration_s=0.5),
+        tmp_path / "lg",
+        warmup=warm,
+    )
+    assert isinstance(out.error, RuntimeError)
+    assert not out.result.valid
+    assert "device lost" in out.result.reasons[0]
+    assert parse_logs(tmp_path / "lg").scenario == "SingleStream"  # logs still written
