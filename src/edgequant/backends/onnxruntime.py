@@ -103,6 +103,7 @@ def int8_choice(flags: set[str] | None = None, machine: str | None = None) -> di
                 "reduce_range": False,
                 "reason": f"x86 with {', '.join(vnni)}: ORT's int8 GEMM kernels (vpdpbusd) take uint8 "
                 "activations x int8 weights (U8S8); S8S8 is emulated and measured ~3x slower",
+                "reduce_range_reason": "VNNI accumulates u8 x s8 products in int32: no saturation, full 8-bit weights",
             }
         return {
             "activation_type": "QUInt8",
@@ -501,7 +502,12 @@ def _build_static(
     _choice(
         meta, "activation_type", f"{choice['activation_type']} (weights QInt8)", choice["reason"]
     )
-    _choice(meta, "reduce_range", choice["reduce_range"], choice["reason"])
+    _choice(
+        meta,
+        "reduce_range",
+        choice["reduce_range"],
+        choice.get("reduce_range_reason", choice["reason"]),
+    )
     method, extra = _calibration_options(scheme)
     _choice(meta, "calibration", method, extra.pop("_reason"))
 

@@ -1,0 +1,109 @@
+"""``edgequant backends``: each runtime, whether it is available here (or why not), its versions,
+and which built-in schemes it can run (or why not).
+
+Example:
+    $ edgequant backends
+    $ edgequant backends --json | jq '.backends[] | {name, available}'
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+DESCRIPTION = """\
+List the runtimes edgequant knows: available here or why not (with the install command), the
+runtime and quantizer versions, and for every built-in scheme whether that runtime can execute it
+("n/a: reason" where it cannot; reports show the same reason).
+"""
+
+EPILOG = """\
+Examples:
+  edgequant backends               # a table of backends x schemes, then the reasons
+  edgequant backends --json        # one JSON document: {"backends": [...]}
+"""
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "backends",
+        help="runtimes: availability, versions, supported schemes",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    p.set_defaults(func=run)
+
+
+def describe_backend(name: str) -> dict[str, Any]:
+    """Availability, versions and per-scheme support of one backend, as a JSON-able dict.
+
+    Example:
+        >>> describe_backend("onnxruntime")["schemes"]["w8a8"]   # doctest: +SKIP
+        {'supported': True, 'reason': None}
+    """
+    from edgequant.backends import get_backend
+    from edgequant.quant.scheme import get_scheme, scheme_names
+
+    info: dict[str, Any] = {
+        "name": name,
+        "available": False,
+        "reason": None,
+        "versions": {},
+        "schemes": {},
+    }
+    try:
+        be = get_backend(name)
+    except ImportError as e:  # the backend module itself is not part of this build
+        info["reason"] = f"backend module not installed ({e.name})"
+        return info
+    info.update(description=be.description, simulated=be.simulated, install_hint=be.install_hint)
+    try:
+        reason = be.unavailable_reason()
+    except Exception as e:  # a broken runtime install must not break the listing
+        reason = f"{type(e).__name__}: {e}"
+    info["available"], info["reason"] = reason is None, reason
+    if reason is None:
+        try:
+            info["versions"] = be.versions()
+        except Exception as e:
+            info["versions"] = {"error": f"{type(e).__name__}: {e}"}
+    for s in scheme_names():
+        try:
+            why = be.supports(get_scheme(s))
+        except Exception as e:
+            why = f"{type(e).__name__}: {e}"
+        info["schemes"][s] = {"supported": why is None, "reason": why}
+    return info
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgequant.backends import backend_names
+    from edgequant.console import format_table, print_json
+    from edgequant.quant.scheme import scheme_names
+
+    rows = [describe_backend(n) for n in backend_names()]
+    if args.json:
+        print_json({"backends": rows})
+        return 0
+    schemes = scheme_names()
+    table = []
+    for r in rows:
+        versions = ", ".join(f"{k} {v}" for k, v in r["versions"].items()) or "-"
+        cells = ["yes" if r["schemes"].get(s, {}).get("supported") else "n/a" for s in schemes]
+        table.append([r["name"], "yes" if r["available"] else "no", *cells, versions])
+    print(format_table(table, ["backend", "available", *schemes, "versions"]))
+    for r in rows:
+        lines = []
+        if not r["available"]:
+            lines.append(f"  not available: {r['reason']}")
+        if r.get("simulated"):
+            lines.append("  simulated: accuracy studies only, its speed is not representative")
+        lines += [
+            f"  {s}: n/a: {v['reason']}" for s, v in r["schemes"].items() if not v["supported"]
+        ]
+        if lines:
+            print(f"\n{r['name']}:")
+            print("\n".join(lines))
+    return 0
