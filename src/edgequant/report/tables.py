@@ -117,10 +117,12 @@ def build_rows(records: Iterable[tuple[str, ResultRecord]]) -> list[Row]:
     for run_id, rec in records:
         key = (rec.model, rec.backend, rec.scheme)
         measured = _measured(rec)
+        has_perf = rec.throughput_ips is not None or bool(rec.latency_ms)
         if record_mode(rec, run_id) == "accuracy":
             if measured or key not in acc_runs:  # a measured run wins over a failed attempt
                 acc_runs[key] = (run_id, rec)
-            continue
+            if not has_perf and rec.status == "ok":
+                continue  # an accuracy-only run: no performance row of its own
         perf.append((run_id, rec))
         if measured:  # a performance run that also measured accuracy
             perf_acc.setdefault(key, (run_id, rec))

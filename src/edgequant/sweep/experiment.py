@@ -119,7 +119,9 @@ class Cell:
     """One run of the matrix: model × backend × scheme × scenario (or an accuracy run).
 
     ``mode`` is ``performance`` (a LoadGen performance run in ``scenario``) or ``accuracy``
-    (LoadGen's accuracy mode, run in the Offline scenario).
+    (the performance run followed by LoadGen's accuracy mode over the test split: ``bench
+    --accuracy``). With ``accuracy: true`` one scenario per configuration (Offline when listed)
+    carries the accuracy run; with ``scenarios: []`` the configuration gets one Offline cell.
     """
 
     model: ModelRef
@@ -135,9 +137,8 @@ class Cell:
 
     @property
     def cell_id(self) -> str:
-        """Directory name of the run: ``model__backend__scheme__scenario`` (``__accuracy``)."""
-        last = "accuracy" if self.mode == "accuracy" else self.scenario
-        parts = (self.model.label, self.backend, self.scheme.name, last)
+        """Directory name of the run: ``model__backend__scheme__scenario``."""
+        parts = (self.model.label, self.backend, self.scheme.name, self.scenario)
         return "__".join(re.sub(r"[^A-Za-z0-9_.+-]", "-", p) for p in parts)
 
 
@@ -166,6 +167,8 @@ class Experiment:
     description: str = ""
     source: str | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    #: the file's text as written (comments kept), copied into the runs directory
+    text: str | None = None
 
     def cells(self) -> list[Cell]:
         """Every cell, grouped so that one model/backend/scheme's cells run back to back (the
@@ -176,11 +179,14 @@ class Experiment:
             for m in g.models:
                 for b in g.backends:
                     for s in g.schemes:
-                        runs = [(sc, "performance") for sc in g.scenarios]
-                        if g.accuracy:
-                            runs.append(("Offline", "accuracy"))
-                        for scenario, mode in runs:
-                            # accuracy runs read the whole test split; give them more time
+                        # bench --accuracy runs LoadGen's accuracy mode after the performance run,
+                        # so accuracy rides on one scenario's cell (Offline when there is one)
+                        scenarios = list(g.scenarios) or ["Offline"]
+                        acc_on = "Offline" if "Offline" in scenarios else scenarios[0]
+                        for scenario in scenarios:
+                            mode = (
+                                "accuracy" if g.accuracy and scenario == acc_on else "performance"
+                            )
                             base = g.cell_timeout_s or max(600.0, 30 * g.duration_s)
                             cell = Cell(
                                 model=m,

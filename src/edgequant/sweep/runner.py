@@ -128,21 +128,30 @@ def bench_argv(cell: Cell, runs_dir: Path, bench_command: Sequence[str] | None =
 
 
 def _scheme_arg(cell: Cell, runs_dir: Path) -> str:
-    """A built-in name or YAML file as written; a full dict is written to ``schemes/NAME.yaml``."""
+    """A built-in name or YAML file as written; a full dict is written to ``schemes/``."""
     spec = cell.scheme.spec
     if isinstance(spec, str):
         return spec
-    return str(runs_dir / "schemes" / f"{cell.scheme.name}.yaml")
+    return str(runs_dir / "schemes" / _scheme_file(cell.scheme.scheme))
+
+
+def _scheme_file(scheme: Any) -> str:
+    """``NAME-HASH.yaml``: two different dicts may share a name (e.g. w8a8 with fewer samples)."""
+    import hashlib
+
+    digest = hashlib.sha1(json.dumps(scheme.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+    return f"{scheme.name}-{digest}.yaml"
 
 
 def _write_schemes(experiment: Experiment, runs_dir: Path) -> None:
     import yaml
 
-    for ref in experiment.scheme_refs():
-        if isinstance(ref.spec, dict):
-            out = runs_dir / "schemes" / f"{ref.name}.yaml"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(yaml.safe_dump(ref.scheme.to_dict(), sort_keys=False))
+    for g in experiment.groups:
+        for ref in g.schemes:
+            if isinstance(ref.spec, dict):
+                out = runs_dir / "schemes" / _scheme_file(ref.scheme)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text(yaml.safe_dump(ref.scheme.to_dict(), sort_keys=False))
 
 
 def precheck(cell: Cell) -> str | None:
@@ -265,11 +274,7 @@ def run_cell(
     err_text = (run_dir / BENCH_LOG).read_text(errors="replace")
     record = _parse_record(out) or _read_record(stale)
     if record is not None:
-        if record.status == "ok" and proc.returncode != 0:
-            record.status, record.reason = (
-                "failed",
-                _last_line(err_text) or f"exit code {proc.returncode}",
-            )
+        # the child's record is its verdict (bench exits 3 for an INVALID run, 3/8 for n/a/failed)
         return record
     if proc.returncode == 0:
         return _parent_record(cell, "failed", "bench printed no result record", started)
@@ -359,10 +364,8 @@ def run_sweep(
 
     runs.mkdir(parents=True, exist_ok=True)
     _write_schemes(experiment, runs)
-    if experiment.raw:
-        import yaml
-
-        (runs / "experiment.yaml").write_text(yaml.safe_dump(experiment.raw, sort_keys=False))
+    if experiment.text is not None:  # what was run, comments included, for the report
+        (runs / "experiment.yaml").write_text(experiment.text)
     if show_progress is None:
         show_progress = sys.stderr.isatty()
     with (

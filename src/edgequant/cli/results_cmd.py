@@ -1,0 +1,85 @@
+"""``edgequant results``: export a runs directory's results database (CSV, Markdown, JSON).
+
+Example:
+    $ edgequant results runs/ --format csv > results.csv
+    $ edgequant results runs/ --rebuild --format md --status ok
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+DESCRIPTION = """\
+Export the runs recorded in RUNS_DIR/results.db, one row per run: model, backend, scheme,
+scenario, status and reason, throughput, latency percentiles, accuracy, size, energy, LoadGen
+validity (--format json adds each full result record). --rebuild re-indexes the database from
+the run directories' result.json files, which are the source of truth.
+"""
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "results",
+        help="export recorded runs as CSV, Markdown or JSON",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("runs_dir", metavar="RUNS_DIR", help="runs directory (holds results.db)")
+    p.add_argument(
+        "--format",
+        choices=("table", "csv", "md", "json"),
+        default="table",
+        help="output format (default: a plain table)",
+    )
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    p.add_argument(
+        "--rebuild", action="store_true", help="re-index results.db from */result.json first"
+    )
+    for col in ("model", "backend", "scheme", "scenario", "status"):
+        p.add_argument(f"--{col}", help=f"only rows with this {col}")
+    p.add_argument("--json", action="store_true", help="same as --format json")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from edgequant.console import format_table, log
+    from edgequant.errors import ValidationError
+    from edgequant.results.store import DB_NAME, ResultStore, export_rows, rebuild
+
+    runs = Path(args.runs_dir)
+    if not runs.is_dir():
+        raise ValidationError(f"runs directory {runs} does not exist")
+    if args.rebuild or not (runs / DB_NAME).exists():
+        n = rebuild(runs)
+        log(f"indexed {n} run(s) from {runs}/*/result.json into {runs / DB_NAME}")
+    where = {
+        c: getattr(args, c)
+        for c in ("model", "backend", "scheme", "scenario", "status")
+        if getattr(args, c)
+    }
+    with ResultStore(runs, create=False) as store:
+        rows = store.rows(**where)
+    fmt = "json" if args.json else args.format
+    if fmt == "table":
+        cols = [
+            "run_id",
+            "status",
+            "throughput_ips",
+            "latency_p50_ms",
+            "latency_p99_ms",
+            "top1_pct",
+            "size_bytes",
+            "reason",
+        ]
+        text = format_table([[r[c] for c in cols] for r in rows], cols) + "\n"
+    else:
+        text = export_rows(rows, fmt)
+    if args.output:
+        Path(args.output).write_text(text)
+        log(f"wrote {len(rows)} row(s) to {args.output}")
+    else:
+        print(text, end="")
+    return 0

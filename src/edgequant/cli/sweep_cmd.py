@@ -1,0 +1,126 @@
+"""``edgequant sweep``: run an experiment's matrix, one fresh process per cell, resumably.
+
+Example:
+    $ edgequant sweep experiment.yaml -o runs/
+    $ edgequant sweep experiment.yaml -o runs/ --dry-run     # what would run, nothing executed
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+DESCRIPTION = """\
+Run models x backends x schemes x scenarios (plus accuracy runs when asked) from an experiment
+file. Each cell is one `edgequant bench` in a fresh process: a crash costs that cell only.
+Results land in RUNS_DIR/<cell>/result.json and are indexed in RUNS_DIR/results.db.
+
+Resumable: cells already recorded (ok or n/a) are skipped, failed/interrupted ones are retried;
+--force re-runs everything. Ctrl-C loses at most the cell in flight.
+"""
+
+EPILOG = """\
+Experiment file (YAML):
+  models: [mobilenet_v2, resnet50]        # zoo names or model files ({name: f.pth, arch: resnet18})
+  backends: [openvino, onnxruntime, litert, pytorch]
+  schemes: [fp32, w8a8]                   # names, or full scheme mappings
+  scenarios: [SingleStream, Offline]
+  data: synthetic                         # or digits, imagenet:DIR
+  calib: synthetic                        # calibration set for static schemes (default: data)
+  accuracy: false                         # true: also LoadGen's accuracy mode (Offline cell)
+  threads: 2
+  duration_s: 10
+  groups: [...]                           # optional sub-matrices overriding any key above
+
+Then: edgequant report RUNS_DIR -o report.html
+"""
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "sweep",
+        help="run an experiment matrix (resumable), one process per cell",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("experiment", metavar="EXPERIMENT.yaml", help="the experiment file")
+    p.add_argument("-o", "--output", required=True, metavar="RUNS_DIR", help="runs directory")
+    p.add_argument("--force", action="store_true", help="re-run cells already recorded")
+    p.add_argument(
+        "--dry-run", action="store_true", help="list the cells and commands; run nothing"
+    )
+    p.add_argument("--json", action="store_true", help="print the sweep summary as JSON on stdout")
+    p.set_defaults(func=run)
+
+
+def install_sigterm() -> None:
+    """Make SIGTERM stop a sweep like Ctrl-C: the cell in flight is killed and marked interrupted."""
+    import signal
+
+    def _stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
+
+
+def summary_rows(summary: Any) -> list[list[Any]]:
+    """One line per cell for the terminal table."""
+    rows: list[list[Any]] = []
+    for o in summary.outcomes:
+        rec = o.record
+        lat = (rec.latency_ms or {}) if rec else {}
+        acc = (rec.accuracy or {}) if rec else {}
+        status = o.status + (" (skipped)" if o.skipped else "")
+        reason = (rec.reason or "") if rec else ""
+        rows.append(
+            [
+                o.cell.cell_id,
+                status,
+                rec.throughput_ips if rec else None,
+                lat.get("p50"),
+                acc.get("top1_pct"),
+                reason[:70],
+            ]
+        )
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from edgequant.console import format_table, log, print_json
+    from edgequant.sweep.experiment import load_experiment
+    from edgequant.sweep.runner import run_sweep
+
+    experiment = load_experiment(args.experiment)
+    runs = Path(args.output)
+    if args.dry_run:
+        summary = run_sweep(experiment, runs, force=args.force, dry_run=True)
+        if args.json:
+            print_json(summary.to_dict())
+        else:
+            for o in summary.outcomes:
+                if o.skipped:
+                    print(f"{o.cell.cell_id}: already recorded ({o.status}), skipped")
+                elif o.record is not None:
+                    print(f"{o.cell.cell_id}: n/a: {o.record.reason}")
+                else:
+                    print(f"{o.cell.cell_id}: {' '.join(o.command)}")
+            print(f"{len(summary.outcomes)} cell(s); nothing was run (--dry-run)")
+        return 0
+    install_sigterm()
+    log(f"sweep {experiment.name}: {len(experiment.cells())} cell(s) into {runs}")
+    summary = run_sweep(experiment, runs, force=args.force)
+    if args.json:
+        print_json(summary.to_dict())
+    else:
+        print(
+            format_table(
+                summary_rows(summary), ["cell", "status", "img/s", "p50 ms", "top-1 %", "reason"]
+            )
+        )
+        counts = ", ".join(f"{n} {k}" for k, n in sorted(summary.counts.items()))
+        print(f"\n{counts} in {summary.seconds:.1f} s; results in {runs / 'results.db'}")
+        print(f"next: edgequant report {runs} -o {runs / 'report.html'}")
+    return 0
