@@ -1,0 +1,201 @@
+"""INT8 vs FP32 Offline throughput per runtime, measured side by side.
+
+For each available (non-simulated) backend and each model, builds the ``fp32`` and ``w8a8``
+artifacts through the artifact cache (each runtime's own quantizer, synthetic calibration: speed
+does not depend on what the calibration images show), loads both with the same thread count and
+measures Offline-style throughput (batches issued back to back through ``Session.run_offline``)
+in alternating rounds, so a neighbour's load hits both alike. Prints the median images/s of each
+and the INT8/FP32 ratio; the issue's bar is >= 3.3x for ResNet-50 on every runtime.
+
+Example:
+    $ python benchmarks/int8_speedup.py --backends onnxruntime --models resnet50 --seconds 3
+    $ python benchmarks/int8_speedup.py --json > speedup.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--models", default="resnet50", help="comma-separated zoo names (default resnet50)"
+    )
+    p.add_argument(
+        "--backends", default=None, help="comma-separated backends (default: every available one)"
+    )
+    p.add_argument(
+        "--baseline", default="fp32", help="float scheme to compare against (default fp32)"
+    )
+    p.add_argument("--scheme", default="w8a8", help="integer scheme (default w8a8)")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads per session (default 2)")
+    p.add_argument("--batch", type=int, default=8, help="Offline batch size (default 8)")
+    p.add_argument(
+        "--seconds", type=float, default=3.0, help="seconds per measurement round (default 3)"
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="alternating rounds; the median is reported (default 3)",
+    )
+    p.add_argument(
+        "--calib-size", type=int, default=32, help="synthetic calibration samples (default 32)"
+    )
+    p.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="use pretrained weights (speed does not need them)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    return p.parse_args(argv)
+
+
+def throughput(session: Any, batches: list[np.ndarray], seconds: float) -> float:
+    """Images/s of ``run_offline`` over as many copies of ``batches`` as fill ``seconds``."""
+    done = 0
+
+    def on_done(_i: int, out: np.ndarray) -> None:
+        nonlocal done
+        done += len(out)
+
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        session.run_offline(batches, on_done)
+    return done / (time.perf_counter() - t0)
+
+
+def measure(backend_name: str, model_name: str, args: argparse.Namespace) -> dict[str, Any]:
+    from edgequant.backends import get_backend
+    from edgequant.backends.cache import get_or_build
+    from edgequant.data import open_dataset
+    from edgequant.models import load_model
+    from edgequant.quant.scheme import get_scheme
+
+    be = get_backend(backend_name)
+    model = load_model(model_name, pretrained=args.pretrained)
+    calib = open_dataset(f"synthetic:{max(args.calib_size, 1)}", model.input_spec)
+    schemes = [get_scheme(args.baseline), get_scheme(args.scheme)]
+    schemes = [
+        s.with_(calibration=replace(s.calibration, samples=args.calib_size)) for s in schemes
+    ]
+    row: dict[str, Any] = {
+        "backend": backend_name,
+        "model": model_name,
+        "threads": args.threads,
+        "batch": args.batch,
+    }
+    for s in schemes:
+        reason = be.supports(s, model)
+        if reason is not None:
+            return {**row, "status": "na", "reason": f"{s.name}: {reason}"}
+    arts = [get_or_build(be, model, s, calib if s.needs_calibration else None) for s in schemes]
+    sessions = [be.load(a, threads=args.threads) for a in arts]
+    try:
+        bs = sessions[0].fixed_batch or args.batch
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((bs, *model.input_spec.shape)).astype(np.float32)
+        # a few distinct batches: no runtime gets to cache a single input
+        batches = [x + np.float32(0.01 * i) for i in range(4)]
+        for sess in sessions:  # warm-up: first runs allocate and pick kernels
+            throughput(sess, batches[:2], 0.0)
+        rates: list[list[float]] = [[], []]
+        for _ in range(args.rounds):
+            for i, sess in enumerate(sessions):
+                rates[i].append(throughput(sess, batches, args.seconds))
+    finally:
+        for sess in sessions:
+            sess.close()
+    fp, q = (statistics.median(r) for r in rates)
+    return {
+        **row,
+        "status": "ok",
+        f"{args.baseline}_ips": round(fp, 2),
+        f"{args.scheme}_ips": round(q, 2),
+        "ratio": round(q / fp, 2),
+        "rounds": {
+            args.baseline: [round(v, 2) for v in rates[0]],
+            args.scheme: [round(v, 2) for v in rates[1]],
+        },
+        "executed_precision": {
+            s.name: a.metadata.get("executed_precision") for s, a in zip(schemes, arts)
+        },
+        "int8_choices": arts[1].metadata.get("choices", []),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from edgequant.backends import backend_names, get_backend
+    from edgequant.console import format_table, log, print_json
+
+    if args.backends:
+        names = [n.strip() for n in args.backends.split(",") if n.strip()]
+    else:
+        names = []
+        for n in backend_names():
+            try:
+                be = get_backend(n)
+            except ImportError:
+                continue
+            if not be.simulated and be.available():
+                names.append(n)
+    rows = []
+    for model in [m.strip() for m in args.models.split(",") if m.strip()]:
+        for name in names:
+            log(
+                f"measuring {name} / {model} ({args.baseline} vs {args.scheme}, {args.threads} threads) ..."
+            )
+            try:
+                rows.append(measure(name, model, args))
+            except Exception as e:  # one runtime failing must not hide the others' numbers
+                rows.append(
+                    {
+                        "backend": name,
+                        "model": model,
+                        "status": "failed",
+                        "reason": f"{type(e).__name__}: {e}",
+                    }
+                )
+    if args.json:
+        print_json({"benchmark": "int8_speedup", "rows": rows})
+        return 0
+    table = [
+        [
+            r["backend"],
+            r["model"],
+            r.get(f"{args.baseline}_ips"),
+            r.get(f"{args.scheme}_ips"),
+            r.get("ratio"),
+            r["status"] if r["status"] == "ok" else f"{r['status']}: {r.get('reason')}",
+        ]
+        for r in rows
+    ]
+    print(
+        format_table(
+            table,
+            [
+                "backend",
+                "model",
+                f"{args.baseline} img/s",
+                f"{args.scheme} img/s",
+                f"{args.scheme}/{args.baseline}",
+                "status",
+            ],
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
