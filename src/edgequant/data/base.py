@@ -46,7 +46,9 @@ class Dataset(ABC):
     def load(self, indices: Sequence[int]) -> np.ndarray:
         """float32 NCHW batch of the given samples, preprocessed for ``input_spec``."""
 
-    def batches(self, batch_size: int, indices: Sequence[int] | None = None) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    def batches(
+        self, batch_size: int, indices: Sequence[int] | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
         """Yield ``(x, y)`` batches over ``indices`` (all samples by default)."""
         idx = list(range(len(self))) if indices is None else list(indices)
         labels = self.labels

@@ -1,0 +1,133 @@
+"""ImageNet-style folders, in both layouts users have.
+
+* **class sub-folders**: ``DIR/<class>/*.JPEG``; class index = the sorted order of the sub-folder
+  names, unless ``DIR/synsets.txt`` (one class name per line, in class-index order) says otherwise
+  — needed when the folder holds only some of a model's classes.
+* **flat + val_map.txt** (MLPerf): ``DIR/*.JPEG`` and ``DIR/val_map.txt`` with
+  ``<file name> <class index>`` per line.
+
+Example:
+    >>> ds = ImageFolderDataset("/data/imagenet-val", InputSpec.imagenet())  # doctest: +SKIP
+    >>> x, y = next(ds.batches(8))                                             # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from edgequant.data.base import Dataset
+from edgequant.data.preprocess import IMAGE_SUFFIXES, preprocess_files
+from edgequant.errors import DatasetError
+from edgequant.models.spec import InputSpec
+
+VAL_MAP = "val_map.txt"
+SYNSETS = "synsets.txt"
+
+
+def _is_image(p: Path) -> bool:
+    return p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+
+
+def _read_val_map(root: Path) -> tuple[list[Path], list[int]]:
+    files: list[Path] = []
+    labels: list[int] = []
+    for n, line in enumerate((root / VAL_MAP).read_text().splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+            raise DatasetError(
+                f"{root / VAL_MAP}:{n}: expected '<file name> <class index>', got {line.strip()!r}"
+            )
+        path = root / parts[0]
+        if not path.is_file():
+            raise DatasetError(f"{root / VAL_MAP}:{n}: image {parts[0]} does not exist in {root}")
+        files.append(path)
+        labels.append(int(parts[1]))
+    return files, labels
+
+
+def _read_class_folders(root: Path, class_dirs: list[Path]) -> tuple[list[Path], list[int]]:
+    names = sorted(d.name for d in class_dirs)
+    synsets_file = root / SYNSETS
+    if synsets_file.is_file():
+        order = [ln.split()[0] for ln in synsets_file.read_text().splitlines() if ln.strip()]
+        index = {name: i for i, name in enumerate(order)}
+        missing = [n for n in names if n not in index]
+        if missing:
+            raise DatasetError(f"{synsets_file} does not list the class folder(s) {missing[:3]}")
+    else:
+        index = {name: i for i, name in enumerate(names)}
+    files: list[Path] = []
+    labels: list[int] = []
+    for name in names:
+        imgs = sorted(p for p in (root / name).iterdir() if _is_image(p))
+        files += imgs
+        labels += [index[name]] * len(imgs)
+    return files, labels
+
+
+class ImageFolderDataset(Dataset):
+    """Labelled images from a folder (either layout), preprocessed for one model's input spec."""
+
+    kind = "imagenet"
+    has_labels = True
+
+    def __init__(self, root: str | Path, input_spec: InputSpec) -> None:
+        self.root = Path(root).expanduser()
+        self.input_spec = input_spec
+        self.spec = f"imagenet:{self.root}"
+        if not self.root.exists():
+            raise DatasetError(
+                f"dataset folder {self.root} does not exist; check the path after 'imagenet:'"
+            )
+        if not self.root.is_dir():
+            raise DatasetError(
+                f"{self.root} is not a folder; imagenet:DIR needs a folder of images"
+            )
+        if (self.root / VAL_MAP).is_file():
+            self.layout = "val_map"
+            files, labels = _read_val_map(self.root)
+        else:
+            class_dirs = [
+                d for d in self.root.iterdir() if d.is_dir() and not d.name.startswith(".")
+            ]
+            if class_dirs:
+                self.layout = "class_folders"
+                files, labels = _read_class_folders(self.root, class_dirs)
+            else:
+                loose = [p for p in self.root.iterdir() if _is_image(p)]
+                if loose:
+                    raise DatasetError(
+                        f"{self.root} holds images but no {VAL_MAP} and no class sub-folders: add a "
+                        f"{VAL_MAP} ('<file name> <class index>' per line) or sort images into class folders"
+                    )
+                files, labels = [], []
+                self.layout = "empty"
+        if not files:
+            raise DatasetError(
+                f"no images found in {self.root} (looked for {', '.join(IMAGE_SUFFIXES)})"
+            )
+        self.files = files
+        self._labels = np.asarray(labels, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self._labels
+
+    def load(self, indices: Sequence[int]) -> np.ndarray:
+        return preprocess_files([self.files[i] for i in indices], self.input_spec)
+
+    def subset(self, indices: Sequence[int]) -> ImageFolderDataset:
+        """A view on some samples (keeps order); used by ``--limit``."""
+        sub = object.__new__(ImageFolderDataset)
+        sub.__dict__.update(self.__dict__)
+        sub.files = [self.files[i] for i in indices]
+        sub._labels = self._labels[list(indices)]
+        return sub
