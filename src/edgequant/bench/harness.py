@@ -52,6 +52,9 @@ class ScenarioRun:
     warmup: WarmUp
     log_dir: Path
     interrupted: bool = False
+    #: Ctrl-C and LoadGen did not wind down within the grace time: its thread is still running,
+    #: so the process must end with os._exit (tearing LoadGen down under it would crash)
+    abandoned: bool = False
     error: BaseException | None = None
     samples_completed: int = 0
     seconds: float = 0.0
@@ -149,11 +152,15 @@ def run_scenario(
     qsl.construct()
     failure: list[BaseException] = []
 
+    done = threading.Event()
+
     def target() -> None:
         try:
             lg.StartTestWithLogSettings(sut.handle, qsl.handle, ts, ls)
         except BaseException as e:  # reported by the main thread
             failure.append(e)
+        finally:
+            done.set()
 
     interrupted = False
     thread = threading.Thread(target=target, name="eq-loadgen", daemon=True)
@@ -162,19 +169,27 @@ def run_scenario(
     t0 = time.perf_counter()
     thread.start()
     try:
-        while thread.is_alive():
-            thread.join(0.1)
+        # an Event, not Thread.join: a join interrupted by Ctrl-C may not wait properly afterwards
+        while not done.wait(0.1):
+            pass
     except KeyboardInterrupt:
         interrupted = True
         sut.stop()
-        thread.join(INTERRUPT_GRACE_S)  # a second Ctrl-C here aborts for good
+        done.wait(INTERRUPT_GRACE_S)  # a second Ctrl-C here aborts for good
     seconds = time.perf_counter() - t0
-    if not thread.is_alive():
+    if done.is_set():
+        thread.join()
         sut.finish()
         qsl.destroy()
+    abandoned = not done.is_set()
     if failure:
         raise BenchmarkError(f"LoadGen failed: {failure[0]}")
-    result = parse_logs(log_dir)
+    try:
+        result = parse_logs(log_dir)
+    except BenchmarkError:
+        if not interrupted:
+            raise
+        result = LoadGenResult(scenario=scenario, mode="PerformanceOnly", valid=False)
     if interrupted:
         result.valid = False
         result.reasons.insert(0, "interrupted by the user (Ctrl-C); LoadGen's logs are partial")
@@ -189,6 +204,7 @@ def run_scenario(
         error=sut.error,
         samples_completed=sut.completed,
         seconds=seconds,
+        abandoned=abandoned,
     )
 
 

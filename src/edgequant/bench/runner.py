@@ -331,6 +331,7 @@ def _accuracy(
         warmup=perf.warmup,
     )
     if out.interrupted or out.error is not None:
+        rec.extra["loadgen_abandoned"] = out.abandoned
         rec.status = "interrupted" if out.interrupted else "failed"
         rec.reason = out.result.reasons[0] if out.result.reasons else "accuracy run did not finish"
         if rec.loadgen is not None:

@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +166,15 @@ def run(args: argparse.Namespace) -> int:
 
         raise BenchmarkError(f"run failed: {rec.reason} (recorded in {args.output}/result.json)")
     if rec.status == "interrupted":
+        if rec.extra.get("loadgen_abandoned"):
+            # LoadGen's thread is still running its schedule; tearing the interpreter down under
+            # it would crash, so leave at once (the record is saved and printed already)
+            import os
+
+            print("edgequant: interrupted (LoadGen logs are partial)", file=sys.stderr, flush=True)
+            sys.stdout.flush()
+            os._exit(130)
+        print("edgequant: interrupted (LoadGen logs are partial)", file=sys.stderr)
         return 130
     return 0 if rec.valid else 3
 
