@@ -163,8 +163,10 @@ def precheck(cell: Cell) -> str | None:
 
     try:
         backend = get_backend(cell.backend)
-    except (ImportError, ValidationError):
-        return None  # the backend module is missing here: the child reports it properly
+    except ImportError as e:  # the backend's module is not part of this installation
+        return f"backend {cell.backend} is not available in this edgequant installation ({e})"
+    except ValidationError:
+        return None  # an unknown name: the child reports it properly
     try:
         why = backend.unavailable_reason()
         if why is not None:

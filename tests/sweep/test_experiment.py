@@ -1,0 +1,141 @@
+"""Experiment files: parsing, validation errors with the line, expansion to cells."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgequant.errors import ValidationError
+from edgequant.sweep.experiment import load_experiment, parse_experiment
+
+GOOD = """\
+models: [digits_cnn]
+backends: [onnxruntime, ov]
+schemes:
+  - fp32
+  - {base: w8a8, name: w8a8-mse, calibration: {method: mse, samples: 16}}
+scenarios: [SingleStream, offline]
+data: digits
+calib: digits
+accuracy: true
+threads: 1
+duration_s: 0.5
+"""
+
+
+def test_good_file_expands_to_cells() -> None:
+    exp = parse_experiment(GOOD)
+    cells = exp.cells()
+    # 1 model x 2 backends x 2 schemes x 2 scenarios; accuracy rides on the Offline cell
+    assert len(cells) == 8
+    assert {c.backend for c in cells} == {"onnxruntime", "openvino"}  # alias resolved
+    assert {c.scenario for c in cells} == {"SingleStream", "Offline"}  # case fixed to MLPerf's
+    assert {c.mode for c in cells if c.scenario == "Offline"} == {"accuracy"}
+    assert {c.mode for c in cells if c.scenario == "SingleStream"} == {"performance"}
+    custom = next(c for c in cells if c.scheme.name == "w8a8-mse").scheme
+    assert custom.scheme.calibration.method == "mse" and custom.scheme.calibration.samples == 16
+    assert not custom.builtin
+    assert cells[0].cell_id == "digits_cnn__onnxruntime__fp32__SingleStream"
+    assert len({c.cell_id for c in cells}) == 8
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "words"),
+    [
+        (
+            "models: [m]\nbackend: [onnxruntime]\n",
+            2,
+            ["unknown key 'backend'", "did you mean 'backends'"],
+        ),
+        ("models: [m]\nschemes: [fp32]\nsceanrios: [Offline]\n", 3, ["'sceanrios'", "'scenarios'"]),
+        ("models: [m]\nschemes:\n  - fp32\n  - w8a9\n", 4, ["unknown scheme 'w8a9'", "w8a8"]),
+        ("models: [m]\nscenarios: [Online]\n", 2, ["unknown scenario 'Online'", "Offline"]),
+        ("models: [m]\nbackends: [onnxruntim]\n", 2, ["unknown backend", "onnxruntime"]),
+        ("models: [m]\ndata: imagenett:/x\n", 2, ["unknown dataset kind"]),
+        ("models: [m]\nthreads: 0\n", 2, ["'threads' must be an integer >= 1"]),
+        ("models: [m]\naccuracy: true\n", 2, ["labelled data"]),
+        ("backends: [onnxruntime]\n", 1, ["'models' is missing"]),
+        (
+            "models: [m]\ngroups:\n  - models: [n]\n    shemes: [fp32]\n",
+            4,
+            ["unknown key 'shemes'"],
+        ),
+        (
+            "models: [m]\nschemes:\n  - {base: w8a8, wieghts: {bits: 4}}\n",
+            3,
+            ["unknown scheme key"],
+        ),
+    ],
+)
+def test_errors_name_the_key_and_line(text: str, line: int, words: list[str]) -> None:
+    with pytest.raises(ValidationError) as err:
+        parse_experiment(text, source="exp.yaml")
+    msg = str(err.value)
+    assert msg.startswith(f"exp.yaml line {line}:"), msg
+    for w in words:
+        assert w in msg, msg
+
+
+def test_bad_yaml_gives_the_line() -> None:
+    with pytest.raises(ValidationError, match=r"line 2: not valid YAML"):
+        parse_experiment("models: [m]\nbackends: onnxruntime: x\n", source="exp.yaml")
+
+
+def test_groups_inherit_and_override() -> None:
+    exp = parse_experiment(
+        "threads: 1\nduration_s: 2\ndata: digits\nmodels: [a]\ngroups:\n"
+        "  - models: [digits_cnn]\n    schemes: [fp32, w8a8]\n    scenarios: [Offline]\n"
+        "  - models: [resnet50]\n    schemes: [fp32]\n    scenarios: [SingleStream]\n    data: synthetic\n"
+    )
+    cells = exp.cells()
+    assert [c.cell_id for c in cells] == [
+        "digits_cnn__onnxruntime__fp32__Offline",
+        "digits_cnn__onnxruntime__w8a8__Offline",
+        "resnet50__onnxruntime__fp32__SingleStream",
+    ]
+    assert cells[0].data == "digits" and cells[2].data == "synthetic"
+    assert all(c.threads == 1 and c.duration_s == 2 for c in cells)
+
+
+def test_accuracy_only_group_gets_one_offline_cell() -> None:
+    exp = parse_experiment(
+        "models: [digits_cnn]\nschemes: [fp32]\nscenarios: []\ndata: digits\naccuracy: true\n"
+    )
+    assert [(c.scenario, c.mode) for c in exp.cells()] == [("Offline", "accuracy")]
+
+
+def test_relative_model_files_resolve_against_the_experiment(tmp_path: Path) -> None:
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "net.onnx").write_bytes(b"not really onnx")
+    f = tmp_path / "exp.yaml"
+    f.write_text(
+        "models: [models/net.onnx, {name: models/net.onnx, arch: resnet18}]\nschemes: [fp32]\n"
+    )
+    exp = load_experiment(f)
+    models = exp.groups[0].models
+    assert models[0].name == str((tmp_path / "models" / "net.onnx").resolve())
+    assert models[0].label == "net" and models[0].is_onnx_file
+    assert models[1].arch == "resnet18"
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="does not exist"):
+        load_experiment(tmp_path / "nope.yaml")
+
+
+def test_shipped_examples_parse() -> None:
+    from edgequant.cli.demo_cmd import demo_experiment
+
+    full = demo_experiment()
+    assert {c.model.name for c in full.cells()} == {
+        "digits_cnn",
+        "efficientnet_lite0",
+        "mobilenet_v2",
+        "resnet50",
+    }
+    with_data = demo_experiment(data="imagenet:/data/val")
+    big = [c for c in with_data.cells() if c.model.name == "resnet50"]
+    assert all(c.data == "imagenet:/data/val" for c in big)
+    assert any(c.mode == "accuracy" for c in big)
+    assert len(demo_experiment(quick=True).cells()) == 4
