@@ -76,7 +76,7 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
             "UPDATE meta SET value = ? WHERE key = 'schema_version'",
             (str(STORE_SCHEMA_VERSION + 1),),
         )
-    with pytest.raises(ValidationError, match="newer edgequant.*upgrade edgequant"):
+    with pytest.raises(ValidationError, match=r"newer edgequant.*upgrade edgequant"):
         ResultStore(tmp_path)
 
 
