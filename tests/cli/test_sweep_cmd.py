@@ -1,0 +1,73 @@
+"""``edgequant sweep`` on the command line: errors as one line with the line number, --dry-run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgequant.cli import main
+
+
+def test_typo_in_experiment_is_one_line_with_key_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("models: [digits_cnn]\nbackends: [onnxruntime]\nschemes: [fp32]\nduraton_s: 1\n")
+    rc = main(["sweep", str(exp), "-o", str(tmp_path / "runs")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert err == [
+        f"edgequant: error: {exp} line 4: unknown key 'duraton_s' (did you mean 'duration_s'?); "
+        "known keys: accuracy, backends, calib, cell_timeout_s, data, description, duration_s, "
+        "groups, models, name, scenarios, schemes, threads"
+    ]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_bad_scheme_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("models: [digits_cnn]\nschemes:\n  - fp32\n  - int8\n")
+    assert main(["sweep", str(exp), "-o", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert "line 4: unknown scheme 'int8'" in err and "Traceback" not in err
+
+
+def test_dry_run_json_lists_cells_and_commands(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(
+        "models: [digits_cnn]\nbackends: [onnxruntime]\nschemes: [fp32, w4a8]\n"
+        "scenarios: [SingleStream, Offline]\ndata: digits\nduration_s: 1\n"
+    )
+    runs = tmp_path / "runs"
+    assert main(["sweep", str(exp), "-o", str(runs), "--dry-run", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    cells = {c["cell"]: c for c in doc["cells"]}
+    assert len(cells) == 4 and doc["dry_run"] is True
+    cmd = cells["digits_cnn__onnxruntime__fp32__Offline"]["command"]
+    assert cmd[2:4] == ["edgequant", "bench"] and "--json" in cmd
+    assert cmd[cmd.index("--duration") + 1] == "1" and cmd[cmd.index("-o") + 1] == str(
+        runs / "digits_cnn__onnxruntime__fp32__Offline"
+    )
+    assert cells["digits_cnn__onnxruntime__w4a8__Offline"]["status"] == "na"  # known before running
+    assert not runs.exists()
+
+
+def test_help_documents_the_experiment_format(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["sweep", "--help"])
+    out = capsys.readouterr().out
+    for key in (
+        "models:",
+        "backends:",
+        "schemes:",
+        "scenarios:",
+        "accuracy:",
+        "duration_s:",
+        "--force",
+        "--dry-run",
+    ):
+        assert key in out
