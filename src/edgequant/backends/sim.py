@@ -1,0 +1,186 @@
+"""``sim``: our fake-quant simulator as a backend. It runs *any* scheme, to study accuracy.
+
+Weights and activations of 2–16 bits, symmetric or asymmetric, per-tensor / per-channel /
+per-block, dynamic activations, fp16/bf16 (by rounding), Winograd — all as PyTorch fake
+quantization (:mod:`edgequant.quant.simulate`). Its speed is **not representative** of any
+integer runtime (it computes in fp32 with extra rounding work): ``simulated = True`` and reports
+say so.
+
+The artifact is the calibrated fake-quant module (``model.pt``, a pickled ``torch.fx``
+GraphModule: loads without the model's source class and without re-calibrating) plus
+``qparams.json`` (every scale and zero-point, for reading). ``weight_bytes`` in the metadata is
+what the weights take at their quantized widths, as an integer runtime stores them.
+
+Example:
+    >>> from edgequant.backends import get_backend
+    >>> be = get_backend("sim")
+    >>> be.supports(get_scheme("w4a8")) is None
+    True
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgequant.backends.base import Artifact, Backend, InspectReport, OpInfo, Session
+from edgequant.errors import ArtifactError, ValidationError
+from edgequant.quant.scheme import Scheme
+
+if TYPE_CHECKING:
+    import torch.nn as nn
+
+    from edgequant.models.base import Model
+
+MODEL_FILE = "model.pt"
+
+
+def _precision(scheme: Scheme) -> str:
+    if scheme.weights is None:
+        return {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}[scheme.float_dtype]
+    w = f"w{scheme.weights.bits}"
+    if scheme.activations is None:
+        return f"{w}-f32 (simulated)"
+    return f"{w}a{scheme.activations.bits}{'-dyn' if scheme.is_dynamic else ''} (simulated)"
+
+
+class SimSession(Session):
+    """Runs the fake-quant module with ``threads`` intra-op threads."""
+
+    def __init__(self, module: nn.Module, threads: int, precision: str) -> None:
+        import torch
+
+        self._module = module.eval()
+        self._threads = threads
+        self.executed_precision = precision
+        torch.set_num_threads(max(1, threads))
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+        with torch.inference_mode():
+            y = self._module(x)
+        return y.float().numpy().astype(np.float32, copy=False)
+
+
+class SimBackend(Backend):
+    """The fake-quant simulator (see the module docstring)."""
+
+    name = "sim"
+    description = "edgequant's PyTorch fake-quant simulator: any scheme, accuracy only (speed not representative)"
+    install_hint = "pip install torch"
+    simulated = True
+    needs_torch_module = True
+
+    def unavailable_reason(self) -> str | None:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            return f"PyTorch is not installed ({self.install_hint})"
+        return None
+
+    def versions(self) -> dict[str, str]:
+        import torch
+
+        return {"torch": torch.__version__.split("+")[0], "edgequant-sim": "1"}
+
+    def supports(self, scheme: Scheme, model: Model | None = None) -> str | None:
+        if model is not None and model.module is None:
+            return "the simulator needs the PyTorch module; a user's .onnx file has none"
+        return None
+
+    def prepare(
+        self, model: Model, scheme: Scheme, calibration: np.ndarray | None, out_dir: Path
+    ) -> Artifact:
+        import torch
+
+        from edgequant.quant.observers import resolve_method
+        from edgequant.quant.simulate import quant_params, quantize_module, weight_bytes
+        from edgequant.quant.transforms import apply_techniques
+
+        self.require()
+        self.check_supported(scheme, model)
+        if scheme.is_static and calibration is None:
+            raise ValidationError(f"scheme {scheme.name} needs calibration data (pass --calib)")
+        model = apply_techniques(model, scheme, calibration)
+        if model.module is None:  # for mypy; supports() has excluded it
+            raise ValidationError("the simulator needs a PyTorch module")
+        gm = quantize_module(model.module, scheme, calibration)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / MODEL_FILE
+        torch.save(gm, path)
+        (out_dir / "qparams.json").write_text(json.dumps(quant_params(gm), indent=1))
+        meta: dict[str, Any] = {
+            "executed_precision": _precision(scheme),
+            "simulated": True,
+            "speed_note": "fake quantization in fp32: speed not representative of integer runtimes",
+            "weight_bytes": weight_bytes(gm),
+            "calibration_method": resolve_method(scheme.calibration.method)
+            if scheme.is_static
+            else None,
+            "calibration_samples": None if calibration is None else len(calibration),
+            "techniques_applied": model.info.get("techniques_applied", []),
+            "extra_files": [str(out_dir / "qparams.json")],
+            "versions": self.versions(),
+        }
+        art = Artifact(path=path, backend=self.name, model=model.name, scheme=scheme, metadata=meta)
+        art.save_metadata()
+        return art
+
+    def load(self, artifact: Artifact, threads: int) -> SimSession:
+        import torch
+
+        self.require()
+        try:
+            module = torch.load(artifact.path, weights_only=False)
+        except Exception as e:  # truncated / corrupt pickle: many exception types
+            raise ArtifactError(
+                f"sim artifact {artifact.path} cannot be read ({type(e).__name__}); delete it and rebuild"
+            ) from None
+        return SimSession(module, threads, _precision(artifact.scheme))
+
+    def inspect(self, artifact: Artifact) -> InspectReport:
+        import torch
+
+        from edgequant.quant.simulate import ActQuant, QuantLayer
+
+        module = torch.load(artifact.path, weights_only=False)
+        report = InspectReport(
+            artifact=str(artifact.path), backend=self.name, scheme=artifact.scheme.name
+        )
+        for name, m in module.named_modules():
+            if isinstance(m, QuantLayer):
+                kind = type(m.inner).__name__
+                if getattr(m.inner, "groups", 1) > 1:
+                    kind += (
+                        " (depthwise)" if m.inner.groups == m.inner.in_channels else " (grouped)"
+                    )
+                if m.wq is None:
+                    prec, reason = artifact.scheme.float_dtype, "kept in float"
+                else:
+                    prec, reason = f"int{m.wq.bits}", ""
+                if m.use_winograd:
+                    kind += " [winograd F(2x2,3x3)]"
+                report.ops.append(OpInfo(name=name, op_type=kind, precision=prec, reason=reason))
+            elif isinstance(m, torch.nn.Conv2d | torch.nn.Linear) and not name.endswith(".inner"):
+                report.ops.append(
+                    OpInfo(
+                        name=name,
+                        op_type=type(m).__name__,
+                        precision="fp32",
+                        reason="excluded from quantization (mixed precision)",
+                    )
+                )
+            elif isinstance(m, ActQuant) and m.tq is not None:
+                report.ops.append(
+                    OpInfo(name=name, op_type="ActQuant", precision=f"int{m.tq.bits}")
+                )
+        report.notes.append("simulated: fake quantization in fp32; speed not representative")
+        return report
+
+
+__all__ = ["SimBackend", "SimSession"]

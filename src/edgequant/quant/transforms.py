@@ -1,0 +1,86 @@
+"""Pre-quantization transforms, usable in front of every backend's quantizer.
+
+:func:`apply_techniques` runs the scheme's ``techniques`` in the order that makes sense —
+``bn_fold`` → ``cle`` → ``bias_correction`` (CLE and bias correction need BN folded first, so
+they imply it) — and returns a new fp32 :class:`~edgequant.models.base.Model` whose
+``weights_hash`` carries a suffix naming what was done (so cached artifacts of the original and
+the transformed model never collide). ``winograd`` is not a model transform (the simulator
+executes it) and is ignored here.
+
+``bn_fold`` and ``cle`` give an equivalent model (to float rounding); ``bias_correction``
+deliberately moves the fp32 outputs by the expected weight-quantization error (see
+:mod:`edgequant.quant.bias_correction`). The returned model's ``info["techniques_applied"]``
+lists what was applied; calling again on it is a no-op, so a backend may call it defensively.
+
+Example:
+    >>> from edgequant.quant.scheme import get_scheme
+    >>> s = get_scheme({"base": "w8a8", "name": "w8a8-cle", "techniques": ["cle"]})
+    >>> m2 = apply_techniques(model, s, None)          # doctest: +SKIP
+    >>> m2.info["techniques_applied"], m2.weights_hash.endswith("+bn_fold+cle")   # doctest: +SKIP
+    (['bn_fold', 'cle'], True)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+import numpy as np
+
+from edgequant.errors import ValidationError
+from edgequant.models.base import Model
+from edgequant.quant.scheme import Scheme
+
+MODEL_TECHNIQUES = ("bn_fold", "cle", "bias_correction")
+
+
+def planned_techniques(scheme: Scheme) -> list[str]:
+    """The model transforms the scheme asks for, in execution order, implied steps included."""
+    asked = set(scheme.techniques) & set(MODEL_TECHNIQUES)
+    if asked & {"cle", "bias_correction"}:
+        asked.add("bn_fold")
+    return [t for t in MODEL_TECHNIQUES if t in asked]
+
+
+def apply_techniques(model: Model, scheme: Scheme, calibration: np.ndarray | None) -> Model:
+    """The model with the scheme's transforms applied (the same object when there are none).
+
+    Raises ValidationError when bias correction is asked for without calibration data, and
+    when the model has no PyTorch module (a user's ``.onnx`` file).
+    """
+    plan = planned_techniques(scheme)
+    if not plan or model.info.get("techniques_applied"):
+        return model
+    if model.module is None:
+        raise ValidationError(
+            f"techniques {plan} need the PyTorch module; {model.name} is an ONNX file (drop the techniques)"
+        )
+    from edgequant.quant.bias_correction import correct_bias
+    from edgequant.quant.bn_fold import fold_batchnorm
+    from edgequant.quant.cle import equalize
+
+    info = dict(model.info)
+    module, pairs = fold_batchnorm(model.module)
+    info["bn_fold_pairs"] = len(pairs)
+    tag = "+bn_fold"
+    if "cle" in plan:
+        module, cle_pairs = equalize(module)
+        info["cle_pairs"] = len(cle_pairs)
+        tag += "+cle"
+    if "bias_correction" in plan:
+        if calibration is None or len(calibration) == 0:
+            raise ValidationError("bias_correction needs calibration data (pass --calib)")
+        module, n = correct_bias(module, scheme, calibration)
+        info["bias_corrected_layers"] = n
+        # the correction depends on the weight quantizer and the data: both go in the hash
+        digest = hashlib.sha1(
+            repr(scheme.weights).encode() + np.ascontiguousarray(calibration, np.float32).tobytes()
+        ).hexdigest()[:8]
+        tag += f"+bias_correction-{digest}"
+    info["techniques_applied"] = plan
+    return dataclasses.replace(
+        model, module=module.eval(), weights_hash=f"{model.weights_hash}{tag}", info=info
+    )
+
+
+__all__ = ["MODEL_TECHNIQUES", "apply_techniques", "planned_techniques"]
