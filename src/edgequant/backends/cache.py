@@ -162,6 +162,8 @@ def _build(
                 "calibration_samples", 0 if calib_array is None else len(calib_array)
             ),
             build_seconds=round(time.perf_counter() - t0, 2),
+            weights_hash=model.weights_hash,
+            techniques_applied=list(model.info.get("techniques_applied", [])),
         )
         art.save_metadata()
         if final.exists():  # a corrupt entry, or --force: replace it

@@ -5,9 +5,9 @@ One file (no external data: CNNs are far below ONNX's 2 GB protobuf limit), inpu
 
 We use the TorchScript exporter (``dynamo=False``): for plain CNNs it gives the cleanest graph
 (BatchNorm folded into Conv, ``GlobalAveragePool``, no version-converter warnings) in about half
-the time of the ``torch.export`` exporter, which on torch 2.13 always emits opset 18 and fails to
-down-convert some ops. The ``torch.export`` exporter is tried when the TorchScript one rejects the
-model, so models only the new exporter understands still convert.
+the time of the ``torch.export`` exporter, which on torch 2.13 always emits opset 18, fails to
+down-convert some ops and prints pages of diagnostics. The ``torch.export`` exporter (needs the
+``onnxscript`` package) is used only where torch no longer ships the TorchScript one.
 
 Example:
     >>> from edgequant.backends.export import export_onnx   # doctest: +SKIP
@@ -87,24 +87,28 @@ def export_onnx(
 
     module = model.module.eval()
     example = torch.zeros((1, *model.input_spec.shape), dtype=torch.float32)
-    errors: list[str] = []
-    for exporter in (_export_torchscript, _export_dynamo):
-        try:
-            with torch.no_grad(), warnings.catch_warnings(), _quiet():
-                warnings.simplefilter("ignore")
-                exporter(module, example, out, dynamic_batch=dynamic_batch, opset=opset)
-            _check(out)
-            return out
-        except Exception as e:  # converters raise anything; condensed below
-            errors.append(condense_error(e))
-            out.unlink(missing_ok=True)
-    raise UnsupportedError(
-        f"torch.onnx.export cannot convert model {model.name!r}: {errors[0]}"
-        + (
-            f" (torch.export exporter: {errors[1]})"
-            if len(errors) > 1 and errors[1] != errors[0]
-            else ""
-        )
+    exporter = _export_torchscript if _has_torchscript_exporter() else _export_dynamo
+    try:
+        with torch.no_grad(), warnings.catch_warnings(), _quiet():
+            warnings.simplefilter("ignore")
+            exporter(module, example, out, dynamic_batch=dynamic_batch, opset=opset)
+        _check(out)
+    except Exception as e:  # converters raise anything; condensed to one line
+        out.unlink(missing_ok=True)
+        raise UnsupportedError(
+            f"torch.onnx.export cannot convert model {model.name!r}: {condense_error(e)}"
+        ) from None
+    return out
+
+
+def _has_torchscript_exporter() -> bool:
+    """True while torch still ships the TorchScript exporter (``dynamo=False``)."""
+    import inspect
+
+    import torch
+
+    return "dynamo" in inspect.signature(torch.onnx.export).parameters and hasattr(
+        torch.onnx, "utils"
     )
 
 
