@@ -1,0 +1,205 @@
+"""NNCF on an ``openvino.Model``: a scheme's parameters mapped onto ``nncf.quantize`` (static INT8)
+and ``nncf.compress_weights`` (weight-only), returning the options actually used.
+
+Choices made on purpose (and recorded in the artifact metadata):
+
+- preset ``MIXED`` for asymmetric activations (symmetric weights), ``PERFORMANCE`` for symmetric
+  activations; ``per_channel`` weights follow the scheme's granularity;
+- calibration method → NNCF range estimator: ``minmax`` → MINMAX, ``percentile:P`` → MEAN of
+  per-sample quantiles at P, ``mse`` → HISTOGRAM (searches the range minimising the L2
+  quantization error), ``default`` → NNCF's own default;
+- overflow fix from the CPU flags (see :func:`~edgequant.backends.openvino_inspect.cpu_int8_choice`);
+- ``model_type=None`` (a CNN: no SmoothQuant, which NNCF applies to transformers only);
+- bias correction: the full ``BiasCorrection`` algorithm by default (``fast_bias_correction=False``):
+  slower to build but it corrects the per-channel output shift that depthwise convolutions of
+  MobileNet/EfficientNet suffer from after int8 rounding.
+
+Example:
+    >>> q, used = quantize_static(ov_model, get_scheme("w8a8"), calib, ["INT8"])  # doctest: +SKIP
+    >>> used["preset"]                                                             # doctest: +SKIP
+    'mixed'
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgequant.backends import openvino_inspect as ovi
+from edgequant.errors import ModelError, ValidationError
+from edgequant.quant.scheme import Scheme
+
+if TYPE_CHECKING:
+    from edgequant.models.base import Model
+
+#: full BiasCorrection instead of NNCF's default FastBiasCorrection (see module docstring)
+FAST_BIAS_CORRECTION = False
+
+
+def check_calibration(calibration: np.ndarray | None, model: Model, scheme: Scheme) -> np.ndarray:
+    """The calibration samples as float32 NCHW, or a ValidationError saying what is wrong
+    (missing, empty, wrong shape, NaN/inf)."""
+    from edgequant.data.calibration import validate_batch
+
+    if calibration is None:
+        raise ValidationError(
+            f"scheme {scheme.name} is static: it needs calibration samples (--calib DATASET)"
+        )
+    x = validate_batch(calibration, model.input_spec, "calibration samples")
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _range_estimator(method: str, percentile: float | None) -> tuple[Any, str]:
+    from nncf.quantization.range_estimator import (
+        AggregatorType,
+        RangeEstimatorParameters,
+        RangeEstimatorParametersSet,
+        StatisticsCollectorParameters,
+        StatisticsType,
+    )
+
+    if method == "minmax":
+        return RangeEstimatorParametersSet.MINMAX, "MINMAX (min of mins, max of maxes)"
+    if method == "mse":
+        return (
+            RangeEstimatorParametersSet.HISTOGRAM,
+            "HISTOGRAM (range minimising L2 quantization error)",
+        )
+    if percentile is not None:
+        prob = max(0.0, 1.0 - percentile / 100.0)
+        stat = StatisticsCollectorParameters(
+            statistics_type=StatisticsType.QUANTILE,
+            aggregator_type=AggregatorType.MEAN,
+            quantile_outlier_prob=prob,
+        )
+        return RangeEstimatorParameters(
+            min=stat, max=stat
+        ), f"MEAN_QUANTILE (outlier prob {prob:g})"
+    return None, "NNCF default"
+
+
+def quantize_static(
+    ov_model: Any, scheme: Scheme, samples: np.ndarray, capabilities: list[str]
+) -> tuple[Any, dict[str, Any]]:
+    """``nncf.quantize`` with the scheme mapped; returns the quantized model and options used."""
+    import nncf
+    from nncf.quantization.advanced_parameters import (
+        AdvancedQuantizationParameters,
+        OverflowFix,
+        QuantizationParameters,
+    )
+
+    w, a = scheme.weights, scheme.activations
+    if w is None or a is None:
+        raise ValidationError(f"scheme {scheme.name} is not a static integer scheme")
+    cpu = ovi.cpu_int8_choice(list(capabilities), ovi.cpu_flags())
+    preset = nncf.QuantizationPreset.PERFORMANCE if a.symmetric else nncf.QuantizationPreset.MIXED
+    per_channel = w.granularity == "channel"
+    estimator, estimator_name = _range_estimator(
+        scheme.calibration.method, scheme.calibration.percentile
+    )
+    advanced = AdvancedQuantizationParameters(
+        overflow_fix=OverflowFix(cpu["overflow_fix"]),
+        weights_quantization_params=QuantizationParameters(per_channel=per_channel),
+    )
+    if estimator is not None:
+        advanced.activations_range_estimator_params = estimator
+    subset = min(scheme.calibration.samples, len(samples))
+    dataset = nncf.Dataset([samples[i : i + 1] for i in range(subset)])
+    _quiet_nncf()
+    try:
+        quantized = nncf.quantize(
+            ov_model,
+            dataset,
+            preset=preset,
+            target_device=nncf.TargetDevice.CPU,
+            subset_size=subset,
+            fast_bias_correction=FAST_BIAS_CORRECTION,
+            model_type=None,
+            advanced_parameters=advanced,
+        )
+    except Exception as e:
+        raise ModelError(
+            f"NNCF could not quantize the model: {str(e).strip().splitlines()[0][:300]}"
+        ) from None
+    used = {
+        "tool": "nncf.quantize",
+        "preset": preset.value,
+        "target_device": "CPU",
+        "weights_per_channel": per_channel,
+        "activations_symmetric": a.symmetric,
+        "subset_size": subset,
+        "range_estimator": estimator_name,
+        "fast_bias_correction": FAST_BIAS_CORRECTION,
+        "bias_correction": "FastBiasCorrection" if FAST_BIAS_CORRECTION else "BiasCorrection",
+        "model_type": None,
+        "smooth_quant": "off (CNN: NNCF applies it to transformers only)",
+        "overflow_fix": cpu["overflow_fix"],
+        "cpu_int8_isa": cpu["cpu_int8_isa"],
+        "cpu_choice_reason": cpu["reason"],
+        "float_parts": "f32 (INFERENCE_PRECISION_HINT f32, so only the int8 part differs from fp32)",
+    }
+    return quantized, used
+
+
+def compress_weights(ov_model: Any, scheme: Scheme) -> tuple[Any, dict[str, Any]]:
+    """``nncf.compress_weights`` for w8-only / w4-only; returns the model and options used."""
+    import nncf
+
+    w = scheme.weights
+    if w is None:
+        raise ValidationError(f"scheme {scheme.name} has no integer weights")
+    kwargs: dict[str, Any]
+    if w.bits == 8:
+        mode = (
+            nncf.CompressWeightsMode.INT8_SYM if w.symmetric else nncf.CompressWeightsMode.INT8_ASYM
+        )
+        kwargs = {}
+    else:
+        mode = (
+            nncf.CompressWeightsMode.INT4_SYM if w.symmetric else nncf.CompressWeightsMode.INT4_ASYM
+        )
+        # ratio 1 + all_layers: every MatMul to int4; group_size -1 = per output channel
+        kwargs = {"ratio": 1.0, "all_layers": True, "group_size": w.block_size or -1}
+    _quiet_nncf()
+    try:
+        compressed = nncf.compress_weights(ov_model, mode=mode, **kwargs)
+    except Exception as e:
+        raise ModelError(
+            f"NNCF could not compress the weights: {str(e).strip().splitlines()[0][:300]}"
+        ) from None
+    stored = weight_storage(compressed)
+    used: dict[str, Any] = {
+        "tool": "nncf.compress_weights",
+        "mode": mode.value,
+        **kwargs,
+        "weights_stored_as": stored,
+    }
+    if w.bits == 4 and any(t.startswith(("i8", "u8")) for t in stored):
+        used["note"] = (
+            "NNCF compresses only MatMul/Embedding weights to 4 bit; convolution "
+            "weights use its int8 backup precision, so a CNN shrinks about 4x, not 8x"
+        )
+    return compressed, used
+
+
+def weight_storage(ov_model: Any) -> dict[str, int]:
+    """``{"<element type> <op type>": count}`` of the weight constants of convs and matmuls."""
+    out: Counter[str] = Counter()
+    for op in ov_model.get_ordered_ops():
+        if op.get_type_name() not in ovi.WEIGHTED_IR_TYPES or op.get_input_size() < 2:
+            continue
+        consts = ovi.upstream_constants(op.input(1).get_source_output().get_node())
+        if not consts:
+            continue  # activation x activation MatMul
+        biggest = max(consts, key=lambda c: int(c.get_byte_size()))
+        out[f"{biggest.get_element_type().get_type_name()} {op.get_type_name()}"] += 1
+    return dict(out)
+
+
+def _quiet_nncf() -> None:
+    # NNCF logs progress bars and INFO lines on every call; our progress goes through console.py
+    logging.getLogger("nncf").setLevel(logging.WARNING)

@@ -1,0 +1,285 @@
+"""OpenVINO backend: the shared contract plus what is OpenVINO-specific (executed precision, NNCF
+options, runtime-model inspection, the AsyncInferQueue path, n/a reasons, bad input).
+
+The tiny model is converted once per process (the backend memoises converted models by weights),
+so building every supported scheme costs one conversion plus fast NNCF runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from edgequant.backends.base import Artifact, Backend
+from edgequant.errors import (
+    ArtifactError,
+    EdgequantError,
+    ModelError,
+    UnsupportedError,
+    ValidationError,
+)
+from edgequant.models.base import Model
+from edgequant.models.spec import InputSpec
+from edgequant.quant.scheme import get_scheme
+from tests.backends.contract import BackendContract, assert_unavailable_raises, cosine
+
+pytest.importorskip("openvino")
+pytest.importorskip("nncf")
+
+
+def _capabilities(backend: Backend) -> list[str]:
+    return list(backend.core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))  # type: ignore[attr-defined]
+
+
+class TestOpenVino(BackendContract):
+    backend_name = "openvino"
+
+    # --- precision actually executed -----------------------------------------------------------
+    def test_fp32_executes_f32_not_bf16(self, backend: Backend, built, reference) -> None:  # type: ignore[no-untyped-def]
+        art = built["fp32"]
+        assert art.metadata["executed_precision"] == "f32"
+        assert art.metadata["inference_precision_hint"] == "f32"
+        assert set(art.metadata["runtime_precisions"]["Convolution"]) == {"f32"}
+        x, y_ref = reference
+        with backend.load(art, threads=1) as sess:
+            assert sess.executed_precision == "f32"
+            y = sess.run(x)
+        # bf16 would be off by ~1e-2 relative; true fp32 matches PyTorch to rounding
+        np.testing.assert_allclose(y, y_ref, rtol=1e-3, atol=1e-4)
+
+    def test_bf16_scheme_executes_bf16(self, backend: Backend, built, reference) -> None:  # type: ignore[no-untyped-def]
+        if "BF16" not in _capabilities(backend):
+            pytest.skip("this CPU has no bf16 compute")
+        art = built["bf16"]
+        assert art.metadata["executed_precision"] == "bf16"
+        x, y_ref = reference
+        with backend.load(art, threads=1) as sess:
+            assert sess.executed_precision == "bf16"
+            y = sess.run(x)
+        assert not np.allclose(y, y_ref, rtol=1e-5, atol=1e-6), "bf16 gave fp32-exact numbers"
+        assert cosine(y, y_ref) > 0.99
+
+    def test_fp16_stores_half_weights_and_records_what_runs(self, backend: Backend, built) -> None:  # type: ignore[no-untyped-def]
+        fp16, fp32 = built["fp16"].metadata, built["fp32"].metadata
+        assert fp16["weight_bytes"] * 2 == fp32["weight_bytes"]
+        want = "f16" if "FP16" in _capabilities(backend) else "f32"
+        assert fp16["executed_precision"] == want
+        if want == "f32":
+            assert "no FP16 compute" in fp16["note"]
+
+    # --- NNCF options ----------------------------------------------------------------------------
+    def test_scheme_parameters_reach_nncf(self, built) -> None:  # type: ignore[no-untyped-def]
+        q = {n: built[n].metadata["quantizer"] for n in ("w8a8", "w8a8-pt", "w8a8-sym")}
+        assert q["w8a8"]["preset"] == "mixed" and q["w8a8"]["weights_per_channel"] is True
+        assert q["w8a8-pt"]["weights_per_channel"] is False
+        assert q["w8a8-sym"]["preset"] == "performance"
+        # per-tensor weights carry one scale per conv instead of one per output channel
+        assert built["w8a8-pt"].metadata["weight_bytes"] < built["w8a8"].metadata["weight_bytes"]
+        assert built["w8a8"].metadata["calibration_samples"] == 32
+        assert built["w8-only"].metadata["quantizer"]["mode"] == "int8_sym"
+
+    def test_overflow_fix_follows_cpu_flags(self, built) -> None:  # type: ignore[no-untyped-def]
+        from edgequant.backends.openvino_inspect import cpu_flags
+
+        q = built["w8a8"].metadata["quantizer"]
+        vnni = bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
+        assert q["overflow_fix"] == ("disable" if vnni else "first_layer")
+        assert q["cpu_choice_reason"]
+
+    def test_percentile_calibration_is_mapped(
+        self, backend: Backend, tiny_model, tiny_calibration, reference, tmp_path: Path
+    ) -> None:  # type: ignore[no-untyped-def]
+        s = get_scheme(
+            {
+                "name": "w8a8-p",
+                "base": "w8a8",
+                "calibration": {"method": "percentile:99.9", "samples": 16},
+            }
+        )
+        art = backend.prepare(tiny_model, s, tiny_calibration, tmp_path)
+        q = art.metadata["quantizer"]
+        assert q["range_estimator"].startswith("MEAN_QUANTILE") and "0.001" in q["range_estimator"]
+        assert q["subset_size"] == 16
+        x, y_ref = reference
+        with backend.load(art, threads=1) as sess:
+            assert cosine(sess.run(x), y_ref) > 0.98
+
+    # --- inspect ---------------------------------------------------------------------------------
+    def test_inspect_reports_int8_convs_for_w8a8(self, backend: Backend, built) -> None:  # type: ignore[no-untyped-def]
+        report = backend.inspect(built["w8a8"])
+        assert report.summary() == "4/4 convs in integer precision"
+        assert {c.op_type for c in report.convs} == {"Convolution", "DepthwiseConvolution"}
+        assert any("executed precision i8" in n for n in report.notes)
+        assert built["w8a8"].metadata["executed_precision"] == "i8"
+
+    def test_inspect_explains_float_convs(self, backend: Backend, built) -> None:  # type: ignore[no-untyped-def]
+        w8 = backend.inspect(built["w8-only"]).summary()
+        assert w8.startswith(
+            "0/4 convs in integer precision; 4 fall back to float: 4 × weight-only"
+        )
+        fp16 = backend.inspect(built["fp16"]).summary()
+        assert "float scheme" in fp16
+
+    # --- the throughput path -----------------------------------------------------------------------
+    def test_run_offline_matches_run_for_int8(self, backend: Backend, built, reference) -> None:  # type: ignore[no-untyped-def]
+        x, _ = reference
+        batches = [x[i : i + 2] * (1 + i / 8) for i in range(0, len(x), 2)]  # all different
+        got: dict[int, np.ndarray] = {}
+        with backend.load(built["w8a8"], threads=2) as sess:
+            sess.run_offline(batches, lambda i, out: got.__setitem__(i, out))
+            direct = [sess.run(b) for b in batches]
+        assert sorted(got) == list(range(len(batches)))
+        for i, d in enumerate(direct):
+            assert got[i].dtype == np.float32
+            np.testing.assert_allclose(got[i], d, rtol=1e-5, atol=1e-5)
+
+    def test_run_offline_reports_callback_errors(self, backend: Backend, built, reference) -> None:  # type: ignore[no-untyped-def]
+        x, _ = reference
+
+        def boom(i: int, out: np.ndarray) -> None:
+            raise RuntimeError("consumer failed")
+
+        with (
+            backend.load(built["fp32"], threads=1) as sess,
+            pytest.raises(EdgequantError, match="consumer failed"),
+        ):
+            sess.run_offline([x[:2], x[2:4]], boom)
+
+    # --- a user's ONNX file ----------------------------------------------------------------------
+    def test_onnx_model_converts_with_dynamic_batch(
+        self, backend: Backend, tiny_model, reference, tmp_path: Path
+    ) -> None:  # type: ignore[no-untyped-def]
+        x, y_ref = reference
+        path = tmp_path / "tiny.onnx"
+        torch.onnx.export(
+            tiny_model.module,
+            (torch.from_numpy(x[:1]),),
+            str(path),
+            dynamo=False,
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_axes={"x": {0: "n"}, "y": {0: "n"}},
+        )
+        m = Model(
+            name="user",
+            family="onnx",
+            input_spec=tiny_model.input_spec,
+            num_classes=10,
+            onnx_path=path,
+        )
+        assert backend.supports(get_scheme("fp32"), m) is None
+        art = backend.prepare(m, get_scheme("fp32"), None, tmp_path / "art")
+        assert art.metadata["converter"]["source"] == "onnx"
+        with backend.load(art, threads=1) as sess:
+            assert sess.fixed_batch is None
+            np.testing.assert_allclose(sess.run(x[:3]), y_ref[:3], rtol=1e-3, atol=1e-4)
+
+    # --- n/a and bad input -------------------------------------------------------------------------
+    @pytest.mark.parametrize(
+        "scheme, words",
+        [
+            ("w8-dyn", "FullyConnected"),
+            ("w4a8", "4-bit-weight"),
+            ("w4-only", "convolutions"),
+            ({"name": "w8a8-ent", "base": "w8a8", "calibration": {"method": "entropy"}}, "entropy"),
+        ],
+    )
+    def test_na_schemes_say_why(self, backend: Backend, tiny_model, scheme, words) -> None:  # type: ignore[no-untyped-def]
+        s = get_scheme(scheme)
+        reason = backend.supports(s, tiny_model)
+        assert reason is not None and words in reason
+        with pytest.raises(UnsupportedError, match=words):
+            backend.check_supported(s, tiny_model)
+
+    def test_w4_only_runs_on_a_matmul_model(self, backend: Backend, tmp_path: Path) -> None:
+        torch.manual_seed(0)
+        net = nn.Sequential(
+            nn.Flatten(), nn.Linear(3 * 8 * 8, 256), nn.ReLU(), nn.Linear(256, 10)
+        ).eval()
+        m = Model(
+            name="mlp",
+            family="test",
+            input_spec=InputSpec(shape=(3, 8, 8), resize=8),
+            num_classes=10,
+            module=net,
+        )
+        art = backend.prepare(m, get_scheme("w4-only"), None, tmp_path)
+        stored = art.metadata["quantizer"]["weights_stored_as"]
+        assert stored.get("i4 MatMul") == 2, stored
+        x = np.random.default_rng(0).standard_normal((8, 3, 8, 8)).astype(np.float32)
+        with torch.no_grad():
+            ref = net(torch.from_numpy(x)).numpy()
+        with backend.load(art, threads=1) as sess:
+            assert cosine(sess.run(x), ref) > 0.95
+
+    @pytest.mark.parametrize(
+        "calib, match",
+        [
+            (np.full((4, 3, 32, 32), np.nan, np.float32), "NaN"),
+            (np.zeros((4, 3, 16, 16), np.float32), "shape"),
+            (np.zeros((0, 3, 32, 32), np.float32), "empty"),
+            (None, "calibration"),
+        ],
+    )
+    def test_bad_calibration_is_rejected(
+        self, backend: Backend, tiny_model, tmp_path: Path, calib, match
+    ) -> None:  # type: ignore[no-untyped-def]
+        with pytest.raises(ValidationError, match=match):
+            backend.prepare(tiny_model, get_scheme("w8a8"), calib, tmp_path)
+
+    def test_converter_rejection_is_one_line_model_error(
+        self, backend: Backend, tmp_path: Path
+    ) -> None:
+        class Unconvertible(nn.Module):
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return torch.histc(x, bins=4)  # no OpenVINO conversion rule for aten::histc
+
+        m = Model(
+            name="unconvertible",
+            family="test",
+            input_spec=InputSpec(shape=(3, 8, 8), resize=8),
+            num_classes=3,
+            module=Unconvertible().eval(),
+        )
+        with pytest.raises(ModelError, match="OpenVINO cannot convert unconvertible") as info:
+            backend.prepare(m, get_scheme("fp32"), None, tmp_path)
+        assert "\n" not in str(info.value) and len(str(info.value)) < 400
+        assert "aten::histc" in str(info.value)
+
+    @pytest.mark.parametrize("damage", ["truncate-bin", "garbage-xml"])
+    def test_corrupt_artifact_is_an_artifact_error(
+        self, backend: Backend, built, tmp_path: Path, damage: str
+    ) -> None:  # type: ignore[no-untyped-def]
+        src = built["w8a8"]
+        xml, binf = tmp_path / "model.xml", tmp_path / "model.bin"
+        xml.write_bytes(src.path.read_bytes())
+        binf.write_bytes(src.path.with_suffix(".bin").read_bytes())
+        if damage == "truncate-bin":
+            binf.write_bytes(binf.read_bytes()[:100])
+        else:
+            xml.write_text("<net><layers>")
+        art = Artifact(
+            path=xml,
+            backend="openvino",
+            model=src.model,
+            scheme=src.scheme,
+            metadata=dict(src.metadata, extra_files=[str(binf)]),
+        )
+        with pytest.raises(ArtifactError), backend.load(art, threads=1) as sess:
+            sess.run(np.zeros((1, 3, 32, 32), np.float32))
+
+    def test_wrong_input_shape_is_a_validation_error(self, backend: Backend, built) -> None:  # type: ignore[no-untyped-def]
+        with (
+            backend.load(built["fp32"], threads=1) as sess,
+            pytest.raises(ValidationError, match="shape"),
+        ):
+            sess.run(np.zeros((2, 3, 16, 16), np.float32))
+
+    def test_missing_runtime_would_raise_with_hint(self, backend: Backend) -> None:
+        assert backend.install_hint.startswith("pip install openvino")
+        assert_unavailable_raises(backend)  # available here: require() must not raise
+        backend.require()
