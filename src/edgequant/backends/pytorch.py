@@ -1,0 +1,487 @@
+"""The PyTorch backend: Inductor-compiled fp32/bf16/fp16 and PT2E INT8, as AOTInductor packages.
+
+Every artifact is an **AOTInductor package** (``model.pt2``): the model is exported with
+``torch.export`` (dynamic batch dimension), compiled ahead of time by Inductor with
+``freezing=True`` (weights folded in as constants, conv weights prepacked for oneDNN) and
+packaged as a shared library plus weights. Loading it is ``aoti_load_package`` — milliseconds,
+no recompilation — where ``torch.compile`` would cost 15–40 s per model on every load.
+
+What each scheme executes (recorded as ``executed_precision`` and ``execution`` in metadata):
+
+* ``fp32`` — the *compiled* fp32 model (Inductor + oneDNN fp32 convs), not eager PyTorch: INT8
+  speed-ups are measured against the best fp32 PyTorch can do. oneDNN's fp32 math mode is
+  checked to be strict fp32 (no implicit bf16/tf32).
+* ``bf16`` / ``fp16`` — the module cast to that dtype, wrapped so that the artifact still takes
+  and returns float32; convs run in oneDNN's bf16 (native AVX512_BF16/AMX where the CPU has it)
+  or fp16 kernels.
+* ``w8a8``, ``w8a8-pt``, ``w8a8-sym`` — PT2E with ``X86InductorQuantizer``
+  (see :mod:`edgequant.backends.pytorch_pt2e` for the mapping); Inductor's freezing passes lower
+  each quantized conv to a oneDNN u8×s8 ``qconv`` kernel (AVX-512 VNNI here).
+* ``w8-only``, ``w8-dyn``, ``w4-only``, ``w4a8`` — n/a on CNNs, with the reason.
+
+Threads: kernels are compiled with ``cpp.dynamic_threads=True`` so the thread count is read at run
+time (``omp_get_max_threads()``) instead of being baked in at compile time; the session calls
+``torch.set_num_threads(threads)`` before each run, on the calling thread, which sets both
+ATen/oneDNN's pool and the OpenMP count used by Inductor's generated loops.
+
+Example:
+    >>> from edgequant.backends import get_backend
+    >>> be = get_backend("pytorch")
+    >>> be.supports(get_scheme("w8a8")) is None   # doctest: +SKIP
+    True
+    >>> art = be.prepare(model, get_scheme("w8a8"), calib, Path("out"))   # doctest: +SKIP
+    >>> with be.load(art, threads=2) as s:                                 # doctest: +SKIP
+    ...     logits = s.run(batch)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from edgequant.backends.base import Artifact, Backend, InspectReport, OpInfo, Session
+from edgequant.backends.pytorch_pt2e import (
+    DYNAMIC_REASON,
+    WEIGHT_ONLY_REASON,
+    analyze_graph,
+    count_kernels,
+    graph_constant_bytes,
+    pt2e_unsupported_reason,
+    quantize_pt2e,
+)
+from edgequant.errors import ArtifactError, ModelError, UnsupportedError, ValidationError
+from edgequant.quant.scheme import Scheme
+
+if TYPE_CHECKING:
+    import torch
+
+    from edgequant.models.base import Model
+
+PACKAGE_NAME = "model.pt2"
+GRAPH_NAME = "graph.json"
+#: largest batch the exported program accepts (the batch dimension is symbolic up to this)
+MAX_BATCH = 4096
+_INDUCTOR_CONFIGS: dict[str, Any] = {"freezing": True, "cpp.dynamic_threads": True}
+_TORCH_DTYPES = {"fp16": "float16", "bf16": "bfloat16"}
+_PRECISION = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    m = re.search(r"^flags\s*:\s*(.*)$", text, re.MULTILINE)
+    return set(m.group(1).split()) if m else set()
+
+
+def _one_line(e: BaseException, limit: int = 300) -> str:
+    """The first meaningful line of an exception from torch (they run to pages)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    text = lines[0] if lines else type(e).__name__
+    return f"{type(e).__name__}: {text}"[:limit]
+
+
+class _CastIO:
+    """Builds the wrapper that runs a module in bf16/fp16 but keeps float32 I/O."""
+
+    @staticmethod
+    def wrap(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+        import copy
+
+        import torch
+
+        class CastIO(torch.nn.Module):
+            def __init__(self, inner: torch.nn.Module) -> None:
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return self.inner(x.to(dtype)).float()
+
+        return CastIO(copy.deepcopy(module).to(dtype).eval())
+
+
+class PyTorchSession(Session):
+    """An AOTInductor package loaded for inference. Float32 NCHW in, float32 logits out."""
+
+    def __init__(
+        self, runner: Any, threads: int, input_shape: tuple[int, ...], precision: str
+    ) -> None:
+        self._runner = runner
+        self.threads = threads
+        self.input_shape = tuple(input_shape)
+        self.executed_precision = precision
+        self.fixed_batch = None
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Run one batch (N, C, H, W) float32; returns (N, classes) float32 logits."""
+        import torch
+
+        if batch.ndim != 4 or tuple(batch.shape[1:]) != self.input_shape:
+            raise ValidationError(
+                f"batch shape {tuple(batch.shape)} does not match the model input (N, {', '.join(map(str, self.input_shape))})"
+            )
+        if not 1 <= batch.shape[0] <= MAX_BATCH:
+            raise ValidationError(f"batch size must be 1..{MAX_BATCH}, got {batch.shape[0]}")
+        # set on every call: OpenMP thread counts are per calling thread (LoadGen may call from another)
+        torch.set_num_threads(self.threads)
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+        with torch.inference_mode():
+            out = self._runner(x)
+        if isinstance(out, list | tuple):
+            out = out[0]
+        return np.asarray(out.detach().float().numpy(), dtype=np.float32)
+
+    def close(self) -> None:
+        self._runner = None
+
+
+class PyTorchBackend(Backend):
+    """PyTorch on CPU: Inductor-compiled float and PT2E INT8, saved as AOTInductor packages.
+
+    Example:
+        >>> PyTorchBackend().supports(get_scheme("w4a8"))   # doctest: +SKIP
+        "oneDNN's quantized conv kernels behind PT2E on x86 take int8 weights ..."
+    """
+
+    name: ClassVar[str] = "pytorch"
+    description: ClassVar[str] = (
+        "PyTorch + Inductor (AOTInductor packages); INT8 via PT2E X86InductorQuantizer"
+    )
+    install_hint: ClassVar[str] = "pip install torch torchao"
+
+    # --- availability ------------------------------------------------------------------------
+    def unavailable_reason(self) -> str | None:
+        try:
+            import torch
+        except ImportError:
+            return f"torch is not installed ({self.install_hint})"
+        try:
+            import torchao  # noqa: F401
+        except ImportError:
+            return f"torchao is not installed, needed for PT2E INT8 ({self.install_hint})"
+        if not hasattr(torch._inductor, "aoti_compile_and_package"):
+            return f"torch {torch.__version__} has no AOTInductor packaging; upgrade torch (>= 2.6)"
+        return None
+
+    def versions(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        try:
+            import torch
+
+            out["torch"] = str(torch.__version__)
+        except ImportError:
+            pass
+        try:
+            import torchao
+
+            out["torchao"] = str(torchao.__version__)
+        except ImportError:
+            pass
+        return out
+
+    # --- capability ---------------------------------------------------------------------------
+    def supports(self, scheme: Scheme, model: Model | None = None) -> str | None:
+        if model is not None and model.module is None:
+            return (
+                "needs the PyTorch module; a user's ONNX file cannot be run by the PyTorch backend"
+            )
+        if scheme.weights is None:
+            return None
+        if scheme.float_dtype != "fp32":
+            return f"integer schemes with {scheme.float_dtype} float parts are not mapped onto PT2E (fp32 only)"
+        if "winograd" in scheme.techniques:
+            return "Winograd convolution is simulated by the sim backend only"
+        return pt2e_unsupported_reason(scheme)
+
+    # --- work ---------------------------------------------------------------------------------
+    def prepare(
+        self, model: Model, scheme: Scheme, calibration: np.ndarray | None, out_dir: Path
+    ) -> Artifact:
+        import torch
+
+        self.require()
+        self.check_supported(scheme, model)
+        if model.module is None:
+            raise UnsupportedError("pytorch needs the model's nn.Module")
+        shape = tuple(model.input_spec.shape)
+        if scheme.is_static:
+            calibration = self._check_calibration(calibration, shape)
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        example = torch.from_numpy(
+            np.ascontiguousarray(calibration[:2])
+            if calibration is not None and len(calibration) >= 2
+            else np.random.default_rng(0).standard_normal((2, *shape)).astype(np.float32)
+        )
+        batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+        dyn = ({0: batch},)
+        module = model.module.eval()
+        meta: dict[str, Any] = {"versions": self.versions(), "cpu_flags": self._relevant_flags()}
+        t0 = time.perf_counter()
+        try:
+            if scheme.weights is None:
+                program, graph_ops, meta_extra = self._export_float(module, scheme, example, dyn)
+            else:
+                if calibration is None:
+                    raise ValidationError(f"scheme {scheme.name} needs calibration data")
+                program, graph_ops, meta_extra = self._export_int8(
+                    module, scheme, calibration, example, dyn
+                )
+        except (ValidationError, UnsupportedError):
+            raise
+        except Exception as e:  # torch.export / quantizer failures come in many types
+            raise ModelError(
+                f"PyTorch could not export/quantize {model.name} for {scheme.name}: {_one_line(e)}"
+            ) from e
+        meta.update(meta_extra)
+        meta["export_quantize_s"] = round(time.perf_counter() - t0, 3)
+
+        path = out_dir / PACKAGE_NAME
+        t1 = time.perf_counter()
+        try:
+            with torch.no_grad():
+                torch._inductor.aoti_compile_and_package(
+                    program, package_path=str(path), inductor_configs=dict(_INDUCTOR_CONFIGS)
+                )
+        except Exception as e:
+            raise ModelError(
+                f"AOTInductor could not compile {model.name} ({scheme.name}): {_one_line(e)}"
+            ) from e
+        meta["compile_s"] = round(time.perf_counter() - t1, 3)
+        kernels = count_kernels(self._wrapper_sources(path))
+        graph = {"ops": graph_ops, "kernels": kernels}
+        (out_dir / GRAPH_NAME).write_text(json.dumps(graph, indent=2))
+        meta.update(
+            format="aotinductor-package",
+            loads_without_recompiling=True,
+            inductor_configs=dict(_INDUCTOR_CONFIGS),
+            input_shape=list(shape),
+            max_batch=MAX_BATCH,
+            kernels=kernels,
+            threads_control=(
+                "compiled with cpp.dynamic_threads=True; the session calls torch.set_num_threads(threads) "
+                "before each run (ATen/oneDNN pool and Inductor's OpenMP loops)"
+            ),
+        )
+        art = Artifact(path=path, backend=self.name, model=model.key, scheme=scheme, metadata=meta)
+        art.save_metadata()
+        return art
+
+    def _export_float(
+        self, module: torch.nn.Module, scheme: Scheme, example: torch.Tensor, dyn: Any
+    ) -> tuple[Any, list[dict[str, str]], dict[str, Any]]:
+        import torch
+
+        dtype_name = scheme.float_dtype
+        target: torch.nn.Module = module
+        if dtype_name != "fp32":
+            target = _CastIO.wrap(module, getattr(torch, _TORCH_DTYPES[dtype_name]))
+        with torch.no_grad():
+            program = torch.export.export(target, (example,), dynamic_shapes=dyn)
+        precision = dtype_name
+        ops = analyze_graph(
+            program.graph_module, precision, f"{dtype_name} scheme (no quantization)"
+        )
+        weight_bytes = sum(
+            int(t.numel()) * int(t.element_size()) for t in program.state_dict.values()
+        ) + sum(
+            int(t.numel()) * int(t.element_size())
+            for t in program.constants.values()
+            if hasattr(t, "numel")
+        )
+        meta: dict[str, Any] = {
+            "executed_precision": _PRECISION[dtype_name],
+            "execution": f"Inductor-compiled {dtype_name} (AOTInductor, freezing=True), not eager",
+            "weight_bytes": weight_bytes,
+            "quantizer": None,
+        }
+        if dtype_name == "fp32":
+            meta["fp32_math_mode"] = self._fp32_math_mode()
+        else:
+            meta["io_dtype"] = "float32 (cast to and from the compute dtype inside the artifact)"
+            flags = _cpu_flags()
+            if dtype_name == "bf16":
+                meta["choice_reason"] = (
+                    "native bf16 dot products (AVX512_BF16"
+                    + (" + AMX" if "amx_bf16" in flags else "")
+                    + ")"
+                    if "avx512_bf16" in flags or "amx_bf16" in flags
+                    else "no AVX512_BF16/AMX on this CPU: oneDNN emulates bf16 (expect it slower than fp32)"
+                )
+            else:
+                meta["choice_reason"] = (
+                    "native fp16 (AVX512_FP16/AMX_FP16)"
+                    if {"avx512_fp16", "amx_fp16"} & flags
+                    else "no AVX512_FP16 on this CPU: fp16 convs are converted to fp32 inside oneDNN (expect no speed-up)"
+                )
+        return program, ops, meta
+
+    def _export_int8(
+        self,
+        module: torch.nn.Module,
+        scheme: Scheme,
+        calibration: np.ndarray,
+        example: torch.Tensor,
+        dyn: Any,
+    ) -> tuple[Any, list[dict[str, str]], dict[str, Any]]:
+        import torch
+
+        converted, opts = quantize_pt2e(module, scheme, calibration, example, dyn)
+        ops = analyze_graph(converted, "int8")
+        weight_bytes = graph_constant_bytes(converted)
+        with torch.no_grad():
+            program = torch.export.export(converted, (example,), dynamic_shapes=dyn)
+        flags = _cpu_flags()
+        vnni = "avx512_vnni" in flags or "avx_vnni" in flags or "amx_int8" in flags
+        meta: dict[str, Any] = {
+            "executed_precision": "i8",
+            "execution": "PT2E int8: oneDNN u8 x s8 qconv/qlinear kernels lowered by Inductor freezing passes (AOTInductor)",
+            "weight_bytes": weight_bytes,
+            "quantizer": opts,
+            "calibration_samples": len(calibration),
+            "choice_reason": (
+                "X86InductorQuantizer (u8 activations x s8 weights) is the layout oneDNN's int8 kernels run with "
+                + (
+                    "VNNI dot products on this CPU"
+                    if vnni
+                    else "no VNNI on this CPU: expect a small speed-up"
+                )
+                + "; reduce_range=False because VNNI has no u8xs8 overflow issue"
+            ),
+        }
+        return program, ops, meta
+
+    @staticmethod
+    def _check_calibration(calibration: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+        if calibration is None or len(calibration) == 0:
+            raise ValidationError(
+                "calibration set is empty; static int8 needs calibration samples (--calib)"
+            )
+        calib = np.asarray(calibration)
+        if calib.ndim != 4 or tuple(calib.shape[1:]) != shape:
+            raise ValidationError(
+                f"calibration samples have shape {tuple(calib.shape)}, expected (N, {', '.join(map(str, shape))})"
+            )
+        if not np.isfinite(calib).all():
+            raise ValidationError("calibration samples contain NaN or inf; check the preprocessing")
+        return calib.astype(np.float32, copy=False)
+
+    @staticmethod
+    def _relevant_flags() -> list[str]:
+        keep = (
+            "avx512f",
+            "avx512_vnni",
+            "avx_vnni",
+            "avx512_bf16",
+            "avx512_fp16",
+            "amx_bf16",
+            "amx_int8",
+            "amx_fp16",
+        )
+        flags = _cpu_flags()
+        return [f for f in keep if f in flags]
+
+    @staticmethod
+    def _fp32_math_mode() -> str:
+        import torch
+
+        try:
+            return str(torch.backends.mkldnn.conv.fp32_precision)  # type: ignore[attr-defined]
+        except AttributeError:
+            return "ieee (default)"
+
+    @staticmethod
+    def _wrapper_sources(path: Path) -> list[str]:
+        try:
+            with zipfile.ZipFile(path) as z:
+                return [
+                    z.read(n).decode("utf-8", "replace")
+                    for n in z.namelist()
+                    if n.endswith("wrapper.cpp")
+                ]
+        except (zipfile.BadZipFile, OSError):
+            return []
+
+    # --- load ---------------------------------------------------------------------------------
+    def load(self, artifact: Artifact, threads: int) -> Session:
+        import torch
+
+        self.require()
+        if threads < 1:
+            raise ValidationError(f"threads must be >= 1, got {threads}")
+        if artifact.backend != self.name:
+            raise ArtifactError(
+                f"{artifact.path} was built for {artifact.backend}, not {self.name}"
+            )
+        path = Path(artifact.path)
+        if not path.is_file() or not zipfile.is_zipfile(path):
+            raise ArtifactError(
+                f"{path} is missing or not an AOTInductor package; delete it and rebuild"
+            )
+        torch.set_num_threads(threads)
+        try:
+            runner = torch._inductor.aoti_load_package(str(path))
+        except Exception as e:
+            raise ArtifactError(
+                f"cannot load {path} ({_one_line(e)}); delete it and rebuild"
+            ) from e
+        shape = tuple(artifact.metadata.get("input_shape") or ())
+        if not shape:
+            raise ArtifactError(
+                f"{artifact.directory} metadata has no input_shape; rebuild the artifact"
+            )
+        precision = str(artifact.metadata.get("executed_precision", "f32"))
+        return PyTorchSession(runner, threads, shape, precision)
+
+    # --- inspect ------------------------------------------------------------------------------
+    def inspect(self, artifact: Artifact) -> InspectReport:
+        graph_path = artifact.directory / GRAPH_NAME
+        report = InspectReport(
+            artifact=str(artifact.path), backend=self.name, scheme=artifact.scheme.name
+        )
+        try:
+            graph = json.loads(graph_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            report.notes.append(
+                f"{graph_path} is missing or unreadable: rebuild the artifact to inspect it"
+            )
+            return report
+        for op in graph.get("ops", []):
+            report.ops.append(
+                OpInfo(
+                    name=op["name"],
+                    op_type=op["op_type"],
+                    precision=op["precision"],
+                    reason=op.get("reason", ""),
+                )
+            )
+        kernels = graph.get("kernels", {})
+        if kernels:
+            report.notes.append(
+                "compiled kernels: {int8_conv} int8 conv, {float_conv} float conv, "
+                "{int8_linear} int8 linear, {float_linear} float linear".format(
+                    **{
+                        k: kernels.get(k, 0)
+                        for k in ("int8_conv", "float_conv", "int8_linear", "float_linear")
+                    }
+                )
+            )
+            annotated = sum(1 for o in report.convs if o.precision == "int8")
+            if artifact.scheme.weights is not None and kernels.get("int8_conv", 0) < annotated:
+                report.notes.append(
+                    f"{annotated - kernels.get('int8_conv', 0)} quantized conv(s) were not lowered to int8 "
+                    "kernels by Inductor (dequantize + float conv runs instead)"
+                )
+        report.notes.append(f"executes: {artifact.metadata.get('execution', 'unknown')}")
+        return report
+
+
+__all__ = ["DYNAMIC_REASON", "WEIGHT_ONLY_REASON", "PyTorchBackend", "PyTorchSession"]

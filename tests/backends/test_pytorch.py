@@ -1,0 +1,263 @@
+"""The PyTorch backend: the shared contract plus AOTInductor packaging, PT2E mapping and inspect.
+
+Every artifact is compiled once per scheme by the class-scoped ``built`` fixture of the contract
+(AOTInductor compiles cost ~20-40 s each here); the specific tests below reuse those artifacts.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from edgequant.backends import get_backend
+from edgequant.backends.base import Artifact, Backend
+from edgequant.backends.pytorch import GRAPH_NAME, PACKAGE_NAME, PyTorchSession
+from edgequant.backends.pytorch_pt2e import count_kernels, quantize_pt2e, tensor_bytes
+from edgequant.errors import ArtifactError, ModelError, UnsupportedError, ValidationError
+from edgequant.models.base import Model
+from edgequant.quant.scheme import get_scheme
+from tests.backends.contract import BackendContract, assert_unavailable_raises
+from tests.helpers import tiny_inputs
+
+
+class TestPyTorch(BackendContract):
+    backend_name = "pytorch"
+
+    def test_schemes_supported_on_cnn(self, backend: Backend, tiny_model: Model) -> None:
+        for name in ("fp32", "fp16", "bf16", "w8a8", "w8a8-pt", "w8a8-sym"):
+            assert backend.supports(get_scheme(name), tiny_model) is None, name
+        for name, word in (
+            ("w8-dyn", "Linear"),
+            ("w8-only", "Linear"),
+            ("w4-only", "Linear"),
+            ("w4a8", "int8"),
+        ):
+            reason = backend.supports(get_scheme(name), tiny_model)
+            assert reason and word in reason, (name, reason)
+            with pytest.raises(UnsupportedError):
+                backend.check_supported(get_scheme(name), tiny_model)
+
+    def test_artifact_is_an_aoti_package_loaded_without_recompiling(
+        self, backend: Backend, built: dict[str, Artifact], reference: tuple[np.ndarray, np.ndarray]
+    ) -> None:
+        x, _ = reference
+        for name, art in built.items():
+            assert art.path.name == PACKAGE_NAME, name
+            assert art.metadata["format"] == "aotinductor-package"
+            assert art.metadata["loads_without_recompiling"] is True
+            assert art.metadata["compile_s"] > 0
+            loaded = Artifact.load(art.directory)
+            with backend.load(loaded, threads=1) as sess:
+                assert isinstance(sess, PyTorchSession)
+                # the runner is the compiled package itself, not a torch.compile'd module
+                assert type(sess._runner).__name__ == "AOTICompiledModel"
+                assert sess.run(x[:2]).shape == (2, 10)
+
+    def test_executed_precision(self, backend: Backend, built: dict[str, Artifact]) -> None:
+        expected = {
+            "fp32": "f32",
+            "fp16": "f16",
+            "bf16": "bf16",
+            "w8a8": "i8",
+            "w8a8-pt": "i8",
+            "w8a8-sym": "i8",
+        }
+        for name, precision in expected.items():
+            assert built[name].metadata["executed_precision"] == precision, name
+            with backend.load(built[name], threads=1) as sess:
+                assert sess.executed_precision == precision
+        assert "not eager" in built["fp32"].metadata["execution"]
+
+    def test_weight_bytes_shrink(self, built: dict[str, Artifact]) -> None:
+        fp32 = built["fp32"].metadata["weight_bytes"]
+        assert built["bf16"].metadata["weight_bytes"] < 0.55 * fp32
+        assert built["w8a8"].metadata["weight_bytes"] < fp32 / 3
+
+    def test_inspect_counts_quantized_convs(
+        self, backend: Backend, built: dict[str, Artifact]
+    ) -> None:
+        for name in ("w8a8", "w8a8-pt", "w8a8-sym"):
+            report = backend.inspect(built[name])
+            convs = report.convs
+            assert len(convs) == 4, name  # conv1, depthwise, pointwise, conv3
+            assert all(o.precision == "int8" for o in convs), name
+            assert report.summary().startswith("4/4 convs in integer precision")
+            graph = json.loads((built[name].directory / GRAPH_NAME).read_text())
+            # what Inductor really emitted: one oneDNN int8 kernel per conv, none left in float
+            assert graph["kernels"]["int8_conv"] == 4, name
+            assert graph["kernels"]["float_conv"] == 0, name
+        fp32 = backend.inspect(built["fp32"])
+        assert all(o.precision == "fp32" for o in fp32.convs)
+        assert (
+            json.loads((built["fp32"].directory / GRAPH_NAME).read_text())["kernels"]["float_conv"]
+            == 4
+        )
+        assert {o.op_type for o in fp32.convs} >= {"Conv", "DepthwiseConv"}
+
+    def test_threads_are_set_on_run(
+        self, backend: Backend, built: dict[str, Artifact], reference: tuple[np.ndarray, np.ndarray]
+    ) -> None:
+        before = torch.get_num_threads()
+        try:
+            with backend.load(built["w8a8"], threads=1) as sess:
+                torch.set_num_threads(2)
+                sess.run(reference[0][:1])
+                assert torch.get_num_threads() == 1
+        finally:
+            torch.set_num_threads(before)
+
+    def test_run_rejects_wrong_shape(self, backend: Backend, built: dict[str, Artifact]) -> None:
+        with (
+            backend.load(built["fp32"], threads=1) as sess,
+            pytest.raises(ValidationError, match="shape"),
+        ):
+            sess.run(np.zeros((1, 3, 16, 16), np.float32))
+
+    def test_corrupt_package_is_an_artifact_error(
+        self, backend: Backend, built: dict[str, Artifact], tmp_path: Path
+    ) -> None:
+        copy = tmp_path / "broken"
+        shutil.copytree(built["fp32"].directory, copy)
+        pkg = copy / PACKAGE_NAME
+        pkg.write_bytes(
+            pkg.read_bytes()[: pkg.stat().st_size // 3]
+        )  # truncated download / disk full
+        with pytest.raises(ArtifactError, match="rebuild"):
+            backend.load(Artifact.load(copy), threads=1)
+        missing = Artifact(
+            path=copy / "missing.pt2", backend="pytorch", model="m", scheme=get_scheme("fp32")
+        )
+        with pytest.raises(ArtifactError, match="rebuild"):
+            backend.load(missing, threads=1)
+
+
+# --- fast checks that build no package ------------------------------------------------------
+@pytest.fixture(scope="module")
+def backend() -> Backend:
+    be = get_backend("pytorch")
+    if not be.available():
+        pytest.skip(f"pytorch unavailable: {be.unavailable_reason()}")
+    return be
+
+
+def test_unavailable_contract(backend: Backend) -> None:
+    assert_unavailable_raises(backend)
+    assert backend.versions().keys() >= {"torch", "torchao"}
+
+
+@pytest.mark.parametrize(
+    ("calib", "match"),
+    [
+        (np.zeros((0, 3, 32, 32), np.float32), "empty"),
+        (np.full((4, 3, 32, 32), np.nan, np.float32), "NaN"),
+        (np.zeros((4, 3, 16, 16), np.float32), "shape"),
+        (None, "empty"),
+    ],
+)
+def test_bad_calibration(
+    backend: Backend, tiny_model: Model, tmp_path: Path, calib: Any, match: str
+) -> None:
+    with pytest.raises(ValidationError, match=match):
+        backend.prepare(tiny_model, get_scheme("w8a8"), calib, tmp_path)
+
+
+def test_unsupported_scheme_fails_before_work(
+    backend: Backend, tiny_model: Model, tmp_path: Path
+) -> None:
+    with pytest.raises(UnsupportedError, match="w4a8"):
+        backend.prepare(tiny_model, get_scheme("w4a8"), tiny_inputs(tiny_model, 4), tmp_path)
+    assert not (tmp_path / PACKAGE_NAME).exists()
+    onnx_only = Model(
+        name="user",
+        family="onnx",
+        input_spec=tiny_model.input_spec,
+        num_classes=10,
+        onnx_path=tmp_path / "m.onnx",
+    )
+    assert "ONNX" in (backend.supports(get_scheme("fp32"), onnx_only) or "")
+
+
+def test_custom_calibration_methods(backend: Backend, tiny_model: Model) -> None:
+    assert (
+        backend.supports(
+            get_scheme({"base": "w8a8", "name": "w8a8-mm", "calibration": {"method": "minmax"}}),
+            tiny_model,
+        )
+        is None
+    )
+    reason = backend.supports(
+        get_scheme({"base": "w8a8", "name": "w8a8-ent", "calibration": {"method": "entropy"}}),
+        tiny_model,
+    )
+    assert reason and "observer" in reason
+
+
+class _DataDependent(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.sum() > 0:  # control flow on values: torch.export rejects it
+            return x.mean((2, 3))
+        return x.amax((2, 3))
+
+
+def test_export_rejection_is_one_line_model_error(
+    backend: Backend, tiny_model: Model, tmp_path: Path
+) -> None:
+    bad = Model(
+        name="datadep",
+        family="test",
+        input_spec=tiny_model.input_spec,
+        num_classes=3,
+        module=_DataDependent().eval(),
+    )
+    with pytest.raises(ModelError, match="could not export") as err:
+        backend.prepare(bad, get_scheme("fp32"), None, tmp_path)
+    assert "\n" not in str(err.value)
+
+
+def test_scheme_mapping_numerics(tiny_model: Model, tiny_calibration: np.ndarray) -> None:
+    """w8a8-pt shares one weight scale per conv; w8a8-sym activations have the zero point 127."""
+    assert tiny_model.module is not None
+    example = torch.from_numpy(tiny_calibration[:2])
+    dyn = ({0: torch.export.Dim("batch", min=1, max=64)},)
+    per_tensor, opts = quantize_pt2e(
+        tiny_model.module, get_scheme("w8a8-pt"), tiny_calibration, example, dyn
+    )
+    assert opts["calibration_samples"] == len(tiny_calibration)
+    scales = [t for k, t in per_tensor.named_buffers() if k.startswith("_scale")]
+    assert scales and all(torch.all(s == s[0]) for s in scales)
+    per_channel, _ = quantize_pt2e(
+        tiny_model.module, get_scheme("w8a8"), tiny_calibration, example, dyn
+    )
+    pc_scales = [t for k, t in per_channel.named_buffers() if k.startswith("_scale")]
+    assert any(not torch.all(s == s[0]) for s in pc_scales)
+    sym, sym_opts = quantize_pt2e(
+        tiny_model.module, get_scheme("w8a8-sym"), tiny_calibration, example, dyn
+    )
+    act_zps = {
+        int(n.args[2])
+        for n in sym.graph.nodes
+        if n.op == "call_function" and str(n.target).endswith("quantize_per_tensor.default")
+    }
+    assert act_zps == {127}
+    assert "-127..127" in sym_opts["activation_encoding"]
+
+
+def test_count_kernels_and_bytes() -> None:
+    src = (
+        "aoti_torch_cpu__qconv_pointwise_tensor(buf0); aoti_torch_cpu__qconv2d_pointwise_binary_tensor(b);"
+        " aoti_torch_cpu_convolution(x); aoti_torch_cpu__qlinear_pointwise_tensor(y);"
+    )
+    assert count_kernels([src]) == {
+        "int8_conv": 2,
+        "int8_linear": 1,
+        "float_conv": 1,
+        "float_linear": 0,
+    }
+    t = torch.zeros(8, dtype=torch.int8)
+    assert tensor_bytes([t, t, torch.zeros(3)]) == 8 + 12
