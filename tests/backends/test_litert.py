@@ -202,6 +202,9 @@ class TestLiteRt(BackendContract):
         assert meta["quantizer"]["recipe"][0]["algorithm_key"] == "min_max_uniform_quantize"
         assert meta["quantizer"]["calibration"]["samples"] == len(tiny_calibration)
         assert meta["weight_bytes"] > 0 and meta["versions"]["ai-edge-litert"]
+        assert meta["fp32_weight_bytes"] >= 3 * meta["weight_bytes"]
+        assert meta["inspect_summary"] == "4/4 convs in integer precision"
+        assert any(c["what"] == "kernels" and "QS8" in c["choice"] for c in meta["choices"])
 
 
 def test_missing_runtime_contract() -> None:

@@ -130,6 +130,7 @@ class LiteRtBackend(Backend):
         convert_s = time.perf_counter() - t0
         meta: dict[str, Any] = {
             "runtime": "litert",
+            "fp32_weight_bytes": _float_weight_bytes(float_bytes),
             "versions": self.versions(),
             "converter": "litert_torch.convert, batch 1, NCHW input kept (TRANSPOSE inserted)",
             "convert_s": round(convert_s, 2),
@@ -223,6 +224,12 @@ def _convert(model: Model) -> bytes:
     return data
 
 
+def _float_weight_bytes(float_bytes: bytes) -> int:
+    from edgequant.backends.litert_inspect import weight_bytes
+
+    return weight_bytes(float_bytes)[0]
+
+
 def _quantize(
     float_bytes: bytes, recipe: list[dict[str, Any]], calib: np.ndarray | None, scheme: Scheme
 ) -> tuple[bytes, dict[str, Any]]:
@@ -287,34 +294,94 @@ def _calibrate(
     return cal.get_model_qsvs(), meta
 
 
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def _choice(what: str, choice: str, reason: str) -> dict[str, str]:
+    return {"what": what, "choice": choice, "reason": reason}
+
+
 def _describe(path: Path, scheme: Scheme) -> dict[str, Any]:
-    """I/O dtypes, weight bytes and executed precision of a built .tflite."""
-    from edgequant.backends.litert_inspect import tensor_summary
+    """I/O dtypes, weight bytes, executed precision and the choices made, for artifact.json."""
+    from edgequant.backends.litert_inspect import inspect_tflite, tensor_summary
 
     info = tensor_summary(path)
+    flags = _cpu_flags()
+    vnni = "avx512_vnni" in flags or "avx_vnni" in flags
+    choices = [
+        _choice(
+            "batch",
+            "converted at batch 1, resized at load",
+            "the converter needs a static shape; resize_tensor_input serves other batch sizes",
+        ),
+    ]
     if scheme.is_static:
-        precision, why = (
-            "i8",
-            "static INT8: XNNPACK QS8 kernels (int8 activations and per-channel int8 weights)",
+        precision = "i8"
+        choices.append(
+            _choice(
+                "kernels",
+                "static INT8, int8 I/O, XNNPACK QS8",
+                "integer convs end to end is LiteRT's fast CPU path"
+                + (
+                    " (VNNI dot products on this CPU)"
+                    if vnni
+                    else " (no VNNI on this CPU: smaller speed-up)"
+                ),
+            )
         )
     elif scheme.is_dynamic:
-        precision, why = (
-            "i8-dynamic",
-            "dynamic range: activations quantized per batch at run time, float I/O",
+        precision = "i8-dynamic"
+        choices.append(
+            _choice(
+                "kernels",
+                "dynamic range (XNNPACK QD8)",
+                "activations quantized per batch at run time; float I/O",
+            )
         )
     elif scheme.is_weight_only:
-        precision, why = (
-            "f32",
-            "weight-only: integer weights are dequantized to fp32; compute is fp32",
+        precision = "f32"
+        choices.append(
+            _choice(
+                "kernels",
+                "DEQUANTIZE + fp32 convs",
+                "weight-only: smaller file, integer weights expanded to fp32, fp32 compute",
+            )
         )
     elif scheme.float_dtype == "fp16":
-        precision, why = (
-            "f32",
-            "fp16 weights are expanded to fp32 by XNNPACK on this CPU; compute is fp32",
+        precision = "f32"
+        choices.append(
+            _choice(
+                "kernels",
+                "fp16 weights, fp32 compute",
+                "XNNPACK expands fp16 weights to fp32 at load; no fp16 arithmetic on CPU by default",
+            )
         )
     else:
-        precision, why = "f32", "fp32 model, XNNPACK fp32 kernels"
-    return {**info, "executed_precision": precision, "choice_reason": why}
+        precision = "f32"
+    if scheme.weights is not None and scheme.weights.bits == 4:
+        choices.append(
+            _choice(
+                "depthwise weights",
+                "int8",
+                "ai-edge-quantizer has no int4 depthwise kernel; CONV_2D/FULLY_CONNECTED get int4",
+            )
+        )
+    report = inspect_tflite(path, backend="litert", scheme=scheme.name)
+    return {
+        **info,
+        "executed_precision": precision,
+        "choices": choices,
+        "inspect_summary": report.summary(),
+        "cpu_vnni": vnni,
+    }
 
 
 __all__ = ["LiteRtBackend"]

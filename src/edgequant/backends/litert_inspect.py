@@ -39,11 +39,12 @@ def _interpreter(path: Path) -> Any:
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     try:
+        # no allocate_tensors(): reading the graph needs no kernels, and the reference kernels
+        # refuse some models XNNPACK runs fine (e.g. degenerate scales of random weights)
         it = Interpreter(
             model_path=str(path),
             experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
         )
-        it.allocate_tensors()
     except (ValueError, RuntimeError) as e:
         raise ArtifactError(
             f"LiteRT cannot read {path}: {condense(str(e))}; delete it and rebuild"
@@ -56,14 +57,16 @@ def _dtype(detail: dict[str, Any]) -> str:
     return _NAMES.get(name, name)
 
 
-def _read_model(path: Path) -> Any:
+def _read_model(source: Path | bytes) -> Any:
     from ai_edge_quantizer.utils import tfl_flatbuffer_utils as fb
 
+    data = source.read_bytes() if isinstance(source, Path) else source
     try:
-        return fb.read_model(bytearray(path.read_bytes()))
+        return fb.read_model(bytearray(data))
     except Exception as e:  # flatbuffers raises assorted errors on a damaged file
         raise ArtifactError(
-            f"{path} is not a valid .tflite ({condense(str(e))}); delete it and rebuild"
+            f"{source if isinstance(source, Path) else 'model'} is not a valid .tflite "
+            f"({condense(str(e))}); delete it and rebuild"
         ) from None
 
 
@@ -74,9 +77,14 @@ def _type_name(code: int) -> str:
     return _NAMES.get(name, name)
 
 
-def _weight_bytes(path: Path) -> tuple[int, dict[str, int]]:
-    """Bytes of constant tensors (weights, biases, folded constants) and their dtypes."""
-    model = _read_model(path)
+def weight_bytes(source: Path | bytes) -> tuple[int, dict[str, int]]:
+    """Bytes of constant tensors (weights, biases, folded constants), total and by dtype.
+
+    Example:
+        >>> weight_bytes(Path("model.tflite"))   # doctest: +SKIP
+        (25933312, {'int8': 25500000, 'int32': 433312})
+    """
+    model = _read_model(source)
     total = 0
     by_type: Counter[str] = Counter()
     seen: set[int] = set()
@@ -105,7 +113,7 @@ def tensor_summary(path: Path) -> dict[str, Any]:
     """
     it = _interpreter(path)
     (inp,), (out,) = it.get_input_details(), it.get_output_details()
-    total, by_type = _weight_bytes(path)
+    total, by_type = weight_bytes(path)
 
     def quant(d: dict[str, Any]) -> dict[str, float] | None:
         scale, zero = d["quantization"]
@@ -166,7 +174,7 @@ def inspect_tflite(path: Path, *, backend: str, scheme: str) -> InspectReport:
         report.ops.append(OpInfo(name=str(name), op_type=kind, precision=prec, reason=reason))
     inp, out = it.get_input_details()[0], it.get_output_details()[0]
     report.notes.append(
-        f"input {_dtype(inp)} {list(inp['shape'])}, output {_dtype(out)} {list(out['shape'])}"
+        f"input {_dtype(inp)} {inp['shape'].tolist()}, output {_dtype(out)} {out['shape'].tolist()}"
     )
     report.notes.append("ops: " + ", ".join(f"{n} × {k}" for k, n in counts.most_common()))
     if counts.get("QUANTIZE") or counts.get("DEQUANTIZE"):
@@ -180,4 +188,4 @@ def inspect_tflite(path: Path, *, backend: str, scheme: str) -> InspectReport:
     return report
 
 
-__all__ = ["inspect_tflite", "tensor_summary"]
+__all__ = ["inspect_tflite", "tensor_summary", "weight_bytes"]
