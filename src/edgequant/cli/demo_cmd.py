@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from edgequant.cli.sweep_cmd import install_sigterm
+    from edgequant.cli.sweep_cmd import counts_line, install_sigterm
     from edgequant.console import log, print_json
     from edgequant.report.build import build_report, collect
     from edgequant.sweep.runner import run_sweep
@@ -162,7 +162,6 @@ def run(args: argparse.Namespace) -> int:
         )
     else:
         print(summary_table(data))
-        counts = ", ".join(f"{n} {k}" for k, n in sorted(sweep.counts.items()))
-        print(f"\n{len(sweep.outcomes)} cells ({counts}) in {seconds:.0f} s")
+        print(f"\n{counts_line(sweep)} in {seconds:.0f} s")
         print(f"report: {report}")
     return 0

@@ -64,6 +64,16 @@ def install_sigterm() -> None:
     signal.signal(signal.SIGTERM, _stop)
 
 
+def counts_line(summary: Any) -> str:
+    """E.g. ``8 cells: 6 ok, 2 na (5 recorded earlier, skipped)``."""
+    counts = dict(summary.counts)
+    skipped = counts.pop("skipped", 0)
+    text = f"{len(summary.outcomes)} cells: " + ", ".join(
+        f"{n} {k}" for k, n in sorted(counts.items())
+    )
+    return text + (f" ({skipped} recorded earlier, skipped)" if skipped else "")
+
+
 def summary_rows(summary: Any) -> list[list[Any]]:
     """One line per cell for the terminal table."""
     rows: list[list[Any]] = []
@@ -120,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
                 summary_rows(summary), ["cell", "status", "img/s", "p50 ms", "top-1 %", "reason"]
             )
         )
-        counts = ", ".join(f"{n} {k}" for k, n in sorted(summary.counts.items()))
-        print(f"\n{counts} in {summary.seconds:.1f} s; results in {runs / 'results.db'}")
+        print(
+            f"\n{counts_line(summary)} in {summary.seconds:.1f} s; results in {runs / 'results.db'}"
+        )
         print(f"next: edgequant report {runs} -o {runs / 'report.html'}")
     return 0

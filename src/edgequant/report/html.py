@@ -64,7 +64,7 @@ def _row_html(r: Row) -> str:
         elif header == "status":
             cells.append(f'<td class="reason">{_e(text)}</td>')
         elif header == "energy / inference" and text.startswith("n/a"):
-            cells.append(f'<td class="reason note">{_e(text)}</td>')
+            cells.append(f'<td class="note" title="{_e(r.energy_reason)}">{_e(text)}</td>')
         elif header in ("runtime", "scheme", "scenario"):
             cells.append(f'<td class="t">{_e(text)}</td>')
         else:
@@ -91,6 +91,8 @@ def _model_table(data: ReportData, model: str) -> str:
             "INVALID: LoadGen's own verdict (too few queries or a latency bound missed); such a run is "
             "a measurement, not an MLPerf-valid result — lengthen duration_s to get a VALID one."
         )
+    reasons = sorted({r.energy_reason for r in rows if r.status == "ok" and r.energy_reason})
+    notes += [f"Energy n/a: {reason}" for reason in reasons]
     notes.append(
         "Speedup and size reduction are against the same runtime's fp32; top-1 drop is in points "
         "against that runtime's fp32 (another runtime's fp32 where it was not measured)."

@@ -45,6 +45,10 @@ def render_markdown(data: ReportData) -> str:
         )
         for r in (r for r in data.rows if r.model == model):
             out.append("| " + " | ".join(_md(get(r)) for _, get in cols) + " |")
+    for reason in sorted(
+        {r.energy_reason for r in data.rows if r.status == "ok" and r.energy_reason}
+    ):
+        out += ["", f"Energy n/a: {_md(reason)}"]
     if any(r.simulated for r in data.rows):
         out += ["", "Rows marked (simulated): simulated — speed not representative."]
     if any(r.valid is False for r in data.rows):

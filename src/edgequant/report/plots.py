@@ -98,7 +98,7 @@ def speedup_plot(rows: list[Row]) -> Plot:
     groups = list(dict.fromkeys((r.model, r.scheme, r.scenario) for r in picked))
     backends = _backends(picked)
     colors = _colors(backends)
-    width = 0.8 / len(backends)
+    width = min(0.8 / len(backends), 0.3)  # a lone group should not fill the axes
     fig, ax = plt.subplots(
         figsize=(max(6.0, 1.1 * len(groups) * max(1, len(backends)) / 2 + 2), 3.6)
     )
@@ -114,7 +114,9 @@ def speedup_plot(rows: list[Row]) -> Plot:
     ax.axhline(1.0, color="0.3", linestyle="--", linewidth=1)
     ax.set_xticks(range(len(groups)), [f"{m}\n{s} ({sc})" for m, s, sc in groups])
     ax.set_ylabel("speedup vs fp32 (×)")
-    ax.legend(title="runtime", fontsize=8, frameon=False)
+    ax.legend(
+        title="runtime", fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0)
+    )
     plot.svg = _svg(fig)
     return plot
 
@@ -235,7 +237,7 @@ def pareto_plot(rows: list[Row]) -> Plot:
     ax.axvline(1.0, color="0.6", linewidth=0.8, linestyle="--")
     ax.set_xlabel("speedup vs fp32 on the same runtime (×)")
     ax.set_ylabel("top-1 drop (points; lower is better)")
-    ax.legend(title="model", fontsize=8, frameon=False)
+    ax.legend(title="model", fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     plot.svg = _svg(fig)
     return plot
 
@@ -259,7 +261,7 @@ def size_plot(rows: list[Row]) -> Plot:
     groups = list(dict.fromkeys((r.model, r.scheme) for r in picked))
     backends = _backends(picked)
     colors = _colors(backends)
-    width = 0.8 / len(backends)
+    width = min(0.8 / len(backends), 0.3)  # a lone group should not fill the axes
     fig, ax = plt.subplots(
         figsize=(max(6.0, 0.55 * len(groups) * max(1, len(backends)) / 2 + 2), 3.4)
     )
@@ -276,7 +278,9 @@ def size_plot(rows: list[Row]) -> Plot:
         range(len(groups)), [f"{m}\n{s}" for m, s in groups], fontsize=7, rotation=30, ha="right"
     )
     ax.set_ylabel("fp32 size / size (×)")
-    ax.legend(title="runtime", fontsize=8, frameon=False)
+    ax.legend(
+        title="runtime", fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0)
+    )
     plot.svg = _svg(fig)
     return plot
 
