@@ -28,7 +28,7 @@ from edgequant.models.spec import InputSpec
 
 # "denselayer1.norm.1.weight" (pre-0.4 checkpoints) -> "denselayer1.norm1.weight"
 _OLD_KEY = re.compile(
-    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var))$"
+    r"^(.*denselayer\d+\.(?:norm|relu|conv))\.((?:[12])\.(?:weight|bias|running_mean|running_var|num_batches_tracked))$"
 )
 
 
