@@ -17,8 +17,8 @@ Run the embedded demo experiment (edgequant/examples/demo.yaml) and write its re
   digits_cnn       real data, real accuracy: every scheme on every runtime (Offline + accuracy),
                    fp32/w8a8 latency in SingleStream
   efficientnet_lite0 (pretrained), mobilenet_v2, resnet50
-                   fp32 and w8a8 on every runtime, Offline (+ SingleStream for EfficientNet),
-                   performance on synthetic inputs; with --data imagenet:DIR their accuracy too.
+                   fp32 and w8a8 on every runtime, Offline, performance on synthetic
+                   inputs; with --data imagenet:DIR their accuracy too.
                    Without labelled data the report says accuracy was not measured.
 
 Everything lands in OUT/runs (resumable: run it again to finish an interrupted demo) and

@@ -151,6 +151,14 @@ def what_ran(records: list[tuple[str, ResultRecord]]) -> list[str]:
         lines.append(
             "LoadGen minimum duration per run: " + ", ".join(f"{d:g} s" for d in durations)
         )
+    sweep = [r.extra.get("sweep") for _, r in records if isinstance(r.extra.get("sweep"), dict)]
+    if sweep:
+        wall = sum(float(s.get("seconds") or 0) for s in sweep)
+        cpu = sum(float(s.get("child_cpu_s") or 0) for s in sweep)
+        lines.append(
+            f"time in the cells (artifact builds included): {wall:.0f} s wall, {cpu:.0f} s of CPU in "
+            "the bench processes (wall grows with machine load, CPU much less)"
+        )
     if any(r.simulated for _, r in records):
         lines.append("rows of the sim backend are simulated — speed not representative")
     return lines

@@ -182,6 +182,14 @@ def precheck(cell: Cell) -> str | None:
         return None
 
 
+def _children_cpu_s() -> float:
+    """User + system CPU seconds of every finished child so far."""
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -395,6 +403,7 @@ def run_sweep(
             else:
                 command = bench_argv(cell, runs, bench_command)
                 why = precheck(cell)
+                cpu0 = _children_cpu_s()
                 if why is not None:
                     record = _parent_record(cell, "na", why, _now())
                 else:
@@ -411,6 +420,8 @@ def run_sweep(
                     "cell": cell.cell_id,
                     "mode": cell.mode,
                     "seconds": round(seconds, 3),
+                    # CPU seconds of the child: unlike wall time, this does not grow with load
+                    "child_cpu_s": None if why is not None else round(_children_cpu_s() - cpu0, 3),
                     "command": command,
                 }
                 record.save(run_dir)
