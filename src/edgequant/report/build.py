@@ -151,7 +151,9 @@ def what_ran(records: list[tuple[str, ResultRecord]]) -> list[str]:
         lines.append(
             "LoadGen minimum duration per run: " + ", ".join(f"{d:g} s" for d in durations)
         )
-    sweep = [r.extra.get("sweep") for _, r in records if isinstance(r.extra.get("sweep"), dict)]
+    sweep: list[dict[str, Any]] = [
+        r.extra["sweep"] for _, r in records if isinstance(r.extra.get("sweep"), dict)
+    ]
     if sweep:
         wall = sum(float(s.get("seconds") or 0) for s in sweep)
         cpu = sum(float(s.get("child_cpu_s") or 0) for s in sweep)
