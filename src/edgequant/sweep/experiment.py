@@ -41,7 +41,7 @@ import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from edgequant.errors import ValidationError
 from edgequant.quant.scheme import Scheme, get_scheme
@@ -278,7 +278,7 @@ class _Parser:
         self.where = where
         self.base_dir = base_dir
 
-    def fail(self, node: Any, msg: str) -> None:
+    def fail(self, node: Any, msg: str) -> NoReturn:
         line = node.start_mark.line + 1 if node is not None else None
         at = f" line {line}" if line else ""
         raise ValidationError(f"{self.where}{at}: {msg}")
@@ -398,7 +398,6 @@ class _Parser:
                 else self.path_or_name(str(value["weights"])),
             )
         self.fail(node, f"a model must be a name or a mapping, got {value!r}")
-        raise AssertionError  # unreachable: fail() raised
 
     def path_or_name(self, text: str) -> str:
         """Resolve a relative file path against the experiment's folder when it exists there."""
@@ -430,7 +429,6 @@ class _Parser:
             scheme = get_scheme(spec)
         except ValidationError as e:
             self.fail(node, str(e))
-            raise  # unreachable
         return SchemeRef(scheme=scheme, spec=spec)
 
     def scenario(self, value: Any, node: Any) -> str:
