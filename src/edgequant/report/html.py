@@ -10,7 +10,7 @@ from __future__ import annotations
 from html import escape
 
 from edgequant.report.build import ReportData
-from edgequant.report.tables import Row, table_columns
+from edgequant.report.tables import Row, run_warnings, table_columns
 
 CSS = """
 :root { --fg:#1d2330; --muted:#5b6475; --line:#d9dde5; --ok:#1b7f3b; --bad:#b42318; --na:#6b7280;
@@ -91,6 +91,7 @@ def _model_table(data: ReportData, model: str) -> str:
             "INVALID: LoadGen's own verdict (too few queries or a latency bound missed); such a run is "
             "a measurement, not an MLPerf-valid result — lengthen duration_s to get a VALID one."
         )
+    notes += [f"Recorded by the runs: {w}" for w in run_warnings(rows)]
     reasons = sorted({r.energy_reason for r in rows if r.status == "ok" and r.energy_reason})
     notes += [f"Energy n/a: {reason}" for reason in reasons]
     notes.append(

@@ -11,7 +11,7 @@ import csv
 import io
 
 from edgequant.report.build import ReportData
-from edgequant.report.tables import table_columns
+from edgequant.report.tables import run_warnings, table_columns
 
 
 def _md(text: object) -> str:
@@ -45,6 +45,8 @@ def render_markdown(data: ReportData) -> str:
         )
         for r in (r for r in data.rows if r.model == model):
             out.append("| " + " | ".join(_md(get(r)) for _, get in cols) + " |")
+        warnings = run_warnings(r for r in data.rows if r.model == model)
+        out += [""] + [f"- Recorded by the runs: {_md(w)}" for w in warnings] if warnings else []
     for reason in sorted(
         {r.energy_reason for r in data.rows if r.status == "ok" and r.energy_reason}
     ):

@@ -227,6 +227,16 @@ def _row(run_id: str, rec: ResultRecord, scenario: str, *, performance: bool = T
     )
 
 
+def run_warnings(rows: Iterable[Row]) -> list[str]:
+    """Distinct warnings the runs recorded (``extra["warnings"]``), e.g. random weights."""
+    out: dict[str, None] = {}
+    for r in rows:
+        warnings = (r.record.extra.get("warnings") if r.record is not None else None) or []
+        for w in warnings if isinstance(warnings, list) else []:
+            out.setdefault(str(w), None)
+    return list(out)
+
+
 def models_of(rows: Iterable[Row]) -> list[str]:
     """Model names in first-seen (sorted) order."""
     out: dict[str, None] = {}
@@ -316,5 +326,6 @@ __all__ = [
     "integer_activations",
     "models_of",
     "primary_scenario",
+    "run_warnings",
     "table_columns",
 ]
