@@ -33,7 +33,7 @@ def test_real_sweep_lands_rows_and_resumes() -> None:
     }
     for r in ok:  # measured by LoadGen in the child, not made up by the sweep
         assert r["throughput_ips"] > 0 and r["latency_p50_ms"] > 0 and r["size_bytes"] > 0
-        assert (r["runs_dir"] if "runs_dir" in r else r["run_dir"]).endswith(r["run_id"])
+        assert r["run_dir"].endswith(r["run_id"])
     acc = [r for r in ok if r["mode"] == "accuracy"]
     assert {r["scenario"] for r in acc} == {"Offline"} and all(
         r["top1_pct"] is not None for r in acc

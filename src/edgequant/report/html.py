@@ -38,6 +38,7 @@ tr.sim td { background: #fff8e6; }
 .badge { display: inline-block; padding: 0 6px; border-radius: 10px; font-size: 11px; font-weight: 600; }
 .valid { background: #e3f4e8; color: var(--ok); }
 .invalid { background: #fde7e5; color: var(--bad); }
+.scroll { overflow-x: auto; }
 .figure { margin: 14px 0 22px; }
 .figure svg { max-width: 100%; height: auto; }
 .figure .caption { color: var(--muted); max-width: 900px; }
@@ -99,9 +100,7 @@ def _model_table(data: ReportData, model: str) -> str:
         "against that runtime's fp32 (another runtime's fp32 where it was not measured)."
     )
     note_html = "".join(f'<p class="note">{_e(n)}</p>' for n in notes)
-    return (
-        f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody></table>\n{note_html}"
-    )
+    return f'<div class="scroll"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody></table></div>\n{note_html}'
 
 
 def render_html(data: ReportData) -> str:

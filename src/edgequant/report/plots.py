@@ -112,6 +112,7 @@ def speedup_plot(rows: list[Row]) -> Plot:
         bars = ax.bar(xs, ys, width=width, label=b, color=colors[b])
         ax.bar_label(bars, labels=[f"{y:.2f}×" for y in ys], fontsize=7, padding=1)
     ax.axhline(1.0, color="0.3", linestyle="--", linewidth=1)
+    ax.set_xlim(-0.6, len(groups) - 0.4)  # keep bars slim when there are few groups
     ax.set_xticks(range(len(groups)), [f"{m}\n{s} ({sc})" for m, s, sc in groups])
     ax.set_ylabel("speedup vs fp32 (×)")
     ax.legend(
@@ -274,6 +275,7 @@ def size_plot(rows: list[Row]) -> Plot:
                 ys.append(hit.size_reduction)
         ax.bar(xs, ys, width=width, label=b, color=colors[b])
     ax.axhline(1.0, color="0.3", linestyle="--", linewidth=1)
+    ax.set_xlim(-0.6, len(groups) - 0.4)  # keep bars slim when there are few groups
     ax.set_xticks(
         range(len(groups)), [f"{m}\n{s}" for m, s in groups], fontsize=7, rotation=30, ha="right"
     )
