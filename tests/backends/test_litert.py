@@ -197,6 +197,12 @@ class TestLiteRt(BackendContract):
         ):
             sess.run(np.zeros((2, 3, 16, 16), np.float32))
 
+    def test_closed_session_says_so(self, backend: Backend, built, reference) -> None:  # type: ignore[no-untyped-def]
+        sess = backend.load(built["fp32"], threads=1)
+        sess.close()
+        with pytest.raises(ValidationError, match="closed"):
+            sess.run(reference[0][:1])
+
     def test_metadata_records_recipe_and_calibration(self, built, tiny_calibration) -> None:  # type: ignore[no-untyped-def]
         meta = Artifact.load(built["w8a8"].directory).metadata
         assert meta["quantizer"]["recipe"][0]["algorithm_key"] == "min_max_uniform_quantize"

@@ -57,7 +57,7 @@ _PACKAGES = {
 }
 #: converted float models kept in memory so the schemes of one model convert once per process
 _FLOAT_CACHE: dict[tuple[str, str, tuple[int, ...]], bytes] = {}
-_FLOAT_CACHE_MAX = 4
+_FLOAT_CACHE_MAX_BYTES = 600 * 2**20  # VGG-16 alone is 528 MB in fp32
 
 
 class LiteRtBackend(Backend):
@@ -218,9 +218,12 @@ def _convert(model: Model) -> bytes:
         raise ModelError(
             f"litert-torch could not convert {model.name}: {type(e).__name__}: {condense(str(e))}"
         ) from None
-    if len(_FLOAT_CACHE) >= _FLOAT_CACHE_MAX:
-        _FLOAT_CACHE.pop(next(iter(_FLOAT_CACHE)))
-    _FLOAT_CACHE[key] = data
+    while (
+        _FLOAT_CACHE and sum(map(len, _FLOAT_CACHE.values())) + len(data) > _FLOAT_CACHE_MAX_BYTES
+    ):
+        _FLOAT_CACHE.pop(next(iter(_FLOAT_CACHE)))  # oldest first
+    if len(data) <= _FLOAT_CACHE_MAX_BYTES:
+        _FLOAT_CACHE[key] = data
     return data
 
 

@@ -70,7 +70,7 @@ class LiteRtSession(Session):
         if threads < 1:
             raise ValidationError(f"threads must be >= 1, got {threads}")
         try:
-            self._interp = Interpreter(model_path=str(path), num_threads=threads)
+            self._interp: Any = Interpreter(model_path=str(path), num_threads=threads)
             self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise ArtifactError(
@@ -115,6 +115,8 @@ class LiteRtSession(Session):
             raise ValidationError(
                 f"LiteRT model expects batches of shape (N, {', '.join(map(str, self._sample_shape))}), got {x.shape}"
             )
+        if self._interp is None:
+            raise ValidationError("this LiteRT session is closed; load the artifact again")
         n = int(x.shape[0])
         if n < 1:
             raise ValidationError("cannot run an empty batch")
@@ -127,7 +129,7 @@ class LiteRtSession(Session):
 
     def close(self) -> None:
         # the interpreter frees its arena and delegate when collected; drop our reference
-        self.__dict__.pop("_interp", None)
+        self._interp = None
 
 
 __all__ = ["LiteRtSession"]
