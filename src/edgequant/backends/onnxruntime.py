@@ -51,6 +51,11 @@ if TYPE_CHECKING:
 MODEL_FILE = "model.onnx"
 _T = TypeVar("_T")
 _CALIB_BATCH = 8
+#: session config entries every session gets (recorded in each artifact's metadata).
+#: Idle worker threads sleep instead of spinning: on a CPU shared with other work (an edge box,
+#: or this 2-core build machine) spinning steals the cores the other worker needs. Measured on
+#: ResNet-50, 2 threads, load ~12 on 2 cores: fp32 +11%, U8S8 int8 +33% images/s without spinning.
+SESSION_CONFIG = {"session.intra_op.allow_spinning": "0", "session.inter_op.allow_spinning": "0"}
 _CONV_TYPES = {"Conv", "FusedConv", "QLinearConv", "ConvInteger", "ConvTranspose"}
 _GEMM_TYPES = {
     "Gemm",
@@ -202,6 +207,11 @@ class OnnxRuntimeBackend(Backend):
         out_dir.mkdir(parents=True, exist_ok=True)
         dst = out_dir / MODEL_FILE
         meta: dict[str, Any] = {
+            "session_options": {
+                "graph_optimization_level": "ORT_ENABLE_ALL",
+                "inter_op_num_threads": 1,
+                **SESSION_CONFIG,
+            },
             "runtime_versions": self.versions(),
             "choices": [],
             "quantizer_options": {},
@@ -280,6 +290,8 @@ def _make_session(path: Path, threads: int, optimized_path: Path | None = None) 
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3  # the "hardware-specific optimized model" warning is expected
+    for key, value in SESSION_CONFIG.items():
+        so.add_session_config_entry(key, value)
     if optimized_path is not None:
         so.optimized_model_filepath = str(optimized_path)
     try:
