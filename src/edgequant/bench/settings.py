@@ -129,7 +129,7 @@ class BenchSettings:
         ts.multi_stream_samples_per_query = MULTISTREAM_SAMPLES
         ts.multi_stream_target_latency_percentile = pct
         # Offline sizes its single query as expected_qps x min_duration x 1.1: over-estimate
-        ts.offline_expected_qps = max(expected_qps * 1.3, 1.0)
+        ts.offline_expected_qps = max(expected_qps * 1.5, 1.0)
         ts.server_target_qps = self.target_qps or max(expected_qps * 0.5, 1.0)
         # default bound: MLPerf's ResNet-50 Server bound (15 ms) or 4x the warm-up latency
         bound_s = (

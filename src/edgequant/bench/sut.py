@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 from collections.abc import Iterator, Sequence
@@ -142,32 +143,87 @@ class MultiStreamSUT(BaseSUT):
         self.complete(ids, out)
 
 
+def offline_plan(rows: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Order the Offline query so that most batches are contiguous ranges of loaded rows.
+
+    Offline lets the SUT answer its samples in any order. LoadGen's query repeats the loaded
+    samples in random order; taken as successive passes over the distinct rows in ascending
+    order (first occurrences, then second occurrences, ...), consecutive samples are mostly
+    consecutive rows, so a batch is a zero-copy slice of the QSL array instead of a gathered
+    copy (a 224x224 image costs ~0.1 ms to copy on this machine: 10% of MobileNetV2-int8's
+    time). Runs shorter than a batch are pooled and gathered (copied) into full batches.
+
+    Returns ``(order, starts, contiguous)``: the query's sample positions in processing order,
+    the start offset in ``order`` of each batch (plus the end), and per batch whether its rows
+    are consecutive. Batch ``k`` covers ``order[starts[k]:starts[k + 1]]``.
+
+    Example:
+        >>> rows = np.array([2, 0, 1, 0, 1, 2, 5])
+        >>> order, starts, contiguous = offline_plan(rows, 3)
+        >>> rows[order].tolist(), starts.tolist(), contiguous.tolist()
+        ([0, 1, 2, 0, 1, 2, 5], [0, 3, 6, 7], [True, True, False])
+    """
+    n = len(rows)
+    by_row = np.argsort(rows, kind="stable")
+    sorted_rows = rows[by_row]
+    first = np.r_[0, np.flatnonzero(np.diff(sorted_rows)) + 1]
+    group_start = np.repeat(first, np.diff(np.r_[first, n]))
+    occurrence = np.empty(n, np.int64)
+    occurrence[by_row] = np.arange(n) - group_start
+    passes = np.lexsort((rows, occurrence))
+    r = rows[passes]
+    edges = np.r_[0, np.flatnonzero(np.diff(r) != 1) + 1, n].tolist()  # contiguous runs
+    full: list[np.ndarray] = []
+    rest: list[np.ndarray] = []
+    for lo, hi in itertools.pairwise(edges):
+        cut = lo + (hi - lo) // batch_size * batch_size
+        if cut > lo:
+            full.append(passes[lo:cut])
+        if hi > cut:
+            rest.append(passes[cut:hi])
+    n_full = sum(len(f) for f in full) // batch_size
+    order = np.concatenate(full + rest) if full or rest else np.zeros(0, np.int64)
+    starts = np.r_[np.arange(0, n, batch_size), n].astype(np.int64)
+    contiguous = np.arange(len(starts) - 1) < n_full
+    return order, starts, contiguous
+
+
 class _Batches(Sequence[np.ndarray]):
-    """Lazy batches of the Offline query: gathered when the runtime asks, padded to a fixed size."""
+    """Lazy batches of the Offline query: zero-copy slices of the QSL array where the plan
+    allows, gathered copies otherwise, padded for an artifact with a fixed batch size."""
 
     def __init__(
-        self, sut: BaseSUT, indices: np.ndarray, batch_size: int, fixed: int | None
+        self,
+        sut: BaseSUT,
+        rows: np.ndarray,
+        starts: np.ndarray,
+        contiguous: np.ndarray,
+        fixed: int | None,
     ) -> None:
         self.sut = sut
-        self.rows = sut.qsl.rows(indices)
-        self.bs = batch_size
+        self.rows = rows  # QSL rows in processing order
+        self.starts = starts
+        self.contiguous = contiguous
         self.fixed = fixed
-        self.n = (len(indices) + batch_size - 1) // batch_size
 
     def __len__(self) -> int:
-        return self.n
+        return len(self.starts) - 1
 
     def __getitem__(self, i: int) -> np.ndarray:  # type: ignore[override]
-        rows = self.rows[i * self.bs : (i + 1) * self.bs]
-        if self.fixed is not None and len(rows) < self.fixed:
-            rows = np.concatenate([rows, np.repeat(rows[:1], self.fixed - len(rows))])
         data = self.sut.qsl.data
         if data is None:
             raise ValidationError("samples were unloaded during the run")
+        lo, hi = int(self.starts[i]), int(self.starts[i + 1])
+        if self.contiguous[i]:
+            r0 = int(self.rows[lo])
+            return data[r0 : r0 + hi - lo]
+        rows = self.rows[lo:hi]
+        if self.fixed is not None and len(rows) < self.fixed:
+            rows = np.concatenate([rows, np.repeat(rows[:1], self.fixed - len(rows))])
         return data[rows]
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        for i in range(self.n):
+        for i in range(len(self)):
             if self.sut.stopped:  # Ctrl-C or a failure: stop feeding the runtime
                 return
             yield self[i]
@@ -194,13 +250,16 @@ class OfflineSUT(BaseSUT):
         self._thread.start()
 
     def _work(self, ids: list[int], indices: list[int]) -> None:
-        bs = self.batch_size
-        batches = _Batches(self, np.asarray(indices, np.int64), bs, self.session.fixed_batch)
+        rows = self.qsl.rows(np.asarray(indices, np.int64))
+        order, starts, contiguous = offline_plan(rows, self.batch_size)
+        batches = _Batches(self, rows[order], starts, contiguous, self.session.fixed_batch)
+        ids_in_order = np.asarray(ids, np.uint64)[order].tolist()
         done = np.zeros(len(batches), bool)
 
         def on_done(i: int, logits: np.ndarray) -> None:
-            chunk = ids[i * bs : (i + 1) * bs]
-            self.complete(chunk, logits if not self.stopped else None)
+            self.complete(
+                ids_in_order[starts[i] : starts[i + 1]], logits if not self.stopped else None
+            )
             done[i] = True
 
         try:
@@ -209,7 +268,7 @@ class OfflineSUT(BaseSUT):
         except BaseException as e:  # see SingleStreamSUT.issue
             self.fail(e)
         for i in np.flatnonzero(~done):  # interrupted or failed: LoadGen still needs answers
-            self.complete(ids[i * bs : (i + 1) * bs], None)
+            self.complete(ids_in_order[starts[i] : starts[i + 1]], None)
 
     def finish(self) -> None:
         if self._thread is not None:
