@@ -41,8 +41,10 @@ def _variants() -> list[str]:
     return [v for v in ("lite0", "lite1", "lite2") if package_weights_path(v) is not None]
 
 
-@pytest.mark.parametrize("variant", _variants())
+@pytest.mark.parametrize("variant", [v for v in _variants() if v != "lite1"])
 def test_matches_package_model(variant: str) -> None:
+    # lite0 is the zoo's model; lite2 also exercises width scaling and the symmetric padding a
+    # 260-pixel input gives (lite1 differs from lite0 only in depth: its strict load is below)
     if importlib.util.find_spec("efficientnet_lite_pytorch") is None:
         pytest.skip("efficientnet-lite-pytorch not installed")
     from efficientnet_lite_pytorch import EfficientNet
@@ -54,7 +56,7 @@ def test_matches_package_model(variant: str) -> None:
     ).eval()
     # lite0 at its own 224x224; lite1/2 at 128x128 to keep the test cheap (both models carry
     # the same static padding, so any size compares like for like)
-    size = ours.input_spec.shape[1] if variant == "lite0" else 128
+    size = ours.input_spec.shape[1] if variant == "lite0" else 96
     x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         expected = reference(x)
@@ -63,6 +65,13 @@ def test_matches_package_model(variant: str) -> None:
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
     # pretrained logits are not flat: the weights really are the trained ones
     assert float(got.std()) > 0.5
+
+
+def test_every_installed_variant_loads_strictly() -> None:
+    # load_model checks every key and shape of the package checkpoint against our architecture
+    for variant in _variants():
+        m = load_model(f"efficientnet_{variant}")
+        assert m.pretrained and m.num_classes == 1000
 
 
 def test_pretrained_false_gives_seeded_random_weights() -> None:

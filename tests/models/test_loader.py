@@ -62,7 +62,7 @@ def test_torchvision_state_dict_round_trip(tmp_path: Path, trained_resnet18: dic
 
     ref = build_resnet18().eval()
     ref.load_state_dict(trained_resnet18)
-    x = torch.randn(2, 3, 64, 64)
+    x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         expected = ref(x)
     assert torch.equal(_logits(m, x), expected)
@@ -80,7 +80,7 @@ def test_checkpoint_wrappers_prefixes_and_old_bn_keys(
     path = tmp_path / "ckpt.pt"
     torch.save({"epoch": 90, "state_dict": sd, "optimizer": {}}, path)
     m = load_model(path, arch="resnet18")
-    x = torch.randn(1, 3, 64, 64)
+    x = torch.randn(1, 3, 32, 32)
     direct = tmp_path / "direct.pth"
     torch.save(trained_resnet18, direct)
     assert torch.equal(_logits(m, x), _logits(load_model(direct, arch="resnet18"), x))
@@ -98,7 +98,7 @@ def test_fine_tuned_head_sets_num_classes(tmp_path: Path) -> None:
     torch.save(net.state_dict(), tmp_path / "mv2_10.pth")
     m = load_model(tmp_path / "mv2_10.pth", arch="mobilenet_v2")
     assert m.num_classes == 10
-    assert _logits(m, torch.zeros(1, 3, 64, 64)).shape == (1, 10)
+    assert _logits(m, torch.zeros(1, 3, 32, 32)).shape == (1, 10)
 
 
 def test_num_classes_with_pretrained_reinitialises_only_the_head() -> None:
@@ -126,7 +126,7 @@ def test_densenet_old_torchvision_keys_are_remapped(tmp_path: Path) -> None:
     assert "features.denseblock1.denselayer1.norm.1.weight" in old
     torch.save(old, tmp_path / "densenet121-old.pth")
     m = load_model(tmp_path / "densenet121-old.pth", arch="densenet121")
-    x = torch.randn(1, 3, 64, 64)
+    x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(_logits(m, x), net(x))
 
