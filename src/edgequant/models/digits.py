@@ -5,7 +5,7 @@ equalization have something to do) and a linear classifier; 1×32×32 input in [
 
 The shipped weights (``models/weights/digits_cnn.pt``) were made by exactly::
 
-    edgequant train --model digits_cnn --data digits --epochs 40 --seed 0 \\
+    edgequant train --model digits_cnn --data digits --epochs 20 --seed 0 \\
         -o src/edgequant/models/weights/digits_cnn.pt
 
 Example:

@@ -42,7 +42,7 @@ def train_classifier(
     train: Dataset,
     test: Dataset,
     *,
-    epochs: int = 40,
+    epochs: int = 20,
     lr: float = 3e-3,
     batch_size: int = 64,
     seed: int = 0,
@@ -88,7 +88,7 @@ def train_classifier(
             loss.backward()
             opt.step()
             sched.step()
-            loss_val = float(loss)
+            loss_val = loss.item()
     net.eval()
     with torch.inference_mode():
         logits = net(torch.from_numpy(test.load_all())).numpy()
