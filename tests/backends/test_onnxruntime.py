@@ -192,3 +192,9 @@ def test_threads_must_be_positive(ort_backend, tiny_model, tmp_path: Path) -> No
     art = ort_backend.prepare(tiny_model, get_scheme("fp32"), None, tmp_path)
     with pytest.raises(ValidationError, match="threads"):
         ort_backend.load(art, threads=0)
+
+
+def test_wrong_batch_shape_is_a_validation_error(ort_backend, tiny_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    art = ort_backend.prepare(tiny_model, get_scheme("fp32"), None, tmp_path)
+    with ort_backend.load(art, threads=1) as s, pytest.raises(ValidationError, match="shape"):
+        s.run(np.zeros((2, 3, 16, 16), np.float32))

@@ -44,7 +44,7 @@ from edgequant.backends.onnxruntime_quant import (
     build_weight_only,
     need,
 )
-from edgequant.errors import ArtifactError, ValidationError
+from edgequant.errors import ArtifactError, BenchmarkError, ValidationError
 from edgequant.quant.scheme import Scheme
 
 if TYPE_CHECKING:
@@ -250,7 +250,16 @@ class OnnxRuntimeSession(Session):
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(batch, dtype=np.float32)
-        out = self._sess.run(None, {self._input: x})[0]
+        try:
+            out = self._sess.run(None, {self._input: x})[0]
+        except Exception as e:  # ORT's pybind errors: make them one clear project error
+            if "InvalidArgument" in type(e).__name__ or "INVALID_ARGUMENT" in str(e):
+                raise ValidationError(
+                    f"ONNX Runtime rejected a batch of shape {x.shape}: {condense_error(e)}"
+                ) from None
+            raise BenchmarkError(
+                f"ONNX Runtime failed while running: {condense_error(e)}"
+            ) from None
         return np.asarray(out, dtype=np.float32)
 
     def close(self) -> None:
