@@ -134,6 +134,14 @@ class TestLiteRt(BackendContract):
         )
         assert check_recipe(asym) is not None
 
+    def test_winograd_is_na_but_model_techniques_are_fine(
+        self, backend: Backend, tiny_model
+    ) -> None:  # type: ignore[no-untyped-def]
+        wino = get_scheme({"name": "w8a8-wino", "base": "w8a8", "techniques": ["winograd"]})
+        assert "Winograd" in (backend.supports(wino, tiny_model) or "")
+        cle = get_scheme({"name": "w8a8-cle", "base": "w8a8", "techniques": ["bn_fold", "cle"]})
+        assert backend.supports(cle, tiny_model) is None
+
     def test_unsupported_calibration_method_is_na(self, backend: Backend, tiny_model) -> None:  # type: ignore[no-untyped-def]
         s = get_scheme({"name": "w8a8-ent", "base": "w8a8", "calibration": {"method": "entropy"}})
         reason = backend.supports(s, tiny_model)
@@ -215,6 +223,42 @@ class TestLiteRt(BackendContract):
 
 def test_missing_runtime_contract() -> None:
     assert_unavailable_raises(get_backend("litert"))
+
+
+class _FlattenNet(nn.Module):
+    """Flattens a spatial map: the converted RESHAPE bakes in batch 1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 8 * 8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv(x).reshape(x.shape[0], -1))
+
+
+def test_model_with_batch_baked_in_runs_any_batch_one_by_one(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = _FlattenNet().eval()
+    m = Model(
+        name="flatten",
+        family="test",
+        input_spec=InputSpec(shape=(3, 8, 8), resize=8),
+        num_classes=10,
+        module=net,
+    )
+    be = get_backend("litert")
+    art = be.prepare(m, get_scheme("fp32"), None, tmp_path)
+    x = tiny_inputs(m, 3, seed=5)
+    with torch.no_grad():
+        want = net(torch.from_numpy(x)).numpy()
+    with be.load(art, threads=1) as sess:
+        got = sess.run(x)
+        fixed = sess.fixed_batch
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    # litert-torch 0.10 lowers this flatten to RESHAPE [1, 256]: the session must loop
+    assert art.metadata["batch_resizable"] is False
+    assert fixed == 1
 
 
 def test_calibration_samples_are_capped_by_scheme(tiny_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -89,9 +89,9 @@ class LiteRtBackend(Backend):
             return "LiteRT needs a PyTorch model (litert-torch converts nn.Module, not .onnx files)"
         if scheme.float_dtype == "bf16":
             return "LiteRT/XNNPACK has no bfloat16 inference kernels"
-        if scheme.techniques:
-            # applied before prepare() by the artifact cache; nothing runtime-specific to refuse
-            pass
+        if "winograd" in scheme.techniques:
+            # bn_fold/cle/bias_correction are model transforms the artifact cache applies first
+            return "XNNPACK's int8 convolutions are direct, not Winograd; study Winograd with the sim backend"
         w, a = scheme.weights, scheme.activations
         if w is not None and w.bits not in (4, 8):
             return f"LiteRT kernels take 8- or 4-bit integer weights, not {w.bits}-bit"
@@ -159,7 +159,12 @@ class LiteRtBackend(Backend):
         self.require()
         if not artifact.path.is_file():
             raise ArtifactError(f"{artifact.path} is missing; rebuild it with `edgequant quantize`")
-        return LiteRtSession(artifact.path, threads, artifact.metadata.get("executed_precision"))
+        return LiteRtSession(
+            artifact.path,
+            threads,
+            artifact.metadata.get("executed_precision"),
+            artifact.metadata.get("batch_resizable"),
+        )
 
     def inspect(self, artifact: Artifact) -> InspectReport:
         from edgequant.backends.litert_inspect import inspect_tflite
@@ -308,6 +313,20 @@ def _cpu_flags() -> set[str]:
     return set()
 
 
+def _batch_resizable(path: Path) -> bool:
+    """Whether the model runs at batch 2 as well as 1 (XNNPACK re-plans the resized graph)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        it = Interpreter(model_path=str(path), num_threads=1)
+        shape = [int(d) for d in it.get_input_details()[0]["shape"]]
+        it.resize_tensor_input(it.get_input_details()[0]["index"], [2, *shape[1:]])
+        it.allocate_tensors()
+    except (ValueError, RuntimeError):
+        return False
+    return True
+
+
 def _choice(what: str, choice: str, reason: str) -> dict[str, str]:
     return {"what": what, "choice": choice, "reason": reason}
 
@@ -317,6 +336,7 @@ def _describe(path: Path, scheme: Scheme) -> dict[str, Any]:
     from edgequant.backends.litert_inspect import inspect_tflite, tensor_summary
 
     info = tensor_summary(path)
+    resizable = _batch_resizable(path)
     flags = _cpu_flags()
     vnni = "avx512_vnni" in flags or "avx_vnni" in flags
     choices = [
@@ -324,6 +344,12 @@ def _describe(path: Path, scheme: Scheme) -> dict[str, Any]:
             "batch",
             "converted at batch 1, resized at load",
             "the converter needs a static shape; resize_tensor_input serves other batch sizes",
+        )
+        if resizable
+        else _choice(
+            "batch",
+            "fixed batch 1",
+            "the graph bakes batch 1 into a RESHAPE; larger batches run one sample at a time",
         ),
     ]
     if scheme.is_static:
@@ -381,6 +407,7 @@ def _describe(path: Path, scheme: Scheme) -> dict[str, Any]:
     return {
         **info,
         "executed_precision": precision,
+        "batch_resizable": resizable,
         "choices": choices,
         "inspect_summary": report.summary(),
         "cpu_vnni": vnni,

@@ -6,7 +6,9 @@ zero-point and dequantizes the int8 logits with numpy, so callers never see inte
 
 The converted model has batch 1 baked in; other batch sizes are served by
 ``resize_tensor_input`` + ``allocate_tensors`` (measured: microseconds on the tiny net, one
-XNNPACK re-plan on big ones), done only when the batch size changes.
+XNNPACK re-plan on big ones), done only when the batch size changes. A model whose graph bakes
+batch 1 into a RESHAPE (``x.view(1, -1)`` style flattening) cannot be resized: the session then
+reports ``fixed_batch = 1`` and runs larger batches one sample at a time.
 
 Example:
     >>> sess = LiteRtSession(Path("model.tflite"), threads=2)   # doctest: +SKIP
@@ -64,7 +66,13 @@ class LiteRtSession(Session):
 
     fixed_batch = None
 
-    def __init__(self, path: Path, threads: int, executed_precision: str | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        threads: int,
+        executed_precision: str | None = None,
+        batch_resizable: bool | None = None,
+    ) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
         if threads < 1:
@@ -88,6 +96,10 @@ class LiteRtSession(Session):
         self._batch = int(self._in["shape"][0])
         self.executed_precision = executed_precision
         self.threads = threads
+        #: None = not known yet (found out on the first batch of another size)
+        self._resizable = batch_resizable
+        if batch_resizable is False:
+            self.fixed_batch = 1
 
     @property
     def input_dtype(self) -> str:
@@ -98,15 +110,32 @@ class LiteRtSession(Session):
     def output_dtype(self) -> str:
         return self._out_codec.dtype.name
 
-    def _resize(self, n: int) -> None:
+    def _resize(self, n: int) -> bool:
+        """Make the interpreter take batches of ``n``; False when the model cannot."""
+        if self._resizable is False:
+            return False
         try:
             self._interp.resize_tensor_input(self._in_index, [n, *self._sample_shape])
             self._interp.allocate_tensors()
-        except (ValueError, RuntimeError) as e:
-            raise ValidationError(
-                f"this LiteRT model cannot run batch {n}: {condense(str(e))}; use batch size 1"
-            ) from None
-        self._batch = n
+        except (ValueError, RuntimeError):
+            # batch 1 is baked into the graph: go back to it and loop over samples
+            try:
+                self._interp.resize_tensor_input(self._in_index, [1, *self._sample_shape])
+                self._interp.allocate_tensors()
+            except (ValueError, RuntimeError) as e:
+                raise ArtifactError(
+                    f"LiteRT cannot run this model any more: {condense(str(e))}"
+                ) from None
+            self._batch, self._resizable, self.fixed_batch = 1, False, 1
+            return False
+        self._batch, self._resizable = n, True
+        return True
+
+    def _invoke(self, x: np.ndarray) -> np.ndarray:
+        self._interp.set_tensor(self._in_index, self._in_codec.encode(x))
+        self._interp.invoke()
+        y = self._interp.get_tensor(self._out_index)
+        return self._out_codec.decode(y.reshape(x.shape[0], -1))
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Run one float32 NCHW batch; return float32 logits ``(N, classes)``."""
@@ -120,12 +149,9 @@ class LiteRtSession(Session):
         n = int(x.shape[0])
         if n < 1:
             raise ValidationError("cannot run an empty batch")
-        if n != self._batch:
-            self._resize(n)
-        self._interp.set_tensor(self._in_index, self._in_codec.encode(x))
-        self._interp.invoke()
-        y = self._interp.get_tensor(self._out_index)
-        return self._out_codec.decode(y.reshape(n, -1))
+        if n != self._batch and not self._resize(n):
+            return np.concatenate([self._invoke(x[i : i + 1]) for i in range(n)])
+        return self._invoke(x)
 
     def close(self) -> None:
         # the interpreter frees its arena and delegate when collected; drop our reference
