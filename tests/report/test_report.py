@@ -186,7 +186,7 @@ def test_html_report_is_self_contained_with_plots_and_reasons(tmp_path: Path) ->
     assert 'class="badge invalid">INVALID' in html
     assert "On speed only: accuracy was not measured for resnet50" in html
     assert "onnxruntime w8a8: 2,400 img/s in Offline" in html
-    assert "Recorded by the runs: random weights: accuracy not meaningful" in html
+    assert "Recorded by the runs: random weights: accuracy not meaningful (pytorch fp32)" in html
     assert "Energy n/a: no RAPL counters readable" in html and "n/a (see note)" in html
     assert html.count("How to read it:") == 4
     assert "speedup vs fp32" in html and "top-1 drop" in html

@@ -228,13 +228,22 @@ def _row(run_id: str, rec: ResultRecord, scenario: str, *, performance: bool = T
 
 
 def run_warnings(rows: Iterable[Row]) -> list[str]:
-    """Distinct warnings the runs recorded (``extra["warnings"]``), e.g. random weights."""
-    out: dict[str, None] = {}
+    """Distinct warnings the runs recorded (``extra["warnings"]``), each with the rows it concerns.
+
+    E.g. ``random weights: accuracy not meaningful (pytorch fp32, pytorch fp16)``.
+    """
+    rows = list(rows)
+    found: dict[str, dict[str, None]] = {}
     for r in rows:
         warnings = (r.record.extra.get("warnings") if r.record is not None else None) or []
         for w in warnings if isinstance(warnings, list) else []:
-            out.setdefault(str(w), None)
-    return list(out)
+            found.setdefault(str(w), {})[r.label] = None
+    configs = {r.label for r in rows}
+    out = []
+    for w, labels in found.items():
+        which = "all runs" if set(labels) == configs else ", ".join(labels)
+        out.append(f"{w} ({which})")
+    return out
 
 
 def models_of(rows: Iterable[Row]) -> list[str]:
