@@ -57,3 +57,14 @@ def test_cpu_info_from_fixture_cpuinfo(tmp_path: Path) -> None:
     env = environment_info({"openvino": "2026.4"}, root=tmp_path)
     assert env["runtime_versions"]["openvino"] == "2026.4"
     assert {"python", "os", "edgequant_version", "date"} <= set(env)
+
+
+def test_artifact_disk_bytes(tmp_path: Path) -> None:
+    from edgequant.measure.size import artifact_disk_bytes
+
+    (tmp_path / "model.xml").write_bytes(b"x" * 10)
+    (tmp_path / "model.bin").write_bytes(b"x" * 100)
+    (tmp_path / "artifact.json").write_text("{}")
+    (tmp_path / "other.txt").write_text("unrelated")
+    assert artifact_disk_bytes(tmp_path / "model.xml") == 110
+    assert artifact_disk_bytes(tmp_path) == 110 + len("unrelated")

@@ -113,7 +113,7 @@ def run_benchmark(cfg: BenchConfig) -> ResultRecord:
         artifact = Artifact.load(cfg.artifact)
         backend = get_backend(artifact.backend)
         scheme = artifact.scheme
-        model = load_model(cfg.model or artifact.model, weights=cfg.weights, arch=cfg.arch)
+        model = _artifact_model(cfg, artifact.model)
     else:
         backend = get_backend(str(cfg.backend))
         scheme = get_scheme(cfg.scheme)
@@ -146,7 +146,10 @@ def run_benchmark(cfg: BenchConfig) -> ResultRecord:
     if model.weights is None:
         warnings.append("random weights: accuracy not meaningful")
 
-    reason = backend.unavailable_reason() or backend.supports(scheme, model)
+    # a prebuilt artifact needs no module to convert: only the scheme is checked then
+    reason = backend.unavailable_reason() or backend.supports(
+        scheme, model if artifact is None else None
+    )
     if reason is not None:
         rec.status, rec.reason = "na", reason
         return _finish(rec, cfg, backend)
@@ -155,9 +158,11 @@ def run_benchmark(cfg: BenchConfig) -> ResultRecord:
             artifact = _build(cfg, backend, model, scheme, warnings)
         rec.artifact = str(artifact.path)
         rec.artifact_metadata = artifact.metadata
-        from edgequant.measure.size import artifact_sizes
+        from edgequant.measure.size import artifact_disk_bytes, artifact_sizes
 
-        rec.size_bytes, rec.weight_bytes = artifact_sizes(artifact.metadata, artifact.size_bytes)
+        rec.size_bytes, rec.weight_bytes = artifact_sizes(
+            artifact.metadata, artifact_disk_bytes(artifact.path)
+        )
         log(f"loading {artifact.path.name} into {backend.name} ({cfg.threads} threads)")
         with backend.load(artifact, cfg.threads) as session:
             _measure(cfg, rec, settings, session, model, data)
@@ -171,6 +176,30 @@ def run_benchmark(cfg: BenchConfig) -> ResultRecord:
         lines = str(e).strip().splitlines()
         rec.status, rec.reason = "failed", f"{type(e).__name__}: {lines[0][:300] if lines else ''}"
     return _finish(rec, cfg, backend)
+
+
+def _artifact_model(cfg: BenchConfig, name: str) -> Model:
+    """The model behind a prebuilt artifact. Only accuracy mode needs its fp32 module (for the
+    reference); otherwise the zoo entry's input spec is enough, which saves building the module."""
+    from edgequant.models.loader import load_model
+
+    if cfg.accuracy or cfg.model or cfg.weights:
+        return load_model(cfg.model or name, weights=cfg.weights, arch=cfg.arch)
+    from edgequant.errors import ModelError
+    from edgequant.models.base import Model
+    from edgequant.models.registry import get_entry
+
+    try:
+        entry = get_entry(name)
+    except ModelError:
+        return load_model(name)
+    return Model(
+        name=entry.name,
+        family=entry.family,
+        input_spec=entry.input_spec,
+        num_classes=entry.num_classes,
+        weights="as built into the artifact",
+    )
 
 
 def _open_data(cfg: BenchConfig, model: Model) -> Dataset:

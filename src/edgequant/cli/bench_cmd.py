@@ -197,7 +197,7 @@ def summary(rec: Any) -> str:
         lines.append(f"metric: {lg.get('metric')}")
     lat = rec.latency_ms or {}
     rows: list[list[Any]] = []
-    if lat:
+    if lat and rec.scenario != "Offline":  # Offline "latency" is time since the one query
         rows.append(["latency ms", *(lat.get(k) for k in ("mean", "p50", "p90", "p95", "p99"))])
     if rows:
         lines.append(format_table(rows, ["", "mean", "p50", "p90", "p95", "p99"]))
