@@ -35,7 +35,7 @@ def test_bn_fold_and_cle_on_zoo_model() -> None:
     from edgequant.models import load_model
 
     torch.manual_seed(0)
-    m = load_model("mobilenet_v2", pretrained=False)
+    m = load_model("efficientnet_lite0", pretrained=False)
     with torch.no_grad():  # non-trivial BN statistics, as trained models have
         for mod in m.module.modules():
             if isinstance(mod, nn.BatchNorm2d):

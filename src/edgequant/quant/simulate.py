@@ -133,6 +133,13 @@ class ActQuant(nn.Module):
             if self.observer is not None:
                 self.observer.update(x)
             return x
+        if self.mode == "qat" and self.observer is not None and self.tq is not None:
+            # QAT: ranges follow the observer (EMA of batch min/max) until frozen
+            if self.training:
+                self.observer.update(x)
+            s, z = self.observer.qparams(self.tq)
+            self.scale.copy_(s)
+            self.zero_point.copy_(z)
         tq = self.tq
         if tq is None:
             return _float_round(x, self.float_dtype)
@@ -194,6 +201,22 @@ class QuantLayer(nn.Module):
             self.weight_scale = s
             self.weight_zero_point = z
 
+    def prepare_export(self) -> None:
+        """Precompute the on-grid weight and flat qparams as buffers, so the ONNX exporter sees
+        constants feeding one Q/DQ pair (4-bit weights land on the int8 grid exactly)."""
+        self.export = True
+        if self.wq is None or self.wq.block_size is not None or self.wq.bits > 8:
+            return
+        with torch.no_grad():
+            w = fake_quant_weight(
+                self.inner.weight, self.weight_scale, self.weight_zero_point, self.wq
+            )
+        self.register_buffer("export_weight", w.detach().clone())
+        self.register_buffer("export_scale", self.weight_scale.reshape(-1).float().clone())
+        self.register_buffer(
+            "export_zero_point", self.weight_zero_point.reshape(-1).to(torch.int32).clone()
+        )
+
     def quantized_weight(self) -> torch.Tensor:
         """The weight as the integer runtime sees it (dequantized), used by forward."""
         w = self.inner.weight
@@ -201,10 +224,12 @@ class QuantLayer(nn.Module):
             return _float_round(w, self.float_dtype)
         if self.track_weight:
             self.refresh_weight_qparams()
-        if self.export and self.wq.block_size is None and self.wq.bits <= 8:
-            # ONNX export: the 8-bit Q/DQ pair (4-bit weights land on the int8 grid exactly)
-            w = fake_quant_weight(w, self.weight_scale, self.weight_zero_point, self.wq)
-            return _export_weight_qdq(w, self.weight_scale, self.weight_zero_point)
+        if self.export and hasattr(self, "export_weight"):
+            # ONNX export: a Q/DQ pair on constants set by prepare_export()
+            bufs = dict(self.named_buffers(recurse=False))
+            return _export_weight_qdq(
+                bufs["export_weight"], bufs["export_scale"], bufs["export_zero_point"]
+            )
         return fake_quant_weight(w, self.weight_scale, self.weight_zero_point, self.wq)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -229,9 +254,7 @@ class QuantLayer(nn.Module):
 def _export_weight_qdq(w: torch.Tensor, scale: torch.Tensor, zp: torch.Tensor) -> torch.Tensor:
     if scale.numel() == 1:
         return torch.fake_quantize_per_tensor_affine(w, float(scale.reshape(())), 0, -128, 127)
-    return torch.fake_quantize_per_channel_affine(
-        w, scale.reshape(-1).float(), zp.reshape(-1).to(torch.int32), 0, -128, 127
-    )
+    return torch.fake_quantize_per_channel_affine(w, scale, zp, 0, -128, 127)
 
 
 # --- graph analysis -------------------------------------------------------------------------
@@ -348,6 +371,7 @@ def prepare(
             )
         if new is not None:
             _set_submodule(gm, name, new)
+    _drop_identities(gm)
     static = scheme.activations is not None and not scheme.activations.dynamic
     float_cast = scheme.is_float and scheme.float_dtype != "fp32"
     if static or float_cast:
@@ -361,6 +385,15 @@ def prepare(
     gm.graph.lint()
     gm.recompile()
     return gm
+
+
+def _drop_identities(gm: fx.GraphModule) -> None:
+    """Remove Identity/Dropout nodes (folded BNs leave Identities) so conv → relu is adjacent."""
+    for node in list(gm.graph.nodes):
+        mod = node_module(gm, node)
+        if isinstance(mod, nn.Identity | nn.Dropout) and node.args:
+            node.replace_all_uses_with(node.args[0])  # type: ignore[arg-type]
+            gm.graph.erase_node(node)
 
 
 def _set_submodule(gm: nn.Module, name: str, new: nn.Module) -> None:

@@ -1,0 +1,228 @@
+"""``edgequant lab``: accuracy studies in the fake-quant simulator, written as result records.
+
+Example:
+    $ edgequant lab ptq --model digits_cnn --data digits --schemes w8a8,w4a8 \\
+        --calibrators minmax,percentile:99.99,mse,entropy --techniques none,cle,cle+bias_correction -o runs/
+    $ edgequant lab winograd --model digits_cnn --data digits -o runs/
+    $ edgequant lab sensitivity --model digits_cnn --data digits --scheme w4a8 --keep-float 0,1,2 -o runs/
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+DESCRIPTION = """\
+Quantization studies in edgequant's fake-quant simulator (backend "sim": any bit width,
+granularity, calibrator and technique; accuracy only — its speed is not representative).
+Every configuration becomes a result record in RUNS_DIR/<run>/result.json, so
+`edgequant report RUNS_DIR` shows the studies beside the runtime benchmarks.
+
+Studies:
+  ptq          schemes x calibrators (minmax, percentile:P, mse, entropy) x techniques
+               (bn_fold, cle, bias_correction; combine with +, "none" for plain)
+  winograd     direct INT8 conv vs INT8 Winograd F(2x2,3x3) (INT4 weights, INT6 inputs)
+  sensitivity  per-layer SQNR / accuracy when one layer is quantized; K most sensitive in float
+
+Schemes: built-in names (w8a8, w4a8, w4-only, ...), YAML files, or the lab shorthand
+wN[aM][-pt|-bK], e.g. w4-b32 (4-bit weights in blocks of 32), w3a8, w6a8-pt.
+"""
+
+EPILOG = """\
+Examples:
+  edgequant lab ptq --model digits_cnn --data digits --schemes w8a8,w4a8,w4-only,w4-b8 -o runs/lab
+  edgequant lab ptq --model mobilenet_v2 --data imagenet:~/val --calib imagenet:~/calib \\
+      --schemes w8a8 --calibrators mse --techniques none,cle+bias_correction -o runs/lab
+  edgequant lab winograd --model digits_cnn --data digits -o runs/lab
+  edgequant lab sensitivity --model digits_cnn --data digits --scheme w4a8 --keep-float 0,1,2 -o runs/lab
+"""
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="zoo name or model file")
+    p.add_argument("--weights", help="a .pth checkpoint for the model")
+    p.add_argument("--arch", help="architecture (zoo name) of a .pth --model")
+    p.add_argument("--data", required=True, help="evaluation data KIND[:PATH] (test split)")
+    p.add_argument("--calib", help="calibration data (default: --data, train split)")
+    p.add_argument(
+        "--calib-samples", type=int, default=200, help="calibration samples (default 200)"
+    )
+    p.add_argument("--limit", type=int, help="evaluate on at most this many samples")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "-o", "--output", required=True, help="runs directory (one sub-folder per configuration)"
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "lab",
+        help="quantization studies in the simulator (PTQ, Winograd, sensitivity)",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="study", metavar="STUDY", required=True)
+    ptq = sub.add_parser(
+        "ptq",
+        help="schemes x calibrators x techniques",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _common(ptq)
+    ptq.add_argument("--schemes", default="w8a8", help="comma-separated schemes (default w8a8)")
+    ptq.add_argument(
+        "--calibrators",
+        default="minmax,percentile:99.99,mse,entropy",
+        help="comma-separated activation calibrators",
+    )
+    ptq.add_argument(
+        "--techniques",
+        default="none",
+        help="comma-separated technique sets, + within a set, e.g. none,cle,cle+bias_correction",
+    )
+    ptq.set_defaults(func=run)
+    wino = sub.add_parser(
+        "winograd",
+        help="direct INT8 vs INT8 Winograd F(2x2,3x3)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _common(wino)
+    wino.add_argument(
+        "--scheme", default="w8a8", help="the direct-convolution scheme (default w8a8)"
+    )
+    wino.set_defaults(func=run)
+    sens = sub.add_parser(
+        "sensitivity",
+        help="per-layer sensitivity and mixed precision",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _common(sens)
+    sens.add_argument("--scheme", default="w4a8", help="scheme to probe (default w4a8)")
+    sens.add_argument(
+        "--keep-float",
+        default="0,1,2,3",
+        help="K values: keep the K most sensitive layers in float",
+    )
+    sens.set_defaults(func=run)
+
+
+def _ints(text: str) -> list[int]:
+    from edgequant.errors import ValidationError
+
+    try:
+        vals = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValidationError(f"expected comma-separated integers, got {text!r}") from None
+    if any(v < 0 for v in vals):
+        raise ValidationError(f"values must be >= 0, got {text!r}")
+    return vals
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from edgequant.console import format_table, log, print_json
+    from edgequant.data import calibration_samples, open_dataset
+    from edgequant.errors import ValidationError
+    from edgequant.models.loader import load_model
+    from edgequant.quant import lab
+    from edgequant.quant.scheme import TECHNIQUES
+
+    torch.set_num_threads(max(1, args.threads))
+    model = load_model(args.model, weights=args.weights, arch=args.arch)
+    if model.module is None:
+        raise ValidationError("the lab simulates PyTorch models; an .onnx file cannot be simulated")
+    test = open_dataset(args.data, model.input_spec, split="test", limit=args.limit)
+    calib_ds = open_dataset(args.calib or args.data, model.input_spec, split="train")
+    calib = calibration_samples(calib_ds, min(args.calib_samples, len(calib_ds)))
+    if not args.calib and args.data.split(":")[0] != "digits":
+        log(
+            "note: calibrating on the evaluation data (pass --calib for held-out calibration images)"
+        )
+    ev = lab.Evaluation.from_arrays(model, test.spec, test.load_all(), test.labels)
+    runs = Path(args.output)
+    records = [lab.fp32_record(ev, runs)]
+    doc: dict[str, Any] = {
+        "study": args.study,
+        "model": model.name,
+        "dataset": test.spec,
+        "runs_dir": str(runs),
+    }
+    if args.study == "ptq":
+        sets = []
+        for item in args.techniques.split(","):
+            techs = [] if item.strip() in ("none", "") else [t.strip() for t in item.split("+")]
+            bad = [t for t in techs if t not in TECHNIQUES]
+            if bad:
+                raise ValidationError(f"unknown technique(s) {bad}; known: {', '.join(TECHNIQUES)}")
+            sets.append(techs)
+        cals = [c.strip() for c in args.calibrators.split(",") if c.strip()]
+        schemes = [s.strip() for s in args.schemes.split(",") if s.strip()]
+        for s in schemes:
+            lab.lab_scheme(s)  # fail early on a bad name
+        records += lab.ptq_study(ev, calib, schemes, cals, sets, runs)
+    elif args.study == "winograd":
+        records += lab.winograd_study(ev, calib, runs, args.scheme)
+    else:
+        rows, recs = lab.sensitivity_study(ev, calib, runs, args.scheme, _ints(args.keep_float))
+        records += recs
+        doc["layers"] = rows
+    doc["results"] = [
+        {
+            "scheme": r.scheme,
+            **(r.accuracy or {}),
+            "weight_bytes": r.weight_bytes,
+            **{k: v for k, v in r.extra.items() if k in ("winograd", "kept_float")},
+        }
+        for r in records
+    ]
+    if args.json:
+        print_json(doc)
+        return 0
+    if "layers" in doc:
+        print(
+            format_table(
+                [
+                    [
+                        r["name"],
+                        r["kind"],
+                        r["params"],
+                        round(r["sqnr_db"], 2),
+                        r["agreement_pct"],
+                        r["top1_pct"],
+                    ]
+                    for r in doc["layers"]
+                ],
+                ["layer", "kind", "params", "sqnr_db", "agreement_pct", "top1_pct"],
+            )
+        )
+        print()
+    print(
+        format_table(
+            [
+                [
+                    r.scheme,
+                    (r.accuracy or {}).get("top1_pct"),
+                    (r.accuracy or {}).get("agreement_with_fp32_pct"),
+                    r.weight_bytes,
+                ]
+                for r in records
+            ],
+            ["configuration (sim)", "top1_pct", "agreement_pct", "weight_bytes"],
+        )
+    )
+    for r in records:
+        if "winograd" in r.extra:
+            w = r.extra["winograd"]
+            print(
+                f"winograd: {w['layers']} 3x3 stride-1 convs, {w['direct_mults']} -> {w['winograd_mults']} "
+                f"multiplies per image ({w['reduction']}x fewer)"
+            )
+    print(f"{len(records)} result records in {runs} (simulated; `edgequant report {runs}`)")
+    return 0
