@@ -21,8 +21,9 @@ artifact records that as its executed precision.
 
 Example:
     >>> from edgequant.backends import get_backend
+    >>> from edgequant.quant.scheme import get_scheme
     >>> be = get_backend("litert")
-    >>> be.supports(get_scheme("bf16"))   # doctest: +SKIP
+    >>> be.supports(get_scheme("bf16"))
     'LiteRT/XNNPACK has no bfloat16 inference kernels'
 """
 
@@ -43,7 +44,13 @@ import numpy as np
 
 from edgequant.backends.base import Artifact, Backend, InspectReport
 from edgequant.backends.litert_recipe import build_recipe, check_recipe, condense
-from edgequant.errors import ArtifactError, ModelError, UnsupportedError, ValidationError
+from edgequant.errors import (
+    ArtifactError,
+    EdgequantError,
+    ModelError,
+    UnsupportedError,
+    ValidationError,
+)
 from edgequant.quant.scheme import Scheme
 
 if TYPE_CHECKING:
@@ -61,7 +68,16 @@ _FLOAT_CACHE_MAX_BYTES = 600 * 2**20  # VGG-16 alone is 528 MB in fp32
 
 
 class LiteRtBackend(Backend):
-    """LiteRT with the XNNPACK delegate; quantization by ai-edge-quantizer recipes."""
+    """LiteRT with the XNNPACK delegate; quantization by ai-edge-quantizer recipes.
+
+    Example:
+        >>> be = LiteRtBackend()
+        >>> art = be.prepare(model, get_scheme("w8a8"), calib, Path("out"))   # doctest: +SKIP
+        >>> with be.load(art, threads=2) as sess:                               # doctest: +SKIP
+        ...     logits = sess.run(batch)          # float32 NCHW in, float32 logits out
+        >>> be.inspect(art).summary()                                            # doctest: +SKIP
+        '53/53 convs in integer precision'
+    """
 
     name = "litert"
     description = "LiteRT (TFLite) + XNNPACK; litert-torch converter, ai-edge-quantizer recipes"
@@ -97,11 +113,13 @@ class LiteRtBackend(Backend):
             return f"LiteRT kernels take 8- or 4-bit integer weights, not {w.bits}-bit"
         if a is not None and a.bits != 8:
             return f"XNNPACK runs 8-bit integer activations only, not {a.bits}-bit"
+        if a is not None and not a.dynamic and a.granularity != "tensor":
+            return "LiteRT quantizes activations per tensor only"
         if a is not None and a.dynamic and w is not None and not w.symmetric:
             return "dynamic-range kernels need symmetric weights"
         if scheme.is_static and not scheme.calibration.method.startswith(("default", "minmax")):
             return (
-                f"ai-edge-quantizer calibrates by min/max only (moving average or absolute); "
+                f"ai-edge-quantizer calibrates activations by min/max only; "
                 f"{scheme.calibration.method} is not offered"
             )
         if self.unavailable_reason() is not None:
@@ -253,6 +271,8 @@ def _quantize(
                 raise ValidationError(f"{scheme.name} needs calibration data")
             result_qsv, meta = _calibrate(float_bytes, recipe, calib, scheme)
         result = q.quantize(result_qsv, enable_progress_report=False)
+    except EdgequantError:
+        raise
     except (ValueError, RuntimeError, KeyError, TypeError) as e:
         raise UnsupportedError(
             f"ai-edge-quantizer failed on {scheme.name}: {condense(str(e))}"
