@@ -90,23 +90,36 @@ class TestOpenVino(BackendContract):
         assert q["overflow_fix"] == ("disable" if vnni else "first_layer")
         assert q["cpu_choice_reason"]
 
-    def test_percentile_calibration_is_mapped(
+    def test_mse_calibration_is_mapped(
         self, backend: Backend, tiny_model, tiny_calibration, reference, tmp_path: Path
     ) -> None:  # type: ignore[no-untyped-def]
         s = get_scheme(
             {
-                "name": "w8a8-p",
+                "name": "w8a8-mse",
                 "base": "w8a8",
-                "calibration": {"method": "percentile:99.9", "samples": 16},
+                "calibration": {"method": "mse", "samples": 16},
             }
         )
         art = backend.prepare(tiny_model, s, tiny_calibration, tmp_path)
         q = art.metadata["quantizer"]
-        assert q["range_estimator"].startswith("MEAN_QUANTILE") and "0.001" in q["range_estimator"]
+        assert q["range_estimator"].startswith("HISTOGRAM")
         assert q["subset_size"] == 16
         x, y_ref = reference
         with backend.load(art, threads=1) as sess:
             assert cosine(sess.run(x), y_ref) > 0.98
+
+    def test_nncf_progress_stays_off_stdout(
+        self,
+        backend: Backend,
+        tiny_model,
+        tiny_calibration,
+        tmp_path: Path,
+        capfd: pytest.CaptureFixture[str],
+    ) -> None:  # type: ignore[no-untyped-def]
+        # `--json` commands print one document on stdout; NNCF draws its bars there by default
+        s = get_scheme({"name": "w8a8-8", "base": "w8a8", "calibration": {"samples": 8}})
+        backend.prepare(tiny_model, s, tiny_calibration, tmp_path)
+        assert capfd.readouterr().out == ""
 
     # --- inspect ---------------------------------------------------------------------------------
     def test_inspect_reports_int8_convs_for_w8a8(self, backend: Backend, built) -> None:  # type: ignore[no-untyped-def]
@@ -186,6 +199,10 @@ class TestOpenVino(BackendContract):
             ("w4a8", "4-bit-weight"),
             ("w4-only", "convolutions"),
             ({"name": "w8a8-ent", "base": "w8a8", "calibration": {"method": "entropy"}}, "entropy"),
+            (
+                {"name": "w8a8-p", "base": "w8a8", "calibration": {"method": "percentile:99.99"}},
+                "quantile",
+            ),
         ],
     )
     def test_na_schemes_say_why(self, backend: Backend, tiny_model, scheme, words) -> None:  # type: ignore[no-untyped-def]

@@ -5,9 +5,8 @@ Choices made on purpose (and recorded in the artifact metadata):
 
 - preset ``MIXED`` for asymmetric activations (symmetric weights), ``PERFORMANCE`` for symmetric
   activations; ``per_channel`` weights follow the scheme's granularity;
-- calibration method → NNCF range estimator: ``minmax`` → MINMAX, ``percentile:P`` → MEAN of
-  per-sample quantiles at P, ``mse`` → HISTOGRAM (searches the range minimising the L2
-  quantization error), ``default`` → NNCF's own default;
+- calibration method → NNCF range estimator: ``minmax`` → MINMAX, ``mse`` → HISTOGRAM (searches the range minimising the L2
+  quantization error), ``default`` → NNCF's own default (MEAN_MINMAX for activations);
 - overflow fix from the CPU flags (see :func:`~edgequant.backends.openvino_inspect.cpu_int8_choice`);
 - ``model_type=None`` (a CNN: no SmoothQuant, which NNCF applies to transformers only);
 - bias correction: the full ``BiasCorrection`` algorithm by default (``fast_bias_correction=False``):
@@ -22,8 +21,11 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 from collections import Counter
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -52,33 +54,20 @@ def check_calibration(calibration: np.ndarray | None, model: Model, scheme: Sche
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def _range_estimator(method: str, percentile: float | None) -> tuple[Any, str]:
-    from nncf.quantization.range_estimator import (
-        AggregatorType,
-        RangeEstimatorParameters,
-        RangeEstimatorParametersSet,
-        StatisticsCollectorParameters,
-        StatisticsType,
-    )
+def _range_estimator(method: str) -> tuple[Any, str]:
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
     if method == "minmax":
         return RangeEstimatorParametersSet.MINMAX, "MINMAX (min of mins, max of maxes)"
     if method == "mse":
         return (
             RangeEstimatorParametersSet.HISTOGRAM,
-            "HISTOGRAM (range minimising L2 quantization error)",
+            "HISTOGRAM (range minimising the L2 quantization error; per-channel activation "
+            "quantizers, if any, fall back to MINMAX)",
         )
-    if percentile is not None:
-        prob = max(0.0, 1.0 - percentile / 100.0)
-        stat = StatisticsCollectorParameters(
-            statistics_type=StatisticsType.QUANTILE,
-            aggregator_type=AggregatorType.MEAN,
-            quantile_outlier_prob=prob,
-        )
-        return RangeEstimatorParameters(
-            min=stat, max=stat
-        ), f"MEAN_QUANTILE (outlier prob {prob:g})"
-    return None, "NNCF default"
+    if method != "default":  # supports() rejects the others; guard against a direct call
+        raise ValidationError(f"calibration method {method!r} has no NNCF range estimator here")
+    return None, "NNCF default: MEAN_MINMAX (mean over samples of per-sample min/max)"
 
 
 def quantize_static(
@@ -98,9 +87,7 @@ def quantize_static(
     cpu = ovi.cpu_int8_choice(list(capabilities), ovi.cpu_flags())
     preset = nncf.QuantizationPreset.PERFORMANCE if a.symmetric else nncf.QuantizationPreset.MIXED
     per_channel = w.granularity == "channel"
-    estimator, estimator_name = _range_estimator(
-        scheme.calibration.method, scheme.calibration.percentile
-    )
+    estimator, estimator_name = _range_estimator(scheme.calibration.method)
     advanced = AdvancedQuantizationParameters(
         overflow_fix=OverflowFix(cpu["overflow_fix"]),
         weights_quantization_params=QuantizationParameters(per_channel=per_channel),
@@ -109,18 +96,18 @@ def quantize_static(
         advanced.activations_range_estimator_params = estimator
     subset = min(scheme.calibration.samples, len(samples))
     dataset = nncf.Dataset([samples[i : i + 1] for i in range(subset)])
-    _quiet_nncf()
     try:
-        quantized = nncf.quantize(
-            ov_model,
-            dataset,
-            preset=preset,
-            target_device=nncf.TargetDevice.CPU,
-            subset_size=subset,
-            fast_bias_correction=FAST_BIAS_CORRECTION,
-            model_type=None,
-            advanced_parameters=advanced,
-        )
+        with _quiet_nncf():
+            quantized = nncf.quantize(
+                ov_model,
+                dataset,
+                preset=preset,
+                target_device=nncf.TargetDevice.CPU,
+                subset_size=subset,
+                fast_bias_correction=FAST_BIAS_CORRECTION,
+                model_type=None,
+                advanced_parameters=advanced,
+            )
     except Exception as e:
         raise ModelError(
             f"NNCF could not quantize the model: {str(e).strip().splitlines()[0][:300]}"
@@ -164,9 +151,9 @@ def compress_weights(ov_model: Any, scheme: Scheme) -> tuple[Any, dict[str, Any]
         )
         # ratio 1 + all_layers: every MatMul to int4; group_size -1 = per output channel
         kwargs = {"ratio": 1.0, "all_layers": True, "group_size": w.block_size or -1}
-    _quiet_nncf()
     try:
-        compressed = nncf.compress_weights(ov_model, mode=mode, **kwargs)
+        with _quiet_nncf():
+            compressed = nncf.compress_weights(ov_model, mode=mode, **kwargs)
     except Exception as e:
         raise ModelError(
             f"NNCF could not compress the weights: {str(e).strip().splitlines()[0][:300]}"
@@ -200,6 +187,15 @@ def weight_storage(ov_model: Any) -> dict[str, int]:
     return dict(out)
 
 
-def _quiet_nncf() -> None:
-    # NNCF logs progress bars and INFO lines on every call; our progress goes through console.py
-    logging.getLogger("nncf").setLevel(logging.WARNING)
+@contextlib.contextmanager
+def _quiet_nncf() -> Iterator[None]:
+    """NNCF draws rich progress bars on *stdout* and logs per-quantizer warnings: keep stdout for
+    ``--json`` documents (bars go to stderr) and only errors in the log."""
+    logger = logging.getLogger("nncf")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        logger.setLevel(level)
