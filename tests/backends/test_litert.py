@@ -12,10 +12,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgequant.backends import get_backend
 from edgequant.backends.base import Artifact, Backend
 from edgequant.backends.litert_recipe import build_recipe, check_recipe
+from edgequant.backends.litert_session import TensorCodec
 from edgequant.errors import ArtifactError, ModelError, UnsupportedError, ValidationError
 from edgequant.models.base import Model
 from edgequant.models.spec import InputSpec
@@ -269,3 +272,33 @@ def test_calibration_samples_are_capped_by_scheme(tiny_model, tmp_path: Path) ->
     art = be.prepare(tiny_model, s, tiny_inputs(tiny_model, 12, seed=3), tmp_path)
     cal = art.metadata["quantizer"]["calibration"]
     assert cal["samples"] == 5 and cal["requested"] == "minmax"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    scale=st.floats(1e-4, 10.0),
+    zero=st.integers(-128, 127),
+    values=st.lists(st.floats(-1.0, 1.0), min_size=1, max_size=64),
+)
+def test_int8_codec_round_trip(scale: float, zero: int, values: list[float]) -> None:
+    codec = TensorCodec({"dtype": np.int8, "quantization": (scale, zero)})
+    s = np.float32(scale)
+    lo, hi = (-128 - zero) * s, (127 - zero) * s  # the representable float range
+    x = (np.asarray(values, np.float32) * np.float32(300.0) * s).astype(np.float32)
+    q = codec.encode(x)
+    assert q.dtype == np.int8
+    back = codec.decode(q)
+    assert back.dtype == np.float32
+    inside = (x >= lo) & (x <= hi)
+    # inside the range: within half a step; outside: saturated to the nearest end
+    np.testing.assert_array_less(
+        np.abs(back[inside] - x[inside]), s * 0.5 + 1e-6 * (1 + np.abs(x[inside]))
+    )
+    np.testing.assert_allclose(back[x > hi], hi, rtol=1e-6)
+    np.testing.assert_allclose(back[x < lo], lo, rtol=1e-6)
+
+
+def test_float_codec_is_identity() -> None:
+    codec = TensorCodec({"dtype": np.float32, "quantization": (0.0, 0)})
+    x = np.linspace(-3, 3, 7, dtype=np.float32)
+    np.testing.assert_array_equal(codec.decode(codec.encode(x)), x)

@@ -28,8 +28,19 @@ from edgequant.backends.litert_recipe import condense
 from edgequant.errors import ArtifactError, ValidationError
 
 
-class _Codec:
-    """Float <-> tensor dtype conversion for one I/O tensor (identity for float tensors)."""
+class TensorCodec:
+    """Float <-> tensor dtype conversion for one I/O tensor (identity for float tensors).
+
+    ``detail`` is the interpreter's tensor detail (``dtype`` and ``quantization`` = (scale,
+    zero_point)). Encoding rounds to nearest and saturates to the integer range.
+
+    Example:
+        >>> c = TensorCodec({"dtype": np.int8, "quantization": (0.5, -3)})
+        >>> c.encode(np.array([0.0, 1.0, 100.0], np.float32))
+        array([ -3,  -1, 127], dtype=int8)
+        >>> c.decode(np.array([-3, -1], np.int8))
+        array([0., 1.], dtype=float32)
+    """
 
     def __init__(self, detail: dict[str, Any]) -> None:
         self.dtype = np.dtype(detail["dtype"])
@@ -90,7 +101,7 @@ class LiteRtSession(Session):
                 f"{path} has {len(inputs)} inputs / {len(outputs)} outputs; expected 1 / 1"
             )
         self._in, self._out = inputs[0], outputs[0]
-        self._in_codec, self._out_codec = _Codec(self._in), _Codec(self._out)
+        self._in_codec, self._out_codec = TensorCodec(self._in), TensorCodec(self._out)
         self._in_index, self._out_index = int(self._in["index"]), int(self._out["index"])
         self._sample_shape = tuple(int(d) for d in self._in["shape"][1:])
         self._batch = int(self._in["shape"][0])
@@ -158,4 +169,4 @@ class LiteRtSession(Session):
         self._interp = None
 
 
-__all__ = ["LiteRtSession"]
+__all__ = ["LiteRtSession", "TensorCodec"]
