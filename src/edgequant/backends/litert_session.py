@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,8 @@ class LiteRtSession(Session):
         self._batch = int(self._in["shape"][0])
         self.executed_precision = executed_precision
         self.threads = threads
+        # one interpreter is not thread-safe; callers in several threads take turns
+        self._lock = threading.Lock()
         #: None = not known yet (found out on the first batch of another size)
         self._resizable = batch_resizable
         if batch_resizable is False:
@@ -160,9 +163,10 @@ class LiteRtSession(Session):
         n = int(x.shape[0])
         if n < 1:
             raise ValidationError("cannot run an empty batch")
-        if n != self._batch and not self._resize(n):
-            return np.concatenate([self._invoke(x[i : i + 1]) for i in range(n)])
-        return self._invoke(x)
+        with self._lock:
+            if n != self._batch and not self._resize(n):
+                return np.concatenate([self._invoke(x[i : i + 1]) for i in range(n)])
+            return self._invoke(x)
 
     def close(self) -> None:
         # the interpreter frees its arena and delegate when collected; drop our reference
