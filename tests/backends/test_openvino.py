@@ -150,6 +150,17 @@ class TestOpenVino(BackendContract):
             assert got[i].dtype == np.float32
             np.testing.assert_allclose(got[i], d, rtol=1e-5, atol=1e-5)
 
+    def test_run_from_two_threads(self, backend: Backend, built, reference) -> None:  # type: ignore[no-untyped-def]
+        from concurrent.futures import ThreadPoolExecutor
+
+        x, _ = reference
+        with backend.load(built["w8a8"], threads=1) as sess:
+            want = [sess.run(x[i : i + 1]) for i in range(8)]
+            with ThreadPoolExecutor(2) as pool:
+                got = list(pool.map(lambda i: sess.run(x[i : i + 1]), range(8)))
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g, w)
+
     def test_run_offline_reports_callback_errors(self, backend: Backend, built, reference) -> None:  # type: ignore[no-untyped-def]
         x, _ = reference
 

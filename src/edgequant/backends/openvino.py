@@ -398,6 +398,7 @@ class OpenVinoSession(Session):
         self._latency: Any = None
         self._request: Any = None
         self._throughput: Any = None
+        self._run_lock = threading.Lock()
         latency = self.latency_model()
         self.executed_precision = ovi.executed_precision(latency, ovi.precision_hint(latency))
         self.runtime_precisions = ovi.runtime_precisions(latency)
@@ -437,10 +438,11 @@ class OpenVinoSession(Session):
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         x = self._check(batch)
-        self.latency_model()
-        self._request.infer([x], share_inputs=True)
-        # copy: the request's output buffer is reused by the next call
-        return np.array(self._request.get_output_tensor(0).data, dtype=np.float32, copy=True)
+        with self._run_lock:  # one InferRequest: concurrent callers (a Server SUT) take turns
+            self.latency_model()
+            self._request.infer([x], share_inputs=True)
+            # copy: the request's output buffer is reused by the next call
+            return np.array(self._request.get_output_tensor(0).data, dtype=np.float32, copy=True)
 
     def run_offline(
         self, batches: Sequence[np.ndarray], on_done: Callable[[int, np.ndarray], None]

@@ -193,7 +193,7 @@ def inspect_ops(ir_model: Any, compiled: Any, *, intent: str) -> tuple[list[OpIn
         if prec in INT_PRECISIONS:
             ops.append(
                 OpInfo(
-                    name=node.get_friendly_name(),
+                    name=_readable_name(node.get_friendly_name(), originals),
                     op_type=op_type,
                     precision="int8" if prec.endswith("8") else "int4",
                 )
@@ -210,7 +210,7 @@ def inspect_ops(ir_model: Any, compiled: Any, *, intent: str) -> tuple[list[OpIn
             reason = f"{prec} kernel ({_rt(node, 'primitiveType')}): the CPU plugin has no integer kernel for it here"
         ops.append(
             OpInfo(
-                name=node.get_friendly_name(),
+                name=_readable_name(node.get_friendly_name(), originals),
                 op_type=op_type,
                 precision=_float_name(prec),
                 reason=reason,
@@ -219,6 +219,18 @@ def inspect_ops(ir_model: Any, compiled: Any, *, intent: str) -> tuple[list[OpIn
     if fused:
         notes.append(f"{fused} runtime layers fuse several IR ops (e.g. conv + bias + add + relu)")
     return ops, notes
+
+
+def _readable_name(friendly: str, originals: list[str]) -> str:
+    """The PyTorch module paths fused into a runtime layer (``layer1.0.bn1+layer1.0.relu``), or
+    the runtime name when the IR kept none (BN folding renames convs to ``Multiply_123``)."""
+    paths: list[str] = []
+    for name in [friendly, *originals]:
+        if name.startswith("__module."):
+            path = name[len("__module.") :].split("/", 1)[0]
+            if path and path not in paths:
+                paths.append(path)
+    return "+".join(paths) if paths else friendly
 
 
 def _float_name(prec: str) -> str:

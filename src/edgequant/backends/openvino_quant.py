@@ -122,6 +122,8 @@ def quantize_static(
         "range_estimator": estimator_name,
         "fast_bias_correction": FAST_BIAS_CORRECTION,
         "bias_correction": "FastBiasCorrection" if FAST_BIAS_CORRECTION else "BiasCorrection",
+        # NNCF's full BiasCorrection runs on 20% of the subset (its own rule)
+        "bias_correction_samples": subset if FAST_BIAS_CORRECTION else max(int(subset * 0.2), 1),
         "model_type": None,
         "smooth_quant": "off (CNN: NNCF applies it to transformers only)",
         "overflow_fix": cpu["overflow_fix"],
