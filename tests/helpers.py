@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import cast
 
 import numpy as np
 import torch
@@ -45,8 +46,8 @@ def make_tiny_model(seed: int = 0, size: int = 32) -> Model:
     with torch.no_grad():
         for m in net.modules():
             if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 1.5)
+                cast(torch.Tensor, m.running_mean).uniform_(-0.2, 0.2)
+                cast(torch.Tensor, m.running_var).uniform_(0.5, 1.5)
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.2, 0.2)
     net.eval()
