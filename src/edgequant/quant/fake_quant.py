@@ -6,8 +6,11 @@ The rules (the same as ONNX ``QuantizeLinear``, ONNX Runtime, OpenVINO and PyTor
   ``dequantize(q) = (q - zero_point) * scale``.
 * The range is widened to include 0.0, so 0.0 is exactly representable (zero padding and ReLU
   outputs stay exact); the asymmetric zero-point is an integer inside ``[qmin, qmax]``.
-* Symmetric: ``zero_point = 0`` and ``scale = max|x| / ((qmax - qmin) / 2)`` (ORT's and PyTorch's
-  convention: the full signed range, e.g. 127.5 steps each side for int8).
+* Symmetric: ``zero_point = 0`` and ``scale = max|x| / qmax`` (the restricted range of TFLite,
+  TensorRT and NNCF: ±127 for int8, ±7 for int4). ORT's and PyTorch's observers divide by
+  ``(qmax − qmin) / 2`` instead (127.5), which clips the largest positive value of every group by
+  half a step — 0.4 % at 8 bits, but 6.7 % at 4 bits, a systematic shrink that grows with finer
+  granularity (measured: per-block INT4 got *worse* than per-channel under that rule).
 * Asymmetric: ``scale = (max - min) / (qmax - qmin)``, ``zero_point = round(qmin - min / scale)``.
 * Granularity: ``tensor`` (one scale), ``channel`` (one per output channel, axis 0) or ``block:N``
   (per output channel *and* per group of N consecutive input channels, like INT4 weight-only
@@ -63,7 +66,7 @@ def qparams_from_range(
     Example:
         >>> s, z = qparams_from_range(torch.tensor(-2.0), torch.tensor(1.0),
         ...                           TensorQuant(bits=8, symmetric=True))
-        >>> int(z), round(float(s) * 127.5, 4)
+        >>> int(z), round(float(s) * 127, 4)
         (0, 2.0)
     """
     lo = torch.clamp(lo.detach().float(), max=0.0)
@@ -71,7 +74,7 @@ def qparams_from_range(
     qmin, qmax = tq.qmin, tq.qmax
     if tq.symmetric:
         amax = torch.maximum(-lo, hi)
-        scale = torch.clamp(amax / ((qmax - qmin) / 2.0), min=MIN_SCALE)
+        scale = torch.clamp(amax / float(qmax), min=MIN_SCALE)
         zp = torch.zeros_like(scale, dtype=torch.int32)
     else:
         scale = torch.clamp((hi - lo) / float(qmax - qmin), min=MIN_SCALE)

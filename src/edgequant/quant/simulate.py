@@ -419,7 +419,10 @@ def calibrate(gm: nn.Module, calibration: np.ndarray | torch.Tensor, batch_size:
         for i in range(0, x.shape[0], batch_size):
             gm(x[i : i + batch_size])
     for a in acts:
-        a.freeze()
+        if a.observer is not None and a.observer.count == 0:
+            a.observer, a.mode = None, "off"  # not on the executed graph (e.g. removed point)
+        else:
+            a.freeze()
 
 
 def quantize_module(
