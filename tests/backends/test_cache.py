@@ -17,7 +17,7 @@ from edgequant.backends.cache import (
     get_or_build,
 )
 from edgequant.errors import UnsupportedError, ValidationError
-from edgequant.quant.scheme import get_scheme
+from edgequant.quant.scheme import CalibrationConfig, get_scheme
 
 pytest.importorskip("onnxruntime")
 
@@ -39,9 +39,7 @@ def test_default_dir_follows_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 def test_hit_returns_the_same_artifact_without_rebuilding(
     tiny_model, calib, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    scheme = get_scheme("w8a8").with_(
-        calibration=get_scheme("w8a8").calibration.__class__(samples=8)
-    )
+    scheme = get_scheme("w8a8").with_(calibration=CalibrationConfig(samples=8))
     a = get_or_build("onnxruntime", tiny_model, scheme, calib, cache_dir=tmp_path)
     mtime = a.path.stat().st_mtime_ns
     b = get_or_build("onnxruntime", tiny_model, scheme, calib, cache_dir=tmp_path)
