@@ -114,26 +114,29 @@ def record(
     module: nn.Module | None = None,
     extra: dict[str, Any] | None = None,
     started: str | None = None,
+    backend: str = "sim",
 ) -> ResultRecord:
-    """Build and save the result record of one simulated configuration."""
+    """Build and save the result record of one configuration (simulated unless ``backend``)."""
+    simulated = backend == "sim"
     rec = ResultRecord(
         model=ev.model.name,
-        backend="sim",
+        backend=backend,
         scheme=label,
         scenario="Accuracy",
         dataset=ev.dataset,
         threads=torch.get_num_threads(),
         batch_size=64,
         accuracy=ev.accuracy(out),
-        simulated=True,
+        simulated=simulated,
         weight_bytes=None if module is None else weight_bytes(module),
         scheme_detail=scheme.to_dict(),
         started_at=started,
         finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         environment={"torch": torch.__version__},
-        extra={"speed_note": "simulated: speed not representative"} | (extra or {}),
+        extra=({"speed_note": "simulated: speed not representative"} if simulated else {})
+        | (extra or {}),
     )
-    rec.save(runs_dir / _slug(f"{ev.model.name}-sim-{label}"))
+    rec.save(runs_dir / _slug(f"{ev.model.name}-{backend}-{label}"))
     return rec
 
 
