@@ -198,3 +198,38 @@ def test_wrong_batch_shape_is_a_validation_error(ort_backend, tiny_model, tmp_pa
     art = ort_backend.prepare(tiny_model, get_scheme("fp32"), None, tmp_path)
     with ort_backend.load(art, threads=1) as s, pytest.raises(ValidationError, match="shape"):
         s.run(np.zeros((2, 3, 16, 16), np.float32))
+
+
+class _WithTransposedConv(nn.Module):
+    """conv → transposed conv → conv: ORT's CPU provider has no int8 ConvTranspose kernel."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 8, 3, 2, 1)
+        self.up = nn.ConvTranspose2d(8, 8, 2, 2)
+        self.c2 = nn.Conv2d(8, 8, 3, 1, 1)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.c2(torch.relu(self.up(torch.relu(self.c1(x)))))
+        return self.fc(y.mean((2, 3)))
+
+
+def test_inspect_explains_a_float_fallback(ort_backend, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    torch.manual_seed(0)
+    model = Model(
+        name="up",
+        family="test",
+        input_spec=InputSpec(shape=(3, 16, 16), resize=16),
+        num_classes=4,
+        module=_WithTransposedConv().eval(),
+    )
+    calib = np.random.default_rng(0).standard_normal((8, 3, 16, 16)).astype(np.float32)
+    art = ort_backend.prepare(model, get_scheme("w8a8"), calib, tmp_path)
+    report = ort_backend.inspect(art)
+    assert report.summary().startswith("2/3 convs in integer precision; 1 fall back to float")
+    (fallback,) = [o for o in report.convs if o.precision == "fp32"]
+    assert fallback.op_type == "ConvTranspose"
+    assert "QDQ pair left around float ConvTranspose" in fallback.reason
+    assert art.metadata["executed_precision"].startswith("mixed")
+    assert any("QuantizeLinear" in n for n in report.notes)

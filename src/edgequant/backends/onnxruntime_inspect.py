@@ -79,7 +79,8 @@ def classify_graph(graph: onnx.GraphProto, artifact: Artifact) -> InspectReport:
             reason = "weight-only: integer weights dequantized to float at run time (by design)"
         elif dq[0] and len(dq) > 1 and dq[1]:
             reason = (
-                "QDQ pair left around float Conv after graph optimization (no int8 kernel matched)"
+                f"QDQ pair left around float {node.op_type} after graph optimization "
+                "(no int8 kernel matched)"
             )
         elif len(dq) > 1 and dq[1]:
             reason = "input activation not quantized (no Q/DQ on its input), so no int8 kernel"
