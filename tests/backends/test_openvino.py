@@ -89,8 +89,19 @@ class TestOpenVino(BackendContract):
 
         q = built["w8a8"].metadata["quantizer"]
         vnni = bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
-        assert q["overflow_fix"] == ("disable" if vnni else "first_layer")
+        assert q["overflow_fix"] == ("disable" if vnni else "first_layer_only")
         assert q["cpu_choice_reason"]
+
+    def test_overflow_fix_choice_is_valid_for_nncf_on_any_cpu(self) -> None:
+        from nncf.quantization.advanced_parameters import OverflowFix
+
+        from edgequant.backends.openvino_inspect import cpu_int8_choice
+
+        old = cpu_int8_choice(["FP32", "INT8"], {"avx2", "avx512f"})
+        new = cpu_int8_choice(["FP32", "INT8"], {"avx2", "avx512f", "avx512_vnni"})
+        assert OverflowFix(old["overflow_fix"]) is OverflowFix.FIRST_LAYER
+        assert OverflowFix(new["overflow_fix"]) is OverflowFix.DISABLE
+        assert "VNNI" in old["reason"] and "avx512_vnni" in new["reason"]
 
     def test_mse_calibration_is_mapped(
         self, backend: Backend, tiny_model, tiny_calibration, reference, tmp_path: Path
@@ -301,6 +312,21 @@ class TestOpenVino(BackendContract):
         )
         with pytest.raises(ArtifactError), backend.load(art, threads=1) as sess:
             sess.run(np.zeros((1, 3, 32, 32), np.float32))
+
+    @pytest.mark.xfail(
+        reason="base.py Artifact.size_bytes resolves relative extra_files against the CWD, "
+        "not the artifact directory (fix reported to the lead)",
+        strict=False,
+    )
+    def test_size_counts_the_bin_after_the_artifact_moves(self, built, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+        import shutil
+
+        src = built["fp32"]
+        moved = Path(shutil.copytree(src.directory, tmp_path / "moved"))
+        art = Artifact.load(moved)
+        want = (moved / "model.xml").stat().st_size + (moved / "model.bin").stat().st_size
+        assert art.metadata["ir_size_bytes"] == want
+        assert art.size_bytes == want
 
     def test_wrong_input_shape_is_a_validation_error(self, backend: Backend, built) -> None:  # type: ignore[no-untyped-def]
         with (

@@ -261,7 +261,10 @@ class OpenVinoBackend(Backend):
                 f"could not write the OpenVINO IR to {xml}: {_one_line(e)}"
             ) from None
         meta["build_s"] = round(time.perf_counter() - t0, 3)
-        meta["extra_files"] = [str(xml.with_suffix(".bin"))]
+        # relative to the artifact directory: the cache builds in a temporary directory and
+        # renames it, and `quantize -o` copies it, so an absolute path would dangle
+        meta["extra_files"] = [xml.with_suffix(".bin").name]
+        meta["ir_size_bytes"] = xml.stat().st_size + xml.with_suffix(".bin").stat().st_size
         meta["weight_bytes"] = ovi.weight_bytes(self.core().read_model(str(xml)))
         meta["inference_precision_hint"] = self._hint(scheme)
         if (

@@ -254,7 +254,7 @@ def cpu_int8_choice(capabilities: list[str], flags: set[str]) -> dict[str, Any]:
             "so weights use the full 8-bit range (better accuracy, same speed)",
         }
     return {
-        "overflow_fix": "first_layer",
+        "overflow_fix": "first_layer_only",
         "cpu_int8_isa": [],
         "reason": "CPU has no VNNI/AMX: u8×i8 pairs can saturate in 16 bits, so NNCF's "
         "overflow fix halves the first layer's weight range"
