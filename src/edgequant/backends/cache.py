@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -155,6 +156,7 @@ def _build(
     t0 = time.perf_counter()
     try:
         art = be.prepare(model, scheme, calib_array, tmp)
+        _relative_extra_files(art.metadata, tmp)
         art.metadata.update(
             cache_key=key,
             calibration_set=calib_id,
@@ -180,6 +182,22 @@ def _build(
     if progress:
         log(f"built {final} in {time.perf_counter() - t0:.1f} s")
     return Artifact.load(final)
+
+
+def _relative_extra_files(meta: dict[str, Any], build_dir: Path) -> None:
+    """Store extra files inside the build directory by name relative to it: the directory is
+    renamed into the cache (and copied by ``quantize -o``), so absolute paths would dangle and
+    the entry would look truncated on every later use."""
+    extra = meta.get("extra_files")
+    if not extra:
+        return
+    out = []
+    for p in extra:
+        path = Path(p)
+        with contextlib.suppress(ValueError):
+            path = path.relative_to(build_dir)
+        out.append(str(path))
+    meta["extra_files"] = out
 
 
 def _calibration_array(
