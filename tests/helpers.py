@@ -51,10 +51,19 @@ def make_tiny_model(seed: int = 0, size: int = 32) -> Model:
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.2, 0.2)
     net.eval()
-    digest = hashlib.sha1(b"".join(p.detach().numpy().tobytes() for p in net.state_dict().values())).hexdigest()
+    digest = hashlib.sha1(
+        b"".join(p.detach().numpy().tobytes() for p in net.state_dict().values())
+    ).hexdigest()
     spec = InputSpec(shape=(3, size, size), resize=size)
-    return Model(name="tinynet", family="test", input_spec=spec, num_classes=10, module=net,
-                 weights="test init", weights_hash=digest)
+    return Model(
+        name="tinynet",
+        family="test",
+        input_spec=spec,
+        num_classes=10,
+        module=net,
+        weights="test init",
+        weights_hash=digest,
+    )
 
 
 def tiny_inputs(model: Model, n: int, seed: int = 0) -> np.ndarray:

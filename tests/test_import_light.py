@@ -3,18 +3,35 @@
 import subprocess
 import sys
 
-HEAVY = ("torch", "onnxruntime", "openvino", "nncf", "ai_edge_litert", "litert_torch",
-         "ai_edge_quantizer", "mlperf_loadgen", "tensorflow", "matplotlib", "jax")
+HEAVY = (
+    "torch",
+    "onnxruntime",
+    "openvino",
+    "nncf",
+    "ai_edge_litert",
+    "litert_torch",
+    "ai_edge_quantizer",
+    "mlperf_loadgen",
+    "tensorflow",
+    "matplotlib",
+    "jax",
+)
 
 
 def _imported_after(code: str) -> set[str]:
-    out = subprocess.run([sys.executable, "-c", code + "\nimport sys\nprint(' '.join(sys.modules))"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code + "\nimport sys\nprint(' '.join(sys.modules))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return {m.split(".")[0] for m in out.split()}
 
 
 def test_import_edgequant_is_light() -> None:
-    mods = _imported_after("import edgequant, edgequant.errors, edgequant.quant.scheme, edgequant.backends")
+    mods = _imported_after(
+        "import edgequant, edgequant.errors, edgequant.quant.scheme, edgequant.backends"
+    )
     assert not mods & set(HEAVY), mods & set(HEAVY)
 
 

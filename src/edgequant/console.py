@@ -18,15 +18,29 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-def progress(iterable: Iterable[T], *, desc: str = "", total: int | None = None, unit: str = "it",
-             disable: bool | None = None) -> Iterator[T]:
+def progress(
+    iterable: Iterable[T],
+    *,
+    desc: str = "",
+    total: int | None = None,
+    unit: str = "it",
+    disable: bool | None = None,
+) -> Iterator[T]:
     """A tqdm progress bar on stderr (hidden when stderr is not a terminal unless forced)."""
     from tqdm import tqdm
 
     if disable is None:
         disable = not sys.stderr.isatty()
-    yield from tqdm(iterable, desc=desc, total=total, unit=unit, file=sys.stderr, disable=disable,
-                    dynamic_ncols=True, leave=False)
+    yield from tqdm(
+        iterable,
+        desc=desc,
+        total=total,
+        unit=unit,
+        file=sys.stderr,
+        disable=disable,
+        dynamic_ncols=True,
+        leave=False,
+    )
 
 
 def log(msg: str) -> None:
@@ -52,10 +66,15 @@ def format_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
     """Plain aligned text table; numbers right-aligned."""
     cells = [[_cell(v) for v in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-    numeric = [all(isinstance(row[i], int | float) or row[i] is None for row in rows) and rows != [] for i in range(len(headers))]
+    numeric = [
+        all(isinstance(row[i], int | float) or row[i] is None for row in rows) and rows != []
+        for i in range(len(headers))
+    ]
 
     def fmt(vals: Sequence[str]) -> str:
-        return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(vals, widths, numeric)).rstrip()
+        return "  ".join(
+            v.rjust(w) if num else v.ljust(w) for v, w, num in zip(vals, widths, numeric)
+        ).rstrip()
 
     lines = [fmt(list(headers)), fmt(["-" * w for w in widths])]
     lines += [fmt(r) for r in cells]

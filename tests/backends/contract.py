@@ -29,10 +29,20 @@ class BackendContract:
 
     backend_name: ClassVar[str]
     #: minimum cosine similarity of logits vs the fp32 PyTorch reference, per scheme prefix
-    min_cosine: ClassVar[dict[str, float]] = {"fp32": 0.9999, "fp16": 0.999, "bf16": 0.99,
-                                              "w8": 0.98, "w4": 0.85}
-    min_top1_agreement: ClassVar[dict[str, float]] = {"fp32": 1.0, "fp16": 0.95, "bf16": 0.85,
-                                                      "w8": 0.80, "w4": 0.5}
+    min_cosine: ClassVar[dict[str, float]] = {
+        "fp32": 0.9999,
+        "fp16": 0.999,
+        "bf16": 0.99,
+        "w8": 0.98,
+        "w4": 0.85,
+    }
+    min_top1_agreement: ClassVar[dict[str, float]] = {
+        "fp32": 1.0,
+        "fp16": 0.95,
+        "bf16": 0.85,
+        "w8": 0.80,
+        "w4": 0.5,
+    }
     #: quantized-weight artifacts must be at least this much smaller than fp32
     min_size_ratio: ClassVar[float] = 3.0
 
@@ -45,7 +55,9 @@ class BackendContract:
         return be
 
     @pytest.fixture(scope="class")
-    def built(self, backend: Backend, tiny_model, tiny_calibration, tmp_path_factory) -> dict[str, Artifact]:  # type: ignore[no-untyped-def]
+    def built(
+        self, backend: Backend, tiny_model, tiny_calibration, tmp_path_factory
+    ) -> dict[str, Artifact]:  # type: ignore[no-untyped-def]
         out: dict[str, Artifact] = {}
         for name in scheme_names():
             scheme = get_scheme(name)
@@ -73,7 +85,9 @@ class BackendContract:
     def test_fp32_supported(self, backend: Backend, tiny_model) -> None:  # type: ignore[no-untyped-def]
         assert backend.supports(get_scheme("fp32"), tiny_model) is None
 
-    def test_every_supported_scheme_runs_and_agrees(self, backend: Backend, built, reference) -> None:  # type: ignore[no-untyped-def]
+    def test_every_supported_scheme_runs_and_agrees(
+        self, backend: Backend, built, reference
+    ) -> None:  # type: ignore[no-untyped-def]
         x, y_ref = reference
         assert "fp32" in built
         for name, art in built.items():
@@ -131,8 +145,13 @@ class BackendContract:
             assert "executed_precision" in loaded.metadata, name
 
     def test_unsupported_scheme_raises(self, backend: Backend, tiny_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-        weird = get_scheme({"name": "w3a5", "weights": {"bits": 3, "granularity": "channel"},
-                            "activations": {"bits": 5, "symmetric": False}})
+        weird = get_scheme(
+            {
+                "name": "w3a5",
+                "weights": {"bits": 3, "granularity": "channel"},
+                "activations": {"bits": 5, "symmetric": False},
+            }
+        )
         reason = backend.supports(weird, tiny_model)
         if reason is None:
             pytest.skip(f"{self.backend_name} runs any bit width")
@@ -153,5 +172,5 @@ def assert_unavailable_raises(backend: Backend) -> None:
     """A backend whose runtime is missing must raise BackendUnavailableError with a hint."""
     if backend.unavailable_reason() is None:
         return
-    with pytest.raises(BackendUnavailableError, match="pip install|not available"):
+    with pytest.raises(BackendUnavailableError, match=r"pip install|not available"):
         backend.require()

@@ -29,7 +29,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from edgequant.errors import ArtifactError, BackendUnavailableError, UnsupportedError, ValidationError
+from edgequant.errors import (
+    ArtifactError,
+    BackendUnavailableError,
+    UnsupportedError,
+    ValidationError,
+)
 from edgequant.quant.scheme import Scheme
 
 if TYPE_CHECKING:
@@ -61,8 +66,13 @@ class Artifact:
     def size_bytes(self) -> int:
         """Bytes on disk of the model file(s), excluding our metadata."""
         if self.path.is_dir():
-            return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file() and p.name != METADATA_NAME)
-        files = [self.path] + [Path(p) for p in self.metadata.get("extra_files", [])]
+            return sum(
+                p.stat().st_size
+                for p in self.path.rglob("*")
+                if p.is_file() and p.name != METADATA_NAME
+            )
+        # extra files are stored by name (relative to the artifact directory); absolute paths still work
+        files = [self.path] + [self.directory / p for p in self.metadata.get("extra_files", [])]
         return sum(p.stat().st_size for p in files if p.exists())
 
     def save_metadata(self) -> Path:
@@ -85,18 +95,30 @@ class Artifact:
         p = Path(path)
         if not p.exists():
             raise ArtifactError(f"artifact {p} does not exist; build it with `edgequant quantize`")
-        meta_path = p / METADATA_NAME if p.is_dir() else (p if p.name == METADATA_NAME else p.parent / METADATA_NAME)
+        meta_path = (
+            p / METADATA_NAME
+            if p.is_dir()
+            else (p if p.name == METADATA_NAME else p.parent / METADATA_NAME)
+        )
         if not meta_path.is_file():
-            raise ArtifactError(f"{meta_path} is missing: {p} was not built by edgequant (rebuild it)")
+            raise ArtifactError(
+                f"{meta_path} is missing: {p} was not built by edgequant (rebuild it)"
+            )
         try:
             meta = json.loads(meta_path.read_text())
             scheme = Scheme.from_dict(meta["scheme"])
             file = meta_path.parent / meta["file"]
         except (json.JSONDecodeError, KeyError, ValidationError) as e:
-            raise ArtifactError(f"{meta_path} is corrupt ({e}); delete the artifact and rebuild it") from None
+            raise ArtifactError(
+                f"{meta_path} is corrupt ({e}); delete the artifact and rebuild it"
+            ) from None
         if not file.exists():
-            raise ArtifactError(f"artifact file {file} is missing; delete {meta_path.parent} and rebuild it")
-        return cls(path=file, backend=meta["backend"], model=meta["model"], scheme=scheme, metadata=meta)
+            raise ArtifactError(
+                f"artifact file {file} is missing; delete {meta_path.parent} and rebuild it"
+            )
+        return cls(
+            path=file, backend=meta["backend"], model=meta["model"], scheme=scheme, metadata=meta
+        )
 
 
 class Session(ABC):
@@ -168,8 +190,12 @@ class InspectReport:
         if flt:
             reasons: dict[str, int] = {}
             for o in flt:
-                reasons[o.reason or "no reason given"] = reasons.get(o.reason or "no reason given", 0) + 1
-            detail = "; ".join(f"{n} × {r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+                reasons[o.reason or "no reason given"] = (
+                    reasons.get(o.reason or "no reason given", 0) + 1
+                )
+            detail = "; ".join(
+                f"{n} × {r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])
+            )
             text += f"; {len(flt)} fall back to float: {detail}"
         return text
 
@@ -242,7 +268,9 @@ class Backend(ABC):
     def inspect(self, artifact: Artifact) -> InspectReport:
         """Which ops run in integer precision, which in float, and why."""
         return InspectReport(
-            artifact=str(artifact.path), backend=self.name, scheme=artifact.scheme.name,
+            artifact=str(artifact.path),
+            backend=self.name,
+            scheme=artifact.scheme.name,
             notes=[f"{self.name} has no inspector yet"],
         )
 
@@ -257,7 +285,13 @@ _BUILTIN: dict[str, str] = {
     "tensorrt": "edgequant.backends.tensorrt:TensorRtBackend",
     "sim": "edgequant.backends.sim:SimBackend",
 }
-_ALIASES = {"ort": "onnxruntime", "ov": "openvino", "tflite": "litert", "torch": "pytorch", "trt": "tensorrt"}
+_ALIASES = {
+    "ort": "onnxruntime",
+    "ov": "openvino",
+    "tflite": "litert",
+    "torch": "pytorch",
+    "trt": "tensorrt",
+}
 _EXTRA: dict[str, type[Backend]] = {}
 _INSTANCES: dict[str, Backend] = {}
 
@@ -288,6 +322,8 @@ def get_backend(name: str) -> Backend:
     else:
         close = difflib.get_close_matches(key, backend_names() + list(_ALIASES), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValidationError(f"unknown backend {name!r}{hint} (known: {', '.join(backend_names())})")
+        raise ValidationError(
+            f"unknown backend {name!r}{hint} (known: {', '.join(backend_names())})"
+        )
     _INSTANCES[key] = inst
     return inst

@@ -45,8 +45,8 @@ def load_image(path: str | Path, spec: InputSpec) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
-            im = im.convert(spec.color)
+        with Image.open(path) as opened:
+            im = opened.convert(spec.color)
             h, w = spec.size
             short = spec.resize
             scale = short / min(im.width, im.height)

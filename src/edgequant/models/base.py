@@ -45,4 +45,5 @@ class Model:
     @property
     def key(self) -> str:
         """A short string naming the model and its weights, for cache keys and run names."""
-        return f"{self.name}-{self.weights_hash[:10]}"
+        digest, plus, techniques = self.weights_hash.partition("+")
+        return f"{self.name}-{digest[:10]}{plus}{techniques}"

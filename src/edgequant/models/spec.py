@@ -46,7 +46,9 @@ class InputSpec:
     def __post_init__(self) -> None:
         channels = self.shape[0]
         if len(self.shape) != 3 or min(self.shape) < 1:
-            raise ValidationError(f"input shape must be (C, H, W) with positive sizes, got {self.shape}")
+            raise ValidationError(
+                f"input shape must be (C, H, W) with positive sizes, got {self.shape}"
+            )
         if len(self.mean) != channels or len(self.std) != channels:
             raise ValidationError(
                 f"mean/std need {channels} values for shape {self.shape}, got {self.mean} / {self.std}"

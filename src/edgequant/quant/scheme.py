@@ -150,14 +150,20 @@ class Scheme:
 
     def __post_init__(self) -> None:
         if not self.name or not re.fullmatch(r"[A-Za-z0-9_.+:-]+", self.name):
-            raise ValidationError(f"scheme name must be non-empty letters/digits/-_.+:, got {self.name!r}")
+            raise ValidationError(
+                f"scheme name must be non-empty letters/digits/-_.+:, got {self.name!r}"
+            )
         if self.float_dtype not in FLOAT_DTYPES:
-            raise ValidationError(f"float_dtype must be one of {FLOAT_DTYPES}, got {self.float_dtype!r}")
+            raise ValidationError(
+                f"float_dtype must be one of {FLOAT_DTYPES}, got {self.float_dtype!r}"
+            )
         bad = [t for t in self.techniques if t not in TECHNIQUES]
         if bad:
             raise ValidationError(f"unknown technique(s) {bad}; known: {', '.join(TECHNIQUES)}")
         if self.activations is not None and self.weights is None:
-            raise ValidationError("quantized activations need quantized weights in this scheme model")
+            raise ValidationError(
+                "quantized activations need quantized weights in this scheme model"
+            )
         if self.weights is not None and self.weights.dynamic:
             raise ValidationError("weights cannot be 'dynamic'; only activations can")
         if self.version > SCHEME_VERSION:
@@ -198,19 +204,41 @@ class Scheme:
     def from_dict(cls, data: dict[str, Any]) -> Scheme:
         """Build from a dict (YAML). Unknown keys are an error naming the key."""
         data = dict(data)
-        known = {"name", "weights", "activations", "float_dtype", "calibration", "techniques", "qat", "version", "base"}
+        known = {
+            "name",
+            "weights",
+            "activations",
+            "float_dtype",
+            "calibration",
+            "techniques",
+            "qat",
+            "version",
+            "base",
+        }
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValidationError(f"unknown scheme key(s) {unknown}; known: {sorted(known)}")
         base_name = data.pop("base", None)
         base = get_scheme(base_name) if base_name else None
-        kwargs: dict[str, Any] = {} if base is None else {
-            "weights": base.weights, "activations": base.activations, "float_dtype": base.float_dtype,
-            "calibration": base.calibration, "techniques": base.techniques, "qat": base.qat,
-        }
+        kwargs: dict[str, Any] = (
+            {}
+            if base is None
+            else {
+                "weights": base.weights,
+                "activations": base.activations,
+                "float_dtype": base.float_dtype,
+                "calibration": base.calibration,
+                "techniques": base.techniques,
+                "qat": base.qat,
+            }
+        )
         kwargs["name"] = data.pop("name", base_name or "custom")
-        for key, typ in (("weights", TensorQuant), ("activations", TensorQuant),
-                         ("calibration", CalibrationConfig), ("qat", QATConfig)):
+        for key, typ in (
+            ("weights", TensorQuant),
+            ("activations", TensorQuant),
+            ("calibration", CalibrationConfig),
+            ("qat", QATConfig),
+        ):
             if key in data:
                 kwargs[key] = _sub(typ, data.pop(key), key)
         if "techniques" in data:
@@ -291,7 +319,9 @@ def get_scheme(spec: str | dict[str, Any] | Scheme | Path) -> Scheme:
         try:
             data = yaml.safe_load(path.read_text())
         except yaml.YAMLError as e:
-            raise ValidationError(f"scheme file {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+            raise ValidationError(
+                f"scheme file {path} is not valid YAML: {str(e).splitlines()[0]}"
+            ) from None
         if not isinstance(data, dict):
             raise ValidationError(f"scheme file {path} must hold a mapping")
         return Scheme.from_dict(data)
