@@ -81,3 +81,12 @@ def test_default_resolution_and_errors() -> None:
         make_observer("median")
     with pytest.raises(ValidationError, match="empty"):
         make_observer("mse").range(A8)
+
+
+def test_entropy_ignores_the_relu_zero_spike() -> None:
+    # half the values are exact zeros (ReLU); the threshold must still cover the bulk
+    x = torch.relu(torch.randn(100_000, generator=torch.Generator().manual_seed(1)))
+    obs = make_observer("entropy")
+    obs.update(x)
+    lo, hi = obs.range(A8)
+    assert lo == 0.0 and 2.5 < hi <= float(x.max())

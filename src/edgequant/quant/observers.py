@@ -5,7 +5,9 @@
 * ``mse`` — the clipping range (a fraction of min/max) minimising the quantization MSE.
 * ``entropy`` — TensorRT's KL-divergence calibration: a 2048-bin histogram of ``|x|`` (or of
   ``x`` when it is non-negative, e.g. after ReLU), the threshold whose quantized distribution is
-  closest to the reference distribution in KL divergence.
+  closest to the reference distribution in KL divergence. Exact zeros are left out of the
+  histogram (measured: with them, the ReLU zero spike pulled every threshold to its minimum and
+  digits w8a8 fell to 36 %).
 * ``ema`` — exponential moving average of batch min/max, for QAT.
 
 ``default`` picks ``minmax`` for weights and **mse** for activations: on the digits model and the
@@ -168,6 +170,9 @@ class EntropyObserver(_SampledObserver):
         v = self.samples().numpy().astype(np.float64)
         nonneg = self.lo >= 0.0
         a = v if nonneg else np.abs(v)
+        # exact zeros (the ReLU spike) are represented exactly at any threshold; left in, their
+        # spike dominates the KL of the merged bins and drags the threshold to the minimum
+        a = a[a != 0.0]
         amax = float(a.max()) if a.size else 0.0
         if amax == 0.0:
             return self.lo, self.hi
