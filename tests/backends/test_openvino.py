@@ -313,11 +313,6 @@ class TestOpenVino(BackendContract):
         with pytest.raises(ArtifactError), backend.load(art, threads=1) as sess:
             sess.run(np.zeros((1, 3, 32, 32), np.float32))
 
-    @pytest.mark.xfail(
-        reason="base.py Artifact.size_bytes resolves relative extra_files against the CWD, "
-        "not the artifact directory (fix reported to the lead)",
-        strict=False,
-    )
     def test_size_counts_the_bin_after_the_artifact_moves(self, built, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
         import shutil
 
