@@ -426,7 +426,8 @@ class PyTorchBackend(Backend):
             raise ArtifactError(
                 f"{path} is missing or not an AOTInductor package; delete it and rebuild"
             )
-        torch.set_num_threads(threads)
+        # no torch.set_num_threads here: it is process-global, and a cache check that loads with
+        # threads=1 must not slow the rest of the process down; run() sets it per call instead
         try:
             runner = torch._inductor.aoti_load_package(str(path))
         except Exception as e:
