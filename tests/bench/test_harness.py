@@ -61,23 +61,20 @@ def test_scenario_is_valid_and_logs_parse(
     assert "Result is : VALID" in (tmp_path / "lg" / SUMMARY).read_text()
 
 
-def test_too_short_schedule_is_invalid_with_loadgen_reasons(
-    samples: np.ndarray, tmp_path: Path
-) -> None:
+def test_too_short_schedule_is_invalid_then_retried(samples: np.ndarray, tmp_path: Path) -> None:
     from edgequant.bench.harness import WarmUp
 
     # a warm-up that claims the model is 100x slower: LoadGen's Offline query is far too small
     session = MatmulSession(SHAPE)
     slow = WarmUp(latency_s=0.1, qps=10.0, runs=1, seconds=0.0)
-    out = run_scenario(
-        session,
-        _qsl(samples),
-        BenchSettings(scenario="Offline", duration_s=0.5),
-        tmp_path / "lg",
-        warmup=slow,
-    )
+    settings = BenchSettings(scenario="Offline", duration_s=0.5)
+    out = run_scenario(session, _qsl(samples), settings, tmp_path / "a", warmup=slow, retry=False)
     assert not out.result.valid
     assert "min duration not met" in out.result.reasons
+    # by default the run is repeated once, sized from LoadGen's own measurement of the first
+    out = run_scenario(session, _qsl(samples), settings, tmp_path / "b", warmup=slow)
+    assert out.result.valid, out.result.reasons
+    assert "min duration not met" in out.extra["earlier_attempts"][0]["reasons"]
 
 
 def test_accuracy_log_top1_equals_direct_computation(samples: np.ndarray, tmp_path: Path) -> None:

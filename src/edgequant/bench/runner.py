@@ -330,6 +330,7 @@ def _fill_perf(rec: ResultRecord, settings: BenchSettings, perf: ScenarioRun) ->
         "errors": r.errors,
         "warnings": r.warnings,
         "partial": perf.interrupted,
+        **perf.extra,
     }
 
 

@@ -37,6 +37,7 @@ MULTISTREAM_SAMPLES = 8
 #: MLPerf edge: MultiStream needs 662 queries, so that p99 early stopping can succeed
 MLPERF_MULTISTREAM_QUERIES = 662
 MLPERF_MIN_DURATION_S = 600.0
+SERVER_OVERHEAD_S = 0.0005
 
 
 def scenario_name(name: str) -> str:
@@ -122,7 +123,7 @@ class BenchSettings:
         ts.min_duration_ms = int(self.min_duration_s * 1000)
         if self.max_duration_s is not None:
             ts.max_duration_ms = int(self.max_duration_s * 1000)
-        lat_ns = max(int(expected_latency_s * 1e9 * 0.5), 1000)
+        lat_ns = max(int(expected_latency_s * 1e9 * 0.5), 10_000)
         ts.single_stream_expected_latency_ns = lat_ns
         ts.single_stream_target_latency_percentile = pct
         ts.multi_stream_expected_latency_ns = lat_ns
@@ -130,7 +131,10 @@ class BenchSettings:
         ts.multi_stream_target_latency_percentile = pct
         # Offline sizes its single query as expected_qps x min_duration x 1.1: over-estimate
         ts.offline_expected_qps = max(expected_qps * 1.5, 1.0)
-        ts.server_target_qps = self.target_qps or max(expected_qps * 0.5, 1.0)
+        # default arrival rate: half of what one-at-a-time serving sustains, counting ~0.5 ms of
+        # queueing and thread hand-off per query (what a tiny model costs here in Python)
+        per_query_s = expected_latency_s + SERVER_OVERHEAD_S
+        ts.server_target_qps = self.target_qps or max(0.5 / per_query_s, 1.0)
         # default bound: MLPerf's ResNet-50 Server bound (15 ms) or 4x the warm-up latency
         bound_s = (
             (self.target_latency_ms / 1000)
