@@ -155,7 +155,24 @@ def run_scenario(
     """
     if warmup is None:
         warm_samples = qsl.loader(list(range(min(qsl.total, max(batch_size, MULTISTREAM_SAMPLES)))))
-        warmup = warm_up(session, warm_samples, settings.scenario, batch_size, seconds=warmup_s)
+        # in a helper thread, as LoadGen and the SUTs call the session: some runtimes behave
+        # differently on the main thread (PyTorch's OpenMP pool was 10x slower there, measured)
+        box: list[WarmUp | BaseException] = []
+
+        def warm() -> None:
+            try:
+                box.append(
+                    warm_up(session, warm_samples, settings.scenario, batch_size, seconds=warmup_s)
+                )
+            except BaseException as e:  # re-raised below, on the caller's thread
+                box.append(e)
+
+        worker = threading.Thread(target=warm, name="eq-warmup", daemon=True)
+        worker.start()
+        worker.join()
+        if isinstance(box[0], BaseException):
+            raise box[0]
+        warmup = box[0]
     out = _run_once(session, qsl, settings, log_dir, accuracy, batch_size, warmup, on_start)
     attempts: list[dict[str, Any]] = []
     while retry and len(attempts) < MAX_RETRIES:
