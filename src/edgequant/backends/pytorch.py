@@ -159,15 +159,17 @@ class PyTorchBackend(Backend):
 
     # --- availability ------------------------------------------------------------------------
     def unavailable_reason(self) -> str | None:
+        import importlib.util
+
         try:
             import torch
+            import torch._inductor as inductor
         except ImportError:
             return f"torch is not installed ({self.install_hint})"
-        try:
-            import torchao  # noqa: F401
-        except ImportError:
+        # find_spec, not import: importing torchao loads its C extensions (seconds, log noise)
+        if importlib.util.find_spec("torchao") is None:
             return f"torchao is not installed, needed for PT2E INT8 ({self.install_hint})"
-        if not hasattr(torch._inductor, "aoti_compile_and_package"):
+        if not hasattr(inductor, "aoti_compile_and_package"):
             return f"torch {torch.__version__} has no AOTInductor packaging; upgrade torch (>= 2.6)"
         return None
 
@@ -180,10 +182,10 @@ class PyTorchBackend(Backend):
         except ImportError:
             pass
         try:
-            import torchao
+            from importlib.metadata import PackageNotFoundError, version
 
-            out["torchao"] = str(torchao.__version__)
-        except ImportError:
+            out["torchao"] = version("torchao")
+        except PackageNotFoundError:
             pass
         return out
 
