@@ -1,7 +1,7 @@
 """``edgequant demo``: the embedded default, end to end — a sweep, its report, a summary table.
 
 Example:
-    $ edgequant demo                        # ~10 min on 2 cores: demo-report/report.html
+    $ edgequant demo                        # 72 cells -> demo-report/report.html
     $ edgequant demo --data imagenet:val/   # ImageNet models' accuracy measured too
     $ edgequant demo --quick                # the plumbing on the digits model, about a minute
 """

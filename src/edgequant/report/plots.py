@@ -137,11 +137,16 @@ def latency_plot(rows: list[Row]) -> Plot:
         return plot
     plt = _plt()
     heights = [len([r for r in ok if r.scenario == s]) for s in scenarios]
+    # panels stacked, each as tall as its number of bars, so bars keep one thickness
     fig, axes = plt.subplots(
-        1, len(scenarios), figsize=(5.2 * len(scenarios), 0.8 + 0.24 * max(heights)), squeeze=False
+        len(scenarios),
+        1,
+        figsize=(8.0, 0.9 * len(scenarios) + 0.2 * sum(heights)),
+        squeeze=False,
+        gridspec_kw={"height_ratios": [h + 2 for h in heights]},
     )
     colors = _colors(_backends(ok))
-    for ax, scen in zip(axes[0], scenarios):
+    for ax, scen in zip(axes[:, 0], scenarios):
         mine = [r for r in ok if r.scenario == scen]
         labels = [f"{r.model} · {r.label}" + (" (sim)" if r.simulated else "") for r in mine]
         ys = range(len(mine))
