@@ -55,8 +55,9 @@ class TestPyTorch(BackendContract):
             loaded = Artifact.load(art.directory)
             with backend.load(loaded, threads=1) as sess:
                 assert isinstance(sess, PyTorchSession)
-                # the runner is the compiled package itself, not a torch.compile'd module
-                assert type(sess._runner).__name__ == "AOTICompiledModel"
+                # the runners are the compiled packages themselves, not torch.compile'd modules
+                assert sorted(sess._runners) == [1, 8]
+                assert {type(r).__name__ for r in sess._runners.values()} == {"AOTICompiledModel"}
                 assert sess.run(x[:2]).shape == (2, 10)
 
     def test_executed_precision(self, backend: Backend, built: dict[str, Artifact]) -> None:
@@ -111,6 +112,18 @@ class TestPyTorch(BackendContract):
                 assert torch.get_num_threads() == 1
         finally:
             torch.set_num_threads(before)
+
+    def test_batches_run_as_chunks_of_compiled_sizes(
+        self, backend: Backend, built: dict[str, Artifact], reference: tuple[np.ndarray, np.ndarray]
+    ) -> None:
+        x, _ = reference
+        assert built["w8a8"].metadata["packages"] == {"1": "model-b1.pt2", "8": "model-b8.pt2"}
+        with backend.load(built["w8a8"], threads=1) as sess:
+            eleven = sess.run(x[:11])  # 8 + 1 + 1 + 1
+            parts = np.concatenate(
+                [sess.run(x[:8]), *(sess.run(x[i : i + 1]) for i in range(8, 11))]
+            )
+        np.testing.assert_allclose(eleven, parts, rtol=1e-5, atol=1e-5)
 
     def test_run_rejects_wrong_shape(self, backend: Backend, built: dict[str, Artifact]) -> None:
         with (
