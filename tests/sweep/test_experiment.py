@@ -56,6 +56,7 @@ def test_good_file_expands_to_cells() -> None:
         ("models: [m]\nthreads: 0\n", 2, ["'threads' must be an integer >= 1"]),
         ("models: [m]\naccuracy: true\n", 2, ["labelled data"]),
         ("backends: [onnxruntime]\n", 1, ["'models' is missing"]),
+        ("models: [m]\nisolation: process\n", 2, ["'isolation' must be cell or backend"]),
         (
             "models: [m]\ngroups:\n  - models: [n]\n    shemes: [fp32]\n",
             4,
@@ -139,3 +140,31 @@ def test_shipped_examples_parse() -> None:
     assert all(c.data == "imagenet:/data/val" for c in big)
     assert any(c.mode == "accuracy" for c in big)
     assert len(demo_experiment(quick=True).cells()) == 4
+
+
+def test_isolation_groups_cells_by_model_and_backend() -> None:
+    exp = parse_experiment(
+        "models: [digits_cnn]\nbackends: [onnxruntime, openvino]\nschemes: [fp32, w8a8]\n"
+        "scenarios: [Offline]\ngroups:\n  - isolation: backend\n  - models: [mobilenet_v2]\n"
+    )
+    cells = exp.cells()
+    grouped = [c for c in cells if c.model.name == "digits_cnn"]
+    assert {c.isolation for c in grouped} == {"backend"}
+    assert {c.process_key for c in grouped} == {
+        "digits_cnn__onnxruntime",
+        "digits_cnn__openvino",
+    }
+    # the default stays one process per cell
+    solo = [c for c in cells if c.model.name == "mobilenet_v2"]
+    assert {c.isolation for c in solo} == {"cell"}
+    assert len({c.process_key for c in solo}) == len(solo) == 4
+    # the shipped demo runs one process per model/backend pair
+    from edgequant.cli.demo_cmd import demo_experiment
+
+    demo = demo_experiment().cells()
+    assert {c.isolation for c in demo} == {"backend"}
+    assert len({c.process_key for c in demo}) == 16
+    assert {c.scenario for c in demo if c.model.name == "mobilenet_v2"} == {
+        "SingleStream",
+        "Offline",
+    }

@@ -129,3 +129,100 @@ def test_dry_run_runs_nothing(tmp_path: Path) -> None:
     )
     assert main(["sweep", str(exp), "-o", str(tmp_path / "runs"), "--dry-run"]) == 0
     assert not (tmp_path / "runs").exists()
+
+
+def test_backend_isolation_runs_a_group_in_one_process(tmp_path: Path) -> None:
+    exp = parse_experiment(
+        "models: [digits_cnn]\nbackends: [onnxruntime]\nschemes: [fp32, w8a8, w4a8]\n"
+        "scenarios: [SingleStream, Offline]\ndata: digits\naccuracy: true\nduration_s: 0.5\n"
+        "isolation: backend\n"
+    )
+    runs = tmp_path / "runs"
+    summary = run_sweep(exp, runs, show_progress=False)
+    assert [o.cell.cell_id for o in summary.outcomes] == [c.cell_id for c in exp.cells()]
+    assert summary.counts.get("ok") == 4 and summary.counts.get("na") == 2, summary.to_dict()
+    # one worker process for the pair, each cell with its own log and record
+    assert [p.name for p in (runs / "groups").glob("*.json")] == ["digits_cnn__onnxruntime.json"]
+    for o in summary.outcomes:
+        rec = o.record
+        assert rec is not None
+        sweep = rec.extra["sweep"]
+        assert sweep["isolation"] == "backend"
+        if rec.status == "ok":  # measured by LoadGen in the worker, not made up by the sweep
+            assert rec.throughput_ips and rec.throughput_ips > 0
+            assert sweep["child_cpu_s"] > 0
+            assert (runs / o.cell.cell_id / "bench.log").stat().st_size > 0
+            assert (runs / o.cell.cell_id / "loadgen").is_dir()
+    acc = [o.record for o in summary.outcomes if o.cell.mode == "accuracy" and o.status == "ok"]
+    assert acc and all(
+        r is not None and r.accuracy and r.accuracy["top1_pct"] is not None for r in acc
+    )
+    with ResultStore(runs) as store:
+        assert len(store.rows()) == 6
+    # resumed: nothing runs again
+    again = run_sweep(exp, runs, show_progress=False)
+    assert again.counts["skipped"] == 6
+
+
+def _group_crash_command(tmp_path: Path) -> list[str]:
+    """A worker stand-in that starts the first cell, then dies by a signal."""
+    script = tmp_path / "crash_group.py"
+    script.write_text(
+        "import json, os, signal, sys\n"
+        "cells = json.load(open(sys.argv[-1]))\n"
+        "print('runtime noise on stdout')\n"
+        "print(json.dumps({'event': 'start', 'cell': cells[0]['cell']}), flush=True)\n"
+        "sys.stderr.write('loading...\\n'); sys.stderr.flush()\n"
+        "os.kill(os.getpid(), signal.SIGSEGV)\n"
+    )
+    return [sys.executable, str(script)]
+
+
+def test_a_crashed_group_records_its_cells_failed(tmp_path: Path) -> None:
+    exp = parse_experiment(
+        "models: [digits_cnn]\nbackends: [onnxruntime]\nschemes: [fp32, w8a8]\n"
+        "scenarios: [Offline]\nisolation: backend\n"
+    )
+    summary = run_sweep(
+        exp, tmp_path, show_progress=False, group_command=_group_crash_command(tmp_path)
+    )
+    first, second = (o.record for o in summary.outcomes)
+    assert first is not None and first.status == "failed"
+    assert "signal 11" in (first.reason or ""), first.reason
+    assert second is not None and second.status == "failed"
+    assert "not run" in (second.reason or "") and "signal 11" in (second.reason or "")
+    with ResultStore(tmp_path) as store:
+        assert [r["status"] for r in store.rows()] == ["failed", "failed"]
+
+
+def test_interrupt_in_a_group_loses_only_the_cell_in_flight(tmp_path: Path) -> None:
+    exp = parse_experiment("models: [digits_cnn]\nschemes: [fp32, fp16]\nscenarios: [Offline]\n")
+    script = tmp_path / "slow_group.py"
+    script.write_text(
+        "import json, sys, time\n"
+        "cells = json.load(open(sys.argv[-1]))\n"
+        "print(json.dumps({'event': 'start', 'cell': cells[0]['cell']}), flush=True)\n"
+        "time.sleep(120)\n"
+    )
+
+    def _interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, _interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 1.5)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_sweep(
+                exp,
+                tmp_path,
+                show_progress=False,
+                isolation="backend",
+                group_command=[sys.executable, str(script)],
+            )
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    first = exp.cells()[0].cell_id
+    assert ResultRecord.load(tmp_path / first).status == "interrupted"
+    with ResultStore(tmp_path) as store:
+        assert [r["status"] for r in store.rows()] == ["interrupted"]

@@ -1,7 +1,7 @@
 """``edgequant demo``: the embedded default, end to end — a sweep, its report, a summary table.
 
 Example:
-    $ edgequant demo                        # 72 cells -> demo-report/report.html
+    $ edgequant demo                        # 80 cells -> demo-report/report.html
     $ edgequant demo --data imagenet:val/   # ImageNet models' accuracy measured too
     $ edgequant demo --quick                # the plumbing on the digits model, about a minute
 """
@@ -18,8 +18,10 @@ Run the embedded demo experiment (edgequant/examples/demo.yaml) and write its re
                    fp32/w8a8 latency in SingleStream
   efficientnet_lite0 (pretrained), mobilenet_v2, resnet50
                    fp32 and w8a8 on every runtime, Offline, performance on synthetic
-                   inputs; with --data imagenet:DIR their accuracy too.
-                   Without labelled data the report says accuracy was not measured.
+                   inputs (mobilenet_v2 also SingleStream); with --data imagenet:DIR their
+                   accuracy too. Without labelled data the report says accuracy was not measured.
+
+One fresh process per model and runtime runs that pair's cells in turn (isolation: backend).
 
 Everything lands in OUT/runs (resumable: run it again to finish an interrupted demo) and
 OUT/report.html; a summary table is printed at the end.

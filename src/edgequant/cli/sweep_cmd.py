@@ -1,8 +1,10 @@
-"""``edgequant sweep``: run an experiment's matrix, one fresh process per cell, resumably.
+"""``edgequant sweep``: run an experiment's matrix, one fresh process per cell (or per
+model/backend pair with ``--isolation backend``), resumably.
 
 Example:
     $ edgequant sweep experiment.yaml -o runs/
     $ edgequant sweep experiment.yaml -o runs/ --dry-run     # what would run, nothing executed
+    $ edgequant sweep experiment.yaml -o runs/ --isolation backend   # faster: one process per pair
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ Results land in RUNS_DIR/<cell>/result.json and are indexed in RUNS_DIR/results.
 
 Resumable: cells already recorded (ok or n/a) are skipped, failed/interrupted ones are retried;
 --force re-runs everything. Ctrl-C loses at most the cell in flight.
+
+--isolation backend (or `isolation: backend` in the file) runs all cells of one model on one
+backend in turn in one fresh process: runtimes stay apart, the start-up (imports, several
+seconds of CPU) is paid once per pair instead of once per cell; a crash then costs the rest of
+that pair's cells (recorded failed, re-run when the sweep is resumed).
 """
 
 EPILOG = """\
@@ -30,6 +37,7 @@ Experiment file (YAML):
   accuracy: false                         # true: also LoadGen's accuracy mode (Offline cell)
   threads: 2
   duration_s: 10
+  isolation: cell                         # or backend: one process per model/backend pair
   groups: [...]                           # optional sub-matrices overriding any key above
 
 Then: edgequant report RUNS_DIR -o report.html
@@ -49,6 +57,11 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--force", action="store_true", help="re-run cells already recorded")
     p.add_argument(
         "--dry-run", action="store_true", help="list the cells and commands; run nothing"
+    )
+    p.add_argument(
+        "--isolation",
+        choices=("cell", "backend"),
+        help="a fresh process per cell, or per model/backend pair (default: the file's, else cell)",
     )
     p.add_argument("--json", action="store_true", help="print the sweep summary as JSON on stdout")
     p.set_defaults(func=run)
@@ -106,7 +119,9 @@ def run(args: argparse.Namespace) -> int:
     experiment = load_experiment(args.experiment)
     runs = Path(args.output)
     if args.dry_run:
-        summary = run_sweep(experiment, runs, force=args.force, dry_run=True)
+        summary = run_sweep(
+            experiment, runs, force=args.force, dry_run=True, isolation=args.isolation
+        )
         if args.json:
             print_json(summary.to_dict())
         else:
@@ -121,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     install_sigterm()
     log(f"sweep {experiment.name}: {len(experiment.cells())} cell(s) into {runs}")
-    summary = run_sweep(experiment, runs, force=args.force)
+    summary = run_sweep(experiment, runs, force=args.force, isolation=args.isolation)
     if args.json:
         print_json(summary.to_dict())
     else:

@@ -16,6 +16,11 @@ A model may also be a mapping ``{name: my.pth, arch: resnet18}``. ``groups:`` ho
 sub-experiments that inherit every top-level key and override some (the demo uses it to run every
 scheme on the small model but only fp32/w8a8 on the big ones). ``cell_timeout_s`` bounds one cell.
 
+``isolation: cell`` (the default) runs each cell in a fresh ``edgequant bench`` process.
+``isolation: backend`` runs all cells of one model on one backend in turn in one fresh process:
+runtimes stay apart, the start-up (imports, ≥ 4 s of CPU) is paid once per pair, and a crash
+costs the rest of that pair's cells (recorded failed, re-run by a resumed sweep).
+
 A typo'd key is an error naming the key and its line; so is a bad value (an unknown scheme,
 backend or scenario).
 
@@ -32,7 +37,7 @@ Example:
     >>> parse_experiment("models: [m]\\nbackend: [onnxruntime]\\n")
     Traceback (most recent call last):
     ...
-    edgequant.errors.ValidationError: experiment line 2: unknown key 'backend' (did you mean 'backends'?); known keys: accuracy, backends, calib, cell_timeout_s, data, description, duration_s, groups, models, name, scenarios, schemes, threads
+    edgequant.errors.ValidationError: experiment line 2: unknown key 'backend' (did you mean 'backends'?); known keys: accuracy, backends, calib, cell_timeout_s, data, description, duration_s, groups, isolation, models, name, scenarios, schemes, threads
 """
 
 from __future__ import annotations
@@ -62,8 +67,11 @@ KEYS = (
     "threads",
     "duration_s",
     "cell_timeout_s",
+    "isolation",
     "groups",
 )
+#: ``cell``: a fresh process per cell (the default); ``backend``: one per model/backend pair
+ISOLATIONS = ("cell", "backend")
 MODEL_KEYS = ("name", "arch", "weights")
 DEFAULTS: dict[str, Any] = {
     "backends": ["onnxruntime"],
@@ -75,6 +83,7 @@ DEFAULTS: dict[str, Any] = {
     "threads": 2,
     "duration_s": 10.0,
     "cell_timeout_s": None,
+    "isolation": "cell",
 }
 
 
@@ -134,6 +143,14 @@ class Cell:
     threads: int
     duration_s: float
     timeout_s: float
+    isolation: str = "cell"
+
+    @property
+    def process_key(self) -> str:
+        """Cells sharing this key share one process: the cell itself, or its model and backend."""
+        if self.isolation == "backend":
+            return f"{self.model.label}__{self.backend}"
+        return self.cell_id
 
     @property
     def cell_id(self) -> str:
@@ -156,6 +173,7 @@ class Group:
     threads: int
     duration_s: float
     cell_timeout_s: float | None
+    isolation: str = "cell"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -199,6 +217,7 @@ class Experiment:
                                 threads=g.threads,
                                 duration_s=g.duration_s,
                                 timeout_s=base,
+                                isolation=g.isolation,
                             )
                             if cell.cell_id not in seen:
                                 seen.add(cell.cell_id)
@@ -346,6 +365,9 @@ class _Parser:
             isinstance(to_v, bool) or not isinstance(to_v, int | float) or to_v <= 0
         ):
             self.fail(to_n, f"'cell_timeout_s' must be a number of seconds > 0, got {to_v!r}")
+        iso_v, iso_n = get("isolation")
+        if iso_v not in ISOLATIONS:
+            self.fail(iso_n, f"'isolation' must be cell or backend, got {iso_v!r}")
         if accuracy_v and data.split(":", 1)[0] == "synthetic":
             self.fail(
                 accuracy_n,
@@ -362,6 +384,7 @@ class _Parser:
             threads=int(threads_v),
             duration_s=float(dur_v),
             cell_timeout_s=None if to_v is None else float(to_v),
+            isolation=str(iso_v),
         )
 
     def items(self, value: Any, node: Any, key: str) -> list[tuple[Any, Any]]:
@@ -467,6 +490,7 @@ class _Parser:
 
 
 __all__ = [
+    "ISOLATIONS",
     "SCENARIOS",
     "Cell",
     "Experiment",

@@ -13,6 +13,11 @@ cannot disturb the next measurement. The parent only decides, spawns, records an
 * each record is written to ``result.json`` (the source of truth) and then indexed in
   ``results.db`` in one transaction.
 
+With ``isolation: backend`` the cells of one model/backend pair run in turn in ONE fresh worker
+process (:mod:`edgequant.sweep.worker`, which calls ``run_benchmark`` per cell and saves each record
+at once): the imports are paid once per pair, runtimes stay apart, and a crash costs the cell in
+flight plus the rest of that pair (recorded ``failed`` with the error line, retried on resume).
+
 Artifacts are shared through the artifact cache (``EDGEQUANT_CACHE``), so fp32/w8a8 are built once
 per model and backend and found again by the other scenarios' cells.
 
@@ -33,7 +38,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,7 +47,7 @@ from edgequant.console import log
 from edgequant.errors import EdgequantError, UnsupportedError, ValidationError
 from edgequant.results.record import ResultRecord
 from edgequant.results.store import ResultStore
-from edgequant.sweep.experiment import Cell, Experiment
+from edgequant.sweep.experiment import ISOLATIONS, Cell, Experiment
 
 #: statuses that count as "recorded": a resumed sweep skips these cells
 DONE_STATUSES = ("ok", "na")
@@ -154,6 +159,14 @@ def _write_schemes(experiment: Experiment, runs_dir: Path) -> None:
                 out.write_text(yaml.safe_dump(ref.scheme.to_dict(), sort_keys=False))
 
 
+def _process_order(cells: Sequence[Cell]) -> list[Cell]:
+    """The cells grouped by process key (first-seen order): one group's cells run back to back."""
+    keyed: dict[str, list[Cell]] = {}
+    for c in cells:
+        keyed.setdefault(c.process_key, []).append(c)
+    return [c for group in keyed.values() for c in group]
+
+
 def precheck(cell: Cell) -> str | None:
     """The reason this cell cannot run (→ ``na``) found cheaply in the parent, else None.
 
@@ -255,11 +268,7 @@ def run_cell(
     )  # a previous failed attempt's record must not be mistaken for ours
     argv = bench_argv(cell, runs_dir, bench_command)
     started = _now()
-    child_env = dict(os.environ if env is None else env)
-    # the child must import this very edgequant, installed or not
-    src = str(Path(__file__).resolve().parents[2])
-    child_env["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [child_env.get("PYTHONPATH")])])
-    child_env.setdefault("PYTHONUNBUFFERED", "1")
+    child_env = _child_env(env)
     with open(run_dir / BENCH_LOG, "w") as errf:
         proc = subprocess.Popen(
             argv,
@@ -294,6 +303,191 @@ def run_cell(
     if proc.returncode < 0:
         reason = f"bench was killed by signal {-proc.returncode}; {reason}"
     return _parent_record(cell, "failed", reason, started)
+
+
+def worker_command(cells_file: Path) -> list[str]:
+    """``python -m edgequant.sweep.worker CELLS.json``: the process of one model/backend group."""
+    return [sys.executable, "-m", "edgequant.sweep.worker", str(cells_file)]
+
+
+def _worker_cell(cell: Cell, runs_dir: Path) -> dict[str, Any]:
+    """What the worker needs to run one cell: the same settings as :func:`bench_argv`."""
+    config: dict[str, Any] = {
+        "model": cell.model.name,
+        "backend": cell.backend,
+        "scheme": _scheme_arg(cell, runs_dir),
+        "scenario": cell.scenario,
+        "data": cell.data,
+        "accuracy": cell.mode == "accuracy",
+        "threads": cell.threads,
+        "duration_s": cell.duration_s,
+    }
+    if cell.model.arch:
+        config["arch"] = cell.model.arch
+    if cell.model.weights:
+        config["weights"] = cell.model.weights
+    if cell.scheme.scheme.needs_calibration:
+        config["calib"] = cell.calib or cell.data
+    return {"cell": cell.cell_id, "run_dir": str(runs_dir / cell.cell_id), "config": config}
+
+
+def _child_env(env: dict[str, str] | None) -> dict[str, str]:
+    child_env = dict(os.environ if env is None else env)
+    # the child must import this very edgequant, installed or not
+    src = str(Path(__file__).resolve().parents[2])
+    child_env["PYTHONPATH"] = os.pathsep.join([src, *filter(None, [child_env.get("PYTHONPATH")])])
+    child_env.setdefault("PYTHONUNBUFFERED", "1")
+    return child_env
+
+
+@dataclass(kw_only=True)
+class _Done:
+    """One group cell's result as the parent learned it."""
+
+    cell: Cell
+    record: ResultRecord
+    seconds: float
+    cpu_s: float | None
+
+
+def run_group(
+    cells: Sequence[Cell],
+    runs_dir: Path,
+    *,
+    command: Sequence[str] | None = None,
+    env: dict[str, str] | None = None,
+    on_done: Callable[[_Done], None],
+) -> None:
+    """Run ``cells`` (one model, one backend) in turn in ONE fresh worker process.
+
+    ``on_done`` gets each cell's record as soon as the worker reports it. A worker that dies or
+    exceeds a cell's timeout costs the cell in flight and the cells after it (recorded
+    ``failed`` with the error line; a resumed sweep re-runs them). ``KeyboardInterrupt`` kills
+    the worker, saves the cell in flight as ``interrupted`` and propagates.
+    """
+    import queue
+    import threading
+
+    if not cells:
+        return
+    key = cells[0].process_key
+    groups_dir = runs_dir / "groups"
+    groups_dir.mkdir(parents=True, exist_ok=True)
+    cells_file = groups_dir / f"{key}.json"
+    cells_file.write_text(json.dumps([_worker_cell(c, runs_dir) for c in cells], indent=1))
+    for c in cells:  # a previous failed attempt's record must not be mistaken for ours
+        (runs_dir / c.cell_id).mkdir(parents=True, exist_ok=True)
+        (runs_dir / c.cell_id / "result.json").unlink(missing_ok=True)
+    argv = [*command, str(cells_file)] if command else worker_command(cells_file)
+    by_id = {c.cell_id: c for c in cells}
+    pending = list(cells)
+    started = _now()
+    current: Cell | None = None
+    t_cell = time.perf_counter()
+    with open(groups_dir / f"{key}.log", "w") as errf:
+        proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=errf,
+            text=True,
+            env=_child_env(env),
+            start_new_session=True,
+        )
+        lines: queue.Queue[str | None] = queue.Queue()
+
+        def _read() -> None:
+            if proc.stdout is not None:
+                for line in proc.stdout:
+                    lines.put(line)
+            lines.put(None)  # the worker closed its end: it exited (or crashed)
+
+        reader = threading.Thread(target=_read, name="eq-group-reader", daemon=True)
+        reader.start()
+        why: str | None = None
+        try:
+            while pending:
+                timeout = (current or pending[0]).timeout_s
+                try:
+                    line = lines.get(timeout=max(0.1, timeout - (time.perf_counter() - t_cell)))
+                except queue.Empty:
+                    _kill(proc)
+                    why = f"timed out after {timeout:g} s (cell_timeout_s)"
+                    break
+                if line is None:
+                    break
+                try:
+                    event = json.loads(line)
+                    cell = by_id[event["cell"]]
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue  # not the protocol: ignore
+                if event.get("event") == "start":
+                    current, t_cell, started = cell, time.perf_counter(), _now()
+                elif event.get("event") == "done" and cell in pending:
+                    pending.remove(cell)
+                    current = None
+                    rec = _group_record(cell, runs_dir, event, started)
+                    cpu = event.get("cpu_s")
+                    on_done(
+                        _Done(
+                            cell=cell,
+                            record=rec,
+                            seconds=time.perf_counter() - t_cell,
+                            cpu_s=None if cpu is None else float(cpu),
+                        )
+                    )
+                    t_cell = time.perf_counter()
+        except BaseException:  # KeyboardInterrupt, SIGTERM: stop the worker, keep nothing half-done
+            _kill(proc)
+            if current is not None:
+                rec = _parent_record(current, "interrupted", "interrupted by the user", started)
+                rec.save(runs_dir / current.cell_id)
+            raise
+        if why is None:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                _kill(proc)
+    if not pending:
+        return
+    # the worker died (or hung) before finishing: the cell in flight and the rest are lost
+    code = proc.returncode
+    lost = current or pending[0]
+    if why is None:
+        log_text = (
+            (runs_dir / lost.cell_id / BENCH_LOG).read_text(errors="replace")
+            if (runs_dir / lost.cell_id / BENCH_LOG).is_file()
+            else ""
+        )
+        why = _last_line(log_text) or _last_line(
+            (groups_dir / f"{key}.log").read_text(errors="replace")
+        )
+        why = why or f"the worker exited with code {code}"
+        if code is not None and code < 0:
+            why = f"the worker was killed by signal {-code}; {why}"
+    for cell in list(pending):
+        reason = (
+            why if cell is lost else f"not run: the {key} process ended at {lost.cell_id} ({why})"
+        )
+        on_done(
+            _Done(
+                cell=cell,
+                record=_parent_record(cell, "failed", reason[:500], started),
+                seconds=time.perf_counter() - t_cell if cell is lost else 0.0,
+                cpu_s=None,
+            )
+        )
+
+
+def _group_record(cell: Cell, runs_dir: Path, event: dict[str, Any], started: str) -> ResultRecord:
+    """The record of a cell the worker reported done (its own, or one for its error)."""
+    error = event.get("error")
+    if error:
+        status = "na" if event.get("exit_code") == UnsupportedError.exit_code else "failed"
+        return _parent_record(cell, status, str(error), started)
+    rec = _read_record(runs_dir / cell.cell_id / "result.json")
+    if rec is None:
+        return _parent_record(cell, "failed", "the worker saved no result record", started)
+    return rec
 
 
 def _parse_record(stdout: str) -> ResultRecord | None:
@@ -341,8 +535,13 @@ def run_sweep(
     bench_command: Sequence[str] | None = None,
     show_progress: bool | None = None,
     on_cell: Callable[[CellOutcome], None] | None = None,
+    isolation: str | None = None,
+    group_command: Sequence[str] | None = None,
 ) -> SweepSummary:
     """Run every cell of ``experiment`` into ``runs_dir``; see the module docstring.
+
+    ``isolation`` (``cell`` or ``backend``) overrides the experiment's; ``group_command``
+    replaces the worker command of ``backend`` isolation (the cells file is appended).
 
     Example:
         >>> summary = run_sweep(load_experiment("exp.yaml"), "runs/")   # doctest: +SKIP
@@ -353,6 +552,10 @@ def run_sweep(
 
     runs = Path(runs_dir)
     cells = experiment.cells()
+    if isolation is not None:
+        if isolation not in ISOLATIONS:
+            raise ValidationError(f"isolation must be cell or backend, got {isolation!r}")
+        cells = [replace(c, isolation=isolation) for c in cells]
     t0 = time.perf_counter()
     outcomes: list[CellOutcome] = []
     if dry_run:
@@ -378,6 +581,7 @@ def run_sweep(
         (runs / "experiment.yaml").write_text(experiment.text)
     if show_progress is None:
         show_progress = sys.stderr.isatty()
+    position = {c.cell_id: i for i, c in enumerate(cells)}
     with (
         ResultStore(runs) as store,
         tqdm(
@@ -389,50 +593,88 @@ def run_sweep(
             leave=False,
         ) as bar,
     ):
-        for i, cell in enumerate(cells, 1):
-            bar.set_description(cell.cell_id)
-            run_dir = runs / cell.cell_id
-            done = None if force else recorded(cell, runs)
-            t_cell = time.perf_counter()
-            if done is not None:
-                if (
-                    store.get(cell.cell_id) != done
-                ):  # result.json is the truth: keep the index in step
-                    store.add(cell.cell_id, done, run_dir)
-                outcome = CellOutcome(cell=cell, record=done, skipped=True)
-            else:
-                command = bench_argv(cell, runs, bench_command)
-                why = precheck(cell)
-                cpu0 = _children_cpu_s()
-                if why is not None:
-                    record = _parent_record(cell, "na", why, _now())
-                else:
-                    try:
-                        record = run_cell(cell, runs, bench_command)
-                    except KeyboardInterrupt:
-                        stopped = _read_record(run_dir / "result.json")
-                        if stopped is not None:  # index the interrupted cell, then stop the sweep
-                            store.add(cell.cell_id, stopped, run_dir)
-                        raise
-                seconds = time.perf_counter() - t_cell
-                record.extra["sweep"] = {
-                    "experiment": experiment.name,
-                    "cell": cell.cell_id,
-                    "mode": cell.mode,
-                    "seconds": round(seconds, 3),
-                    # CPU seconds of the child: unlike wall time, this does not grow with load
-                    "child_cpu_s": None if why is not None else round(_children_cpu_s() - cpu0, 3),
-                    "command": command,
-                }
-                record.save(run_dir)
-                store.add(cell.cell_id, record, run_dir)
-                outcome = CellOutcome(cell=cell, record=record, seconds=seconds, command=command)
-                note = f": {record.reason}" if record.reason else ""
-                log(f"[{i}/{len(cells)}] {cell.cell_id}: {record.status} ({seconds:.1f} s){note}")
+
+        def finish(cell: Cell, record: ResultRecord, seconds: float, cpu_s: float | None) -> None:
+            """Save and index one cell's new record; report it."""
+            command = bench_argv(cell, runs, bench_command)
+            record.extra["sweep"] = {
+                "experiment": experiment.name,
+                "cell": cell.cell_id,
+                "mode": cell.mode,
+                "isolation": cell.isolation,
+                "seconds": round(seconds, 3),
+                # CPU seconds of the child: unlike wall time, this does not grow with load
+                "child_cpu_s": None if cpu_s is None else round(cpu_s, 3),
+                "command": command,
+            }
+            record.save(runs / cell.cell_id)
+            store.add(cell.cell_id, record, runs / cell.cell_id)
+            outcome = CellOutcome(cell=cell, record=record, seconds=seconds, command=command)
             outcomes.append(outcome)
+            note = f": {record.reason}" if record.reason else ""
+            log(
+                f"[{len(outcomes)}/{len(cells)}] {cell.cell_id}: {record.status} ({seconds:.1f} s){note}"
+            )
             if on_cell is not None:
                 on_cell(outcome)
             bar.update(1)
+
+        def index_interrupted(batch: list[Cell]) -> None:
+            for c in batch:
+                stopped = _read_record(runs / c.cell_id / "result.json")
+                if stopped is not None and stopped.status == "interrupted":
+                    store.add(c.cell_id, stopped, runs / c.cell_id)
+
+        def flush(batch: list[Cell]) -> None:
+            """Run the pending cells of one process key: one bench, or one group worker."""
+            if not batch:
+                return
+            if batch[0].isolation == "cell":
+                for cell in batch:
+                    t_cell, cpu0 = time.perf_counter(), _children_cpu_s()
+                    bar.set_description(cell.cell_id)
+                    try:
+                        record = run_cell(cell, runs, bench_command)
+                    except KeyboardInterrupt:  # index the interrupted cell, then stop the sweep
+                        index_interrupted([cell])
+                        raise
+                    seconds = time.perf_counter() - t_cell
+                    finish(cell, record, seconds, _children_cpu_s() - cpu0)
+            else:
+                bar.set_description(batch[0].process_key)
+                try:
+                    run_group(
+                        batch,
+                        runs,
+                        command=group_command,
+                        on_done=lambda d: finish(d.cell, d.record, d.seconds, d.cpu_s),
+                    )
+                except KeyboardInterrupt:
+                    index_interrupted(batch)
+                    raise
+            batch.clear()
+
+        batch: list[Cell] = []
+        for cell in _process_order(cells):
+            if batch and batch[0].process_key != cell.process_key:
+                flush(batch)
+            done = None if force else recorded(cell, runs)
+            if done is not None:
+                if store.get(cell.cell_id) != done:  # result.json is the truth: keep the index
+                    store.add(cell.cell_id, done, runs / cell.cell_id)
+                outcome = CellOutcome(cell=cell, record=done, skipped=True)
+                outcomes.append(outcome)
+                if on_cell is not None:
+                    on_cell(outcome)
+                bar.update(1)
+                continue
+            why = precheck(cell)
+            if why is not None:
+                finish(cell, _parent_record(cell, "na", why, _now()), 0.0, None)
+                continue
+            batch.append(cell)
+        flush(batch)
+    outcomes.sort(key=lambda o: position[o.cell.cell_id])
     summary = SweepSummary(runs_dir=runs, outcomes=outcomes, seconds=time.perf_counter() - t0)
     skipped = summary.counts.get("skipped", 0)
     if skipped:
@@ -448,5 +690,7 @@ __all__ = [
     "precheck",
     "recorded",
     "run_cell",
+    "run_group",
     "run_sweep",
+    "worker_command",
 ]
