@@ -51,7 +51,10 @@ from edgequant.quant.scheme import Scheme, TensorQuant
 _FLOAT_CAST = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 # ops whose output on integer-valued input is still on the same grid: no requantization needed
+# zero padding included: 0.0 is exactly representable, so padded tensors stay on the grid
 _PASSTHROUGH_MODULES = (
+    nn.ZeroPad2d,
+    nn.ConstantPad2d,
     nn.MaxPool1d,
     nn.MaxPool2d,
     nn.Flatten,
@@ -60,6 +63,7 @@ _PASSTHROUGH_MODULES = (
     nn.Unflatten,
 )
 _PASSTHROUGH_FUNCS: set[Any] = {
+    F.pad,
     torch.flatten,
     torch.reshape,
     F.dropout,
