@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,18 @@ class ScenarioRun:
     samples_completed: int = 0
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+_LOADGEN: ThreadPoolExecutor | None = None
+
+
+def _loadgen_thread() -> ThreadPoolExecutor:
+    """One long-lived thread that runs LoadGen's tests (LoadGen keeps per-thread state; threads
+    that come and go between tests made it crash, see :func:`edgequant.bench.sut._pool`)."""
+    global _LOADGEN
+    if _LOADGEN is None:
+        _LOADGEN = ThreadPoolExecutor(max_workers=1, thread_name_prefix="eq-loadgen")
+    return _LOADGEN
 
 
 def warm_up(
@@ -239,11 +252,10 @@ def _run_once(
             done.set()
 
     interrupted = False
-    thread = threading.Thread(target=target, name="eq-loadgen", daemon=True)
     if on_start is not None:
         on_start()
     t0 = time.perf_counter()
-    thread.start()
+    future = _loadgen_thread().submit(target)
     try:
         # an Event, not Thread.join: a join interrupted by Ctrl-C may not wait properly afterwards
         while not done.wait(0.1):
@@ -254,7 +266,7 @@ def _run_once(
         done.wait(INTERRUPT_GRACE_S)  # a second Ctrl-C here aborts for good
     seconds = time.perf_counter() - t0
     if done.is_set():
-        thread.join()
+        future.result()
         sut.finish()
         qsl.destroy()
     abandoned = not done.is_set()

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import itertools
 import queue
-import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,22 @@ from edgequant.errors import ValidationError
 
 TOPK = 5
 _RESPONSE_BYTES = TOPK * 4
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    """Long-lived worker threads for the Offline and Server SUTs.
+
+    LoadGen keeps a logger per thread that completes samples; a thread that completes samples
+    and then exits leaves that logger behind, and the next test crashed (segfault in
+    StartTest, about one run in six here) when threads were created per run. These threads
+    live as long as the process.
+    """
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="eq-sut")
+    return _POOL
 
 
 def top_indices(logits: np.ndarray, k: int = TOPK) -> np.ndarray:
@@ -240,14 +256,11 @@ class OfflineSUT(BaseSUT):
         super().__init__(
             session, qsl, accuracy=accuracy, batch_size=session.fixed_batch or batch_size
         )
-        self._thread: threading.Thread | None = None
+        self._future: Future[None] | None = None
 
     def issue(self, ids: list[int], indices: list[int]) -> None:
-        # run in our own thread so LoadGen's issue thread returns at once
-        self._thread = threading.Thread(
-            target=self._work, args=(ids, indices), name="eq-offline", daemon=True
-        )
-        self._thread.start()
+        # run on a worker thread so LoadGen's issue thread returns at once
+        self._future = _pool().submit(self._work, ids, indices)
 
     def _work(self, ids: list[int], indices: list[int]) -> None:
         rows = self.qsl.rows(np.asarray(indices, np.int64))
@@ -271,8 +284,8 @@ class OfflineSUT(BaseSUT):
             self.complete(ids_in_order[starts[i] : starts[i + 1]], None)
 
     def finish(self) -> None:
-        if self._thread is not None:
-            self._thread.join()
+        if self._future is not None:
+            self._future.result()
         super().finish()
 
 
@@ -288,8 +301,7 @@ class ServerSUT(BaseSUT):
             session, qsl, accuracy=accuracy, batch_size=session.fixed_batch or batch_size
         )
         self._queue: queue.SimpleQueue[tuple[list[int], list[int]] | None] = queue.SimpleQueue()
-        self._worker = threading.Thread(target=self._work, name="eq-server", daemon=True)
-        self._worker.start()
+        self._worker = _pool().submit(self._work)
 
     def issue(self, ids: list[int], indices: list[int]) -> None:
         self._queue.put((ids, indices))
@@ -335,7 +347,7 @@ class ServerSUT(BaseSUT):
 
     def finish(self) -> None:
         self._queue.put(None)
-        self._worker.join()
+        self._worker.result()
         super().finish()
 
 
