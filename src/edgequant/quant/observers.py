@@ -12,7 +12,7 @@
 
 ``default`` picks ``minmax`` for weights and **mse** for activations: on the digits model and the
 tiny test net it matched or beat percentile/entropy, and unlike percentile it has no knob
-(see ``benchmarks/lab_calibrators.py``).
+(see ``benchmarks/lab_digits.py`` and ``edgequant lab ptq``).
 
 Percentile, MSE and entropy keep a bounded uniform random sample (reservoir) of the values seen,
 plus the exact min/max, so memory stays constant however much calibration data is used.
