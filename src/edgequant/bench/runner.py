@@ -298,6 +298,7 @@ def _measure(
             "interrupted",
             "interrupted by the user (Ctrl-C); LoadGen logs are partial",
         )
+        rec.extra["loadgen_abandoned"] = perf.abandoned
         return
     if perf.error is not None:
         rec.status, rec.reason = "failed", perf.result.reasons[0]
