@@ -141,7 +141,11 @@ class Session(ABC):
     def run_offline(
         self, batches: Sequence[np.ndarray], on_done: Callable[[int, np.ndarray], None]
     ) -> None:
-        """Run many batches as fast as possible; call ``on_done(i, logits)`` as each finishes."""
+        """Run many batches as fast as possible; call ``on_done(i, logits)`` as each finishes.
+
+        Callers keep every batch alive and unchanged until its ``on_done`` has been called, so
+        implementations may read the batches without copying them.
+        """
         for i, b in enumerate(batches):
             on_done(i, self.run(b))
 

@@ -473,11 +473,16 @@ class OpenVinoSession(Session):
         if self._throughput is None:
             self._throughput = self._compile("THROUGHPUT")
         compiled = self._throughput
-        jobs = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        # twice the plugin's optimum: a stream is never idle while Python runs a callback and
+        # submits the next request (measured on MobileNetV2 int8: 228 -> 355 img/s with shared inputs)
+        jobs = 2 * max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         queue = ov.AsyncInferQueue(compiled, jobs)
         errors: list[BaseException] = []
+        # a batch that _check had to convert is a temporary: hold it until its request completes
+        alive: dict[int, np.ndarray] = {}
 
         def done(request: Any, index: int) -> None:
+            alive.pop(index, None)
             try:  # an exception escaping an OpenVINO callback would be lost: keep it, raise later
                 on_done(
                     index, np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True)
@@ -489,8 +494,10 @@ class OpenVinoSession(Session):
         for i, b in enumerate(batches):
             if errors:
                 break
-            # share_inputs=False: the caller may reuse its array before the request runs
-            queue.start_async([self._check(b)], userdata=i, share_inputs=False)
+            # share_inputs=True: the Session contract keeps each batch alive and unchanged until
+            # its on_done, so the request reads the caller's memory without a copy
+            x = alive[i] = self._check(b)
+            queue.start_async([x], userdata=i, share_inputs=True)
         queue.wait_all()
         if errors:
             err = errors[0]
