@@ -131,9 +131,9 @@ def warm_up(
         elapsed = time.perf_counter() - t0
         if len(times) >= 6 and elapsed >= seconds:
             # stop once the runs have stopped getting faster (lazy compilation, caches), or
-            # after 10x the asked time on a machine too noisy to tell
+            # after 3x the asked time on a machine too noisy to tell
             half = len(times) // 2
-            if min(times[half:]) >= 0.9 * min(times[:half]) or elapsed >= 10 * seconds:
+            if min(times[half:]) >= 0.9 * min(times[:half]) or elapsed >= 3 * seconds:
                 break
     # the fastest run, not the median: LoadGen pre-generates its schedule from this estimate and
     # runs out (INVALID) if the model turns out faster than expected; too many is harmless

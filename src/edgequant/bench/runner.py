@@ -285,7 +285,8 @@ def _measure(
         settings,
         cfg.run_dir / "loadgen",
         batch_size=batch,
-        warmup_s=cfg.warmup_s,
+        # quick runs shorter than the warm-up (sweeps, the demo) need no more warm-up than run time
+        warmup_s=cfg.warmup_s if cfg.mlperf else min(cfg.warmup_s, max(0.25, cfg.duration_s / 2)),
         on_start=energy.start,
     )
     result = energy.stop(perf.samples_completed)
