@@ -14,7 +14,7 @@ import pytest
 
 from edgequant.backends import get_backend
 from edgequant.backends.base import Artifact, Backend
-from edgequant.errors import BackendUnavailableError, UnsupportedError
+from edgequant.errors import BackendUnavailableError, UnsupportedError, ValidationError
 from edgequant.quant.scheme import get_scheme, scheme_names
 from tests.helpers import tiny_inputs
 
@@ -143,6 +143,22 @@ class BackendContract:
             assert loaded.scheme.name == name
             assert loaded.backend == self.backend_name
             assert "executed_precision" in loaded.metadata, name
+
+    @pytest.mark.parametrize(
+        ("shape", "fill", "match"),
+        [
+            ((4, 3, 32, 32), np.nan, "NaN"),
+            ((4, 3, 16, 16), 0.0, "shape"),
+            ((0, 3, 32, 32), 0.0, "empty"),
+        ],
+        ids=["nan", "wrong-shape", "empty"],
+    )
+    def test_bad_calibration_is_rejected(
+        self, backend: Backend, tiny_model, tmp_path: Path, shape, fill, match
+    ) -> None:  # type: ignore[no-untyped-def]
+        calib = np.full(shape, fill, np.float32)
+        with pytest.raises(ValidationError, match=match):
+            backend.prepare(tiny_model, get_scheme("w8a8"), calib, tmp_path)
 
     def test_unsupported_scheme_raises(self, backend: Backend, tiny_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
         weird = get_scheme(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -164,20 +163,10 @@ def test_unavailable_contract(backend: Backend) -> None:
     assert backend.versions().keys() >= {"torch", "torchao"}
 
 
-@pytest.mark.parametrize(
-    ("calib", "match"),
-    [
-        (np.zeros((0, 3, 32, 32), np.float32), "empty"),
-        (np.full((4, 3, 32, 32), np.nan, np.float32), "NaN"),
-        (np.zeros((4, 3, 16, 16), np.float32), "shape"),
-        (None, "empty"),
-    ],
-)
-def test_bad_calibration(
-    backend: Backend, tiny_model: Model, tmp_path: Path, calib: Any, match: str
-) -> None:
-    with pytest.raises(ValidationError, match=match):
-        backend.prepare(tiny_model, get_scheme("w8a8"), calib, tmp_path)
+def test_missing_calibration(backend: Backend, tiny_model: Model, tmp_path: Path) -> None:
+    # NaN / wrong shape / empty calibration: the shared contract tests them
+    with pytest.raises(ValidationError, match="empty"):
+        backend.prepare(tiny_model, get_scheme("w8a8"), None, tmp_path)
 
 
 def test_unsupported_scheme_fails_before_work(

@@ -106,6 +106,10 @@ class SimBackend(Backend):
         self.check_supported(scheme, model)
         if scheme.is_static and calibration is None:
             raise ValidationError(f"scheme {scheme.name} needs calibration data (pass --calib)")
+        if calibration is not None:
+            from edgequant.data.calibration import validate_batch
+
+            calibration = validate_batch(calibration, model.input_spec, what="calibration data")
         model = apply_techniques(model, scheme, calibration)
         if model.module is None:  # for mypy; supports() has excluded it
             raise ValidationError("the simulator needs a PyTorch module")
