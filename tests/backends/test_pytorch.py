@@ -16,7 +16,7 @@ import torch
 
 from edgequant.backends import get_backend
 from edgequant.backends.base import Artifact, Backend
-from edgequant.backends.pytorch import GRAPH_NAME, PACKAGE_NAME, PyTorchSession
+from edgequant.backends.pytorch import GRAPH_NAME, PROGRAM_NAME, PyTorchBackend, PyTorchSession
 from edgequant.backends.pytorch_pt2e import count_kernels, quantize_pt2e, tensor_bytes
 from edgequant.errors import ArtifactError, ModelError, UnsupportedError, ValidationError
 from edgequant.models.base import Model
@@ -42,15 +42,21 @@ class TestPyTorch(BackendContract):
             with pytest.raises(UnsupportedError):
                 backend.check_supported(get_scheme(name), tiny_model)
 
-    def test_artifact_is_an_aoti_package_loaded_without_recompiling(
+    def test_packages_compiled_once_per_batch_size_and_loaded_without_recompiling(
         self, backend: Backend, built: dict[str, Artifact], reference: tuple[np.ndarray, np.ndarray]
     ) -> None:
         x, _ = reference
         for name, art in built.items():
-            assert art.path.name == PACKAGE_NAME, name
-            assert art.metadata["format"] == "aotinductor-package"
+            assert art.path.name == PROGRAM_NAME, name
             assert art.metadata["loads_without_recompiling"] is True
-            assert art.metadata["compile_s"] > 0
+            backend.specialize(art, [1, 8])
+            packages = PyTorchBackend.packages(art)
+            assert sorted(packages) == [1, 8], name
+            stamps = {b: p.stat().st_mtime_ns for b, p in packages.items()}
+            backend.specialize(art, [8, 1])  # already there: nothing is compiled again
+            assert {
+                b: p.stat().st_mtime_ns for b, p in PyTorchBackend.packages(art).items()
+            } == stamps
             loaded = Artifact.load(art.directory)
             with backend.load(loaded, threads=1) as sess:
                 assert isinstance(sess, PyTorchSession)
@@ -82,6 +88,8 @@ class TestPyTorch(BackendContract):
     def test_inspect_counts_quantized_convs(
         self, backend: Backend, built: dict[str, Artifact]
     ) -> None:
+        for art in built.values():
+            backend.specialize(art, [1])  # kernel counts come from a compiled package
         for name in ("w8a8", "w8a8-pt", "w8a8-sym"):
             report = backend.inspect(built[name])
             convs = report.convs
@@ -113,16 +121,28 @@ class TestPyTorch(BackendContract):
             torch.set_num_threads(before)
 
     def test_batches_run_as_chunks_of_compiled_sizes(
-        self, backend: Backend, built: dict[str, Artifact], reference: tuple[np.ndarray, np.ndarray]
+        self,
+        backend: Backend,
+        built: dict[str, Artifact],
+        reference: tuple[np.ndarray, np.ndarray],
+        tmp_path: Path,
     ) -> None:
         x, _ = reference
-        assert built["w8a8"].metadata["packages"] == {"1": "model-b1.pt2", "8": "model-b8.pt2"}
+        backend.specialize(built["w8a8"], [1, 8])
         with backend.load(built["w8a8"], threads=1) as sess:
             eleven = sess.run(x[:11])  # 8 + 1 + 1 + 1
             parts = np.concatenate(
                 [sess.run(x[:8]), *(sess.run(x[i : i + 1]) for i in range(8, 11))]
             )
         np.testing.assert_allclose(eleven, parts, rtol=1e-5, atol=1e-5)
+        # only batch 8 compiled (an Offline-only artifact): the tail of 3 is padded to 8
+        only8 = tmp_path / "only8"
+        shutil.copytree(built["w8a8"].directory, only8)
+        (only8 / "model-b1.pt2").unlink()
+        with backend.load(Artifact.load(only8), threads=1) as sess:
+            assert sorted(sess._runners) == [8]
+            padded = sess.run(x[:11])
+        np.testing.assert_allclose(padded, eleven, rtol=1e-5, atol=1e-5)
 
     def test_run_rejects_wrong_shape(self, backend: Backend, built: dict[str, Artifact]) -> None:
         with (
@@ -135,15 +155,22 @@ class TestPyTorch(BackendContract):
         self, backend: Backend, built: dict[str, Artifact], tmp_path: Path
     ) -> None:
         copy = tmp_path / "broken"
+        backend.specialize(built["fp32"], [1])
         shutil.copytree(built["fp32"].directory, copy)
-        pkg = copy / PACKAGE_NAME
+        pkg = copy / "model-b1.pt2"
         pkg.write_bytes(
             pkg.read_bytes()[: pkg.stat().st_size // 3]
         )  # truncated download / disk full
         with pytest.raises(ArtifactError, match="rebuild"):
             backend.load(Artifact.load(copy), threads=1)
+        empty = tmp_path / "empty"
+        empty.mkdir()
         missing = Artifact(
-            path=copy / "missing.pt2", backend="pytorch", model="m", scheme=get_scheme("fp32")
+            path=empty / PROGRAM_NAME,
+            backend="pytorch",
+            model="m",
+            scheme=get_scheme("fp32"),
+            metadata={"input_shape": [3, 8, 8]},
         )
         with pytest.raises(ArtifactError, match="rebuild"):
             backend.load(missing, threads=1)
@@ -174,7 +201,7 @@ def test_unsupported_scheme_fails_before_work(
 ) -> None:
     with pytest.raises(UnsupportedError, match="w4a8"):
         backend.prepare(tiny_model, get_scheme("w4a8"), tiny_inputs(tiny_model, 4), tmp_path)
-    assert not (tmp_path / PACKAGE_NAME).exists()
+    assert not (tmp_path / PROGRAM_NAME).exists()
     onnx_only = Model(
         name="user",
         family="onnx",

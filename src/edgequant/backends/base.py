@@ -22,7 +22,7 @@ import difflib
 import importlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -268,6 +268,18 @@ class Backend(ABC):
     @abstractmethod
     def load(self, artifact: Artifact, threads: int) -> Session:
         """Load an artifact into a session using ``threads`` CPU threads."""
+
+    def specialize(self, artifact: Artifact, batch_sizes: Iterable[int] | None = None) -> None:
+        """Get ``artifact`` ready to run these batch sizes at full speed, before anything is timed.
+
+        Runtimes with static-shape compiled artifacts (PyTorch's AOTInductor packages) compile
+        what is missing once and keep it with the artifact; ``None`` means the backend's default
+        sizes. The others run any batch size as built and need nothing.
+
+        Example:
+            >>> get_backend("onnxruntime").specialize(art, [1])   # doctest: +SKIP
+        """
+        return None
 
     def inspect(self, artifact: Artifact) -> InspectReport:
         """Which ops run in integer precision, which in float, and why."""

@@ -41,8 +41,9 @@ if TYPE_CHECKING:
     from edgequant.data.base import Dataset
     from edgequant.models.base import Model
 
-#: bump when the layout or the key changes, so old entries are not reused
-CACHE_FORMAT = 1
+#: bump when the layout, the key or a build default changes, so old entries are not reused
+#: (2: bias correction by default for ONNX Runtime, LiteRT and PyTorch static int8)
+CACHE_FORMAT = 2
 
 
 def default_cache_dir() -> Path:

@@ -143,6 +143,11 @@ class LiteRtBackend(Backend):
     def _build(
         self, model: Model, scheme: Scheme, calib: np.ndarray | None, out_dir: Path
     ) -> Artifact:
+        bias_note = None
+        if scheme.is_static:  # ai-edge-quantizer has no bias correction of its own
+            from edgequant.quant.bias_correction import corrected_for_quantizer
+
+            model, bias_note = corrected_for_quantizer(model, scheme, calib)
         t0 = time.perf_counter()
         float_bytes = _convert(model)
         convert_s = time.perf_counter() - t0
@@ -163,7 +168,12 @@ class LiteRtBackend(Backend):
             data, cal_meta = _quantize(float_bytes, recipe, calib, scheme)
             path.write_bytes(data)
             meta.update(
-                quantizer={"name": "ai-edge-quantizer", "recipe": recipe, **cal_meta},
+                quantizer={
+                    "name": "ai-edge-quantizer",
+                    "recipe": recipe,
+                    **cal_meta,
+                    "bias_correction": bias_note,
+                },
                 quantize_s=round(time.perf_counter() - t1, 2),
             )
         meta.update(_describe(path, scheme))

@@ -193,6 +193,10 @@ class OnnxRuntimeBackend(Backend):
             "choices": [],
             "quantizer_options": {},
         }
+        if scheme.is_static:  # quantize_static has no bias correction of its own
+            from edgequant.quant.bias_correction import corrected_for_quantizer
+
+            model, meta["bias_correction"] = corrected_for_quantizer(model, scheme, calibration)
         with tempfile.TemporaryDirectory(prefix="eq-ort-", dir=out_dir) as tmp:
             fp32 = export_onnx(model, Path(tmp) / "fp32.onnx")
             meta["fp32_weight_bytes"] = onnx_weight_bytes(fp32)

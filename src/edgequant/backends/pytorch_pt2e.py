@@ -7,7 +7,8 @@ replace each ``dq → conv → q`` pattern by a oneDNN ``qconv`` kernel (u8 acti
 weights, VNNI on this CPU). Everything here follows from what those kernels can run:
 
 * ``w8a8`` — the X86 default: per-channel symmetric s8 weights, asymmetric u8 activations,
-  ``HistogramObserver`` (L2-optimal range) for activations.
+  ``HistogramObserver`` (L2-optimal range) for activations — with the weights in the restricted
+  range ±127 (the default -128..127 divides by 127.5 and clips each channel's largest weight).
 * ``w8a8-pt`` — Inductor only lowers convs whose weights are ``dequantize_per_channel``; a
   per-tensor weight would leave every conv in float. We therefore express per-tensor weights as
   per-channel weights that all share one scale (identical numerics, int8 kernels kept).
@@ -132,7 +133,11 @@ def quantizer_for(scheme: Scheme) -> tuple[Any, dict[str, Any]]:
         opts["activation_encoding"] = "asymmetric uint8 0..255 (X86 default)"
     act = dataclasses.replace(act, observer_or_fake_quant_ctr=act_obs.with_args(**act_kwargs))
 
-    weight = base.weight
+    # restricted range +-127 (scale = max|w| / 127, as TFLite and NNCF): the default -128..127
+    # divides by 127.5 and clips every channel's largest positive weight by half a step, and it
+    # must match the quantizer that bias correction assumes (edgequant.quant.fake_quant)
+    weight = dataclasses.replace(base.weight, quant_min=-127, quant_max=127)
+    opts["weight_range"] = "restricted -127..127 (scale = max|w| / 127)"
     if w.granularity == "tensor":
         weight = dataclasses.replace(
             weight, observer_or_fake_quant_ctr=shared_scale_observer().with_args(eps=2**-12)

@@ -95,6 +95,19 @@ def _query_batch(scenario: str, batch: int) -> int:
     return {"SingleStream": 1, "MultiStream": MULTISTREAM_SAMPLES}.get(scenario, batch)
 
 
+def scenario_batch_sizes(scenario: str, batch: int) -> list[int]:
+    """The batch sizes a scenario hands to ``Session.run``: Server's worker batches whatever
+    has arrived (1 up to ``batch``), the others one fixed size.
+
+    Example:
+        >>> scenario_batch_sizes("Server", 8)
+        [1, 8]
+    """
+    if scenario == "Server":
+        return sorted({1, batch})
+    return [_query_batch(scenario, batch)]
+
+
 def run_benchmark(cfg: BenchConfig) -> ResultRecord:
     """Run one benchmark and write ``RUN_DIR/result.json``; the record says how it went.
 
@@ -163,6 +176,8 @@ def run_benchmark(cfg: BenchConfig) -> ResultRecord:
         rec.size_bytes, rec.weight_bytes = artifact_sizes(
             artifact.metadata, artifact_disk_bytes(artifact.path)
         )
+        # static-shape runtimes compile the batch sizes this scenario runs now, not while timed
+        backend.specialize(artifact, scenario_batch_sizes(cfg.scenario, cfg.batch_size or 8))
         log(f"loading {artifact.path.name} into {backend.name} ({cfg.threads} threads)")
         with backend.load(artifact, cfg.threads) as session:
             _measure(cfg, rec, settings, session, model, data)

@@ -137,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.calib:
         log(f"note: {scheme.name} needs no calibration; --calib ignored")
     art = get_or_build(backend, model, scheme, calib, cache_dir=args.cache_dir, force=args.force)
+    backend.specialize(art)  # a deployable artifact: the runtime's default batch sizes compiled
     out = copy_artifact(art.directory, Path(args.output))
     final = Artifact.load(out)
     meta = final.metadata
