@@ -57,6 +57,12 @@ def test_good_file_expands_to_cells() -> None:
         ("models: [m]\naccuracy: true\n", 2, ["labelled data"]),
         ("backends: [onnxruntime]\n", 1, ["'models' is missing"]),
         ("models: [m]\nisolation: process\n", 2, ["'isolation' must be cell or backend"]),
+        ("models: [m]\nbuild_jobs: 0\n", 2, ["'build_jobs' must be an integer >= 1"]),
+        (
+            "models: [m]\ngroups:\n  - models: [n]\n    build_jobs: 2\n",
+            4,
+            ["'build_jobs' applies to the whole experiment"],
+        ),
         (
             "models: [m]\ngroups:\n  - models: [n]\n    shemes: [fp32]\n",
             4,

@@ -226,3 +226,27 @@ def test_interrupt_in_a_group_loses_only_the_cell_in_flight(tmp_path: Path) -> N
     assert ResultRecord.load(tmp_path / first).status == "interrupted"
     with ResultStore(tmp_path) as store:
         assert [r["status"] for r in store.rows()] == ["interrupted"]
+
+
+def test_build_jobs_build_pairs_ahead_then_measure(tmp_path: Path) -> None:
+    exp = parse_experiment(
+        "models: [digits_cnn]\nbackends: [onnxruntime, openvino]\nschemes: [fp32, w8a8]\n"
+        "scenarios: [Offline]\ndata: digits\nduration_s: 0.5\nisolation: backend\n"
+        "build_jobs: 2\n"
+    )
+    assert exp.build_jobs == 2
+    runs = tmp_path / "runs"
+    summary = run_sweep(exp, runs, show_progress=False)
+    assert summary.counts.get("ok") == 4, summary.to_dict()
+    for pair in ("digits_cnn__onnxruntime", "digits_cnn__openvino"):
+        text = (runs / "groups" / f"{pair}.build.log").read_text()
+        # each pair's artifacts were built by its own build process, before measuring
+        assert text.count(f"built {pair}__") == 2, text
+        assert "failed" not in text
+    for o in summary.outcomes:
+        assert o.record is not None and o.record.throughput_ips and o.record.throughput_ips > 0
+    # nothing left to run: no build pass either
+    stamp = (runs / "groups" / "digits_cnn__openvino.build.log").stat().st_mtime_ns
+    again = run_sweep(exp, runs, show_progress=False)
+    assert again.counts["skipped"] == 4
+    assert (runs / "groups" / "digits_cnn__openvino.build.log").stat().st_mtime_ns == stamp

@@ -193,6 +193,29 @@ def run_benchmark(cfg: BenchConfig) -> ResultRecord:
     return _finish(rec, cfg, backend)
 
 
+def prepare_artifact(cfg: BenchConfig) -> Artifact | None:
+    """Build (or find in the cache) the artifact ``run_benchmark(cfg)`` would run, with the batch
+    sizes of its scenario compiled; None when the backend cannot run the scheme.
+
+    Sweeps call this to build ahead, several pairs at a time, before anything is measured.
+
+    Example:
+        >>> art = prepare_artifact(BenchConfig(model="digits_cnn", backend="onnxruntime"))  # doctest: +SKIP
+    """
+    from edgequant.backends.base import get_backend
+    from edgequant.models.loader import load_model
+    from edgequant.quant.scheme import get_scheme
+
+    backend = get_backend(str(cfg.backend))
+    scheme = get_scheme(cfg.scheme)
+    model = load_model(str(cfg.model), weights=cfg.weights, arch=cfg.arch)
+    if backend.unavailable_reason() or backend.supports(scheme, model):
+        return None
+    artifact = _build(cfg, backend, model, scheme, [])
+    backend.specialize(artifact, scenario_batch_sizes(cfg.scenario, cfg.batch_size or 8))
+    return artifact
+
+
 def _artifact_model(cfg: BenchConfig, name: str) -> Model:
     """The model behind a prebuilt artifact. Only accuracy mode needs its fp32 module (for the
     reference); otherwise the zoo entry's input spec is enough, which saves building the module."""

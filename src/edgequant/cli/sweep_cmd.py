@@ -24,6 +24,10 @@ Resumable: cells already recorded (ok or n/a) are skipped, failed/interrupted on
 backend in turn in one fresh process: runtimes stay apart, the start-up (imports, several
 seconds of CPU) is paid once per pair instead of once per cell; a crash then costs the rest of
 that pair's cells (recorded failed, re-run when the sweep is resumed).
+
+--build-jobs N (or `build_jobs: N`) builds the artifacts first, N model/backend pairs at a time
+(builds are mostly single-threaded: two at a time nearly halve them on 2 cores), then measures
+one cell at a time on the idle machine.
 """
 
 EPILOG = """\
@@ -38,6 +42,7 @@ Experiment file (YAML):
   threads: 2
   duration_s: 10
   isolation: cell                         # or backend: one process per model/backend pair
+  build_jobs: 1                           # >1: build N pairs' artifacts at once, then measure
   groups: [...]                           # optional sub-matrices overriding any key above
 
 Then: edgequant report RUNS_DIR -o report.html
@@ -62,6 +67,13 @@ def add_parser(subparsers: Any) -> None:
         "--isolation",
         choices=("cell", "backend"),
         help="a fresh process per cell, or per model/backend pair (default: the file's, else cell)",
+    )
+    p.add_argument(
+        "--build-jobs",
+        type=int,
+        metavar="N",
+        help="build artifacts N model/backend pairs at a time before measuring "
+        "(default: the file's build_jobs, else 1 = build inside each cell)",
     )
     p.add_argument("--json", action="store_true", help="print the sweep summary as JSON on stdout")
     p.set_defaults(func=run)
@@ -136,7 +148,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     install_sigterm()
     log(f"sweep {experiment.name}: {len(experiment.cells())} cell(s) into {runs}")
-    summary = run_sweep(experiment, runs, force=args.force, isolation=args.isolation)
+    summary = run_sweep(
+        experiment, runs, force=args.force, isolation=args.isolation, build_jobs=args.build_jobs
+    )
     if args.json:
         print_json(summary.to_dict())
     else:

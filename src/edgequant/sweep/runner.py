@@ -478,6 +478,84 @@ def run_group(
         )
 
 
+def build_ahead(
+    cells: Sequence[Cell],
+    runs_dir: Path,
+    jobs: int,
+    *,
+    command: Sequence[str] | None = None,
+    env: dict[str, str] | None = None,
+    on_done: Callable[[str, int], None] | None = None,
+) -> dict[str, int]:
+    """Build the artifacts of ``cells``, ``jobs`` model/backend pairs at a time; measure nothing.
+
+    Each pair runs ``python -m edgequant.sweep.worker --build`` in its own process (runtimes
+    stay apart) and logs to ``groups/PAIR.build.log``. A failed build is not recorded here: the
+    measuring pass runs that cell and records what goes wrong. Returns each pair's exit code.
+    ``KeyboardInterrupt`` stops every build and propagates (nothing is recorded).
+
+    Example:
+        >>> build_ahead(cells, Path("runs"), jobs=2)   # doctest: +SKIP
+        {'resnet50__pytorch': 0, 'resnet50__openvino': 0}
+    """
+    pairs: dict[str, list[Cell]] = {}
+    for c in cells:
+        pairs.setdefault(f"{c.model.label}__{c.backend}", []).append(c)
+    groups_dir = runs_dir / "groups"
+    groups_dir.mkdir(parents=True, exist_ok=True)
+    waiting = list(pairs.items())
+    running: dict[str, tuple[subprocess.Popen[str], float, Any]] = {}
+    codes: dict[str, int] = {}
+    try:
+        while waiting or running:
+            while waiting and len(running) < jobs:
+                key, group = waiting.pop(0)
+                cells_file = groups_dir / f"{key}.build.json"
+                cells_file.write_text(
+                    json.dumps([_worker_cell(c, runs_dir) for c in group], indent=1)
+                )
+                argv = (
+                    [*command, "--build", str(cells_file)]
+                    if command
+                    else [
+                        sys.executable,
+                        "-m",
+                        "edgequant.sweep.worker",
+                        "--build",
+                        str(cells_file),
+                    ]
+                )
+                log_f = open(groups_dir / f"{key}.build.log", "w")  # noqa: SIM115 (closed below)
+                proc = subprocess.Popen(
+                    argv,
+                    stdout=log_f,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                    env=_child_env(env),
+                    start_new_session=True,
+                )
+                deadline = time.perf_counter() + sum(c.timeout_s for c in group)
+                running[key] = (proc, deadline, log_f)
+            for key, (proc, deadline, log_f) in list(running.items()):
+                code = proc.poll()
+                if code is None and time.perf_counter() > deadline:
+                    _kill(proc)
+                    code = proc.returncode if proc.returncode is not None else -9
+                if code is not None:
+                    log_f.close()
+                    del running[key]
+                    codes[key] = code
+                    if on_done is not None:
+                        on_done(key, code)
+            time.sleep(0.2)
+    except BaseException:  # KeyboardInterrupt, SIGTERM: stop every build
+        for proc, _, log_f in running.values():
+            _kill(proc)
+            log_f.close()
+        raise
+    return codes
+
+
 def _group_record(cell: Cell, runs_dir: Path, event: dict[str, Any], started: str) -> ResultRecord:
     """The record of a cell the worker reported done (its own, or one for its error)."""
     error = event.get("error")
@@ -537,11 +615,15 @@ def run_sweep(
     on_cell: Callable[[CellOutcome], None] | None = None,
     isolation: str | None = None,
     group_command: Sequence[str] | None = None,
+    build_jobs: int | None = None,
 ) -> SweepSummary:
     """Run every cell of ``experiment`` into ``runs_dir``; see the module docstring.
 
     ``isolation`` (``cell`` or ``backend``) overrides the experiment's; ``group_command``
-    replaces the worker command of ``backend`` isolation (the cells file is appended).
+    replaces the worker command of ``backend`` isolation (the cells file is appended);
+    ``build_jobs`` overrides the experiment's: above 1, the artifacts of the cells still to run
+    are built that many model/backend pairs at a time before anything is measured
+    (:func:`build_ahead`).
 
     Example:
         >>> summary = run_sweep(load_experiment("exp.yaml"), "runs/")   # doctest: +SKIP
@@ -654,10 +736,8 @@ def run_sweep(
                     raise
             batch.clear()
 
-        batch: list[Cell] = []
+        to_run: list[Cell] = []
         for cell in _process_order(cells):
-            if batch and batch[0].process_key != cell.process_key:
-                flush(batch)
             done = None if force else recorded(cell, runs)
             if done is not None:
                 if store.get(cell.cell_id) != done:  # result.json is the truth: keep the index
@@ -672,6 +752,32 @@ def run_sweep(
             if why is not None:
                 finish(cell, _parent_record(cell, "na", why, _now()), 0.0, None)
                 continue
+            to_run.append(cell)
+        jobs = experiment.build_jobs if build_jobs is None else build_jobs
+        if jobs < 1:
+            raise ValidationError(f"build jobs must be >= 1, got {jobs}")
+        if jobs > 1 and to_run:
+            n_pairs = len({(c.model.label, c.backend) for c in to_run})
+            log(f"building artifacts: {n_pairs} model/backend pairs, {jobs} at a time")
+            bar.set_description(f"building ({jobs} at a time)")
+            t_build = time.perf_counter()
+            built = build_ahead(
+                to_run,
+                runs,
+                jobs,
+                command=group_command,
+                on_done=lambda key, code: log(
+                    f"built {key}" + ("" if code == 0 else f" (some builds failed, exit {code})")
+                ),
+            )
+            log(
+                f"builds done in {time.perf_counter() - t_build:.0f} s "
+                f"({sum(1 for c in built.values() if c == 0)}/{len(built)} pairs clean); measuring"
+            )
+        batch: list[Cell] = []
+        for cell in to_run:
+            if batch and batch[0].process_key != cell.process_key:
+                flush(batch)
             batch.append(cell)
         flush(batch)
     outcomes.sort(key=lambda o: position[o.cell.cell_id])
@@ -686,6 +792,7 @@ __all__ = [
     "CellOutcome",
     "SweepSummary",
     "bench_argv",
+    "build_ahead",
     "default_bench_command",
     "precheck",
     "recorded",

@@ -17,9 +17,14 @@ runtimes print goes to stderr instead, so it cannot corrupt the protocol)::
 this process's user + system CPU during the cell (the first cell also carries the start-up).
 Stderr goes to each cell's ``bench.log`` while that cell runs.
 
+``--build`` only builds each cell's artifact (:func:`edgequant.bench.runner.prepare_artifact`)
+and measures nothing: the sweep's ``build_jobs`` runs several of these at once before measuring.
+A cell whose build fails is reported on stderr and left to the measuring pass, which records it.
+
 Example (the file is written by :func:`edgequant.sweep.runner.run_sweep`)::
 
     $ python -m edgequant.sweep.worker runs/groups/digits_cnn__onnxruntime.json
+    $ python -m edgequant.sweep.worker --build runs/groups/digits_cnn__onnxruntime.build.json
 """
 
 from __future__ import annotations
@@ -115,13 +120,35 @@ def run_cells(cells: list[dict[str, Any]], channel: IO[str], cpu_at_start: float
     return errors
 
 
+def build_cells(cells: list[dict[str, Any]]) -> int:
+    """Build each cell's artifact; returns how many builds failed (each said on stderr)."""
+    from edgequant.bench.runner import BenchConfig, prepare_artifact
+
+    failed = 0
+    for item in cells:
+        t0 = time.perf_counter()
+        try:
+            config = {k: v for k, v in item["config"].items() if k in CONFIG_KEYS}
+            prepare_artifact(BenchConfig(**config, run_dir=Path(item["run_dir"]), progress=False))
+            print(f"built {item['cell']} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+        except Exception as e:  # the measuring pass runs the cell again and records the error
+            failed += 1
+            lines = str(e).strip().splitlines()
+            print(f"build of {item['cell']} failed: {lines[0] if lines else e!r}", file=sys.stderr)
+    return failed
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: ``python -m edgequant.sweep.worker CELLS.json``."""
+    """Entry point: ``python -m edgequant.sweep.worker [--build] CELLS.json``."""
     args = sys.argv[1:] if argv is None else argv
+    build = bool(args) and args[0] == "--build"
+    args = args[1:] if build else args
     if len(args) != 1:
-        print("usage: python -m edgequant.sweep.worker CELLS.json", file=sys.stderr)
+        print("usage: python -m edgequant.sweep.worker [--build] CELLS.json", file=sys.stderr)
         return 2
     cells = json.loads(Path(args[0]).read_text())
+    if build:
+        return 1 if build_cells(cells) else 0
     # the protocol keeps the real stdout; anything else printing to fd 1 lands on stderr
     channel = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
