@@ -82,7 +82,7 @@ def demo_experiment(*, quick: bool = False, data: str | None = None) -> Any:
             )
         doc = yaml.safe_load(text)
         for group in doc.get("groups", [doc]):
-            if group.get("data", doc.get("data")) == "synthetic":
+            if str(group.get("data", doc.get("data"))).startswith("synthetic"):
                 group.update(data=data, calib=data, accuracy=True)
         doc["description"] = doc.get("description", "") + f" ImageNet models measured on {data}."
         text = f"# edgequant demo with --data {data}\n" + yaml.safe_dump(doc, sort_keys=False)

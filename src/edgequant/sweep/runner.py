@@ -503,7 +503,9 @@ def build_ahead(
         pairs.setdefault(f"{c.model.label}__{c.backend}", []).append(c)
     groups_dir = runs_dir / "groups"
     groups_dir.mkdir(parents=True, exist_ok=True)
-    waiting = list(pairs.items())
+    # the longest builds first, so that no lane idles at the end while one long build runs:
+    # PyTorch's AOTInductor compiles take several times the other runtimes' builds
+    waiting = sorted(pairs.items(), key=lambda kv: kv[1][0].backend != "pytorch")
     running: dict[str, tuple[subprocess.Popen[str], float, Any]] = {}
     codes: dict[str, int] = {}
     try:

@@ -1,0 +1,164 @@
+"""INT8 vs FP32 accuracy per runtime, side by side: top-1 drop, agreement and logits SQNR.
+
+For each available (non-simulated) backend, builds the integer scheme (default ``w8a8``) with
+that runtime's own quantizer and edgequant's defaults, calibrated on one labelled set, and scores
+it on another: top-1 of fp32 (eager PyTorch) and of the artifact, the drop, the share of images
+whose top-1 class agrees with fp32, and the logits' signal-to-quantization-noise ratio against
+fp32 (a continuous measure: on a few images, agreement moves by whole images, SQNR does not).
+This is the issue's held-out check: ``--calib`` and ``--data`` should be disjoint (e.g. 200 and
+800 ImageNet validation images). With ``--halves``, one folder is split in two: calibrate on one
+half, score the other, then swap, so every image is scored once by a model that never saw it.
+
+Example:
+    $ python benchmarks/int8_accuracy.py --model efficientnet_lite0 \\
+          --calib imagenet:/data/val-200 --data imagenet:/data/val-800
+    $ python benchmarks/int8_accuracy.py --data imagenet:shared/data/imagenet-dev --halves
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--model", default="efficientnet_lite0", help="zoo name (pretrained weights)")
+    p.add_argument("--data", required=True, help="labelled set to score, e.g. imagenet:DIR")
+    p.add_argument("--calib", help="calibration set (disjoint from --data), e.g. imagenet:DIR")
+    p.add_argument(
+        "--halves",
+        action="store_true",
+        help="no --calib: calibrate on one half of --data, score the other, then swap",
+    )
+    p.add_argument("--backends", help="comma-separated backends (default: every available one)")
+    p.add_argument("--scheme", default="w8a8", help="integer scheme (default w8a8)")
+    p.add_argument("--calib-size", type=int, help="calibration samples (default: the scheme's)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    args = p.parse_args(argv)
+    if not args.calib and not args.halves:
+        p.error("give --calib DATASET (disjoint from --data), or --halves")
+    return args
+
+
+def sqnr_db(reference: np.ndarray, approx: np.ndarray) -> float:
+    """10·log10(‖ref‖² / ‖ref − approx‖²); +inf when identical."""
+    noise = float(((reference - approx) ** 2).sum())
+    return float("inf") if noise == 0 else 10 * float(np.log10((reference**2).sum() / noise))
+
+
+def _logits(
+    backend: Any, model: Any, scheme: Any, calib: np.ndarray, x: np.ndarray, threads: int
+) -> np.ndarray:
+    with tempfile.TemporaryDirectory(prefix="eq-acc-") as tmp:
+        art = backend.prepare(model, scheme, calib, Path(tmp))
+        backend.specialize(art, [8])
+        with backend.load(art, threads) as sess:
+            return np.concatenate([sess.run(x[i : i + 8]) for i in range(0, len(x), 8)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    from edgequant.backends.base import backend_names, get_backend
+    from edgequant.data import calibration_samples, open_dataset
+    from edgequant.models import load_model
+    from edgequant.quant.scheme import get_scheme
+
+    model = load_model(args.model)
+    scheme = get_scheme(args.scheme)
+    n_cal = args.calib_size or scheme.calibration.samples
+    data = open_dataset(args.data, model.input_spec, split="test")
+    x = data.load_all().astype(np.float32)
+    labels = np.asarray(data.labels)
+    if args.halves:
+        half = len(x) // 2
+        splits = [
+            (np.arange(half), np.arange(half, len(x))),
+            (np.arange(half, len(x)), np.arange(half)),
+        ]
+        calib_sets = [x[c][:n_cal] for c, _ in splits]
+    else:
+        cal = calibration_samples(open_dataset(args.calib, model.input_spec, split="train"), n_cal)
+        splits, calib_sets = [(np.arange(0), np.arange(len(x)))], [cal]
+    assert model.module is not None
+    with torch.no_grad():
+        ref = np.concatenate(
+            [
+                model.module.eval()(torch.from_numpy(x[i : i + 32])).numpy()
+                for i in range(0, len(x), 32)
+            ]
+        )
+    fp32_top1 = 100 * float((ref.argmax(1) == labels).mean())
+    names = (
+        args.backends.split(",")
+        if args.backends
+        else [
+            n
+            for n in backend_names()
+            if not get_backend(n).simulated and get_backend(n).available()
+        ]
+    )
+    rows = []
+    for name in names:
+        be = get_backend(name)
+        why = be.unavailable_reason() or be.supports(scheme, model)
+        if why:
+            rows.append({"backend": name, "status": "n/a", "reason": why})
+            continue
+        out = np.zeros_like(ref)
+        for (_, score), cal in zip(splits, calib_sets, strict=True):
+            out[score] = _logits(be, model, scheme, cal, x[score], args.threads)
+        top1 = 100 * float((out.argmax(1) == labels).mean())
+        rows.append(
+            {
+                "backend": name,
+                "status": "ok",
+                "fp32_top1_pct": round(fp32_top1, 2),
+                "top1_pct": round(top1, 2),
+                "drop_points": round(fp32_top1 - top1, 2),
+                "agreement_pct": round(100 * float((out.argmax(1) == ref.argmax(1)).mean()), 2),
+                "logits_sqnr_db": round(sqnr_db(ref, out), 2),
+            }
+        )
+        print(f"{name}: done", file=sys.stderr, flush=True)
+    doc = {
+        "model": args.model,
+        "scheme": scheme.name,
+        "scored_images": len(x),
+        "calibration_samples": len(calib_sets[0]),
+        "protocol": "halves, swapped" if args.halves else f"calibrated on {args.calib}",
+        "results": rows,
+    }
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    print(
+        f"{args.model} {scheme.name}: {len(x)} scored images, {doc['calibration_samples']} "
+        f"calibration samples ({doc['protocol']})"
+    )
+    print(f"{'runtime':<12} {'top-1 %':>8} {'drop':>6} {'agree %':>8} {'SQNR dB':>8}")
+    for r in rows:
+        if r["status"] != "ok":
+            print(f"{r['backend']:<12} n/a: {r['reason']}")
+            continue
+        print(
+            f"{r['backend']:<12} {r['top1_pct']:>8.2f} {r['drop_points']:>6.2f} "
+            f"{r['agreement_pct']:>8.2f} {r['logits_sqnr_db']:>8.1f}"
+        )
+    print(f"fp32 (eager PyTorch) top-1: {fp32_top1:.2f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
