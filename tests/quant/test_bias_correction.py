@@ -64,3 +64,33 @@ def test_not_applied_where_it_cannot_or_must_not_be(
     done = dataclasses.replace(tiny_model, info={"techniques_applied": ["bias_correction"]})
     same, note = corrected_for_quantizer(done, get_scheme("w8a8"), tiny_calibration)
     assert same is done and "already" in note
+
+
+def test_error_sum_equals_the_convolution_it_replaces() -> None:
+    import torch.nn.functional as F
+
+    from edgequant.quant.bias_correction import error_sum
+
+    torch.manual_seed(0)
+    cases = [
+        torch.nn.Conv2d(4, 6, 3, padding=1),
+        torch.nn.Conv2d(4, 6, 3, stride=2, padding=1),
+        torch.nn.Conv2d(4, 4, 5, stride=2, padding=2, groups=4),  # depthwise
+        torch.nn.Conv2d(4, 6, 3, padding=2, dilation=2, groups=2),
+        torch.nn.Conv2d(4, 6, 1),
+        torch.nn.Conv2d(4, 6, (3, 1), stride=(1, 2), padding=(1, 0)),
+    ]
+    x = torch.randn(3, 4, 9, 11)
+    for c in cases:
+        delta = torch.randn_like(c.weight)
+        y = F.conv2d(x, delta, None, c.stride, c.padding, c.dilation, c.groups)
+        total, n = error_sum(c, x, delta)
+        assert n == y.shape[0] * y.shape[2] * y.shape[3]
+        # the reference convolution runs in float32: equal to its rounding
+        torch.testing.assert_close(total, y.double().sum((0, 2, 3)), rtol=1e-5, atol=1e-4)
+    lin = torch.nn.Linear(5, 3)
+    xl = torch.randn(7, 5)
+    d = torch.randn(3, 5)
+    total, n = error_sum(lin, xl, d)
+    assert n == 7
+    torch.testing.assert_close(total, (xl.double() @ d.double().T).sum(0), rtol=1e-5, atol=1e-5)

@@ -62,15 +62,9 @@ def correct_bias(
 
     def hook(name: str):  # type: ignore[no-untyped-def]
         def fn(mod: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-            x = args[0]
-            if isinstance(mod, nn.Linear):
-                e = F.linear(x, deltas[name]).reshape(-1, mod.out_features)
-            else:
-                c: nn.Conv2d = mod  # type: ignore[assignment]
-                y = F.conv2d(x, deltas[name], None, c.stride, c.padding, c.dilation, c.groups)
-                e = y.transpose(0, 1).reshape(c.out_channels, -1).T
-            sums[name] = sums.get(name, 0) + e.double().sum(0)  # type: ignore[operator]
-            counts[name] = counts.get(name, 0) + e.shape[0]
+            total, n = error_sum(mod, args[0], deltas[name])
+            sums[name] = sums.get(name, 0) + total  # type: ignore[operator]
+            counts[name] = counts.get(name, 0) + n
 
         return fn
 
@@ -94,6 +88,51 @@ def correct_bias(
                 m.bias.sub_(mean_err)
             corrected += 1
     return out, corrected
+
+
+def error_sum(layer: nn.Module, x: torch.Tensor, delta: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Σ over samples and output positions of ``layer(x)`` computed with weight ``delta``, per
+    output channel (float64), and how many terms were summed.
+
+    A conv is linear in its input, so the sum over output positions needs only, per input
+    channel and kernel tap, the sum of the (zero-padded) input over the positions that tap
+    reads: a few strided sums instead of a full convolution (ResNet-50 on 32 samples: 8.3 s
+    with a convolution per layer). Exact, borders included; unusual padding modes fall back
+    to the convolution.
+
+    Example:
+        >>> conv = nn.Conv2d(2, 3, 3, padding=1)
+        >>> s, n = error_sum(conv, torch.ones(1, 2, 4, 4), torch.ones(3, 2, 3, 3))
+        >>> n, float(s[0])   # 16 positions; 4 corners x 4 taps, 8 edges x 6, 4 inner x 9, x 2 ch
+        (16, 200.0)
+    """
+    if isinstance(layer, nn.Linear):
+        e = F.linear(x, delta).reshape(-1, layer.out_features)
+        return e.double().sum(0), int(e.shape[0])
+    c: nn.Conv2d = layer  # type: ignore[assignment]
+    if isinstance(c.padding, str) or c.padding_mode != "zeros":
+        y = F.conv2d(x, delta, None, c.stride, c.padding, c.dilation, c.groups)
+        e = y.transpose(0, 1).reshape(c.out_channels, -1).T
+        return e.double().sum(0), int(e.shape[0])
+    (ph, pw), (sh, sw), (dh, dw) = c.padding, c.stride, c.dilation
+    kh_n, kw_n = delta.shape[2], delta.shape[3]
+    xp = F.pad(x, (pw, pw, ph, ph)) if ph or pw else x
+    oh = (xp.shape[2] - dh * (kh_n - 1) - 1) // sh + 1
+    ow = (xp.shape[3] - dw * (kw_n - 1) - 1) // sw + 1
+    taps = torch.empty((x.shape[1], kh_n, kw_n), dtype=torch.float64)
+    for kh in range(kh_n):
+        for kw in range(kw_n):
+            window = xp[
+                :,
+                :,
+                kh * dh : kh * dh + sh * (oh - 1) + 1 : sh,
+                kw * dw : kw * dw + sw * (ow - 1) + 1 : sw,
+            ]
+            taps[:, kh, kw] = window.sum((0, 2, 3), dtype=torch.float64)
+    g = c.groups
+    d = delta.double().reshape(g, c.out_channels // g, *delta.shape[1:])
+    total = torch.einsum("goikl,gikl->go", d, taps.reshape(g, -1, kh_n, kw_n)).reshape(-1)
+    return total, int(x.shape[0] * oh * ow)
 
 
 def corrected_for_quantizer(
@@ -134,4 +173,4 @@ def corrected_for_quantizer(
     return dataclasses.replace(model, module=fixed.eval(), info=info), note
 
 
-__all__ = ["correct_bias", "corrected_for_quantizer"]
+__all__ = ["correct_bias", "corrected_for_quantizer", "error_sum"]
