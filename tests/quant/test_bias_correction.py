@@ -61,6 +61,9 @@ def test_not_applied_where_it_cannot_or_must_not_be(
     onnx = dataclasses.replace(tiny_model, module=None)
     same, note = corrected_for_quantizer(onnx, get_scheme("w8a8"), tiny_calibration)
     assert same is onnx and "ONNX" in note
+    synthetic = dataclasses.replace(tiny_model, info={"calibration_synthetic": True})
+    same, note = corrected_for_quantizer(synthetic, get_scheme("w8a8"), tiny_calibration)
+    assert same is synthetic and "synthetic" in note
     done = dataclasses.replace(tiny_model, info={"techniques_applied": ["bias_correction"]})
     same, note = corrected_for_quantizer(done, get_scheme("w8a8"), tiny_calibration)
     assert same is done and "already" in note

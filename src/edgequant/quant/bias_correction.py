@@ -162,6 +162,11 @@ def corrected_for_quantizer(
         return model, "not applied (only static schemes have calibration data)"
     if model.module is None:
         return model, "not applied (the model is an ONNX file, not a PyTorch module)"
+    if model.info.get("calibration_synthetic"):
+        return model, (
+            "not applied: synthetic calibration data (random pixels say nothing about the real "
+            "activations the correction would learn from; fine for speed runs)"
+        )
     folded, pairs = fold_batchnorm(model.module)
     fixed, n = correct_bias(folded, scheme, calibration)
     note = (
