@@ -84,6 +84,8 @@ class TestPyTorch(BackendContract):
         fp32 = built["fp32"].metadata["weight_bytes"]
         assert built["bf16"].metadata["weight_bytes"] < 0.55 * fp32
         assert built["w8a8"].metadata["weight_bytes"] < fp32 / 3
+        # the saved program holds the int8 weights only, not the fp32 ones convert_pt2e keeps
+        assert built["w8a8"].size_bytes < 0.6 * built["fp32"].size_bytes
 
     def test_inspect_counts_quantized_convs(
         self, backend: Backend, built: dict[str, Artifact]
