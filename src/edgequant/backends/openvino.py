@@ -396,6 +396,10 @@ class OpenVinoBackend(Backend):
         )
 
 
+#: batch sizes run on a static-shape compile of the model (SingleStream and MultiStream)
+STATIC_BATCHES = (1, 8)
+
+
 class OpenVinoSession(Session):
     """A compiled IR: LATENCY-hinted for :meth:`run`, THROUGHPUT-hinted (streams + an
     ``AsyncInferQueue``) for :meth:`run_offline`. The IR has a free batch dimension, so one
@@ -417,20 +421,21 @@ class OpenVinoSession(Session):
         self.fixed_batch = shape[0].get_length() if shape[0].is_static else None
         self._latency: Any = None
         self._request: Any = None
+        self._static: dict[int, Any] = {}
         self._throughput: Any = None
         self._run_lock = threading.Lock()
         latency = self.latency_model()
         self.executed_precision = ovi.executed_precision(latency, ovi.precision_hint(latency))
         self.runtime_precisions = ovi.runtime_precisions(latency)
 
-    def _compile(self, mode: str) -> Any:
+    def _compile(self, mode: str, model: Any = None) -> Any:
         config = {
             "INFERENCE_NUM_THREADS": self.threads,
             "PERFORMANCE_HINT": mode,
             "INFERENCE_PRECISION_HINT": self.hint,
         }
         try:
-            return self.core.compile_model(self.ir_model, "CPU", config)
+            return self.core.compile_model(self.ir_model if model is None else model, "CPU", config)
         except Exception as e:
             raise ArtifactError(f"OpenVINO cannot compile the model: {_one_line(e)}") from None
 
@@ -456,13 +461,27 @@ class OpenVinoSession(Session):
             )
         return np.ascontiguousarray(batch, dtype=np.float32)
 
+    def _request_for(self, n: int) -> Any:
+        """The infer request for batch size ``n``: a static-shape compile for the sizes the
+        scenarios use (1 and 8), compiled on first use (the warm-up pays); the free-batch model
+        for the rest. Measured on MobileNetV2 fp32, batch 1, 2 threads: the static model's p50
+        was 4.9–5.8 ms against 5.3–6.0 ms for the free-batch one, in alternating rounds."""
+        if self.fixed_batch is not None or n not in STATIC_BATCHES or -1 in self._chw:
+            self.latency_model()
+            return self._request
+        if n not in self._static:
+            model = self.ir_model.clone()
+            model.reshape([n, *self._chw])
+            self._static[n] = self._compile("LATENCY", model).create_infer_request()
+        return self._static[n]
+
     def run(self, batch: np.ndarray) -> np.ndarray:
         x = self._check(batch)
-        with self._run_lock:  # one InferRequest: concurrent callers (a Server SUT) take turns
-            self.latency_model()
-            self._request.infer([x], share_inputs=True)
+        with self._run_lock:  # one InferRequest per size: concurrent callers take turns
+            request = self._request_for(len(x))
+            request.infer([x], share_inputs=True)
             # copy: the request's output buffer is reused by the next call
-            return np.array(self._request.get_output_tensor(0).data, dtype=np.float32, copy=True)
+            return np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True)
 
     def run_offline(
         self, batches: Sequence[np.ndarray], on_done: Callable[[int, np.ndarray], None]
@@ -507,3 +526,4 @@ class OpenVinoSession(Session):
 
     def close(self) -> None:
         self._request = self._latency = self._throughput = None
+        self._static = {}
