@@ -84,8 +84,14 @@ class TestPyTorch(BackendContract):
         fp32 = built["fp32"].metadata["weight_bytes"]
         assert built["bf16"].metadata["weight_bytes"] < 0.55 * fp32
         assert built["w8a8"].metadata["weight_bytes"] < fp32 / 3
-        # the saved program holds the int8 weights only, not the fp32 ones convert_pt2e keeps
-        assert built["w8a8"].size_bytes < 0.6 * built["fp32"].size_bytes
+        # the saved program holds the graph's int8 weights only, not the fp32 ones convert_pt2e
+        # keeps beside them (ResNet-50's program was 130 MB instead of 28)
+        import torchao.quantization.pt2e  # noqa: F401  (registers the quantized ops)
+
+        program = torch.export.load(str(built["w8a8"].path))
+        saved = [*program.state_dict.values(), *program.constants.values()]
+        held = tensor_bytes([t for t in saved if isinstance(t, torch.Tensor)])
+        assert held <= 1.05 * built["w8a8"].metadata["weight_bytes"]
 
     def test_inspect_counts_quantized_convs(
         self, backend: Backend, built: dict[str, Artifact]
