@@ -87,8 +87,8 @@ GRAPH_NAME = "graph.json"
 #: largest batch the exported program accepts (the batch dimension is symbolic up to this)
 MAX_BATCH = 4096
 #: the wrapper (run_impl: allocations and kernel calls, no math) compiled at -O0: measured here,
-#: digits_cnn batch 1 compiles in 7.7 s instead of 12.2 s, MobileNetV2 13.4 s instead of 17.6 s,
-#: with the same latency (p50 within run-to-run noise); the kernels keep -O3
+#: its g++ step for MobileNetV2 batch 8 took 4.8 s instead of 7.3 s at -O1 (separate processes),
+#: with the same latency (batch-1 p50 within run-to-run noise, alternating rounds); kernels keep -O3
 _INDUCTOR_CONFIGS: dict[str, Any] = {
     "freezing": True,
     "cpp.dynamic_threads": True,

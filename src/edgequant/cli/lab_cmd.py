@@ -64,13 +64,7 @@ def add_parser(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = p.add_subparsers(dest="study", metavar="STUDY", required=True)
-    ptq = sub.add_parser(
-        "ptq",
-        help="schemes x calibrators x techniques",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _common(ptq)
+    ptq = _study(sub, "ptq", "schemes x calibrators x techniques")
     ptq.add_argument("--schemes", default="w8a8", help="comma-separated schemes (default w8a8)")
     ptq.add_argument(
         "--calibrators",
@@ -82,32 +76,30 @@ def add_parser(subparsers: Any) -> None:
         default="none",
         help="comma-separated technique sets, + within a set, e.g. none,cle,cle+bias_correction",
     )
-    ptq.set_defaults(func=run)
-    wino = sub.add_parser(
-        "winograd",
-        help="direct INT8 vs INT8 Winograd F(2x2,3x3)",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _common(wino)
+    wino = _study(sub, "winograd", "direct INT8 vs INT8 Winograd F(2x2,3x3)")
     wino.add_argument(
         "--scheme", default="w8a8", help="the direct-convolution scheme (default w8a8)"
     )
-    wino.set_defaults(func=run)
-    sens = sub.add_parser(
-        "sensitivity",
-        help="per-layer sensitivity and mixed precision",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _common(sens)
+    sens = _study(sub, "sensitivity", "per-layer sensitivity and mixed precision")
     sens.add_argument("--scheme", default="w4a8", help="scheme to probe (default w4a8)")
     sens.add_argument(
         "--keep-float",
         default="0,1,2,3",
         help="K values: keep the K most sensitive layers in float",
     )
-    sens.set_defaults(func=run)
+
+
+def _study(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser:
+    """One ``edgequant lab STUDY`` sub-command with the options every study takes."""
+    p: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=help_text,
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _common(p)
+    p.set_defaults(func=run)
+    return p
 
 
 def _ints(text: str) -> list[int]:

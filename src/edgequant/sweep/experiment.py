@@ -155,9 +155,12 @@ class Cell:
     @property
     def process_key(self) -> str:
         """Cells sharing this key share one process: the cell itself, or its model and backend."""
-        if self.isolation == "backend":
-            return f"{self.model.label}__{self.backend}"
-        return self.cell_id
+        return self.pair_key if self.isolation == "backend" else self.cell_id
+
+    @property
+    def pair_key(self) -> str:
+        """``model__backend``: the cells whose artifacts one build process makes."""
+        return f"{self.model.label}__{self.backend}"
 
     @property
     def cell_id(self) -> str:

@@ -305,9 +305,11 @@ def run_cell(
     return _parent_record(cell, "failed", reason, started)
 
 
-def worker_command(cells_file: Path) -> list[str]:
-    """``python -m edgequant.sweep.worker CELLS.json``: the process of one model/backend group."""
-    return [sys.executable, "-m", "edgequant.sweep.worker", str(cells_file)]
+def worker_command(cells_file: Path, *, build: bool = False) -> list[str]:
+    """``python -m edgequant.sweep.worker [--build] CELLS.json``: the process of one model/backend
+    group (``build``: only build its artifacts)."""
+    flag = ["--build"] if build else []
+    return [sys.executable, "-m", "edgequant.sweep.worker", *flag, str(cells_file)]
 
 
 def _worker_cell(cell: Cell, runs_dir: Path) -> dict[str, Any]:
@@ -500,7 +502,7 @@ def build_ahead(
     """
     pairs: dict[str, list[Cell]] = {}
     for c in cells:
-        pairs.setdefault(f"{c.model.label}__{c.backend}", []).append(c)
+        pairs.setdefault(c.pair_key, []).append(c)
     groups_dir = runs_dir / "groups"
     groups_dir.mkdir(parents=True, exist_ok=True)
     # PyTorch's AOTInductor builds take several times the others' and load the machine alike
@@ -512,7 +514,7 @@ def build_ahead(
     codes: dict[str, int] = {}
 
     def next_pair() -> tuple[str, list[Cell]]:
-        heavy_running = any(k.endswith("__pytorch") for k in running)
+        heavy_running = any(pairs[k][0].backend == "pytorch" for k in running)
         if heavy and (not heavy_running or not light):
             return heavy.pop(0)
         return light.pop(0)
@@ -528,13 +530,7 @@ def build_ahead(
                 argv = (
                     [*command, "--build", str(cells_file)]
                     if command
-                    else [
-                        sys.executable,
-                        "-m",
-                        "edgequant.sweep.worker",
-                        "--build",
-                        str(cells_file),
-                    ]
+                    else worker_command(cells_file, build=True)
                 )
                 log_f = open(groups_dir / f"{key}.build.log", "w")  # noqa: SIM115 (closed below)
                 proc = subprocess.Popen(
@@ -768,7 +764,7 @@ def run_sweep(
         if jobs < 1:
             raise ValidationError(f"build jobs must be >= 1, got {jobs}")
         if jobs > 1 and to_run:
-            n_pairs = len({(c.model.label, c.backend) for c in to_run})
+            n_pairs = len({c.pair_key for c in to_run})
             log(f"building artifacts: {n_pairs} model/backend pairs, {jobs} at a time")
             bar.set_description(f"building ({jobs} at a time)")
             t_build = time.perf_counter()

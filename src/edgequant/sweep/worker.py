@@ -67,6 +67,14 @@ def _emit(channel: IO[str], event: dict[str, Any]) -> None:
     channel.flush()
 
 
+def _bench_config(item: dict[str, Any]) -> Any:
+    """The ``BenchConfig`` of one cell of the cells file (quiet: the parent shows progress)."""
+    from edgequant.bench.runner import BenchConfig
+
+    config = {k: v for k, v in item["config"].items() if k in CONFIG_KEYS}
+    return BenchConfig(**config, run_dir=Path(item["run_dir"]), progress=False)
+
+
 def _redirect_stderr(path: Path) -> None:
     """Point fd 2 (Python's and the native runtimes' stderr) at ``path``."""
     sys.stderr.flush()
@@ -80,7 +88,7 @@ def run_cells(cells: list[dict[str, Any]], channel: IO[str], cpu_at_start: float
 
     Returns the number of cells whose ``run_benchmark`` raised.
     """
-    from edgequant.bench.runner import BenchConfig, run_benchmark
+    from edgequant.bench.runner import run_benchmark
     from edgequant.errors import EdgequantError
 
     errors = 0
@@ -94,8 +102,7 @@ def run_cells(cells: list[dict[str, Any]], channel: IO[str], cpu_at_start: float
         error: str | None = None
         code: int | None = None
         try:
-            config = {k: v for k, v in item["config"].items() if k in CONFIG_KEYS}
-            run_benchmark(BenchConfig(**config, run_dir=run_dir, progress=False))
+            run_benchmark(_bench_config(item))
         except EdgequantError as e:  # bad input, found before anything ran (like bench's exit)
             error, code = str(e).strip().splitlines()[0][:500], e.exit_code
         except Exception as e:  # one cell's bug must not cost the group
@@ -122,14 +129,13 @@ def run_cells(cells: list[dict[str, Any]], channel: IO[str], cpu_at_start: float
 
 def build_cells(cells: list[dict[str, Any]]) -> int:
     """Build each cell's artifact; returns how many builds failed (each said on stderr)."""
-    from edgequant.bench.runner import BenchConfig, prepare_artifact
+    from edgequant.bench.runner import prepare_artifact
 
     failed = 0
     for item in cells:
         t0 = time.perf_counter()
         try:
-            config = {k: v for k, v in item["config"].items() if k in CONFIG_KEYS}
-            prepare_artifact(BenchConfig(**config, run_dir=Path(item["run_dir"]), progress=False))
+            prepare_artifact(_bench_config(item))
             print(f"built {item['cell']} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
         except Exception as e:  # the measuring pass runs the cell again and records the error
             failed += 1
