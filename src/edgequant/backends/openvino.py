@@ -424,6 +424,9 @@ class OpenVinoSession(Session):
         self._static: dict[int, Any] = {}
         self._throughput: Any = None
         self._run_lock = threading.Lock()
+        import openvino as ov
+
+        self._ov = ov
         latency = self.latency_model()
         self.executed_precision = ovi.executed_precision(latency, ovi.precision_hint(latency))
         self.runtime_precisions = ovi.runtime_precisions(latency)
@@ -479,7 +482,13 @@ class OpenVinoSession(Session):
         x = self._check(batch)
         with self._run_lock:  # one InferRequest per size: concurrent callers take turns
             request = self._request_for(len(x))
-            request.infer([x], share_inputs=True)
+            # a Tensor over the caller's memory, then start_async + wait. Measured on MobileNetV2
+            # int8, batch 1, alternating blocks of calls, as wall time beyond OpenVINO's own
+            # request latency: ``infer([x], share_inputs=True)`` 190-375 us, set_input_tensor +
+            # ``infer()`` 50-100 us, set_input_tensor + ``start_async(); wait()`` 35-70 us
+            request.set_input_tensor(self._ov.Tensor(x, shared_memory=True))
+            request.start_async()
+            request.wait()
             # copy: the request's output buffer is reused by the next call
             return np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True)
 
