@@ -225,6 +225,9 @@ class Backend(ABC):
     simulated: ClassVar[bool] = False
     #: True when prepare() needs the PyTorch module (a user's .onnx file cannot be used)
     needs_torch_module: ClassVar[bool] = True
+    #: bump when this backend builds its artifacts differently (a quantizer default changed):
+    #: part of the cache key, so only this backend's cached artifacts are rebuilt
+    recipe: ClassVar[int] = 1
 
     # --- availability ------------------------------------------------------------------------
     @abstractmethod

@@ -43,8 +43,9 @@ if TYPE_CHECKING:
     from edgequant.models.base import Model
 
 #: bump when the layout, the key or a build default changes, so old entries are not reused
-#: (2: bias correction by default for ONNX Runtime, LiteRT and PyTorch static int8)
-CACHE_FORMAT = 2
+#: (2: bias correction by default for ONNX Runtime, LiteRT and PyTorch static int8;
+#: 3: the backend's ``recipe`` joins the key). A change in one backend bumps its ``recipe``.
+CACHE_FORMAT = 3
 
 
 def default_cache_dir() -> Path:
@@ -89,6 +90,7 @@ def cache_key(backend: Backend, model: Model, scheme: Scheme, calib_id: str | No
         "scheme": scheme.to_dict(),
         "calibration": calib_id,
         "backend": backend.name,
+        "recipe": backend.recipe,
         "versions": backend.versions(),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()

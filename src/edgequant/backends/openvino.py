@@ -121,6 +121,8 @@ class OpenVinoBackend(Backend):
     """
 
     name: ClassVar[str] = "openvino"
+    #: 2: per-tensor activation quantizers and MINMAX ranges for static int8 (openvino_quant)
+    recipe: ClassVar[int] = 2
     description: ClassVar[str] = "OpenVINO CPU plugin; NNCF post-training quantization"
     install_hint: ClassVar[str] = "pip install openvino nncf"
     needs_torch_module: ClassVar[bool] = False
