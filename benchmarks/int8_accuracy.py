@@ -39,6 +39,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="no --calib: calibrate on one half of --data, score the other, then swap",
     )
+    p.add_argument(
+        "--augment",
+        type=int,
+        default=0,
+        metavar="K",
+        help="score (and calibrate on) K random crops/flips of every image instead of the image: "
+        "a finer-grained proxy when only a few labelled images exist (default 0: off)",
+    )
     p.add_argument("--backends", help="comma-separated backends (default: every available one)")
     p.add_argument("--scheme", default="w8a8", help="integer scheme (default w8a8)")
     p.add_argument("--calib-size", type=int, help="calibration samples (default: the scheme's)")
@@ -54,6 +62,28 @@ def sqnr_db(reference: np.ndarray, approx: np.ndarray) -> float:
     """10·log10(‖ref‖² / ‖ref − approx‖²); +inf when identical."""
     noise = float(((reference - approx) ** 2).sum())
     return float("inf") if noise == 0 else 10 * float(np.log10((reference**2).sum() / noise))
+
+
+def augment(x: np.ndarray, labels: np.ndarray, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``k`` variants of every image: a random crop of 60-100% of the side, resized back, and a
+    coin-flip horizontal flip (image ``i``'s variants are rows ``i*k .. i*k+k-1``)."""
+    import torch
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(seed)
+    n, _, h, w = x.shape
+    out = np.empty((n * k, *x.shape[1:]), np.float32)
+    for i in range(n):
+        for j in range(k):
+            s = rng.uniform(0.6, 1.0)
+            ch, cw = int(h * s), int(w * s)
+            top, left = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+            crop = torch.from_numpy(x[i : i + 1, :, top : top + ch, left : left + cw])
+            img = F.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False)
+            if rng.random() < 0.5:
+                img = img.flip(3)
+            out[i * k + j] = img[0].numpy()
+    return out, np.repeat(labels, k)
 
 
 def _logits(
@@ -81,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     data = open_dataset(args.data, model.input_spec, split="test")
     x = data.load_all().astype(np.float32)
     labels = np.asarray(data.labels)
+    if args.augment > 0:
+        if not args.halves:
+            raise SystemExit("--augment needs --halves (the crops of one image must not be split)")
+        x, labels = augment(x, labels, args.augment)
     if args.halves:
         half = len(x) // 2
         splits = [
