@@ -64,7 +64,9 @@ def sqnr_db(reference: np.ndarray, approx: np.ndarray) -> float:
     return float("inf") if noise == 0 else 10 * float(np.log10((reference**2).sum() / noise))
 
 
-def augment(x: np.ndarray, labels: np.ndarray, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def augment(
+    x: np.ndarray, labels: np.ndarray, k: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """``k`` variants of every image: a random crop of 60-100% of the side, resized back, and a
     coin-flip horizontal flip (image ``i``'s variants are rows ``i*k .. i*k+k-1``)."""
     import torch
