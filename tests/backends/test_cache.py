@@ -75,6 +75,16 @@ def test_key_covers_scheme_calibration_and_weights(tiny_model, calib) -> None:  
     assert calibration_identity(arr, None) != calibration_identity(arr + 1, None)
 
 
+def test_key_covers_the_backend_recipe(tiny_model, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    # a backend whose build defaults change bumps its recipe: its cached artifacts are rebuilt
+    from edgequant.backends import get_backend
+
+    be = get_backend("onnxruntime")
+    before = cache_key(be, tiny_model, get_scheme("fp32"), None)
+    monkeypatch.setattr(type(be), "recipe", be.recipe + 1)
+    assert cache_key(be, tiny_model, get_scheme("fp32"), None) != before
+
+
 @pytest.mark.parametrize(
     "damage", ["truncate", "garbage-same-size", "no-metadata", "bad-metadata", "no-model"]
 )
