@@ -46,6 +46,27 @@ def test_quick_and_official_settings() -> None:
     assert offline.offline_expected_qps > 100  # over-estimated so the one query lasts long enough
 
 
+def test_server_default_load_follows_the_typical_latency() -> None:
+    # the fastest warm-up run sizes LoadGen's schedules; the Server's default arrival rate and
+    # bound come from the median, or a noisy machine's fast outlier overloads the run
+    pytest.importorskip("mlperf_loadgen")
+    quick = BenchSettings(scenario="Server")
+    fast = quick.test_settings(
+        accuracy=False, expected_latency_s=0.003, expected_qps=300, samples=64
+    )
+    typical = quick.test_settings(
+        accuracy=False,
+        expected_latency_s=0.003,
+        expected_qps=300,
+        samples=64,
+        typical_latency_s=0.0095,
+    )
+    assert typical.server_target_qps == pytest.approx(0.5 / (0.0095 + 0.0005))
+    assert typical.server_target_qps < fast.server_target_qps
+    assert typical.server_target_latency_ns == 38_000_000  # 4x the typical latency
+    assert fast.server_target_latency_ns == 15_000_000  # MLPerf's 15 ms floor
+
+
 def test_user_conf_wins(tmp_path: Path) -> None:
     pytest.importorskip("mlperf_loadgen")
     conf = tmp_path / "user.conf"

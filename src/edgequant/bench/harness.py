@@ -34,18 +34,23 @@ MAX_RETRIES = 3
 class WarmUp:
     """Warm-up estimates that size LoadGen's schedule."""
 
-    latency_s: float  # one query of the scenario
+    latency_s: float  # one query of the scenario: the fastest run
     qps: float  # samples per second on the scenario's path
     runs: int
     seconds: float
+    #: the median run once warm (None: not measured); the Server's default load comes from it
+    typical_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "latency_ms": self.latency_s * 1e3,
             "samples_per_s": self.qps,
             "runs": self.runs,
             "seconds": self.seconds,
         }
+        if self.typical_s is not None:
+            out["typical_latency_ms"] = self.typical_s * 1e3
+        return out
 
 
 @dataclass(kw_only=True)
@@ -150,7 +155,11 @@ def warm_up(
     # runs out (INVALID) if the model turns out faster than expected; too many is harmless
     lat = float(np.min(times))
     return WarmUp(
-        latency_s=lat, qps=n / lat, runs=len(times), seconds=time.perf_counter() - t_start
+        latency_s=lat,
+        qps=n / lat,
+        runs=len(times),
+        seconds=time.perf_counter() - t_start,
+        typical_s=float(np.median(times[len(times) // 2 :])),
     )
 
 
@@ -240,6 +249,7 @@ def _run_once(
         expected_latency_s=warmup.latency_s,
         expected_qps=warmup.qps,
         samples=qsl.perf_count,
+        typical_latency_s=warmup.typical_s,
     )
     log_dir.mkdir(parents=True, exist_ok=True)
     ls = lg.LogSettings()

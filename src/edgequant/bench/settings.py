@@ -106,13 +106,21 @@ class BenchSettings:
         }
 
     def test_settings(
-        self, *, accuracy: bool, expected_latency_s: float, expected_qps: float, samples: int
+        self,
+        *,
+        accuracy: bool,
+        expected_latency_s: float,
+        expected_qps: float,
+        samples: int,
+        typical_latency_s: float | None = None,
     ) -> Any:
         """A ``mlperf_loadgen.TestSettings`` for this run.
 
         ``expected_latency_s`` (per query) and ``expected_qps`` come from the warm-up; LoadGen
         pre-generates its query schedule from them, so they are set optimistic (LoadGen stops as
         soon as the minimum duration and query count are met; a schedule too short is INVALID).
+        ``typical_latency_s`` (the warm-up's median; default: ``expected_latency_s``) sets the
+        Server's default arrival rate and latency bound, which an optimistic figure would overload.
         """
         import mlperf_loadgen as lg
 
@@ -133,13 +141,12 @@ class BenchSettings:
         ts.offline_expected_qps = max(expected_qps * 1.5, 1.0)
         # default arrival rate: half of what one-at-a-time serving sustains, counting ~0.5 ms of
         # queueing and thread hand-off per query (what a tiny model costs here in Python)
-        per_query_s = expected_latency_s + SERVER_OVERHEAD_S
+        typical_s = max(typical_latency_s or expected_latency_s, expected_latency_s)
+        per_query_s = typical_s + SERVER_OVERHEAD_S
         ts.server_target_qps = self.target_qps or max(0.5 / per_query_s, 1.0)
         # default bound: MLPerf's ResNet-50 Server bound (15 ms) or 4x the warm-up latency
         bound_s = (
-            (self.target_latency_ms / 1000)
-            if self.target_latency_ms
-            else max(0.015, 4 * expected_latency_s)
+            (self.target_latency_ms / 1000) if self.target_latency_ms else max(0.015, 4 * typical_s)
         )
         ts.server_target_latency_ns = int(bound_s * 1e9)
         ts.server_target_latency_percentile = pct
