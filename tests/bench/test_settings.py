@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edgequant.bench.settings import BenchSettings, scenario_name
+from edgequant.bench.settings import SERVER_BOUND, SERVER_LOAD, BenchSettings, scenario_name
 from edgequant.errors import ValidationError
 
 
@@ -61,9 +61,9 @@ def test_server_default_load_follows_the_typical_latency() -> None:
         samples=64,
         typical_latency_s=0.0095,
     )
-    assert typical.server_target_qps == pytest.approx(0.5 / (0.0095 + 0.0005))
+    assert typical.server_target_qps == pytest.approx(SERVER_LOAD / (0.0095 + 0.0005))
     assert typical.server_target_qps < fast.server_target_qps
-    assert typical.server_target_latency_ns == 38_000_000  # 4x the typical latency
+    assert typical.server_target_latency_ns == pytest.approx(SERVER_BOUND * 0.0095 * 1e9)
     assert fast.server_target_latency_ns == 15_000_000  # MLPerf's 15 ms floor
 
 
