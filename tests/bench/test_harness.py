@@ -132,3 +132,16 @@ def test_runtime_failure_mid_run_is_reported_not_valid(samples: np.ndarray, tmp_
     assert not out.result.valid
     assert "device lost" in out.result.reasons[0]
     assert parse_logs(tmp_path / "lg").scenario == "SingleStream"  # logs still written
+
+
+def test_server_warm_up_runs_every_batch_size_before_timing(samples: np.ndarray) -> None:
+    # the Server worker batches whatever queued up: a lazy per-size compile must not land mid-run
+    from edgequant.bench.harness import warm_up
+
+    session = MatmulSession(SHAPE)
+    w = warm_up(session, samples[:3], "Server", batch_size=4, seconds=0.05)
+    assert {2, 3, 4} <= set(session.batch_sizes)
+    assert w.typical_s is not None and w.typical_s >= w.latency_s
+    single = MatmulSession(SHAPE)
+    warm_up(single, samples[:3], "SingleStream", batch_size=4, seconds=0.05)
+    assert set(single.batch_sizes) == {1}
