@@ -424,6 +424,10 @@ class OpenVinoSession(Session):
         self._latency: Any = None
         self._request: Any = None
         self._static: dict[int, Any] = {}
+        #: numpy views of the static requests' output tensors, taken after their first run (a
+        #: static shape keeps its output buffer): fetching the tensor from Python after every
+        #: inference cost ~30 us per call on MobileNetV2 int8, while the thread's caches are cold
+        self._outputs: dict[int, np.ndarray] = {}
         self._throughput: Any = None
         self._run_lock = threading.Lock()
         import openvino as ov
@@ -452,6 +456,14 @@ class OpenVinoSession(Session):
         return self._latency
 
     def _check(self, batch: np.ndarray) -> np.ndarray:
+        if (  # the hot path (a QSL slice): nothing to convert
+            type(batch) is np.ndarray
+            and batch.dtype == np.float32
+            and batch.shape[1:] == self._chw
+            and self.fixed_batch is None
+            and batch.flags.c_contiguous
+        ):
+            return batch
         if not isinstance(batch, np.ndarray) or batch.ndim != 4:
             raise ValidationError(
                 f"expected a float32 NCHW batch, got {getattr(batch, 'shape', type(batch))}"
@@ -491,8 +503,13 @@ class OpenVinoSession(Session):
             request.set_input_tensor(self._ov.Tensor(x, shared_memory=True))
             request.start_async()
             request.wait()
+            out = self._outputs.get(id(request))
+            if out is None:
+                out = request.get_output_tensor(0).data
+                if any(r is request for r in self._static.values()):
+                    self._outputs[id(request)] = out
             # copy: the request's output buffer is reused by the next call
-            return np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True)
+            return np.array(out, dtype=np.float32, copy=True)
 
     def run_offline(
         self, batches: Sequence[np.ndarray], on_done: Callable[[int, np.ndarray], None]
@@ -538,3 +555,4 @@ class OpenVinoSession(Session):
     def close(self) -> None:
         self._request = self._latency = self._throughput = None
         self._static = {}
+        self._outputs = {}
