@@ -109,7 +109,7 @@ def quantize_static(
     advanced = AdvancedQuantizationParameters(
         overflow_fix=OverflowFix(cpu["overflow_fix"]),
         weights_quantization_params=QuantizationParameters(per_channel=per_channel),
-        # per-tensor activations everywhere (see PER_TENSOR_ACTIVATIONS)
+        # per-tensor activations everywhere (see the module docstring)
         activations_quantization_params=QuantizationParameters(per_channel=False),
     )
     if estimator is not None:
@@ -138,6 +138,9 @@ def quantize_static(
         "target_device": "CPU",
         "weights_per_channel": per_channel,
         "activations_symmetric": a.symmetric,
+        "activations_per_channel": False,
+        "activations_reason": "per tensor everywhere: NNCF's CPU default quantizes depthwise "
+        "inputs per channel, measured 12 dB worse logits SQNR on EfficientNet-Lite0",
         "subset_size": subset,
         "range_estimator": estimator_name,
         "fast_bias_correction": FAST_BIAS_CORRECTION,
