@@ -70,3 +70,19 @@ def tiny_inputs(model: Model, n: int, seed: int = 0) -> np.ndarray:
     """Normalised float32 NCHW inputs for the model (standard normal)."""
     rng = np.random.default_rng(seed)
     return rng.standard_normal((n, *model.input_spec.shape)).astype(np.float32)
+
+
+def module_model(name: str, module: nn.Module, num_classes: int, size: int = 8) -> Model:
+    """Any small module as a Model taking 3 x ``size`` x ``size`` inputs (the module in eval mode).
+
+    Example:
+        >>> module_model("mlp", nn.Sequential(nn.Flatten(), nn.Linear(192, 4)), 4).input_spec.shape
+        (3, 8, 8)
+    """
+    return Model(
+        name=name,
+        family="test",
+        input_spec=InputSpec(shape=(3, size, size), resize=size),
+        num_classes=num_classes,
+        module=module.eval(),
+    )

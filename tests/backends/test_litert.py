@@ -21,10 +21,9 @@ from edgequant.backends.litert_recipe import build_recipe, check_recipe
 from edgequant.backends.litert_session import TensorCodec
 from edgequant.errors import ArtifactError, ModelError, UnsupportedError, ValidationError
 from edgequant.models.base import Model
-from edgequant.models.spec import InputSpec
 from edgequant.quant.scheme import get_scheme
 from tests.backends.contract import BackendContract, assert_unavailable_raises
-from tests.helpers import tiny_inputs
+from tests.helpers import module_model, tiny_inputs
 
 pytest.importorskip("ai_edge_litert")
 
@@ -164,13 +163,7 @@ class TestLiteRt(BackendContract):
             def forward(self, x: torch.Tensor) -> torch.Tensor:
                 return torch.from_numpy(x.numpy() * 2)  # leaves the graph: torch.export refuses
 
-        m = Model(
-            name="unexportable",
-            family="test",
-            input_spec=InputSpec(shape=(3, 8, 8), resize=8),
-            num_classes=10,
-            module=Unexportable().eval(),
-        )
+        m = module_model("unexportable", Unexportable(), 10)
         with pytest.raises(ModelError, match="litert-torch could not convert unexportable") as info:
             backend.prepare(m, get_scheme("fp32"), None, tmp_path)
         assert "\n" not in str(info.value) and len(str(info.value)) < 400
@@ -234,14 +227,8 @@ class _FlattenNet(nn.Module):
 
 def test_model_with_batch_baked_in_runs_any_batch_one_by_one(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    net = _FlattenNet().eval()
-    m = Model(
-        name="flatten",
-        family="test",
-        input_spec=InputSpec(shape=(3, 8, 8), resize=8),
-        num_classes=10,
-        module=net,
-    )
+    net = _FlattenNet()
+    m = module_model("flatten", net, 10)
     be = get_backend("litert")
     art = be.prepare(m, get_scheme("fp32"), None, tmp_path)
     x = tiny_inputs(m, 3, seed=5)

@@ -16,6 +16,7 @@ from edgequant.models.base import Model
 from edgequant.models.spec import InputSpec
 from edgequant.quant.scheme import get_scheme
 from tests.backends.contract import BackendContract
+from tests.helpers import module_model
 
 pytest.importorskip("onnxruntime")
 
@@ -132,13 +133,7 @@ class _Eig(nn.Module):
 
 
 def test_converter_rejection_is_one_line(ort_backend, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    model = Model(
-        name="eig",
-        family="test",
-        input_spec=InputSpec(shape=(3, 8, 8), resize=8),
-        num_classes=4,
-        module=_Eig().eval(),
-    )
+    model = module_model("eig", _Eig(), 4)
     with pytest.raises(UnsupportedError) as err:
         ort_backend.prepare(model, get_scheme("fp32"), None, tmp_path)
     msg = str(err.value)

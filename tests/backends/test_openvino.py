@@ -25,9 +25,9 @@ from edgequant.errors import (
     ValidationError,
 )
 from edgequant.models.base import Model
-from edgequant.models.spec import InputSpec
 from edgequant.quant.scheme import get_scheme
 from tests.backends.contract import BackendContract, assert_unavailable_raises, cosine
+from tests.helpers import module_model
 
 pytest.importorskip("openvino")
 pytest.importorskip("nncf")
@@ -99,16 +99,8 @@ class TestOpenVino(BackendContract):
             nn.Conv2d(16, 8, 1),
             nn.AdaptiveAvgPool2d(1),
             nn.Flatten(),
-        ).eval()
-        m = Model(
-            name="ir-block",
-            family="test",
-            input_spec=InputSpec(shape=(3, 8, 8), resize=8),
-            num_classes=8,
-            module=net,
-            weights="test init",
-            weights_hash="ir-block-0",
         )
+        m = module_model("ir-block", net, 8)
         calib = np.random.default_rng(0).normal(size=(16, 3, 8, 8)).astype(np.float32)
         art = backend.prepare(m, get_scheme("w8a8"), calib, tmp_path / "a")
         ir = ov.Core().read_model(str(art.path))
@@ -294,16 +286,8 @@ class TestOpenVino(BackendContract):
 
     def test_w4_only_runs_on_a_matmul_model(self, backend: Backend, tmp_path: Path) -> None:
         torch.manual_seed(0)
-        net = nn.Sequential(
-            nn.Flatten(), nn.Linear(3 * 8 * 8, 256), nn.ReLU(), nn.Linear(256, 10)
-        ).eval()
-        m = Model(
-            name="mlp",
-            family="test",
-            input_spec=InputSpec(shape=(3, 8, 8), resize=8),
-            num_classes=10,
-            module=net,
-        )
+        net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 256), nn.ReLU(), nn.Linear(256, 10))
+        m = module_model("mlp", net, 10)
         art = backend.prepare(m, get_scheme("w4-only"), None, tmp_path)
         stored = art.metadata["quantizer"]["weights_stored_as"]
         assert stored.get("i4 MatMul") == 2, stored
@@ -327,13 +311,7 @@ class TestOpenVino(BackendContract):
             def forward(self, x: torch.Tensor) -> torch.Tensor:
                 return torch.histc(x, bins=4)  # no OpenVINO conversion rule for aten::histc
 
-        m = Model(
-            name="unconvertible",
-            family="test",
-            input_spec=InputSpec(shape=(3, 8, 8), resize=8),
-            num_classes=3,
-            module=Unconvertible().eval(),
-        )
+        m = module_model("unconvertible", Unconvertible(), 3)
         with pytest.raises(ModelError, match="OpenVINO cannot convert unconvertible") as info:
             backend.prepare(m, get_scheme("fp32"), None, tmp_path)
         assert "\n" not in str(info.value) and len(str(info.value)) < 400

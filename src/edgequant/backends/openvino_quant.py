@@ -76,8 +76,7 @@ def _range_estimator(method: str) -> tuple[Any, str]:
     if method == "mse":
         return (
             RangeEstimatorParametersSet.HISTOGRAM,
-            "HISTOGRAM (range minimising the L2 quantization error; per-channel activation "
-            "quantizers, if any, fall back to MINMAX)",
+            "HISTOGRAM (range minimising the L2 quantization error)",
         )
     if method != "default":  # supports() rejects the others; guard against a direct call
         raise ValidationError(f"calibration method {method!r} has no NNCF range estimator here")
@@ -111,9 +110,8 @@ def quantize_static(
         weights_quantization_params=QuantizationParameters(per_channel=per_channel),
         # per-tensor activations everywhere (see the module docstring)
         activations_quantization_params=QuantizationParameters(per_channel=False),
+        activations_range_estimator_params=estimator,
     )
-    if estimator is not None:
-        advanced.activations_range_estimator_params = estimator
     subset = min(scheme.calibration.samples, len(samples))
     dataset = nncf.Dataset([samples[i : i + 1] for i in range(subset)])
     try:
