@@ -41,7 +41,7 @@ def build_artifacts(
 ) -> dict[tuple[str, str], Path]:
     """OpenVINO artifacts (cached) for every model x scheme; static schemes on synthetic data."""
     from edgequant.backends import get_backend
-    from edgequant.backends.cache import get_or_build
+    from edgequant.build.cache import get_or_build
     from edgequant.data import open_dataset
     from edgequant.models.loader import load_model
     from edgequant.quant.scheme import get_scheme

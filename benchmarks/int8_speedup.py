@@ -90,7 +90,7 @@ def round_batches(session: Any, distinct: list[np.ndarray], seconds: float) -> l
 
 def measure(backend_name: str, model_name: str, args: argparse.Namespace) -> dict[str, Any]:
     from edgequant.backends import get_backend
-    from edgequant.backends.cache import get_or_build
+    from edgequant.build.cache import get_or_build
     from edgequant.data import open_dataset
     from edgequant.models import load_model
     from edgequant.quant.scheme import get_scheme

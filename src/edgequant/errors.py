@@ -14,6 +14,8 @@ Example:
 
 from __future__ import annotations
 
+import re
+
 
 class EdgequantError(Exception):
     """Base class of every error edgequant raises on purpose. ``exit_code`` is the CLI's."""
@@ -63,6 +65,27 @@ class BenchmarkError(EdgequantError):
     exit_code = 8
 
 
+def condense_error(exc: BaseException, limit: int = 300) -> str:
+    """The most useful single line of a converter's (often multi-page) error message.
+
+    Example:
+        >>> condense_error(RuntimeError("Traceback...\\n  blah\\nUnsupported op: Foo\\n"))
+        'RuntimeError: Unsupported op: Foo'
+    """
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    # converters put the real cause last, after stack dumps and hints; prefer a line naming it
+    keywords = re.compile(r"unsupported|not supported|error|cannot|could not|failed|invalid", re.I)
+    noise = re.compile(
+        r"^(traceback|file \"|\^+$|during handling|the above exception|for more)", re.I
+    )
+    useful = [ln for ln in lines if not noise.match(ln)]
+    pick = next(
+        (ln for ln in reversed(useful) if keywords.search(ln)), useful[-1] if useful else ""
+    )
+    text = f"{type(exc).__name__}: {pick}" if pick else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 __all__ = [
     "ArtifactError",
     "BackendUnavailableError",
@@ -72,4 +95,5 @@ __all__ = [
     "ModelError",
     "UnsupportedError",
     "ValidationError",
+    "condense_error",
 ]

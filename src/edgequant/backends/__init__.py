@@ -13,6 +13,7 @@ from edgequant.backends.base import (
     OpInfo,
     Session,
     backend_names,
+    canonical_name,
     get_backend,
     register_backend,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "OpInfo",
     "Session",
     "backend_names",
+    "canonical_name",
     "get_backend",
     "register_backend",
 ]

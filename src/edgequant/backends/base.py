@@ -228,6 +228,9 @@ class Backend(ABC):
     #: bump when this backend builds its artifacts differently (a quantizer default changed):
     #: part of the cache key, so only this backend's cached artifacts are rebuilt
     recipe: ClassVar[int] = 1
+    #: True when one build uses every core for long (AOTInductor's C++ compiles): a sweep's
+    #: build-ahead lanes run one such build at a time, beside the lighter builds of other runtimes
+    exclusive_build: ClassVar[bool] = False
 
     # --- availability ------------------------------------------------------------------------
     @abstractmethod
@@ -327,9 +330,22 @@ def backend_names() -> list[str]:
     return list(_BUILTIN) + [n for n in _EXTRA if n not in _BUILTIN]
 
 
+def canonical_name(name: str) -> str:
+    """The registry's name for a backend name or alias (``ort`` -> ``onnxruntime``).
+
+    Unknown names are returned lower-cased as they are; :func:`get_backend` reports them.
+
+    Example:
+        >>> canonical_name("OV")
+        'openvino'
+    """
+    key = name.lower()
+    return _ALIASES.get(key, key)
+
+
 def get_backend(name: str) -> Backend:
     """The backend instance for a name (or alias); unknown names list the close matches."""
-    key = _ALIASES.get(name.lower(), name.lower())
+    key = canonical_name(name)
     if key in _INSTANCES:
         return _INSTANCES[key]
     if key in _EXTRA:

@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgequant.backends.base import Artifact, Backend, InspectReport, Session
-from edgequant.backends.export import condense_error, export_onnx, onnx_weight_bytes
 from edgequant.backends.onnxruntime_inspect import classify_graph, executed_precision
 from edgequant.backends.onnxruntime_quant import (
     build_dynamic,
@@ -44,7 +43,8 @@ from edgequant.backends.onnxruntime_quant import (
     build_weight_only,
     need,
 )
-from edgequant.errors import ArtifactError, BenchmarkError, ValidationError
+from edgequant.build.export import export_onnx, onnx_weight_bytes
+from edgequant.errors import ArtifactError, BenchmarkError, ValidationError, condense_error
 from edgequant.quant.scheme import Scheme
 
 if TYPE_CHECKING:

@@ -23,8 +23,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from edgequant.backends.export import condense_error
-from edgequant.errors import UnsupportedError, ValidationError
+from edgequant.errors import UnsupportedError, ValidationError, condense_error
 from edgequant.quant.scheme import Scheme
 
 _T = TypeVar("_T")

@@ -196,6 +196,7 @@ class PyTorchBackend(Backend):
         "PyTorch + Inductor (AOTInductor packages); INT8 via PT2E X86InductorQuantizer"
     )
     install_hint: ClassVar[str] = "pip install torch torchao"
+    exclusive_build: ClassVar[bool] = True
 
     # --- availability ------------------------------------------------------------------------
     def unavailable_reason(self) -> str | None:

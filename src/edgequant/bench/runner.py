@@ -272,7 +272,7 @@ def _build(
             warnings.append(CALIB_SAMPLES_NOTE)
     log(f"preparing {model.name} {scheme.name} for {backend.name}")
     try:
-        from edgequant.backends.cache import get_or_build
+        from edgequant.build.cache import get_or_build
     except ImportError:  # no artifact cache in this installation: build into the run directory
         from edgequant.data import calibration_samples
 

@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from edgequant.backends import Artifact, get_backend
-    from edgequant.backends.cache import get_or_build
+    from edgequant.build.cache import get_or_build
     from edgequant.console import log, print_json
     from edgequant.data import open_dataset
     from edgequant.errors import ValidationError

@@ -456,10 +456,9 @@ class _Parser:
         return text
 
     def backend(self, value: Any, node: Any) -> str:
-        from edgequant.backends.base import _ALIASES, backend_names
+        from edgequant.backends import backend_names, canonical_name
 
-        name = str(value).lower()
-        name = _ALIASES.get(name, name)
+        name = canonical_name(str(value))
         known = backend_names()
         if name not in known:
             close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)

@@ -12,7 +12,7 @@ whose metadata is missing or unreadable, whose files are missing or of another s
 recorded, or that the runtime cannot load, is reported in one line, deleted and rebuilt.
 
 Example:
-    >>> from edgequant.backends.cache import get_or_build
+    >>> from edgequant.build.cache import get_or_build
     >>> art = get_or_build("onnxruntime", load_model("resnet50"), "w8a8",
     ...                    open_dataset("synthetic", spec))               # doctest: +SKIP
     >>> art.metadata["cache_key"][:8]                                       # doctest: +SKIP

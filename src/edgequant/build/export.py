@@ -10,7 +10,7 @@ down-convert some ops and prints pages of diagnostics. The ``torch.export`` expo
 ``onnxscript`` package) is used only where torch no longer ships the TorchScript one.
 
 Example:
-    >>> from edgequant.backends.export import export_onnx   # doctest: +SKIP
+    >>> from edgequant.build.export import export_onnx   # doctest: +SKIP
     >>> export_onnx(load_model("resnet18"), "/tmp/r18.onnx")  # doctest: +SKIP
     PosixPath('/tmp/r18.onnx')
 """
@@ -26,34 +26,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgequant.errors import ModelError, UnsupportedError
+from edgequant.errors import ModelError, UnsupportedError, condense_error
 
 if TYPE_CHECKING:
     from edgequant.models.base import Model
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
-
-
-def condense_error(exc: BaseException, limit: int = 300) -> str:
-    """The most useful single line of a converter's (often multi-page) error message.
-
-    Example:
-        >>> condense_error(RuntimeError("Traceback...\\n  blah\\nUnsupported op: Foo\\n"))
-        'RuntimeError: Unsupported op: Foo'
-    """
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    # converters put the real cause last, after stack dumps and hints; prefer a line naming it
-    keywords = re.compile(r"unsupported|not supported|error|cannot|could not|failed|invalid", re.I)
-    noise = re.compile(
-        r"^(traceback|file \"|\^+$|during handling|the above exception|for more)", re.I
-    )
-    useful = [ln for ln in lines if not noise.match(ln)]
-    pick = next(
-        (ln for ln in reversed(useful) if keywords.search(ln)), useful[-1] if useful else ""
-    )
-    text = f"{type(exc).__name__}: {pick}" if pick else type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def export_onnx(

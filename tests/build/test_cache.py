@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edgequant.backends.base import METADATA_NAME
-from edgequant.backends.cache import (
+from edgequant.build.cache import (
     cache_entries,
     cache_key,
     calibration_identity,

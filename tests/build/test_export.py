@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgequant.backends.export import (
+from edgequant.build.export import (
     INPUT_NAME,
     OUTPUT_NAME,
     condense_error,
