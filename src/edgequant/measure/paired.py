@@ -139,14 +139,18 @@ class PairedRatio:
 
     def contains(self, value: float) -> bool:
         """True when ``value`` lies inside the interval (False without one)."""
-        return self.ci_low is not None and self.ci_high is not None and (
-            self.ci_low <= value <= self.ci_high
+        return (
+            self.ci_low is not None
+            and self.ci_high is not None
+            and (self.ci_low <= value <= self.ci_high)
         )
 
     def text(self, digits: int = 2) -> str:
         """E.g. ``2.58× [2.51, 2.66] (6 rounds)``."""
         if self.ci_low is None or self.ci_high is None:
-            return f"{self.median:.{digits}f}× ({self.rounds} round{'s' * (self.rounds != 1)}, no CI)"
+            return (
+                f"{self.median:.{digits}f}× ({self.rounds} round{'s' * (self.rounds != 1)}, no CI)"
+            )
         return (
             f"{self.median:.{digits}f}× [{self.ci_low:.{digits}f}, {self.ci_high:.{digits}f}]"
             f" ({self.rounds} rounds)"
