@@ -57,7 +57,7 @@ def test_accuracy_log_round_trip_and_bad_files(tmp_path: Path) -> None:
     p = _acc_log(tmp_path / "a.json", [(3, _hex(1, 2, 3, 4, 5)), (7, "")])
     assert read_accuracy_log(p) == [(3, _hex(1, 2, 3, 4, 5)), (7, "")]
     (tmp_path / "bad.json").write_text("{nope")
-    with pytest.raises(BenchmarkError, match="bad.json"):
+    with pytest.raises(BenchmarkError, match=r"bad\.json"):
         read_accuracy_log(tmp_path / "bad.json")
 
 
