@@ -10,7 +10,7 @@ from PIL import Image
 
 from edgequant.data import open_dataset
 from edgequant.errors import DatasetError, ValidationError
-from edgequant.models.spec import InputSpec
+from edgequant.input_spec import InputSpec
 
 SPEC = InputSpec(shape=(3, 16, 16), resize=18)
 

@@ -2,7 +2,7 @@
 
 Example:
     >>> from edgequant.data import open_dataset
-    >>> from edgequant.models.spec import InputSpec
+    >>> from edgequant.input_spec import InputSpec
     >>> open_dataset("synthetic:4", InputSpec.imagenet()).load([0]).shape
     (1, 3, 224, 224)
 """

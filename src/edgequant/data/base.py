@@ -5,7 +5,7 @@ Datasets are named ``KIND[:PATH]`` on the command line (see :func:`edgequant.dat
 
 Example:
     >>> from edgequant.data import open_dataset
-    >>> from edgequant.models.spec import InputSpec
+    >>> from edgequant.input_spec import InputSpec
     >>> ds = open_dataset("synthetic", InputSpec.imagenet(), limit=4)
     >>> ds.load([0, 1]).shape
     (2, 3, 224, 224)
@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from edgequant.models.spec import InputSpec
+from edgequant.input_spec import InputSpec
 
 
 class Dataset(ABC):

@@ -2,7 +2,7 @@
 
 Example:
     >>> from edgequant.data import open_dataset
-    >>> from edgequant.models.spec import InputSpec
+    >>> from edgequant.input_spec import InputSpec
     >>> ds = open_dataset("synthetic", InputSpec.imagenet(112))
     >>> calibration_samples(ds, 4).shape
     (4, 3, 112, 112)
@@ -14,7 +14,7 @@ import numpy as np
 
 from edgequant.data.base import Dataset
 from edgequant.errors import ValidationError
-from edgequant.models.spec import InputSpec
+from edgequant.input_spec import InputSpec
 
 
 def select_indices(n_total: int, n: int | None, seed: int = 0) -> list[int]:

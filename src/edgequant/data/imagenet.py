@@ -21,7 +21,7 @@ import numpy as np
 from edgequant.data.base import Dataset
 from edgequant.data.preprocess import IMAGE_SUFFIXES, preprocess_files
 from edgequant.errors import DatasetError
-from edgequant.models.spec import InputSpec
+from edgequant.input_spec import InputSpec
 
 VAL_MAP = "val_map.txt"
 SYNSETS = "synsets.txt"

@@ -4,7 +4,7 @@ Decoding runs in a small thread pool (Pillow releases the GIL while decoding and
 the normalisation is one vectorised numpy operation over the whole batch.
 
 Example:
-    >>> from edgequant.models.spec import InputSpec
+    >>> from edgequant.input_spec import InputSpec
     >>> from PIL import Image
     >>> import tempfile, os
     >>> p = os.path.join(tempfile.mkdtemp(), "x.png")
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from edgequant.errors import DatasetError
-from edgequant.models.spec import InputSpec
+from edgequant.input_spec import InputSpec
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm")
 

@@ -8,7 +8,7 @@
 =================== ==========================================================================
 
 Example:
-    >>> from edgequant.models.spec import InputSpec
+    >>> from edgequant.input_spec import InputSpec
     >>> ds = open_dataset("synthetic:8", InputSpec.imagenet())
     >>> len(ds)
     8
@@ -25,7 +25,7 @@ import numpy as np
 from edgequant.data.base import Dataset
 from edgequant.data.calibration import select_indices
 from edgequant.errors import DatasetError, ValidationError
-from edgequant.models.spec import InputSpec
+from edgequant.input_spec import InputSpec
 
 KINDS = ("imagenet", "digits", "synthetic", "npy")
 

@@ -1,7 +1,7 @@
 """Random inputs for performance runs. Never used for an accuracy figure (no labels).
 
 Example:
-    >>> from edgequant.models.spec import InputSpec
+    >>> from edgequant.input_spec import InputSpec
     >>> ds = SyntheticDataset(InputSpec.imagenet(), size=16)
     >>> ds.labels is None, ds.load([3]).shape
     (True, (1, 3, 224, 224))
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from edgequant.data.base import Dataset
-from edgequant.models.spec import InputSpec
+from edgequant.input_spec import InputSpec
 
 DEFAULT_SIZE = 1024
 _CHUNK = 32

@@ -11,11 +11,11 @@ Example:
     1000
 """
 
+from edgequant.input_spec import InputSpec
 from edgequant.models.base import Model
 from edgequant.models.loader import load_model
 from edgequant.models.profile import count_params_macs
 from edgequant.models.registry import ZooEntry, get_entry, list_models, register
-from edgequant.models.spec import InputSpec
 
 __all__ = [
     "InputSpec",

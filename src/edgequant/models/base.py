@@ -9,11 +9,14 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from edgequant.models.spec import InputSpec
+import numpy as np
+
+from edgequant.input_spec import InputSpec
 
 if TYPE_CHECKING:
     import torch.nn as nn
@@ -47,3 +50,29 @@ class Model:
         """A short string naming the model and its weights, for cache keys and run names."""
         digest, plus, techniques = self.weights_hash.partition("+")
         return f"{self.name}-{digest[:10]}{plus}{techniques}"
+
+
+class Samples(Protocol):
+    """What running or training a model needs of its data: sized, loadable, maybe labelled.
+
+    :class:`edgequant.data.Dataset` satisfies it; ``models/`` names this protocol instead of
+    importing ``data/``, so the two packages stay independent (data feeds models, neither
+    imports the other).
+
+    Example:
+        >>> from edgequant.data import open_dataset
+        >>> from edgequant.input_spec import InputSpec
+        >>> def first(samples: Samples) -> tuple[int, ...]:
+        ...     return samples.load([0]).shape
+        >>> first(open_dataset("synthetic:2", InputSpec.imagenet(32)))
+        (1, 3, 32, 32)
+    """
+
+    spec: str
+
+    def __len__(self) -> int: ...
+
+    @property
+    def labels(self) -> np.ndarray | None: ...
+
+    def load(self, indices: Sequence[int]) -> np.ndarray: ...

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgequant.errors import ModelError, ValidationError
+from edgequant.input_spec import IMAGENET_MEAN_255, IMAGENET_STD_255, InputSpec
 from edgequant.models.base import Model
 from edgequant.models.registry import ZooEntry, get_entry
-from edgequant.models.spec import IMAGENET_MEAN_255, IMAGENET_STD_255, InputSpec
 
 if TYPE_CHECKING:
     import torch
