@@ -16,6 +16,8 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import pickle
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -180,10 +182,13 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise ModelError(f"weights file {path} does not exist")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights only load failed" not in str(e).lower():
+            raise ModelError(f"cannot read weights {path}: {_first_line(e)}") from e
+        raise ModelError(_holds_code(path, e)) from None
     except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise ModelError(
-            f"cannot read weights {path}: {first} (is it a PyTorch state_dict?)"
+            f"cannot read weights {path}: {_first_line(e)} (is it a PyTorch state_dict?)"
         ) from e
     for wrapper in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
@@ -207,6 +212,21 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                 name = name[len(prefix) :]
         state[name] = value
     return state
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+
+
+def _holds_code(path: Path, e: BaseException) -> str:
+    """The refusal of a checkpoint that pickles Python objects: plain, no advice to unlock it."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(e))
+    what = f" (it references {found.group(1)})" if found else ""
+    return (
+        f"cannot read weights {path}: the file holds code, not only tensors{what}; "
+        "edgequant loads weights as data only and refuses it. Save a plain state_dict instead: "
+        "torch.save(model.state_dict(), PATH)"
+    )
 
 
 def _remap(module: nn.Module, state: Mapping[str, Any]) -> dict[str, Any]:
@@ -334,9 +354,8 @@ def _load_onnx(path: Path) -> Model:
         proto = onnx.load(str(path), load_external_data=False)
         onnx.checker.check_model(proto)
     except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise ModelError(
-            f"cannot read ONNX model {path}: {first} (is it a valid .onnx file?)"
+            f"cannot read ONNX model {path}: {_first_line(e)} (is it a valid .onnx file?)"
         ) from e
     graph = proto.graph
     init_names = {t.name for t in graph.initializer}
