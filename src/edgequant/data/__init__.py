@@ -9,6 +9,7 @@ Example:
 
 from edgequant.data.base import Dataset
 from edgequant.data.calibration import calibration_samples, select_indices, validate_batch
+from edgequant.data.labels import validate_labels
 from edgequant.data.registry import ArrayDataset, SubsetDataset, open_dataset, parse_dataset_spec
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "parse_dataset_spec",
     "select_indices",
     "validate_batch",
+    "validate_labels",
 ]

@@ -56,6 +56,10 @@ class Dataset(ABC):
             chunk = idx[start : start + batch_size]
             yield self.load(chunk), (None if labels is None else labels[chunk])
 
+    def label_origin(self, index: int) -> str:
+        """Where sample ``index``'s label comes from, for error messages (file and line if known)."""
+        return f"{self.spec}: sample {index}"
+
     def load_all(self) -> np.ndarray:
         return self.load(list(range(len(self))))
 
