@@ -44,7 +44,10 @@ class Dataset(ABC):
 
     @abstractmethod
     def load(self, indices: Sequence[int]) -> np.ndarray:
-        """float32 NCHW batch of the given samples, preprocessed for ``input_spec``."""
+        """float32 batch of the given samples, preprocessed for ``input_spec``.
+
+        NCHW, or NHWC for a model whose spec says so: each sample is ``input_spec.tensor_shape``.
+        """
 
     def batches(
         self, batch_size: int, indices: Sequence[int] | None = None
@@ -66,4 +69,4 @@ class Dataset(ABC):
     @property
     def identity(self) -> str:
         """Stable identity for cache keys: spec, split, sample count and preprocessing."""
-        return f"{self.spec}|n={len(self)}|{self.input_spec.shape}|{self.input_spec.mean}|{self.input_spec.std}|{self.input_spec.resize}"
+        return f"{self.spec}|n={len(self)}|{self.input_spec.identity}"

@@ -50,7 +50,7 @@ def _resample(name: str) -> int:
 
 
 def load_image(path: str | Path, spec: InputSpec) -> np.ndarray:
-    """Decode one image → uint8 HWC (or HW for ``L``) resized and centre-cropped for ``spec``.
+    """Decode one image → uint8 RGB HWC (or HW for ``L``) resized and centre-cropped for ``spec``.
 
     The work is bounded by the output size, whatever the picture: the resize samples only the
     source region that survives the crop (an 8000×1 PNG no longer becomes a 2-million-pixel-wide
@@ -62,7 +62,7 @@ def load_image(path: str | Path, spec: InputSpec) -> np.ndarray:
     try:
         with Image.open(path) as opened:
             _check_pixels(path, opened.width, opened.height)
-            im = opened.convert(spec.color)
+            im = opened.convert(spec.pil_mode)
             return np.asarray(_resize_crop(im, spec), dtype=np.uint8)
     except Image.DecompressionBombError as e:
         raise DatasetError(
@@ -110,9 +110,9 @@ def _resize_crop(im: PILImage, spec: InputSpec) -> PILImage:
 def preprocess_files(
     paths: Sequence[str | Path], spec: InputSpec, workers: int | None = None
 ) -> np.ndarray:
-    """Decode and preprocess images into one float32 NCHW batch."""
+    """Decode and preprocess images into one float32 batch in the spec's layout."""
     if not paths:
-        return np.zeros((0, *spec.shape), np.float32)
+        return np.zeros((0, *spec.tensor_shape), np.float32)
     workers = workers or min(4, os.cpu_count() or 1)
     if workers > 1 and len(paths) > 1:
         with ThreadPoolExecutor(workers) as pool:

@@ -70,10 +70,10 @@ class ArrayDataset(Dataset):
         self.has_labels = labels is not None
         self.input_spec = input_spec
         self.spec = spec
-        if x.ndim != 4 or tuple(x.shape[1:]) != tuple(input_spec.shape):
+        if x.ndim != 4 or tuple(x.shape[1:]) != tuple(input_spec.tensor_shape):
             raise ValidationError(
                 f"{spec}: samples have shape {tuple(x.shape)}, but the model takes "
-                f"(N, {', '.join(map(str, input_spec.shape))})"
+                f"(N, {', '.join(map(str, input_spec.tensor_shape))}) ({input_spec.layout})"
             )
 
     def __len__(self) -> int:

@@ -45,7 +45,7 @@ class SyntheticDataset(Dataset):
 
     def load(self, indices: Sequence[int]) -> np.ndarray:
         c, h, w = self.input_spec.shape
-        out = np.empty((len(indices), c, h, w), np.float32)
+        out = np.empty((len(indices), *self.input_spec.tensor_shape), np.float32)
         # uint8 pixels, normalised a few samples at a time: 1,024 ImageNet-sized samples took
         # 5.9 s with one float batch (GBs of temporaries), a fraction of that now
         for start in range(0, len(indices), _CHUNK):
