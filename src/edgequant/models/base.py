@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +50,12 @@ class Model:
     def key(self) -> str:
         """A short string naming the model and its weights, for cache keys and run names."""
         digest, plus, techniques = self.weights_hash.partition("+")
-        return f"{self.name}-{digest[:10]}{plus}{techniques}"
+        key = f"{self.name}-{digest[:10]}{plus}{techniques}"
+        if self.info.get("input_options"):
+            # an input spec the user chose (shape, layout, normalisation) builds other artifacts
+            spec = hashlib.sha1(self.input_spec.identity.encode()).hexdigest()[:8]
+            key += f"-in{spec}"
+        return key
 
 
 class Samples(Protocol):
