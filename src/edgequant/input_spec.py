@@ -243,11 +243,13 @@ def parse_shape(text: str | Sequence[int | str], layout: str = "NCHW") -> tuple[
     """
     if layout not in LAYOUTS:
         raise ValidationError(f"--layout must be NCHW or NHWC, got {layout!r}")
-    items = (
-        [t for t in re.split(r"[,x×\s]+", text.strip().strip("[]()")) if t]
-        if isinstance(text, str)
-        else list(text)
-    )
+    if isinstance(text, str):
+        body = text.strip().strip("[]()")
+        # "1,3,224,224" or "1 3 224 224"; "224x224" only when there is no comma or space
+        sep = r"[,\s]+" if re.search(r"[,\s]", body) else r"[x×]"
+        items: list[Any] = [t for t in re.split(sep, body) if t]
+    else:
+        items = list(text)
     if len(items) == 4:
         items = items[1:]  # the batch dimension: whatever it says, edgequant picks it
     dims: list[int] = []
@@ -282,9 +284,8 @@ def _per_channel(values: tuple[float, ...], channels: int, what: str) -> tuple[f
     if len(values) == 1:
         return values * channels
     if len(values) != channels:
-        raise ValidationError(
-            f"{what} needs 1 or {channels} values (one per channel), got {len(values)}"
-        )
+        want = "1 value" if channels == 1 else f"1 or {channels} values (one per channel)"
+        raise ValidationError(f"{what} needs {want}, got {len(values)}")
     return values
 
 
