@@ -97,7 +97,7 @@ def test_nhwc_datasets_load_the_model_layout(tmp_path: Path) -> None:
     assert spec.tensor_shape == (8, 8, 3)
     ds = open_dataset("synthetic:4", spec)
     x = ds.load([0, 1])
-    assert x.shape == (2, 8, 8, 3) and 0.0 <= x.min() and x.max() <= 1.0
+    assert x.shape == (2, 8, 8, 3) and x.min() >= 0.0 and x.max() <= 1.0
     assert calibration_samples(ds, 3).shape == (3, 8, 8, 3)
     with pytest.raises(ValidationError, match=r"takes \(N, 8, 8, 3\) \(NHWC\)"):
         validate_batch(np.zeros((1, 3, 8, 8), np.float32), spec)
