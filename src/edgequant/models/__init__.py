@@ -12,7 +12,7 @@ Example:
 """
 
 from edgequant.input_spec import InputSpec
-from edgequant.models.base import Model
+from edgequant.models.base import Model, Samples
 from edgequant.models.loader import load_model
 from edgequant.models.profile import count_params_macs
 from edgequant.models.registry import ZooEntry, get_entry, list_models, register
@@ -20,6 +20,7 @@ from edgequant.models.registry import ZooEntry, get_entry, list_models, register
 __all__ = [
     "InputSpec",
     "Model",
+    "Samples",
     "ZooEntry",
     "count_params_macs",
     "get_entry",

@@ -26,36 +26,19 @@ NORMALISATION = ("mean", "std", "scale")
 def load_onnx(
     path: Path, options: Mapping[str, Any] | None = None, *, name: str | None = None
 ) -> Model:
-    """Read ``path`` (no external data needed) and build its :class:`Model`; ``options`` as
-    :meth:`InputSpec.from_options` takes them."""
+    """Read ``path`` (no external data needed) and build its :class:`Model`.
+
+    ``options`` are :meth:`InputSpec.from_options`'s; ``input_shape`` fills dynamic dims.
+
+    Example:
+        >>> load_onnx(Path("cls.onnx"), {"input_shape": "1,3,96,96"}).input_spec.shape  # doctest: +SKIP
+        (3, 96, 96)
+    """
     from edgequant.models.loader import file_hash
 
     opts = dict(options or {})
-    if not path.is_file():
-        raise ModelError(f"ONNX model {path} does not exist")
-    try:
-        import onnx
-    except ImportError as e:
-        raise ModelError(
-            "reading .onnx models needs the onnx package: pip install 'edgequant[onnxruntime]'"
-        ) from e
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-        onnx.checker.check_model(proto)
-    except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise ModelError(
-            f"cannot read ONNX model {path}: {first} (is it a valid .onnx file?)"
-        ) from e
+    proto, inputs = _read_graph(path)
     graph = proto.graph
-    init_names = {t.name for t in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in init_names]
-    if not graph.node or len(inputs) != 1 or not graph.output:
-        raise ModelError(
-            f"ONNX model {path} must have one image input and an output "
-            f"(found {len(graph.node)} nodes, {len(inputs)} inputs, "
-            f"{len(graph.output)} outputs)"
-        )
     dims = _dims(inputs[0])
     layout = str(opts.get("layout", "NCHW")).upper()
     c, h, w = _sample_shape(path, inputs[0].name, dims, layout, opts.get("input_shape"))
@@ -110,6 +93,36 @@ def load_onnx(
         weights_hash=file_hash(path),
         info=info,
     )
+
+
+def _read_graph(path: Path) -> tuple[Any, list[Any]]:
+    """The checked ONNX proto (without external data) and its non-initializer inputs."""
+    if not path.is_file():
+        raise ModelError(f"ONNX model {path} does not exist")
+    try:
+        import onnx
+    except ImportError as e:
+        raise ModelError(
+            "reading .onnx models needs the onnx package: pip install 'edgequant[onnxruntime]'"
+        ) from e
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+        onnx.checker.check_model(proto)
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ModelError(
+            f"cannot read ONNX model {path}: {first} (is it a valid .onnx file?)"
+        ) from e
+    graph = proto.graph
+    init_names = {t.name for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in init_names]
+    if not graph.node or len(inputs) != 1 or not graph.output:
+        raise ModelError(
+            f"ONNX model {path} must have one image input and an output "
+            f"(found {len(graph.node)} nodes, {len(inputs)} inputs, "
+            f"{len(graph.output)} outputs)"
+        )
+    return proto, inputs
 
 
 def _sample_shape(
