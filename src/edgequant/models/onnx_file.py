@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -90,9 +91,20 @@ def load_onnx(
         module=None,
         onnx_path=path.resolve(),
         weights=str(path),
-        weights_hash=file_hash(path),
+        weights_hash=_weights_hash(path, proto, file_hash),
         info=info,
     )
+
+
+def _weights_hash(path: Path, proto: Any, file_hash: Any) -> str:
+    """SHA-1 of the .onnx, combined with each external-data file's: editing either changes it."""
+    extra = external_data_files(proto, path.parent)
+    if not extra:
+        return str(file_hash(path))  # unchanged for single-file models: cache keys stay valid
+    h = hashlib.sha1(file_hash(path).encode())
+    for f in extra:
+        h.update(f"|{f.name}:{file_hash(f)}".encode())
+    return h.hexdigest()
 
 
 def _read_graph(path: Path) -> tuple[Any, list[Any]]:
@@ -107,15 +119,30 @@ def _read_graph(path: Path) -> tuple[Any, list[Any]]:
         ) from e
     try:
         proto = onnx.load(str(path), load_external_data=False)
-        onnx.checker.check_model(proto)
+        missing = [f for f in external_data_files(proto, path.parent) if not f.is_file()]
+        if missing:
+            raise ModelError(
+                f"ONNX model {path} keeps its weights in {missing[0].name}, which is not in "
+                f"{path.parent}; put the external data file(s) beside the .onnx"
+            )
+        # checked by path, so external data resolves beside the model, not in the working folder
+        onnx.checker.check_model(str(path))
+    except ModelError:
+        raise
     except Exception as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise ModelError(
-            f"cannot read ONNX model {path}: {first} (is it a valid .onnx file?)"
-        ) from e
+        looks = sniff(path)
+        hint = f"; the file looks like {looks}" if looks else " (is it a valid .onnx file?)"
+        raise ModelError(f"cannot read ONNX model {path}: {first}{hint}") from e
     graph = proto.graph
     init_names = {t.name for t in graph.initializer}
     inputs = [i for i in graph.input if i.name not in init_names]
+    if len(inputs) > 1:
+        names = ", ".join(repr(i.name) for i in inputs[:4])
+        raise ModelError(
+            f"ONNX model {path} has {len(inputs)} inputs ({names}); edgequant runs models with "
+            "one image input"
+        )
     if not graph.node or len(inputs) != 1 or not graph.output:
         raise ModelError(
             f"ONNX model {path} must have one image input and an output "
@@ -123,6 +150,37 @@ def _read_graph(path: Path) -> tuple[Any, list[Any]]:
             f"{len(graph.output)} outputs)"
         )
     return proto, inputs
+
+
+def external_data_files(proto: Any, folder: Path) -> list[Path]:
+    """The external-data files an ONNX model's tensors name, relative to its folder, in order."""
+    seen: dict[Path, None] = {}
+    for tensor in proto.graph.initializer:
+        if tensor.data_location == 1:  # onnx.TensorProto.EXTERNAL
+            loc = next((e.value for e in tensor.external_data if e.key == "location"), None)
+            if loc:
+                seen.setdefault(folder / loc, None)
+    return list(seen)
+
+
+def sniff(path: Path) -> str | None:
+    """What a file holds judging by its first bytes, when that is not what its suffix says."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError:
+        return None
+    if head.startswith(b"PK\x03\x04"):
+        return "a zip archive (a PyTorch checkpoint or .pt2 program?)"
+    if head[4:8] == b"TFL3":
+        return "a TFLite model (.tflite)"
+    if head.lstrip().startswith(b"<?xml") or head.lstrip().startswith(b"<net"):
+        return "XML (an OpenVINO IR .xml?)"
+    if head[:1] == b"\x80":
+        return "a Python pickle (a PyTorch checkpoint?)"
+    if not head:
+        return "an empty file"
+    return None
 
 
 def _sample_shape(
