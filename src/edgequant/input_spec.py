@@ -29,6 +29,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -94,7 +95,7 @@ class InputSpec:
             raise ValidationError(
                 f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {self.interpolation!r}"
             )
-        if not isinstance(self.resize, int) or not 1 <= self.resize <= _MAX_SIDE:
+        if not isinstance(self.resize, Integral) or not 1 <= int(self.resize) <= _MAX_SIDE:
             raise ValidationError(
                 f"resize must be a whole number of pixels in 1..{_MAX_SIDE}, got {self.resize!r}"
             )
