@@ -10,7 +10,7 @@ import pytest
 from edgequant.data import calibration_samples, open_dataset, select_indices, validate_batch
 from edgequant.data.digits import split_indices
 from edgequant.errors import DatasetError, ValidationError
-from edgequant.models.spec import InputSpec
+from edgequant.input_spec import InputSpec
 
 DIGITS = InputSpec(shape=(1, 32, 32), mean=(127.5,), std=(127.5,), resize=32, color="L")
 

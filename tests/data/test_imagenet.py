@@ -10,7 +10,7 @@ from PIL import Image
 
 from edgequant.data import open_dataset
 from edgequant.errors import DatasetError, ValidationError
-from edgequant.models.spec import InputSpec
+from edgequant.input_spec import InputSpec
 
 SPEC = InputSpec(shape=(3, 16, 16), resize=18)
 
@@ -126,3 +126,15 @@ def test_dataset_spec_errors(tmp_path: Path) -> None:
         open_dataset(str(tmp_path), SPEC)
     with pytest.raises(ValidationError, match="needs a folder"):
         open_dataset("imagenet", SPEC)
+
+
+@pytest.mark.parametrize("text", ["", "\n  \n\n"])
+def test_empty_val_map_is_named(tmp_path: Path, text: str) -> None:
+    # issue 16: an empty val_map.txt said "no images found"; say the file is empty, and where
+    root = tmp_path / "d"
+    _img(root / "a.jpg", (1, 2, 3))
+    (root / "val_map.txt").write_text(text)
+    with pytest.raises(DatasetError) as info:
+        open_dataset(f"imagenet:{root}", SPEC)
+    assert str(info.value).startswith(f"{root / 'val_map.txt'} is empty")
+    assert "no images found" not in str(info.value)

@@ -151,6 +151,30 @@ def test_pickled_object_is_refused_not_executed(tmp_path: Path) -> None:
         load_model(path, arch="resnet18")
 
 
+class _RunsCode:
+    """Unpickling this calls a function: the shape of a malicious checkpoint (harmless here)."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (print, ("unpickled code ran",))
+
+
+def test_checkpoint_with_code_is_refused_plainly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # issue 16: the refusal said PyTorch's "this file can still be loaded ... if you trust the
+    # source" — advice to turn the safety off. Say plainly that the file holds code and is refused.
+    path = tmp_path / "evil.pth"
+    torch.save({"state_dict": {"fc.weight": torch.zeros(1)}, "payload": _RunsCode()}, path)
+    with pytest.raises(ModelError) as info:
+        load_model(path, arch="resnet18")
+    msg = str(info.value)
+    assert "evil.pth" in msg and "holds code" in msg and "refuses it" in msg
+    assert "it references print" in msg
+    assert "trust" not in msg and "weights_only" not in msg and "can still be loaded" not in msg
+    assert "\n" not in msg
+    assert "unpickled code ran" not in capsys.readouterr().out
+
+
 def test_not_a_state_dict(tmp_path: Path) -> None:
     path = tmp_path / "tensor.pth"
     torch.save(torch.zeros(3), path)

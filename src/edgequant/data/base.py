@@ -5,7 +5,7 @@ Datasets are named ``KIND[:PATH]`` on the command line (see :func:`edgequant.dat
 
 Example:
     >>> from edgequant.data import open_dataset
-    >>> from edgequant.models.spec import InputSpec
+    >>> from edgequant.input_spec import InputSpec
     >>> ds = open_dataset("synthetic", InputSpec.imagenet(), limit=4)
     >>> ds.load([0, 1]).shape
     (2, 3, 224, 224)
@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from edgequant.models.spec import InputSpec
+from edgequant.input_spec import InputSpec
 
 
 class Dataset(ABC):
@@ -44,7 +44,10 @@ class Dataset(ABC):
 
     @abstractmethod
     def load(self, indices: Sequence[int]) -> np.ndarray:
-        """float32 NCHW batch of the given samples, preprocessed for ``input_spec``."""
+        """float32 batch of the given samples, preprocessed for ``input_spec``.
+
+        NCHW, or NHWC for a model whose spec says so: each sample is ``input_spec.tensor_shape``.
+        """
 
     def batches(
         self, batch_size: int, indices: Sequence[int] | None = None
@@ -56,10 +59,14 @@ class Dataset(ABC):
             chunk = idx[start : start + batch_size]
             yield self.load(chunk), (None if labels is None else labels[chunk])
 
+    def label_origin(self, index: int) -> str:
+        """Where sample ``index``'s label comes from, for error messages (file and line if known)."""
+        return f"{self.spec}: sample {index}"
+
     def load_all(self) -> np.ndarray:
         return self.load(list(range(len(self))))
 
     @property
     def identity(self) -> str:
         """Stable identity for cache keys: spec, split, sample count and preprocessing."""
-        return f"{self.spec}|n={len(self)}|{self.input_spec.shape}|{self.input_spec.mean}|{self.input_spec.std}|{self.input_spec.resize}"
+        return f"{self.spec}|n={len(self)}|{self.input_spec.identity}"

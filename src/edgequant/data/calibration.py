@@ -2,7 +2,7 @@
 
 Example:
     >>> from edgequant.data import open_dataset
-    >>> from edgequant.models.spec import InputSpec
+    >>> from edgequant.input_spec import InputSpec
     >>> ds = open_dataset("synthetic", InputSpec.imagenet(112))
     >>> calibration_samples(ds, 4).shape
     (4, 3, 112, 112)
@@ -14,7 +14,7 @@ import numpy as np
 
 from edgequant.data.base import Dataset
 from edgequant.errors import ValidationError
-from edgequant.models.spec import InputSpec
+from edgequant.input_spec import InputSpec
 
 
 def select_indices(n_total: int, n: int | None, seed: int = 0) -> list[int]:
@@ -31,11 +31,15 @@ def select_indices(n_total: int, n: int | None, seed: int = 0) -> list[int]:
 
 
 def validate_batch(x: np.ndarray, input_spec: InputSpec, what: str = "input") -> np.ndarray:
-    """Check a float NCHW batch against the spec: non-empty, right shape, finite. Returns float32."""
+    """Check a float batch against the spec: non-empty, right shape, finite. Returns float32.
+
+    The shape is the model's own layout (``input_spec.tensor_shape``: NCHW unless it says NHWC).
+    """
     x = np.asarray(x)
-    if x.ndim != 4 or tuple(x.shape[1:]) != tuple(input_spec.shape):
+    if x.ndim != 4 or tuple(x.shape[1:]) != tuple(input_spec.tensor_shape):
         raise ValidationError(
-            f"{what} has shape {tuple(x.shape)}, but the model takes (N, {', '.join(map(str, input_spec.shape))}); "
+            f"{what} has shape {tuple(x.shape)}, but the model takes "
+            f"(N, {', '.join(map(str, input_spec.tensor_shape))}) ({input_spec.layout}); "
             "check the dataset and the model's input size"
         )
     if x.shape[0] == 0:

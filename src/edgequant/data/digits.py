@@ -4,7 +4,7 @@ A fixed stratified split (seed 0): 1,347 train / 450 test images. Images are sca
 0–255 and resized to the model's input size with Pillow, then normalised with its spec.
 
 Example:
-    >>> from edgequant.models.spec import InputSpec
+    >>> from edgequant.input_spec import InputSpec
     >>> spec = InputSpec(shape=(1, 32, 32), mean=(0.0,), std=(255.0,), resize=32, color="L")
     >>> ds = DigitsDataset(spec, split="test")
     >>> len(ds), ds.load([0]).shape
@@ -20,7 +20,7 @@ import numpy as np
 
 from edgequant.data.base import Dataset
 from edgequant.errors import ValidationError
-from edgequant.models.spec import InputSpec
+from edgequant.input_spec import InputSpec
 
 SPLITS = ("train", "test", "all")
 TEST_FRACTION = 0.25

@@ -8,7 +8,7 @@
 =================== ==========================================================================
 
 Example:
-    >>> from edgequant.models.spec import InputSpec
+    >>> from edgequant.input_spec import InputSpec
     >>> ds = open_dataset("synthetic:8", InputSpec.imagenet())
     >>> len(ds)
     8
@@ -24,8 +24,9 @@ import numpy as np
 
 from edgequant.data.base import Dataset
 from edgequant.data.calibration import select_indices
+from edgequant.data.labels import validate_labels
 from edgequant.errors import DatasetError, ValidationError
-from edgequant.models.spec import InputSpec
+from edgequant.input_spec import InputSpec
 
 KINDS = ("imagenet", "digits", "synthetic", "npy")
 
@@ -52,6 +53,9 @@ class SubsetDataset(Dataset):
     def load(self, indices: Sequence[int]) -> np.ndarray:
         return self.base.load([self.indices[i] for i in indices])
 
+    def label_origin(self, index: int) -> str:
+        return self.base.label_origin(self.indices[index])
+
 
 class ArrayDataset(Dataset):
     """Samples already preprocessed, from a ``.npy``/``.npz`` file or an array."""
@@ -62,14 +66,14 @@ class ArrayDataset(Dataset):
         self, x: np.ndarray, labels: np.ndarray | None, input_spec: InputSpec, spec: str
     ) -> None:
         self._x = x
-        self._labels = None if labels is None else np.asarray(labels, np.int64)
+        self._labels = None if labels is None else _int_labels(labels, len(x), spec)
         self.has_labels = labels is not None
         self.input_spec = input_spec
         self.spec = spec
-        if x.ndim != 4 or tuple(x.shape[1:]) != tuple(input_spec.shape):
+        if x.ndim != 4 or tuple(x.shape[1:]) != tuple(input_spec.tensor_shape):
             raise ValidationError(
                 f"{spec}: samples have shape {tuple(x.shape)}, but the model takes "
-                f"(N, {', '.join(map(str, input_spec.shape))})"
+                f"(N, {', '.join(map(str, input_spec.tensor_shape))}) ({input_spec.layout})"
             )
 
     def __len__(self) -> int:
@@ -81,6 +85,24 @@ class ArrayDataset(Dataset):
 
     def load(self, indices: Sequence[int]) -> np.ndarray:
         return np.asarray(self._x[np.asarray(indices, dtype=np.int64)], dtype=np.float32)
+
+    def label_origin(self, index: int) -> str:
+        return f"{self.spec}: y[{index}]"
+
+
+def _int_labels(labels: np.ndarray, n: int, spec: str) -> np.ndarray:
+    """Labels as int64 class indices, refusing what a cast would silently change."""
+    y = np.asarray(labels)
+    if y.ndim != 1 or len(y) != n:
+        raise DatasetError(
+            f"{spec}: labels y have shape {y.shape}, but there are {n} samples; "
+            "y needs one class index per sample"
+        )
+    if y.dtype.kind == "f" and not (np.isfinite(y).all() and np.array_equal(y, np.rint(y))):
+        raise DatasetError(f"{spec}: labels y must be whole class indices, got {y.dtype} fractions")
+    if y.dtype.kind not in "iuf" and len(y):
+        raise DatasetError(f"{spec}: labels y must be integer class indices, got {y.dtype}")
+    return y.astype(np.int64)
 
 
 def _open_npy(path: Path, input_spec: InputSpec, spec: str) -> ArrayDataset:
@@ -119,11 +141,14 @@ def open_dataset(
     split: str = "test",
     limit: int | None = None,
     seed: int = 0,
+    num_classes: int | None = None,
 ) -> Dataset:
     """Open ``KIND[:PATH]`` preprocessed for ``input_spec``; ``limit`` takes a seeded subset.
 
     ``split`` applies to datasets that have splits (``digits``): an explicit ``digits:train``
-    wins over it.
+    wins over it. Labels are checked here, once for every consumer: a negative label is always
+    refused, and with ``num_classes`` (the model's output classes) so is one ``>= num_classes``;
+    the error names the file and line (see :func:`edgequant.data.labels.validate_labels`).
     """
     kind, arg = parse_dataset_spec(spec)
     ds: Dataset
@@ -151,6 +176,7 @@ def open_dataset(
         if not arg:
             raise ValidationError("npy needs a file: npy:FILE.npy")
         ds = _open_npy(Path(arg).expanduser(), input_spec, spec)
+    validate_labels(ds, num_classes)
     if limit is not None:
         if limit < 1:
             raise ValidationError(f"--limit must be >= 1, got {limit}")

@@ -1,7 +1,7 @@
 """Random inputs for performance runs. Never used for an accuracy figure (no labels).
 
 Example:
-    >>> from edgequant.models.spec import InputSpec
+    >>> from edgequant.input_spec import InputSpec
     >>> ds = SyntheticDataset(InputSpec.imagenet(), size=16)
     >>> ds.labels is None, ds.load([3]).shape
     (True, (1, 3, 224, 224))
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from edgequant.data.base import Dataset
-from edgequant.models.spec import InputSpec
+from edgequant.input_spec import InputSpec
 
 DEFAULT_SIZE = 1024
 _CHUNK = 32
@@ -45,7 +45,7 @@ class SyntheticDataset(Dataset):
 
     def load(self, indices: Sequence[int]) -> np.ndarray:
         c, h, w = self.input_spec.shape
-        out = np.empty((len(indices), c, h, w), np.float32)
+        out = np.empty((len(indices), *self.input_spec.tensor_shape), np.float32)
         # uint8 pixels, normalised a few samples at a time: 1,024 ImageNet-sized samples took
         # 5.9 s with one float batch (GBs of temporaries), a fraction of that now
         for start in range(0, len(indices), _CHUNK):

@@ -11,15 +11,16 @@ Example:
     1000
 """
 
-from edgequant.models.base import Model
+from edgequant.input_spec import InputSpec
+from edgequant.models.base import Model, Samples
 from edgequant.models.loader import load_model
 from edgequant.models.profile import count_params_macs
 from edgequant.models.registry import ZooEntry, get_entry, list_models, register
-from edgequant.models.spec import InputSpec
 
 __all__ = [
     "InputSpec",
     "Model",
+    "Samples",
     "ZooEntry",
     "count_params_macs",
     "get_entry",

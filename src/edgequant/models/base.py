@@ -9,11 +9,15 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from edgequant.models.spec import InputSpec
+import numpy as np
+
+from edgequant.input_spec import InputSpec
 
 if TYPE_CHECKING:
     import torch.nn as nn
@@ -46,4 +50,35 @@ class Model:
     def key(self) -> str:
         """A short string naming the model and its weights, for cache keys and run names."""
         digest, plus, techniques = self.weights_hash.partition("+")
-        return f"{self.name}-{digest[:10]}{plus}{techniques}"
+        key = f"{self.name}-{digest[:10]}{plus}{techniques}"
+        if self.info.get("input_options"):
+            # an input spec the user chose (shape, layout, normalisation) builds other artifacts
+            spec = hashlib.sha1(self.input_spec.identity.encode()).hexdigest()[:8]
+            key += f"-in{spec}"
+        return key
+
+
+class Samples(Protocol):
+    """What running or training a model needs of its data: sized, loadable, maybe labelled.
+
+    :class:`edgequant.data.Dataset` satisfies it; ``models/`` names this protocol instead of
+    importing ``data/``, so the two packages stay independent (data feeds models, neither
+    imports the other).
+
+    Example:
+        >>> from edgequant.data import open_dataset
+        >>> from edgequant.input_spec import InputSpec
+        >>> def first(samples: Samples) -> tuple[int, ...]:
+        ...     return samples.load([0]).shape
+        >>> first(open_dataset("synthetic:2", InputSpec.imagenet(32)))
+        (1, 3, 32, 32)
+    """
+
+    spec: str
+
+    def __len__(self) -> int: ...
+
+    @property
+    def labels(self) -> np.ndarray | None: ...
+
+    def load(self, indices: Sequence[int]) -> np.ndarray: ...

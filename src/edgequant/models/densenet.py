@@ -23,8 +23,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from edgequant.input_spec import InputSpec
 from edgequant.models.registry import ZooEntry, register
-from edgequant.models.spec import InputSpec
 
 # "denselayer1.norm.1.weight" (pre-0.4 checkpoints) -> "denselayer1.norm1.weight"
 _OLD_KEY = re.compile(

@@ -20,8 +20,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edgequant.input_spec import InputSpec
 from edgequant.models.registry import ZooEntry, register
-from edgequant.models.spec import InputSpec
 
 WEIGHTS = Path(__file__).parent / "weights" / "digits_cnn.pt"
 INPUT_SPEC = InputSpec(shape=(1, 32, 32), mean=(127.5,), std=(127.5,), resize=32, color="L")

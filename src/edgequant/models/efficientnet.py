@@ -31,8 +31,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from edgequant.input_spec import InputSpec
 from edgequant.models.registry import ZooEntry, register
-from edgequant.models.spec import InputSpec
 
 BN_EPS = 1e-3  # TensorFlow's batch-norm epsilon, which the converted weights assume
 BN_MOMENTUM = 0.01

@@ -16,14 +16,19 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import pickle
+import re
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgequant.errors import ModelError, ValidationError
+from edgequant.input_spec import InputSpec
 from edgequant.models.base import Model
+from edgequant.models.card import ModelCard, find_card, read_card
+from edgequant.models.onnx_file import load_onnx
 from edgequant.models.registry import ZooEntry, get_entry
-from edgequant.models.spec import IMAGENET_MEAN_255, IMAGENET_STD_255, InputSpec
 
 if TYPE_CHECKING:
     import torch
@@ -42,6 +47,8 @@ def load_model(
     arch: str | None = None,
     pretrained: bool = True,
     num_classes: int | None = None,
+    input_options: Mapping[str, Any] | None = None,
+    card: str | Path | None = None,
 ) -> Model:
     """Build a model ready for quantization (fp32, eval mode).
 
@@ -54,6 +61,11 @@ def load_model(
     left at its random init (recorded in ``info["reinitialised"]``). A checkpoint whose head has
     another width sets ``num_classes`` from the checkpoint.
 
+    The input spec comes, by precedence, from ``input_options`` (what ``--input-shape``,
+    ``--layout``, ``--mean``, ``--std``, ``--scale``, ``--resize``, ``--color`` give; see
+    :meth:`InputSpec.from_options`), then the model card (``card=``, or one found beside a model
+    file, see :mod:`edgequant.models.card`), then the model itself.
+
     Example:
         >>> m = load_model("efficientnet_lite0")
         >>> m.pretrained, m.input_spec.mean
@@ -61,10 +73,54 @@ def load_model(
     """
     text = str(name_or_path)
     suffix = Path(text).suffix.lower()
+    model_card = _card(text, card)
+    options = {**(model_card.input if model_card else {}), **dict(input_options or {})}
     if suffix == ".onnx":
         if weights is not None:
             raise ValidationError("--weights applies to zoo architectures, not to an .onnx model")
-        return _load_onnx(Path(text))
+        model = load_onnx(Path(text), options, name=model_card.name if model_card else None)
+        return _with_card(model, model_card)
+    model = _load_source(
+        text, suffix, weights=weights, arch=arch, pretrained=pretrained, num_classes=num_classes
+    )
+    if options:
+        try:
+            spec = InputSpec.from_options(model.input_spec, **options)
+        except ValidationError as e:
+            raise ModelError(f"{text}: {e}") from None
+        model = replace(model, input_spec=spec, info={**model.info, "input_options": options})
+    return _with_card(model, model_card)
+
+
+def _card(text: str, card: str | Path | None) -> ModelCard | None:
+    if card is not None:
+        if not Path(card).is_file():
+            raise ModelError(f"model card {card} does not exist")
+        return read_card(card)
+    found = find_card(text) if ("/" in text or "\\" in text or Path(text).is_file()) else None
+    return read_card(found) if found is not None else None
+
+
+def _with_card(model: Model, card: ModelCard | None) -> Model:
+    if card is None:
+        return model
+    if card.num_classes is not None and card.num_classes != model.num_classes:
+        raise ModelError(
+            f"model card {card.path} says num_classes {card.num_classes}, but {model.name} "
+            f"outputs {model.num_classes}; fix the card"
+        )
+    return replace(model, info={**model.info, "model_card": str(card.path)})
+
+
+def _load_source(
+    text: str,
+    suffix: str,
+    *,
+    weights: str | Path | None,
+    arch: str | None,
+    pretrained: bool,
+    num_classes: int | None,
+) -> Model:
     if suffix in _CHECKPOINT_SUFFIXES:
         if arch is None:
             raise ModelError(
@@ -180,10 +236,13 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise ModelError(f"weights file {path} does not exist")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights only load failed" not in str(e).lower():
+            raise ModelError(f"cannot read weights {path}: {_first_line(e)}") from e
+        raise ModelError(_holds_code(path, e)) from None
     except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise ModelError(
-            f"cannot read weights {path}: {first} (is it a PyTorch state_dict?)"
+            f"cannot read weights {path}: {_first_line(e)} (is it a PyTorch state_dict?)"
         ) from e
     for wrapper in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, Mapping) and isinstance(obj.get(wrapper), Mapping):
@@ -207,6 +266,21 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                 name = name[len(prefix) :]
         state[name] = value
     return state
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+
+
+def _holds_code(path: Path, e: BaseException) -> str:
+    """The refusal of a checkpoint that pickles Python objects: plain, no advice to unlock it."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(e))
+    what = f" (it references {found.group(1)})" if found else ""
+    return (
+        f"cannot read weights {path}: the file holds code, not only tensors{what}; "
+        "edgequant loads weights as data only and refuses it. Save a plain state_dict instead: "
+        "torch.save(model.state_dict(), PATH)"
+    )
 
 
 def _remap(module: nn.Module, state: Mapping[str, Any]) -> dict[str, Any]:
@@ -316,94 +390,3 @@ def file_hash(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-# --------------------------------------------------------------------------- ONNX
-
-
-def _load_onnx(path: Path) -> Model:
-    if not path.is_file():
-        raise ModelError(f"ONNX model {path} does not exist")
-    try:
-        import onnx
-    except ImportError as e:
-        raise ModelError(
-            "reading .onnx models needs the onnx package: pip install 'edgequant[onnxruntime]'"
-        ) from e
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-        onnx.checker.check_model(proto)
-    except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise ModelError(
-            f"cannot read ONNX model {path}: {first} (is it a valid .onnx file?)"
-        ) from e
-    graph = proto.graph
-    init_names = {t.name for t in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in init_names]
-    if not graph.node or len(inputs) != 1 or not graph.output:
-        raise ModelError(
-            f"ONNX model {path} must have one image input and an output "
-            f"(found {len(graph.node)} nodes, {len(inputs)} inputs, "
-            f"{len(graph.output)} outputs)"
-        )
-    dims = _dims(inputs[0])
-    if len(dims) != 4 or any(not isinstance(d, int) or d < 1 for d in dims[1:]):
-        raise ModelError(
-            f"ONNX model {path}: input {inputs[0].name!r} has shape {dims}; edgequant "
-            "needs NCHW images with static C, H, W (the batch may be dynamic)"
-        )
-    c, h, w = (int(d) for d in dims[1:])
-    if c not in (1, 3):
-        raise ModelError(
-            f"ONNX model {path}: input {inputs[0].name!r} has {c} channels at dim 1 "
-            f"(shape {dims}); edgequant needs NCHW images with 1 or 3 channels"
-        )
-    out_dims = _dims(graph.output[0])
-    if not out_dims or not isinstance(out_dims[-1], int) or out_dims[-1] < 1:
-        raise ModelError(
-            f"ONNX model {path}: output {graph.output[0].name!r} has shape {out_dims}; "
-            "the class dimension (last) must be static"
-        )
-    mean = IMAGENET_MEAN_255 if c == 3 else (127.5,)
-    std = IMAGENET_STD_255 if c == 3 else (127.5,)
-    spec = InputSpec(
-        shape=(c, h, w),
-        mean=mean,
-        std=std,
-        resize=round(min(h, w) / 0.875),
-        color="RGB" if c == 3 else "L",
-    )
-    info = {
-        "preprocessing_assumed": True,
-        "note": f"preprocessing assumed: mean {mean}, std {std} on 0-255 pixels, resize "
-        f"{spec.resize} + centre crop {h}x{w}",
-        "input_name": inputs[0].name,
-        "output_name": graph.output[0].name,
-        "dynamic_batch": not isinstance(dims[0], int),
-        "opset": max(
-            (o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=None
-        ),
-    }
-    return Model(
-        name=path.stem,
-        family="onnx",
-        input_spec=spec,
-        num_classes=int(out_dims[-1]),
-        module=None,
-        onnx_path=path.resolve(),
-        weights=str(path),
-        weights_hash=file_hash(path),
-        info=info,
-    )
-
-
-def _dims(value_info: Any) -> list[int | str]:
-    """Shape of an ONNX input/output: ints for static dims, the symbol (or "?") for dynamic ones."""
-    dims: list[int | str] = []
-    for d in value_info.type.tensor_type.shape.dim:
-        if d.HasField("dim_value"):
-            dims.append(int(d.dim_value))
-        else:
-            dims.append(d.dim_param or "?")
-    return dims

@@ -18,14 +18,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from edgequant.console import progress as progress_bar
-from edgequant.data.base import Dataset
 from edgequant.errors import ValidationError
-from edgequant.models.base import Model
+from edgequant.models.base import Model, Samples
 
 
 def reference_logits(
     model: Model,
-    dataset: Dataset,
+    dataset: Samples,
     indices: Sequence[int] | None = None,
     *,
     batch_size: int = 64,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from edgequant.errors import ModelError
-from edgequant.models.spec import InputSpec
+from edgequant.input_spec import InputSpec
 
 if TYPE_CHECKING:
     import torch.nn as nn

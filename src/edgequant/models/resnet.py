@@ -17,8 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from edgequant.input_spec import InputSpec
 from edgequant.models.registry import ZooEntry, register
-from edgequant.models.spec import InputSpec
 
 
 def _conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:

@@ -19,10 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgequant.console import progress as progress_bar
-from edgequant.data.base import Dataset
 from edgequant.errors import ValidationError
 from edgequant.measure.accuracy import topk_accuracy
-from edgequant.models.base import Model
+from edgequant.models.base import Model, Samples
 
 
 @dataclass(kw_only=True)
@@ -39,8 +38,8 @@ class TrainStats:
 
 def train_classifier(
     model: Model,
-    train: Dataset,
-    test: Dataset,
+    train: Samples,
+    test: Samples,
     *,
     epochs: int = 20,
     lr: float = 3e-3,
@@ -63,7 +62,7 @@ def train_classifier(
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     net = model.module
-    x_all = torch.from_numpy(train.load_all())
+    x_all = torch.from_numpy(train.load(range(len(train))))
     y_all = torch.from_numpy(np.asarray(train.labels))
     opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * ((len(x_all) + batch_size - 1) // batch_size)
@@ -91,7 +90,7 @@ def train_classifier(
             loss_val = loss.item()
     net.eval()
     with torch.inference_mode():
-        logits = net(torch.from_numpy(test.load_all())).numpy()
+        logits = net(torch.from_numpy(test.load(range(len(test))))).numpy()
     return TrainStats(
         epochs=epochs,
         train_samples=len(x_all),

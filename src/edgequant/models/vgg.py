@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from edgequant.input_spec import InputSpec
 from edgequant.models.registry import ZooEntry, register
-from edgequant.models.spec import InputSpec
 
 # conv widths per layer, "M" = 2x2 max pool (configurations D and E of Simonyan & Zisserman)
 CFG_16: tuple[int | str, ...] = (

@@ -1,0 +1,245 @@
+"""A user's ``.onnx`` classifier as a :class:`Model`: its input read from the graph.
+
+Dynamic dimensions (``[-1, 3, '?', '?']``, common in models exported by other frameworks) are
+resolved by an input shape from the user (``--input-shape``) or the model card; an NHWC input
+needs ``layout: NHWC``. Without mean/std the ImageNet convention is assumed and recorded as such.
+
+Example:
+    >>> from edgequant.models import load_model
+    >>> load_model("cls.onnx", input_options={"input_shape": "1,3,224,224"})  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from edgequant.errors import ModelError, ValidationError
+from edgequant.input_spec import IMAGENET_MEAN_255, IMAGENET_STD_255, InputSpec, parse_shape
+from edgequant.models.base import Model
+
+#: options that say how pixels are normalised: with none of them the ImageNet numbers are assumed
+NORMALISATION = ("mean", "std", "scale")
+
+
+def load_onnx(
+    path: Path, options: Mapping[str, Any] | None = None, *, name: str | None = None
+) -> Model:
+    """Read ``path`` (no external data needed) and build its :class:`Model`.
+
+    ``options`` are :meth:`InputSpec.from_options`'s; ``input_shape`` fills dynamic dims.
+
+    Example:
+        >>> load_onnx(Path("cls.onnx"), {"input_shape": "1,3,96,96"}).input_spec.shape  # doctest: +SKIP
+        (3, 96, 96)
+    """
+    from edgequant.models.loader import file_hash
+
+    opts = dict(options or {})
+    proto, inputs = _read_graph(path)
+    graph = proto.graph
+    dims = _dims(inputs[0])
+    layout = str(opts.get("layout", "NCHW")).upper()
+    c, h, w = _sample_shape(path, inputs[0].name, dims, layout, opts.get("input_shape"))
+    out_dims = _dims(graph.output[0])
+    if not out_dims or not isinstance(out_dims[-1], int) or out_dims[-1] < 1:
+        raise ModelError(
+            f"ONNX model {path}: output {graph.output[0].name!r} has shape {out_dims}; "
+            "the class dimension (last) must be static"
+        )
+    mean = IMAGENET_MEAN_255 if c == 3 else (127.5,)
+    std = IMAGENET_STD_255 if c == 3 else (127.5,)
+    assumed = InputSpec(
+        shape=(c, h, w),
+        mean=mean,
+        std=std,
+        resize=round(min(h, w) / 0.875),
+        color="RGB" if c == 3 else "L",
+        layout=layout,
+    )
+    opts.pop("input_shape", None)
+    try:
+        spec = InputSpec.from_options(assumed, **opts)
+    except ValidationError as e:
+        raise ModelError(f"ONNX model {path}: {e}") from None
+    given = dict(options or {})
+    is_assumed = not any(k in opts for k in NORMALISATION)
+    info: dict[str, Any] = {
+        "preprocessing_assumed": is_assumed,
+        "input_name": inputs[0].name,
+        "output_name": graph.output[0].name,
+        "dynamic_batch": not isinstance(dims[0], int),
+        "dynamic_dims_resolved": [i for i, d in enumerate(dims[1:], 1) if not isinstance(d, int)],
+        "opset": max(
+            (o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=None
+        ),
+    }
+    if given:
+        info["input_options"] = given
+    if is_assumed:
+        info["note"] = (
+            f"preprocessing assumed: mean {spec.mean}, std {spec.std} on 0-255 pixels, resize "
+            f"{spec.resize} + centre crop {h}x{w}"
+        )
+    return Model(
+        name=name or path.stem,
+        family="onnx",
+        input_spec=spec,
+        num_classes=int(out_dims[-1]),
+        module=None,
+        onnx_path=path.resolve(),
+        weights=str(path),
+        weights_hash=_weights_hash(path, proto, file_hash),
+        info=info,
+    )
+
+
+def _weights_hash(path: Path, proto: Any, file_hash: Any) -> str:
+    """SHA-1 of the .onnx, combined with each external-data file's: editing either changes it."""
+    extra = external_data_files(proto, path.parent)
+    if not extra:
+        return str(file_hash(path))  # unchanged for single-file models: cache keys stay valid
+    h = hashlib.sha1(file_hash(path).encode())
+    for f in extra:
+        h.update(f"|{f.name}:{file_hash(f)}".encode())
+    return h.hexdigest()
+
+
+def _read_graph(path: Path) -> tuple[Any, list[Any]]:
+    """The checked ONNX proto (without external data) and its non-initializer inputs."""
+    if not path.is_file():
+        raise ModelError(f"ONNX model {path} does not exist")
+    try:
+        import onnx
+    except ImportError as e:
+        raise ModelError(
+            "reading .onnx models needs the onnx package: pip install 'edgequant[onnxruntime]'"
+        ) from e
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+        missing = [f for f in external_data_files(proto, path.parent) if not f.is_file()]
+        if missing:
+            raise ModelError(
+                f"ONNX model {path} keeps its weights in {missing[0].name}, which is not in "
+                f"{path.parent}; put the external data file(s) beside the .onnx"
+            )
+        # checked by path, so external data resolves beside the model, not in the working folder
+        onnx.checker.check_model(str(path))
+    except ModelError:
+        raise
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        looks = sniff(path)
+        hint = f"; the file looks like {looks}" if looks else " (is it a valid .onnx file?)"
+        raise ModelError(f"cannot read ONNX model {path}: {first}{hint}") from e
+    graph = proto.graph
+    init_names = {t.name for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in init_names]
+    if len(inputs) > 1:
+        names = ", ".join(repr(i.name) for i in inputs[:4])
+        raise ModelError(
+            f"ONNX model {path} has {len(inputs)} inputs ({names}); edgequant runs models with "
+            "one image input"
+        )
+    if not graph.node or len(inputs) != 1 or not graph.output:
+        raise ModelError(
+            f"ONNX model {path} must have one image input and an output "
+            f"(found {len(graph.node)} nodes, {len(inputs)} inputs, "
+            f"{len(graph.output)} outputs)"
+        )
+    return proto, inputs
+
+
+def external_data_files(proto: Any, folder: Path) -> list[Path]:
+    """The external-data files an ONNX model's tensors name, relative to its folder, in order."""
+    seen: dict[Path, None] = {}
+    for tensor in proto.graph.initializer:
+        if tensor.data_location == 1:  # onnx.TensorProto.EXTERNAL
+            loc = next((e.value for e in tensor.external_data if e.key == "location"), None)
+            if loc:
+                seen.setdefault(folder / loc, None)
+    return list(seen)
+
+
+def sniff(path: Path) -> str | None:
+    """What a file holds judging by its first bytes, when that is not what its suffix says."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError:
+        return None
+    if head.startswith(b"PK\x03\x04"):
+        return "a zip archive (a PyTorch checkpoint or .pt2 program?)"
+    if head[4:8] == b"TFL3":
+        return "a TFLite model (.tflite)"
+    if head.lstrip().startswith(b"<?xml") or head.lstrip().startswith(b"<net"):
+        return "XML (an OpenVINO IR .xml?)"
+    if head[:1] == b"\x80":
+        return "a Python pickle (a PyTorch checkpoint?)"
+    if not head:
+        return "an empty file"
+    return None
+
+
+def _sample_shape(
+    path: Path, name: str, dims: list[int | str], layout: str, given: Any
+) -> tuple[int, int, int]:
+    """(C, H, W) of the graph input in ``layout``, dynamic dims filled from ``given``."""
+    if layout not in ("NCHW", "NHWC"):
+        raise ModelError(f"ONNX model {path}: layout must be NCHW or NHWC, got {layout!r}")
+    if len(dims) != 4:
+        raise ModelError(
+            f"ONNX model {path}: input {name!r} has shape {dims}; edgequant needs one 4-D image "
+            "input (NCHW images with static C, H, W, or NHWC with --layout NHWC)"
+        )
+    sample = dims[1:]
+    graph_chw = sample if layout == "NCHW" else [sample[2], sample[0], sample[1]]
+    want: tuple[int, int, int] | None = None
+    if given is not None:
+        try:
+            want = parse_shape(given, layout)
+        except ValidationError as e:
+            raise ModelError(f"ONNX model {path}: {e}") from None
+    out: list[int] = []
+    for axis, (have, label) in enumerate(zip(graph_chw, "CHW", strict=True)):
+        if isinstance(have, int) and have >= 1:
+            if want is not None and want[axis] != have:
+                raise ModelError(
+                    f"ONNX model {path}: input {name!r} has {label} = {have} (shape {dims}), "
+                    f"but the given input shape says {want[axis]}; drop or fix --input-shape"
+                )
+            out.append(have)
+        elif want is not None:
+            out.append(want[axis])
+        else:
+            raise ModelError(
+                f"ONNX model {path}: input {name!r} has shape {dims}; edgequant needs NCHW "
+                "images with static C, H, W (the batch may be dynamic): give the shape with "
+                "--input-shape N,C,H,W or in a model card beside the file"
+            )
+    c, h, w = out
+    if c not in (1, 3):
+        hint = (
+            "; it looks NHWC: pass --layout NHWC"
+            if layout == "NCHW" and sample[-1] in (1, 3)
+            else ""
+        )
+        raise ModelError(
+            f"ONNX model {path}: input {name!r} has {c} channels at dim "
+            f"{1 if layout == 'NCHW' else 3} (shape {dims}); edgequant needs {layout} images "
+            f"with 1 or 3 channels{hint}"
+        )
+    return c, h, w
+
+
+def _dims(value_info: Any) -> list[int | str]:
+    """Shape of an ONNX input/output: ints for static dims, the symbol (or "?") for dynamic ones."""
+    dims: list[int | str] = []
+    for d in value_info.type.tensor_type.shape.dim:
+        if d.HasField("dim_value"):
+            dims.append(int(d.dim_value))
+        else:
+            dims.append(d.dim_param or "?")
+    return dims
