@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 from edgequant.models.base import Model
-from edgequant.models.spec import InputSpec
+from edgequant.input_spec import InputSpec
 
 
 class TinyNet(nn.Module):
