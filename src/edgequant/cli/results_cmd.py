@@ -47,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
 
     from edgequant.console import format_table, log
     from edgequant.errors import ValidationError
-    from edgequant.results.store import DB_NAME, ResultStore, export_rows, rebuild
+    from edgequant.report.export import export_rows
+    from edgequant.results.store import DB_NAME, ResultStore, rebuild
 
     runs = Path(args.runs_dir)
     if not runs.is_dir():
