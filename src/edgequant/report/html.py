@@ -34,7 +34,7 @@ td.t, th.t { text-align: left; }
 td.reason { white-space: normal; text-align: left; max-width: 360px; }
 tr.na td { color: var(--na); }
 tr.failed td, tr.interrupted td { color: var(--bad); }
-tr.sim td { background: #fff8e6; }
+tr.simulated td { background: #fff8e6; }
 .badge { display: inline-block; padding: 0 6px; border-radius: 10px; font-size: 11px; font-weight: 600; }
 .valid { background: #e3f4e8; color: var(--ok); }
 .invalid { background: #fde7e5; color: var(--bad); }
@@ -56,7 +56,7 @@ def _e(text: object) -> str:
 
 
 def _row_html(r: Row) -> str:
-    cls = [r.status] + (["sim"] if r.simulated else [])
+    cls = [r.status] + (["simulated"] if r.simulated else [])
     cells = []
     for header, get in table_columns():
         text = get(r)
