@@ -27,7 +27,7 @@ Example:
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -46,12 +46,6 @@ _LAZY: dict[str, str] = {
 }
 
 __all__ = ["__version__", *_LAZY]
-
-if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from edgequant import report, sweep
-    from edgequant.quant.lab_pipeline import lab
-    from edgequant.quant.qat_pipeline import qat
-    from edgequant.training import train
 
 
 def __getattr__(name: str) -> Any:

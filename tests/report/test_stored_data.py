@@ -29,8 +29,15 @@ def _slow_runs(tmp_path: Path, *, meta_in_record: bool) -> Path:
     (art_dir / "model.bin").write_bytes(b"\0" * 64)
     meta = {"inspect_summary": "2/9 convs in integer precision", "inspect_notes": ["why: x"]}
     (art_dir / "artifact.json").write_text(json.dumps({"backend": backend, **meta}))
-    base = dict(model="m", backend=backend, scenario="Offline", dataset="synthetic", threads=1,
-                batch_size=1, loadgen={"valid": True})
+    base = dict(
+        model="m",
+        backend=backend,
+        scenario="Offline",
+        dataset="synthetic",
+        threads=1,
+        batch_size=1,
+        loadgen={"valid": True},
+    )
     recs = {
         "fp32": ResultRecord(scheme="fp32", throughput_ips=100.0, **base),  # type: ignore[arg-type]
         "w8a8": ResultRecord(
@@ -74,7 +81,9 @@ def test_slow_int8_note_without_stored_inspection_says_what_to_run(tmp_path: Pat
     runs = _slow_runs(tmp_path, meta_in_record=False)
     (tmp_path / "cache" / "entry" / "artifact.json").write_text("[not an object")
     (note,) = collect(runs, plots=False).slow
-    assert note.summary.startswith("no inspection was stored") and "edgequant inspect" in note.summary
+    assert (
+        note.summary.startswith("no inspection was stored") and "edgequant inspect" in note.summary
+    )
 
 
 def test_report_to_a_directory_is_one_clear_line_and_leaves_no_tmp(tmp_path: Path) -> None:
@@ -103,15 +112,37 @@ def test_report_package_is_callable_and_keeps_its_modules(tmp_path: Path) -> Non
 AREA = [
     *sorted((SRC / "report").rglob("*.py")),
     *sorted((SRC / "results").rglob("*.py")),
-    *(SRC / "cli" / f for f in ("qat_cmd.py", "lab_cmd.py", "train_cmd.py", "report_cmd.py",
-                                "results_cmd.py", "models_cmd.py", "backends_cmd.py")),
-    *(SRC / "quant" / f for f in ("lab.py", "lab_pipeline.py", "qat_pipeline.py",
-                                  "sensitivity.py", "winograd.py")),
+    *(
+        SRC / "cli" / f
+        for f in (
+            "qat_cmd.py",
+            "lab_cmd.py",
+            "train_cmd.py",
+            "report_cmd.py",
+            "results_cmd.py",
+            "models_cmd.py",
+            "backends_cmd.py",
+        )
+    ),
+    *(
+        SRC / "quant" / f
+        for f in ("lab.py", "lab_pipeline.py", "qat_pipeline.py", "sensitivity.py", "winograd.py")
+    ),
     SRC / "__init__.py",
     SRC / "training.py",
 ]
-NAMES = {"onnxruntime", "openvino", "litert", "pytorch", "tensorrt", "sim", "ort", "ov", "tflite",
-         "trt"}
+NAMES = {
+    "onnxruntime",
+    "openvino",
+    "litert",
+    "pytorch",
+    "tensorrt",
+    "sim",
+    "ort",
+    "ov",
+    "tflite",
+    "trt",
+}
 
 
 def _string_literals(path: Path) -> list[tuple[int, str]]:

@@ -141,12 +141,27 @@ BAD_RESULTS = {
     "list": b"[]",
     "binary": bytes(range(256)),
     "wrong-types": json.dumps(
-        {"model": 1, "backend": "b", "scheme": "fp32", "scenario": "Offline", "dataset": "d",
-         "threads": "two", "batch_size": 1}
+        {
+            "model": 1,
+            "backend": "b",
+            "scheme": "fp32",
+            "scenario": "Offline",
+            "dataset": "d",
+            "threads": "two",
+            "batch_size": 1,
+        }
     ).encode(),
     "bool-threads": json.dumps(
-        {"model": "m", "backend": "b", "scheme": "fp32", "scenario": "Offline", "dataset": "d",
-         "threads": True, "batch_size": 1, "extra": []}
+        {
+            "model": "m",
+            "backend": "b",
+            "scheme": "fp32",
+            "scenario": "Offline",
+            "dataset": "d",
+            "threads": True,
+            "batch_size": 1,
+            "extra": [],
+        }
     ).encode(),
 }
 
@@ -218,7 +233,10 @@ def test_corrupt_stored_record_advises_rebuild(tmp_path: Path) -> None:
         store.add("a", _record())
     with sqlite3.connect(tmp_path / DB_NAME) as conn:
         conn.execute("UPDATE runs SET record_json = '{broken'")
-    with ResultStore(tmp_path, create=False) as store, pytest.raises(ArtifactError, match="--rebuild"):
+    with (
+        ResultStore(tmp_path, create=False) as store,
+        pytest.raises(ArtifactError, match="--rebuild"),
+    ):
         list(store.records())
 
 

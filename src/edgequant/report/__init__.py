@@ -25,7 +25,7 @@ from edgequant.report.export import export_rows
 def make_report(
     runs_dir: Path | str,
     output: Path | str | None = None,
-    format: str | None = None,  # noqa: A002 - the public keyword, as on the command line
+    format: str | None = None,
     *,
     max_drop: float = 1.0,
 ) -> Path:

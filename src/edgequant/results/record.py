@@ -30,7 +30,9 @@ _OPT_DICT = (dict, type(None))
 _OPT_NUM = (int, float, type(None))
 #: JSON types a stored record's fields may have (checked when a record is read back)
 _TYPES: dict[str, tuple[type, ...]] = {
-    **{k: (str,) for k in ("model", "backend", "scheme", "scenario", "dataset", "schema", "status")},
+    **{
+        k: (str,) for k in ("model", "backend", "scheme", "scenario", "dataset", "schema", "status")
+    },
     "threads": (int,),
     "batch_size": (int,),
     **{k: (str, type(None)) for k in ("reason", "artifact", "energy_unavailable_reason")},

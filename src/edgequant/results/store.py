@@ -351,9 +351,9 @@ def rebuild(runs_dir: Path | str) -> int:
 __all__ = [
     "COLUMNS",
     "DB_NAME",
+    "EXPORT_COLUMNS",
     "STORE_SCHEMA_VERSION",
     "ResultStore",
-    "EXPORT_COLUMNS",
     "flatten",
     "iter_run_dirs",
     "rebuild",
