@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgequant.backends import backend_names, canonical_name, get_backend
-from edgequant.errors import EdgequantError, ValidationError
+from edgequant.errors import ValidationError, condense_error
 
 if TYPE_CHECKING:
     import numpy as np
@@ -140,8 +140,11 @@ def _inspection(backend: str, artifact: Any) -> dict[str, Any]:
     """What the runtime's own inspector says about the export, for the artifact metadata."""
     try:
         report = get_backend(backend).inspect(artifact)
-    except EdgequantError as e:
-        return {"executed_precision": "QDQ", "inspect_summary": f"not inspected: {e}"}
+    except Exception as e:  # the export stands without an inspection; the metadata says why
+        return {
+            "executed_precision": "QDQ",
+            "inspect_summary": f"not inspected: {condense_error(e)}",
+        }
     integer = any(o.precision.startswith("int") for o in report.ops)
     return {
         "executed_precision": "int8 (QDQ)" if integer else "QDQ",
@@ -184,19 +187,19 @@ def qat(
     """
     import torch
 
-    from edgequant.backends.base import Artifact
     from edgequant.console import log
     from edgequant.data import calibration_samples, open_dataset
     from edgequant.models.loader import load_model
     from edgequant.quant.qat import run_qat
-    from edgequant.quant.qat_export import check_exportable, export_qdq, run_onnx
-    from edgequant.quant.simulate import quantize_module, weight_bytes
+    from edgequant.quant.qat_export import check_exportable, run_onnx
+    from edgequant.quant.simulate import quantize_module
 
     started = _now()
     s = _static_scheme(scheme)
     opts = options or QATOptions()
     cfg = (opts if epochs is None else replace(opts, epochs=epochs)).config(s)
     runtime = resolve_qat_backend(backend)
+    out_dir = _output_dir(output)  # before training: a bad -o must not cost the run
     m = load_model(model, weights=weights, arch=arch) if isinstance(model, str) else model
     if m.module is None:
         raise ValidationError("QAT needs a PyTorch model; an .onnx file cannot be trained")
@@ -215,14 +218,42 @@ def qat(
     )
     check_exportable(result.module)
     sim_acc = accuracy(_sim_logits(result.module, x_test), y_test, ref)
+    art = _export(result, m, s.with_(name=f"{s.name}-qat", qat=cfg), runtime, out_dir, int4_storage)
+    rt_acc = accuracy(run_onnx(art.path, x_test, backend=runtime, threads=threads), y_test, ref)
+    accuracies = {
+        "fp32": accuracy(ref, y_test, ref),
+        "ptq_sim": ptq_acc,
+        "qat_sim": sim_acc,
+        "runtime": rt_acc,
+    }
+    return _record(m.name, test.spec, threads, art, started, accuracies, out_dir)
+
+
+def _output_dir(output: Path | str) -> Path:
     out_dir = Path(output)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    onnx_path = export_qdq(
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValidationError(f"output {out_dir} is a file; give a directory for the QAT run")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValidationError(
+            f"cannot create the output directory {out_dir}: {e.strerror}"
+        ) from None
+    return out_dir
+
+
+def _export(
+    result: Any, m: Model, scheme: Scheme, runtime: str, out_dir: Path, int4_storage: bool
+) -> Any:
+    """The trained simulator as ONNX QDQ in ``out_dir``, with its metadata saved."""
+    from edgequant.backends.base import Artifact
+    from edgequant.quant.qat_export import export_qdq
+    from edgequant.quant.simulate import weight_bytes
+
+    path = export_qdq(
         result.module, m.input_spec, out_dir / "model.onnx", int4_storage=int4_storage
     )
-    rt_acc = accuracy(run_onnx(onnx_path, x_test, backend=runtime, threads=threads), y_test, ref)
-    qat_scheme = s.with_(name=f"{s.name}-qat", qat=cfg)
-    art = Artifact(path=onnx_path, backend=runtime, model=m.name, scheme=qat_scheme)
+    art = Artifact(path=path, backend=runtime, model=m.name, scheme=scheme)
     art.metadata = {
         **_inspection(runtime, art),
         "weight_bytes": weight_bytes(result.module),
@@ -231,28 +262,11 @@ def qat(
         "qat": result.config | {"steps": result.steps, "seconds": round(result.seconds, 1)},
     }
     art.save_metadata()
-    return _record(
-        m.name,
-        runtime,
-        qat_scheme,
-        test.spec,
-        threads,
-        art,
-        started,
-        {
-            "fp32": accuracy(ref, y_test, ref),
-            "ptq_sim": ptq_acc,
-            "qat_sim": sim_acc,
-            "runtime": rt_acc,
-        },
-        out_dir,
-    )
+    return art
 
 
 def _record(
     model: str,
-    runtime: str,
-    scheme: Scheme,
     dataset: str,
     threads: int,
     art: Any,
@@ -265,8 +279,8 @@ def _record(
     rt, sim = acc["runtime"], acc["qat_sim"]
     record = ResultRecord(
         model=model,
-        backend=runtime,
-        scheme=scheme.name,
+        backend=art.backend,
+        scheme=art.scheme.name,
         scenario="Accuracy",
         dataset=dataset,
         threads=threads,
@@ -276,7 +290,7 @@ def _record(
         size_bytes=art.size_bytes,
         weight_bytes=art.metadata["weight_bytes"],
         simulated=False,
-        scheme_detail=scheme.to_dict(),
+        scheme_detail=art.scheme.to_dict(),
         artifact_metadata=art.metadata,
         started_at=started,
         finished_at=_now(),
