@@ -251,3 +251,15 @@ def test_results_command_rebuild_survives_a_bad_result(
     assert main(["results", str(tmp_path), "--rebuild", "--format", "csv"]) == 0
     captured = capsys.readouterr()
     assert "tinynet" in captured.out and "bad/result.json" in captured.err
+
+
+def test_results_command_output_to_a_directory_is_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edgequant.cli import main
+
+    _save(tmp_path, "a", _record("fp32"))
+    (tmp_path / "out").mkdir()
+    assert main(["results", str(tmp_path), "--format", "csv", "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write" in err and "unexpected" not in err

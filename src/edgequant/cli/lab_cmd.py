@@ -13,7 +13,7 @@ import argparse
 from typing import Any
 
 DESCRIPTION = """\
-Quantization studies in edgequant's fake-quant simulator (backend "sim": any bit width,
+Quantization studies in edgequant's fake-quant simulator backend (any bit width,
 granularity, calibrator and technique; accuracy only — its speed is not representative).
 Every configuration becomes a result record in RUNS_DIR/<run>/result.json, so
 `edgequant report RUNS_DIR` shows the studies beside the runtime benchmarks.

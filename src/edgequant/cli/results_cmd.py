@@ -79,7 +79,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         text = export_rows(rows, fmt)
     if args.output:
-        Path(args.output).write_text(text)
+        try:
+            Path(args.output).write_text(text)
+        except OSError as e:
+            raise ValidationError(f"cannot write {args.output}: {e.strerror or e}") from None
         log(f"wrote {len(rows)} row(s) to {args.output}")
     else:
         print(text, end="")

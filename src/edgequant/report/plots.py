@@ -6,7 +6,7 @@ of drawing an empty frame. Simulated rows are left out of the speed plots.
 Example:
     >>> from edgequant.results.record import ResultRecord
     >>> from edgequant.report.tables import build_rows
-    >>> base = dict(model="m", backend="onnxruntime", scenario="Offline", dataset="synthetic",
+    >>> base = dict(model="m", backend="rt", scenario="Offline", dataset="synthetic",
     ...             threads=2, batch_size=1)
     >>> rows = build_rows([("a", ResultRecord(scheme="fp32", throughput_ips=100.0, **base)),
     ...                    ("b", ResultRecord(scheme="w8a8", throughput_ips=300.0, **base))])

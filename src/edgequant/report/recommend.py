@@ -8,12 +8,12 @@ recommends on speed alone; it never assumes an accuracy. Simulated backends are 
 Example:
     >>> from edgequant.results.record import ResultRecord
     >>> from edgequant.report.tables import build_rows
-    >>> base = dict(model="m", backend="openvino", scenario="Offline", dataset="synthetic",
+    >>> base = dict(model="m", backend="rt", scenario="Offline", dataset="synthetic",
     ...             threads=2, batch_size=1)
     >>> rows = build_rows([("a", ResultRecord(scheme="fp32", throughput_ips=100.0, **base)),
     ...                    ("b", ResultRecord(scheme="w8a8", throughput_ips=300.0, **base))])
     >>> print(recommend(rows, "m").text)
-    openvino w8a8: 300 img/s in Offline, 3.00× openvino fp32. On speed only: accuracy was not measured for m (give labelled data, e.g. --data imagenet:DIR, to rank by accuracy too).
+    rt w8a8: 300 img/s in Offline, 3.00× rt fp32. On speed only: accuracy was not measured for m (give labelled data, e.g. --data imagenet:DIR, to rank by accuracy too).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Everything derived here comes from measured fields of the records; a missing mea
 
 Example:
     >>> from edgequant.results.record import ResultRecord
-    >>> base = dict(model="m", backend="onnxruntime", scenario="Offline", dataset="synthetic",
+    >>> base = dict(model="m", backend="rt", scenario="Offline", dataset="synthetic",
     ...             threads=2, batch_size=1)
     >>> recs = [("a", ResultRecord(scheme="fp32", throughput_ips=100.0, size_bytes=400, **base)),
     ...         ("b", ResultRecord(scheme="w8a8", throughput_ips=250.0, size_bytes=100, **base))]

@@ -3,7 +3,7 @@
 Field names are a contract; add fields freely, never rename these. ``schema`` is versioned.
 
 Example:
-    >>> r = ResultRecord(model="digits_cnn", backend="onnxruntime", scheme="w8a8",
+    >>> r = ResultRecord(model="digits_cnn", backend="rt", scheme="w8a8",
     ...                  scenario="Offline", dataset="digits", threads=2, batch_size=8)
     >>> ResultRecord.from_dict(r.to_dict()) == r
     True

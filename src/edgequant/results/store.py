@@ -15,10 +15,10 @@ Example:
     >>> from pathlib import Path
     >>> from edgequant.results.record import ResultRecord
     >>> runs = Path(tempfile.mkdtemp())
-    >>> rec = ResultRecord(model="m", backend="onnxruntime", scheme="fp32", scenario="Offline",
+    >>> rec = ResultRecord(model="m", backend="rt", scheme="fp32", scenario="Offline",
     ...                    dataset="synthetic", threads=2, batch_size=1, throughput_ips=100.0)
     >>> with ResultStore(runs) as store:
-    ...     store.add("m__onnxruntime__fp32__Offline", rec)
+    ...     store.add("m__rt__fp32__Offline", rec)
     ...     [r["throughput_ips"] for r in store.rows()]
     [100.0]
 """
