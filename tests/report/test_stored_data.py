@@ -166,3 +166,28 @@ def _string_literals(path: Path) -> list[tuple[int, str]]:
 def test_no_backend_name_literals(path: Path) -> None:
     found = [(line, s) for line, s in _string_literals(path) if s.lower() in NAMES]
     assert not found, f"{path.relative_to(SRC)} names backends: {found} (use the registry)"
+
+
+def test_an_interrupted_run_shows_no_throughput(tmp_path: Path) -> None:
+    from edgequant.report.tables import build_rows
+
+    base = dict(
+        model="m", backend="rt", scenario="Offline", dataset="synthetic", threads=1, batch_size=1
+    )
+    recs = [
+        ("a", ResultRecord(scheme="fp32", throughput_ips=100.0, **base)),  # type: ignore[arg-type]
+        (
+            "b",
+            ResultRecord(
+                scheme="w8a8",
+                status="interrupted",
+                reason="interrupted",
+                throughput_ips=274572.0,  # from a partial LoadGen log
+                latency_ms={"p50": 0.01},
+                **base,  # type: ignore[arg-type]
+            ),
+        ),
+    ]
+    rows = {r.scheme: r for r in build_rows(recs)}
+    assert rows["w8a8"].throughput_ips is None and rows["w8a8"].latency_ms == {}
+    assert rows["w8a8"].speedup is None and rows["fp32"].throughput_ips == 100.0

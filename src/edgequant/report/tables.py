@@ -215,6 +215,8 @@ def _fp32_top1(
 
 
 def _row(run_id: str, rec: ResultRecord, scenario: str, *, performance: bool = True) -> Row:
+    # only a completed run was measured: an interrupted one's partial LoadGen log is no number
+    performance = performance and rec.status == "ok"
     lat = {k: float(v) for k, v in (rec.latency_ms or {}).items() if _num(v) is not None}
     energy = rec.energy or {}
     joules = _num(energy.get("joules_per_inference"))
