@@ -124,10 +124,10 @@ def test_qat_runtime_comes_from_registry_capabilities() -> None:
     from edgequant.quant.qat_pipeline import qat_backends, resolve_qat_backend
 
     runtimes = qat_backends()
-    assert runtimes and resolve_qat_backend(None) == runtimes[0]
-    for name in runtimes:
-        cls = type(get_backend(name))
-        assert not cls.needs_torch_module and not cls.simulated
+    default = resolve_qat_backend(None)
+    assert default in runtimes and get_backend(default).available()
+    assert runtimes == [n for n in backend_names() if n in runtimes]  # the registry's order
+    assert not any(get_backend(n).simulated for n in runtimes)
     other = next(n for n in backend_names() if n not in runtimes)
     with pytest.raises(ValidationError, match=f"{other} cannot run it"):
         resolve_qat_backend(other)

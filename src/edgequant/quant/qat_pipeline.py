@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgequant.backends import backend_names, canonical_name, get_backend
-from edgequant.errors import ValidationError, condense_error
+from edgequant.errors import BackendUnavailableError, ValidationError, condense_error
 
 if TYPE_CHECKING:
     import numpy as np
@@ -28,33 +28,42 @@ if TYPE_CHECKING:
     from edgequant.results.record import ResultRecord
 
 
+def _runs_onnx_files(backend: Any) -> bool:
+    cls = type(backend)
+    declared = getattr(cls, "loads_onnx", None)  # the capability, where the registry declares it
+    if declared is not None:
+        return bool(declared)
+    return not cls.needs_torch_module and not cls.simulated
+
+
 def qat_backends() -> list[str]:
-    """Runtimes that can run the exported ONNX QDQ model: those that load a model file as it is
-    (no PyTorch module needed) and really execute it (not simulated), in the registry's order.
+    """Runtimes that can run the exported ONNX QDQ model, in the registry's order: those that
+    load a plain ONNX file (no PyTorch module needed) and really execute it (not simulated).
 
     Example:
-        >>> names = qat_backends()
-        >>> all(not get_backend(n).needs_torch_module for n in names)
+        >>> all(not get_backend(n).simulated for n in qat_backends())
         True
     """
-    out = []
-    for name in backend_names():
-        cls = type(get_backend(name))
-        if not cls.needs_torch_module and not cls.simulated:
-            out.append(name)
-    return out
+    return [n for n in backend_names() if _runs_onnx_files(get_backend(n))]
 
 
 def resolve_qat_backend(backend: str | None) -> str:
-    """The registry's name of the runtime that runs the QAT export (``None``: the first one).
+    """The registry's name of the runtime that runs the QAT export (``None``: the first of
+    :func:`qat_backends` that is available here).
 
     Example:
-        >>> resolve_qat_backend(None) == qat_backends()[0]
+        >>> resolve_qat_backend(None) in qat_backends()                  # doctest: +SKIP
         True
     """
     allowed = qat_backends()
     if backend is None:
-        return allowed[0]
+        for name in allowed:
+            if get_backend(name).available():
+                return name
+        raise BackendUnavailableError(
+            f"no runtime that runs ONNX QDQ files is available ({', '.join(allowed)}); "
+            + "; ".join(f"{n}: {get_backend(n).unavailable_reason()}" for n in allowed)
+        )
     name = canonical_name(backend)
     get_backend(name)  # an unknown name gets the registry's message (with close matches)
     if name not in allowed:
@@ -136,10 +145,13 @@ def _static_scheme(scheme: str | Scheme) -> Scheme:
     return s
 
 
-def _inspection(backend: str, artifact: Any) -> dict[str, Any]:
+def _inspection(backend: str, path: Path, artifact: Any) -> dict[str, Any]:
     """What the runtime's own inspector says about the export, for the artifact metadata."""
+    be = get_backend(backend)
+    # a backend that wraps outside ONNX files itself (Backend.onnx_artifact) inspects its own view
+    wrap = getattr(be, "onnx_artifact", None)
     try:
-        report = get_backend(backend).inspect(artifact)
+        report = be.inspect(wrap(path, artifact.scheme) if wrap is not None else artifact)
     except Exception as e:  # the export stands without an inspection; the metadata says why
         return {
             "executed_precision": "QDQ",
@@ -148,7 +160,7 @@ def _inspection(backend: str, artifact: Any) -> dict[str, Any]:
     integer = any(o.precision.startswith("int") for o in report.ops)
     return {
         "executed_precision": "int8 (QDQ)" if integer else "QDQ",
-        "optimized_ops": dict(Counter(o.op_type for o in report.ops)),
+        "optimized_ops": dict(Counter(o.op_type.rsplit(".", 1)[-1] for o in report.ops)),
         "inspect_summary": report.summary(),
         "inspect_notes": list(report.notes),
     }
@@ -255,7 +267,7 @@ def _export(
     )
     art = Artifact(path=path, backend=runtime, model=m.name, scheme=scheme)
     art.metadata = {
-        **_inspection(runtime, art),
+        **_inspection(runtime, path, art),
         "weight_bytes": weight_bytes(result.module),
         "format": "onnx-qdq",
         "producer": "edgequant qat",
