@@ -1,4 +1,4 @@
-"""Importing edgequant (and building the CLI parser) must not import any runtime."""
+"""Importing edgequant, its public API names and the CLI parser must not import any runtime."""
 
 import subprocess
 import sys
@@ -37,4 +37,17 @@ def test_import_edgequant_is_light() -> None:
 
 def test_cli_parser_is_light() -> None:
     mods = _imported_after("from edgequant.cli import build_parser\nbuild_parser()")
+    assert not mods & set(HEAVY), mods & set(HEAVY)
+
+
+def test_public_api_names_are_lazy_and_light() -> None:
+    # listing the API imports nothing; resolving the names this branch has imports no runtime
+    mods = _imported_after(
+        "import edgequant\n"
+        "assert set(edgequant.__all__) <= set(dir(edgequant))\n"
+        "import sys\n"
+        "assert 'edgequant.quant.qat_pipeline' not in sys.modules\n"
+        "for name in ('report', 'qat', 'lab', 'train'):\n"
+        "    assert callable(getattr(edgequant, name)), name\n"
+    )
     assert not mods & set(HEAVY), mods & set(HEAVY)

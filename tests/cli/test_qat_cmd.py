@@ -116,3 +116,54 @@ def test_qat_cli_rejects_float_scheme(tmp_path: Path, capsys: pytest.CaptureFixt
     )
     assert rc != 0
     assert "static integer scheme" in capsys.readouterr().err
+
+
+def test_qat_runtime_comes_from_registry_capabilities() -> None:
+    from edgequant.backends import backend_names, get_backend
+    from edgequant.errors import ValidationError
+    from edgequant.quant.qat_pipeline import qat_backends, resolve_qat_backend
+
+    runtimes = qat_backends()
+    default = resolve_qat_backend(None)
+    assert default in runtimes and get_backend(default).available()
+    assert runtimes == [n for n in backend_names() if n in runtimes]  # the registry's order
+    assert not any(get_backend(n).simulated for n in runtimes)
+    other = next(n for n in backend_names() if n not in runtimes)
+    with pytest.raises(ValidationError, match=f"{other} cannot run it"):
+        resolve_qat_backend(other)
+    with pytest.raises(ValidationError, match="unknown backend"):
+        resolve_qat_backend("no-such-runtime")
+
+
+def test_qat_output_is_checked_before_training(tmp_path: Path) -> None:
+    import edgequant
+    from edgequant.errors import ValidationError
+
+    taken = tmp_path / "taken"
+    taken.write_text("mine")
+    with pytest.raises(ValidationError, match="is a file"):
+        edgequant.qat("digits_cnn", scheme="w8a8", data="digits", output=taken)
+    assert taken.read_text() == "mine"
+
+
+def test_qat_from_python_returns_the_record(digits_weights: Path, tmp_path: Path) -> None:
+    import edgequant
+    from edgequant.results.record import ResultRecord
+
+    rec = edgequant.qat(
+        "digits_cnn",
+        weights=str(digits_weights),
+        scheme="w8a8",
+        data="digits",
+        epochs=0,
+        limit=128,
+        output=tmp_path / "q",
+        progress=False,
+    )
+    assert rec.scheme == "w8a8-qat" and rec.scenario == "Accuracy" and not rec.simulated
+    assert ResultRecord.load(tmp_path / "q") == rec
+    meta = rec.artifact_metadata or {}
+    assert meta["format"] == "onnx-qdq" and meta["qat"]["steps"] == 0
+    # the runtime's own inspector was asked (stored for the report, which reads stored data only)
+    assert meta["inspect_summary"] and "not inspected" not in meta["inspect_summary"]
+    assert meta["executed_precision"] == "int8 (QDQ)"

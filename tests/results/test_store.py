@@ -1,9 +1,7 @@
-"""The SQLite results store: schema versioning, transactional writes, re-indexing, exports."""
+"""The SQLite results store: schema versioning, transactional writes, re-indexing, bad input."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import sqlite3
 from pathlib import Path
@@ -16,7 +14,6 @@ from edgequant.results.store import (
     DB_NAME,
     STORE_SCHEMA_VERSION,
     ResultStore,
-    export_rows,
     rebuild,
 )
 
@@ -126,24 +123,6 @@ def test_rebuild_reindexes_from_result_json(tmp_path: Path) -> None:
         assert store.get("b") == ResultRecord.load(tmp_path / "b")
 
 
-def test_exports(tmp_path: Path) -> None:
-    with ResultStore(tmp_path) as store:
-        store.add("a", _record("fp32"))
-        store.add("b", _record("w8a8", status="failed", reason="runtime said | no"))
-        rows = store.rows()
-    table = list(csv.DictReader(io.StringIO(export_rows(rows, "csv"))))
-    assert [t["scheme"] for t in table] == ["fp32", "w8a8"]
-    assert table[0]["throughput_ips"] == "123.5" and table[1]["reason"] == "runtime said | no"
-    md = export_rows(rows, "md").splitlines()
-    assert md[0].startswith("| run_id | model |") and len(md) == 4
-    assert "runtime said \\| no" in md[3]  # pipes escaped inside a cell
-    docs = json.loads(export_rows(rows, "json"))
-    assert docs[0]["record"]["schema"] == "edgequant.result/1"
-    assert docs[1]["status"] == "failed"
-    with pytest.raises(ValidationError, match="unknown export format"):
-        export_rows(rows, "xlsx")
-
-
 def test_results_command_exports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from edgequant.cli import main
 
@@ -155,3 +134,132 @@ def test_results_command_exports(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["results", str(tmp_path), "--json", "--status", "ok"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["run_id"] == "a"
     assert main(["results", str(tmp_path / "missing")]) != 0
+
+
+BAD_RESULTS = {
+    "empty-object": b"{}",
+    "list": b"[]",
+    "binary": bytes(range(256)),
+    "wrong-types": json.dumps(
+        {
+            "model": 1,
+            "backend": "b",
+            "scheme": "fp32",
+            "scenario": "Offline",
+            "dataset": "d",
+            "threads": "two",
+            "batch_size": 1,
+        }
+    ).encode(),
+    "bool-threads": json.dumps(
+        {
+            "model": "m",
+            "backend": "b",
+            "scheme": "fp32",
+            "scenario": "Offline",
+            "dataset": "d",
+            "threads": True,
+            "batch_size": 1,
+            "extra": [],
+        }
+    ).encode(),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_RESULTS))
+def test_rebuild_skips_a_bad_result_by_path_and_keeps_the_good(
+    tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _save(tmp_path, "a", _record("fp32"))
+    _save(tmp_path, "b", _record("w8a8"))
+    (tmp_path / "zbad").mkdir()
+    (tmp_path / "zbad" / "result.json").write_bytes(BAD_RESULTS[kind])
+    assert rebuild(tmp_path) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "zbad" / "result.json") in err
+    with ResultStore(tmp_path, create=False) as store:
+        assert sorted(r["run_id"] for r in store.rows()) == ["a", "b"]
+    assert not list(tmp_path.glob(".rebuild-*"))  # no temp store left behind
+
+
+def test_failed_rebuild_keeps_the_previous_store(tmp_path: Path) -> None:
+    _save(tmp_path, "a", _record("fp32"))
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "result.json").write_text(_record("w8a8").to_json())
+    with ResultStore(tmp_path) as store:  # a row only the old store has: it must survive
+        store.add("only-in-old-store", _record("fp16"))
+
+    class Boom(Exception):
+        pass
+
+    real_add = ResultStore.add
+
+    def add(self: ResultStore, run_id: str, rec: ResultRecord, run_dir: Path | None = None) -> None:
+        if run_id == "b":
+            raise Boom("disk full")
+        real_add(self, run_id, rec, run_dir)
+
+    ResultStore.add = add  # type: ignore[method-assign]
+    try:
+        with pytest.raises(Boom):
+            rebuild(tmp_path)
+    finally:
+        ResultStore.add = real_add  # type: ignore[method-assign]
+    with ResultStore(tmp_path, create=False) as store:
+        assert sorted(r["run_id"] for r in store.rows()) == ["a", "only-in-old-store"]
+    assert not list(tmp_path.glob(".rebuild-*"))
+
+
+def test_zero_byte_database_advises_rebuild(tmp_path: Path) -> None:
+    from edgequant.errors import ArtifactError
+
+    (tmp_path / DB_NAME).write_bytes(b"")
+    with pytest.raises(ArtifactError, match=r"empty.*--rebuild"):
+        ResultStore(tmp_path, create=False)
+
+
+def test_json_in_place_of_the_database_advises_rebuild(tmp_path: Path) -> None:
+    from edgequant.errors import ArtifactError
+
+    (tmp_path / DB_NAME).write_text(json.dumps([{"run_id": "a"}] * 50))
+    with pytest.raises(ArtifactError, match=rf"results {tmp_path} --rebuild"):
+        ResultStore(tmp_path, create=False)
+
+
+def test_corrupt_stored_record_advises_rebuild(tmp_path: Path) -> None:
+    from edgequant.errors import ArtifactError
+
+    with ResultStore(tmp_path) as store:
+        store.add("a", _record())
+    with sqlite3.connect(tmp_path / DB_NAME) as conn:
+        conn.execute("UPDATE runs SET record_json = '{broken'")
+    with (
+        ResultStore(tmp_path, create=False) as store,
+        pytest.raises(ArtifactError, match="--rebuild"),
+    ):
+        list(store.records())
+
+
+def test_results_command_rebuild_survives_a_bad_result(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edgequant.cli import main
+
+    _save(tmp_path, "a", _record("fp32"))
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "result.json").write_text("[]")
+    assert main(["results", str(tmp_path), "--rebuild", "--format", "csv"]) == 0
+    captured = capsys.readouterr()
+    assert "tinynet" in captured.out and "bad/result.json" in captured.err
+
+
+def test_results_command_output_to_a_directory_is_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from edgequant.cli import main
+
+    _save(tmp_path, "a", _record("fp32"))
+    (tmp_path / "out").mkdir()
+    assert main(["results", str(tmp_path), "--format", "csv", "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write" in err and "unexpected" not in err

@@ -40,8 +40,9 @@ def describe_backend(name: str) -> dict[str, Any]:
     """Availability, versions and per-scheme support of one backend, as a JSON-able dict.
 
     Example:
-        >>> describe_backend("onnxruntime")["schemes"]["w8a8"]   # doctest: +SKIP
-        {'supported': True, 'reason': None}
+        >>> from edgequant.backends import backend_names
+        >>> sorted(describe_backend(backend_names()[0]))[:2]
+        ['available', 'description']
     """
     from edgequant.backends import get_backend
     from edgequant.quant.scheme import get_scheme, scheme_names

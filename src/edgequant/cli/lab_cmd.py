@@ -13,7 +13,7 @@ import argparse
 from typing import Any
 
 DESCRIPTION = """\
-Quantization studies in edgequant's fake-quant simulator (backend "sim": any bit width,
+Quantization studies in edgequant's fake-quant simulator backend (any bit width,
 granularity, calibrator and technique; accuracy only — its speed is not representative).
 Every configuration becomes a result record in RUNS_DIR/<run>/result.json, so
 `edgequant report RUNS_DIR` shows the studies beside the runtime benchmarks.
@@ -114,107 +114,71 @@ def _ints(text: str) -> list[int]:
     return vals
 
 
+def _items(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from edgequant.console import print_json
+    from edgequant.quant.lab_pipeline import lab
 
-    import torch
-
-    from edgequant.console import format_table, log, print_json
-    from edgequant.data import calibration_samples, open_dataset
-    from edgequant.errors import ValidationError
-    from edgequant.models.loader import load_model
-    from edgequant.quant import lab
-    from edgequant.quant.scheme import TECHNIQUES
-
-    torch.set_num_threads(max(1, args.threads))
-    model = load_model(args.model, weights=args.weights, arch=args.arch)
-    if model.module is None:
-        raise ValidationError("the lab simulates PyTorch models; an .onnx file cannot be simulated")
-    test = open_dataset(args.data, model.input_spec, split="test", limit=args.limit)
-    calib_ds = open_dataset(args.calib or args.data, model.input_spec, split="train")
-    calib = calibration_samples(calib_ds, min(args.calib_samples, len(calib_ds)))
-    if not args.calib and args.data.split(":")[0] != "digits":
-        log(
-            "note: calibrating on the evaluation data (pass --calib for held-out calibration images)"
-        )
-    ev = lab.Evaluation.from_arrays(model, test.spec, test.load_all(), test.labels)
-    runs = Path(args.output)
-    records = [lab.fp32_record(ev, runs)]
-    doc: dict[str, Any] = {
-        "study": args.study,
-        "model": model.name,
-        "dataset": test.spec,
-        "runs_dir": str(runs),
-    }
+    study = {}
     if args.study == "ptq":
-        sets = []
-        for item in args.techniques.split(","):
-            techs = [] if item.strip() in ("none", "") else [t.strip() for t in item.split("+")]
-            bad = [t for t in techs if t not in TECHNIQUES]
-            if bad:
-                raise ValidationError(f"unknown technique(s) {bad}; known: {', '.join(TECHNIQUES)}")
-            sets.append(techs)
-        cals = [c.strip() for c in args.calibrators.split(",") if c.strip()]
-        schemes = [s.strip() for s in args.schemes.split(",") if s.strip()]
-        for s in schemes:
-            lab.lab_scheme(s)  # fail early on a bad name
-        records += lab.ptq_study(ev, calib, schemes, cals, sets, runs)
-    elif args.study == "winograd":
-        records += lab.winograd_study(ev, calib, runs, args.scheme)
-    else:
-        rows, recs = lab.sensitivity_study(ev, calib, runs, args.scheme, _ints(args.keep_float))
-        records += recs
-        doc["layers"] = rows
-    doc["results"] = [
-        {
-            "scheme": r.scheme,
-            **(r.accuracy or {}),
-            "weight_bytes": r.weight_bytes,
-            **{k: v for k, v in r.extra.items() if k in ("winograd", "kept_float")},
+        study = {
+            "schemes": _items(args.schemes),
+            "calibrators": _items(args.calibrators),
+            "techniques": args.techniques.split(","),
         }
-        for r in records
-    ]
-    if args.json:
-        print_json(doc)
-        return 0
-    if "layers" in doc:
-        print(
-            format_table(
-                [
-                    [
-                        r["name"],
-                        r["kind"],
-                        r["params"],
-                        round(r["sqnr_db"], 2),
-                        r["agreement_pct"],
-                        r["top1_pct"],
-                    ]
-                    for r in doc["layers"]
-                ],
-                ["layer", "kind", "params", "sqnr_db", "agreement_pct", "top1_pct"],
-            )
-        )
-        print()
-    print(
-        format_table(
-            [
-                [
-                    r.scheme,
-                    (r.accuracy or {}).get("top1_pct"),
-                    (r.accuracy or {}).get("agreement_with_fp32_pct"),
-                    r.weight_bytes,
-                ]
-                for r in records
-            ],
-            ["configuration (sim)", "top1_pct", "agreement_pct", "weight_bytes"],
-        )
+    elif args.study == "winograd":
+        study = {"scheme": args.scheme}
+    else:
+        study = {"scheme": args.scheme, "keep_float": _ints(args.keep_float)}
+    out = lab(
+        args.study,
+        args.model,
+        data=args.data,
+        output=args.output,
+        calib=args.calib,
+        calib_samples=args.calib_samples,
+        limit=args.limit,
+        threads=args.threads,
+        weights=args.weights,
+        arch=args.arch,
+        **study,
     )
-    for r in records:
+    if args.json:
+        print_json(out.to_dict())
+        return 0
+    _print(out)
+    return 0
+
+
+def _print(out: Any) -> None:
+    from edgequant.console import format_table
+
+    if out.layers is not None:
+        cols = ["name", "kind", "params", "sqnr_db", "agreement_pct", "top1_pct"]
+        rows = [[r[c] if c != "sqnr_db" else round(r[c], 2) for c in cols] for r in out.layers]
+        print(format_table(rows, ["layer", *cols[1:]]))
+        print()
+    rows = [
+        [
+            r.scheme,
+            (r.accuracy or {}).get("top1_pct"),
+            (r.accuracy or {}).get("agreement_with_fp32_pct"),
+            r.weight_bytes,
+        ]
+        for r in out.records
+    ]
+    print(format_table(rows, ["configuration (sim)", "top1_pct", "agreement_pct", "weight_bytes"]))
+    for r in out.records:
         if "winograd" in r.extra:
             w = r.extra["winograd"]
             print(
-                f"winograd: {w['layers']} 3x3 stride-1 convs, {w['direct_mults']} -> {w['winograd_mults']} "
-                f"multiplies per image ({w['reduction']}x fewer)"
+                f"winograd: {w['layers']} 3x3 stride-1 convs, {w['direct_mults']} -> "
+                f"{w['winograd_mults']} multiplies per image ({w['reduction']}x fewer)"
             )
-    print(f"{len(records)} result records in {runs} (simulated; `edgequant report {runs}`)")
-    return 0
+    print(
+        f"{len(out.records)} result records in {out.runs_dir} (simulated; "
+        f"`edgequant report {out.runs_dir}`)"
+    )

@@ -7,7 +7,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Any
 
 DESCRIPTION = """\
@@ -66,9 +65,8 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument(
         "--backend",
-        default="onnxruntime",
-        choices=["onnxruntime", "openvino"],
-        help="runtime that runs the exported model (default onnxruntime)",
+        help="runtime that runs the exported model (default: the first registered runtime that "
+        "loads ONNX files as they are; `edgequant backends` lists them)",
     )
     p.add_argument(
         "--int4-storage",
@@ -85,154 +83,55 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _accuracy(logits: Any, labels: Any, ref: Any) -> dict[str, Any]:
-    from edgequant.measure.accuracy import agreement_pct, topk_accuracy
-
-    out: dict[str, Any] = {
-        "samples": len(logits),
-        "top1_pct": None,
-        "top5_pct": None,
-        "agreement_with_fp32_pct": agreement_pct(logits, ref),
-    }
-    if labels is not None:
-        out["top1_pct"] = topk_accuracy(logits, labels, 1)
-        out["top5_pct"] = topk_accuracy(logits, labels, min(5, logits.shape[1]))
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from edgequant.console import format_table, print_json
+    from edgequant.quant.qat_pipeline import QATOptions, qat
 
-    import numpy as np
-    import torch
-
-    from edgequant.backends.base import Artifact
-    from edgequant.console import format_table, log, print_json
-    from edgequant.data import calibration_samples, open_dataset
-    from edgequant.errors import ValidationError
-    from edgequant.models.loader import load_model
-    from edgequant.quant.qat import run_qat
-    from edgequant.quant.qat_export import check_exportable, export_qdq, int8_ops, run_onnx
-    from edgequant.quant.scheme import QATConfig, get_scheme
-    from edgequant.quant.simulate import quantize_module, weight_bytes
-    from edgequant.results.record import ResultRecord
-
-    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    if args.epochs is not None and args.epochs < 0:
-        raise ValidationError("--epochs must be >= 0")
-    scheme = get_scheme(args.scheme)
-    if not scheme.is_static or scheme.weights is None:
-        raise ValidationError(
-            f"QAT needs a static integer scheme (e.g. w8a8, w4a8); {scheme.name} is not"
-        )
-    base = scheme.qat or QATConfig(lr=1e-3)
-    cfg = QATConfig(
-        epochs=base.epochs if args.epochs is None else args.epochs,
-        lr=args.lr if args.lr is not None else base.lr,
+    options = QATOptions(
+        lr=args.lr,
         batch_size=args.batch_size,
-        freeze_bn_after_steps=args.freeze_bn_after
-        if args.freeze_bn_after is not None
-        else base.freeze_bn_after_steps,
-        freeze_observers_after_steps=args.freeze_observers_after
-        if args.freeze_observers_after is not None
-        else base.freeze_observers_after_steps,
-        distill=args.distill or base.distill,
+        freeze_bn_after=args.freeze_bn_after,
+        freeze_observers_after=args.freeze_observers_after,
+        distill=args.distill,
     )
-    model = load_model(args.model, weights=args.weights, arch=args.arch)
-    if model.module is None:
-        raise ValidationError("QAT needs a PyTorch model; an .onnx file cannot be trained")
-    torch.set_num_threads(max(1, args.threads))
-    train = open_dataset(
-        args.data, model.input_spec, split="train", limit=args.limit, seed=args.seed
-    )
-    test = open_dataset(args.eval_data or args.data, model.input_spec, split="test")
-    calib = calibration_samples(train, min(scheme.calibration.samples, len(train)), seed=args.seed)
-    x_test, y_test = test.load_all(), test.labels
-
-    def sim_logits(module: Any) -> np.ndarray:
-        with torch.no_grad():
-            return np.concatenate(
-                [
-                    module(torch.from_numpy(x_test[i : i + 128])).numpy()
-                    for i in range(0, len(x_test), 128)
-                ]
-            )
-
-    ref = sim_logits(model.module.eval())
-    log(f"PTQ {scheme.name} (simulated) ...")
-    ptq = quantize_module(model.module, scheme, calib)
-    ptq_acc = _accuracy(sim_logits(ptq), y_test, ref)
-    log(f"QAT {scheme.name}: {cfg.epochs} epochs on {train.spec} ({len(train)} samples) ...")
-    result = run_qat(
-        model.module, scheme, train, config=cfg, calibration=calib, seed=args.seed, progress=True
-    )
-    check_exportable(result.module)
-    sim_acc = _accuracy(sim_logits(result.module), y_test, ref)
-    out_dir = Path(args.output)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    onnx_path = export_qdq(
-        result.module, model.input_spec, out_dir / "model.onnx", int4_storage=args.int4_storage
-    )
-    rt_logits = run_onnx(onnx_path, x_test, backend=args.backend, threads=args.threads)
-    rt_acc = _accuracy(rt_logits, y_test, ref)
-    fp32_acc = _accuracy(ref, y_test, ref)
-    qat_scheme = scheme.with_(name=f"{scheme.name}-qat", qat=cfg)
-    ops = int8_ops(onnx_path) if args.backend == "onnxruntime" else {}
-    art = Artifact(
-        path=onnx_path,
+    record = qat(
+        args.model,
+        scheme=args.scheme,
+        data=args.data,
+        output=args.output,
+        epochs=args.epochs,
         backend=args.backend,
-        model=model.name,
-        scheme=qat_scheme,
-        metadata={
-            "executed_precision": "int8 (QDQ)" if ops.get("QLinearConv") else "QDQ",
-            "weight_bytes": weight_bytes(result.module),
-            "format": "onnx-qdq",
-            "producer": "edgequant qat",
-            "optimized_ops": ops,
-            "qat": result.config | {"steps": result.steps, "seconds": round(result.seconds, 1)},
-        },
-    )
-    art.save_metadata()
-    record = ResultRecord(
-        model=model.name,
-        backend=args.backend,
-        scheme=qat_scheme.name,
-        scenario="Accuracy",
-        dataset=test.spec,
+        eval_data=args.eval_data,
+        options=options,
+        weights=args.weights,
+        arch=args.arch,
+        int4_storage=args.int4_storage,
         threads=args.threads,
-        batch_size=64,
-        accuracy=rt_acc,
-        artifact=str(onnx_path),
-        size_bytes=art.size_bytes,
-        weight_bytes=art.metadata["weight_bytes"],
-        simulated=False,
-        scheme_detail=qat_scheme.to_dict(),
-        artifact_metadata=art.metadata,
-        started_at=started,
-        finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        extra={
-            "fp32": fp32_acc,
-            "ptq_sim": ptq_acc,
-            "qat_sim": sim_acc,
-            "runtime_vs_sim_top1_points": None
-            if rt_acc["top1_pct"] is None
-            else round(rt_acc["top1_pct"] - sim_acc["top1_pct"], 3),
-        },
+        limit=args.limit,
+        seed=args.seed,
     )
-    record.save(out_dir)
     if args.json:
         print_json(record.to_dict())
-    else:
-        rows = [
-            ["fp32 (PyTorch)", fp32_acc["top1_pct"], 100.0],
-            [f"{scheme.name} PTQ (sim)", ptq_acc["top1_pct"], ptq_acc["agreement_with_fp32_pct"]],
-            [f"{scheme.name} QAT (sim)", sim_acc["top1_pct"], sim_acc["agreement_with_fp32_pct"]],
-            [
-                f"{scheme.name} QAT ({args.backend})",
-                rt_acc["top1_pct"],
-                rt_acc["agreement_with_fp32_pct"],
-            ],
-        ]
-        print(format_table(rows, ["model", "top1_pct", "agreement_pct"]))
-        print(f"artifact: {onnx_path} ({art.size_bytes} bytes); result: {out_dir / 'result.json'}")
+        return 0
+    name = record.scheme.removesuffix("-qat")
+    acc, extra = record.accuracy or {}, record.extra
+    rows = [
+        ["fp32 (PyTorch)", extra["fp32"]["top1_pct"], 100.0],
+        [
+            f"{name} PTQ (sim)",
+            extra["ptq_sim"]["top1_pct"],
+            extra["ptq_sim"]["agreement_with_fp32_pct"],
+        ],
+        [
+            f"{name} QAT (sim)",
+            extra["qat_sim"]["top1_pct"],
+            extra["qat_sim"]["agreement_with_fp32_pct"],
+        ],
+        [f"{name} QAT ({record.backend})", acc.get("top1_pct"), acc.get("agreement_with_fp32_pct")],
+    ]
+    print(format_table(rows, ["model", "top1_pct", "agreement_pct"]))
+    print(
+        f"artifact: {record.artifact} ({record.size_bytes} bytes); "
+        f"result: {args.output}/result.json"
+    )
     return 0

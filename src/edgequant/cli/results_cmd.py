@@ -47,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
 
     from edgequant.console import format_table, log
     from edgequant.errors import ValidationError
-    from edgequant.results.store import DB_NAME, ResultStore, export_rows, rebuild
+    from edgequant.report.export import export_rows
+    from edgequant.results.store import DB_NAME, ResultStore, rebuild
 
     runs = Path(args.runs_dir)
     if not runs.is_dir():
@@ -78,7 +79,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         text = export_rows(rows, fmt)
     if args.output:
-        Path(args.output).write_text(text)
+        try:
+            Path(args.output).write_text(text)
+        except OSError as e:
+            raise ValidationError(f"cannot write {args.output}: {e.strerror or e}") from None
         log(f"wrote {len(rows)} row(s) to {args.output}")
     else:
         print(text, end="")

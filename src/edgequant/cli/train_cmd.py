@@ -42,53 +42,25 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dataclasses import asdict
+    from edgequant.console import print_json
+    from edgequant.training import train
 
-    import torch
-
-    from edgequant.console import log, print_json
-    from edgequant.data import open_dataset
-    from edgequant.data.registry import parse_dataset_spec
-    from edgequant.errors import ValidationError
-    from edgequant.models import load_model
-    from edgequant.models.training import train_classifier
-
-    kind, arg = parse_dataset_spec(args.data)
-    if kind != "digits" or arg is not None:
-        raise ValidationError(
-            f"train needs a dataset with train/test splits; {args.data!r} has none (use digits)"
-        )
-    if args.epochs < 1:
-        raise ValidationError("--epochs must be >= 1")
-    torch.set_num_threads(max(1, args.threads))
-    model = load_model(args.model, pretrained=False)
-    train = open_dataset(args.data, model.input_spec, split="train")
-    test = open_dataset(args.data, model.input_spec, split="test")
-    log(
-        f"training {model.name} on {train.spec} ({len(train)} images), testing on {test.spec} ({len(test)})"
-    )
-    stats = train_classifier(
-        model,
-        train,
-        test,
+    result = train(
+        args.model,
+        data=args.data,
         epochs=args.epochs,
         lr=args.lr,
         batch_size=args.batch_size,
         seed=args.seed,
+        threads=args.threads,
+        output=args.output,
     )
-    out = args.output or Path(f"{model.name}.pt")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if model.module is None:
-        raise ValidationError(
-            f"{args.model} is not a PyTorch model; only zoo architectures can be trained"
-        )
-    torch.save(model.module.state_dict(), out)
-    result = {"model": model.name, "dataset": args.data, "weights": str(out), **asdict(stats)}
     if args.json:
         print_json(result)
     else:
         print(
-            f"{model.name}: test top-1 {stats.test_top1_pct:.2f}% on {stats.test_samples} images "
-            f"after {stats.epochs} epochs ({stats.seconds:.1f} s); weights saved to {out}"
+            f"{result['model']}: test top-1 {result['test_top1_pct']:.2f}% on "
+            f"{result['test_samples']} images after {result['epochs']} epochs "
+            f"({result['seconds']:.1f} s); weights saved to {result['weights']}"
         )
     return 0

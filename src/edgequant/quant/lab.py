@@ -1,6 +1,6 @@
 """The quantization lab's studies, each writing one result record per configuration.
 
-Every configuration is simulated (backend ``sim``, ``simulated=True``, scenario ``Accuracy``) and
+Every configuration is simulated (the registry's simulator, ``simulated=True``, scenario ``Accuracy``) and
 saved as ``RUNS_DIR/<run>/result.json``, so ``edgequant report RUNS_DIR`` shows the studies next
 to the runtime benchmarks. The record's ``scheme`` is a label such as ``w8a8:mse+cle+bias_correction``
 (scheme : calibrator + techniques); the full scheme is in ``scheme_detail``.
@@ -27,6 +27,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from edgequant.backends import backend_names, canonical_name, get_backend
+from edgequant.errors import UnsupportedError
 from edgequant.models.base import Model
 from edgequant.quant.scheme import Scheme, TensorQuant, get_scheme
 from edgequant.quant.simulate import QuantLayer, quantize_module, weight_bytes
@@ -114,10 +116,15 @@ def record(
     module: nn.Module | None = None,
     extra: dict[str, Any] | None = None,
     started: str | None = None,
-    backend: str = "sim",
+    backend: str | None = None,
 ) -> ResultRecord:
-    """Build and save the result record of one configuration (simulated unless ``backend``)."""
-    simulated = backend == "sim"
+    """Build and save the result record of one configuration.
+
+    ``backend`` defaults to the registry's simulator; the record is ``simulated`` when that
+    backend is.
+    """
+    backend = simulator_name() if backend is None else canonical_name(backend)
+    simulated = type(get_backend(backend)).simulated
     rec = ResultRecord(
         model=ev.model.name,
         backend=backend,
@@ -138,6 +145,20 @@ def record(
     )
     rec.save(runs_dir / _slug(f"{ev.model.name}-{backend}-{label}"))
     return rec
+
+
+def simulator_name() -> str:
+    """The registry's name of the fake-quant simulator (the backend with ``simulated = True``).
+
+    Example:
+        >>> from edgequant.backends import get_backend
+        >>> get_backend(simulator_name()).simulated
+        True
+    """
+    for name in backend_names():
+        if type(get_backend(name)).simulated:
+            return name
+    raise UnsupportedError("no simulated backend is registered; the lab needs one")
 
 
 def _now() -> str:

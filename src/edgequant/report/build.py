@@ -191,12 +191,20 @@ def build_report(
     if fmt not in FORMATS:
         raise ValidationError(f"unknown report format {fmt!r}; use html, md or csv")
     target = Path(out) if out is not None else runs / f"report.{fmt}"
+    if target.is_dir():
+        raise ValidationError(
+            f"report output {target} is a directory; give a file name, e.g. {target / f'report.{fmt}'}"
+        )
     data = collect(runs, max_drop=max_drop, plots=fmt == "html", inspect=fmt != "csv")
     text = {"html": render_html, "md": render_markdown, "csv": render_csv}[fmt](data)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(target)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(target)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise ValidationError(f"cannot write the report to {target}: {e.strerror or e}") from None
     return target
 
 

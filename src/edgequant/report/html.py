@@ -34,7 +34,7 @@ td.t, th.t { text-align: left; }
 td.reason { white-space: normal; text-align: left; max-width: 360px; }
 tr.na td { color: var(--na); }
 tr.failed td, tr.interrupted td { color: var(--bad); }
-tr.sim td { background: #fff8e6; }
+tr.simulated td { background: #fff8e6; }
 .badge { display: inline-block; padding: 0 6px; border-radius: 10px; font-size: 11px; font-weight: 600; }
 .valid { background: #e3f4e8; color: var(--ok); }
 .invalid { background: #fde7e5; color: var(--bad); }
@@ -56,7 +56,7 @@ def _e(text: object) -> str:
 
 
 def _row_html(r: Row) -> str:
-    cls = [r.status] + (["sim"] if r.simulated else [])
+    cls = [r.status] + (["simulated"] if r.simulated else [])
     cells = []
     for header, get in table_columns():
         text = get(r)
@@ -103,6 +103,34 @@ def _model_table(data: ReportData, model: str) -> str:
     return f'<div class="scroll"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody></table></div>\n{note_html}'
 
 
+def _slow_section(data: ReportData) -> list[str]:
+    """The slow-INT8 section: what the stored inspection of each such artifact says."""
+    parts = [
+        '<h2 id="inspect">Slow INT8 artifacts (speedup below 1.5× fp32): what <code>edgequant '
+        "inspect</code> says</h2>"
+    ]
+    if data.slow:
+        parts.append(
+            '<table><thead><tr><th class="t">model</th><th class="t">runtime</th><th class="t">scheme</th>'
+            '<th class="t">scenario</th><th>speedup</th><th class="t">inspect</th></tr></thead><tbody>'
+        )
+        for s in data.slow:
+            r = s.row
+            extra = "".join(f"<br><span class='note'>{_e(n)}</span>" for n in s.notes[:3])
+            parts.append(
+                f'<tr><td class="t">{_e(r.model)}</td><td class="t">{_e(r.backend)}</td>'
+                f'<td class="t">{_e(r.scheme)}</td><td class="t">{_e(r.scenario)}</td>'
+                f'<td>{(r.speedup or 0):.2f}×</td><td class="reason">{_e(s.summary)}{extra}</td></tr>'
+            )
+        parts.append("</tbody></table>")
+    else:
+        parts.append(
+            '<p class="note">No integer artifact ran slower than 1.5× its runtime\'s fp32 '
+            "(or no fp32 baseline was measured to compare with).</p>"
+        )
+    return parts
+
+
 def render_html(data: ReportData) -> str:
     """The whole report as one HTML document."""
     parts: list[str] = []
@@ -144,30 +172,7 @@ def render_html(data: ReportData) -> str:
         parts.append(f"<h3>{_e(model)}</h3>")
         parts.append(_model_table(data, model))
 
-    parts.append(
-        '<h2 id="inspect">Slow INT8 artifacts (speedup below 1.5× fp32): what <code>edgequant '
-        "inspect</code> says</h2>"
-    )
-    if data.slow:
-        parts.append(
-            '<table><thead><tr><th class="t">model</th><th class="t">runtime</th><th class="t">scheme</th>'
-            '<th class="t">scenario</th><th>speedup</th><th class="t">inspect</th></tr></thead><tbody>'
-        )
-        for s in data.slow:
-            r = s.row
-            extra = "".join(f"<br><span class='note'>{_e(n)}</span>" for n in s.notes[:3])
-            parts.append(
-                f'<tr><td class="t">{_e(r.model)}</td><td class="t">{_e(r.backend)}</td>'
-                f'<td class="t">{_e(r.scheme)}</td><td class="t">{_e(r.scenario)}</td>'
-                f'<td>{(r.speedup or 0):.2f}×</td><td class="reason">{_e(s.summary)}{extra}</td></tr>'
-            )
-        parts.append("</tbody></table>")
-    else:
-        parts.append(
-            '<p class="note">No integer artifact ran slower than 1.5× its runtime\'s fp32 '
-            "(or no fp32 baseline was measured to compare with).</p>"
-        )
-
+    parts += _slow_section(data)
     parts.append('<h2 id="environment">Environment</h2><dl class="env">')
     for k, v in data.environment.items():
         parts.append(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>")

@@ -6,7 +6,7 @@ of drawing an empty frame. Simulated rows are left out of the speed plots.
 Example:
     >>> from edgequant.results.record import ResultRecord
     >>> from edgequant.report.tables import build_rows
-    >>> base = dict(model="m", backend="onnxruntime", scenario="Offline", dataset="synthetic",
+    >>> base = dict(model="m", backend="rt", scenario="Offline", dataset="synthetic",
     ...             threads=2, batch_size=1)
     >>> rows = build_rows([("a", ResultRecord(scheme="fp32", throughput_ips=100.0, **base)),
     ...                    ("b", ResultRecord(scheme="w8a8", throughput_ips=300.0, **base))])
@@ -21,7 +21,7 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
-from edgequant.report.tables import BACKEND_ORDER, SCENARIO_ORDER, Row, models_of, primary_scenario
+from edgequant.report.tables import SCENARIO_ORDER, Row, models_of, order_backends, primary_scenario
 
 
 @dataclass(kw_only=True)
@@ -63,8 +63,7 @@ def _svg(fig: Any) -> str:
 
 
 def _backends(rows: list[Row]) -> list[str]:
-    found = {r.backend for r in rows}
-    return [b for b in BACKEND_ORDER if b in found] + sorted(found - set(BACKEND_ORDER))
+    return order_backends(r.backend for r in rows)
 
 
 def _colors(names: list[str]) -> dict[str, Any]:

@@ -8,17 +8,20 @@ recommends on speed alone; it never assumes an accuracy. Simulated backends are 
 Example:
     >>> from edgequant.results.record import ResultRecord
     >>> from edgequant.report.tables import build_rows
-    >>> base = dict(model="m", backend="openvino", scenario="Offline", dataset="synthetic",
+    >>> base = dict(model="m", backend="rt", scenario="Offline", dataset="synthetic",
     ...             threads=2, batch_size=1)
     >>> rows = build_rows([("a", ResultRecord(scheme="fp32", throughput_ips=100.0, **base)),
     ...                    ("b", ResultRecord(scheme="w8a8", throughput_ips=300.0, **base))])
     >>> print(recommend(rows, "m").text)
-    openvino w8a8: 300 img/s in Offline, 3.00× openvino fp32. On speed only: accuracy was not measured for m (give labelled data, e.g. --data imagenet:DIR, to rank by accuracy too).
+    rt w8a8: 300 img/s in Offline, 3.00× rt fp32. On speed only: accuracy was not measured for m (give labelled data, e.g. --data imagenet:DIR, to rank by accuracy too).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from edgequant.report.tables import SLOW_INT8_SPEEDUP, Row, fmt_num, primary_scenario
 
@@ -123,7 +126,25 @@ class SlowNote:
 
 
 def slow_int8_notes(rows: list[Row]) -> list[SlowNote]:
-    """Run the backend's inspector on each slow integer artifact (once per artifact)."""
+    """What the build's inspector stored about each slow integer artifact (once per artifact).
+
+    The report reads stored data only: the ``inspect_summary`` (and ``inspect_notes``) that the
+    backend's ``prepare()`` saved in the artifact metadata, as copied into the result record, else
+    in the artifact's ``artifact.json``. No runtime is loaded while rendering.
+
+    Example:
+        >>> from edgequant.results.record import ResultRecord
+        >>> from edgequant.report.tables import build_rows
+        >>> base = dict(model="m", backend="rt", scenario="Offline", dataset="synthetic",
+        ...             threads=2, batch_size=1)
+        >>> meta = {"inspect_summary": "1/4 convs in integer precision"}
+        >>> rows = build_rows([
+        ...     ("a", ResultRecord(scheme="fp32", throughput_ips=100.0, **base)),
+        ...     ("b", ResultRecord(scheme="w8a8", throughput_ips=110.0, artifact_metadata=meta,
+        ...                        **base))])
+        >>> [n.summary for n in slow_int8_notes(rows)]
+        ['1/4 convs in integer precision']
+    """
     out: list[SlowNote] = []
     done: dict[str, tuple[str, list[str]]] = {}
     for r in rows:
@@ -131,32 +152,35 @@ def slow_int8_notes(rows: list[Row]) -> list[SlowNote]:
             continue
         if r.speedup is None or r.speedup >= SLOW_INT8_SPEEDUP:
             continue
-        key = r.artifact or ""
+        key = r.artifact or r.run_id
         if key not in done:
-            done[key] = _inspect(r)
+            done[key] = stored_inspection(r)
         summary, notes = done[key]
         out.append(SlowNote(row=r, summary=summary, notes=notes))
     return out
 
 
-def _inspect(r: Row) -> tuple[str, list[str]]:
-    if not r.artifact:
-        return "the run recorded no artifact path, so it could not be inspected", []
-    from pathlib import Path
+def stored_inspection(r: Row) -> tuple[str, list[str]]:
+    """``(summary, notes)`` of the inspection stored with a run's artifact, or why there is none."""
+    meta = (r.record.artifact_metadata if r.record is not None else None) or {}
+    if not meta.get("inspect_summary") and r.artifact:
+        meta = _artifact_json(Path(r.artifact)) or meta
+    summary = meta.get("inspect_summary")
+    if isinstance(summary, str) and summary:
+        notes = meta.get("inspect_notes")
+        return summary, [str(n) for n in notes] if isinstance(notes, list) else []
+    where = f" `edgequant inspect {r.artifact}`" if r.artifact else " `edgequant inspect` on it"
+    return f"no inspection was stored with this artifact; run{where}", []
 
-    if not Path(r.artifact).exists():
-        return (
-            f"artifact {r.artifact} is no longer on disk (cache cleared?); re-run the cell to inspect it",
-            [],
-        )
+
+def _artifact_json(artifact: Path) -> dict[str, Any] | None:
+    path = (artifact if artifact.is_dir() else artifact.parent) / "artifact.json"
     try:
-        from edgequant.backends.base import Artifact, get_backend
-
-        report = get_backend(r.backend).inspect(Artifact.load(r.artifact))
-        return report.summary(), list(report.notes)
-    except Exception as e:  # a broken inspector must not lose the report
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        return f"inspect failed: {first[:300]}", []
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None  # gone (cache cleared) or unreadable: the caller says what to run
+    meta = data.get("metadata", data) if isinstance(data, dict) else None
+    return meta if isinstance(meta, dict) else None
 
 
-__all__ = ["Recommendation", "SlowNote", "recommend", "slow_int8_notes"]
+__all__ = ["Recommendation", "SlowNote", "recommend", "slow_int8_notes", "stored_inspection"]

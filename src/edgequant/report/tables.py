@@ -6,12 +6,12 @@ Everything derived here comes from measured fields of the records; a missing mea
 * **speedup** is against *that runtime's* fp32 in the same scenario: throughput ratio in
   Offline/Server, p50-latency ratio in SingleStream/MultiStream;
 * **top-1 drop** is fp32's top-1 on the same runtime minus this scheme's (points), falling back to
-  another runtime's fp32 (PyTorch first) when that runtime's fp32 accuracy was not measured;
+  another runtime's fp32 (in the registry's order, PyTorch first) when that runtime's fp32 accuracy was not measured;
 * **size reduction** is fp32's artifact size on the same runtime divided by this one's.
 
 Example:
     >>> from edgequant.results.record import ResultRecord
-    >>> base = dict(model="m", backend="onnxruntime", scenario="Offline", dataset="synthetic",
+    >>> base = dict(model="m", backend="rt", scenario="Offline", dataset="synthetic",
     ...             threads=2, batch_size=1)
     >>> recs = [("a", ResultRecord(scheme="fp32", throughput_ips=100.0, size_bytes=400, **base)),
     ...         ("b", ResultRecord(scheme="w8a8", throughput_ips=250.0, size_bytes=100, **base))]
@@ -27,13 +27,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgequant.backends import backend_names
 from edgequant.results.record import ResultRecord
 from edgequant.results.store import record_mode
 
 LATENCY_SCENARIOS = ("SingleStream", "MultiStream")
 THROUGHPUT_SCENARIOS = ("Offline", "Server")
 SCENARIO_ORDER = ("SingleStream", "MultiStream", "Server", "Offline", "accuracy")
-BACKEND_ORDER = ("pytorch", "onnxruntime", "openvino", "litert", "tensorrt", "sim")
 FLOAT_SCHEMES = ("fp32", "fp16", "bf16")
 #: INT8 artifacts slower than this many times fp32 get an ``inspect`` note in the report
 SLOW_INT8_SPEEDUP = 1.5
@@ -98,8 +98,25 @@ def _num(v: Any) -> float | None:
         return None
 
 
+def backend_rank(name: str) -> int:
+    """Position of a backend in the registry's order (unknown backends last).
+
+    Example:
+        >>> from edgequant.backends import backend_names
+        >>> backend_rank(backend_names()[1]), backend_rank("no-such-runtime") == len(backend_names())
+        (1, True)
+    """
+    order = backend_names()
+    return order.index(name) if name in order else len(order)
+
+
+def order_backends(names: Iterable[str]) -> list[str]:
+    """Backend names in the registry's order, then the unknown ones alphabetically."""
+    return sorted(set(names), key=lambda b: (backend_rank(b), b))
+
+
 def _sort_key(row: Row) -> tuple[Any, ...]:
-    b = BACKEND_ORDER.index(row.backend) if row.backend in BACKEND_ORDER else len(BACKEND_ORDER)
+    b = backend_rank(row.backend)
     s = (
         SCENARIO_ORDER.index(row.scenario)
         if row.scenario in SCENARIO_ORDER
@@ -190,7 +207,7 @@ def _fp32_top1(
             for (m, b, s), v in top1.items()
             if m == row.model and s == "fp32" and v is not None
         ),
-        key=lambda bv: (bv[0] != "pytorch", bv[0]),
+        key=lambda bv: (backend_rank(bv[0]), bv[0]),
     )
     if others:
         return f"{others[0][0]} fp32", others[0][1]
@@ -198,6 +215,8 @@ def _fp32_top1(
 
 
 def _row(run_id: str, rec: ResultRecord, scenario: str, *, performance: bool = True) -> Row:
+    # only a completed run was measured: an interrupted one's partial LoadGen log is no number
+    performance = performance and rec.status == "ok"
     lat = {k: float(v) for k, v in (rec.latency_ms or {}).items() if _num(v) is not None}
     energy = rec.energy or {}
     joules = _num(energy.get("joules_per_inference"))

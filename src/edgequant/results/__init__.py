@@ -5,6 +5,6 @@ Example:
 """
 
 from edgequant.results.record import ResultRecord
-from edgequant.results.store import ResultStore, export_rows, rebuild
+from edgequant.results.store import ResultStore, rebuild
 
-__all__ = ["ResultRecord", "ResultStore", "export_rows", "rebuild"]
+__all__ = ["ResultRecord", "ResultStore", "rebuild"]

@@ -3,7 +3,7 @@
 Field names are a contract; add fields freely, never rename these. ``schema`` is versioned.
 
 Example:
-    >>> r = ResultRecord(model="digits_cnn", backend="onnxruntime", scheme="w8a8",
+    >>> r = ResultRecord(model="digits_cnn", backend="rt", scheme="w8a8",
     ...                  scenario="Offline", dataset="digits", threads=2, batch_size=8)
     >>> ResultRecord.from_dict(r.to_dict()) == r
     True
@@ -24,6 +24,27 @@ SCHEMA = "edgequant.result/1"
 SCHEMA_VERSION = 1
 #: status of a run: ok = measured; na = the backend cannot run the scheme; failed = it raised
 STATUSES = ("ok", "na", "failed", "interrupted")
+
+_REQUIRED = ("model", "backend", "scheme", "scenario", "dataset", "threads", "batch_size")
+_OPT_DICT = (dict, type(None))
+_OPT_NUM = (int, float, type(None))
+#: JSON types a stored record's fields may have (checked when a record is read back)
+_TYPES: dict[str, tuple[type, ...]] = {
+    **{
+        k: (str,) for k in ("model", "backend", "scheme", "scenario", "dataset", "schema", "status")
+    },
+    "threads": (int,),
+    "batch_size": (int,),
+    **{k: (str, type(None)) for k in ("reason", "artifact", "energy_unavailable_reason")},
+    **{k: (str, type(None)) for k in ("started_at", "finished_at")},
+    **{k: _OPT_DICT for k in ("latency_ms", "loadgen", "accuracy", "energy")},
+    **{k: _OPT_DICT for k in ("scheme_detail", "artifact_metadata")},
+    "throughput_ips": _OPT_NUM,
+    **{k: (int, type(None)) for k in ("size_bytes", "weight_bytes", "peak_rss_bytes")},
+    "environment": (dict,),
+    "extra": (dict,),
+    "simulated": (bool,),
+}
 
 
 @dataclass(kw_only=True)
@@ -75,6 +96,10 @@ class ResultRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ResultRecord:
+        if not isinstance(data, dict):
+            raise ValidationError(
+                f"not an edgequant result record (a JSON {type(data).__name__}, not an object)"
+            )
         schema = str(data.get("schema", SCHEMA))
         try:
             version = int(schema.rsplit("/", 1)[1])
@@ -87,6 +112,15 @@ class ResultRecord:
         names = {f.name for f in fields(cls)}
         known = {k: v for k, v in data.items() if k in names}
         extra = {k: v for k, v in data.items() if k not in names}
+        missing = sorted(f.name for f in fields(cls) if f.name in _REQUIRED and f.name not in known)
+        if missing:
+            raise ValidationError(f"not an edgequant result record (missing {', '.join(missing)})")
+        for key, value in known.items():
+            kinds = _TYPES.get(key, (object,))
+            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+                raise ValidationError(
+                    f"not an edgequant result record ({key} is a {type(value).__name__})"
+                )
         rec = cls(**known)
         rec.extra.update(extra)
         return rec
@@ -103,6 +137,8 @@ class ResultRecord:
     def load(cls, path: Path) -> ResultRecord:
         p = path / "result.json" if path.is_dir() else path
         try:
-            return cls.from_dict(json.loads(p.read_text()))
-        except (OSError, json.JSONDecodeError) as e:
+            return cls.from_dict(json.loads(p.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValidationError(f"cannot read result {p}: {e}") from None
+        except ValidationError as e:
             raise ValidationError(f"cannot read result {p}: {e}") from None

@@ -1,7 +1,7 @@
 """The results database: one SQLite row per run, next to the runs' own ``result.json`` files.
 
 ``RUNS_DIR/<run-id>/result.json`` is the source of truth; ``RUNS_DIR/results.db`` indexes it for
-queries, exports and reports. The database is versioned (table ``meta``, key ``schema_version``):
+queries (:mod:`edgequant.report` renders exports and reports from it). The database is versioned (table ``meta``, key ``schema_version``):
 a database written by a newer edgequant is refused with a clear message instead of misread, and
 :func:`rebuild` re-creates the index from the run directories at any time.
 
@@ -15,21 +15,21 @@ Example:
     >>> from pathlib import Path
     >>> from edgequant.results.record import ResultRecord
     >>> runs = Path(tempfile.mkdtemp())
-    >>> rec = ResultRecord(model="m", backend="onnxruntime", scheme="fp32", scenario="Offline",
+    >>> rec = ResultRecord(model="m", backend="rt", scheme="fp32", scenario="Offline",
     ...                    dataset="synthetic", threads=2, batch_size=1, throughput_ips=100.0)
     >>> with ResultStore(runs) as store:
-    ...     store.add("m__onnxruntime__fp32__Offline", rec)
+    ...     store.add("m__rt__fp32__Offline", rec)
     ...     [r["throughput_ips"] for r in store.rows()]
     [100.0]
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
+import shutil
 import sqlite3
-from collections.abc import Iterator, Sequence
+import tempfile
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -175,6 +175,11 @@ class ResultStore:
                 f"{self.runs_dir} has no {DB_NAME}; run `edgequant sweep` into it first "
                 "(or `edgequant results --rebuild` if it holds run directories)"
             )
+        if not create and self.path.is_file() and self.path.stat().st_size == 0:
+            raise ArtifactError(
+                f"{self.path} is empty (zero bytes); run `edgequant results {self.runs_dir} "
+                "--rebuild` to re-index the run directories"
+            )
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         try:
             self._conn = sqlite3.connect(self.path, timeout=30.0)
@@ -182,8 +187,8 @@ class ResultStore:
             self._init_schema()
         except sqlite3.DatabaseError as e:
             raise ArtifactError(
-                f"{self.path} is not a readable results database ({e}); delete it and run "
-                "`edgequant results RUNS_DIR --rebuild` to re-index the run directories"
+                f"{self.path} is not a readable results database ({e}); run `edgequant results "
+                f"{self.runs_dir} --rebuild` to re-index the run directories"
             ) from None
 
     # --- schema -------------------------------------------------------------------------------
@@ -265,15 +270,28 @@ class ResultStore:
     def records(self, **where: Any) -> Iterator[tuple[str, ResultRecord]]:
         """``(run_id, ResultRecord)`` pairs, rebuilt from the stored JSON."""
         for row in self.rows(**where):
-            yield row["run_id"], ResultRecord.from_dict(json.loads(row["record_json"]))
+            yield row["run_id"], self._decode(row["run_id"], row["record_json"])
 
     def get(self, run_id: str) -> ResultRecord | None:
         row = self._conn.execute(
             "SELECT record_json FROM runs WHERE run_id = ?", (run_id,)
         ).fetchone()
-        return None if row is None else ResultRecord.from_dict(json.loads(row[0]))
+        return None if row is None else self._decode(run_id, row[0])
+
+    def _decode(self, run_id: str, text: Any) -> ResultRecord:
+        try:
+            return ResultRecord.from_dict(json.loads(text))
+        except (TypeError, ValueError) as e:  # ValidationError and JSONDecodeError included
+            raise ArtifactError(
+                f"{self.path}: the stored record of {run_id} is corrupt ({e}); run `edgequant "
+                f"results {self.runs_dir} --rebuild` to re-index the run directories"
+            ) from None
 
     # --- lifecycle ----------------------------------------------------------------------------
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log into ``results.db`` itself (before the file is moved)."""
+        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def close(self) -> None:
         self._conn.close()
 
@@ -293,8 +311,10 @@ def iter_run_dirs(runs_dir: Path) -> Iterator[Path]:
 def rebuild(runs_dir: Path | str) -> int:
     """Re-create ``results.db`` from the ``result.json`` files; returns how many runs it indexed.
 
-    Unreadable ``result.json`` files are skipped with a note on stderr rather than stopping the
-    re-index (one broken run should not hide the others).
+    A ``result.json`` that cannot be read as a result record (not JSON, not an object, wrong field
+    types) is reported by path on stderr and skipped: one broken run does not hide the others. The
+    new index is written beside the old one and replaces it only once it is complete, so a failed
+    rebuild leaves the previous ``results.db`` as it was.
 
     Example:
         >>> import tempfile
@@ -306,67 +326,34 @@ def rebuild(runs_dir: Path | str) -> int:
     runs = Path(runs_dir)
     if not runs.is_dir():
         raise ValidationError(f"runs directory {runs} does not exist")
-    db = runs / DB_NAME
-    for suffix in ("", "-wal", "-shm"):
-        Path(str(db) + suffix).unlink(missing_ok=True)
-    n = 0
-    with ResultStore(runs) as store:
-        for run_dir in iter_run_dirs(runs):
-            try:
-                record = ResultRecord.load(run_dir)
-            except ValidationError as e:
-                log(f"skipping {run_dir.name}: {e}")
-                continue
-            store.add(run_dir.name, record, run_dir)
-            n += 1
+    tmp_dir = Path(tempfile.mkdtemp(prefix=".rebuild-", dir=runs))
+    try:
+        n = 0
+        with ResultStore(tmp_dir) as store:
+            for run_dir in iter_run_dirs(runs):
+                try:
+                    record = ResultRecord.load(run_dir)
+                    store.add(run_dir.name, record, run_dir)
+                except (ValidationError, TypeError, ValueError) as e:
+                    log(f"skipping {run_dir / 'result.json'}: {e}")
+                    continue
+                n += 1
+            store.checkpoint()
+        db = runs / DB_NAME
+        for suffix in ("-wal", "-shm"):
+            Path(str(db) + suffix).unlink(missing_ok=True)
+        (tmp_dir / DB_NAME).replace(db)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
     return n
-
-
-# --- exports ------------------------------------------------------------------------------------
-def export_rows(rows: Sequence[dict[str, Any]], fmt: str) -> str:
-    """Rows as ``csv``, ``md`` (a Markdown table) or ``json`` (full records included).
-
-    Example:
-        >>> print(export_rows([{"model": "m", "throughput_ips": 12.5}], "md").splitlines()[0][:23])
-        | run_id | model | back
-    """
-    if fmt == "json":
-        docs = []
-        for r in rows:
-            flat = {c: r.get(c) for c in EXPORT_COLUMNS}
-            if r.get("record_json"):
-                flat["record"] = json.loads(r["record_json"])
-            docs.append(flat)
-        return json.dumps(docs, indent=2, default=str)
-    if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(EXPORT_COLUMNS)
-        for r in rows:
-            writer.writerow(["" if r.get(c) is None else r.get(c) for c in EXPORT_COLUMNS])
-        return buf.getvalue()
-    if fmt == "md":
-        lines = ["| " + " | ".join(EXPORT_COLUMNS) + " |", "|" + "---|" * len(EXPORT_COLUMNS)]
-        for r in rows:
-            lines.append("| " + " | ".join(_md_cell(r.get(c)) for c in EXPORT_COLUMNS) + " |")
-        return "\n".join(lines) + "\n"
-    raise ValidationError(f"unknown export format {fmt!r}; use csv, md or json")
-
-
-def _md_cell(v: Any) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v).replace("|", "\\|").replace("\n", " ")
 
 
 __all__ = [
     "COLUMNS",
     "DB_NAME",
+    "EXPORT_COLUMNS",
     "STORE_SCHEMA_VERSION",
     "ResultStore",
-    "export_rows",
     "flatten",
     "iter_run_dirs",
     "rebuild",
