@@ -9,8 +9,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from edgequant.models.base import Model
 from edgequant.input_spec import InputSpec
+from edgequant.models.base import Model
 
 
 class TinyNet(nn.Module):

@@ -103,7 +103,7 @@ def describe_model(entry: ZooEntry) -> dict[str, Any]:
 
 
 def _spec_text(spec: dict[str, Any]) -> str:
-    from edgequant.models.spec import IMAGENET_MEAN_255, IMAGENET_STD_255
+    from edgequant.input_spec import IMAGENET_MEAN_255, IMAGENET_STD_255
 
     c, h, w = spec["shape"]
     if tuple(spec["mean"]) == IMAGENET_MEAN_255 and tuple(spec["std"]) == IMAGENET_STD_255:
