@@ -23,6 +23,15 @@ The contract every launcher keeps (a distributed one, e.g. on Dask, included):
   in flight as ``interrupted`` in ``RUN_DIR/result.json`` (:func:`records.save_interrupted`), and
   re-raise; the sweep indexes those records and stops. Cells not started get no record.
 
+For a launcher that runs cells on other machines (the device-fleet issue: one Dask task per cell,
+routed by worker resources): the task's paths (``run_dir``, a scheme written to
+``RUNS/schemes/``) are the submitting host's, so the launcher ships the scheme file's text and
+the artifact with it and brings ``result.json`` (and ``loadgen/``) back before calling
+``on_record``; the record's environment says which device measured it; a lost device is a
+``failed`` record with the reason (or a retry elsewhere), never an exception; cells a device
+cannot run are ``na``. Build-ahead (:class:`~edgequant.sweep.lanes.BuildAhead`) wraps any
+measuring launcher, so builds on the submitting host come for free.
+
 Example:
     >>> from edgequant.sweep.local import ProcessPerCell
     >>> isinstance(ProcessPerCell(), Launcher)
