@@ -127,3 +127,53 @@ def test_a_runs_folder_takes_one_sweep_at_a_time(tmp_path: Path) -> None:
     with RunsLock(runs):
         pass
     assert run_sweep(exp, runs, show_progress=False).counts.get("na") == 1
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as f:  # a zombie waiting for its reaper counts as gone
+        return f.read().split(") ", 1)[1][0] != "Z"
+
+
+def test_children_die_with_a_sweep_killed_by_sigkill(tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    pid_file = tmp_path / "child.pid"
+    sleeper = tmp_path / "sleeper.py"
+    sleeper.write_text(
+        "import os, sys, time\n"
+        f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+        "time.sleep(120)\n"
+    )
+    script = (
+        "import sys\nfrom edgequant.sweep.experiment import parse_experiment\n"
+        "from edgequant.sweep.runner import run_sweep\n"
+        "exp = parse_experiment('models: [digits_cnn]\\nschemes: [fp32]\\nscenarios: [Offline]\\n')\n"
+        f"run_sweep(exp, {str(tmp_path / 'runs')!r}, show_progress=False,"
+        f" bench_command=[sys.executable, {str(sleeper)!r}])\n"
+    )
+    sweep = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 60
+        while not (pid_file.is_file() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        child = int(pid_file.read_text())
+        assert _alive(child)
+        os.kill(sweep.pid, signal.SIGKILL)
+        sweep.wait()
+        deadline = time.monotonic() + 10
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(child), "the bench child outlived its sweep"
+    finally:
+        sweep.kill()
+        sweep.wait()
+        if pid_file.is_file() and pid_file.read_text() and _alive(int(pid_file.read_text())):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from edgequant.console import log
 from edgequant.errors import ValidationError
-from edgequant.sweep.launch import Launcher, OnRecord, child_env, kill
+from edgequant.sweep.launch import Launcher, OnRecord, child_env, guarded, kill
 from edgequant.sweep.local import GROUPS_DIR, worker_command, write_cells_file
 from edgequant.sweep.plan import Cell, by_key
 
@@ -134,7 +134,7 @@ class BuildAhead(Launcher):
         )
         with open(runs_dir / GROUPS_DIR / f"{key}.build.log", "w") as log_f:
             proc = subprocess.Popen(
-                argv,
+                guarded(argv),
                 stdout=log_f,
                 stderr=subprocess.STDOUT,
                 text=True,

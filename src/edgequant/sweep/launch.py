@@ -44,6 +44,7 @@ import os
 import resource
 import signal
 import subprocess
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -84,6 +85,12 @@ def child_env(env: dict[str, str] | None = None) -> dict[str, str]:
     return out
 
 
+def guarded(argv: Sequence[str]) -> list[str]:
+    """``argv`` run through :mod:`edgequant.sweep.guard`: it dies with this process, even by
+    ``kill -9``, and takes everything it started with it."""
+    return [sys.executable, str(Path(__file__).with_name("guard.py")), "--", *argv]
+
+
 def kill(proc: subprocess.Popen[str]) -> None:
     """End the child and everything it started (it runs in its own session)."""
     for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
@@ -104,4 +111,12 @@ def children_cpu_s() -> float:
     return ru.ru_utime + ru.ru_stime
 
 
-__all__ = ["Finished", "Launcher", "OnRecord", "child_env", "children_cpu_s", "kill"]
+__all__ = [
+    "Finished",
+    "Launcher",
+    "OnRecord",
+    "child_env",
+    "children_cpu_s",
+    "guarded",
+    "kill",
+]

@@ -31,7 +31,15 @@ from typing import Any
 
 from edgequant.errors import UnsupportedError
 from edgequant.results.record import ResultRecord
-from edgequant.sweep.launch import Finished, Launcher, OnRecord, child_env, children_cpu_s, kill
+from edgequant.sweep.launch import (
+    Finished,
+    Launcher,
+    OnRecord,
+    child_env,
+    children_cpu_s,
+    guarded,
+    kill,
+)
 from edgequant.sweep.plan import Cell, bench_argv, by_key, cell_task
 from edgequant.sweep.records import (
     RESULT_FILE,
@@ -69,7 +77,7 @@ def run_cell(
     started = now()
     with open(run_dir / BENCH_LOG, "w") as errf:
         proc = subprocess.Popen(
-            bench_argv(cell, runs_dir, bench_command),
+            guarded(bench_argv(cell, runs_dir, bench_command)),
             stdout=subprocess.PIPE,
             stderr=errf,
             text=True,
@@ -253,7 +261,7 @@ def run_group(
     argv = [*command, str(cells_file)] if command else worker_command(cells_file)
     with open(runs_dir / GROUPS_DIR / f"{group.key}.log", "w") as errf:
         proc = subprocess.Popen(
-            argv,
+            guarded(argv),
             stdout=subprocess.PIPE,
             stderr=errf,
             text=True,

@@ -260,12 +260,14 @@ def run_sweep(
 
 
 def stop_on_sigterm() -> None:
-    """Make SIGTERM stop a sweep like Ctrl-C: the cell in flight is killed and marked interrupted."""
+    """Make SIGTERM and SIGHUP (the terminal closed) stop a sweep like Ctrl-C: the cell in flight
+    is killed and marked interrupted, nothing is left running."""
 
     def _stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGHUP, _stop)
 
 
 __all__ = [
