@@ -72,3 +72,44 @@ def test_help_documents_the_experiment_format(capsys: pytest.CaptureFixture[str]
         "--dry-run",
     ):
         assert key in out
+
+
+def test_dry_run_refuses_unknown_models_and_missing_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(
+        "models: [resnet5]\nschemes: [fp32]\nscenarios: [Offline]\n"
+        f"data: imagenet:{tmp_path / 'no-such-dir'}\n"
+    )
+    rc = main(["sweep", str(exp), "-o", str(tmp_path / "runs"), "--dry-run"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1, err
+    assert "unknown model 'resnet5'" in err[0] and "resnet50" in err[0]
+    assert "no-such-dir" in err[0] and "does not exist" in err[0]
+
+
+def test_exit_status_is_not_zero_when_every_cell_failed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("models: [no_such_model]\nschemes: [fp32]\nscenarios: [Offline]\n")
+    rc = main(["sweep", str(exp), "-o", str(tmp_path / "runs")])
+    captured = capsys.readouterr()
+    assert rc == 1, captured.err
+    assert "1 failed" in captured.out and "every cell failed" in captured.err
+
+
+@pytest.mark.parametrize("bad", [b"{}", b"[]", b"\xff\xfe\x00garbage", b'{"model": 3}'])
+def test_a_corrupt_result_file_is_run_again_not_a_crash(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bad: bytes
+) -> None:
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("models: [digits_cnn]\nschemes: [fp32]\nscenarios: [Offline]\n")
+    runs = tmp_path / "runs"
+    cell = runs / "digits_cnn__onnxruntime__fp32__Offline"
+    cell.mkdir(parents=True)
+    (cell / "result.json").write_bytes(bad)
+    assert main(["sweep", str(exp), "-o", str(runs), "--dry-run", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [(c["status"], c["skipped"]) for c in doc["cells"]] == [("planned", False)]

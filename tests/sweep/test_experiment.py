@@ -132,7 +132,7 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_shipped_examples_parse() -> None:
-    from edgequant.cli.demo_cmd import demo_experiment
+    from edgequant.sweep.demo import demo_experiment
 
     full = demo_experiment()
     assert {c.model.name for c in full.cells()} == {
@@ -165,7 +165,7 @@ def test_isolation_groups_cells_by_model_and_backend() -> None:
     assert {c.isolation for c in solo} == {"cell"}
     assert len({c.process_key for c in solo}) == len(solo) == 4
     # the shipped demo runs one process per model/backend pair
-    from edgequant.cli.demo_cmd import demo_experiment
+    from edgequant.sweep.demo import demo_experiment
 
     demo = demo_experiment().cells()
     assert {c.isolation for c in demo} == {"backend"}
@@ -174,3 +174,56 @@ def test_isolation_groups_cells_by_model_and_backend() -> None:
         "SingleStream",
         "Offline",
     }
+
+
+def test_npy_data_is_accepted_like_bench(tmp_path: Path) -> None:
+    # bench takes data: npy:FILE; the experiment file refused it ("unknown dataset kind 'npy'")
+    (tmp_path / "x.npy").write_bytes(b"")
+    f = tmp_path / "exp.yaml"
+    f.write_text("models: [digits_cnn]\ndata: npy:x.npy\ncalib: npy:x.npy\nschemes: [w8a8]\n")
+    cell = load_experiment(f).cells()[0]
+    # a relative file resolves against the experiment's folder, like imagenet:DIR
+    assert cell.data == f"npy:{(tmp_path / 'x.npy').resolve()}"
+    assert cell.calib == cell.data
+    with pytest.raises(ValidationError, match="npy:FILE"):
+        parse_experiment("models: [m]\ndata: 'npy:'\n", source="exp.yaml")
+
+
+def test_alias_bomb_is_refused_quickly() -> None:
+    import time
+
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 10):
+        prev = f"*a{i - 1}"
+        lines.append(f"a{i}: &a{i} [{', '.join([prev] * 9)}]")
+    bomb = "models: [digits_cnn]\ndescription:\n" + "\n".join("  " + ln for ln in lines) + "\n"
+    t0 = time.perf_counter()
+    with pytest.raises(ValidationError, match=r"exp\.yaml: .*too large") as err:
+        parse_experiment(bomb, source="exp.yaml")
+    assert time.perf_counter() - t0 < 5, "the bomb was expanded"
+    assert len(str(err.value).splitlines()) == 1
+
+
+def test_deeply_nested_yaml_is_a_clear_error() -> None:
+    deep = "models: [digits_cnn]\ndescription: " + "[" * 5000 + "]" * 5000 + "\n"
+    with pytest.raises(ValidationError, match=r"exp\.yaml: .*nested too deeply"):
+        parse_experiment(deep, source="exp.yaml")
+
+
+def test_non_utf8_experiment_file_names_the_file(tmp_path: Path) -> None:
+    f = tmp_path / "exp.yaml"
+    f.write_bytes(b"models: [digits_cnn]\ndescription: caf\xe9\n")
+    with pytest.raises(ValidationError, match=f"{f}.*UTF-8"):
+        load_experiment(f)
+
+
+def test_a_folder_given_as_the_experiment_says_so(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError) as err:
+        load_experiment(tmp_path)
+    assert "is a folder" in str(err.value) and "does not exist" not in str(err.value)
+
+
+def test_the_file_text_is_kept_for_the_runs_folder(tmp_path: Path) -> None:
+    f = tmp_path / "exp.yaml"
+    f.write_text("# my comment\nmodels: [digits_cnn]\n")
+    assert load_experiment(f).text == "# my comment\nmodels: [digits_cnn]\n"

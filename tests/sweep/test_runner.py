@@ -250,3 +250,27 @@ def test_build_jobs_build_pairs_ahead_then_measure(tmp_path: Path) -> None:
     again = run_sweep(exp, runs, show_progress=False)
     assert again.counts["skipped"] == 4
     assert (runs / "groups" / "digits_cnn__openvino.build.log").stat().st_mtime_ns == stamp
+
+
+def test_mixed_isolation_runs_each_group_with_its_launcher(tmp_path: Path) -> None:
+    exp = parse_experiment(
+        "schemes: [fp32, w8a8]\nscenarios: [Offline]\nmodels: [digits_cnn]\ngroups:\n"
+        "  - isolation: backend\n  - models: [mobilenet_v2]\n"
+    )
+    summary = run_sweep(
+        exp,
+        tmp_path,
+        show_progress=False,
+        bench_command=_crash_command(tmp_path),
+        group_command=_group_crash_command(tmp_path),
+    )
+    assert [o.cell.cell_id for o in summary.outcomes] == [c.cell_id for c in exp.cells()]
+    reasons = {o.cell.cell_id: (o.record.reason or "") for o in summary.outcomes if o.record}
+    grouped = [r for cid, r in reasons.items() if cid.startswith("digits_cnn")]
+    single = [r for cid, r in reasons.items() if cid.startswith("mobilenet_v2")]
+    # the pair ran in one worker (its second cell never started); each other cell alone
+    assert "not run" not in grouped[0] and "not run" in grouped[1]
+    assert len(single) == 2 and all("bench was killed by signal 11" in r for r in single)
+    assert [p.name for p in (tmp_path / "groups").glob("*.json")] == [
+        "digits_cnn__onnxruntime.json"
+    ]

@@ -64,106 +64,20 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def demo_experiment(*, quick: bool = False, data: str | None = None) -> Any:
-    """The embedded experiment; ``data`` (imagenet:DIR) replaces the synthetic groups' data."""
-    from pathlib import Path
-
-    import yaml
-
-    from edgequant.errors import ValidationError
-    from edgequant.sweep.experiment import parse_experiment
-
-    name = "demo-quick.yaml" if quick else "demo.yaml"
-    text = (Path(__file__).resolve().parents[1] / "examples" / name).read_text()
-    if data:
-        if not data.startswith("imagenet:"):
-            raise ValidationError(
-                f"--data must be imagenet:DIR (labelled ImageNet images), got {data!r}"
-            )
-        doc = yaml.safe_load(text)
-        for group in doc.get("groups", [doc]):
-            if str(group.get("data", doc.get("data"))).startswith("synthetic"):
-                group.update(data=data, calib=data, accuracy=True)
-        doc["description"] = doc.get("description", "") + f" ImageNet models measured on {data}."
-        text = f"# edgequant demo with --data {data}\n" + yaml.safe_dump(doc, sort_keys=False)
-    return parse_experiment(text, source=name)
-
-
-def summary_table(data: Any) -> str:
-    """Per model: its recommendation and the measured rows, as plain text."""
-    from edgequant.console import format_table
-
-    lines: list[str] = []
-    for rec in data.recommendations:
-        lines += ["", f"{rec.model}: {rec.text}"]
-        rows = [r for r in data.rows if r.model == rec.model]
-        table = [
-            [
-                r.backend + (" (sim)" if r.simulated else ""),
-                r.scheme,
-                r.scenario,
-                r.status if r.status == "ok" else f"{r.status}: {(r.reason or '')[:50]}",
-                r.throughput_ips,
-                r.latency_ms.get("p50"),
-                None if r.speedup is None else round(r.speedup, 2),
-                r.top1_pct,
-                None if r.size_bytes is None else round(r.size_bytes / 1e6, 2),
-            ]
-            for r in rows
-        ]
-        lines.append(
-            format_table(
-                table,
-                [
-                    "runtime",
-                    "scheme",
-                    "scenario",
-                    "status",
-                    "img/s",
-                    "p50 ms",
-                    "speedup",
-                    "top-1 %",
-                    "MB",
-                ],
-            )
-        )
-    return "\n".join(lines).lstrip("\n")
-
-
 def run(args: argparse.Namespace) -> int:
-    import time
-    from pathlib import Path
+    from edgequant.console import print_json
+    from edgequant.report.terminal import counts_line, demo_table
+    from edgequant.sweep.demo import demo
+    from edgequant.sweep.runner import stop_on_sigterm
 
-    from edgequant.cli.sweep_cmd import counts_line, install_sigterm
-    from edgequant.console import log, print_json
-    from edgequant.report.build import build_report, collect
-    from edgequant.sweep.runner import run_sweep
-
-    t0 = time.perf_counter()
-    experiment = demo_experiment(quick=args.quick, data=args.data)
-    out = Path(args.output)
-    runs = out / "runs"
-    log(
-        f"edgequant demo{' --quick' if args.quick else ''}: {len(experiment.cells())} cells into {runs} "
-        "(resumable: run it again to finish an interrupted demo)"
+    stop_on_sigterm()
+    result = demo(
+        args.output, data=args.data, quick=args.quick, force=args.force, max_drop=args.max_drop
     )
-    install_sigterm()
-    sweep = run_sweep(experiment, runs, force=args.force)
-    report = build_report(runs, out / "report.html", max_drop=args.max_drop)
-    data = collect(runs, max_drop=args.max_drop, plots=False, inspect=False)
-    seconds = time.perf_counter() - t0
     if args.json:
-        print_json(
-            {
-                "report": str(report),
-                "runs_dir": str(runs),
-                "seconds": round(seconds, 1),
-                "counts": sweep.counts,
-                "recommendations": {r.model: r.text for r in data.recommendations},
-            }
-        )
+        print_json(result.to_dict())
     else:
-        print(summary_table(data))
-        print(f"\n{counts_line(sweep)} in {seconds:.0f} s")
-        print(f"report: {report}")
+        print(demo_table(result.data))
+        print(f"\n{counts_line(result.sweep)} in {result.seconds:.0f} s")
+        print(f"report: {result.report}")
     return 0

@@ -18,7 +18,8 @@ file. Each cell is one `edgequant bench` in a fresh process: a crash costs that 
 Results land in RUNS_DIR/<cell>/result.json and are indexed in RUNS_DIR/results.db.
 
 Resumable: cells already recorded (ok or n/a) are skipped, failed/interrupted ones are retried;
---force re-runs everything. Ctrl-C loses at most the cell in flight.
+--force re-runs everything. Ctrl-C loses at most the cell in flight. One sweep at a time per
+RUNS_DIR (a second one is refused); the exit status is 1 when every cell failed.
 
 --isolation backend (or `isolation: backend` in the file) runs all cells of one model on one
 backend in turn in one fresh process: runtimes stay apart, the start-up (imports, several
@@ -33,10 +34,10 @@ one cell at a time on the idle machine.
 EPILOG = """\
 Experiment file (YAML):
   models: [mobilenet_v2, resnet50]        # zoo names or model files ({name: f.pth, arch: resnet18})
-  backends: [openvino, onnxruntime, litert, pytorch]
+  backends: [NAME, ...]                   # `edgequant backends` lists them (aliases too)
   schemes: [fp32, w8a8]                   # names, or full scheme mappings
   scenarios: [SingleStream, Offline]
-  data: synthetic                         # or digits, imagenet:DIR
+  data: synthetic                         # or digits, imagenet:DIR, npy:FILE
   calib: synthetic                        # calibration set for static schemes (default: data)
   accuracy: false                         # true: also LoadGen's accuracy mode (Offline cell)
   threads: 2
@@ -79,54 +80,13 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def install_sigterm() -> None:
-    """Make SIGTERM stop a sweep like Ctrl-C: the cell in flight is killed and marked interrupted."""
-    import signal
-
-    def _stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _stop)
-
-
-def counts_line(summary: Any) -> str:
-    """E.g. ``8 cells: 6 ok, 2 na (5 recorded earlier, skipped)``."""
-    counts = dict(summary.counts)
-    skipped = counts.pop("skipped", 0)
-    text = f"{len(summary.outcomes)} cells: " + ", ".join(
-        f"{n} {k}" for k, n in sorted(counts.items())
-    )
-    return text + (f" ({skipped} recorded earlier, skipped)" if skipped else "")
-
-
-def summary_rows(summary: Any) -> list[list[Any]]:
-    """One line per cell for the terminal table."""
-    rows: list[list[Any]] = []
-    for o in summary.outcomes:
-        rec = o.record
-        lat = (rec.latency_ms or {}) if rec else {}
-        acc = (rec.accuracy or {}) if rec else {}
-        status = o.status + (" (skipped)" if o.skipped else "")
-        reason = (rec.reason or "") if rec else ""
-        rows.append(
-            [
-                o.cell.cell_id,
-                status,
-                rec.throughput_ips if rec else None,
-                lat.get("p50"),
-                acc.get("top1_pct"),
-                reason[:70],
-            ]
-        )
-    return rows
-
-
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from edgequant.console import format_table, log, print_json
+    from edgequant.console import log, print_json
+    from edgequant.report.terminal import counts_line, sweep_table
     from edgequant.sweep.experiment import load_experiment
-    from edgequant.sweep.runner import run_sweep
+    from edgequant.sweep.runner import run_sweep, stop_on_sigterm
 
     experiment = load_experiment(args.experiment)
     runs = Path(args.output)
@@ -146,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
                     print(f"{o.cell.cell_id}: {' '.join(o.command)}")
             print(f"{len(summary.outcomes)} cell(s); nothing was run (--dry-run)")
         return 0
-    install_sigterm()
+    stop_on_sigterm()
     log(f"sweep {experiment.name}: {len(experiment.cells())} cell(s) into {runs}")
     summary = run_sweep(
         experiment, runs, force=args.force, isolation=args.isolation, build_jobs=args.build_jobs
@@ -154,13 +114,12 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary.to_dict())
     else:
-        print(
-            format_table(
-                summary_rows(summary), ["cell", "status", "img/s", "p50 ms", "top-1 %", "reason"]
-            )
-        )
+        print(sweep_table(summary))
         print(
             f"\n{counts_line(summary)} in {summary.seconds:.1f} s; results in {runs / 'results.db'}"
         )
         print(f"next: edgequant report {runs} -o {runs / 'report.html'}")
+    if summary.all_failed:
+        log(f"every cell failed: see each cell's bench.log in {runs}")
+        return 1
     return 0

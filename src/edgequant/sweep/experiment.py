@@ -3,10 +3,10 @@
 The format (DESIGN.md), every key optional except ``models``::
 
     models: [mobilenet_v2, resnet50]          # zoo names or model files (.onnx, or .pth + arch)
-    backends: [openvino, onnxruntime, litert, pytorch]
+    backends: [...]                           # names from `edgequant backends` (or aliases)
     schemes: [fp32, w8a8]                     # names from the table, or full scheme dicts
     scenarios: [SingleStream, Offline]
-    data: synthetic                           # or imagenet:DIR, digits
+    data: synthetic                           # or imagenet:DIR, digits, npy:FILE
     calib: synthetic                          # calibration set for static schemes
     accuracy: false                           # also run LoadGen's accuracy mode
     threads: 2
@@ -28,19 +28,19 @@ machine two at a time nearly halve the build time. Measurements still run one at
 afterwards, on an otherwise idle machine.
 
 A typo'd key is an error naming the key and its line; so is a bad value (an unknown scheme,
-backend or scenario).
+backend or scenario). A file that is not UTF-8, nests deeper than :data:`MAX_DEPTH` or expands
+(through YAML aliases) to more than :data:`MAX_NODES` values is refused with one line.
 
 Example:
     >>> exp = parse_experiment('''
     ... models: [digits_cnn]
-    ... backends: [onnxruntime]
     ... schemes: [fp32, w8a8]
     ... scenarios: [SingleStream, Offline]
     ... data: digits
     ... ''')
-    >>> [c.cell_id for c in exp.cells()][:2]
-    ['digits_cnn__onnxruntime__fp32__SingleStream', 'digits_cnn__onnxruntime__fp32__Offline']
-    >>> parse_experiment("models: [m]\\nbackend: [onnxruntime]\\n")
+    >>> [(c.scheme.name, c.scenario) for c in exp.cells()][:2]
+    [('fp32', 'SingleStream'), ('fp32', 'Offline')]
+    >>> parse_experiment("models: [m]\\nbackend: [x]\\n")
     Traceback (most recent call last):
     ...
     edgequant.errors.ValidationError: experiment line 2: unknown key 'backend' (did you mean 'backends'?); known keys: accuracy, backends, build_jobs, calib, cell_timeout_s, data, description, duration_s, groups, isolation, models, name, scenarios, schemes, threads
@@ -49,16 +49,27 @@ Example:
 from __future__ import annotations
 
 import difflib
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
 from edgequant.errors import ValidationError
-from edgequant.quant.scheme import Scheme, get_scheme
+from edgequant.quant.scheme import get_scheme
+from edgequant.sweep.plan import (
+    ISOLATIONS,
+    Cell,
+    Experiment,
+    Group,
+    ModelRef,
+    SchemeRef,
+)
 
 SCENARIOS = ("SingleStream", "MultiStream", "Offline", "Server")
-DATA_KINDS = ("imagenet", "digits", "synthetic")
+#: dataset kinds (``KIND[:PATH]``), as ``edgequant bench --data`` takes them
+DATA_KINDS = ("imagenet", "digits", "synthetic", "npy")
+#: the deepest nesting of an experiment file (the format itself needs about 6 levels)
+MAX_DEPTH = 64
+#: the most values a file may hold once its YAML aliases are expanded (a bomb is refused)
+MAX_NODES = 100_000
 #: keys a (sub-)experiment may hold; ``groups`` only at the top level
 KEYS = (
     "name",
@@ -77,11 +88,9 @@ KEYS = (
     "build_jobs",
     "groups",
 )
-#: ``cell``: a fresh process per cell (the default); ``backend``: one per model/backend pair
-ISOLATIONS = ("cell", "backend")
 MODEL_KEYS = ("name", "arch", "weights")
 DEFAULTS: dict[str, Any] = {
-    "backends": ["onnxruntime"],
+    "backends": None,  # the registry's default backend: see _default_backends
     "schemes": ["fp32", "w8a8"],
     "scenarios": ["SingleStream", "Offline"],
     "data": "synthetic",
@@ -94,168 +103,80 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-@dataclass(frozen=True, kw_only=True)
-class ModelRef:
-    """A model of the matrix: a zoo name or a file (``arch`` for a ``.pth``; ``weights`` a file)."""
-
-    name: str
-    arch: str | None = None
-    weights: str | None = None
-
-    @property
-    def label(self) -> str:
-        """Short name used in cell ids: the zoo name, or the file's stem."""
-        if "/" in self.name or self.name.endswith((".onnx", ".pth", ".pt", ".tflite")):
-            return Path(self.name).stem
-        return self.name
-
-    @property
-    def is_onnx_file(self) -> bool:
-        return self.name.endswith(".onnx")
-
-
-@dataclass(frozen=True, kw_only=True)
-class SchemeRef:
-    """A scheme of the matrix: the parsed :class:`Scheme` and how the file wrote it."""
-
-    scheme: Scheme
-    spec: str | dict[str, Any]
-
-    @property
-    def name(self) -> str:
-        return self.scheme.name
-
-    @property
-    def builtin(self) -> bool:
-        return isinstance(self.spec, str)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Cell:
-    """One run of the matrix: model × backend × scheme × scenario (or an accuracy run).
-
-    ``mode`` is ``performance`` (a LoadGen performance run in ``scenario``) or ``accuracy``
-    (the performance run followed by LoadGen's accuracy mode over the test split: ``bench
-    --accuracy``). With ``accuracy: true`` one scenario per configuration (Offline when listed)
-    carries the accuracy run; with ``scenarios: []`` the configuration gets one Offline cell.
-    """
-
-    model: ModelRef
-    backend: str
-    scheme: SchemeRef
-    scenario: str
-    mode: str
-    data: str
-    calib: str | None
-    threads: int
-    duration_s: float
-    timeout_s: float
-    isolation: str = "cell"
-
-    @property
-    def process_key(self) -> str:
-        """Cells sharing this key share one process: the cell itself, or its model and backend."""
-        return self.pair_key if self.isolation == "backend" else self.cell_id
-
-    @property
-    def pair_key(self) -> str:
-        """``model__backend``: the cells whose artifacts one build process makes."""
-        return f"{self.model.label}__{self.backend}"
-
-    @property
-    def cell_id(self) -> str:
-        """Directory name of the run: ``model__backend__scheme__scenario``."""
-        parts = (self.model.label, self.backend, self.scheme.name, self.scenario)
-        return "__".join(re.sub(r"[^A-Za-z0-9_.+-]", "-", p) for p in parts)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Group:
-    """One fully-resolved matrix (the top level, or one entry of ``groups``)."""
-
-    models: tuple[ModelRef, ...]
-    backends: tuple[str, ...]
-    schemes: tuple[SchemeRef, ...]
-    scenarios: tuple[str, ...]
-    data: str
-    calib: str | None
-    accuracy: bool
-    threads: int
-    duration_s: float
-    cell_timeout_s: float | None
-    isolation: str = "cell"
-
-
-@dataclass(frozen=True, kw_only=True)
-class Experiment:
-    """A parsed experiment: one or more matrices. :meth:`cells` expands them, duplicates dropped."""
-
-    name: str
-    groups: tuple[Group, ...]
-    description: str = ""
-    #: artifact builds run this many model/backend pairs at a time before measuring (1: inline)
-    build_jobs: int = 1
-    source: str | None = None
-    raw: dict[str, Any] = field(default_factory=dict)
-    #: the file's text as written (comments kept), copied into the runs directory
-    text: str | None = None
-
-    def cells(self) -> list[Cell]:
-        """Every cell, grouped so that one model/backend/scheme's cells run back to back (the
-        artifact is built by the first and found in the cache by the others)."""
-        out: list[Cell] = []
-        seen: set[str] = set()
-        for g in self.groups:
-            for m in g.models:
-                for b in g.backends:
-                    for s in g.schemes:
-                        # bench --accuracy runs LoadGen's accuracy mode after the performance run,
-                        # so accuracy rides on one scenario's cell (Offline when there is one)
-                        scenarios = list(g.scenarios) or ["Offline"]
-                        acc_on = "Offline" if "Offline" in scenarios else scenarios[0]
-                        for scenario in scenarios:
-                            mode = (
-                                "accuracy" if g.accuracy and scenario == acc_on else "performance"
-                            )
-                            base = g.cell_timeout_s or max(600.0, 30 * g.duration_s)
-                            cell = Cell(
-                                model=m,
-                                backend=b,
-                                scheme=s,
-                                scenario=scenario,
-                                mode=mode,
-                                data=g.data,
-                                calib=g.calib,
-                                threads=g.threads,
-                                duration_s=g.duration_s,
-                                timeout_s=base,
-                                isolation=g.isolation,
-                            )
-                            if cell.cell_id not in seen:
-                                seen.add(cell.cell_id)
-                                out.append(cell)
-        return out
-
-    def scheme_refs(self) -> list[SchemeRef]:
-        """Distinct schemes of all groups, in first-seen order."""
-        out: dict[str, SchemeRef] = {}
-        for g in self.groups:
-            for s in g.schemes:
-                out.setdefault(s.name, s)
-        return list(out.values())
-
-
 # --- parsing ------------------------------------------------------------------------------------
 def load_experiment(path: Path | str) -> Experiment:
     """Read and validate an experiment file; relative model/data paths are taken from its folder."""
     p = Path(path)
+    if p.is_dir():
+        raise ValidationError(
+            f"{p} is a folder, not an experiment file: give the YAML file (e.g. {p}/experiment.yaml)"
+        )
     if not p.is_file():
         raise ValidationError(f"experiment file {p} does not exist")
     try:
-        text = p.read_text()
+        data = p.read_bytes()
     except OSError as e:
         raise ValidationError(f"cannot read experiment file {p}: {e}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValidationError(
+            f"{p} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}): "
+            "save the experiment file as UTF-8"
+        ) from None
     return parse_experiment(text, source=str(p), base_dir=p.parent)
+
+
+def _compose(text: str, where: str) -> Any:
+    """The YAML node tree of ``text``, refused when invalid, too deep or too large."""
+    import yaml
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ValidationError(f"{where}{line}: not valid YAML: {problem}") from None
+    except RecursionError:
+        raise ValidationError(
+            f"{where}: nested too deeply to be an experiment file (at most {MAX_DEPTH} levels)"
+        ) from None
+    if root is not None:
+        _check_size(root, where)
+    return root
+
+
+def _check_size(root: Any, where: str) -> None:
+    """Refuse a tree nested deeper than MAX_DEPTH or holding more than MAX_NODES values once
+    its aliases are expanded (an alias bomb), without expanding anything."""
+    sizes: dict[int, int] = {}
+
+    def size(node: Any, depth: int) -> int:
+        if depth > MAX_DEPTH:
+            line = node.start_mark.line + 1
+            raise ValidationError(
+                f"{where} line {line}: nested too deeply to be an experiment file "
+                f"(at most {MAX_DEPTH} levels)"
+            )
+        if id(node) in sizes:
+            return sizes[id(node)]
+        total = 1
+        if isinstance(node.value, list):
+            for child in node.value:
+                parts = child if isinstance(child, tuple) else (child,)
+                total += sum(size(part, depth + 1) for part in parts)
+                if total > MAX_NODES:
+                    break
+        sizes[id(node)] = total
+        if total > MAX_NODES:
+            raise ValidationError(
+                f"{where}: too large once its YAML aliases are expanded (more than {MAX_NODES} "
+                "values): an experiment file needs no such aliases"
+            )
+        return total
+
+    size(root, 0)
 
 
 def parse_experiment(
@@ -265,13 +186,7 @@ def parse_experiment(
     import yaml
 
     where = source or "experiment"
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ValidationError(f"{where}{line}: not valid YAML: {problem}") from None
+    root = _compose(text, where)
     if root is None or not isinstance(root, yaml.MappingNode):
         raise ValidationError(
             f"{where}: an experiment file must be a mapping with at least 'models:'"
@@ -284,35 +199,34 @@ def parse_experiment(
     jobs_v, jobs_n = top.pop("build_jobs", (1, root))
     if isinstance(jobs_v, bool) or not isinstance(jobs_v, int) or jobs_v < 1:
         parser.fail(jobs_n, f"'build_jobs' must be an integer >= 1, got {jobs_v!r}")
-    base = {k: v for k, v in top.items()}
     groups: list[Group] = []
-    if groups_node is not None:
+    if groups_node is None:
+        groups.append(parser.group(top, root))
+    else:
         gnode = groups_node[1]
         if not isinstance(gnode, yaml.SequenceNode) or not gnode.value:
             parser.fail(gnode, "'groups' must be a non-empty list of sub-experiments")
-        for item in gnode.value:
-            if not isinstance(item, yaml.MappingNode):
-                parser.fail(item, "each entry of 'groups' must be a mapping")
-            sub = parser.mapping(item, allow_groups=False)
-            sub.pop("name", None)
-            sub.pop("description", None)
-            if "build_jobs" in sub:
-                parser.fail(
-                    sub["build_jobs"][1],
-                    "'build_jobs' applies to the whole experiment: set it at the top level",
-                )
-            groups.append(parser.group({**base, **sub}, item))
-    else:
-        groups.append(parser.group(base, root))
-    raw = yaml.safe_load(text)
+        groups += [parser.sub_group(top, item) for item in gnode.value]
     return Experiment(
         name=name,
         description=description,
         groups=tuple(groups),
         source=source,
-        raw=raw,
+        raw=parser.value(root),
         build_jobs=int(jobs_v),
+        text=text,
     )
+
+
+def _default_backends() -> list[str]:
+    """The registry's default backend (the portable one every installation has)."""
+    from edgequant import backends
+
+    default = getattr(backends, "default_backend", None)
+    if callable(default):
+        return [str(default())]
+    # the registry lists the built-in backends in a fixed order; the portable default is second
+    return [backends.backend_names()[1]]
 
 
 class _Parser:
@@ -354,8 +268,26 @@ class _Parser:
             out[key] = (self.value(vnode), vnode)
         return out
 
+    def sub_group(self, base: dict[str, tuple[Any, Any]], item: Any) -> Group:
+        """One entry of ``groups:``: the top-level keys overridden by the entry's."""
+        import yaml
+
+        if not isinstance(item, yaml.MappingNode):
+            self.fail(item, "each entry of 'groups' must be a mapping")
+        sub = self.mapping(item, allow_groups=False)
+        sub.pop("name", None)
+        sub.pop("description", None)
+        if "build_jobs" in sub:
+            self.fail(
+                sub["build_jobs"][1],
+                "'build_jobs' applies to the whole experiment: set it at the top level",
+            )
+        return self.group({**base, **sub}, item)
+
     def group(self, values: dict[str, tuple[Any, Any]], node: Any) -> Group:
         def get(key: str) -> tuple[Any, Any]:
+            if key == "backends" and key not in values:
+                return _default_backends(), node
             return values.get(key, (DEFAULTS.get(key), node))
 
         if "models" not in values:
@@ -488,9 +420,12 @@ class _Parser:
         return str(name)
 
     def dataset(self, value: Any, node: Any, key: str) -> str:
+        """``KIND[:PATH]`` as ``edgequant bench --data`` takes it; a relative path is taken from
+        the experiment's folder when it exists there."""
         if not isinstance(value, str) or not value:
             self.fail(
-                node, f"'{key}' must be a dataset name like synthetic, digits or imagenet:DIR"
+                node,
+                f"'{key}' must be a dataset name like synthetic, digits, imagenet:DIR or npy:FILE",
             )
         kind, _, path = str(value).partition(":")
         if kind not in DATA_KINDS:
@@ -498,22 +433,23 @@ class _Parser:
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             self.fail(
                 node,
-                f"unknown dataset kind {kind!r} in '{key}'{hint}; use synthetic, digits or imagenet:DIR",
+                f"unknown dataset kind {kind!r} in '{key}'{hint}; "
+                "use synthetic, digits, imagenet:DIR or npy:FILE",
             )
-        if kind == "imagenet":
-            if not path:
-                self.fail(node, f"'{key}: imagenet' needs a folder: imagenet:DIR")
-            if (
-                self.base_dir is not None
-                and not Path(path).is_absolute()
-                and (self.base_dir / path).is_dir()
-            ):
-                path = str((self.base_dir / path).resolve())
-            return f"imagenet:{path}"
-        return str(value)
+        needs = {"imagenet": "a folder: imagenet:DIR", "npy": "a file: npy:FILE.npy"}
+        if kind not in needs:
+            return str(value)
+        if not path:
+            self.fail(node, f"'{key}: {kind}' needs {needs[kind]}")
+        if self.base_dir is not None and not Path(path).is_absolute():
+            candidate = self.base_dir / path
+            if candidate.is_dir() if kind == "imagenet" else candidate.is_file():
+                path = str(candidate.resolve())
+        return f"{kind}:{path}"
 
 
 __all__ = [
+    "DATA_KINDS",
     "ISOLATIONS",
     "SCENARIOS",
     "Cell",

@@ -21,10 +21,10 @@ Stderr goes to each cell's ``bench.log`` while that cell runs.
 and measures nothing: the sweep's ``build_jobs`` runs several of these at once before measuring.
 A cell whose build fails is reported on stderr and left to the measuring pass, which records it.
 
-Example (the file is written by :func:`edgequant.sweep.runner.run_sweep`)::
+Example (the file is written by :func:`edgequant.sweep.local.write_cells_file`)::
 
-    $ python -m edgequant.sweep.worker runs/groups/digits_cnn__onnxruntime.json
-    $ python -m edgequant.sweep.worker --build runs/groups/digits_cnn__onnxruntime.build.json
+    $ python -m edgequant.sweep.worker runs/groups/digits_cnn__BACKEND.json
+    $ python -m edgequant.sweep.worker --build runs/groups/digits_cnn__BACKEND.build.json
 """
 
 from __future__ import annotations
@@ -38,21 +38,6 @@ from pathlib import Path
 from typing import IO, Any
 
 BENCH_LOG = "bench.log"
-#: BenchConfig fields a cell may set (everything else keeps the bench CLI's defaults)
-CONFIG_KEYS = (
-    "model",
-    "backend",
-    "scheme",
-    "scenario",
-    "data",
-    "calib",
-    "accuracy",
-    "threads",
-    "duration_s",
-    "weights",
-    "arch",
-    "warmup_s",
-)
 
 
 def _cpu_s() -> float:
@@ -68,11 +53,15 @@ def _emit(channel: IO[str], event: dict[str, Any]) -> None:
 
 
 def _bench_config(item: dict[str, Any]) -> Any:
-    """The ``BenchConfig`` of one cell of the cells file (quiet: the parent shows progress)."""
+    """The ``BenchConfig`` of one cell of the cells file (quiet: the parent shows progress).
+
+    ``item["config"]`` is :func:`edgequant.sweep.plan.cell_config`: ``BenchConfig``'s own
+    keyword arguments, so there is no second list of the fields a cell may set.
+    """
     from edgequant.bench.runner import BenchConfig
 
-    config = {k: v for k, v in item["config"].items() if k in CONFIG_KEYS}
-    return BenchConfig(**config, run_dir=Path(item["run_dir"]), progress=False)
+    config = {**item["config"], "run_dir": Path(item["run_dir"]), "progress": False}
+    return BenchConfig(**config)
 
 
 def _redirect_stderr(path: Path) -> None:

@@ -1,0 +1,87 @@
+"""Plain-text tables for the terminal: a sweep's cells, a demo's per-model summary.
+
+Example:
+    >>> from pathlib import Path
+    >>> from edgequant.report.terminal import counts_line
+    >>> from edgequant.sweep.records import SweepSummary
+    >>> counts_line(SweepSummary(runs_dir=Path("runs"), outcomes=[], seconds=0.0))
+    '0 cells: '
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from edgequant.console import format_table
+
+if TYPE_CHECKING:
+    from edgequant.report.build import ReportData
+    from edgequant.sweep.records import SweepSummary
+
+SWEEP_HEADERS = ["cell", "status", "img/s", "p50 ms", "top-1 %", "reason"]
+DEMO_HEADERS = [
+    "runtime",
+    "scheme",
+    "scenario",
+    "status",
+    "img/s",
+    "p50 ms",
+    "speedup",
+    "top-1 %",
+    "MB",
+]
+
+__all__ = ["counts_line", "demo_table", "sweep_rows", "sweep_table"]
+
+
+def counts_line(summary: SweepSummary) -> str:
+    """E.g. ``8 cells: 6 ok, 2 na (5 recorded earlier, skipped)``."""
+    counts = dict(summary.counts)
+    skipped = counts.pop("skipped", 0)
+    text = f"{len(summary.outcomes)} cells: " + ", ".join(
+        f"{n} {k}" for k, n in sorted(counts.items())
+    )
+    return text + (f" ({skipped} recorded earlier, skipped)" if skipped else "")
+
+
+def sweep_rows(summary: SweepSummary) -> list[list[Any]]:
+    """One line per cell: id, status, throughput, p50 latency, top-1, reason."""
+    rows: list[list[Any]] = []
+    for o in summary.outcomes:
+        rec = o.record
+        lat = (rec.latency_ms or {}) if rec else {}
+        acc = (rec.accuracy or {}) if rec else {}
+        status = o.status + (" (skipped)" if o.skipped else "")
+        reason = (rec.reason or "") if rec else ""
+        row = [o.cell.cell_id, status, rec.throughput_ips if rec else None]
+        rows.append([*row, lat.get("p50"), acc.get("top1_pct"), reason[:70]])
+    return rows
+
+
+def sweep_table(summary: SweepSummary) -> str:
+    """The sweep's cells as a table."""
+    return format_table(sweep_rows(summary), SWEEP_HEADERS)
+
+
+def _demo_row(r: Any) -> list[Any]:
+    return [
+        r.backend + (" (sim)" if r.simulated else ""),
+        r.scheme,
+        r.scenario,
+        r.status if r.status == "ok" else f"{r.status}: {(r.reason or '')[:50]}",
+        r.throughput_ips,
+        r.latency_ms.get("p50"),
+        None if r.speedup is None else round(r.speedup, 2),
+        r.top1_pct,
+        None if r.size_bytes is None else round(r.size_bytes / 1e6, 2),
+    ]
+
+
+def demo_table(data: ReportData) -> str:
+    """Per model: its recommendation and the measured rows, as plain text."""
+    lines: list[str] = []
+    for rec in data.recommendations:
+        lines += ["", f"{rec.model}: {rec.text}"]
+        rows = [_demo_row(r) for r in data.rows if r.model == rec.model]
+        lines.append(format_table(rows, DEMO_HEADERS))
+    return "\n".join(lines).lstrip("\n")
