@@ -11,7 +11,7 @@ Example:
     >>> check_batch_memory("Offline", 100_000, (3, 224, 224), available_bytes=16 * 2**30)
     Traceback (most recent call last):
     ...
-    edgequant.errors.ValidationError: --batch-size 100000 needs at least 180.6 GB of memory for one batch of 3x224x224 float32 inputs (3 copies of 60.2 GB), but 17.2 GB is available; use --batch-size 8912 or less
+    edgequant.errors.ValidationError: --batch-size 100000 needs at least 180.6 GB of memory for one batch of 3x224x224 float32 inputs (3 copies of 60.2 GB), but 17.2 GB is available; use --batch-size 9510 or less
     >>> check_threads(3, cores=2)
     'oversubscribed: --threads 3 on the 2 cores this process may use; the runtime threads compete for cores and the latencies include that'
 """
