@@ -228,3 +228,18 @@ def test_cli_command_modules_do_not_import_each_other() -> None:
             a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
         }
         assert not [m for m in imported if m.startswith("edgequant.cli")], (name, imported)
+
+
+@pytest.mark.parametrize("bad", [-1, 5000])
+def test_accuracy_run_refuses_impossible_labels_before_measuring(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bad: int
+) -> None:
+    import numpy as np
+
+    np.savez(tmp_path / "d.npz", x=np.zeros((4, 1, 32, 32), np.float32), y=np.array([0, bad, 1, 2]))
+    argv = _bench(tmp_path, tmp_path / "r", "--accuracy", "--data", f"npy:{tmp_path / 'd.npz'}")
+    argv[argv.index("--count") + 1] = "4"
+    rc = main(argv)
+    line = _one_error_line(capsys)
+    assert rc == 2 and f"label {bad} is out of range for digits_cnn's 10 classes" in line
+    assert not (tmp_path / "r" / "result.json").exists()

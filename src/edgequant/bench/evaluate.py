@@ -71,6 +71,7 @@ def evaluate(
     """
     import numpy as np
 
+    from edgequant.bench.accuracy import check_labels
     from edgequant.build.quantize import resolve_model
     from edgequant.data import open_dataset
     from edgequant.measure.accuracy import topk_accuracy
@@ -85,20 +86,11 @@ def evaluate(
             f"{data} has no labels; eval needs labelled data (imagenet:DIR, digits, npy with y)"
         )
     labels = np.asarray(ds.labels)
-    if labels.size and (labels.min() < 0 or labels.max() >= m.num_classes):
-        bad = int(labels.min()) if labels.min() < 0 else int(labels.max())
-        raise ValidationError(
-            f"label {bad} is out of range for {m.name}'s {m.num_classes} classes; "
-            "check the dataset's class indices"
-        )
+    check_labels(labels, m.num_classes, m.name, data)
     t0 = time.perf_counter()
     logits = reference_logits(m, ds, batch_size=batch_size, threads=threads, progress=progress)
     seconds = time.perf_counter() - t0
-    if labels.max() >= logits.shape[1]:
-        raise ValidationError(
-            f"label {int(labels.max())} is out of range for {m.name}'s {logits.shape[1]} classes; "
-            "check the dataset's class indices"
-        )
+    check_labels(labels, logits.shape[1], m.name, data)  # a model file's real head width
     if not m.pretrained:
         log(f"warning: {m.name} has random weights (no --weights): its accuracy means nothing")
     return {

@@ -284,6 +284,10 @@ def _open_data(cfg: BenchConfig, model: Model) -> Dataset:
         )
     if cfg.accuracy and not ds.has_labels:
         log(f"note: {cfg.data} has no labels: accuracy mode reports agreement with fp32 only")
+    elif cfg.accuracy and ds.labels is not None:
+        from edgequant.bench.accuracy import check_labels
+
+        check_labels(ds.labels, model.num_classes, model.name, cfg.data)
     return ds
 
 
