@@ -86,7 +86,16 @@ def test_key_covers_the_backend_recipe(tiny_model, monkeypatch: pytest.MonkeyPat
 
 
 @pytest.mark.parametrize(
-    "damage", ["truncate", "garbage-same-size", "no-metadata", "bad-metadata", "no-model"]
+    "damage",
+    [
+        "truncate",
+        "garbage-same-size",
+        "no-metadata",
+        "bad-metadata",
+        "binary-metadata",
+        "list-metadata",
+        "no-model",
+    ],
 )
 def test_corrupt_entry_is_rebuilt(
     tiny_model, tmp_path: Path, damage: str, capsys: pytest.CaptureFixture[str]
@@ -102,6 +111,10 @@ def test_corrupt_entry_is_rebuilt(
         (a.directory / METADATA_NAME).unlink()
     elif damage == "bad-metadata":
         (a.directory / METADATA_NAME).write_text("{not json")
+    elif damage == "binary-metadata":
+        (a.directory / METADATA_NAME).write_bytes(b"\xff\xfe\x00garbage")
+    elif damage == "list-metadata":
+        (a.directory / METADATA_NAME).write_text("[1, 2, 3]")
     else:
         a.path.unlink()
     capsys.readouterr()

@@ -241,6 +241,9 @@ def _check_entry(be: Backend, directory: Path, key: str) -> str | None:
         art = Artifact.load(directory)
     except ArtifactError as e:
         return str(e)
+    except (UnicodeDecodeError, TypeError, AttributeError, ValueError) as e:
+        # a tampered artifact.json (binary bytes, a JSON list): unusable, not an unexpected error
+        return f"{METADATA_NAME} is corrupt ({type(e).__name__})"
     if art.metadata.get("cache_key") != key:
         return "its cache key does not match"
     recorded = art.metadata.get("size_bytes")
