@@ -177,3 +177,23 @@ def test_absolute_extra_files_do_not_dangle_after_the_rename(
     b = get_or_build(be, tiny_model, "w8a8", tiny_calibration, cache_dir=tmp_path)
     assert "rebuilding" not in capsys.readouterr().err
     assert all(not Path(p).is_absolute() for p in b.metadata.get("extra_files", []))
+
+
+def test_stale_temporary_builds_are_collected(tiny_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+    import sys
+
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead_pid = int(gone.stdout)
+    folder = tmp_path / "onnxruntime"
+    dead = folder / f".tmp-tinynet-fp32-abc-{dead_pid}-123"
+    alive = folder / f".tmp-tinynet-fp32-abc-{os.getpid()}-456"
+    for d in (dead, alive):
+        d.mkdir(parents=True)
+        (d / "model.onnx").write_bytes(b"half written")
+    get_or_build("onnxruntime", tiny_model, "fp32", cache_dir=tmp_path)
+    assert not dead.exists()  # its builder was killed: collected
+    assert alive.is_dir()  # a build in progress (this process): left alone

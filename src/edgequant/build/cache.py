@@ -158,6 +158,7 @@ def _build(
     if scheme.techniques:
         model = _apply_techniques(model, scheme, calib_array)
     final.parent.mkdir(parents=True, exist_ok=True)
+    collect_stale_builds(final.parent)
     tmp = final.parent / f".tmp-{final.name}-{os.getpid()}-{time.monotonic_ns()}"
     if progress:
         log(f"building {be.name} {scheme.name} artifact for {model.name} ...")
@@ -190,6 +191,39 @@ def _build(
     if progress:
         log(f"built {final} in {time.perf_counter() - t0:.1f} s")
     return Artifact.load(final)
+
+
+def collect_stale_builds(folder: Path) -> list[Path]:
+    """Delete the ``.tmp-*`` build folders in ``folder`` whose builder process is gone (a build
+    killed with ``kill -9`` cannot clean up after itself); return what was deleted.
+
+    A temporary folder is named ``.tmp-<entry>-<pid>-<ns>``; one whose process still runs on
+    this machine is another build in progress and is left alone.
+
+    Example:
+        >>> collect_stale_builds(Path("/nonexistent"))
+        []
+    """
+    removed: list[Path] = []
+    for tmp in folder.glob(".tmp-*"):
+        parts = tmp.name.rsplit("-", 2)
+        if len(parts) != 3 or not parts[1].isdigit():
+            continue
+        if _process_alive(int(parts[1])):
+            continue
+        shutil.rmtree(tmp, ignore_errors=True)
+        removed.append(tmp)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
 
 
 def _relative_extra_files(meta: dict[str, Any], build_dir: Path) -> None:
@@ -296,6 +330,7 @@ __all__ = [
     "cache_entries",
     "cache_key",
     "calibration_identity",
+    "collect_stale_builds",
     "default_cache_dir",
     "get_or_build",
 ]
