@@ -197,3 +197,15 @@ def test_stale_temporary_builds_are_collected(tiny_model, tmp_path: Path) -> Non
     get_or_build("onnxruntime", tiny_model, "fp32", cache_dir=tmp_path)
     assert not dead.exists()  # its builder was killed: collected
     assert alive.is_dir()  # a build in progress (this process): left alone
+
+
+def test_a_cache_that_is_a_file_is_refused_with_advice(
+    tiny_model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    f = tmp_path / "cache-file"
+    f.write_text("x")
+    monkeypatch.setenv("EDGEQUANT_CACHE", str(f))
+    with pytest.raises(ValidationError, match=r"is a file; point \$EDGEQUANT_CACHE at a folder"):
+        get_or_build("onnxruntime", tiny_model, "fp32")
+    with pytest.raises(ValidationError, match="point --cache-dir at a folder"):
+        get_or_build("onnxruntime", tiny_model, "fp32", cache_dir=f / "sub")

@@ -130,6 +130,7 @@ def get_or_build(
     key = cache_key(be, model, sch, calib_id)
 
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    _check_root(root, cache_dir is None)
     final = root / be.name / f"{_safe(model.key)}-{_safe(sch.name)}-{key[:16]}"
     if final.exists() and not force:
         problem = _check_entry(be, final, key)
@@ -137,6 +138,19 @@ def get_or_build(
             return Artifact.load(final)
         log(f"edgequant: cached artifact {final} is unusable ({problem}); rebuilding it")
     return _build(be, model, sch, use_calib, n_calib, calib_id, key, final, progress)
+
+
+def _check_root(root: Path, from_env: bool) -> None:
+    """Refuse a cache root that is a file (or lies under one) with advice on what to change."""
+    probe = root
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.is_dir():
+        return
+    where = "$EDGEQUANT_CACHE" if from_env else "--cache-dir"
+    raise ValidationError(
+        f"the artifact cache {root} cannot be a folder: {probe} is a file; point {where} at a folder"
+    )
 
 
 def _build(
