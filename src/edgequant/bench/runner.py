@@ -117,7 +117,6 @@ def prepare_artifact(
         >>> art = prepare_artifact(BenchConfig(model="digits_cnn", backend="onnxruntime"))  # doctest: +SKIP
     """
     from edgequant.backends.base import get_backend
-    from edgequant.build.stage import build_artifact
     from edgequant.models.loader import load_model
     from edgequant.quant.scheme import get_scheme
 
@@ -127,17 +126,7 @@ def prepare_artifact(
         model = load_model(str(cfg.model), weights=cfg.weights, arch=cfg.arch)
     if backend.unavailable_reason() or backend.supports(scheme, model):
         return None
-    return build_artifact(
-        backend,
-        model,
-        scheme,
-        cfg.calib if calibration is None else calibration,
-        default_calibration=cfg.data,
-        batch_sizes=scenario_batch_sizes(cfg.scenario, cfg.batch),
-        cache_dir=cfg.cache_dir,
-        force=cfg.force_rebuild,
-        progress=cfg.progress,
-    ).artifact
+    return _artifact(cfg, backend, model, scheme, None, calibration, [])
 
 
 def _resolve(
