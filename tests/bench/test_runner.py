@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -117,16 +114,47 @@ def test_config_errors() -> None:
 def test_ctrl_c_marks_the_run_interrupted(tmp_path: Path) -> None:
     x = np.random.default_rng(0).standard_normal((16, 3, 4, 4)).astype(np.float32)
     qsl = SampleLibrary(lambda idx: x[list(idx)], total=16)
-    timer = threading.Timer(0.5, os.kill, args=(os.getpid(), signal.SIGINT))
-    timer.start()
+    # Ctrl-C on LoadGen's 20th query, whatever the machine's speed
+    session = MatmulSession((3, 4, 4), delay_s=0.001, interrupt_after=20)
     out = run_scenario(
-        MatmulSession((3, 4, 4), delay_s=0.001),
+        session,
         qsl,
         BenchSettings(scenario="SingleStream", duration_s=5),
         tmp_path,
         warmup_s=0.05,
+        on_start=session.arm,
     )
-    timer.join()
     assert out.interrupted and not out.result.valid
     assert "interrupted" in out.result.reasons[0]
-    assert out.seconds < 4 and not out.abandoned  # LoadGen wound down instead of running 5 s
+    # LoadGen wound down (its thread finished within the grace period) ...
+    assert not out.abandoned
+    # ... because the SUT stopped running the model and answered the rest of the 5 s schedule
+    # empty: only the queries before the Ctrl-C (and the few in flight) got a real result,
+    # where running on would have answered thousands (1 ms each for 5 s)
+    assert 20 <= out.samples_completed < 1000
+
+
+def test_interrupted_run_records_no_throughput(tmp_path: Path) -> None:
+    from edgequant.bench.measurement import fill_perf
+
+    x = np.random.default_rng(0).standard_normal((16, 3, 4, 4)).astype(np.float32)
+    qsl = SampleLibrary(lambda idx: x[list(idx)], total=16)
+    session = MatmulSession((3, 4, 4), delay_s=0.001, interrupt_after=20)
+    settings = BenchSettings(scenario="SingleStream", duration_s=5)
+    out = run_scenario(session, qsl, settings, tmp_path, warmup_s=0.05, on_start=session.arm)
+    assert out.interrupted
+    # LoadGen's partial log still yields a rate (a few queries over a short span) ...
+    assert out.result.throughput_ips is not None
+    rec = ResultRecord(
+        model="m",
+        backend="b",
+        scheme="fp32",
+        scenario="SingleStream",
+        dataset="d",
+        threads=1,
+        batch_size=1,
+    )
+    fill_perf(rec, settings, out)
+    # ... which is no measurement of the run: recorded as null, and the run is not valid
+    assert rec.throughput_ips is None
+    assert rec.loadgen is not None and rec.loadgen["partial"] and not rec.loadgen["valid"]

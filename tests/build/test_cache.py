@@ -86,7 +86,16 @@ def test_key_covers_the_backend_recipe(tiny_model, monkeypatch: pytest.MonkeyPat
 
 
 @pytest.mark.parametrize(
-    "damage", ["truncate", "garbage-same-size", "no-metadata", "bad-metadata", "no-model"]
+    "damage",
+    [
+        "truncate",
+        "garbage-same-size",
+        "no-metadata",
+        "bad-metadata",
+        "binary-metadata",
+        "list-metadata",
+        "no-model",
+    ],
 )
 def test_corrupt_entry_is_rebuilt(
     tiny_model, tmp_path: Path, damage: str, capsys: pytest.CaptureFixture[str]
@@ -102,6 +111,10 @@ def test_corrupt_entry_is_rebuilt(
         (a.directory / METADATA_NAME).unlink()
     elif damage == "bad-metadata":
         (a.directory / METADATA_NAME).write_text("{not json")
+    elif damage == "binary-metadata":
+        (a.directory / METADATA_NAME).write_bytes(b"\xff\xfe\x00garbage")
+    elif damage == "list-metadata":
+        (a.directory / METADATA_NAME).write_text("[1, 2, 3]")
     else:
         a.path.unlink()
     capsys.readouterr()
@@ -164,3 +177,35 @@ def test_absolute_extra_files_do_not_dangle_after_the_rename(
     b = get_or_build(be, tiny_model, "w8a8", tiny_calibration, cache_dir=tmp_path)
     assert "rebuilding" not in capsys.readouterr().err
     assert all(not Path(p).is_absolute() for p in b.metadata.get("extra_files", []))
+
+
+def test_stale_temporary_builds_are_collected(tiny_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+    import sys
+
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead_pid = int(gone.stdout)
+    folder = tmp_path / "onnxruntime"
+    dead = folder / f".tmp-tinynet-fp32-abc-{dead_pid}-123"
+    alive = folder / f".tmp-tinynet-fp32-abc-{os.getpid()}-456"
+    for d in (dead, alive):
+        d.mkdir(parents=True)
+        (d / "model.onnx").write_bytes(b"half written")
+    get_or_build("onnxruntime", tiny_model, "fp32", cache_dir=tmp_path)
+    assert not dead.exists()  # its builder was killed: collected
+    assert alive.is_dir()  # a build in progress (this process): left alone
+
+
+def test_a_cache_that_is_a_file_is_refused_with_advice(
+    tiny_model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    f = tmp_path / "cache-file"
+    f.write_text("x")
+    monkeypatch.setenv("EDGEQUANT_CACHE", str(f))
+    with pytest.raises(ValidationError, match=r"is a file; point \$EDGEQUANT_CACHE at a folder"):
+        get_or_build("onnxruntime", tiny_model, "fp32")
+    with pytest.raises(ValidationError, match="point --cache-dir at a folder"):
+        get_or_build("onnxruntime", tiny_model, "fp32", cache_dir=f / "sub")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,120 @@ def test_summary_is_printed_without_json(
         .splitlines()[-1]
         .startswith("edgequant: error: onnxruntime cannot run bf16")
     )
+
+
+def _bench(tmp_path: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "bench",
+        "--model",
+        "digits_cnn",
+        "--backend",
+        "onnxruntime",
+        "--scenario",
+        "Offline",
+        "--duration",
+        "0.5",
+        "--count",
+        "16",
+        "-o",
+        str(out),
+        *extra,
+    ]
+
+
+def _one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("edgequant: error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.mark.parametrize("under", [False, True])
+def test_output_that_is_a_file_is_refused_before_measuring(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], under: bool
+) -> None:
+    taken = tmp_path / "taken.txt"
+    taken.write_text("keep me")
+    out = taken / "run" if under else taken
+    rc = main(_bench(tmp_path, out))
+    line = _one_error_line(capsys)
+    assert rc == 2 and "is a file, not a folder" in line and str(taken) in line
+    assert taken.read_text() == "keep me"
+    # refused before anything ran: no LoadGen log was written anywhere
+    assert not list(tmp_path.rglob("mlperf_log_summary.txt"))
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0"])
+def test_duration_must_be_finite_and_positive(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    argv = _bench(tmp_path, tmp_path / "r")
+    argv[argv.index("--duration") + 1] = value
+    rc = main(argv)
+    line = _one_error_line(capsys)
+    assert rc == 2 and "--duration must be a positive finite number" in line
+    assert not (tmp_path / "r" / "result.json").exists()
+
+
+def test_batch_that_cannot_fit_in_memory_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 10^8 digits images of 1x32x32 float32 are 410 GB a copy: no machine here holds that
+    rc = main(_bench(tmp_path, tmp_path / "r", "--batch-size", str(10**8)))
+    line = _one_error_line(capsys)
+    assert rc == 2 and "--batch-size 100000000 needs at least" in line and "GB" in line
+    assert "use --batch-size" in line
+    assert not (tmp_path / "r" / "result.json").exists()
+
+
+def test_threads_far_beyond_the_cores_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cores = len(os.sched_getaffinity(0))
+    too_many = str(1000 * cores)
+    # bf16 cannot run on this backend: without the check the run would end quickly as n/a
+    rc = main(_bench(tmp_path, tmp_path / "r", "--threads", too_many, "--scheme", "bf16"))
+    line = _one_error_line(capsys)
+    assert rc == 2 and f"oversubscribes the {cores} cores" in line
+    assert not (tmp_path / "r" / "result.json").exists()
+
+
+def test_threads_beyond_the_cores_are_noted_in_the_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cores = len(os.sched_getaffinity(0))
+    rc = main(
+        _bench(tmp_path, tmp_path / "r", "--threads", str(cores + 1), "--scheme", "bf16", "--json")
+    )
+    rec = json.loads(capsys.readouterr().out)
+    assert rc != 0 and rec["status"] == "na"
+    assert any(f"on the {cores} cores" in w for w in rec["extra"]["warnings"])
+
+
+def test_cli_command_modules_do_not_import_each_other() -> None:
+    import ast
+
+    import edgequant.cli as cli
+
+    folder = Path(cli.__file__).parent
+    for name in ("quantize_cmd", "bench_cmd", "inspect_cmd", "eval_cmd"):
+        tree = ast.parse((folder / f"{name}.py").read_text())
+        imported = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
+            a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+        }
+        assert not [m for m in imported if m.startswith("edgequant.cli")], (name, imported)
+
+
+@pytest.mark.parametrize("bad", [-1, 5000])
+def test_accuracy_run_refuses_impossible_labels_before_measuring(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bad: int
+) -> None:
+    import numpy as np
+
+    np.savez(tmp_path / "d.npz", x=np.zeros((4, 1, 32, 32), np.float32), y=np.array([0, bad, 1, 2]))
+    argv = _bench(tmp_path, tmp_path / "r", "--accuracy", "--data", f"npy:{tmp_path / 'd.npz'}")
+    argv[argv.index("--count") + 1] = "4"
+    rc = main(argv)
+    line = _one_error_line(capsys)
+    assert rc == 2 and f"label {bad} is out of range for digits_cnn's 10 classes" in line
+    assert not (tmp_path / "r" / "result.json").exists()

@@ -89,6 +89,32 @@ def test_errors_are_one_line(
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("bad", [-1, 10, 5000])
+def test_eval_refuses_labels_outside_the_classes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bad: int
+) -> None:
+    import numpy as np
+
+    x = np.zeros((4, 1, 32, 32), np.float32)
+    y = np.array([0, 1, bad, 2])
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    rc, _out, err = _run(
+        capsys, "eval", "--model", "digits_cnn", "--data", f"npy:{tmp_path / 'd.npz'}"
+    )
+    lines = [ln for ln in err.splitlines() if ln.startswith("edgequant: error:")]
+    assert rc == 2 and len(lines) == 1 and f"label {bad} is out of range" in lines[0], err
+
+
+def test_eval_json_names_a_registered_backend(capsys: pytest.CaptureFixture[str]) -> None:
+    from edgequant.backends import backend_names, get_backend
+
+    rc, out, _ = _run(
+        capsys, "eval", "--model", "digits_cnn", "--data", "digits", "--limit", "8", "--json"
+    )
+    backend = get_backend(json.loads(out)["backend"])
+    assert rc == 0 and backend.name in backend_names() and not backend.simulated
+
+
 def test_corrupt_weights_no_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"this is not a checkpoint")

@@ -1,27 +1,36 @@
 """MLPerf LoadGen harness: QSL, one SUT per scenario, settings, log parsing, accuracy mode.
 
-Modules read as the run goes: ``settings`` (what LoadGen is asked) → ``qsl`` (samples in RAM)
-→ ``sut`` (scenarios driving ``Session.run``) → ``harness`` (warm-up, LoadGen, Ctrl-C) →
-``logs`` / ``accuracy`` (LoadGen's own figures) → ``runner`` (the result record).
+The artifact comes from the build stage (:mod:`edgequant.build`). Modules read as the run goes:
+``config`` (one run, validated) → ``preflight`` (output folder, memory, threads: checked before
+anything runs) → ``settings`` (what LoadGen is asked) → ``qsl`` (samples in RAM) → ``sut``
+(scenarios driving ``Session.run``) → ``harness`` (warm-up, LoadGen, Ctrl-C) → ``logs`` /
+``accuracy`` (LoadGen's own figures) → ``measurement`` (into the record) → ``runner`` (build,
+load, measure, save) → ``api`` (``benchmark``); ``evaluate`` is the fp32 reference accuracy.
 
 Example:
-    >>> from edgequant.bench import BenchConfig, run_benchmark
-    >>> cfg = BenchConfig(model="digits_cnn", backend="onnxruntime", scheme="w8a8",
-    ...                   scenario="SingleStream", data="digits")   # doctest: +SKIP
-    >>> run_benchmark(cfg).latency_ms["p90"]                         # doctest: +SKIP
+    >>> from edgequant.bench import benchmark
+    >>> rec = benchmark("digits_cnn", backend="onnxruntime", scheme="w8a8",
+    ...                 scenario="SingleStream", data="digits")   # doctest: +SKIP
+    >>> rec.latency_ms["p90"]                                      # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-__all__ = ["BenchConfig", "run_benchmark"]
+_EXPORTS = {
+    "BenchConfig": "config",
+    "run_benchmark": "runner",
+    "prepare_artifact": "runner",
+    "benchmark": "api",
+    "evaluate": "evaluate",
+}
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
     # lazy: importing edgequant.bench stays cheap until a benchmark is configured
-    if name in __all__:
-        from edgequant.bench import runner
-
-        return getattr(runner, name)
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"edgequant.bench.{_EXPORTS[name]}"), name)
     raise AttributeError(name)

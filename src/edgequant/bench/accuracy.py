@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgequant.bench.sut import TOPK, top_indices
-from edgequant.errors import BenchmarkError
+from edgequant.console import log
+from edgequant.errors import BenchmarkError, ValidationError
 
 if TYPE_CHECKING:
     from edgequant.models.base import Model
@@ -45,6 +45,30 @@ def read_accuracy_log(path: Path, total: int) -> np.ndarray:
             )
         out[int(entry["qsl_idx"])] = np.frombuffer(data, np.int32)
     return out
+
+
+def check_labels(
+    labels: Sequence[int] | np.ndarray, num_classes: int, model: str, data: str
+) -> None:
+    """Refuse labels outside ``0..num_classes-1`` (-1, 5000 for a 1000-class model): scoring
+    them would report an accuracy no model can reach. ``eval`` and ``bench --accuracy`` share it.
+
+    Example:
+        >>> check_labels([0, 3, -1], 10, "digits_cnn", "npy:d.npz")
+        Traceback (most recent call last):
+        ...
+        edgequant.errors.ValidationError: label -1 is out of range for digits_cnn's 10 classes; check the class indices of npy:d.npz
+    """
+    lab = np.asarray(labels)
+    if lab.size == 0:
+        return
+    lo, hi = int(lab.min()), int(lab.max())
+    if lo < 0 or hi >= num_classes:
+        bad = lo if lo < 0 else hi
+        raise ValidationError(
+            f"label {bad} is out of range for {model}'s {num_classes} classes; "
+            f"check the class indices of {data}"
+        )
 
 
 def scores(
@@ -77,10 +101,6 @@ def scores(
     return out
 
 
-def _cache_root() -> Path:
-    return Path(os.environ.get("EDGEQUANT_CACHE") or Path.home() / ".cache" / "edgequant")
-
-
 def reference_top5(
     model: Model,
     dataset_identity: str,
@@ -90,9 +110,14 @@ def reference_top5(
     cache_dir: Path | None = None,
     batch_size: int = 32,
 ) -> np.ndarray:
-    """FP32 reference top-5 of samples ``0..count-1``, cached per (model key, dataset identity)."""
+    """FP32 reference top-5 of samples ``0..count-1``, cached per (model key, dataset identity).
+
+    A cache that cannot be written costs a warning, never the finished run that asked.
+    """
+    from edgequant.build.cache import default_cache_dir
+
     key = hashlib.sha1(f"{model.key}|{dataset_identity}|{count}".encode()).hexdigest()[:16]
-    path = (cache_dir or _cache_root()) / "reference" / f"{model.name}-{key}.npy"
+    path = Path(cache_dir or default_cache_dir()) / "reference" / f"{model.name}-{key}.npy"
     if path.is_file():
         try:
             cached = np.load(path)
@@ -106,10 +131,15 @@ def reference_top5(
         for s in range(0, count, batch_size)
     ]
     top = np.concatenate(parts) if parts else np.zeros((0, TOPK), np.int32)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, top)
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(tmp, top)
+        tmp.replace(path)
+    except OSError as e:
+        log(
+            f"warning: cannot cache the fp32 reference in {path.parent} ({e.strerror or e}); computed it anyway"
+        )
     return top
 
 

@@ -293,6 +293,23 @@ def _run_once(
     abandoned = not done.is_set()
     if failure:
         raise BenchmarkError(f"LoadGen failed: {failure[0]}")
+    return ScenarioRun(
+        result=_parse_run(log_dir, scenario, interrupted, sut.error),
+        warmup=warmup,
+        log_dir=log_dir,
+        interrupted=interrupted,
+        error=sut.error,
+        samples_completed=sut.completed,
+        seconds=seconds,
+        abandoned=abandoned,
+    )
+
+
+def _parse_run(
+    log_dir: Path, scenario: str, interrupted: bool, error: BaseException | None
+) -> LoadGenResult:
+    """LoadGen's verdict from its logs, made invalid (with the reason first) by a Ctrl-C or a
+    runtime failure; an interrupted run may have left no summary to parse."""
     try:
         result = parse_logs(log_dir)
     except BenchmarkError:
@@ -302,19 +319,10 @@ def _run_once(
     if interrupted:
         result.valid = False
         result.reasons.insert(0, "interrupted by the user (Ctrl-C); LoadGen's logs are partial")
-    if sut.error is not None:
+    if error is not None:
         result.valid = False
-        result.reasons.insert(0, f"the runtime failed mid-run: {_one_line(sut.error)}")
-    return ScenarioRun(
-        result=result,
-        warmup=warmup,
-        log_dir=log_dir,
-        interrupted=interrupted,
-        error=sut.error,
-        samples_completed=sut.completed,
-        seconds=seconds,
-        abandoned=abandoned,
-    )
+        result.reasons.insert(0, f"the runtime failed mid-run: {_one_line(error)}")
+    return result
 
 
 def _one_line(e: BaseException) -> str:

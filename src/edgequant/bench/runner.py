@@ -1,136 +1,73 @@
 """``run_benchmark``: model -> (cached) artifact -> session -> LoadGen -> one result record.
 
+The artifact comes from the build stage (:func:`edgequant.build.stage.build_artifact`); this
+module opens the data, checks what can be checked before anything runs
+(:mod:`edgequant.bench.preflight`), loads the session and hands it to the measurement
+(:mod:`edgequant.bench.measurement`). ``benchmark()`` (:mod:`edgequant.bench.api`) is the
+Python function over it.
+
 Example:
-    >>> cfg = BenchConfig(model="mobilenet_v2", backend="openvino", scheme="w8a8",
-    ...                   scenario="Offline", run_dir=Path("runs/mv2"))       # doctest: +SKIP
-    >>> rec = run_benchmark(cfg)                                            # doctest: +SKIP
-    >>> rec.throughput_ips, rec.loadgen["valid"]                            # doctest: +SKIP
+    >>> import tempfile
+    >>> cfg = BenchConfig(model="digits_cnn", backend="onnxruntime", scheme="fp32",
+    ...                   scenario="SingleStream", data="digits", duration_s=0.5,
+    ...                   warmup_s=0.1, idle_s=0, run_dir=tempfile.mkdtemp(), progress=False)
+    >>> rec = run_benchmark(cfg)
+    >>> rec.status, rec.loadgen["valid"]
+    ('ok', True)
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from edgequant.bench.settings import (
-    MULTISTREAM_SAMPLES,
-    SCENARIO_METRIC,
-    BenchSettings,
-    scenario_name,
+from edgequant.bench.config import (
+    DEFAULT_PERF_SAMPLES,
+    BenchConfig,
+    query_batch,
+    scenario_batch_sizes,
 )
+from edgequant.bench.settings import BenchSettings
+from edgequant.build.calibration import SYNTHETIC_CALIBRATION_NOTE as CALIB_SAMPLES_NOTE
 from edgequant.console import log
-from edgequant.errors import DatasetError, EdgequantError, ValidationError
+from edgequant.errors import DatasetError, EdgequantError
 from edgequant.results.record import ResultRecord
 
 if TYPE_CHECKING:
-    from edgequant.backends.base import Artifact, Backend, Session
-    from edgequant.bench.harness import ScenarioRun
+    import numpy as np
+
+    from edgequant.backends.base import Artifact, Backend
     from edgequant.data.base import Dataset
     from edgequant.models.base import Model
     from edgequant.quant.scheme import Scheme
-
-#: samples held in RAM for performance runs when --count is not given (LoadGen's perf sample count)
-DEFAULT_PERF_SAMPLES = 256
-CALIB_SAMPLES_NOTE = "calibrated on synthetic data: fine for speed, meaningless for accuracy"
-
-
-@dataclass(frozen=True, kw_only=True)
-class BenchConfig:
-    """One ``edgequant bench`` run. ``artifact`` runs a prebuilt artifact instead of building one."""
-
-    model: str | None = None
-    backend: str | None = None
-    scheme: str = "fp32"
-    scenario: str = "Offline"
-    data: str = "synthetic"
-    calib: str | None = None
-    accuracy: bool = False
-    threads: int = 2
-    duration_s: float = 10.0
-    batch_size: int | None = None
-    count: int | None = None
-    run_dir: Path = Path("runs/bench")
-    mlperf: bool = False
-    user_conf: Path | None = None
-    target_qps: float | None = None
-    target_latency_ms: float | None = None
-    weights: str | None = None
-    arch: str | None = None
-    artifact: Path | None = None
-    allow_short_dataset: bool = False
-    energy_csv: Path | None = None
-    energy_root: Path = Path("/")
-    idle_s: float = 1.0
-    warmup_s: float = 1.0
-    cache_dir: Path | None = None
-    force_rebuild: bool = False
-    progress: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "scenario", scenario_name(self.scenario))
-        if self.artifact is None and (not self.model or not self.backend):
-            raise ValidationError("bench needs --model and --backend (or --artifact DIR)")
-        if self.threads < 1:
-            raise ValidationError(f"--threads must be >= 1, got {self.threads}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ValidationError(f"--batch-size must be >= 1, got {self.batch_size}")
-        if self.count is not None and self.count < 1:
-            raise ValidationError(f"--count must be >= 1, got {self.count}")
-        if self.duration_s <= 0:
-            raise ValidationError(f"--duration must be positive, got {self.duration_s}")
-        object.__setattr__(self, "run_dir", Path(self.run_dir))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 
 
 def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
-def _query_batch(scenario: str, batch: int) -> int:
-    return {"SingleStream": 1, "MultiStream": MULTISTREAM_SAMPLES}.get(scenario, batch)
-
-
-def scenario_batch_sizes(scenario: str, batch: int) -> list[int]:
-    """The batch sizes a scenario hands to ``Session.run``: Server's worker batches whatever
-    has arrived (1 up to ``batch``), the others one fixed size.
-
-    Example:
-        >>> scenario_batch_sizes("Server", 8)
-        [1, 8]
-    """
-    if scenario == "Server":
-        return sorted({1, batch})
-    return [_query_batch(scenario, batch)]
-
-
-def run_benchmark(cfg: BenchConfig) -> ResultRecord:
+def run_benchmark(
+    cfg: BenchConfig, *, model: Model | None = None, calibration: np.ndarray | None = None
+) -> ResultRecord:
     """Run one benchmark and write ``RUN_DIR/result.json``; the record says how it went.
 
-    Bad input (unknown model/scenario, missing artifact, short dataset) raises an
+    Bad input (unknown model/scenario, missing artifact, short dataset, a run directory that
+    cannot be written, a batch that cannot fit in memory, far too many threads) raises an
     :class:`EdgequantError` before anything runs. After that: an unsupported scheme gives status
     ``na``; a runtime error gives ``failed`` with the error line; Ctrl-C gives ``interrupted``
-    (never valid, LoadGen logs kept as partial).
-    """
-    from edgequant.backends.base import Artifact, get_backend
-    from edgequant.models.loader import load_model
-    from edgequant.quant.scheme import get_scheme
+    (never valid, LoadGen logs kept as partial, no throughput).
 
+    ``model`` runs this :class:`~edgequant.models.base.Model` instead of loading ``cfg.model``;
+    ``calibration`` (float32 NCHW samples) calibrates a static scheme instead of ``cfg.calib``.
+    """
+    from edgequant.bench.preflight import check_batch_memory, check_run_dir, check_threads
+
+    check_run_dir(cfg.run_dir)
+    threads_note = check_threads(cfg.threads)
     started = _now()
-    artifact: Artifact | None = None
-    if cfg.artifact is not None:
-        artifact = Artifact.load(cfg.artifact)
-        backend = get_backend(artifact.backend)
-        scheme = artifact.scheme
-        model = _artifact_model(cfg, artifact.model)
-    else:
-        backend = get_backend(str(cfg.backend))
-        scheme = get_scheme(cfg.scheme)
-        model = load_model(str(cfg.model), weights=cfg.weights, arch=cfg.arch)
+    backend, scheme, model, artifact = _resolve(cfg, model)
+    if cfg.batch_size is not None:
+        check_batch_memory(cfg.scenario, cfg.batch_size, model.input_spec.shape)
     settings = BenchSettings(
         scenario=cfg.scenario,
         duration_s=cfg.duration_s,
@@ -141,24 +78,11 @@ def run_benchmark(cfg: BenchConfig) -> ResultRecord:
         target_latency_ms=cfg.target_latency_ms,
     )
     data = _open_data(cfg, model)
-    rec = ResultRecord(
-        model=model.name,
-        backend=backend.name,
-        scheme=scheme.name,
-        scenario=cfg.scenario,
-        dataset=data.spec,
-        threads=cfg.threads,
-        batch_size=_query_batch(cfg.scenario, cfg.batch_size or 8),
-        simulated=backend.simulated,
-        scheme_detail=scheme.to_dict(),
-        started_at=started,
-    )
-    rec.extra["config"] = cfg.to_dict()
-    rec.extra["settings"] = settings.to_dict()
-    rec.extra["warnings"] = warnings = []
-    if model.weights is None:
-        warnings.append("random weights: accuracy not meaningful")
-
+    rec = _new_record(cfg, backend, scheme, model, data, settings, started)
+    warnings: list[str] = rec.extra["warnings"]
+    if threads_note is not None:
+        log(f"warning: {threads_note}")
+        warnings.append(threads_note)
     # a prebuilt artifact needs no module to convert: only the scheme is checked then
     reason = backend.unavailable_reason() or backend.supports(
         scheme, model if artifact is None else None
@@ -167,20 +91,8 @@ def run_benchmark(cfg: BenchConfig) -> ResultRecord:
         rec.status, rec.reason = "na", reason
         return _finish(rec, cfg, backend)
     try:
-        if artifact is None:
-            artifact = _build(cfg, backend, model, scheme, warnings)
-        rec.artifact = str(artifact.path)
-        rec.artifact_metadata = artifact.metadata
-        from edgequant.measure.size import artifact_disk_bytes, artifact_sizes
-
-        rec.size_bytes, rec.weight_bytes = artifact_sizes(
-            artifact.metadata, artifact_disk_bytes(artifact.path)
-        )
-        # static-shape runtimes compile the batch sizes this scenario runs now, not while timed
-        backend.specialize(artifact, scenario_batch_sizes(cfg.scenario, cfg.batch_size or 8))
-        log(f"loading {artifact.path.name} into {backend.name} ({cfg.threads} threads)")
-        with backend.load(artifact, cfg.threads) as session:
-            _measure(cfg, rec, settings, session, model, data)
+        artifact = _artifact(cfg, backend, model, scheme, artifact, calibration, warnings)
+        _run(cfg, rec, settings, backend, artifact, model, data)
     except KeyboardInterrupt:
         rec.status, rec.reason = "interrupted", "interrupted by the user (Ctrl-C)"
         if rec.loadgen is not None:
@@ -193,7 +105,9 @@ def run_benchmark(cfg: BenchConfig) -> ResultRecord:
     return _finish(rec, cfg, backend)
 
 
-def prepare_artifact(cfg: BenchConfig) -> Artifact | None:
+def prepare_artifact(
+    cfg: BenchConfig, *, model: Model | None = None, calibration: np.ndarray | None = None
+) -> Artifact | None:
     """Build (or find in the cache) the artifact ``run_benchmark(cfg)`` would run, with the batch
     sizes of its scenario compiled; None when the backend cannot run the scheme.
 
@@ -208,12 +122,116 @@ def prepare_artifact(cfg: BenchConfig) -> Artifact | None:
 
     backend = get_backend(str(cfg.backend))
     scheme = get_scheme(cfg.scheme)
-    model = load_model(str(cfg.model), weights=cfg.weights, arch=cfg.arch)
+    if model is None:
+        model = load_model(str(cfg.model), weights=cfg.weights, arch=cfg.arch)
     if backend.unavailable_reason() or backend.supports(scheme, model):
         return None
-    artifact = _build(cfg, backend, model, scheme, [])
-    backend.specialize(artifact, scenario_batch_sizes(cfg.scenario, cfg.batch_size or 8))
-    return artifact
+    return _artifact(cfg, backend, model, scheme, None, calibration, [])
+
+
+def _resolve(
+    cfg: BenchConfig, model: Model | None
+) -> tuple[Backend, Scheme, Model, Artifact | None]:
+    """The backend, scheme and model of the run, and the prebuilt artifact if there is one."""
+    from edgequant.backends.base import Artifact, get_backend
+    from edgequant.models.loader import load_model
+    from edgequant.quant.scheme import get_scheme
+
+    if cfg.artifact is not None:
+        artifact = Artifact.load(cfg.artifact)
+        return (
+            get_backend(artifact.backend),
+            artifact.scheme,
+            model or _artifact_model(cfg, artifact.model),
+            artifact,
+        )
+    if model is None:
+        model = load_model(str(cfg.model), weights=cfg.weights, arch=cfg.arch)
+    return get_backend(str(cfg.backend)), get_scheme(cfg.scheme), model, None
+
+
+def _new_record(
+    cfg: BenchConfig,
+    backend: Backend,
+    scheme: Scheme,
+    model: Model,
+    data: Dataset,
+    settings: BenchSettings,
+    started: str,
+) -> ResultRecord:
+    rec = ResultRecord(
+        model=model.name,
+        backend=backend.name,
+        scheme=scheme.name,
+        scenario=cfg.scenario,
+        dataset=data.spec,
+        threads=cfg.threads,
+        batch_size=query_batch(cfg.scenario, cfg.batch),
+        simulated=backend.simulated,
+        scheme_detail=scheme.to_dict(),
+        started_at=started,
+    )
+    rec.extra["config"] = cfg.to_dict()
+    rec.extra["settings"] = settings.to_dict()
+    rec.extra["warnings"] = warnings = []
+    if model.weights is None:
+        warnings.append("random weights: accuracy not meaningful")
+    return rec
+
+
+def _artifact(
+    cfg: BenchConfig,
+    backend: Backend,
+    model: Model,
+    scheme: Scheme,
+    prebuilt: Artifact | None,
+    calibration: np.ndarray | None,
+    warnings: list[str],
+) -> Artifact:
+    """The artifact to run, from the build stage (static schemes calibrated on ``--calib``, by
+    default the data measured), with the scenario's batch sizes compiled now, not while timed."""
+    from edgequant.build.stage import build_artifact
+
+    batch_sizes = scenario_batch_sizes(cfg.scenario, cfg.batch)
+    if prebuilt is not None:
+        backend.specialize(prebuilt, batch_sizes)
+        return prebuilt
+    built = build_artifact(
+        backend,
+        model,
+        scheme,
+        cfg.calib if calibration is None else calibration,
+        default_calibration=cfg.data,
+        batch_sizes=batch_sizes,
+        cache_dir=cfg.cache_dir,
+        force=cfg.force_rebuild,
+        progress=cfg.progress,
+    )
+    warnings.extend(built.notes)
+    return built.artifact
+
+
+def _run(
+    cfg: BenchConfig,
+    rec: ResultRecord,
+    settings: BenchSettings,
+    backend: Backend,
+    artifact: Artifact,
+    model: Model,
+    data: Dataset,
+) -> None:
+    """Record the artifact's sizes, load it and measure."""
+    from edgequant.bench.measurement import measure
+    from edgequant.measure.size import artifact_disk_bytes, artifact_sizes
+
+    rec.artifact = str(artifact.path)
+    rec.artifact_metadata = artifact.metadata
+    rec.size_bytes, rec.weight_bytes = artifact_sizes(
+        artifact.metadata, artifact_disk_bytes(artifact.path)
+    )
+    log(f"loading {artifact.path.name} into {backend.name} ({cfg.threads} threads)")
+    with backend.load(artifact, cfg.threads) as session:
+        measure(cfg, rec, settings, session, model, data)
 
 
 def _artifact_model(cfg: BenchConfig, name: str) -> Model:
@@ -255,164 +273,11 @@ def _open_data(cfg: BenchConfig, model: Model) -> Dataset:
         )
     if cfg.accuracy and not ds.has_labels:
         log(f"note: {cfg.data} has no labels: accuracy mode reports agreement with fp32 only")
+    elif cfg.accuracy and ds.labels is not None:
+        from edgequant.bench.accuracy import check_labels
+
+        check_labels(ds.labels, model.num_classes, model.name, cfg.data)
     return ds
-
-
-def _build(
-    cfg: BenchConfig, backend: Backend, model: Model, scheme: Scheme, warnings: list[str]
-) -> Artifact:
-    """The artifact from the cache (built with the calibration set when the scheme needs one)."""
-    from edgequant.data import open_dataset
-
-    calib = None
-    if scheme.needs_calibration:
-        spec = cfg.calib or cfg.data  # calibrate on the data being measured unless told otherwise
-        calib = open_dataset(spec, model.input_spec, split="train")
-        if calib.kind == "synthetic":
-            warnings.append(CALIB_SAMPLES_NOTE)
-    log(f"preparing {model.name} {scheme.name} for {backend.name}")
-    try:
-        from edgequant.build.cache import get_or_build
-    except ImportError:  # no artifact cache in this installation: build into the run directory
-        from edgequant.data import calibration_samples
-
-        x = None if calib is None else calibration_samples(calib, scheme.calibration.samples)
-        out = cfg.run_dir / "artifact"
-        out.mkdir(parents=True, exist_ok=True)
-        return backend.prepare(model, scheme, x, out)
-    return get_or_build(
-        backend,
-        model,
-        scheme,
-        calib,
-        cache_dir=cfg.cache_dir,
-        force=cfg.force_rebuild,
-        progress=cfg.progress,
-    )
-
-
-def _measure(
-    cfg: BenchConfig,
-    rec: ResultRecord,
-    settings: BenchSettings,
-    session: Session,
-    model: Model,
-    data: Dataset,
-) -> None:
-    from edgequant.bench.harness import run_scenario
-    from edgequant.bench.qsl import SampleLibrary
-    from edgequant.measure.energy import EnergySession, find_meter
-    from edgequant.measure.memory import peak_rss_bytes
-
-    batch = session.fixed_batch or cfg.batch_size or 8
-    rec.batch_size = _query_batch(cfg.scenario, batch)
-    rec.extra["executed_precision"] = session.executed_precision
-    meter, why = find_meter(cfg.energy_root, csv_path=cfg.energy_csv)
-    energy = EnergySession(meter, reason=why, idle_s=cfg.idle_s)
-    if meter is not None:
-        log(f"measuring idle power ({cfg.idle_s:g} s, {meter.name})")
-        energy.baseline()
-    perf_count = min(len(data), cfg.count or DEFAULT_PERF_SAMPLES)
-    qsl = SampleLibrary(data.load, total=len(data), perf_count=perf_count)
-    log(
-        f"LoadGen {cfg.scenario} performance run (≥{settings.min_duration_s:g} s, {perf_count} samples in RAM)"
-    )
-    perf = run_scenario(
-        session,
-        qsl,
-        settings,
-        cfg.run_dir / "loadgen",
-        batch_size=batch,
-        # quick runs shorter than the warm-up (sweeps, the demo) need no more warm-up than run time
-        warmup_s=cfg.warmup_s if cfg.mlperf else min(cfg.warmup_s, max(0.25, cfg.duration_s / 2)),
-        on_start=energy.start,
-    )
-    result = energy.stop(perf.samples_completed)
-    rec.peak_rss_bytes = peak_rss_bytes()
-    rec.energy = None if result is None else result.to_dict()
-    rec.energy_unavailable_reason = why
-    _fill_perf(rec, settings, perf)
-    if perf.interrupted:
-        rec.status, rec.reason = (
-            "interrupted",
-            "interrupted by the user (Ctrl-C); LoadGen logs are partial",
-        )
-        rec.extra["loadgen_abandoned"] = perf.abandoned
-        return
-    if perf.error is not None:
-        rec.status, rec.reason = "failed", perf.result.reasons[0]
-        return
-    if cfg.accuracy:
-        _accuracy(cfg, rec, settings, session, model, data, batch, perf)
-
-
-def _fill_perf(rec: ResultRecord, settings: BenchSettings, perf: ScenarioRun) -> None:
-    r = perf.result
-    rec.latency_ms = r.latency_ms or None
-    rec.throughput_ips = r.throughput_ips
-    rec.loadgen = {
-        "valid": bool(r.valid and not perf.interrupted and perf.error is None),
-        "mode": r.mode,
-        "scenario": r.scenario,
-        "metric": SCENARIO_METRIC[settings.scenario],
-        "reasons": r.reasons,
-        "min_duration_ms": r.min_duration_ms,
-        "min_query_count": r.min_query_count,
-        "query_count": r.query_count,
-        "samples_per_query": r.samples_per_query,
-        "latency_percentile": r.latency_percentile,
-        "target_qps": r.target_qps,
-        "target_latency_ms": r.target_latency_ms,
-        "early_stopping": r.early_stopping,
-        "official_settings": settings.mlperf,
-        "log_dir": str(perf.log_dir),
-        "warmup": perf.warmup.to_dict(),
-        "errors": r.errors,
-        "warnings": r.warnings,
-        "partial": perf.interrupted,
-        **perf.extra,
-    }
-
-
-def _accuracy(
-    cfg: BenchConfig,
-    rec: ResultRecord,
-    settings: BenchSettings,
-    session: Session,
-    model: Model,
-    data: Dataset,
-    batch: int,
-    perf: ScenarioRun,
-) -> None:
-    from edgequant.bench.accuracy import read_accuracy_log, reference_top5, scores
-    from edgequant.bench.harness import run_scenario
-    from edgequant.bench.logs import ACCURACY
-    from edgequant.bench.qsl import SampleLibrary
-
-    log(f"LoadGen {cfg.scenario} accuracy run ({len(data)} samples)")
-    qsl = SampleLibrary(data.load, total=len(data), perf_count=len(data))
-    out = run_scenario(
-        session,
-        qsl,
-        settings,
-        cfg.run_dir / "loadgen" / "accuracy",
-        accuracy=True,
-        batch_size=batch,
-        warmup=perf.warmup,
-    )
-    if out.interrupted or out.error is not None:
-        rec.extra["loadgen_abandoned"] = out.abandoned
-        rec.status = "interrupted" if out.interrupted else "failed"
-        rec.reason = out.result.reasons[0] if out.result.reasons else "accuracy run did not finish"
-        if rec.loadgen is not None:
-            rec.loadgen["valid"] = False
-        return
-    top5 = read_accuracy_log(out.log_dir / ACCURACY, len(data))
-    log("fp32 reference predictions (cached per model and dataset)")
-    ref = reference_top5(model, data.identity, len(data), data.load, cache_dir=cfg.cache_dir)
-    acc = scores(top5, data.labels if data.has_labels else None, ref)
-    acc["log"] = str(out.log_dir / ACCURACY)
-    rec.accuracy = acc
 
 
 def _finish(rec: ResultRecord, cfg: BenchConfig, backend: Backend) -> ResultRecord:
@@ -426,3 +291,13 @@ def _finish(rec: ResultRecord, cfg: BenchConfig, backend: Backend) -> ResultReco
     rec.finished_at = _now()
     rec.save(cfg.run_dir)
     return rec
+
+
+__all__ = [
+    "CALIB_SAMPLES_NOTE",
+    "DEFAULT_PERF_SAMPLES",
+    "BenchConfig",
+    "prepare_artifact",
+    "run_benchmark",
+    "scenario_batch_sizes",
+]

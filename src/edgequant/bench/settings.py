@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import difflib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,19 @@ SERVER_LOAD = 0.4
 #: LiteRT fp32 MobileNetV2 still ended at p90 17.7 ms against a 17.8 ms bound at load 0.4: a
 #: batch that formed while one ran costs k samples' time. 5x leaves room for one such batch.
 SERVER_BOUND = 5.0
+
+
+def check_positive(value: float, what: str, *, unit: str = "") -> None:
+    """Refuse a value that is not a positive, finite number (``nan`` and ``inf`` included).
+
+    Example:
+        >>> check_positive(float("nan"), "--duration")
+        Traceback (most recent call last):
+        ...
+        edgequant.errors.ValidationError: --duration must be a positive finite number, got nan
+    """
+    if not math.isfinite(value) or value <= 0:
+        raise ValidationError(f"{what} must be a positive finite number, got {value:g}{unit}")
 
 
 def scenario_name(name: str) -> str:
@@ -83,14 +97,11 @@ class BenchSettings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "scenario", scenario_name(self.scenario))
-        if self.duration_s <= 0:
-            raise ValidationError(f"duration must be positive, got {self.duration_s} s")
-        if self.target_qps is not None and self.target_qps <= 0:
-            raise ValidationError(f"--target-qps must be positive, got {self.target_qps}")
-        if self.target_latency_ms is not None and self.target_latency_ms <= 0:
-            raise ValidationError(
-                f"--target-latency-ms must be positive, got {self.target_latency_ms}"
-            )
+        check_positive(self.duration_s, "duration", unit=" s")
+        if self.target_qps is not None:
+            check_positive(self.target_qps, "--target-qps")
+        if self.target_latency_ms is not None:
+            check_positive(self.target_latency_ms, "--target-latency-ms")
         if self.user_conf is not None and not Path(self.user_conf).is_file():
             raise ValidationError(f"user.conf {self.user_conf} does not exist")
 

@@ -130,6 +130,7 @@ def get_or_build(
     key = cache_key(be, model, sch, calib_id)
 
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    _check_root(root, cache_dir is None)
     final = root / be.name / f"{_safe(model.key)}-{_safe(sch.name)}-{key[:16]}"
     if final.exists() and not force:
         problem = _check_entry(be, final, key)
@@ -137,6 +138,19 @@ def get_or_build(
             return Artifact.load(final)
         log(f"edgequant: cached artifact {final} is unusable ({problem}); rebuilding it")
     return _build(be, model, sch, use_calib, n_calib, calib_id, key, final, progress)
+
+
+def _check_root(root: Path, from_env: bool) -> None:
+    """Refuse a cache root that is a file (or lies under one) with advice on what to change."""
+    probe = root
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.is_dir():
+        return
+    where = "$EDGEQUANT_CACHE" if from_env else "--cache-dir"
+    raise ValidationError(
+        f"the artifact cache {root} cannot be a folder: {probe} is a file; point {where} at a folder"
+    )
 
 
 def _build(
@@ -158,6 +172,7 @@ def _build(
     if scheme.techniques:
         model = _apply_techniques(model, scheme, calib_array)
     final.parent.mkdir(parents=True, exist_ok=True)
+    collect_stale_builds(final.parent)
     tmp = final.parent / f".tmp-{final.name}-{os.getpid()}-{time.monotonic_ns()}"
     if progress:
         log(f"building {be.name} {scheme.name} artifact for {model.name} ...")
@@ -190,6 +205,39 @@ def _build(
     if progress:
         log(f"built {final} in {time.perf_counter() - t0:.1f} s")
     return Artifact.load(final)
+
+
+def collect_stale_builds(folder: Path) -> list[Path]:
+    """Delete the ``.tmp-*`` build folders in ``folder`` whose builder process is gone (a build
+    killed with ``kill -9`` cannot clean up after itself); return what was deleted.
+
+    A temporary folder is named ``.tmp-<entry>-<pid>-<ns>``; one whose process still runs on
+    this machine is another build in progress and is left alone.
+
+    Example:
+        >>> collect_stale_builds(Path("/nonexistent"))
+        []
+    """
+    removed: list[Path] = []
+    for tmp in folder.glob(".tmp-*"):
+        parts = tmp.name.rsplit("-", 2)
+        if len(parts) != 3 or not parts[1].isdigit():
+            continue
+        if _process_alive(int(parts[1])):
+            continue
+        shutil.rmtree(tmp, ignore_errors=True)
+        removed.append(tmp)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
 
 
 def _relative_extra_files(meta: dict[str, Any], build_dir: Path) -> None:
@@ -241,6 +289,9 @@ def _check_entry(be: Backend, directory: Path, key: str) -> str | None:
         art = Artifact.load(directory)
     except ArtifactError as e:
         return str(e)
+    except (UnicodeDecodeError, TypeError, AttributeError, ValueError) as e:
+        # a tampered artifact.json (binary bytes, a JSON list): unusable, not an unexpected error
+        return f"{METADATA_NAME} is corrupt ({type(e).__name__})"
     if art.metadata.get("cache_key") != key:
         return "its cache key does not match"
     recorded = art.metadata.get("size_bytes")
@@ -293,6 +344,7 @@ __all__ = [
     "cache_entries",
     "cache_key",
     "calibration_identity",
+    "collect_stale_builds",
     "default_cache_dir",
     "get_or_build",
 ]

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import re
 import shutil
 import warnings
 from collections.abc import Iterator

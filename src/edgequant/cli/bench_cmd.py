@@ -52,9 +52,7 @@ def add_parser(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", help="zoo name or a .onnx/.pth file (with --arch)")
-    p.add_argument(
-        "--backend", help="onnxruntime, openvino, litert, pytorch, sim (edgequant backends)"
-    )
+    p.add_argument("--backend", help="runtime (see `edgequant backends`)")
     p.add_argument("--scheme", default="fp32", help="scheme name or YAML file (default fp32)")
     p.add_argument(
         "--scenario",
@@ -124,12 +122,13 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgequant.bench.runner import BenchConfig, run_benchmark
+    from edgequant.bench.api import benchmark
     from edgequant.console import print_json
     from edgequant.errors import UnsupportedError
+    from edgequant.report.run_summary import run_summary
 
-    cfg = BenchConfig(
-        model=args.model,
+    rec = benchmark(
+        args.model,
         backend=args.backend,
         scheme=args.scheme,
         scenario=args.scenario,
@@ -138,9 +137,9 @@ def run(args: argparse.Namespace) -> int:
         accuracy=args.accuracy,
         threads=args.threads,
         duration_s=args.duration,
+        output=args.output,
         batch_size=args.batch_size,
         count=args.count,
-        run_dir=args.output,
         mlperf=args.mlperf,
         user_conf=args.user_conf,
         target_qps=args.target_qps,
@@ -152,11 +151,10 @@ def run(args: argparse.Namespace) -> int:
         energy_csv=args.energy_csv,
         force_rebuild=args.force,
     )
-    rec = run_benchmark(cfg)
     if args.json:
         print_json(rec.to_dict())
     else:
-        print(summary(rec))
+        print(run_summary(rec))
     if rec.status == "na":
         raise UnsupportedError(
             f"{rec.backend} cannot run {rec.scheme}: {rec.reason} (recorded in {args.output}/result.json)"
@@ -175,63 +173,3 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.flush()
         os._exit(130)
     return 0 if rec.valid else 3
-
-
-def summary(rec: Any) -> str:
-    """The one-screen summary printed at the end of a run."""
-    from edgequant.console import format_table
-
-    lg = rec.loadgen or {}
-    head = f"{rec.model} · {rec.backend} · {rec.scheme} · {rec.scenario} · {rec.threads} threads · batch {rec.batch_size}"
-    lines = [head, "=" * min(len(head), 100)]
-    if rec.status != "ok":
-        lines.append(f"status: {rec.status.upper()}: {rec.reason}")
-    if lg:
-        verdict = "VALID" if rec.valid else "INVALID"
-        lines.append(
-            f"LoadGen result: {verdict}"
-            + ("" if rec.valid else f" ({'; '.join(lg.get('reasons') or [])})")
-        )
-        lines.append(f"metric: {lg.get('metric')}")
-    lat = rec.latency_ms or {}
-    rows: list[list[Any]] = []
-    if lat and rec.scenario != "Offline":  # Offline "latency" is time since the one query
-        rows.append(["latency ms", *(lat.get(k) for k in ("mean", "p50", "p90", "p95", "p99"))])
-    if rows:
-        lines.append(format_table(rows, ["", "mean", "p50", "p90", "p95", "p99"]))
-    es = lg.get("early_stopping") or {}
-    ests = {k: v for k, v in es.items() if k.endswith("_estimate_ms")}
-    if ests:
-        lines.append(
-            "early-stopping estimates: "
-            + ", ".join(f"{k.removesuffix('_estimate_ms')} {v:.3f} ms" for k, v in ests.items())
-        )
-    if rec.throughput_ips is not None:
-        lines.append(f"throughput: {rec.throughput_ips:.1f} samples/s")
-    acc = rec.accuracy
-    if acc:
-        parts = [
-            f"{k} {acc[k]:.2f}%"
-            for k in ("top1_pct", "top5_pct", "agreement_with_fp32_pct")
-            if acc.get(k) is not None
-        ]
-        lines.append(f"accuracy ({acc['samples']} samples): " + ", ".join(parts))
-    if rec.size_bytes is not None:
-        wb = f", weights {rec.weight_bytes / 1e6:.2f} MB" if rec.weight_bytes else ""
-        lines.append(f"artifact: {rec.size_bytes / 1e6:.2f} MB{wb}  ({rec.artifact})")
-    if rec.peak_rss_bytes:
-        lines.append(f"peak RSS: {rec.peak_rss_bytes / 2**20:.0f} MiB")
-    if rec.energy:
-        e = rec.energy
-        jpi = e.get("joules_per_inference")
-        lines.append(
-            f"energy ({e['source']}): {'n/a' if jpi is None else f'{jpi * 1e3:.2f} mJ/inference'}, avg {e['avg_power_w']:.1f} W"
-        )
-    elif rec.status == "ok":
-        lines.append(f"energy: n/a ({rec.energy_unavailable_reason})")
-    for w in rec.extra.get("warnings", []):
-        lines.append(f"note: {w}")
-    lines.append(
-        f"record: {Path(lg.get('log_dir', '.')).parent / 'result.json' if lg else 'result.json'}"
-    )
-    return "\n".join(lines)

@@ -8,7 +8,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Any
 
 DESCRIPTION = """\
@@ -50,61 +49,27 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
+    from edgequant.bench.evaluate import evaluate
+    from edgequant.console import format_table, print_json
 
-    from edgequant.console import format_table, log, print_json
-    from edgequant.data import open_dataset
-    from edgequant.errors import ValidationError
-    from edgequant.measure.accuracy import topk_accuracy
-    from edgequant.models import load_model
-    from edgequant.models.reference import reference_logits
-
-    if args.batch_size < 1:
-        raise ValidationError("--batch-size must be >= 1")
-    model = load_model(args.model, weights=args.weights, arch=args.arch)
-    ds = open_dataset(args.data, model.input_spec, split="test", limit=args.limit, seed=args.seed)
-    if not ds.has_labels or ds.labels is None:
-        raise ValidationError(
-            f"{args.data} has no labels; eval needs labelled data (imagenet:DIR, digits, npy with y)"
-        )
-    t0 = time.perf_counter()
-    logits = reference_logits(model, ds, batch_size=args.batch_size, threads=args.threads)
-    seconds = time.perf_counter() - t0
-    labels = np.asarray(ds.labels)
-    if labels.max() >= logits.shape[1]:
-        raise ValidationError(
-            f"label {int(labels.max())} is out of range for {model.name}'s {logits.shape[1]} classes; "
-            "check the dataset's class indices"
-        )
-    result = {
-        "model": model.name,
-        "weights": model.weights,
-        "dataset": ds.spec,
-        "samples": len(ds),
-        "top1_pct": round(topk_accuracy(logits, labels, 1), 4),
-        "top5_pct": round(topk_accuracy(logits, labels, 5), 4),
-        "backend": "pytorch" if model.module is not None else "onnxruntime",
-        "scheme": "fp32",
-        "seconds": round(seconds, 3),
-    }
-    if not model.pretrained:
-        log(f"warning: {model.name} has random weights (no --weights): its accuracy means nothing")
+    result = evaluate(
+        args.model,
+        args.data,
+        weights=args.weights,
+        arch=args.arch,
+        limit=args.limit,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        threads=args.threads,
+    )
     if args.json:
         print_json(result)
-    else:
-        print(
-            format_table(
-                [
-                    [
-                        result["model"],
-                        result["dataset"],
-                        result["samples"],
-                        result["top1_pct"],
-                        result["top5_pct"],
-                        result["seconds"],
-                    ]
-                ],
-                ["model", "dataset", "samples", "top1_%", "top5_%", "seconds"],
-            )
+        return 0
+    columns = ("model", "dataset", "samples", "top1_pct", "top5_pct", "seconds")
+    print(
+        format_table(
+            [[result[c] for c in columns]],
+            ["model", "dataset", "samples", "top1_%", "top5_%", "seconds"],
         )
+    )
     return 0

@@ -44,13 +44,12 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgequant.backends import Artifact, get_backend
+    from edgequant.backends import Artifact
+    from edgequant.build.quantize import inspect_artifact
     from edgequant.console import format_table, print_json
 
     art = Artifact.load(args.artifact)
-    be = get_backend(art.backend)
-    be.require()
-    report = be.inspect(art)
+    report = inspect_artifact(art)
     if args.json:
         doc = report.to_dict()
         doc["executed_precision"] = art.metadata.get("executed_precision")

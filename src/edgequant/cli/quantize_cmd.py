@@ -67,104 +67,34 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def copy_artifact(src_dir: Path, out: Path) -> Path:
-    """Copy (hard-link where possible) an artifact directory to ``out``; return ``out``.
-
-    ``out`` may be absent, empty, or a previous artifact (replaced); anything else is refused.
-
-    Example:
-        >>> copy_artifact(art.directory, Path("build/r50"))   # doctest: +SKIP
-        PosixPath('build/r50')
-    """
-    import os
-    import shutil
-
-    from edgequant.backends.base import METADATA_NAME
-    from edgequant.errors import ValidationError
-
-    if out.exists():
-        if not out.is_dir():
-            raise ValidationError(f"-o {out} is a file; give a directory")
-        if any(out.iterdir()):
-            if not (out / METADATA_NAME).is_file():
-                raise ValidationError(
-                    f"-o {out} is a non-empty directory that holds no artifact; choose another"
-                )
-            shutil.rmtree(out)
-
-    def link_or_copy(src: str, dst: str) -> None:
-        try:
-            os.link(src, dst)  # same file system: no copy of a 100 MB model
-        except OSError:
-            shutil.copy2(src, dst)
-
-    shutil.copytree(src_dir, out, copy_function=link_or_copy, dirs_exist_ok=True)
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    from edgequant.backends import Artifact, get_backend
-    from edgequant.build.cache import get_or_build
+    from edgequant.build.quantize import quantize_model
     from edgequant.console import log, print_json
-    from edgequant.data import open_dataset
-    from edgequant.errors import ValidationError
-    from edgequant.models import load_model
-    from edgequant.quant.scheme import get_scheme
 
-    backend = get_backend(args.backend)
-    scheme = get_scheme(args.scheme)
-    if args.calib_size is not None:
-        if args.calib_size < 1:
-            raise ValidationError(f"--calib-size must be >= 1, got {args.calib_size}")
-        scheme = scheme.with_(calibration=replace(scheme.calibration, samples=args.calib_size))
-    backend.require()
-    model = load_model(
-        args.model, weights=args.weights, arch=args.arch, pretrained=not args.random_weights
+    result = quantize_model(
+        args.model,
+        backend=args.backend,
+        scheme=args.scheme,
+        calibration=args.calib,
+        calibration_samples=args.calib_size,
+        cache_dir=args.cache_dir,
+        force=args.force,
+        output=Path(args.output),
+        weights=args.weights,
+        arch=args.arch,
+        pretrained=not args.random_weights,
     )
-    backend.check_supported(scheme, model)
-    calib = None
-    if scheme.needs_calibration:
-        if not args.calib:
-            raise ValidationError(
-                f"scheme {scheme.name} needs calibration data: pass --calib DATASET"
-            )
-        # calibrate on the training split where the dataset has one: test images stay unseen
-        calib = open_dataset(args.calib, model.input_spec, split="train")
-        if calib.kind == "synthetic":
-            log("note: calibrating on synthetic data: fine for speed, meaningless for accuracy")
-    elif args.calib:
-        log(f"note: {scheme.name} needs no calibration; --calib ignored")
-    art = get_or_build(backend, model, scheme, calib, cache_dir=args.cache_dir, force=args.force)
-    backend.specialize(art)  # a deployable artifact: the runtime's default batch sizes compiled
-    out = copy_artifact(art.directory, Path(args.output))
-    final = Artifact.load(out)
-    meta = final.metadata
-    fp32_w, w = meta.get("fp32_weight_bytes"), meta.get("weight_bytes")
-    reduction = round(fp32_w / w, 2) if fp32_w and w else None
-    doc = {
-        "artifact": str(final.path),
-        "directory": str(out),
-        "cached_at": str(art.directory),
-        "backend": final.backend,
-        "model": model.name,
-        "scheme": scheme.name,
-        "size_bytes": final.size_bytes,
-        "weight_bytes": w,
-        "fp32_weight_bytes": fp32_w,
-        "weight_reduction_vs_fp32": reduction,
-        "executed_precision": meta.get("executed_precision"),
-        "calibration_samples": meta.get("calibration_samples"),
-        "inspect_summary": meta.get("inspect_summary"),
-        "choices": meta.get("choices", []),
-    }
+    for note in result.notes:
+        log(f"note: {note}")
+    doc = result.to_dict()
     if args.json:
         print_json(doc)
         return 0
-    print(f"artifact: {final.path}")
+    meta = result.artifact.metadata
+    w, reduction = doc["weight_bytes"], doc["weight_reduction_vs_fp32"]
+    print(f"artifact: {doc['artifact']}")
     print(
-        f"size: {final.size_bytes / 1e6:.2f} MB on disk"
+        f"size: {doc['size_bytes'] / 1e6:.2f} MB on disk"
         + (f"; weights {w / 1e6:.2f} MB" if w else "")
         + (f", {reduction}x smaller than fp32" if reduction else "")
     )

@@ -1,0 +1,162 @@
+"""The measurement of one benchmark: LoadGen's performance run, then its accuracy run, into the record.
+
+:func:`measure` runs the scenario on an open session (with the energy meter where there is one)
+and fills the record's latency, throughput, LoadGen verdict, memory and energy fields;
+:func:`accuracy_run` adds LoadGen's accuracy mode over the whole dataset, scored against the
+labels and the fp32 reference. ``run_benchmark`` (:mod:`edgequant.bench.runner`) calls them.
+
+Example:
+    >>> measure(cfg, rec, settings, session, model, data)     # doctest: +SKIP
+    >>> rec.throughput_ips, rec.loadgen["valid"]              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from edgequant.bench.config import DEFAULT_PERF_SAMPLES, BenchConfig, query_batch
+from edgequant.bench.settings import SCENARIO_METRIC, BenchSettings
+from edgequant.console import log
+
+if TYPE_CHECKING:
+    from edgequant.backends.base import Session
+    from edgequant.bench.harness import ScenarioRun
+    from edgequant.data.base import Dataset
+    from edgequant.models.base import Model
+    from edgequant.results.record import ResultRecord
+
+
+def measure(
+    cfg: BenchConfig,
+    rec: ResultRecord,
+    settings: BenchSettings,
+    session: Session,
+    model: Model,
+    data: Dataset,
+) -> None:
+    """LoadGen's performance run of ``cfg.scenario`` on ``session``, filling ``rec``.
+
+    A Ctrl-C or a runtime error during the run sets the record's status; with ``cfg.accuracy``
+    a finished run is followed by :func:`accuracy_run`.
+    """
+    from edgequant.bench.harness import run_scenario
+    from edgequant.bench.qsl import SampleLibrary
+    from edgequant.measure.energy import EnergySession, find_meter
+    from edgequant.measure.memory import peak_rss_bytes
+
+    batch = session.fixed_batch or cfg.batch
+    rec.batch_size = query_batch(cfg.scenario, batch)
+    rec.extra["executed_precision"] = session.executed_precision
+    meter, why = find_meter(cfg.energy_root, csv_path=cfg.energy_csv)
+    energy = EnergySession(meter, reason=why, idle_s=cfg.idle_s)
+    if meter is not None:
+        log(f"measuring idle power ({cfg.idle_s:g} s, {meter.name})")
+        energy.baseline()
+    perf_count = min(len(data), cfg.count or DEFAULT_PERF_SAMPLES)
+    qsl = SampleLibrary(data.load, total=len(data), perf_count=perf_count)
+    log(
+        f"LoadGen {cfg.scenario} performance run (≥{settings.min_duration_s:g} s, {perf_count} samples in RAM)"
+    )
+    perf = run_scenario(
+        session,
+        qsl,
+        settings,
+        cfg.run_dir / "loadgen",
+        batch_size=batch,
+        # quick runs shorter than the warm-up (sweeps, the demo) need no more warm-up than run time
+        warmup_s=cfg.warmup_s if cfg.mlperf else min(cfg.warmup_s, max(0.25, cfg.duration_s / 2)),
+        on_start=energy.start,
+    )
+    result = energy.stop(perf.samples_completed)
+    rec.peak_rss_bytes = peak_rss_bytes()
+    rec.energy = None if result is None else result.to_dict()
+    rec.energy_unavailable_reason = why
+    fill_perf(rec, settings, perf)
+    if perf.interrupted:
+        rec.status, rec.reason = (
+            "interrupted",
+            "interrupted by the user (Ctrl-C); LoadGen logs are partial",
+        )
+        rec.extra["loadgen_abandoned"] = perf.abandoned
+        return
+    if perf.error is not None:
+        rec.status, rec.reason = "failed", perf.result.reasons[0]
+        return
+    if cfg.accuracy:
+        accuracy_run(cfg, rec, settings, session, model, data, batch, perf)
+
+
+def fill_perf(rec: ResultRecord, settings: BenchSettings, perf: ScenarioRun) -> None:
+    """The record's latency, throughput and ``loadgen`` fields from LoadGen's parsed log."""
+    r = perf.result
+    rec.latency_ms = r.latency_ms or None
+    # an interrupted run's partial log gives no throughput (a few samples over a short span
+    # read as an absurd rate): not measured is null
+    rec.throughput_ips = None if perf.interrupted else r.throughput_ips
+    rec.loadgen = {
+        "valid": bool(r.valid and not perf.interrupted and perf.error is None),
+        "mode": r.mode,
+        "scenario": r.scenario,
+        "metric": SCENARIO_METRIC[settings.scenario],
+        "reasons": r.reasons,
+        "min_duration_ms": r.min_duration_ms,
+        "min_query_count": r.min_query_count,
+        "query_count": r.query_count,
+        "samples_per_query": r.samples_per_query,
+        "latency_percentile": r.latency_percentile,
+        "target_qps": r.target_qps,
+        "target_latency_ms": r.target_latency_ms,
+        "early_stopping": r.early_stopping,
+        "official_settings": settings.mlperf,
+        "log_dir": str(perf.log_dir),
+        "warmup": perf.warmup.to_dict(),
+        "errors": r.errors,
+        "warnings": r.warnings,
+        "partial": perf.interrupted,
+        **perf.extra,
+    }
+
+
+def accuracy_run(
+    cfg: BenchConfig,
+    rec: ResultRecord,
+    settings: BenchSettings,
+    session: Session,
+    model: Model,
+    data: Dataset,
+    batch: int,
+    perf: ScenarioRun,
+) -> None:
+    """LoadGen's accuracy mode over the whole dataset: top-1/top-5 and agreement with fp32."""
+    from edgequant.bench.accuracy import read_accuracy_log, reference_top5, scores
+    from edgequant.bench.harness import run_scenario
+    from edgequant.bench.logs import ACCURACY
+    from edgequant.bench.qsl import SampleLibrary
+
+    log(f"LoadGen {cfg.scenario} accuracy run ({len(data)} samples)")
+    qsl = SampleLibrary(data.load, total=len(data), perf_count=len(data))
+    out = run_scenario(
+        session,
+        qsl,
+        settings,
+        cfg.run_dir / "loadgen" / "accuracy",
+        accuracy=True,
+        batch_size=batch,
+        warmup=perf.warmup,
+    )
+    if out.interrupted or out.error is not None:
+        rec.extra["loadgen_abandoned"] = out.abandoned
+        rec.status = "interrupted" if out.interrupted else "failed"
+        rec.reason = out.result.reasons[0] if out.result.reasons else "accuracy run did not finish"
+        if rec.loadgen is not None:
+            rec.loadgen["valid"] = False
+        return
+    top5 = read_accuracy_log(out.log_dir / ACCURACY, len(data))
+    log("fp32 reference predictions (cached per model and dataset)")
+    ref = reference_top5(model, data.identity, len(data), data.load, cache_dir=cfg.cache_dir)
+    acc = scores(top5, data.labels if data.has_labels else None, ref)
+    acc["log"] = str(out.log_dir / ACCURACY)
+    rec.accuracy = acc
+
+
+__all__ = ["accuracy_run", "fill_perf", "measure"]

@@ -1,0 +1,90 @@
+"""The summary of one benchmark run, as ``edgequant bench`` prints it (the report renders, the CLI prints).
+
+Example:
+    >>> print(run_summary(ResultRecord.load(Path("runs/mv2"))))   # doctest: +SKIP
+    mobilenet_v2 · openvino · w8a8 · Offline · 2 threads · batch 8
+    ...
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgequant.console import format_table
+
+if TYPE_CHECKING:
+    from edgequant.results.record import ResultRecord
+
+
+def run_summary(rec: ResultRecord) -> str:
+    """The one-screen summary ``edgequant bench`` prints at the end of a run.
+
+    Example:
+        >>> from edgequant.results.record import ResultRecord
+        >>> rec = ResultRecord(model="m", backend="b", scheme="fp32", scenario="Offline",
+        ...                    dataset="synthetic", threads=2, batch_size=8, status="na",
+        ...                    reason="no bfloat16 kernels")
+        >>> print(run_summary(rec))
+        m · b · fp32 · Offline · 2 threads · batch 8
+        ============================================
+        status: NA: no bfloat16 kernels
+        record: result.json
+    """
+    lg = rec.loadgen or {}
+    head = f"{rec.model} · {rec.backend} · {rec.scheme} · {rec.scenario} · {rec.threads} threads · batch {rec.batch_size}"
+    lines = [head, "=" * min(len(head), 100)]
+    if rec.status != "ok":
+        lines.append(f"status: {rec.status.upper()}: {rec.reason}")
+    if lg:
+        verdict = "VALID" if rec.valid else "INVALID"
+        lines.append(
+            f"LoadGen result: {verdict}"
+            + ("" if rec.valid else f" ({'; '.join(lg.get('reasons') or [])})")
+        )
+        lines.append(f"metric: {lg.get('metric')}")
+    lat = rec.latency_ms or {}
+    rows: list[list[Any]] = []
+    if lat and rec.scenario != "Offline":  # Offline "latency" is time since the one query
+        rows.append(["latency ms", *(lat.get(k) for k in ("mean", "p50", "p90", "p95", "p99"))])
+    if rows:
+        lines.append(format_table(rows, ["", "mean", "p50", "p90", "p95", "p99"]))
+    es = lg.get("early_stopping") or {}
+    ests = {k: v for k, v in es.items() if k.endswith("_estimate_ms")}
+    if ests:
+        lines.append(
+            "early-stopping estimates: "
+            + ", ".join(f"{k.removesuffix('_estimate_ms')} {v:.3f} ms" for k, v in ests.items())
+        )
+    if rec.throughput_ips is not None:
+        lines.append(f"throughput: {rec.throughput_ips:.1f} samples/s")
+    acc = rec.accuracy
+    if acc:
+        parts = [
+            f"{k} {acc[k]:.2f}%"
+            for k in ("top1_pct", "top5_pct", "agreement_with_fp32_pct")
+            if acc.get(k) is not None
+        ]
+        lines.append(f"accuracy ({acc['samples']} samples): " + ", ".join(parts))
+    if rec.size_bytes is not None:
+        wb = f", weights {rec.weight_bytes / 1e6:.2f} MB" if rec.weight_bytes else ""
+        lines.append(f"artifact: {rec.size_bytes / 1e6:.2f} MB{wb}  ({rec.artifact})")
+    if rec.peak_rss_bytes:
+        lines.append(f"peak RSS: {rec.peak_rss_bytes / 2**20:.0f} MiB")
+    if rec.energy:
+        e = rec.energy
+        jpi = e.get("joules_per_inference")
+        lines.append(
+            f"energy ({e['source']}): {'n/a' if jpi is None else f'{jpi * 1e3:.2f} mJ/inference'}, avg {e['avg_power_w']:.1f} W"
+        )
+    elif rec.status == "ok":
+        lines.append(f"energy: n/a ({rec.energy_unavailable_reason})")
+    for w in rec.extra.get("warnings", []):
+        lines.append(f"note: {w}")
+    lines.append(
+        f"record: {Path(lg.get('log_dir', '.')).parent / 'result.json' if lg else 'result.json'}"
+    )
+    return "\n".join(lines)
+
+
+__all__ = ["run_summary"]
