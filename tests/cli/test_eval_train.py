@@ -102,7 +102,7 @@ def test_eval_refuses_labels_outside_the_classes(
         capsys, "eval", "--model", "digits_cnn", "--data", f"npy:{tmp_path / 'd.npz'}"
     )
     lines = [ln for ln in err.splitlines() if ln.startswith("edgequant: error:")]
-    assert rc == 2 and len(lines) == 1 and f"label {bad} is out of range" in lines[0], err
+    assert rc == 6 and len(lines) == 1 and f"y[2]: label {bad} is " in lines[0], err
 
 
 def test_eval_json_names_a_registered_backend(capsys: pytest.CaptureFixture[str]) -> None:

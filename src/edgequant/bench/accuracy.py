@@ -24,7 +24,7 @@ import numpy as np
 
 from edgequant.bench.sut import TOPK, top_indices
 from edgequant.console import log
-from edgequant.errors import BenchmarkError, ValidationError
+from edgequant.errors import BenchmarkError
 
 if TYPE_CHECKING:
     from edgequant.models.base import Model
@@ -45,30 +45,6 @@ def read_accuracy_log(path: Path, total: int) -> np.ndarray:
             )
         out[int(entry["qsl_idx"])] = np.frombuffer(data, np.int32)
     return out
-
-
-def check_labels(
-    labels: Sequence[int] | np.ndarray, num_classes: int, model: str, data: str
-) -> None:
-    """Refuse labels outside ``0..num_classes-1`` (-1, 5000 for a 1000-class model): scoring
-    them would report an accuracy no model can reach. ``eval`` and ``bench --accuracy`` share it.
-
-    Example:
-        >>> check_labels([0, 3, -1], 10, "digits_cnn", "npy:d.npz")
-        Traceback (most recent call last):
-        ...
-        edgequant.errors.ValidationError: label -1 is out of range for digits_cnn's 10 classes; check the class indices of npy:d.npz
-    """
-    lab = np.asarray(labels)
-    if lab.size == 0:
-        return
-    lo, hi = int(lab.min()), int(lab.max())
-    if lo < 0 or hi >= num_classes:
-        bad = lo if lo < 0 else hi
-        raise ValidationError(
-            f"label {bad} is out of range for {model}'s {num_classes} classes; "
-            f"check the class indices of {data}"
-        )
 
 
 def scores(

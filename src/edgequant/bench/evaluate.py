@@ -71,26 +71,27 @@ def evaluate(
     """
     import numpy as np
 
-    from edgequant.bench.accuracy import check_labels
     from edgequant.build.quantize import resolve_model
     from edgequant.data import open_dataset
+    from edgequant.data.labels import validate_labels
     from edgequant.measure.accuracy import topk_accuracy
     from edgequant.models.reference import reference_logits
 
     if batch_size < 1:
         raise ValidationError("--batch-size must be >= 1")
     m = resolve_model(model, weights=weights, arch=arch)
-    ds = open_dataset(data, m.input_spec, split="test", limit=limit, seed=seed)
+    ds = open_dataset(
+        data, m.input_spec, split="test", limit=limit, seed=seed, num_classes=m.num_classes
+    )
     if not ds.has_labels or ds.labels is None:
         raise ValidationError(
             f"{data} has no labels; eval needs labelled data (imagenet:DIR, digits, npy with y)"
         )
     labels = np.asarray(ds.labels)
-    check_labels(labels, m.num_classes, m.name, data)
     t0 = time.perf_counter()
     logits = reference_logits(m, ds, batch_size=batch_size, threads=threads, progress=progress)
     seconds = time.perf_counter() - t0
-    check_labels(labels, logits.shape[1], m.name, data)  # a model file's real head width
+    validate_labels(ds, num_classes=logits.shape[1])  # a model file's real head width
     if not m.pretrained:
         log(f"warning: {m.name} has random weights (no --weights): its accuracy means nothing")
     return {

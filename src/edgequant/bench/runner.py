@@ -261,7 +261,14 @@ def _artifact_model(cfg: BenchConfig, name: str) -> Model:
 def _open_data(cfg: BenchConfig, model: Model) -> Dataset:
     from edgequant.data import open_dataset
 
-    ds = open_dataset(cfg.data, model.input_spec, split="test", limit=cfg.count)
+    # labels outside the model's classes are refused here, once for eval and bench --accuracy
+    ds = open_dataset(
+        cfg.data,
+        model.input_spec,
+        split="test",
+        limit=cfg.count,
+        num_classes=model.num_classes if cfg.accuracy else None,
+    )
     if cfg.count is not None and len(ds) < cfg.count:
         if not cfg.allow_short_dataset:
             raise DatasetError(
@@ -273,10 +280,6 @@ def _open_data(cfg: BenchConfig, model: Model) -> Dataset:
         )
     if cfg.accuracy and not ds.has_labels:
         log(f"note: {cfg.data} has no labels: accuracy mode reports agreement with fp32 only")
-    elif cfg.accuracy and ds.labels is not None:
-        from edgequant.bench.accuracy import check_labels
-
-        check_labels(ds.labels, model.num_classes, model.name, cfg.data)
     return ds
 
 
