@@ -17,7 +17,7 @@ import torch
 from edgequant.backends import get_backend
 from edgequant.backends.base import Artifact, Backend
 from edgequant.backends.pytorch import GRAPH_NAME, PROGRAM_NAME, PyTorchBackend, PyTorchSession
-from edgequant.backends.pytorch_pt2e import count_kernels, quantize_pt2e, tensor_bytes
+from edgequant.backends.pytorch.quantize import count_kernels, quantize_pt2e, tensor_bytes
 from edgequant.errors import ArtifactError, ModelError, UnsupportedError, ValidationError
 from edgequant.models.base import Model
 from edgequant.quant.scheme import get_scheme

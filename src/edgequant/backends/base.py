@@ -21,6 +21,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import json
+import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -214,8 +215,58 @@ class InspectReport:
         }
 
 
+@dataclass(kw_only=True)
+class Build:
+    """What :meth:`Backend.prepare` hands its hooks: the inputs, where to write, the metadata.
+
+    ``work_dir`` is a temporary directory inside ``out_dir``, removed once :meth:`Backend._save`
+    has returned; ``meta`` becomes the artifact's ``artifact.json``.
+    """
+
+    model: Model
+    scheme: Scheme
+    calibration: np.ndarray | None
+    out_dir: Path
+    work_dir: Path
+    meta: dict[str, Any]
+    #: values the hooks hand each other (timers, intermediate results); never saved
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+def check_calibration(
+    calibration: np.ndarray | None, model: Model, scheme: Scheme
+) -> np.ndarray | None:
+    """Calibration samples as contiguous float32 NCHW, checked once for every backend.
+
+    Static schemes need them; whatever is given is checked against the model's input (non-empty,
+    right shape, finite) by :func:`edgequant.data.calibration.validate_batch`.
+
+    Example:
+        >>> check_calibration(None, model, get_scheme("w8a8"))  # doctest: +SKIP
+        Traceback (most recent call last):
+        ValidationError: scheme w8a8 needs calibration data: pass --calib DATASET
+    """
+    from edgequant.data.calibration import validate_batch
+
+    if calibration is None:
+        if scheme.is_static:
+            raise ValidationError(
+                f"scheme {scheme.name} needs calibration data: pass --calib DATASET"
+            )
+        return None
+    x = validate_batch(calibration, model.input_spec, what="calibration data")
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
 class Backend(ABC):
-    """One runtime. Subclasses set the class variables and implement the four methods."""
+    """One runtime. Subclasses set the class variables, the availability/capability methods,
+    ``load`` and the build hooks ``_convert``/``_quantize``/``_save`` (``prepare`` is shared).
+
+    Example:
+        >>> be = get_backend("sim")
+        >>> be.name, be.simulated
+        ('sim', True)
+    """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
@@ -231,6 +282,11 @@ class Backend(ABC):
     #: True when one build uses every core for long (AOTInductor's C++ compiles): a sweep's
     #: build-ahead lanes run one such build at a time, beside the lighter builds of other runtimes
     exclusive_build: ClassVar[bool] = False
+    #: True when the runtime's quantizer has no bias correction of its own: prepare() corrects
+    #: the float model's biases for the expected weight rounding of static schemes first
+    corrects_bias: ClassVar[bool] = False
+    #: True when load() runs a plain ONNX file built elsewhere (QAT's QDQ export), see load_onnx
+    loads_onnx: ClassVar[bool] = False
 
     # --- availability ------------------------------------------------------------------------
     @abstractmethod
@@ -260,20 +316,97 @@ class Backend(ABC):
         if reason is not None:
             raise UnsupportedError(f"{self.name} cannot run {scheme.name}: {reason}")
 
-    # --- work ---------------------------------------------------------------------------------
-    @abstractmethod
+    # --- work: one template, narrow hooks ------------------------------------------------------
     def prepare(
         self, model: Model, scheme: Scheme, calibration: np.ndarray | None, out_dir: Path
     ) -> Artifact:
         """Build the artifact in ``out_dir`` with the runtime's own quantizer; save its metadata.
 
-        ``calibration`` is float32 NCHW samples, preprocessed, already validated (finite, right
-        shape) by the caller for static schemes; None for schemes that need none.
+        The steps are the same for every runtime: check availability and the scheme, validate
+        the calibration data (:func:`check_calibration`), correct biases where the runtime's
+        quantizer has none (:attr:`corrects_bias`), then the runtime's hooks — :meth:`_convert`,
+        :meth:`_quantize`, :meth:`_save` — and :meth:`_describe` for what the artifact executes.
+        ``calibration`` is float32 NCHW samples, preprocessed; None for schemes that need none.
+
+        Example:
+            >>> art = get_backend("sim").prepare(model, get_scheme("w8a8"), calib, Path("out"))  # doctest: +SKIP
+            >>> art.metadata["cpu_profile"]["int8_class"]                                        # doctest: +SKIP
+            'avx512-vnni'
         """
+        from edgequant.hw.cpu import cpu_profile
+
+        self.require()
+        self.check_supported(scheme, model)
+        # bad calibration data fails before seconds of conversion are spent
+        calibration = check_calibration(calibration, model, scheme)
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        meta: dict[str, Any] = {"cpu_profile": cpu_profile().to_dict()}
+        if self.corrects_bias and scheme.is_static:
+            from edgequant.quant.bias_correction import corrected_for_quantizer
+
+            model, meta["bias_correction"] = corrected_for_quantizer(model, scheme, calibration)
+        with tempfile.TemporaryDirectory(prefix=f"eq-{self.name}-", dir=out_dir) as tmp:
+            build = Build(
+                model=model,
+                scheme=scheme,
+                calibration=calibration,
+                out_dir=out_dir,
+                work_dir=Path(tmp),
+                meta=meta,
+            )
+            converted = self._convert(build)
+            path = self._save(build, self._quantize(build, converted))
+        art = Artifact(path=path, backend=self.name, model=model.name, scheme=scheme, metadata=meta)
+        self._describe(art)
+        art.save_metadata()
+        return art
+
+    @abstractmethod
+    def _convert(self, build: Build) -> Any:
+        """The float model in the runtime's own form (an ONNX file, an ``ov.Model``, ...)."""
+
+    def _quantize(self, build: Build, converted: Any) -> Any:
+        """The runtime's quantizer applied to ``converted`` as the scheme asks (float: as is)."""
+        return converted
+
+    @abstractmethod
+    def _save(self, build: Build, quantized: Any) -> Path:
+        """Write the artifact's model file(s) into ``build.out_dir``; return the file to load."""
+
+    def _describe(self, artifact: Artifact) -> None:
+        """Record what the artifact executes (``executed_precision``, ``inspect_summary``)."""
+        artifact.metadata.setdefault("inspect_summary", self.inspect(artifact).summary())
 
     @abstractmethod
     def load(self, artifact: Artifact, threads: int) -> Session:
         """Load an artifact into a session using ``threads`` CPU threads."""
+
+    def load_onnx(self, path: Path | str, threads: int) -> Session:
+        """A session over an ONNX file written outside :meth:`prepare` (e.g. a QAT QDQ export).
+
+        Only backends with ``loads_onnx`` run such files; the others raise UnsupportedError.
+
+        Example:
+            >>> be = next(get_backend(n) for n in backend_names() if get_backend(n).loads_onnx)
+            >>> with be.load_onnx("model.onnx", threads=2) as s:   # doctest: +SKIP
+            ...     logits = s.run(x)
+        """
+        from edgequant.quant.scheme import get_scheme
+
+        if not self.loads_onnx:
+            raise UnsupportedError(f"{self.name} does not run ONNX files built outside edgequant")
+        p = Path(path)
+        if not p.is_file():
+            raise ArtifactError(f"ONNX file {p} does not exist")
+        art = Artifact(
+            path=p,
+            backend=self.name,
+            model=p.stem,
+            scheme=get_scheme("fp32"),
+            metadata={"format": "onnx", "inference_precision_hint": "f32"},
+        )
+        return self.load(art, threads)
 
     def specialize(self, artifact: Artifact, batch_sizes: Iterable[int] | None = None) -> None:
         """Get ``artifact`` ready to run these batch sizes at full speed, before anything is timed.
@@ -300,12 +433,12 @@ class Backend(ABC):
 # --- the registry ------------------------------------------------------------------------------
 # name -> "module:Class"; modules are imported only when the backend is asked for.
 _BUILTIN: dict[str, str] = {
-    "pytorch": "edgequant.backends.pytorch:PyTorchBackend",
-    "onnxruntime": "edgequant.backends.onnxruntime:OnnxRuntimeBackend",
-    "openvino": "edgequant.backends.openvino:OpenVinoBackend",
-    "litert": "edgequant.backends.litert:LiteRtBackend",
-    "tensorrt": "edgequant.backends.tensorrt:TensorRtBackend",
-    "sim": "edgequant.backends.sim:SimBackend",
+    "pytorch": "edgequant.backends.pytorch.backend:PyTorchBackend",
+    "onnxruntime": "edgequant.backends.onnxruntime.backend:OnnxRuntimeBackend",
+    "openvino": "edgequant.backends.openvino.backend:OpenVinoBackend",
+    "litert": "edgequant.backends.litert.backend:LiteRtBackend",
+    "tensorrt": "edgequant.backends.tensorrt.backend:TensorRtBackend",
+    "sim": "edgequant.backends.sim.backend:SimBackend",
 }
 _ALIASES = {
     "ort": "onnxruntime",
