@@ -157,8 +157,12 @@ class BackendContract:
         self, backend: Backend, tiny_model, tmp_path: Path, shape, fill, match
     ) -> None:  # type: ignore[no-untyped-def]
         calib = np.full(shape, fill, np.float32)
+        static = [s for s in ("w8a8", "w8a8-sym") if backend.supports(get_scheme(s)) is None]
+        if not static:
+            pytest.skip(f"{self.backend_name} runs no static int8 scheme")
         with pytest.raises(ValidationError, match=match):
-            backend.prepare(tiny_model, get_scheme("w8a8"), calib, tmp_path)
+            backend.prepare(tiny_model, get_scheme(static[0]), calib, tmp_path / "out")
+        assert not (tmp_path / "out").exists(), "calibration is checked before any work"
 
     def test_unsupported_scheme_raises(self, backend: Backend, tiny_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
         weird = get_scheme(
@@ -185,8 +189,14 @@ class BackendContract:
 
 
 def assert_unavailable_raises(backend: Backend) -> None:
-    """A backend whose runtime is missing must raise BackendUnavailableError with a hint."""
+    """A backend whose runtime is missing must raise BackendUnavailableError with a hint; an
+    installed one must pass ``require()`` and name a version for each of its packages."""
     if backend.unavailable_reason() is None:
+        backend.require()
+        versions = backend.versions()
+        assert versions, f"{backend.name} is available but reports no versions"
+        for package, v in versions.items():
+            assert isinstance(v, str) and v and v != "not installed", (package, v)
         return
     with pytest.raises(BackendUnavailableError, match=r"pip install|not available"):
         backend.require()

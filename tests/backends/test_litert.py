@@ -210,7 +210,10 @@ class TestLiteRt(BackendContract):
 
 
 def test_missing_runtime_contract() -> None:
-    assert_unavailable_raises(get_backend("litert"))
+    be = get_backend("litert")
+    assert_unavailable_raises(be)
+    if be.available():  # installed: each of the three distributions is found by its pip name
+        assert set(be.versions()) == {"ai-edge-litert", "litert-torch", "ai-edge-quantizer"}
 
 
 class _FlattenNet(nn.Module):

@@ -244,14 +244,15 @@ def check_calibration(
     Example:
         >>> check_calibration(None, model, get_scheme("w8a8"))  # doctest: +SKIP
         Traceback (most recent call last):
-        ValidationError: scheme w8a8 needs calibration data: pass --calib DATASET
+        ValidationError: the calibration set is empty: scheme w8a8 is static and needs ...
     """
     from edgequant.data.calibration import validate_batch
 
     if calibration is None:
         if scheme.is_static:
             raise ValidationError(
-                f"scheme {scheme.name} needs calibration data: pass --calib DATASET"
+                f"the calibration set is empty: scheme {scheme.name} is static and needs "
+                "calibration samples (pass --calib DATASET)"
             )
         return None
     x = validate_batch(calibration, model.input_spec, what="calibration data")

@@ -43,8 +43,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from edgequant.backends.base import Artifact, Backend, Build, InspectReport
 from edgequant.backends.openvino import inspect as ovi
 from edgequant.backends.openvino.config import PRECISION_HINT
-from edgequant.backends.openvino.session import OpenVinoSession
-from edgequant.errors import ArtifactError, ModelError, ValidationError, condense_error
+from edgequant.backends.openvino.session import OpenVinoSession, ov_error
+from edgequant.errors import ArtifactError, ModelError, ValidationError
 from edgequant.quant.scheme import Scheme
 
 if TYPE_CHECKING:
@@ -123,7 +123,7 @@ class OpenVinoBackend(Backend):
         try:
             devices = self.core().available_devices
         except Exception as e:  # a broken install: say why instead of crashing later
-            return f"OpenVINO cannot start: {condense_error(e)} (reinstall: {self.install_hint})"
+            return f"OpenVINO cannot start: {ov_error(e)} (reinstall: {self.install_hint})"
         if "CPU" not in devices:
             return f"OpenVINO sees no CPU device (devices: {devices})"
         return None
@@ -243,7 +243,7 @@ class OpenVinoBackend(Backend):
             )
         except Exception as e:
             raise ArtifactError(
-                f"could not write the OpenVINO IR to {xml}: {condense_error(e)}"
+                f"could not write the OpenVINO IR to {xml}: {ov_error(e)}"
             ) from None
         meta["build_s"] = round(time.perf_counter() - build.state["t0"], 3)
         # relative to the artifact directory: the cache builds in a temporary directory and
@@ -311,7 +311,7 @@ class OpenVinoBackend(Backend):
         except ModelError:
             raise
         except Exception as e:
-            raise ModelError(f"OpenVINO cannot convert {model.name}: {condense_error(e)}") from None
+            raise ModelError(f"OpenVINO cannot convert {model.name}: {ov_error(e)}") from None
         if len(ov_model.inputs) != 1 or len(ov_model.outputs) != 1:
             raise ModelError(
                 f"{model.name}: OpenVINO backend runs single-input single-output "
@@ -323,7 +323,7 @@ class OpenVinoBackend(Backend):
             try:  # make the batch dimension free so one IR serves every batch size
                 ov_model.reshape({ov_model.input(0): ov.PartialShape([-1, c, h, w])})
             except Exception as e:
-                meta.update(dynamic_batch=False, reshape_error=condense_error(e))
+                meta.update(dynamic_batch=False, reshape_error=ov_error(e))
         return ov_model, meta
 
     def _hint(self, scheme: Scheme) -> str:
@@ -347,7 +347,7 @@ class OpenVinoBackend(Backend):
             ir = self.core().read_model(str(artifact.path))
         except Exception as e:
             raise ArtifactError(
-                f"OpenVINO cannot read {artifact.path} ({condense_error(e)}); "
+                f"OpenVINO cannot read {artifact.path} ({ov_error(e)}); "
                 "the artifact is corrupt: delete it and rebuild"
             ) from None
         hint = artifact.metadata.get("inference_precision_hint") or self._hint(artifact.scheme)

@@ -46,7 +46,8 @@ import numpy as np
 
 from edgequant.backends.openvino import inspect as ovi
 from edgequant.backends.openvino.config import cpu_int8_choice
-from edgequant.errors import ModelError, ValidationError, condense_error
+from edgequant.backends.openvino.session import ov_error
+from edgequant.errors import ModelError, ValidationError
 from edgequant.hw.cpu import cpu_flags
 from edgequant.quant.scheme import Scheme
 
@@ -113,7 +114,7 @@ def quantize_static(
                 advanced_parameters=advanced,
             )
     except Exception as e:
-        raise ModelError(f"NNCF could not quantize the model: {condense_error(e)}") from None
+        raise ModelError(f"NNCF could not quantize the model: {ov_error(e)}") from None
     used = {
         "tool": "nncf.quantize",
         "preset": preset.value,
@@ -162,7 +163,7 @@ def compress_weights(ov_model: Any, scheme: Scheme) -> tuple[Any, dict[str, Any]
         with _quiet_nncf():
             compressed = nncf.compress_weights(ov_model, mode=mode, **kwargs)
     except Exception as e:
-        raise ModelError(f"NNCF could not compress the weights: {condense_error(e)}") from None
+        raise ModelError(f"NNCF could not compress the weights: {ov_error(e)}") from None
     stored = weight_storage(compressed)
     used: dict[str, Any] = {
         "tool": "nncf.compress_weights",

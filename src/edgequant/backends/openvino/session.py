@@ -25,6 +25,26 @@ from edgequant.errors import (
     condense_error,
 )
 
+#: lines of OpenVINO/NNCF messages that locate the C++ check or repeat the API banner
+_BANNERS = ("Exception from", "Check '", "Traceback", "FrontEnd API failed", "Summary:")
+
+
+def ov_error(e: BaseException) -> str:
+    """:func:`~edgequant.errors.condense_error` of an OpenVINO exception without its banner lines,
+    so the line that says what failed is the one kept (e.g. "No conversion rule found for
+    operations: aten::histc", which a keyword search would pass over for "FrontEnd API failed").
+
+    Example:
+        >>> ov_error(RuntimeError("Check 'x' failed at a.cpp:1:\\nSummary:\\n-- No rule for aten::foo"))
+        'RuntimeError: No rule for aten::foo'
+    """
+    lines = [ln.strip().lstrip("-").strip() for ln in str(e).splitlines()]
+    kept = "\n".join(ln for ln in lines if ln and not ln.startswith(_BANNERS))
+    # the same type name, so the condensed line still says which OpenVINO error it was
+    cause = type(type(e).__name__, (Exception,), {})(kept)
+    return condense_error(cause)
+
+
 #: batch sizes run on a static-shape compile of the model (SingleStream and MultiStream)
 STATIC_BATCHES = (1, 8)
 
@@ -73,7 +93,7 @@ class OpenVinoSession(Session):
         try:
             return self.core.compile_model(self.ir_model if model is None else model, "CPU", config)
         except Exception as e:
-            raise ArtifactError(f"OpenVINO cannot compile the model: {condense_error(e)}") from None
+            raise ArtifactError(f"OpenVINO cannot compile the model: {ov_error(e)}") from None
 
     def latency_model(self) -> Any:
         """The LATENCY-hinted compiled model (compiled on first use)."""
@@ -177,7 +197,7 @@ class OpenVinoSession(Session):
             err = errors[0]
             if isinstance(err, EdgequantError) or not isinstance(err, Exception):
                 raise err
-            raise BenchmarkError(f"on_done callback failed: {condense_error(err)}") from err
+            raise BenchmarkError(f"on_done callback failed: {ov_error(err)}") from err
 
     def close(self) -> None:
         self._request = self._latency = self._throughput = None
