@@ -23,7 +23,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgequant.backends.base import Artifact, Backend, Build, InspectReport, Session
+from edgequant.backends.base import Artifact, Backend, Build, InspectReport, OpInfo, Session
 from edgequant.backends.onnxruntime.backend import OnnxRuntimeBackend
 from edgequant.backends.tensorrt.session import TensorRtSession
 from edgequant.quant.scheme import Scheme
@@ -140,15 +140,40 @@ class TensorRtBackend(Backend):
         return TensorRtSession(artifact)
 
     def inspect(self, artifact: Artifact) -> InspectReport:
-        return InspectReport(
-            artifact=str(artifact.path),
-            backend=self.name,
-            scheme=artifact.scheme.name,
-            notes=[
-                "TensorRT chooses kernel precisions while building the engine; "
-                "use trtexec --dumpLayerInfo on the engine cache for per-layer precisions"
-            ],
+        """Per conv/matmul of the ONNX file: int8 where TensorRT's explicit quantization fuses
+        ``DequantizeLinear`` pairs into an int8 kernel, else the build's float precision.
+
+        The engine makes the final choice per layer while it builds; ``trtexec --dumpLayerInfo``
+        on the engine cache shows it.
+        """
+        import onnx
+
+        graph = onnx.load(str(artifact.path), load_external_data=False).graph
+        report = InspectReport(
+            artifact=str(artifact.path), backend=self.name, scheme=artifact.scheme.name
         )
+        producers = {o: n for n in graph.node for o in n.output}
+        fp = "fp16" if artifact.metadata.get("trt_fp16") else "fp32"
+        for node in graph.node:
+            if node.op_type not in ("Conv", "Gemm", "MatMul", "ConvTranspose"):
+                continue
+            src = [producers.get(i) for i in node.input[:2]]
+            qdq = len(src) == 2 and all(
+                p is not None and p.op_type == "DequantizeLinear" for p in src
+            )
+            report.ops.append(
+                OpInfo(
+                    name=node.name or node.output[0],
+                    op_type=node.op_type,
+                    precision="int8" if qdq else fp,
+                    reason="" if qdq else "no Q/DQ on its inputs: TensorRT runs it in float",
+                )
+            )
+        report.notes.append(
+            "TensorRT chooses kernel precisions while building the engine; "
+            "use trtexec --dumpLayerInfo on the engine cache for per-layer precisions"
+        )
+        return report
 
 
 __all__ = ["TensorRtBackend", "TensorRtSession"]
