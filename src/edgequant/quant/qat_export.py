@@ -200,17 +200,17 @@ def onnx_backend(backend: str | None = None) -> Backend:
     if backend is not None:
         be = get_backend(backend)
         if not be.loads_onnx:
-            able = [n for n in backend_names() if get_backend(n).loads_onnx]
+            names = [n for n in backend_names() if get_backend(n).loads_onnx]
             raise UnsupportedError(
-                f"QAT export runs on {' or '.join(able)}, not {backend!r} (it loads no ONNX files)"
+                f"QAT export runs on {' or '.join(names)}, not {backend!r} (it loads no ONNX files)"
             )
         be.require()
         return be
     able = [get_backend(n) for n in backend_names() if get_backend(n).loads_onnx]
-    for be in able:
-        if be.available():
-            return be
-    hints = "; ".join(f"{be.name}: {be.unavailable_reason()}" for be in able)
+    for candidate in able:
+        if candidate.available():
+            return candidate
+    hints = "; ".join(f"{c.name}: {c.unavailable_reason()}" for c in able)
     raise BackendUnavailableError(f"no backend that runs ONNX files is available ({hints})")
 
 

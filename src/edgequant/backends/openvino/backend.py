@@ -108,6 +108,7 @@ class OpenVinoBackend(Backend):
     description: ClassVar[str] = "OpenVINO CPU plugin; NNCF post-training quantization"
     install_hint: ClassVar[str] = "pip install openvino nncf"
     needs_torch_module: ClassVar[bool] = False
+    loads_onnx: ClassVar[bool] = True
 
     def __init__(self) -> None:
         self._core: Any = None
@@ -266,9 +267,12 @@ class OpenVinoBackend(Backend):
     def _describe(self, artifact: Artifact) -> None:
         # compile once so the metadata records what the plugin really executes, not what we asked
         sess = self.load(artifact, threads=1)
-        artifact.metadata["executed_precision"] = sess.executed_precision
-        artifact.metadata["runtime_precisions"] = sess.runtime_precisions
-        sess.close()
+        try:
+            artifact.metadata["executed_precision"] = sess.executed_precision
+            artifact.metadata["runtime_precisions"] = sess.runtime_precisions
+            artifact.metadata["inspect_summary"] = self._report(artifact, sess).summary()
+        finally:
+            sess.close()
 
     def _converted_model(self, model: Model) -> tuple[Any, dict[str, Any]]:
         """The fp32 ``ov.Model`` of a model, converted once per process and weights.
@@ -357,18 +361,20 @@ class OpenVinoBackend(Backend):
         """Per conv/matmul of the runtime model: integer or float, and why it stayed float."""
         sess = self.load(artifact, threads=1)
         try:
-            scheme = artifact.scheme
-            intent = (
-                "float" if scheme.is_float else "weight-only" if scheme.is_weight_only else "static"
-            )
-            ops, notes = ovi.inspect_ops(sess.ir_model, sess.latency_model(), intent=intent)
-            notes.insert(
-                0,
-                f"executed precision {sess.executed_precision} "
-                f"(INFERENCE_PRECISION_HINT {sess.hint})",
-            )
+            return self._report(artifact, sess)
         finally:
             sess.close()
+
+    def _report(self, artifact: Artifact, sess: OpenVinoSession) -> InspectReport:
+        scheme = artifact.scheme
+        intent = (
+            "float" if scheme.is_float else "weight-only" if scheme.is_weight_only else "static"
+        )
+        ops, notes = ovi.inspect_ops(sess.ir_model, sess.latency_model(), intent=intent)
+        notes.insert(
+            0,
+            f"executed precision {sess.executed_precision} (INFERENCE_PRECISION_HINT {sess.hint})",
+        )
         if artifact.scheme.is_weight_only:
             notes.append("weight-only: int8/int4 weights are decompressed, compute stays float")
             stored = artifact.metadata.get("quantizer", {}).get("weights_stored_as")

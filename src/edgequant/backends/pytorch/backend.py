@@ -44,10 +44,8 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import re
 import time
 import zipfile
 from collections.abc import Iterable
@@ -57,12 +55,21 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from edgequant.backends.base import Artifact, Backend, Build, InspectReport, Session
-from edgequant.backends.pytorch.inspect import GRAPH_NAME, inspect_graph
+from edgequant.backends.pytorch.config import (
+    _INDUCTOR_CONFIGS,
+    _PACKAGE_RE,
+    _PRECISION,
+    _TORCH_DTYPES,
+    DEFAULT_BATCH_SIZES,
+    PACKAGE_TEMPLATE,
+    PROGRAM_NAME,
+)
+from edgequant.backends.pytorch.inspect import GRAPH_NAME, inspect_graph, record_kernels
 from edgequant.backends.pytorch.quantize import (
     DYNAMIC_REASON,
     WEIGHT_ONLY_REASON,
+    _CastIO,
     analyze_graph,
-    count_kernels,
     graph_constant_bytes,
     pt2e_unsupported_reason,
     quantize_pt2e,
@@ -83,45 +90,6 @@ if TYPE_CHECKING:
     import torch
 
     from edgequant.models.base import Model
-
-#: batch sizes compiled when nobody says which (``edgequant quantize``): 1 serves SingleStream
-#: latency, 8 the Offline default. Static shapes let Inductor prepack conv weights for the real
-#: input size: measured on ResNet-50 (2 threads, batch 8), a dynamic-batch package ran fp32 at
-#: 0.67x and int8 at 0.43x the static speed.
-DEFAULT_BATCH_SIZES = (1, 8)
-PROGRAM_NAME = "program.pt2"
-PACKAGE_TEMPLATE = "model-b{batch}.pt2"
-_PACKAGE_RE = re.compile(r"^model-b(\d+)\.pt2$")
-#: the wrapper (run_impl: allocations and kernel calls, no math) compiled at -O0: measured here,
-#: its g++ step for MobileNetV2 batch 8 took 4.8 s instead of 7.3 s at -O1 (separate processes),
-#: with the same latency (batch-1 p50 within run-to-run noise, alternating rounds); kernels keep -O3
-_INDUCTOR_CONFIGS: dict[str, Any] = {
-    "freezing": True,
-    "cpp.dynamic_threads": True,
-    "aot_inductor.compile_wrapper_opt_level": "O0",
-}
-_TORCH_DTYPES = {"fp16": "float16", "bf16": "bfloat16"}
-_PRECISION = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
-
-
-class _CastIO:
-    """Builds the wrapper that runs a module in bf16/fp16 but keeps float32 I/O."""
-
-    @staticmethod
-    def wrap(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
-        import copy
-
-        import torch
-
-        class CastIO(torch.nn.Module):
-            def __init__(self, inner: torch.nn.Module) -> None:
-                super().__init__()
-                self.inner = inner
-
-            def forward(self, x: torch.Tensor) -> torch.Tensor:
-                return self.inner(x.to(dtype)).float()
-
-        return CastIO(copy.deepcopy(module).to(dtype).eval())
 
 
 class PyTorchBackend(Backend):
@@ -258,9 +226,6 @@ class PyTorchBackend(Backend):
         )
         return out_dir / PROGRAM_NAME
 
-    def _describe(self, artifact: Artifact) -> None:
-        return None  # executed_precision comes from the export; kernels appear after specialize()
-
     @staticmethod
     def _example(build: Build) -> tuple[torch.Tensor, Any]:
         """Two calibration samples (or seeded noise) and the symbolic batch dimension."""
@@ -355,20 +320,7 @@ class PyTorchBackend(Backend):
             finally:
                 tmp.unlink(missing_ok=True)
             log(f"compiled {final.name} in {time.perf_counter() - t0:.1f} s")
-            self._record_kernels(artifact, final)
-
-    def _record_kernels(self, artifact: Artifact, package: Path) -> None:
-        """Count the kernels of the first compiled package into graph.json (for ``inspect``)."""
-        graph_path = artifact.directory / GRAPH_NAME
-        try:
-            graph = json.loads(graph_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            graph = {"ops": []}
-        if graph.get("kernels"):
-            return  # every package holds the same graph at another batch size: count one
-        graph["kernels"] = count_kernels(self._wrapper_sources(package))
-        with contextlib.suppress(OSError):
-            graph_path.write_text(json.dumps(graph, indent=2))
+            record_kernels(artifact, final)
 
     def _export_float(
         self, module: torch.nn.Module, scheme: Scheme, example: torch.Tensor
@@ -473,18 +425,6 @@ class PyTorchBackend(Backend):
             return str(torch.backends.mkldnn.conv.fp32_precision)  # type: ignore[attr-defined]
         except AttributeError:
             return "ieee (default)"
-
-    @staticmethod
-    def _wrapper_sources(path: Path) -> list[str]:
-        try:
-            with zipfile.ZipFile(path) as z:
-                return [
-                    z.read(n).decode("utf-8", "replace")
-                    for n in z.namelist()
-                    if n.endswith("wrapper.cpp")
-                ]
-        except (zipfile.BadZipFile, OSError):
-            return []
 
     # --- load ---------------------------------------------------------------------------------
     def load(self, artifact: Artifact, threads: int) -> Session:

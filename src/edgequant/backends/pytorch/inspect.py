@@ -11,10 +11,14 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
+import zipfile
+from pathlib import Path
 from typing import Any
 
 from edgequant.backends.base import Artifact, InspectReport, OpInfo
+from edgequant.backends.pytorch.quantize import count_kernels
 
 GRAPH_NAME = "graph.json"
 _KERNEL_KINDS = ("int8_conv", "float_conv", "int8_linear", "float_linear")
@@ -87,4 +91,30 @@ def inspect_graph(artifact: Artifact, backend: str) -> InspectReport:
     return report
 
 
-__all__ = ["GRAPH_NAME", "inspect_graph", "kernel_notes"]
+def record_kernels(artifact: Artifact, package: Path) -> None:
+    """Count the kernels of the first compiled package into graph.json (for ``inspect``)."""
+    graph_path = artifact.directory / GRAPH_NAME
+    try:
+        graph = json.loads(graph_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        graph = {"ops": []}
+    if graph.get("kernels"):
+        return  # every package holds the same graph at another batch size: count one
+    graph["kernels"] = count_kernels(_wrapper_sources(package))
+    with contextlib.suppress(OSError):
+        graph_path.write_text(json.dumps(graph, indent=2))
+
+
+def _wrapper_sources(path: Path) -> list[str]:
+    try:
+        with zipfile.ZipFile(path) as z:
+            return [
+                z.read(n).decode("utf-8", "replace")
+                for n in z.namelist()
+                if n.endswith("wrapper.cpp")
+            ]
+    except (zipfile.BadZipFile, OSError):
+        return []
+
+
+__all__ = ["GRAPH_NAME", "inspect_graph", "kernel_notes", "record_kernels"]

@@ -136,9 +136,6 @@ class SimBackend(Backend):
         )
         return path
 
-    def _describe(self, artifact: Artifact) -> None:
-        return None  # the precision is the scheme's (recorded by _save)
-
     def load(self, artifact: Artifact, threads: int) -> SimSession:
         import torch
 
