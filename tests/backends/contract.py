@@ -1,7 +1,8 @@
 """The backend contract test class. Every backend's test module subclasses it (as NNCF does).
 
 Subclasses set ``backend_name`` and, where a runtime is legitimately looser, the thresholds.
-A missing runtime skips the class (CI installs all of them, so there it runs).
+A missing runtime skips the class with its reason (CI installs all of them, so there it runs).
+Adding a runtime is one package under ``edgequant/backends/`` plus one subclass of this class.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 from edgequant.backends import get_backend
 from edgequant.backends.base import Artifact, Backend
 from edgequant.errors import BackendUnavailableError, UnsupportedError, ValidationError
+from edgequant.hw.cpu import cpu_profile
 from edgequant.quant.scheme import get_scheme, scheme_names
 from tests.helpers import tiny_inputs
 
@@ -143,6 +145,9 @@ class BackendContract:
             assert loaded.scheme.name == name
             assert loaded.backend == self.backend_name
             assert "executed_precision" in loaded.metadata, name
+            assert loaded.metadata["inspect_summary"], name
+            # the CPU the artifact was built on, from the one CPU profile (edgequant.hw.cpu)
+            assert loaded.metadata["cpu_profile"] == cpu_profile().to_dict(), name
 
     @pytest.mark.parametrize(
         ("shape", "fill", "match"),

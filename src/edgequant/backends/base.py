@@ -7,6 +7,15 @@ batches and returns float logits, whatever the artifact holds inside.
 The runtime library is imported inside the backend module's methods, never at import time, so
 ``import edgequant`` stays light and a missing runtime is reported, not crashed on.
 
+``prepare`` is written once, here (:meth:`Backend.prepare`): require → check_supported →
+:func:`check_calibration` → bias correction where the runtime's quantizer has none → the
+runtime's hooks ``_convert`` → ``_quantize`` → ``_save`` → ``_describe`` → ``artifact.json``
+(with the CPU profile it was built on). Each runtime is one package, ``backends/<runtime>/``:
+``backend.py`` (the class and its hooks) and, as it needs them, ``quantize.py`` (the runtime's
+quantizer), ``session.py``, ``inspect.py`` and ``config.py`` (fixed choices, per-CPU ones
+included). Adding a runtime = one package, one line in ``_BUILTIN`` below (or
+:func:`register_backend`) and one subclass of ``tests/backends/contract.py``'s contract class.
+
 Example:
     >>> from edgequant.backends import get_backend, backend_names
     >>> "onnxruntime" in backend_names()
@@ -20,7 +29,6 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import json
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
@@ -30,6 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from edgequant.backends.artifact import METADATA_NAME, Artifact
 from edgequant.errors import (
     ArtifactError,
     BackendUnavailableError,
@@ -40,86 +49,6 @@ from edgequant.quant.scheme import Scheme
 
 if TYPE_CHECKING:
     from edgequant.models.base import Model
-
-METADATA_NAME = "artifact.json"
-
-
-@dataclass(kw_only=True)
-class Artifact:
-    """A built model on disk plus what was done to build it.
-
-    ``path`` is the file (or directory) the runtime loads; ``metadata`` is written to
-    ``artifact.json`` beside it: scheme, quantizer options actually used, calibration samples,
-    executed precision, sizes, and the reasons for the choices made.
-    """
-
-    path: Path
-    backend: str
-    model: str
-    scheme: Scheme
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def directory(self) -> Path:
-        return self.path if self.path.is_dir() else self.path.parent
-
-    @property
-    def size_bytes(self) -> int:
-        """Bytes on disk of the model file(s), excluding our metadata."""
-        if self.path.is_dir():
-            return sum(
-                p.stat().st_size
-                for p in self.path.rglob("*")
-                if p.is_file() and p.name != METADATA_NAME
-            )
-        # extra files are stored by name (relative to the artifact directory); absolute paths still work
-        files = [self.path] + [self.directory / p for p in self.metadata.get("extra_files", [])]
-        return sum(p.stat().st_size for p in files if p.exists())
-
-    def save_metadata(self) -> Path:
-        meta = dict(self.metadata)
-        meta.update(
-            backend=self.backend,
-            model=self.model,
-            scheme=self.scheme.to_dict(),
-            file=self.path.name,
-            size_bytes=self.size_bytes,
-        )
-        self.metadata = meta
-        out = self.directory / METADATA_NAME
-        out.write_text(json.dumps(meta, indent=2, default=str))
-        return out
-
-    @classmethod
-    def load(cls, path: Path | str) -> Artifact:
-        """Read an artifact from its directory, its model file or its ``artifact.json``."""
-        p = Path(path)
-        if not p.exists():
-            raise ArtifactError(f"artifact {p} does not exist; build it with `edgequant quantize`")
-        meta_path = (
-            p / METADATA_NAME
-            if p.is_dir()
-            else (p if p.name == METADATA_NAME else p.parent / METADATA_NAME)
-        )
-        if not meta_path.is_file():
-            raise ArtifactError(
-                f"{meta_path} is missing: {p} was not built by edgequant (rebuild it)"
-            )
-        try:
-            meta = json.loads(meta_path.read_text())
-            scheme = Scheme.from_dict(meta["scheme"])
-            file = meta_path.parent / meta["file"]
-        except (json.JSONDecodeError, KeyError, ValidationError) as e:
-            raise ArtifactError(
-                f"{meta_path} is corrupt ({e}); delete the artifact and rebuild it"
-            ) from None
-        if not file.exists():
-            raise ArtifactError(
-                f"artifact file {file} is missing; delete {meta_path.parent} and rebuild it"
-            )
-        return cls(
-            path=file, backend=meta["backend"], model=meta["model"], scheme=scheme, metadata=meta
-        )
 
 
 class Session(ABC):
@@ -496,3 +425,19 @@ def get_backend(name: str) -> Backend:
         )
     _INSTANCES[key] = inst
     return inst
+
+
+__all__ = [
+    "METADATA_NAME",
+    "Artifact",
+    "Backend",
+    "Build",
+    "InspectReport",
+    "OpInfo",
+    "Session",
+    "backend_names",
+    "canonical_name",
+    "check_calibration",
+    "get_backend",
+    "register_backend",
+]
