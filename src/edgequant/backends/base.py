@@ -312,15 +312,15 @@ class Backend(ABC):
     def load(self, artifact: Artifact, threads: int) -> Session:
         """Load an artifact into a session using ``threads`` CPU threads."""
 
-    def load_onnx(self, path: Path | str, threads: int) -> Session:
-        """A session over an ONNX file written outside :meth:`prepare` (e.g. a QAT QDQ export).
+    def onnx_artifact(self, path: Path | str, scheme: Scheme | None = None) -> Artifact:
+        """An ONNX file written outside :meth:`prepare` (e.g. a QAT QDQ export) as an artifact
+        of this backend, for :meth:`load` and :meth:`inspect`. Needs ``loads_onnx``.
 
-        Only backends with ``loads_onnx`` run such files; the others raise UnsupportedError.
+        ``scheme`` says what the file holds for ``inspect`` (default fp32; a QDQ file: w8a8).
 
         Example:
             >>> be = next(get_backend(n) for n in backend_names() if get_backend(n).loads_onnx)
-            >>> with be.load_onnx("model.onnx", threads=2) as s:   # doctest: +SKIP
-            ...     logits = s.run(x)
+            >>> be.inspect(be.onnx_artifact("qat.onnx", get_scheme("w8a8")))   # doctest: +SKIP
         """
         from edgequant.quant.scheme import get_scheme
 
@@ -329,14 +329,22 @@ class Backend(ABC):
         p = Path(path)
         if not p.is_file():
             raise ArtifactError(f"ONNX file {p} does not exist")
-        art = Artifact(
+        return Artifact(
             path=p,
             backend=self.name,
             model=p.stem,
-            scheme=get_scheme("fp32"),
+            scheme=scheme or get_scheme("fp32"),
             metadata={"format": "onnx", "inference_precision_hint": "f32"},
         )
-        return self.load(art, threads)
+
+    def load_onnx(self, path: Path | str, threads: int) -> Session:
+        """A session over an ONNX file written outside :meth:`prepare` (see :meth:`onnx_artifact`).
+
+        Example:
+            >>> with be.load_onnx("model.onnx", threads=2) as s:   # doctest: +SKIP
+            ...     logits = s.run(x)
+        """
+        return self.load(self.onnx_artifact(path), threads)
 
     def specialize(self, artifact: Artifact, batch_sizes: Iterable[int] | None = None) -> None:
         """Get ``artifact`` ready to run these batch sizes at full speed, before anything is timed.

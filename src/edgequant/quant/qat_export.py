@@ -242,20 +242,12 @@ def int8_ops(path: Path | str, *, backend: str | None = None) -> dict[str, int]:
         >>> int8_ops(path)   # doctest: +SKIP
         {'QLinearConv': 5, 'QGemm': 1}
     """
-    from edgequant.backends import Artifact
     from edgequant.quant.scheme import get_scheme
 
     be = onnx_backend(backend)
-    p = Path(path)
-    art = Artifact(
-        path=p,
-        backend=be.name,
-        model=p.stem,
-        scheme=get_scheme("w8a8"),
-        metadata={"format": "onnx-qdq", "inference_precision_hint": "f32"},
-    )
+    report = be.inspect(be.onnx_artifact(path, get_scheme("w8a8")))
     counts: dict[str, int] = {}
-    for op in be.inspect(art).ops:
+    for op in report.ops:
         kind = op.op_type.rsplit(".", 1)[-1]  # "microsoft.QLinearConv" -> "QLinearConv"
         counts[kind] = counts.get(kind, 0) + 1
     return counts
