@@ -55,6 +55,7 @@ class OnnxRuntimeBackend(Backend):
     """ONNX Runtime on the CPU execution provider, with ORT's own quantizer.
 
     Example:
+        >>> from edgequant.quant.scheme import get_scheme
         >>> be = OnnxRuntimeBackend()
         >>> be.supports(get_scheme("bf16"))   # doctest: +ELLIPSIS
         "ONNX Runtime's CPU provider has no bfloat16 ...

@@ -94,6 +94,8 @@ class OpenVinoBackend(Backend):
     """Intel OpenVINO on the CPU; NNCF for static INT8 and weight compression.
 
     Example:
+        >>> from edgequant.backends import get_backend
+        >>> from edgequant.quant.scheme import get_scheme
         >>> be = get_backend("openvino")
         >>> be.supports(get_scheme("w8a8")) is None
         True

@@ -13,6 +13,7 @@ what the weights take at their quantized widths, as an integer runtime stores th
 
 Example:
     >>> from edgequant.backends import get_backend
+    >>> from edgequant.quant.scheme import get_scheme
     >>> be = get_backend("sim")
     >>> be.supports(get_scheme("w4a8")) is None
     True
