@@ -210,9 +210,10 @@ class OpenVinoBackend(Backend):
 
     # --- build hooks (Backend.prepare runs them) ---------------------------------------------
     def _convert(self, build: Build) -> Any:
+        """The fp32 ``ov.Model`` (converted once per process and weights, see below)."""
+        build.state["t0"] = time.perf_counter()  # build_s: conversion to the saved IR
         ov_model, convert_meta = self._converted_model(build.model)
         build.meta.update(converter=convert_meta, versions=self.versions())
-        build.state["t0"] = time.perf_counter()
         return ov_model
 
     def _quantize(self, build: Build, converted: Any) -> Any:
