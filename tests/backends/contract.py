@@ -1,7 +1,8 @@
 """The backend contract test class. Every backend's test module subclasses it (as NNCF does).
 
 Subclasses set ``backend_name`` and, where a runtime is legitimately looser, the thresholds.
-A missing runtime skips the class (CI installs all of them, so there it runs).
+A missing runtime skips the class with its reason (CI installs all of them, so there it runs).
+Adding a runtime is one package under ``edgequant/backends/`` plus one subclass of this class.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 from edgequant.backends import get_backend
 from edgequant.backends.base import Artifact, Backend
 from edgequant.errors import BackendUnavailableError, UnsupportedError, ValidationError
+from edgequant.hw.cpu import cpu_profile
 from edgequant.quant.scheme import get_scheme, scheme_names
 from tests.helpers import tiny_inputs
 
@@ -143,6 +145,9 @@ class BackendContract:
             assert loaded.scheme.name == name
             assert loaded.backend == self.backend_name
             assert "executed_precision" in loaded.metadata, name
+            assert loaded.metadata["inspect_summary"], name
+            # the CPU the artifact was built on, from the one CPU profile (edgequant.hw.cpu)
+            assert loaded.metadata["cpu_profile"] == cpu_profile().to_dict(), name
 
     @pytest.mark.parametrize(
         ("shape", "fill", "match"),
@@ -157,8 +162,12 @@ class BackendContract:
         self, backend: Backend, tiny_model, tmp_path: Path, shape, fill, match
     ) -> None:  # type: ignore[no-untyped-def]
         calib = np.full(shape, fill, np.float32)
+        static = [s for s in ("w8a8", "w8a8-sym") if backend.supports(get_scheme(s)) is None]
+        if not static:
+            pytest.skip(f"{self.backend_name} runs no static int8 scheme")
         with pytest.raises(ValidationError, match=match):
-            backend.prepare(tiny_model, get_scheme("w8a8"), calib, tmp_path)
+            backend.prepare(tiny_model, get_scheme(static[0]), calib, tmp_path / "out")
+        assert not (tmp_path / "out").exists(), "calibration is checked before any work"
 
     def test_unsupported_scheme_raises(self, backend: Backend, tiny_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
         weird = get_scheme(
@@ -185,8 +194,14 @@ class BackendContract:
 
 
 def assert_unavailable_raises(backend: Backend) -> None:
-    """A backend whose runtime is missing must raise BackendUnavailableError with a hint."""
+    """A backend whose runtime is missing must raise BackendUnavailableError with a hint; an
+    installed one must pass ``require()`` and name a version for each of its packages."""
     if backend.unavailable_reason() is None:
+        backend.require()
+        versions = backend.versions()
+        assert versions, f"{backend.name} is available but reports no versions"
+        for package, v in versions.items():
+            assert isinstance(v, str) and v and v != "not installed", (package, v)
         return
     with pytest.raises(BackendUnavailableError, match=r"pip install|not available"):
         backend.require()

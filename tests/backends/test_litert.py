@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 from edgequant.backends import get_backend
 from edgequant.backends.base import Artifact, Backend
-from edgequant.backends.litert_recipe import build_recipe, check_recipe
-from edgequant.backends.litert_session import TensorCodec
+from edgequant.backends.litert.config import build_recipe, check_recipe
+from edgequant.backends.litert.session import TensorCodec
 from edgequant.errors import ArtifactError, ModelError, UnsupportedError, ValidationError
 from edgequant.models.base import Model
 from edgequant.quant.scheme import get_scheme
@@ -210,7 +210,10 @@ class TestLiteRt(BackendContract):
 
 
 def test_missing_runtime_contract() -> None:
-    assert_unavailable_raises(get_backend("litert"))
+    be = get_backend("litert")
+    assert_unavailable_raises(be)
+    if be.available():  # installed: each of the three distributions is found by its pip name
+        assert set(be.versions()) == {"ai-edge-litert", "litert-torch", "ai-edge-quantizer"}
 
 
 class _FlattenNet(nn.Module):

@@ -117,7 +117,7 @@ class TestOpenVino(BackendContract):
         assert "MINMAX" in art.metadata["quantizer"]["range_estimator"]
 
     def test_overflow_fix_follows_cpu_flags(self, built) -> None:  # type: ignore[no-untyped-def]
-        from edgequant.backends.openvino_inspect import cpu_flags
+        from edgequant.hw.cpu import cpu_flags
 
         q = built["w8a8"].metadata["quantizer"]
         vnni = bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
@@ -127,7 +127,7 @@ class TestOpenVino(BackendContract):
     def test_overflow_fix_choice_is_valid_for_nncf_on_any_cpu(self) -> None:
         from nncf.quantization.advanced_parameters import OverflowFix
 
-        from edgequant.backends.openvino_inspect import cpu_int8_choice
+        from edgequant.backends.openvino.config import cpu_int8_choice
 
         old = cpu_int8_choice(["FP32", "INT8"], {"avx2", "avx512f"})
         new = cpu_int8_choice(["FP32", "INT8"], {"avx2", "avx512f", "avx512_vnni"})

@@ -17,7 +17,8 @@ import torch
 from edgequant.backends import get_backend
 from edgequant.backends.base import Artifact, Backend
 from edgequant.backends.pytorch import GRAPH_NAME, PROGRAM_NAME, PyTorchBackend, PyTorchSession
-from edgequant.backends.pytorch_pt2e import count_kernels, quantize_pt2e, tensor_bytes
+from edgequant.backends.pytorch.inspect import kernel_notes
+from edgequant.backends.pytorch.quantize import count_kernels, quantize_pt2e, tensor_bytes
 from edgequant.errors import ArtifactError, ModelError, UnsupportedError, ValidationError
 from edgequant.models.base import Model
 from edgequant.quant.scheme import get_scheme
@@ -115,6 +116,29 @@ class TestPyTorch(BackendContract):
             == 4
         )
         assert {o.op_type for o in fp32.convs} >= {"Conv", "DepthwiseConv"}
+        for name in ("w8a8", "w8a8-pt", "w8a8-sym", "fp32"):
+            # every quantized conv was lowered: no "not lowered" note on a compiled package
+            notes = backend.inspect(built[name]).notes
+            assert any(n.startswith("compiled kernels: ") for n in notes), name
+            assert not any("not lowered" in n for n in notes), (name, notes)
+
+    def test_inspect_names_convs_a_compiled_package_left_in_float(
+        self, backend: Backend, built: dict[str, Artifact], tmp_path: Path
+    ) -> None:
+        import shutil
+
+        art = built["w8a8"]
+        backend.specialize(art, [1])
+        copy = tmp_path / "art"
+        shutil.copytree(art.directory, copy)
+        graph = json.loads((copy / GRAPH_NAME).read_text())
+        # the counts of a package where Inductor lowered 3 of the 4 quantized convs
+        graph["kernels"].update(int8_conv=3, float_conv=1)
+        (copy / GRAPH_NAME).write_text(json.dumps(graph))
+        notes = backend.inspect(Artifact.load(copy)).notes
+        assert any(
+            "1 quantized conv(s) were not lowered to int8 kernels by Inductor" in n for n in notes
+        ), notes
 
     def test_threads_are_set_on_run(
         self, backend: Backend, built: dict[str, Artifact], reference: tuple[np.ndarray, np.ndarray]
@@ -202,6 +226,31 @@ def test_missing_calibration(backend: Backend, tiny_model: Model, tmp_path: Path
     # NaN / wrong shape / empty calibration: the shared contract tests them
     with pytest.raises(ValidationError, match="empty"):
         backend.prepare(tiny_model, get_scheme("w8a8"), None, tmp_path)
+
+
+def test_uncompiled_int8_artifact_claims_no_unlowered_convs(
+    backend: Backend, tiny_model: Model, tiny_calibration: np.ndarray, tmp_path: Path
+) -> None:
+    art = backend.prepare(tiny_model, get_scheme("w8a8"), tiny_calibration, tmp_path)
+    assert not PyTorchBackend.packages(art)
+    notes = backend.inspect(art).notes
+    assert any("no AOTInductor package compiled yet" in n for n in notes), notes
+    # without kernel counts nothing is known about lowering: no "not lowered" claim
+    assert not any("not lowered" in n for n in notes), notes
+    assert art.metadata["cpu_profile"]["int8_class"]
+    assert art.metadata["quantizer"]["bias_correction"]
+
+
+def test_kernel_notes_on_fixed_counts() -> None:
+    ops = [{"op_type": t, "precision": "int8"} for t in ("Conv", "DepthwiseConv", "Linear")]
+    assert kernel_notes(ops, {}, quantized=True) == [
+        "no AOTInductor package compiled yet: kernel counts appear after the first run"
+    ]
+    lowered = kernel_notes(ops, {"int8_conv": 2, "int8_linear": 1}, quantized=True)
+    assert lowered == ["compiled kernels: 2 int8 conv, 0 float conv, 1 int8 linear, 0 float linear"]
+    short = kernel_notes(ops, {"int8_conv": 1, "float_conv": 1}, quantized=True)
+    assert short[1].startswith("1 quantized conv(s) were not lowered")
+    assert len(kernel_notes(ops, {"float_conv": 2}, quantized=False)) == 1
 
 
 def test_unsupported_scheme_fails_before_work(

@@ -50,7 +50,10 @@ def test_register_third_party_backend() -> None:
         def supports(self, scheme, model=None):  # type: ignore[no-untyped-def]
             return None
 
-        def prepare(self, model, scheme, calibration, out_dir):  # type: ignore[no-untyped-def]
+        def _convert(self, build):  # type: ignore[no-untyped-def]
+            raise NotImplementedError
+
+        def _save(self, build, quantized):  # type: ignore[no-untyped-def]
             raise NotImplementedError
 
         def load(self, artifact, threads):  # type: ignore[no-untyped-def]

@@ -7,6 +7,15 @@ batches and returns float logits, whatever the artifact holds inside.
 The runtime library is imported inside the backend module's methods, never at import time, so
 ``import edgequant`` stays light and a missing runtime is reported, not crashed on.
 
+``prepare`` is written once, here (:meth:`Backend.prepare`): require → check_supported →
+:func:`check_calibration` → bias correction where the runtime's quantizer has none → the
+runtime's hooks ``_convert`` → ``_quantize`` → ``_save`` → ``_describe`` → ``artifact.json``
+(with the CPU profile it was built on). Each runtime is one package, ``backends/<runtime>/``:
+``backend.py`` (the class and its hooks) and, as it needs them, ``quantize.py`` (the runtime's
+quantizer), ``session.py``, ``inspect.py`` and ``config.py`` (fixed choices, per-CPU ones
+included). Adding a runtime = one package, one line in ``_BUILTIN`` below (or
+:func:`register_backend`) and one subclass of ``tests/backends/contract.py``'s contract class.
+
 Example:
     >>> from edgequant.backends import get_backend, backend_names
     >>> "onnxruntime" in backend_names()
@@ -20,7 +29,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import json
+import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from edgequant.backends.artifact import METADATA_NAME, Artifact
 from edgequant.errors import (
     ArtifactError,
     BackendUnavailableError,
@@ -39,86 +49,6 @@ from edgequant.quant.scheme import Scheme
 
 if TYPE_CHECKING:
     from edgequant.models.base import Model
-
-METADATA_NAME = "artifact.json"
-
-
-@dataclass(kw_only=True)
-class Artifact:
-    """A built model on disk plus what was done to build it.
-
-    ``path`` is the file (or directory) the runtime loads; ``metadata`` is written to
-    ``artifact.json`` beside it: scheme, quantizer options actually used, calibration samples,
-    executed precision, sizes, and the reasons for the choices made.
-    """
-
-    path: Path
-    backend: str
-    model: str
-    scheme: Scheme
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def directory(self) -> Path:
-        return self.path if self.path.is_dir() else self.path.parent
-
-    @property
-    def size_bytes(self) -> int:
-        """Bytes on disk of the model file(s), excluding our metadata."""
-        if self.path.is_dir():
-            return sum(
-                p.stat().st_size
-                for p in self.path.rglob("*")
-                if p.is_file() and p.name != METADATA_NAME
-            )
-        # extra files are stored by name (relative to the artifact directory); absolute paths still work
-        files = [self.path] + [self.directory / p for p in self.metadata.get("extra_files", [])]
-        return sum(p.stat().st_size for p in files if p.exists())
-
-    def save_metadata(self) -> Path:
-        meta = dict(self.metadata)
-        meta.update(
-            backend=self.backend,
-            model=self.model,
-            scheme=self.scheme.to_dict(),
-            file=self.path.name,
-            size_bytes=self.size_bytes,
-        )
-        self.metadata = meta
-        out = self.directory / METADATA_NAME
-        out.write_text(json.dumps(meta, indent=2, default=str))
-        return out
-
-    @classmethod
-    def load(cls, path: Path | str) -> Artifact:
-        """Read an artifact from its directory, its model file or its ``artifact.json``."""
-        p = Path(path)
-        if not p.exists():
-            raise ArtifactError(f"artifact {p} does not exist; build it with `edgequant quantize`")
-        meta_path = (
-            p / METADATA_NAME
-            if p.is_dir()
-            else (p if p.name == METADATA_NAME else p.parent / METADATA_NAME)
-        )
-        if not meta_path.is_file():
-            raise ArtifactError(
-                f"{meta_path} is missing: {p} was not built by edgequant (rebuild it)"
-            )
-        try:
-            meta = json.loads(meta_path.read_text())
-            scheme = Scheme.from_dict(meta["scheme"])
-            file = meta_path.parent / meta["file"]
-        except (json.JSONDecodeError, KeyError, ValidationError) as e:
-            raise ArtifactError(
-                f"{meta_path} is corrupt ({e}); delete the artifact and rebuild it"
-            ) from None
-        if not file.exists():
-            raise ArtifactError(
-                f"artifact file {file} is missing; delete {meta_path.parent} and rebuild it"
-            )
-        return cls(
-            path=file, backend=meta["backend"], model=meta["model"], scheme=scheme, metadata=meta
-        )
 
 
 class Session(ABC):
@@ -214,8 +144,59 @@ class InspectReport:
         }
 
 
+@dataclass(kw_only=True)
+class Build:
+    """What :meth:`Backend.prepare` hands its hooks: the inputs, where to write, the metadata.
+
+    ``work_dir`` is a temporary directory inside ``out_dir``, removed once :meth:`Backend._save`
+    has returned; ``meta`` becomes the artifact's ``artifact.json``.
+    """
+
+    model: Model
+    scheme: Scheme
+    calibration: np.ndarray | None
+    out_dir: Path
+    work_dir: Path
+    meta: dict[str, Any]
+    #: values the hooks hand each other (timers, intermediate results); never saved
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+def check_calibration(
+    calibration: np.ndarray | None, model: Model, scheme: Scheme
+) -> np.ndarray | None:
+    """Calibration samples as contiguous float32 NCHW, checked once for every backend.
+
+    Static schemes need them; whatever is given is checked against the model's input (non-empty,
+    right shape, finite) by :func:`edgequant.data.calibration.validate_batch`.
+
+    Example:
+        >>> check_calibration(None, model, get_scheme("w8a8"))  # doctest: +SKIP
+        Traceback (most recent call last):
+        ValidationError: the calibration set is empty: scheme w8a8 is static and needs ...
+    """
+    from edgequant.data.calibration import validate_batch
+
+    if calibration is None:
+        if scheme.is_static:
+            raise ValidationError(
+                f"the calibration set is empty: scheme {scheme.name} is static and needs "
+                "calibration samples (pass --calib DATASET)"
+            )
+        return None
+    x = validate_batch(calibration, model.input_spec, what="calibration data")
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
 class Backend(ABC):
-    """One runtime. Subclasses set the class variables and implement the four methods."""
+    """One runtime. Subclasses set the class variables, the availability/capability methods,
+    ``load`` and the build hooks ``_convert``/``_quantize``/``_save`` (``prepare`` is shared).
+
+    Example:
+        >>> be = get_backend("sim")
+        >>> be.name, be.simulated
+        ('sim', True)
+    """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
@@ -231,6 +212,11 @@ class Backend(ABC):
     #: True when one build uses every core for long (AOTInductor's C++ compiles): a sweep's
     #: build-ahead lanes run one such build at a time, beside the lighter builds of other runtimes
     exclusive_build: ClassVar[bool] = False
+    #: True when the runtime's quantizer has no bias correction of its own: prepare() corrects
+    #: the float model's biases for the expected weight rounding of static schemes first
+    corrects_bias: ClassVar[bool] = False
+    #: True when load() runs a plain ONNX file built elsewhere (QAT's QDQ export), see load_onnx
+    loads_onnx: ClassVar[bool] = False
 
     # --- availability ------------------------------------------------------------------------
     @abstractmethod
@@ -260,20 +246,105 @@ class Backend(ABC):
         if reason is not None:
             raise UnsupportedError(f"{self.name} cannot run {scheme.name}: {reason}")
 
-    # --- work ---------------------------------------------------------------------------------
-    @abstractmethod
+    # --- work: one template, narrow hooks ------------------------------------------------------
     def prepare(
         self, model: Model, scheme: Scheme, calibration: np.ndarray | None, out_dir: Path
     ) -> Artifact:
         """Build the artifact in ``out_dir`` with the runtime's own quantizer; save its metadata.
 
-        ``calibration`` is float32 NCHW samples, preprocessed, already validated (finite, right
-        shape) by the caller for static schemes; None for schemes that need none.
+        The steps are the same for every runtime: check availability and the scheme, validate
+        the calibration data (:func:`check_calibration`), correct biases where the runtime's
+        quantizer has none (:attr:`corrects_bias`), then the runtime's hooks — :meth:`_convert`,
+        :meth:`_quantize`, :meth:`_save` — and :meth:`_describe` for what the artifact executes.
+        ``calibration`` is float32 NCHW samples, preprocessed; None for schemes that need none.
+
+        Example:
+            >>> art = get_backend("sim").prepare(model, get_scheme("w8a8"), calib, Path("out"))  # doctest: +SKIP
+            >>> art.metadata["cpu_profile"]["int8_class"]                                        # doctest: +SKIP
+            'avx512-vnni'
         """
+        from edgequant.hw.cpu import cpu_profile
+
+        self.require()
+        self.check_supported(scheme, model)
+        # bad calibration data fails before seconds of conversion are spent
+        calibration = check_calibration(calibration, model, scheme)
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        meta: dict[str, Any] = {"cpu_profile": cpu_profile().to_dict()}
+        if self.corrects_bias and scheme.is_static:
+            from edgequant.quant.bias_correction import corrected_for_quantizer
+
+            model, meta["bias_correction"] = corrected_for_quantizer(model, scheme, calibration)
+        with tempfile.TemporaryDirectory(prefix=f"eq-{self.name}-", dir=out_dir) as tmp:
+            build = Build(
+                model=model,
+                scheme=scheme,
+                calibration=calibration,
+                out_dir=out_dir,
+                work_dir=Path(tmp),
+                meta=meta,
+            )
+            converted = self._convert(build)
+            path = self._save(build, self._quantize(build, converted))
+        art = Artifact(path=path, backend=self.name, model=model.name, scheme=scheme, metadata=meta)
+        self._describe(art)
+        art.save_metadata()
+        return art
+
+    @abstractmethod
+    def _convert(self, build: Build) -> Any:
+        """The float model in the runtime's own form (an ONNX file, an ``ov.Model``, ...)."""
+
+    def _quantize(self, build: Build, converted: Any) -> Any:
+        """The runtime's quantizer applied to ``converted`` as the scheme asks (float: as is)."""
+        return converted
+
+    @abstractmethod
+    def _save(self, build: Build, quantized: Any) -> Path:
+        """Write the artifact's model file(s) into ``build.out_dir``; return the file to load."""
+
+    def _describe(self, artifact: Artifact) -> None:
+        """Record what the artifact executes (``executed_precision``, ``inspect_summary``)."""
+        artifact.metadata.setdefault("inspect_summary", self.inspect(artifact).summary())
 
     @abstractmethod
     def load(self, artifact: Artifact, threads: int) -> Session:
         """Load an artifact into a session using ``threads`` CPU threads."""
+
+    def onnx_artifact(self, path: Path | str, scheme: Scheme | None = None) -> Artifact:
+        """An ONNX file written outside :meth:`prepare` (e.g. a QAT QDQ export) as an artifact
+        of this backend, for :meth:`load` and :meth:`inspect`. Needs ``loads_onnx``.
+
+        ``scheme`` says what the file holds for ``inspect`` (default fp32; a QDQ file: w8a8).
+
+        Example:
+            >>> be = next(get_backend(n) for n in backend_names() if get_backend(n).loads_onnx)
+            >>> be.inspect(be.onnx_artifact("qat.onnx", get_scheme("w8a8")))   # doctest: +SKIP
+        """
+        from edgequant.quant.scheme import get_scheme
+
+        if not self.loads_onnx:
+            raise UnsupportedError(f"{self.name} does not run ONNX files built outside edgequant")
+        p = Path(path)
+        if not p.is_file():
+            raise ArtifactError(f"ONNX file {p} does not exist")
+        return Artifact(
+            path=p,
+            backend=self.name,
+            model=p.stem,
+            scheme=scheme or get_scheme("fp32"),
+            metadata={"format": "onnx", "inference_precision_hint": "f32"},
+        )
+
+    def load_onnx(self, path: Path | str, threads: int) -> Session:
+        """A session over an ONNX file written outside :meth:`prepare` (see :meth:`onnx_artifact`).
+
+        Example:
+            >>> with be.load_onnx("model.onnx", threads=2) as s:   # doctest: +SKIP
+            ...     logits = s.run(x)
+        """
+        return self.load(self.onnx_artifact(path), threads)
 
     def specialize(self, artifact: Artifact, batch_sizes: Iterable[int] | None = None) -> None:
         """Get ``artifact`` ready to run these batch sizes at full speed, before anything is timed.
@@ -300,12 +371,12 @@ class Backend(ABC):
 # --- the registry ------------------------------------------------------------------------------
 # name -> "module:Class"; modules are imported only when the backend is asked for.
 _BUILTIN: dict[str, str] = {
-    "pytorch": "edgequant.backends.pytorch:PyTorchBackend",
-    "onnxruntime": "edgequant.backends.onnxruntime:OnnxRuntimeBackend",
-    "openvino": "edgequant.backends.openvino:OpenVinoBackend",
-    "litert": "edgequant.backends.litert:LiteRtBackend",
-    "tensorrt": "edgequant.backends.tensorrt:TensorRtBackend",
-    "sim": "edgequant.backends.sim:SimBackend",
+    "pytorch": "edgequant.backends.pytorch.backend:PyTorchBackend",
+    "onnxruntime": "edgequant.backends.onnxruntime.backend:OnnxRuntimeBackend",
+    "openvino": "edgequant.backends.openvino.backend:OpenVinoBackend",
+    "litert": "edgequant.backends.litert.backend:LiteRtBackend",
+    "tensorrt": "edgequant.backends.tensorrt.backend:TensorRtBackend",
+    "sim": "edgequant.backends.sim.backend:SimBackend",
 }
 _ALIASES = {
     "ort": "onnxruntime",
@@ -362,3 +433,19 @@ def get_backend(name: str) -> Backend:
         )
     _INSTANCES[key] = inst
     return inst
+
+
+__all__ = [
+    "METADATA_NAME",
+    "Artifact",
+    "Backend",
+    "Build",
+    "InspectReport",
+    "OpInfo",
+    "Session",
+    "backend_names",
+    "canonical_name",
+    "check_calibration",
+    "get_backend",
+    "register_backend",
+]

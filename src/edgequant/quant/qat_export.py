@@ -3,14 +3,14 @@
 Every :class:`~edgequant.quant.simulate.ActQuant` becomes a ``QuantizeLinear → DequantizeLinear``
 pair with its learned scale / zero-point (uint8 for asymmetric, int8 for symmetric
 activations); every weight becomes an integer initializer feeding ``DequantizeLinear`` (per
-channel: ``axis=0``). ONNX Runtime fuses ``DQ → Conv → Q`` into ``QLinearConv`` (U8S8) and
-OpenVINO into INT8 convolutions, so the numbers are the simulator's up to requantization
-rounding.
+channel: ``axis=0``). Runtimes fuse ``DQ → Conv → Q`` into their INT8 convolutions (e.g.
+``QLinearConv``, U8S8), so the numbers are the simulator's up to requantization rounding. The
+file is run through the backend registry (any backend with ``loads_onnx``).
 
 INT4 weights: by default they are stored as **int8 initializers holding values in [-8, 7]** with
-the INT4 scale. Checked on ONNX Runtime 1.31: a ``DequantizeLinear`` with an *int4* initializer
-(opset 21) in front of a Conv is accepted, but ORT does not fuse it into ``QLinearConv`` — it
-dequantizes the weight to fp32 and runs a float conv — so the int8 container is what runs as
+the INT4 scale. Checked on the CPU runtimes (2026): a ``DequantizeLinear`` with an *int4*
+initializer (opset 21) in front of a Conv is accepted, but not fused into ``QLinearConv`` — the
+weight is dequantized to fp32 and a float conv runs — so the int8 container is what runs as
 real INT8 (with exactly the INT4 numerics). ``int4_storage=True`` writes true int4 initializers
 (opset 21) for runtimes and file sizes that want them.
 
@@ -19,7 +19,7 @@ per-block axis before opset 21's ``block_size``, and runtimes run only 8-bit act
 
 Example:
     >>> path = export_qdq(result.module, model.input_spec, out_dir / "model.onnx")  # doctest: +SKIP
-    >>> run_onnx(path, x, backend="onnxruntime").shape                            # doctest: +SKIP
+    >>> run_onnx(path, x).shape                                                   # doctest: +SKIP
     (8, 10)
 """
 
@@ -30,12 +30,15 @@ import copy
 import io
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgequant.errors import BackendUnavailableError, UnsupportedError
 from edgequant.models.spec import InputSpec
+
+if TYPE_CHECKING:
+    from edgequant.backends.base import Backend
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -184,64 +187,70 @@ def _fold_weight_quantizers(model: Any, *, int4: bool) -> None:
         model.ir_version = max(model.ir_version, 10)
 
 
+def onnx_backend(backend: str | None = None) -> Backend:
+    """The backend that runs exported QDQ files: ``backend`` if given, else the first registered
+    one that loads plain ONNX files (``Backend.loads_onnx``) and is available here.
+
+    Example:
+        >>> onnx_backend().loads_onnx   # doctest: +SKIP
+        True
+    """
+    from edgequant.backends import backend_names, get_backend
+
+    if backend is not None:
+        be = get_backend(backend)
+        if not be.loads_onnx:
+            names = [n for n in backend_names() if get_backend(n).loads_onnx]
+            raise UnsupportedError(
+                f"QAT export runs on {' or '.join(names)}, not {backend!r} (it loads no ONNX files)"
+            )
+        be.require()
+        return be
+    able = [get_backend(n) for n in backend_names() if get_backend(n).loads_onnx]
+    for candidate in able:
+        if candidate.available():
+            return candidate
+    hints = "; ".join(f"{c.name}: {c.unavailable_reason()}" for c in able)
+    raise BackendUnavailableError(f"no backend that runs ONNX files is available ({hints})")
+
+
 def run_onnx(
     path: Path | str,
     x: np.ndarray,
     *,
-    backend: str = "onnxruntime",
+    backend: str | None = None,
     threads: int = 2,
     batch_size: int = 64,
 ) -> np.ndarray:
-    """Logits of an ONNX file run by a real runtime (``onnxruntime`` or ``openvino``)."""
-    outs = []
-    if backend == "onnxruntime":
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise BackendUnavailableError(
-                "onnxruntime is not installed (pip install onnxruntime)"
-            ) from None
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
-        so.log_severity_level = 3
-        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        for i in range(0, len(x), batch_size):
-            outs.append(sess.run(None, {sess.get_inputs()[0].name: x[i : i + batch_size]})[0])
-    elif backend == "openvino":
-        try:
-            import openvino as ov
-        except ImportError:
-            raise BackendUnavailableError(
-                "openvino is not installed (pip install openvino)"
-            ) from None
-        core = ov.Core()
-        compiled = core.compile_model(
-            str(path), "CPU", {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
-        )
-        for i in range(0, len(x), batch_size):
-            outs.append(np.asarray(compiled(x[i : i + batch_size])[0]))
-    else:
-        raise UnsupportedError(f"QAT export runs on onnxruntime or openvino, not {backend!r}")
+    """Logits of an ONNX file run by a real runtime (see :func:`onnx_backend` for which).
+
+    Example:
+        >>> run_onnx(path, x).shape   # doctest: +SKIP
+        (8, 10)
+    """
+    with onnx_backend(backend).load_onnx(path, threads) as sess:
+        outs = [sess.run(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
     return np.concatenate(outs).astype(np.float32)
 
 
-def int8_ops(path: Path | str) -> dict[str, int]:
-    """Op counts of ONNX Runtime's optimized graph (shows QLinearConv etc. = real INT8)."""
-    import tempfile
+def int8_ops(path: Path | str, *, backend: str | None = None) -> dict[str, int]:
+    """Conv/matmul op counts of the graph the runtime really runs (``QLinearConv`` = real INT8).
 
-    import onnx
-    import onnxruntime as ort
+    Read from the backend's own ``inspect`` of the file (after its graph optimizations).
 
-    with tempfile.TemporaryDirectory() as d:
-        so = ort.SessionOptions()
-        so.log_severity_level = 3
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-        so.optimized_model_filepath = str(Path(d) / "opt.onnx")
-        ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        counts: dict[str, int] = {}
-        for n in onnx.load(so.optimized_model_filepath).graph.node:
-            counts[n.op_type] = counts.get(n.op_type, 0) + 1
+    Example:
+        >>> int8_ops(path)   # doctest: +SKIP
+        {'QLinearConv': 5, 'QGemm': 1}
+    """
+    from edgequant.quant.scheme import get_scheme
+
+    be = onnx_backend(backend)
+    report = be.inspect(be.onnx_artifact(path, get_scheme("w8a8")))
+    counts: dict[str, int] = {}
+    for op in report.ops:
+        kind = op.op_type.rsplit(".", 1)[-1]  # "microsoft.QLinearConv" -> "QLinearConv"
+        counts[kind] = counts.get(kind, 0) + 1
     return counts
 
 
-__all__ = ["check_exportable", "export_qdq", "int8_ops", "run_onnx"]
+__all__ = ["check_exportable", "export_qdq", "int8_ops", "onnx_backend", "run_onnx"]

@@ -371,3 +371,23 @@ def graph_constant_bytes(gm: Any) -> int:
             if isinstance(obj, torch.Tensor):
                 tensors.append(obj)
     return tensor_bytes(tensors)
+
+
+class _CastIO:
+    """Builds the wrapper that runs a module in bf16/fp16 but keeps float32 I/O."""
+
+    @staticmethod
+    def wrap(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+        import copy
+
+        import torch
+
+        class CastIO(torch.nn.Module):
+            def __init__(self, inner: torch.nn.Module) -> None:
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                return self.inner(x.to(dtype)).float()
+
+        return CastIO(copy.deepcopy(module).to(dtype).eval())

@@ -18,14 +18,14 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from edgequant.backends.base import Artifact, Backend, InspectReport, Session
-from edgequant.errors import ArtifactError, condense_error
+from edgequant.backends.base import Artifact, Backend, Build, InspectReport, OpInfo, Session
+from edgequant.backends.onnxruntime.backend import OnnxRuntimeBackend
+from edgequant.backends.tensorrt.session import TensorRtSession
 from edgequant.quant.scheme import Scheme
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ class TensorRtBackend(Backend):
     description = "NVIDIA TensorRT via ONNX Runtime's TensorrtExecutionProvider (GPU)"
     install_hint = "pip install tensorrt onnxruntime-gpu (needs an NVIDIA GPU and driver)"
     needs_torch_module = False
+    corrects_bias = True  # ONNX Runtime's quantize_static has no bias correction of its own
 
     def unavailable_reason(self) -> str | None:
         if not _has_nvidia_gpu():
@@ -97,79 +98,82 @@ class TensorRtBackend(Backend):
             return "asymmetric activations: TensorRT int8 is symmetric only (use w8a8-sym)"
         return None
 
-    def prepare(
-        self, model: Model, scheme: Scheme, calibration: np.ndarray | None, out_dir: Path
-    ) -> Artifact:
-        """Build an ONNX artifact for TensorRT: the CPU backend's QDQ/fp32 model, symmetric int8."""
-        self.require()
-        self.check_supported(scheme, model)
-        from edgequant.backends.onnxruntime import OnnxRuntimeBackend
-
-        # fp16 is a TensorRT build flag, not a file conversion: the fp32 ONNX file is the artifact
-        base = scheme.with_(name="fp32", float_dtype="fp32") if scheme.is_float else scheme
+    # --- build hooks: ONNX Runtime's, with symmetric int8 (Backend.prepare runs them) ---------
+    def _ort(self) -> OnnxRuntimeBackend:
         s8s8 = {
             "activation_type": "QInt8",
             "reduce_range": False,
             "reason": "TensorRT explicit quantization: symmetric int8 activations and weights",
         }
-        art = OnnxRuntimeBackend(int8_override=s8s8).prepare(
-            model, base, calibration, Path(out_dir)
-        )
-        art.backend, art.scheme = self.name, scheme
-        art.metadata.update(
+        return OnnxRuntimeBackend(int8_override=s8s8)
+
+    @staticmethod
+    def _onnx_build(build: Build) -> Build:
+        # fp16 is a TensorRT build flag, not a file conversion: the fp32 ONNX file is the artifact
+        if build.scheme.is_float:
+            return dataclasses.replace(
+                build, scheme=build.scheme.with_(name="fp32", float_dtype="fp32")
+            )
+        return build
+
+    def _convert(self, build: Build) -> Path:
+        return self._ort()._convert(self._onnx_build(build))
+
+    def _quantize(self, build: Build, converted: Path) -> Path:
+        return self._ort()._quantize(self._onnx_build(build), converted)
+
+    def _save(self, build: Build, quantized: Path) -> Path:
+        return self._ort()._save(self._onnx_build(build), quantized)
+
+    def _describe(self, artifact: Artifact) -> None:
+        scheme = artifact.scheme
+        self._ort()._describe(artifact)
+        artifact.metadata.update(
             trt_fp16=scheme.float_dtype == "fp16",
             trt_int8=not scheme.is_float,
             executed_precision="int8" if not scheme.is_float else scheme.float_dtype,
             note="TensorRT engine is built at first load and cached in trt_engine_cache/",
         )
-        art.save_metadata()
-        return art
 
     def load(self, artifact: Artifact, threads: int) -> Session:
         self.require()
         return TensorRtSession(artifact)
 
     def inspect(self, artifact: Artifact) -> InspectReport:
-        return InspectReport(
-            artifact=str(artifact.path),
-            backend=self.name,
-            scheme=artifact.scheme.name,
-            notes=[
-                "TensorRT chooses kernel precisions while building the engine; "
-                "use trtexec --dumpLayerInfo on the engine cache for per-layer precisions"
-            ],
+        """Per conv/matmul of the ONNX file: int8 where TensorRT's explicit quantization fuses
+        ``DequantizeLinear`` pairs into an int8 kernel, else the build's float precision.
+
+        The engine makes the final choice per layer while it builds; ``trtexec --dumpLayerInfo``
+        on the engine cache shows it.
+        """
+        import onnx
+
+        graph = onnx.load(str(artifact.path), load_external_data=False).graph
+        report = InspectReport(
+            artifact=str(artifact.path), backend=self.name, scheme=artifact.scheme.name
         )
-
-
-class TensorRtSession(Session):
-    """An ONNX Runtime session on the TensorRT provider (CUDA as fallback for unsupported ops)."""
-
-    def __init__(self, artifact: Artifact) -> None:
-        import onnxruntime as ort
-
-        cache = artifact.directory / "trt_engine_cache"
-        cache.mkdir(exist_ok=True)
-        trt_opts: dict[str, Any] = {
-            "trt_engine_cache_enable": True,
-            "trt_engine_cache_path": str(cache),
-            "trt_fp16_enable": bool(artifact.metadata.get("trt_fp16")),
-            "trt_int8_enable": bool(artifact.metadata.get("trt_int8")),
-        }
-        try:
-            self._sess = ort.InferenceSession(
-                str(artifact.path),
-                providers=[("TensorrtExecutionProvider", trt_opts), "CUDAExecutionProvider"],
+        producers = {o: n for n in graph.node for o in n.output}
+        fp = "fp16" if artifact.metadata.get("trt_fp16") else "fp32"
+        for node in graph.node:
+            if node.op_type not in ("Conv", "Gemm", "MatMul", "ConvTranspose"):
+                continue
+            src = [producers.get(i) for i in node.input[:2]]
+            qdq = len(src) == 2 and all(
+                p is not None and p.op_type == "DequantizeLinear" for p in src
             )
-        except Exception as e:
-            raise ArtifactError(
-                f"TensorRT cannot load {artifact.path}: {condense_error(e)}"
-            ) from None
-        self._input = self._sess.get_inputs()[0].name
-        self.executed_precision = artifact.metadata.get("executed_precision")
-
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        out = self._sess.run(None, {self._input: np.ascontiguousarray(batch, dtype=np.float32)})[0]
-        return np.asarray(out, dtype=np.float32)
+            report.ops.append(
+                OpInfo(
+                    name=node.name or node.output[0],
+                    op_type=node.op_type,
+                    precision="int8" if qdq else fp,
+                    reason="" if qdq else "no Q/DQ on its inputs: TensorRT runs it in float",
+                )
+            )
+        report.notes.append(
+            "TensorRT chooses kernel precisions while building the engine; "
+            "use trtexec --dumpLayerInfo on the engine cache for per-layer precisions"
+        )
+        return report
 
 
 __all__ = ["TensorRtBackend", "TensorRtSession"]

@@ -25,8 +25,7 @@ from typing import Any
 import numpy as np
 
 from edgequant.backends.base import Session
-from edgequant.backends.litert_recipe import condense
-from edgequant.errors import ArtifactError, ValidationError
+from edgequant.errors import ArtifactError, ValidationError, condense_error
 
 
 class TensorCodec:
@@ -94,7 +93,7 @@ class LiteRtSession(Session):
             self._interp.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise ArtifactError(
-                f"LiteRT cannot load {path}: {condense(str(e))}; delete the artifact and rebuild it"
+                f"LiteRT cannot load {path}: {condense_error(e)}; delete the artifact and rebuild it"
             ) from None
         inputs, outputs = self._interp.get_input_details(), self._interp.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
@@ -138,7 +137,7 @@ class LiteRtSession(Session):
                 self._interp.allocate_tensors()
             except (ValueError, RuntimeError) as e:
                 raise ArtifactError(
-                    f"LiteRT cannot run this model any more: {condense(str(e))}"
+                    f"LiteRT cannot run this model any more: {condense_error(e)}"
                 ) from None
             self._batch, self._resizable, self.fixed_batch = 1, False, 1
             return False

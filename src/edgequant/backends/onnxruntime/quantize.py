@@ -77,11 +77,7 @@ def build_weight_only(src: Path, dst: Path, scheme: Scheme, meta: dict[str, Any]
     ``quantize_onnx_initializer``), symmetric, per output channel or per tensor.
     """
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
-    from onnxruntime.quantization.quant_utils import (
-        compute_data_quant_params,
-        quantize_onnx_initializer,
-    )
+    from onnx import TensorProto
 
     w = need(scheme.weights, scheme)
     model = onnx.load(str(src))
@@ -106,43 +102,7 @@ def build_weight_only(src: Path, dst: Path, scheme: Scheme, meta: dict[str, Any]
             else ""
         )
         if weight in inits and consumers.get(weight, 0) == 1:
-            init = inits.pop(weight)
-            arr = numpy_helper.to_array(init)
-            axis = _output_axis(node, arr.ndim)
-            per_channel = w.granularity == "channel"
-            chans = (
-                [arr.take(c, axis).ravel() for c in range(arr.shape[axis])]
-                if per_channel
-                else [arr.ravel()]
-            )
-            params = [compute_data_quant_params(c, qtype, True) for c in chans]
-            shape = (-1,) if per_channel else ()
-            zp: np.ndarray = np.array([p[0] for p in params]).reshape(shape)
-            scale: np.ndarray = np.array([p[1] for p in params], dtype=np.float32).reshape(shape)
-            q = quantize_onnx_initializer(
-                init,
-                qtype,
-                zp,
-                scale,
-                axis=axis if per_channel else None,
-                quant_weight_name=f"{weight}_q",
-            )
-            zp_t = helper.make_tensor(
-                f"{weight}_zp", qtype, zp.shape, zp.astype(np.int32).reshape(-1).tolist()
-            )
-            model.graph.initializer.remove(init)
-            model.graph.initializer.extend(
-                [q, numpy_helper.from_array(scale, f"{weight}_scale"), zp_t]
-            )
-            dq = helper.make_node(
-                "DequantizeLinear",
-                [f"{weight}_q", f"{weight}_scale", f"{weight}_zp"],
-                [weight],
-                name=f"{weight}_DequantizeLinear",
-            )
-            if per_channel:
-                dq.attribute.append(helper.make_attribute("axis", axis))
-            nodes.append(dq)
+            nodes.append(_dequantized_weight(model, node, inits.pop(weight), w, qtype))
             done += 1
         nodes.append(node)
     del model.graph.node[:]
@@ -163,6 +123,52 @@ def build_weight_only(src: Path, dst: Path, scheme: Scheme, meta: dict[str, Any]
         "ORT has no weight-only Conv kernel: the file is smaller, weights are dequantized at run time "
         "(expect no speed-up)",
     )
+
+
+def _dequantized_weight(model: Any, node: Any, init: Any, w: Any, qtype: int) -> Any:
+    """Replace the weight initializer of ``node`` by ORT-quantized integers; return the
+    ``DequantizeLinear`` node that restores it (scales per output channel or per tensor)."""
+    from onnx import helper, numpy_helper
+    from onnxruntime.quantization.quant_utils import (
+        compute_data_quant_params,
+        quantize_onnx_initializer,
+    )
+
+    weight = init.name
+    arr = numpy_helper.to_array(init)
+    axis = _output_axis(node, arr.ndim)
+    per_channel = w.granularity == "channel"
+    chans = (
+        [arr.take(c, axis).ravel() for c in range(arr.shape[axis])]
+        if per_channel
+        else [arr.ravel()]
+    )
+    params = [compute_data_quant_params(c, qtype, True) for c in chans]
+    shape = (-1,) if per_channel else ()
+    zp: np.ndarray = np.array([p[0] for p in params]).reshape(shape)
+    scale: np.ndarray = np.array([p[1] for p in params], dtype=np.float32).reshape(shape)
+    q = quantize_onnx_initializer(
+        init,
+        qtype,
+        zp,
+        scale,
+        axis=axis if per_channel else None,
+        quant_weight_name=f"{weight}_q",
+    )
+    zp_t = helper.make_tensor(
+        f"{weight}_zp", qtype, zp.shape, zp.astype(np.int32).reshape(-1).tolist()
+    )
+    model.graph.initializer.remove(init)
+    model.graph.initializer.extend([q, numpy_helper.from_array(scale, f"{weight}_scale"), zp_t])
+    dq = helper.make_node(
+        "DequantizeLinear",
+        [f"{weight}_q", f"{weight}_scale", f"{weight}_zp"],
+        [weight],
+        name=f"{weight}_DequantizeLinear",
+    )
+    if per_channel:
+        dq.attribute.append(helper.make_attribute("axis", axis))
+    return dq
 
 
 def _output_axis(node: Any, ndim: int) -> int:

@@ -21,8 +21,10 @@ from typing import Any
 import numpy as np
 
 from edgequant.backends.base import InspectReport, OpInfo
-from edgequant.backends.litert_recipe import WEIGHT_OPS, condense
-from edgequant.errors import ArtifactError
+from edgequant.backends.litert.config import WEIGHT_OPS
+from edgequant.errors import ArtifactError, condense_error
+from edgequant.hw.cpu import cpu_flags
+from edgequant.quant.scheme import Scheme
 
 _NAMES = {
     "int8": "int8",
@@ -47,7 +49,7 @@ def _interpreter(path: Path) -> Any:
         )
     except (ValueError, RuntimeError) as e:
         raise ArtifactError(
-            f"LiteRT cannot read {path}: {condense(str(e))}; delete it and rebuild"
+            f"LiteRT cannot read {path}: {condense_error(e)}; delete it and rebuild"
         ) from None
     return it
 
@@ -66,7 +68,7 @@ def _read_model(source: Path | bytes) -> Any:
     except Exception as e:  # flatbuffers raises assorted errors on a damaged file
         raise ArtifactError(
             f"{source if isinstance(source, Path) else 'model'} is not a valid .tflite "
-            f"({condense(str(e))}); delete it and rebuild"
+            f"({condense_error(e)}); delete it and rebuild"
         ) from None
 
 
@@ -186,6 +188,105 @@ def inspect_tflite(path: Path, *, backend: str, scheme: str) -> InspectReport:
     if dyn:
         report.notes.append(f"{dyn} ops quantize their float input at run time (dynamic range)")
     return report
+
+
+def _batch_resizable(path: Path) -> bool:
+    """Whether the model runs at batch 2 as well as 1 (XNNPACK re-plans the resized graph)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        it = Interpreter(model_path=str(path), num_threads=1)
+        shape = [int(d) for d in it.get_input_details()[0]["shape"]]
+        it.resize_tensor_input(it.get_input_details()[0]["index"], [2, *shape[1:]])
+        it.allocate_tensors()
+    except (ValueError, RuntimeError):
+        return False
+    return True
+
+
+def _choice(what: str, choice: str, reason: str) -> dict[str, str]:
+    return {"what": what, "choice": choice, "reason": reason}
+
+
+def describe(path: Path, scheme: Scheme) -> dict[str, Any]:
+    """I/O dtypes, weight bytes, executed precision and the choices made, for artifact.json."""
+    info = tensor_summary(path)
+    resizable = _batch_resizable(path)
+    flags = cpu_flags()
+    vnni = "avx512_vnni" in flags or "avx_vnni" in flags
+    choices = [
+        _choice(
+            "batch",
+            "converted at batch 1, resized at load",
+            "the converter needs a static shape; resize_tensor_input serves other batch sizes",
+        )
+        if resizable
+        else _choice(
+            "batch",
+            "fixed batch 1",
+            "the graph bakes batch 1 into a RESHAPE; larger batches run one sample at a time",
+        ),
+    ]
+    if scheme.is_static:
+        precision = "i8"
+        choices.append(
+            _choice(
+                "kernels",
+                "static INT8, int8 I/O, XNNPACK QS8",
+                "integer convs end to end is LiteRT's fast CPU path"
+                + (
+                    " (VNNI dot products on this CPU)"
+                    if vnni
+                    else " (no VNNI on this CPU: smaller speed-up)"
+                ),
+            )
+        )
+    elif scheme.is_dynamic:
+        precision = "i8-dynamic"
+        choices.append(
+            _choice(
+                "kernels",
+                "dynamic range (XNNPACK QD8)",
+                "activations quantized per batch at run time; float I/O",
+            )
+        )
+    elif scheme.is_weight_only:
+        precision = "f32"
+        choices.append(
+            _choice(
+                "kernels",
+                "DEQUANTIZE + fp32 convs",
+                "weight-only: smaller file, integer weights expanded to fp32, fp32 compute",
+            )
+        )
+    elif scheme.float_dtype == "fp16":
+        precision = "f32"
+        choices.append(
+            _choice(
+                "kernels",
+                "fp16 weights, fp32 compute",
+                "XNNPACK expands fp16 weights to fp32 at load; no fp16 arithmetic on CPU by default",
+            )
+        )
+    else:
+        precision = "f32"
+    if scheme.weights is not None and scheme.weights.bits == 4:
+        choices.append(
+            _choice(
+                "depthwise weights",
+                "int8",
+                "ai-edge-quantizer has no int4 depthwise kernel; CONV_2D/FULLY_CONNECTED get int4",
+            )
+        )
+    report = inspect_tflite(path, backend="litert", scheme=scheme.name)
+    return {
+        **info,
+        "executed_precision": precision,
+        "batch_resizable": resizable,
+        "choices": choices,
+        "inspect_summary": report.summary(),
+        "cpu_vnni": vnni,
+    }
 
 
 __all__ = ["inspect_tflite", "tensor_summary", "weight_bytes"]

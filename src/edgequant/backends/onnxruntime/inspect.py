@@ -51,7 +51,9 @@ def classify_graph(graph: onnx.GraphProto, artifact: Artifact) -> InspectReport:
     scheme = artifact.scheme
     producers = {o: n for n in graph.node for o in n.output}
     inits = {i.name: i for i in graph.initializer}
-    report = InspectReport(artifact=str(artifact.path), backend="onnxruntime", scheme=scheme.name)
+    report = InspectReport(
+        artifact=str(artifact.path), backend=artifact.backend, scheme=scheme.name
+    )
     for node in graph.node:
         if node.op_type not in _CONV_TYPES | _GEMM_TYPES:
             continue

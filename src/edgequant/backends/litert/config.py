@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgequant.errors import UnsupportedError
+from edgequant.errors import UnsupportedError, condense_error
 from edgequant.quant.scheme import Scheme
 
 #: ops that carry weights and so define what a scheme quantizes
@@ -157,20 +157,8 @@ def check_recipe(scheme: Scheme) -> str | None:
                     entry["algorithm_key"], qtyping.TFLOperationName(op), config
                 )
             except ValueError as e:
-                return f"ai-edge-quantizer rejects it for {op}: {condense(str(e))}"
+                return f"ai-edge-quantizer rejects it for {op}: {condense_error(e)}"
     return None
 
 
-def condense(message: str, limit: int = 200) -> str:
-    """One line of at most ``limit`` characters from a (multi-line) library error message.
-
-    Example:
-        >>> condense("Traceback...\\nValueError: bad thing\\n\\n  more")
-        'Traceback... | ValueError: bad thing | more'
-    """
-    parts = [p.strip() for p in message.strip().splitlines() if p.strip()]
-    text = " | ".join(parts) or "no message"
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-__all__ = ["WEIGHT_OPS", "build_recipe", "check_recipe", "condense"]
+__all__ = ["WEIGHT_OPS", "build_recipe", "check_recipe"]

@@ -14,7 +14,7 @@ Choices made on purpose (and recorded in the artifact metadata):
 - calibration method → NNCF range estimator: ``minmax`` → MINMAX, ``mse`` → HISTOGRAM
   (searches the range minimising the L2 quantization error), ``default`` → MINMAX (as good as
   HISTOGRAM above and cheaper; NNCF's own MEAN_MINMAX was 3 dB worse);
-- overflow fix from the CPU flags (see :func:`~edgequant.backends.openvino_inspect.cpu_int8_choice`);
+- overflow fix from the CPU flags (see :func:`~edgequant.backends.openvino.config.cpu_int8_choice`);
 - ``model_type=None`` (a CNN: no SmoothQuant, which NNCF applies to transformers only);
 - bias correction: the full ``BiasCorrection`` algorithm by default (``fast_bias_correction=False``):
   slower to build but it corrects the per-channel output shift that depthwise convolutions of
@@ -40,32 +40,19 @@ import logging
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from edgequant.backends import openvino_inspect as ovi
+from edgequant.backends.openvino import inspect as ovi
+from edgequant.backends.openvino.config import cpu_int8_choice
+from edgequant.backends.openvino.session import ov_error
 from edgequant.errors import ModelError, ValidationError
+from edgequant.hw.cpu import cpu_flags
 from edgequant.quant.scheme import Scheme
-
-if TYPE_CHECKING:
-    from edgequant.models.base import Model
 
 #: full BiasCorrection instead of NNCF's default FastBiasCorrection (see module docstring)
 FAST_BIAS_CORRECTION = False
-
-
-def check_calibration(calibration: np.ndarray | None, model: Model, scheme: Scheme) -> np.ndarray:
-    """The calibration samples as float32 NCHW, or a ValidationError saying what is wrong
-    (missing, empty, wrong shape, NaN/inf)."""
-    from edgequant.data.calibration import validate_batch
-
-    if calibration is None:
-        raise ValidationError(
-            f"scheme {scheme.name} is static: it needs calibration samples (--calib DATASET)"
-        )
-    x = validate_batch(calibration, model.input_spec, "calibration samples")
-    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 def _range_estimator(method: str) -> tuple[Any, str]:
@@ -101,7 +88,7 @@ def quantize_static(
     w, a = scheme.weights, scheme.activations
     if w is None or a is None:
         raise ValidationError(f"scheme {scheme.name} is not a static integer scheme")
-    cpu = ovi.cpu_int8_choice(list(capabilities), ovi.cpu_flags())
+    cpu = cpu_int8_choice(list(capabilities), cpu_flags())
     preset = nncf.QuantizationPreset.PERFORMANCE if a.symmetric else nncf.QuantizationPreset.MIXED
     per_channel = w.granularity == "channel"
     estimator, estimator_name = _range_estimator(scheme.calibration.method)
@@ -127,9 +114,7 @@ def quantize_static(
                 advanced_parameters=advanced,
             )
     except Exception as e:
-        raise ModelError(
-            f"NNCF could not quantize the model: {str(e).strip().splitlines()[0][:300]}"
-        ) from None
+        raise ModelError(f"NNCF could not quantize the model: {ov_error(e)}") from None
     used = {
         "tool": "nncf.quantize",
         "preset": preset.value,
@@ -178,9 +163,7 @@ def compress_weights(ov_model: Any, scheme: Scheme) -> tuple[Any, dict[str, Any]
         with _quiet_nncf():
             compressed = nncf.compress_weights(ov_model, mode=mode, **kwargs)
     except Exception as e:
-        raise ModelError(
-            f"NNCF could not compress the weights: {str(e).strip().splitlines()[0][:300]}"
-        ) from None
+        raise ModelError(f"NNCF could not compress the weights: {ov_error(e)}") from None
     stored = weight_storage(compressed)
     used: dict[str, Any] = {
         "tool": "nncf.compress_weights",

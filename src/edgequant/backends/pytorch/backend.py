@@ -23,7 +23,7 @@ What each scheme executes (recorded as ``executed_precision`` and ``execution`` 
   and returns float32; convs run in oneDNN's bf16 (native AVX512_BF16/AMX where the CPU has it)
   or fp16 kernels.
 * ``w8a8``, ``w8a8-pt``, ``w8a8-sym`` — PT2E with ``X86InductorQuantizer``
-  (see :mod:`edgequant.backends.pytorch_pt2e` for the mapping); Inductor's freezing passes lower
+  (see :mod:`edgequant.backends.pytorch.quantize` for the mapping); Inductor's freezing passes lower
   each quantized conv to a oneDNN u8×s8 ``qconv`` kernel (AVX-512 VNNI here).
 * ``w8-only``, ``w8-dyn``, ``w4-only``, ``w4a8`` — n/a on CNNs, with the reason.
 
@@ -44,10 +44,8 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import re
 import time
 import zipfile
 from collections.abc import Iterable
@@ -56,131 +54,42 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from edgequant.backends.base import Artifact, Backend, InspectReport, OpInfo, Session
-from edgequant.backends.pytorch_pt2e import (
+from edgequant.backends.base import Artifact, Backend, Build, InspectReport, Session
+from edgequant.backends.pytorch.config import (
+    _INDUCTOR_CONFIGS,
+    _PACKAGE_RE,
+    _PRECISION,
+    _TORCH_DTYPES,
+    DEFAULT_BATCH_SIZES,
+    PACKAGE_TEMPLATE,
+    PROGRAM_NAME,
+)
+from edgequant.backends.pytorch.inspect import GRAPH_NAME, inspect_graph, record_kernels
+from edgequant.backends.pytorch.quantize import (
     DYNAMIC_REASON,
     WEIGHT_ONLY_REASON,
+    _CastIO,
     analyze_graph,
-    count_kernels,
     graph_constant_bytes,
     pt2e_unsupported_reason,
     quantize_pt2e,
 )
+from edgequant.backends.pytorch.session import MAX_BATCH, PyTorchSession
 from edgequant.console import log
-from edgequant.errors import ArtifactError, ModelError, UnsupportedError, ValidationError
+from edgequant.errors import (
+    ArtifactError,
+    ModelError,
+    UnsupportedError,
+    ValidationError,
+    condense_error,
+)
+from edgequant.hw.cpu import cpu_flags
 from edgequant.quant.scheme import Scheme
 
 if TYPE_CHECKING:
     import torch
 
     from edgequant.models.base import Model
-
-#: batch sizes compiled when nobody says which (``edgequant quantize``): 1 serves SingleStream
-#: latency, 8 the Offline default. Static shapes let Inductor prepack conv weights for the real
-#: input size: measured on ResNet-50 (2 threads, batch 8), a dynamic-batch package ran fp32 at
-#: 0.67x and int8 at 0.43x the static speed.
-DEFAULT_BATCH_SIZES = (1, 8)
-PROGRAM_NAME = "program.pt2"
-PACKAGE_TEMPLATE = "model-b{batch}.pt2"
-_PACKAGE_RE = re.compile(r"^model-b(\d+)\.pt2$")
-GRAPH_NAME = "graph.json"
-#: largest batch the exported program accepts (the batch dimension is symbolic up to this)
-MAX_BATCH = 4096
-#: the wrapper (run_impl: allocations and kernel calls, no math) compiled at -O0: measured here,
-#: its g++ step for MobileNetV2 batch 8 took 4.8 s instead of 7.3 s at -O1 (separate processes),
-#: with the same latency (batch-1 p50 within run-to-run noise, alternating rounds); kernels keep -O3
-_INDUCTOR_CONFIGS: dict[str, Any] = {
-    "freezing": True,
-    "cpp.dynamic_threads": True,
-    "aot_inductor.compile_wrapper_opt_level": "O0",
-}
-_TORCH_DTYPES = {"fp16": "float16", "bf16": "bfloat16"}
-_PRECISION = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
-
-
-def _cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    m = re.search(r"^flags\s*:\s*(.*)$", text, re.MULTILINE)
-    return set(m.group(1).split()) if m else set()
-
-
-def _one_line(e: BaseException, limit: int = 300) -> str:
-    """The first meaningful line of an exception from torch (they run to pages)."""
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    text = lines[0] if lines else type(e).__name__
-    return f"{type(e).__name__}: {text}"[:limit]
-
-
-class _CastIO:
-    """Builds the wrapper that runs a module in bf16/fp16 but keeps float32 I/O."""
-
-    @staticmethod
-    def wrap(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
-        import copy
-
-        import torch
-
-        class CastIO(torch.nn.Module):
-            def __init__(self, inner: torch.nn.Module) -> None:
-                super().__init__()
-                self.inner = inner
-
-            def forward(self, x: torch.Tensor) -> torch.Tensor:
-                return self.inner(x.to(dtype)).float()
-
-        return CastIO(copy.deepcopy(module).to(dtype).eval())
-
-
-class PyTorchSession(Session):
-    """An AOTInductor package loaded for inference. Float32 NCHW in, float32 logits out."""
-
-    def __init__(
-        self, runners: dict[int, Any], threads: int, input_shape: tuple[int, ...], precision: str
-    ) -> None:
-        self._runners = dict(sorted(runners.items(), reverse=True))
-        self.threads = threads
-        self.input_shape = tuple(input_shape)
-        self.executed_precision = precision
-        self.fixed_batch = None
-
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        """Run one batch (N, C, H, W) float32; returns (N, classes) float32 logits."""
-        import torch
-
-        if batch.ndim != 4 or tuple(batch.shape[1:]) != self.input_shape:
-            raise ValidationError(
-                f"batch shape {tuple(batch.shape)} does not match the model input (N, {', '.join(map(str, self.input_shape))})"
-            )
-        if not 1 <= batch.shape[0] <= MAX_BATCH:
-            raise ValidationError(f"batch size must be 1..{MAX_BATCH}, got {batch.shape[0]}")
-        # set on every call: OpenMP thread counts are per calling thread (LoadGen may call from another)
-        torch.set_num_threads(self.threads)
-        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
-        outs = []
-        start, n = 0, len(x)
-        smallest = min(self._runners)
-        with torch.inference_mode():
-            while start < n:
-                left = n - start
-                # the largest compiled size that fits; a tail shorter than every size is padded
-                size = next((b for b in self._runners if b <= left), smallest)
-                chunk = x[start : start + size]
-                if len(chunk) < size:
-                    chunk = torch.cat(
-                        [chunk, chunk.new_zeros((size - len(chunk), *chunk.shape[1:]))]
-                    )
-                out = self._runners[size](chunk)
-                out = out[0] if isinstance(out, list | tuple) else out
-                outs.append(out[: min(size, left)])
-                start += size
-        y = outs[0] if len(outs) == 1 else torch.cat(outs)
-        return np.asarray(y.detach().float().numpy(), dtype=np.float32)
-
-    def close(self) -> None:
-        self._runners = {}
 
 
 class PyTorchBackend(Backend):
@@ -197,6 +106,7 @@ class PyTorchBackend(Backend):
     )
     install_hint: ClassVar[str] = "pip install torch torchao"
     exclusive_build: ClassVar[bool] = True
+    corrects_bias: ClassVar[bool] = True  # PT2E has no bias correction of its own
 
     # --- availability ------------------------------------------------------------------------
     def unavailable_reason(self) -> str | None:
@@ -244,60 +154,61 @@ class PyTorchBackend(Backend):
             return "Winograd convolution is simulated by the sim backend only"
         return pt2e_unsupported_reason(scheme)
 
-    # --- work ---------------------------------------------------------------------------------
-    def prepare(
-        self, model: Model, scheme: Scheme, calibration: np.ndarray | None, out_dir: Path
-    ) -> Artifact:
-        import torch
-
-        self.require()
-        self.check_supported(scheme, model)
-        if model.module is None:
+    # --- build hooks (Backend.prepare runs them) ---------------------------------------------
+    def _convert(self, build: Build) -> torch.nn.Module:
+        """The module in eval mode (PT2E quantizes the module itself, before torch.export)."""
+        if build.model.module is None:
             raise UnsupportedError("pytorch needs the model's nn.Module")
-        shape = tuple(model.input_spec.shape)
-        if scheme.is_static:
-            calibration = self._check_calibration(calibration, shape)
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        example = torch.from_numpy(
-            np.ascontiguousarray(calibration[:2])
-            if calibration is not None and len(calibration) >= 2
-            else np.random.default_rng(0).standard_normal((2, *shape)).astype(np.float32)
-        )
-        # the calibration pass runs any batch size; the compiled packages are static (BATCH_SIZES)
-        dyn = ({0: torch.export.Dim("batch", min=1, max=MAX_BATCH)},)
-        module = model.module.eval()
-        meta: dict[str, Any] = {"versions": self.versions(), "cpu_flags": self._relevant_flags()}
-        t0 = time.perf_counter()
+        build.meta.update(versions=self.versions(), cpu_flags=self._relevant_flags())
+        build.state["t0"] = time.perf_counter()
+        return build.model.module.eval()
+
+    def _quantize(self, build: Build, converted: torch.nn.Module) -> Any:
+        """PT2E int8 (X86InductorQuantizer) or the float module cast to the scheme's dtype."""
+        scheme, calibration, meta = build.scheme, build.calibration, build.meta
+        example, dyn = self._example(build)
         try:
             if scheme.weights is None:
-                exportable, graph_ops, meta_extra = self._export_float(module, scheme, example)
+                exportable, graph_ops, extra = self._export_float(converted, scheme, example)
             else:
                 if calibration is None:
                     raise ValidationError(f"scheme {scheme.name} needs calibration data")
-                from edgequant.quant.bias_correction import corrected_for_quantizer
-
-                # PT2E has no bias correction; on EfficientNet-Lite0 the first depthwise conv's
-                # weight rounding alone cost more than all activations (logits SQNR 19.5 dB
-                # without, 24.2 dB with it)
-                fixed, bias_note = corrected_for_quantizer(model, scheme, calibration)
-                assert fixed.module is not None
-                exportable, graph_ops, meta_extra = self._export_int8(
-                    fixed.module.eval(), scheme, calibration, example, dyn
+                # PT2E has no bias correction (corrects_bias): on EfficientNet-Lite0 the first
+                # depthwise conv's weight rounding alone cost more than all activations (logits
+                # SQNR 19.5 dB without, 24.2 dB with it)
+                exportable, graph_ops, extra = self._export_int8(
+                    converted, scheme, calibration, example, dyn
                 )
-                meta_extra["quantizer"]["bias_correction"] = bias_note
-            with torch.no_grad():
-                program = torch.export.export(exportable, (example,), dynamic_shapes=dyn)
-                torch.export.save(program, str(out_dir / PROGRAM_NAME))
+                extra["quantizer"]["bias_correction"] = meta.get("bias_correction")
         except (ValidationError, UnsupportedError):
             raise
         except Exception as e:  # torch.export / quantizer failures come in many types
             raise ModelError(
-                f"PyTorch could not export/quantize {model.name} for {scheme.name}: {_one_line(e)}"
+                f"PyTorch could not export/quantize {build.model.name} for {scheme.name}: "
+                f"{condense_error(e)}"
             ) from e
-        meta.update(meta_extra)
-        meta["export_quantize_s"] = round(time.perf_counter() - t0, 3)
-        (out_dir / GRAPH_NAME).write_text(json.dumps({"ops": graph_ops, "kernels": {}}, indent=2))
+        meta.update(extra)
+        build.state["graph_ops"] = graph_ops
+        return exportable
+
+    def _save(self, build: Build, quantized: Any) -> Path:
+        """``program.pt2`` (dynamic batch) and ``graph.json``; packages come with specialize()."""
+        import torch
+
+        meta, out_dir = build.meta, build.out_dir
+        example, dyn = self._example(build)
+        try:
+            with torch.no_grad():
+                program = torch.export.export(quantized, (example,), dynamic_shapes=dyn)
+                torch.export.save(program, str(out_dir / PROGRAM_NAME))
+        except Exception as e:
+            raise ModelError(
+                f"PyTorch could not export/quantize {build.model.name} for {build.scheme.name}: "
+                f"{condense_error(e)}"
+            ) from e
+        meta["export_quantize_s"] = round(time.perf_counter() - build.state["t0"], 3)
+        graph = {"ops": build.state["graph_ops"], "kernels": {}}
+        (out_dir / GRAPH_NAME).write_text(json.dumps(graph, indent=2))
         meta.update(
             format="torch.export program + AOTInductor packages",
             loads_without_recompiling=True,
@@ -306,22 +217,30 @@ class PyTorchBackend(Backend):
                 "that size is asked for and kept here; size_bytes counts the exported program"
             ),
             inductor_configs=dict(_INDUCTOR_CONFIGS),
-            input_shape=list(shape),
+            input_shape=list(build.model.input_spec.shape),
             max_batch=MAX_BATCH,
             threads_control=(
                 "compiled with cpp.dynamic_threads=True; the session calls torch.set_num_threads(threads) "
                 "before each run (ATen/oneDNN pool and Inductor's OpenMP loops)"
             ),
         )
-        art = Artifact(
-            path=out_dir / PROGRAM_NAME,
-            backend=self.name,
-            model=model.key,
-            scheme=scheme,
-            metadata=meta,
+        return out_dir / PROGRAM_NAME
+
+    @staticmethod
+    def _example(build: Build) -> tuple[torch.Tensor, Any]:
+        """Two calibration samples (or seeded noise) and the symbolic batch dimension."""
+        import torch
+
+        shape = tuple(build.model.input_spec.shape)
+        calibration = build.calibration
+        example = torch.from_numpy(
+            np.ascontiguousarray(calibration[:2])
+            if calibration is not None and len(calibration) >= 2
+            else np.random.default_rng(0).standard_normal((2, *shape)).astype(np.float32)
         )
-        art.save_metadata()
-        return art
+        # the calibration pass runs any batch size; the compiled packages are static
+        dyn = ({0: torch.export.Dim("batch", min=1, max=MAX_BATCH)},)
+        return example, dyn
 
     # --- per-batch packages -------------------------------------------------------------------
     @staticmethod
@@ -372,7 +291,7 @@ class PyTorchBackend(Backend):
             program = torch.export.load(str(program_path))
         except Exception as e:
             raise ArtifactError(
-                f"cannot read {program_path} ({_one_line(e)}); delete {artifact.directory} and rebuild"
+                f"cannot read {program_path} ({condense_error(e)}); delete {artifact.directory} and rebuild"
             ) from e
         module = program.module()
         for b in missing:
@@ -396,25 +315,12 @@ class PyTorchBackend(Backend):
             except Exception as e:
                 raise ModelError(
                     f"AOTInductor could not compile {artifact.model} ({artifact.scheme.name}) "
-                    f"at batch {b}: {_one_line(e)}"
+                    f"at batch {b}: {condense_error(e)}"
                 ) from e
             finally:
                 tmp.unlink(missing_ok=True)
             log(f"compiled {final.name} in {time.perf_counter() - t0:.1f} s")
-            self._record_kernels(artifact, final)
-
-    def _record_kernels(self, artifact: Artifact, package: Path) -> None:
-        """Count the kernels of the first compiled package into graph.json (for ``inspect``)."""
-        graph_path = artifact.directory / GRAPH_NAME
-        try:
-            graph = json.loads(graph_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            graph = {"ops": []}
-        if graph.get("kernels"):
-            return  # every package holds the same graph at another batch size: count one
-        graph["kernels"] = count_kernels(self._wrapper_sources(package))
-        with contextlib.suppress(OSError):
-            graph_path.write_text(json.dumps(graph, indent=2))
+            record_kernels(artifact, final)
 
     def _export_float(
         self, module: torch.nn.Module, scheme: Scheme, example: torch.Tensor
@@ -448,7 +354,7 @@ class PyTorchBackend(Backend):
             meta["fp32_math_mode"] = self._fp32_math_mode()
         else:
             meta["io_dtype"] = "float32 (cast to and from the compute dtype inside the artifact)"
-            flags = _cpu_flags()
+            flags = set(cpu_flags())
             if dtype_name == "bf16":
                 meta["choice_reason"] = (
                     "native bf16 dot products (AVX512_BF16"
@@ -476,7 +382,7 @@ class PyTorchBackend(Backend):
         converted, opts = quantize_pt2e(module, scheme, calibration, example, dyn)
         ops = analyze_graph(converted, "int8")
         weight_bytes = graph_constant_bytes(converted)
-        flags = _cpu_flags()
+        flags = set(cpu_flags())
         vnni = "avx512_vnni" in flags or "avx_vnni" in flags or "amx_int8" in flags
         meta: dict[str, Any] = {
             "executed_precision": "i8",
@@ -497,21 +403,6 @@ class PyTorchBackend(Backend):
         return converted, ops, meta
 
     @staticmethod
-    def _check_calibration(calibration: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
-        if calibration is None or len(calibration) == 0:
-            raise ValidationError(
-                "calibration set is empty; static int8 needs calibration samples (--calib)"
-            )
-        calib = np.asarray(calibration)
-        if calib.ndim != 4 or tuple(calib.shape[1:]) != shape:
-            raise ValidationError(
-                f"calibration samples have shape {tuple(calib.shape)}, expected (N, {', '.join(map(str, shape))})"
-            )
-        if not np.isfinite(calib).all():
-            raise ValidationError("calibration samples contain NaN or inf; check the preprocessing")
-        return calib.astype(np.float32, copy=False)
-
-    @staticmethod
     def _relevant_flags() -> list[str]:
         keep = (
             "avx512f",
@@ -523,7 +414,7 @@ class PyTorchBackend(Backend):
             "amx_int8",
             "amx_fp16",
         )
-        flags = _cpu_flags()
+        flags = set(cpu_flags())
         return [f for f in keep if f in flags]
 
     @staticmethod
@@ -534,18 +425,6 @@ class PyTorchBackend(Backend):
             return str(torch.backends.mkldnn.conv.fp32_precision)  # type: ignore[attr-defined]
         except AttributeError:
             return "ieee (default)"
-
-    @staticmethod
-    def _wrapper_sources(path: Path) -> list[str]:
-        try:
-            with zipfile.ZipFile(path) as z:
-                return [
-                    z.read(n).decode("utf-8", "replace")
-                    for n in z.namelist()
-                    if n.endswith("wrapper.cpp")
-                ]
-        except (zipfile.BadZipFile, OSError):
-            return []
 
     # --- load ---------------------------------------------------------------------------------
     def load(self, artifact: Artifact, threads: int) -> Session:
@@ -577,56 +456,22 @@ class PyTorchBackend(Backend):
                 runners[size] = torch._inductor.aoti_load_package(str(path))
             except Exception as e:
                 raise ArtifactError(
-                    f"cannot load {path} ({_one_line(e)}); delete {artifact.directory} and rebuild"
+                    f"cannot load {path} ({condense_error(e)}); delete {artifact.directory} and rebuild"
                 ) from e
         precision = str(artifact.metadata.get("executed_precision", "f32"))
         return PyTorchSession(runners, threads, shape, precision)
 
     # --- inspect ------------------------------------------------------------------------------
     def inspect(self, artifact: Artifact) -> InspectReport:
-        graph_path = artifact.directory / GRAPH_NAME
-        report = InspectReport(
-            artifact=str(artifact.path), backend=self.name, scheme=artifact.scheme.name
-        )
-        try:
-            graph = json.loads(graph_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            report.notes.append(
-                f"{graph_path} is missing or unreadable: rebuild the artifact to inspect it"
-            )
-            return report
-        for op in graph.get("ops", []):
-            report.ops.append(
-                OpInfo(
-                    name=op["name"],
-                    op_type=op["op_type"],
-                    precision=op["precision"],
-                    reason=op.get("reason", ""),
-                )
-            )
-        kernels = graph.get("kernels", {})
-        if kernels:
-            report.notes.append(
-                "compiled kernels: {int8_conv} int8 conv, {float_conv} float conv, "
-                "{int8_linear} int8 linear, {float_linear} float linear".format(
-                    **{
-                        k: kernels.get(k, 0)
-                        for k in ("int8_conv", "float_conv", "int8_linear", "float_linear")
-                    }
-                )
-            )
-        else:
-            report.notes.append(
-                "no AOTInductor package compiled yet: kernel counts appear after the first run"
-            )
-            annotated = sum(1 for o in report.convs if o.precision == "int8")
-            if artifact.scheme.weights is not None and kernels.get("int8_conv", 0) < annotated:
-                report.notes.append(
-                    f"{annotated - kernels.get('int8_conv', 0)} quantized conv(s) were not lowered to int8 "
-                    "kernels by Inductor (dequantize + float conv runs instead)"
-                )
-        report.notes.append(f"executes: {artifact.metadata.get('execution', 'unknown')}")
-        return report
+        """The ops of the exported graph and, once a package is compiled, its kernel counts."""
+        return inspect_graph(artifact, self.name)
 
 
-__all__ = ["DYNAMIC_REASON", "WEIGHT_ONLY_REASON", "PyTorchBackend", "PyTorchSession"]
+__all__ = [
+    "DYNAMIC_REASON",
+    "GRAPH_NAME",
+    "PROGRAM_NAME",
+    "WEIGHT_ONLY_REASON",
+    "PyTorchBackend",
+    "PyTorchSession",
+]

@@ -13,6 +13,7 @@ what the weights take at their quantized widths, as an integer runtime stores th
 
 Example:
     >>> from edgequant.backends import get_backend
+    >>> from edgequant.quant.scheme import get_scheme
     >>> be = get_backend("sim")
     >>> be.supports(get_scheme("w4a8")) is None
     True
@@ -22,11 +23,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgequant.backends.base import Artifact, Backend, InspectReport, OpInfo, Session
+from edgequant.backends.base import Artifact, Backend, Build, InspectReport, OpInfo, Session
 from edgequant.errors import ArtifactError, ValidationError
 from edgequant.quant.scheme import Scheme
 
@@ -93,47 +94,48 @@ class SimBackend(Backend):
             return "the simulator needs the PyTorch module; a user's .onnx file has none"
         return None
 
-    def prepare(
-        self, model: Model, scheme: Scheme, calibration: np.ndarray | None, out_dir: Path
-    ) -> Artifact:
+    # --- build hooks (Backend.prepare runs them) ---------------------------------------------
+    def _convert(self, build: Build) -> nn.Module:
+        """The module after the scheme's techniques (BN fold, CLE, bias correction)."""
+        from edgequant.quant.transforms import apply_techniques
+
+        model = apply_techniques(build.model, build.scheme, build.calibration)
+        if model.module is None:  # for mypy; supports() has excluded it
+            raise ValidationError("the simulator needs a PyTorch module")
+        build.state["techniques_applied"] = model.info.get("techniques_applied", [])
+        return model.module
+
+    def _quantize(self, build: Build, converted: nn.Module) -> nn.Module:
+        """The calibrated fake-quant GraphModule."""
+        from edgequant.quant.simulate import quantize_module
+
+        return quantize_module(converted, build.scheme, build.calibration)
+
+    def _save(self, build: Build, quantized: nn.Module) -> Path:
+        """``model.pt`` (the pickled GraphModule) and ``qparams.json`` (every scale and zero-point)."""
         import torch
 
         from edgequant.quant.observers import resolve_method
-        from edgequant.quant.simulate import quant_params, quantize_module, weight_bytes
-        from edgequant.quant.transforms import apply_techniques
+        from edgequant.quant.simulate import quant_params, weight_bytes
 
-        self.require()
-        self.check_supported(scheme, model)
-        if scheme.is_static and calibration is None:
-            raise ValidationError(f"scheme {scheme.name} needs calibration data (pass --calib)")
-        if calibration is not None:
-            from edgequant.data.calibration import validate_batch
-
-            calibration = validate_batch(calibration, model.input_spec, what="calibration data")
-        model = apply_techniques(model, scheme, calibration)
-        if model.module is None:  # for mypy; supports() has excluded it
-            raise ValidationError("the simulator needs a PyTorch module")
-        gm = quantize_module(model.module, scheme, calibration)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        scheme, calibration, out_dir = build.scheme, build.calibration, build.out_dir
         path = out_dir / MODEL_FILE
-        torch.save(gm, path)
-        (out_dir / "qparams.json").write_text(json.dumps(quant_params(gm), indent=1))
-        meta: dict[str, Any] = {
-            "executed_precision": _precision(scheme),
-            "simulated": True,
-            "speed_note": "fake quantization in fp32: speed not representative of integer runtimes",
-            "weight_bytes": weight_bytes(gm),
-            "calibration_method": resolve_method(scheme.calibration.method)
+        torch.save(quantized, path)
+        (out_dir / "qparams.json").write_text(json.dumps(quant_params(quantized), indent=1))
+        build.meta.update(
+            executed_precision=_precision(scheme),
+            simulated=True,
+            speed_note="fake quantization in fp32: speed not representative of integer runtimes",
+            weight_bytes=weight_bytes(quantized),
+            calibration_method=resolve_method(scheme.calibration.method)
             if scheme.is_static
             else None,
-            "calibration_samples": None if calibration is None else len(calibration),
-            "techniques_applied": model.info.get("techniques_applied", []),
-            "extra_files": [str(out_dir / "qparams.json")],
-            "versions": self.versions(),
-        }
-        art = Artifact(path=path, backend=self.name, model=model.name, scheme=scheme, metadata=meta)
-        art.save_metadata()
-        return art
+            calibration_samples=None if calibration is None else len(calibration),
+            techniques_applied=build.state["techniques_applied"],
+            extra_files=[str(out_dir / "qparams.json")],
+            versions=self.versions(),
+        )
+        return path
 
     def load(self, artifact: Artifact, threads: int) -> SimSession:
         import torch

@@ -5,7 +5,7 @@ The CPU plugin decides per node what it really executes; that decision is only v
 ``rt_info["layerType"]`` (e.g. ``Convolution``, ``FullyConnected``), ``rt_info["runtimePrecision"]``
 (``u8``/``i8`` for integer kernels, ``f32``/``bf16``/``f16`` for float ones) and
 ``rt_info["originalLayersNames"]`` (the IR nodes fused into it). This module reads those, and the
-IR itself, so :class:`~edgequant.backends.openvino.OpenVinoBackend` can say what was executed
+IR itself, so :class:`~edgequant.backends.openvino.backend.OpenVinoBackend` can say what was executed
 and why a convolution stayed in float.
 
 No function here imports OpenVINO at module level; the objects passed in are OpenVINO's.
@@ -235,40 +235,3 @@ def _readable_name(friendly: str, originals: list[str]) -> str:
 
 def _float_name(prec: str) -> str:
     return {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}.get(prec, prec or "unknown")
-
-
-def cpu_int8_choice(capabilities: list[str], flags: set[str]) -> dict[str, Any]:
-    """Choose NNCF's overflow fix from the CPU: VNNI/AMX accumulate u8×i8 in int32 without the
-    16-bit saturation of plain AVX2/AVX-512 (vpmaddubsw), so the full 8-bit weight range is safe.
-
-    Example:
-        >>> cpu_int8_choice(["INT8"], {"avx512_vnni"})["overflow_fix"]
-        'disable'
-    """
-    vnni = sorted(f for f in flags if f in ("avx512_vnni", "avx_vnni", "amx_int8"))
-    if vnni:
-        return {
-            "overflow_fix": "disable",
-            "cpu_int8_isa": vnni,
-            "reason": f"CPU has {', '.join(vnni)}: int32 accumulation without saturation, "
-            "so weights use the full 8-bit range (better accuracy, same speed)",
-        }
-    return {
-        "overflow_fix": "first_layer_only",
-        "cpu_int8_isa": [],
-        "reason": "CPU has no VNNI/AMX: u8×i8 pairs can saturate in 16 bits, so NNCF's "
-        "overflow fix halves the first layer's weight range"
-        + ("" if "INT8" in capabilities else "; the CPU plugin reports no INT8 capability"),
-    }
-
-
-def cpu_flags() -> set[str]:
-    """The CPU feature flags from /proc/cpuinfo (empty where it cannot be read)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()

@@ -1,0 +1,200 @@
+"""LiteRT (TFLite) backend: litert-torch converts, ai-edge-quantizer quantizes, XNNPACK runs.
+
+Pipeline of :meth:`LiteRtBackend.prepare`:
+
+1. ``litert_torch.convert(module, (example,))`` turns the fp32 ``nn.Module`` into a float
+   ``.tflite`` (no TensorFlow). The input stays NCHW (the converter inserts a TRANSPOSE) and the
+   batch is 1; sessions resize the input for other batch sizes.
+2. For quantized schemes, ai-edge-quantizer runs a recipe built from the scheme
+   (:mod:`edgequant.backends.litert.config`); static schemes calibrate first with the
+   quantizer's own calibrator, one sample per step.
+3. The session (:mod:`edgequant.backends.litert.session`) runs the artifact with the XNNPACK
+   delegate and ``threads`` threads; int8 I/O is (de)quantized with numpy.
+
+Why this configuration is the fast one on x86: static INT8 with per-channel symmetric int8
+weights and int8 activations maps onto XNNPACK's QS8 kernels (VNNI on this class of CPU);
+nothing in the graph stays float except the model's own TRANSPOSE/PAD/MEAN data movement.
+
+bf16 is n/a (neither LiteRT nor XNNPACK has bfloat16 inference). fp16 stores fp16 weights that
+XNNPACK expands to fp32 at load time: the file halves, the arithmetic stays fp32, and the
+artifact records that as its executed precision.
+
+Example:
+    >>> from edgequant.backends import get_backend
+    >>> from edgequant.quant.scheme import get_scheme
+    >>> be = get_backend("litert")
+    >>> be.supports(get_scheme("bf16"))
+    'LiteRT/XNNPACK has no bfloat16 inference kernels'
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import importlib.util
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edgequant.backends.base import Artifact, Backend, Build, InspectReport
+from edgequant.backends.litert.config import build_recipe, check_recipe
+from edgequant.errors import ArtifactError
+from edgequant.quant.scheme import Scheme
+
+if TYPE_CHECKING:
+    from edgequant.backends.litert.session import LiteRtSession
+    from edgequant.models.base import Model
+
+_PACKAGES = {
+    "ai_edge_litert": "ai-edge-litert",
+    "litert_torch": "litert-torch",
+    "ai_edge_quantizer": "ai-edge-quantizer",
+}
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """The converter and the quantizer print progress on stdout; stdout belongs to --json."""
+    with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+class LiteRtBackend(Backend):
+    """LiteRT with the XNNPACK delegate; quantization by ai-edge-quantizer recipes.
+
+    Example:
+        >>> be = LiteRtBackend()
+        >>> art = be.prepare(model, get_scheme("w8a8"), calib, Path("out"))   # doctest: +SKIP
+        >>> with be.load(art, threads=2) as sess:                               # doctest: +SKIP
+        ...     logits = sess.run(batch)          # float32 NCHW in, float32 logits out
+        >>> be.inspect(art).summary()                                            # doctest: +SKIP
+        '53/53 convs in integer precision'
+    """
+
+    name = "litert"
+    description = "LiteRT (TFLite) + XNNPACK; litert-torch converter, ai-edge-quantizer recipes"
+    install_hint = "pip install ai-edge-litert litert-torch ai-edge-quantizer"
+    corrects_bias = True  # ai-edge-quantizer has no bias correction of its own
+
+    # --- availability ------------------------------------------------------------------------
+    def unavailable_reason(self) -> str | None:
+        missing = [pip for mod, pip in _PACKAGES.items() if importlib.util.find_spec(mod) is None]
+        if missing:
+            return f"{', '.join(missing)} not installed; run `pip install {' '.join(missing)}`"
+        return None
+
+    def versions(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for pip in _PACKAGES.values():
+            try:
+                out[pip] = importlib.metadata.version(pip)
+            except importlib.metadata.PackageNotFoundError:
+                continue
+        return out
+
+    # --- capability ---------------------------------------------------------------------------
+    def supports(self, scheme: Scheme, model: Model | None = None) -> str | None:
+        if model is not None and model.module is None:
+            return "LiteRT needs a PyTorch model (litert-torch converts nn.Module, not .onnx files)"
+        if scheme.float_dtype == "bf16":
+            return "LiteRT/XNNPACK has no bfloat16 inference kernels"
+        if "winograd" in scheme.techniques:
+            # bn_fold/cle/bias_correction are model transforms the artifact cache applies first
+            return "XNNPACK's int8 convolutions are direct, not Winograd; study Winograd with the sim backend"
+        w, a = scheme.weights, scheme.activations
+        if w is not None and w.bits not in (4, 8):
+            return f"LiteRT kernels take 8- or 4-bit integer weights, not {w.bits}-bit"
+        if a is not None and a.bits != 8:
+            return f"XNNPACK runs 8-bit integer activations only, not {a.bits}-bit"
+        if a is not None and not a.dynamic and a.granularity != "tensor":
+            return "LiteRT quantizes activations per tensor only"
+        if a is not None and a.dynamic and w is not None and not w.symmetric:
+            return "dynamic-range kernels need symmetric weights"
+        if scheme.is_static and not scheme.calibration.method.startswith(("default", "minmax")):
+            return (
+                f"ai-edge-quantizer calibrates activations by min/max only; "
+                f"{scheme.calibration.method} is not offered"
+            )
+        if self.unavailable_reason() is not None:
+            return None  # capability is known; availability is reported by require()
+        return check_recipe(scheme)
+
+    # --- build hooks (Backend.prepare runs them) ---------------------------------------------
+    def _convert(self, build: Build) -> bytes:
+        """The float .tflite (batch 1, NCHW input kept)."""
+        from edgequant.backends.litert.quantize import convert, float_weight_bytes
+
+        t0 = time.perf_counter()
+        with _quiet():
+            float_bytes = convert(build.model)
+        build.meta.update(
+            runtime="litert",
+            fp32_weight_bytes=float_weight_bytes(float_bytes),
+            versions=self.versions(),
+            converter="litert_torch.convert, batch 1, NCHW input kept (TRANSPOSE inserted)",
+            convert_s=round(time.perf_counter() - t0, 2),
+        )
+        return float_bytes
+
+    def _quantize(self, build: Build, converted: bytes) -> bytes:
+        """ai-edge-quantizer with the scheme's recipe (static: calibrated first)."""
+        from edgequant.backends.litert.quantize import quantize
+
+        scheme = build.scheme
+        if scheme.is_float and scheme.float_dtype == "fp32":
+            build.meta["quantizer"] = None
+            return converted
+        calib = None
+        if build.calibration is not None and scheme.is_static:
+            calib = build.calibration[: scheme.calibration.samples]
+        recipe = build_recipe(scheme)
+        t1 = time.perf_counter()
+        with _quiet():
+            data, cal_meta = quantize(converted, recipe, calib, scheme)
+        build.meta.update(
+            quantizer={
+                "name": "ai-edge-quantizer",
+                "recipe": recipe,
+                **cal_meta,
+                "bias_correction": build.meta.get("bias_correction"),
+            },
+            quantize_s=round(time.perf_counter() - t1, 2),
+        )
+        return data
+
+    def _save(self, build: Build, quantized: bytes) -> Path:
+        path = build.out_dir / "model.tflite"
+        path.write_bytes(quantized)
+        return path
+
+    def _describe(self, artifact: Artifact) -> None:
+        from edgequant.backends.litert.inspect import describe
+
+        with _quiet():
+            artifact.metadata.update(describe(artifact.path, artifact.scheme))
+
+    def load(self, artifact: Artifact, threads: int) -> LiteRtSession:
+        from edgequant.backends.litert.session import LiteRtSession
+
+        self.require()
+        if not artifact.path.is_file():
+            raise ArtifactError(f"{artifact.path} is missing; rebuild it with `edgequant quantize`")
+        return LiteRtSession(
+            artifact.path,
+            threads,
+            artifact.metadata.get("executed_precision"),
+            artifact.metadata.get("batch_resizable"),
+        )
+
+    def inspect(self, artifact: Artifact) -> InspectReport:
+        from edgequant.backends.litert.inspect import inspect_tflite
+
+        self.require()
+        return inspect_tflite(artifact.path, backend=self.name, scheme=artifact.scheme.name)
+
+
+__all__ = ["LiteRtBackend"]
