@@ -12,8 +12,8 @@ import torch.nn as nn
 from edgequant.backends import get_backend
 from edgequant.backends.onnxruntime import OnnxRuntimeBackend, int8_choice
 from edgequant.errors import ArtifactError, UnsupportedError, ValidationError
+from edgequant.input_spec import InputSpec
 from edgequant.models.base import Model
-from edgequant.models.spec import InputSpec
 from edgequant.quant.scheme import get_scheme
 from tests.backends.contract import BackendContract
 from tests.helpers import module_model

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgequant.errors import BackendUnavailableError, UnsupportedError
-from edgequant.models.spec import InputSpec
+from edgequant.input_spec import InputSpec
 
 if TYPE_CHECKING:
     from edgequant.backends.base import Backend
