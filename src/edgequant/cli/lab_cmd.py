@@ -170,7 +170,11 @@ def _print(out: Any) -> None:
         ]
         for r in out.records
     ]
-    print(format_table(rows, ["configuration (sim)", "top1_pct", "agreement_pct", "weight_bytes"]))
+    print(
+        format_table(
+            rows, ["configuration (simulated)", "top1_pct", "agreement_pct", "weight_bytes"]
+        )
+    )
     for r in out.records:
         if "winograd" in r.extra:
             w = r.extra["winograd"]

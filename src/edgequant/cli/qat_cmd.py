@@ -118,12 +118,12 @@ def run(args: argparse.Namespace) -> int:
     rows = [
         ["fp32 (PyTorch)", extra["fp32"]["top1_pct"], 100.0],
         [
-            f"{name} PTQ (sim)",
+            f"{name} PTQ (simulated)",
             extra["ptq_sim"]["top1_pct"],
             extra["ptq_sim"]["agreement_with_fp32_pct"],
         ],
         [
-            f"{name} QAT (sim)",
+            f"{name} QAT (simulated)",
             extra["qat_sim"]["top1_pct"],
             extra["qat_sim"]["agreement_with_fp32_pct"],
         ],

@@ -46,7 +46,7 @@ class Roofline:
     threads: int
     fp32_gops: float
     int8_gops: float
-    engine: str = "onnxruntime MLAS (MatMul fp32, MatMulInteger u8 x s8)"
+    engine: str = "MLAS GEMM kernels of ONNX Runtime (MatMul fp32, MatMulInteger u8 x s8)"
     gemm_size: int = GEMM_SIZE
     measured_at: str = ""
     #: the noise verdict of the measurement ("quiet" or "noisy: ..."); noisy figures are not cached

@@ -162,7 +162,9 @@ def what_ran(records: list[tuple[str, ResultRecord]]) -> list[str]:
             "the bench processes (wall grows with machine load, CPU much less)"
         )
     if any(r.simulated for _, r in records):
-        lines.append("rows of the sim backend are simulated — speed not representative")
+        lines.append(
+            "rows marked simulated come from the fake-quant simulator — speed not representative"
+        )
     return lines
 
 

@@ -147,7 +147,7 @@ def latency_plot(rows: list[Row]) -> Plot:
     colors = _colors(_backends(ok))
     for ax, scen in zip(axes[:, 0], scenarios):
         mine = [r for r in ok if r.scenario == scen]
-        labels = [f"{r.model} · {r.label}" + (" (sim)" if r.simulated else "") for r in mine]
+        labels = [f"{r.model} · {r.label}" + (" (simulated)" if r.simulated else "") for r in mine]
         ys = range(len(mine))
         ax.barh(
             ys,

@@ -65,7 +65,7 @@ def sweep_table(summary: SweepSummary) -> str:
 
 def _demo_row(r: Any) -> list[Any]:
     return [
-        r.backend + (" (sim)" if r.simulated else ""),
+        r.backend + (" (simulated)" if r.simulated else ""),
         r.scheme,
         r.scenario,
         r.status if r.status == "ok" else f"{r.status}: {(r.reason or '')[:50]}",
