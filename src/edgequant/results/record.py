@@ -39,6 +39,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
     **{k: (str, type(None)) for k in ("started_at", "finished_at")},
     **{k: _OPT_DICT for k in ("latency_ms", "loadgen", "accuracy", "energy")},
     **{k: _OPT_DICT for k in ("scheme_detail", "artifact_metadata")},
+    **{k: _OPT_DICT for k in ("cpu_profile", "noise", "roofline", "compliance", "paired")},
+    **{k: (str, type(None)) for k in ("device", "model_source")},
     "throughput_ips": _OPT_NUM,
     **{k: (int, type(None)) for k in ("size_bytes", "weight_bytes", "peak_rss_bytes")},
     "environment": (dict,),
@@ -77,6 +79,21 @@ class ResultRecord:
     artifact_metadata: dict[str, Any] | None = None
     started_at: str | None = None
     finished_at: str | None = None
+    #: the device the run happened on ("local", or an ``edgequant worker --device`` name)
+    device: str | None = None
+    #: :meth:`edgequant.hw.cpu.CpuProfile.to_dict` of the machine that ran it (INT8 class included)
+    cpu_profile: dict[str, Any] | None = None
+    #: :meth:`edgequant.measure.noise.NoiseReport.to_dict`: was the machine quiet while measuring
+    noise: dict[str, Any] | None = None
+    #: achieved GOP/s, the matching peak of :mod:`edgequant.measure.roofline`, % of that peak
+    roofline: dict[str, Any] | None = None
+    #: :meth:`edgequant.bench.compliance.ComplianceVerdict.to_dict` of a ``--compliance`` run
+    compliance: dict[str, Any] | None = None
+    #: the paired speed-up against the baseline (fp32 of the same runtime):
+    #: :meth:`edgequant.measure.paired.PairedRatio.to_dict` plus ``baseline`` and ``metric``
+    paired: dict[str, Any] | None = None
+    #: where the model came from and how it was converted (format, path taken, numerical check)
+    model_source: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
