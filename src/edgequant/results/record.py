@@ -39,8 +39,11 @@ _TYPES: dict[str, tuple[type, ...]] = {
     **{k: (str, type(None)) for k in ("started_at", "finished_at")},
     **{k: _OPT_DICT for k in ("latency_ms", "loadgen", "accuracy", "energy")},
     **{k: _OPT_DICT for k in ("scheme_detail", "artifact_metadata")},
-    **{k: _OPT_DICT for k in ("cpu_profile", "noise", "roofline", "compliance", "paired")},
-    **{k: (str, type(None)) for k in ("device", "model_source")},
+    **{
+        k: _OPT_DICT
+        for k in ("cpu_profile", "noise", "roofline", "compliance", "paired", "model_source")
+    },
+    "device": (str, type(None)),
     "throughput_ips": _OPT_NUM,
     **{k: (int, type(None)) for k in ("size_bytes", "weight_bytes", "peak_rss_bytes")},
     "environment": (dict,),
@@ -93,7 +96,7 @@ class ResultRecord:
     #: :meth:`edgequant.measure.paired.PairedRatio.to_dict` plus ``baseline`` and ``metric``
     paired: dict[str, Any] | None = None
     #: where the model came from and how it was converted (format, path taken, numerical check)
-    model_source: str | None = None
+    model_source: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
