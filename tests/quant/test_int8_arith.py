@@ -44,7 +44,7 @@ def reference_conv(
     arith: str,
 ) -> np.ndarray:
     """Loops, one output at a time, the way the kernels walk the reduction (see int8_arith)."""
-    n, c, h, wd = x.shape
+    n, _, h, wd = x.shape
     o, cg, kh, kw = w.shape
     ho, wo = (h + 2 * pad - kh) // stride + 1, (wd + 2 * pad - kw) // stride + 1
     og = o // groups

@@ -46,12 +46,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 
 from edgequant.errors import ValidationError
 from edgequant.hw.cpu import INT8_CLASSES, PAIR_SATURATING, CpuProfile, cpu_profile
+
+if TYPE_CHECKING:
+    from edgequant.quant.simulate import ActQuant, QuantLayer
 
 INT16_MIN, INT16_MAX = -32768, 32767
 #: elements of one pair-sum block held in memory at once (float32: 64 MiB)
@@ -361,7 +365,7 @@ class IntegerPath:
     the arithmetic changes, from the integer codes of its input (``source``: the ActQuant that
     quantized it), and counts saturated pairs and the error energy for the report."""
 
-    def __init__(self, arith: Int8Arithmetic, source: torch.nn.Module) -> None:
+    def __init__(self, arith: Int8Arithmetic, source: ActQuant) -> None:
         self.arith = arith
         self.source = source
         self.reset()
@@ -372,10 +376,10 @@ class IntegerPath:
         self.signal = 0.0
         self.noise = 0.0
 
-    def __call__(self, layer: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def __call__(self, layer: QuantLayer, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         src = self.source
-        tq = getattr(src, "tq", None)
-        if tq is None or getattr(src, "mode", "") != "quant" or not self.arith.saturating:
+        tq = src.tq
+        if tq is None or src.mode != "quant" or not self.arith.saturating:
             return y
         from edgequant.quant.fake_quant import round_half_even
 
@@ -385,10 +389,11 @@ class IntegerPath:
             shift = 128 if tq.qmin < 0 else 0
             wscale = layer.weight_scale.float()
             w = round_half_even(layer.quantized_weight().detach().float() / wscale)
-            inner = layer.inner
+            inner: Any = layer.inner
             out_ch = w.shape[0]
+            conv: dict[str, Any] = {}
             if isinstance(inner, torch.nn.Linear):
-                x4, w4, conv = codes.reshape(-1, w.shape[1], 1, 1), w[:, :, None, None], {}
+                x4, w4 = codes.reshape(-1, w.shape[1], 1, 1), w[:, :, None, None]
             else:
                 x4, w4 = codes, w
                 conv = {
@@ -402,7 +407,7 @@ class IntegerPath:
                 w4,
                 pad_code=zp + shift,
                 arith=self.arith,
-                **conv,  # type: ignore[arg-type]
+                **conv,
             )
             scale = (s * wscale.reshape(-1).expand(out_ch)).reshape(1, out_ch, 1, 1)
             delta = (corr * scale).reshape(y.shape)

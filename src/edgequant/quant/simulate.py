@@ -191,7 +191,7 @@ class QuantLayer(nn.Module):
         self.export = False
         self.track_weight = False  # QAT: recompute weight qparams from the live weight
         # int8_arith.IntegerPath: the target CPU's integer arithmetic (None: exact int32)
-        self.arith: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+        self.arith: Callable[..., torch.Tensor] | None = None
         s, z = (
             weight_qparams(inner.weight, weights)
             if weights is not None
