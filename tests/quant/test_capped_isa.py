@@ -1,0 +1,136 @@
+"""A real oneDNN int8 conv, capped to AVX2 with ONEDNN_MAX_CPU_ISA, against the sim's arithmetic.
+
+PyTorch's quantized conv on the ``onednn`` engine is the bundled oneDNN that PT2E/Inductor's
+``qconv2d_pointwise`` calls too. Capped to AVX2 it runs ``jit_uni_int8*:avx2`` (vpmaddubsw) and its
+int8 output must be the ``pmaddubsw`` prediction (to the last bit but float rounding of the
+requantization), while the exact prediction is off on every saturated output. Uncapped on a VNNI
+or AMX machine it must be the exact one. On an AVX2-only machine the cap changes nothing and both
+runs are the pmaddubsw case. MLAS (ONNX Runtime) and XNNPACK (LiteRT) dispatch on CPUID and honour
+no cap, so they cannot be checked this way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from edgequant.hw.cpu import cpu_profile
+from edgequant.quant.int8_arith import get_arithmetic, int8_conv2d
+
+RUNNER = r"""
+import json, sys
+import numpy as np, torch
+import torch.ao.nn.quantized as nnq
+d = np.load(sys.argv[1])
+torch.backends.quantized.engine = "onednn"
+w = torch.tensor(d["w"], dtype=torch.float32)
+ws = torch.tensor(d["ws"], dtype=torch.float64)
+conv = nnq.Conv2d(w.shape[1], w.shape[0], w.shape[2], padding=int(d["pad"]), bias=False)
+qw = torch.quantize_per_channel(w * ws.float()[:, None, None, None], ws,
+                                torch.zeros(w.shape[0], dtype=torch.long), 0, torch.qint8)
+conv.set_weight_bias(qw, None)
+conv.scale, conv.zero_point = float(d["ys"]), int(d["yzp"])
+qx = torch._make_per_tensor_quantized_tensor(
+    torch.tensor(d["x"], dtype=torch.uint8), float(d["xs"]), int(d["xzp"]))
+y = conv(qx).int_repr().numpy()
+np.save(sys.argv[2], y)
+"""
+
+HOST = cpu_profile()
+
+
+def _data(tmp: Path) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    c, o = 8, 6
+    w = rng.integers(-127, 128, size=(o, c, 3, 3))
+    w[:, ::2] = np.abs(w[:, ::2])  # same-sign neighbours: pairs that can leave int16
+    w[:, 1::2] = np.abs(w[:, 1::2])
+    w[:3] *= -1
+    w[:, 0, 1, 1] = 127  # the per-channel maximum is on the grid
+    x = rng.integers(120, 256, size=(2, c, 6, 6))
+    d = {
+        "x": x.astype(np.uint8),
+        "w": w.astype(np.int8),
+        "ws": np.full(o, 0.002),
+        "xs": np.array(0.05),
+        "xzp": np.array(7),
+        "ys": np.array(0.8),
+        "yzp": np.array(128),
+        "pad": np.array(1),
+    }
+    np.savez(tmp / "case.npz", **d)  # type: ignore[arg-type]
+    return d
+
+
+def _run(tmp: Path, capped: bool) -> tuple[np.ndarray, str]:
+    env = {**os.environ, "ONEDNN_VERBOSE": "1"}
+    env.pop("ONEDNN_MAX_CPU_ISA", None)
+    if capped:
+        env["ONEDNN_MAX_CPU_ISA"] = "AVX2"
+    out = tmp / f"y{int(capped)}.npy"
+    proc = subprocess.run(
+        [sys.executable, "-c", RUNNER, str(tmp / "case.npz"), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    impl = [ln.split(",")[6] for ln in proc.stdout.splitlines() if ",exec,cpu,convolution," in ln]
+    return np.load(out), ";".join(impl)
+
+
+def _predict(d: dict[str, np.ndarray], arith: str) -> np.ndarray:
+    acc = (
+        int8_conv2d(
+            torch.tensor(d["x"]).float(),
+            torch.tensor(d["w"]).float(),
+            int(d["xzp"]),
+            padding=(1, 1),
+            arith=arith,
+        )
+        .double()
+        .numpy()
+    )
+    m = float(d["xs"]) * d["ws"][None, :, None, None] / float(d["ys"])
+    return np.clip(np.rint(acc * m) + int(d["yzp"]), 0, 255)
+
+
+needs_x86 = pytest.mark.skipif(
+    HOST.arch != "x86_64"
+    or not HOST.has("avx2")
+    or "onednn" not in torch.backends.quantized.supported_engines,
+    reason="needs an x86 CPU with AVX2 and PyTorch built with oneDNN quantized kernels",
+)
+
+
+@needs_x86
+def test_capped_onednn_matches_pmaddubsw(tmp_path: Path) -> None:
+    d = _data(tmp_path)
+    y, impl = _run(tmp_path, capped=True)
+    assert "avx2" in impl and "vnni" not in impl, impl
+    sat, exact = _predict(d, "pmaddubsw"), _predict(d, "exact")
+    off_sat = np.abs(y - sat)
+    off_exact = np.abs(y - exact)
+    # float rounding of the requantization may move a code by one; saturation moves many by more
+    assert off_sat.max() <= 1 and (off_sat > 0).mean() < 0.01, json.dumps(
+        {"impl": impl, "max": float(off_sat.max()), "frac": float((off_sat > 0).mean())}
+    )
+    assert (off_exact > 1).mean() > 0.2, float((off_exact > 1).mean())
+
+
+@needs_x86
+def test_uncapped_onednn_matches_host_arithmetic(tmp_path: Path) -> None:
+    d = _data(tmp_path)
+    y, impl = _run(tmp_path, capped=False)
+    arith = get_arithmetic(HOST).name
+    pred = _predict(d, arith)
+    assert np.abs(y - pred).max() <= 1, f"{impl} on {HOST.int8_class} is not {arith}"
