@@ -43,10 +43,28 @@ y = conv(qx).int_repr().numpy()
 np.save(sys.argv[2], y)
 """
 
+OV_RUNNER = r"""
+import sys
+import numpy as np, openvino as ov, openvino.opset13 as ops
+d = np.load(sys.argv[1])
+w, xs, ws = d["w"], float(d["xs"]), float(d["ws"][0])
+x = ops.parameter(list(d["x"].shape), np.float32, name="x")
+hi = np.float32(255 * xs)
+fq = ops.fake_quantize(x, np.float32(0), hi, np.float32(0), hi, 256)
+wf = ops.multiply(ops.convert(ops.constant(w), np.float32),
+                  ops.constant(np.full((w.shape[0], 1, 1, 1), ws, np.float32)))
+conv = ops.convolution(fq, wf, [1, 1], [1, 1], [1, 1], [1, 1])
+cm = ov.Core().compile_model(ov.Model([conv], [x]), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+impl = [op.get_rt_info()["primitiveType"].astype(str) for op in cm.get_runtime_model().get_ordered_ops()
+        if op.get_rt_info()["layerType"].astype(str) == "Convolution"]
+print("impl:" + ";".join(impl))
+np.save(sys.argv[2], cm(d["x"].astype(np.float32) * xs)[0] / (xs * ws))
+"""
+
 HOST = cpu_profile()
 
 
-def _data(tmp: Path) -> dict[str, np.ndarray]:
+def _data(tmp: Path, zero_point: int = 7) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     c, o = 8, 6
     w = rng.integers(-127, 128, size=(o, c, 3, 3))
@@ -60,7 +78,7 @@ def _data(tmp: Path) -> dict[str, np.ndarray]:
         "w": w.astype(np.int8),
         "ws": np.full(o, 0.002),
         "xs": np.array(0.05),
-        "xzp": np.array(7),
+        "xzp": np.array(zero_point),
         "ys": np.array(0.8),
         "yzp": np.array(128),
         "pad": np.array(1),
@@ -69,14 +87,14 @@ def _data(tmp: Path) -> dict[str, np.ndarray]:
     return d
 
 
-def _run(tmp: Path, capped: bool) -> tuple[np.ndarray, str]:
+def _run(tmp: Path, capped: bool, runner: str = RUNNER) -> tuple[np.ndarray, str]:
     env = {**os.environ, "ONEDNN_VERBOSE": "1"}
     env.pop("ONEDNN_MAX_CPU_ISA", None)
     if capped:
         env["ONEDNN_MAX_CPU_ISA"] = "AVX2"
     out = tmp / f"y{int(capped)}.npy"
     proc = subprocess.run(
-        [sys.executable, "-c", RUNNER, str(tmp / "case.npz"), str(out)],
+        [sys.executable, "-c", runner, str(tmp / "case.npz"), str(out)],
         env=env,
         capture_output=True,
         text=True,
@@ -84,7 +102,9 @@ def _run(tmp: Path, capped: bool) -> tuple[np.ndarray, str]:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    impl = [ln.split(",")[6] for ln in proc.stdout.splitlines() if ",exec,cpu,convolution," in ln]
+    lines = proc.stdout.splitlines()
+    impl = [ln.split(",")[6] for ln in lines if ",exec,cpu,convolution," in ln]
+    impl += [ln[5:] for ln in lines if ln.startswith("impl:")]
     return np.load(out), ";".join(impl)
 
 
@@ -134,3 +154,36 @@ def test_uncapped_onednn_matches_host_arithmetic(tmp_path: Path) -> None:
     arith = get_arithmetic(HOST).name
     pred = _predict(d, arith)
     assert np.abs(y - pred).max() <= 1, f"{impl} on {HOST.int8_class} is not {arith}"
+
+
+@pytest.mark.skipif(
+    HOST.arch != "x86_64" or not HOST.has("avx2"), reason="needs an x86 CPU with AVX2"
+)
+def test_capped_openvino_matches_pmaddubsw(tmp_path: Path) -> None:
+    """OpenVINO's oneDNN fork honours the cap too: jit_avx2_I8 instead of brgconv_avx512_I8."""
+    pytest.importorskip("openvino")
+    d = _data(tmp_path, zero_point=0)  # a FakeQuantize from 0.0: zero point 0
+    xzp = int(d["xzp"])
+    sat = (
+        int8_conv2d(
+            torch.tensor(d["x"]).float(),
+            torch.tensor(d["w"]).float(),
+            xzp,
+            padding=(1, 1),
+            arith="pmaddubsw",
+        )
+        .double()
+        .numpy()
+    )
+    exact = (
+        int8_conv2d(torch.tensor(d["x"]).float(), torch.tensor(d["w"]).float(), xzp, padding=(1, 1))
+        .double()
+        .numpy()
+    )
+    for capped in (True, False):
+        acc, impl = _run(tmp_path, capped, OV_RUNNER)
+        want = sat if capped or HOST.pair_saturation else exact
+        assert ("avx2" in impl) or not capped, impl
+        # f32 dequantized output divided back by the scales: integers up to float rounding
+        assert np.abs(acc - want).max() < 0.5, (impl, float(np.abs(acc - want).max()))
+    assert (np.abs(sat - exact) > 0.5).mean() > 0.2
