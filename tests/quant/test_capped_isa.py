@@ -1,9 +1,11 @@
-"""A real oneDNN int8 conv, capped to AVX2 with ONEDNN_MAX_CPU_ISA, against the sim's arithmetic.
+"""Real oneDNN int8 convs, capped with ONEDNN_MAX_CPU_ISA, against the sim's arithmetic.
 
 PyTorch's quantized conv on the ``onednn`` engine is the bundled oneDNN that PT2E/Inductor's
-``qconv2d_pointwise`` calls too. Capped to AVX2 it runs ``jit_uni_int8*:avx2`` (vpmaddubsw) and its
-int8 output must be the ``pmaddubsw`` prediction (to the last bit but float rounding of the
-requantization), while the exact prediction is off on every saturated output. Uncapped on a VNNI
+``qconv2d_pointwise`` calls too. Capped to AVX2 it runs ``jit_uni_int8:avx2`` (vpmaddubsw), to
+AVX512_CORE ``brg_conv_fwd:avx512_core`` (vpmaddubsw too), to AVX2_VNNI / AVX512_CORE_VNNI the
+vpdpbusd kernels; each int8 output must be its class's prediction (to the last bit but float
+rounding of the requantization; measured: bit-exact), the other arithmetic's is off on most
+outputs of this saturating case. Uncapped on a VNNI
 or AMX machine it must be the exact one. On an AVX2-only machine the cap changes nothing and both
 runs are the pmaddubsw case. MLAS (ONNX Runtime) and XNNPACK (LiteRT) dispatch on CPUID and honour
 no cap, so they cannot be checked this way.
@@ -87,11 +89,13 @@ def _data(tmp: Path, zero_point: int = 7) -> dict[str, np.ndarray]:
     return d
 
 
-def _run(tmp: Path, capped: bool, runner: str = RUNNER) -> tuple[np.ndarray, str]:
+def _run(
+    tmp: Path, capped: bool, runner: str = RUNNER, cap: str = "AVX2"
+) -> tuple[np.ndarray, str]:
     env = {**os.environ, "ONEDNN_VERBOSE": "1"}
     env.pop("ONEDNN_MAX_CPU_ISA", None)
     if capped:
-        env["ONEDNN_MAX_CPU_ISA"] = "AVX2"
+        env["ONEDNN_MAX_CPU_ISA"] = cap
     out = tmp / f"y{int(capped)}.npy"
     proc = subprocess.run(
         [sys.executable, "-c", runner, str(tmp / "case.npz"), str(out)],
@@ -132,19 +136,32 @@ needs_x86 = pytest.mark.skipif(
 )
 
 
+#: ONEDNN_MAX_CPU_ISA value -> (the INT8 class it emulates, the CPU flags it needs)
+CAPS = {
+    "AVX2": ("avx2", ("avx2",)),
+    "AVX512_CORE": ("avx512", ("avx512bw",)),
+    "AVX2_VNNI": ("avx-vnni", ("avx_vnni",)),
+    "AVX512_CORE_VNNI": ("avx512-vnni", ("avx512_vnni",)),
+}
+
+
 @needs_x86
-def test_capped_onednn_matches_pmaddubsw(tmp_path: Path) -> None:
+@pytest.mark.parametrize("cap", sorted(CAPS))
+def test_capped_onednn_matches_class_arithmetic(tmp_path: Path, cap: str) -> None:
+    cls, flags = CAPS[cap]
+    if not HOST.has(*flags):
+        pytest.skip(f"this CPU ({HOST.int8_class}) has no {', '.join(flags)} to run {cap} kernels")
     d = _data(tmp_path)
-    y, impl = _run(tmp_path, capped=True)
-    assert "avx2" in impl and "vnni" not in impl, impl
-    sat, exact = _predict(d, "pmaddubsw"), _predict(d, "exact")
-    off_sat = np.abs(y - sat)
-    off_exact = np.abs(y - exact)
-    # float rounding of the requantization may move a code by one; saturation moves many by more
-    assert off_sat.max() <= 1 and (off_sat > 0).mean() < 0.01, json.dumps(
-        {"impl": impl, "max": float(off_sat.max()), "frac": float((off_sat > 0).mean())}
+    y, impl = _run(tmp_path, capped=True, cap=cap)
+    assert cap.lower() in impl, impl
+    arith = get_arithmetic(cls).name
+    want, other = _predict(d, arith), _predict(d, "exact" if arith != "exact" else "pmaddubsw")
+    off, off_other = np.abs(y - want), np.abs(y - other)
+    # float rounding of the requantization may move a code by one (measured here: never)
+    assert off.max() <= 1 and (off > 0).mean() < 0.01, json.dumps(
+        {"impl": impl, "max": float(off.max()), "frac": float((off > 0).mean())}
     )
-    assert (off_exact > 1).mean() > 0.2, float((off_exact > 1).mean())
+    assert (off_other > 1).mean() > 0.2, float((off_other > 1).mean())
 
 
 @needs_x86
