@@ -277,3 +277,13 @@ def test_sim_integer_path_is_the_integer_reference() -> None:
     want += layer.inner.bias.reshape(1, -1, 1, 1).double()
     torch.testing.assert_close(seen["y"].double(), want, rtol=1e-5, atol=1e-4)
     assert int((acc != int8_conv2d(codes, wq, zp)).sum()) > 0
+
+
+def test_sim_with_arithmetic_survives_save_and_load(tmp_path: Path) -> None:
+    sim = quantize_module(_net(), get_scheme("w8a8"), torch.rand(16, 4, 8, 8) * 4, arith="avx2")
+    torch.save(sim, tmp_path / "model.pt")
+    back = torch.load(tmp_path / "model.pt", weights_only=False)
+    x = torch.rand(2, 4, 8, 8) * 4
+    with torch.no_grad():
+        assert torch.equal(sim(x), back(x))
+    assert saturation_report(back)[1].saturated > 0
