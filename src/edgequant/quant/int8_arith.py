@@ -23,11 +23,14 @@ measures the oneDNN case on this machine):
   ``vpmaddwd`` pair along the packed K dimension (ORT PR #24220 adds a saturation checker to
   ``ConvSymKernelAvx2`` for exactly this); the im2col K order is (kh, kw, c) with c fastest and the
   padding filled with the zero point, so with an odd channel count pairs cross taps
-  (``pairing="flat"``). ``reduce_range`` (7-bit weights) is ORT's remedy.
-* ``ONEDNN_MAX_CPU_ISA`` caps oneDNN's dispatch: PyTorch's bundled oneDNN (measured:
-  ``jit_uni_int8_1x1:avx2`` instead of ``brgconv_1x1:avx512_core_vnni``) and OpenVINO's fork.
-  ``ATEN_CPU_CAPABILITY`` only picks ATen's own vectorised kernels (default/avx2/avx512), not
-  oneDNN's or FBGEMM's. MLAS and XNNPACK dispatch on CPUID and cannot be capped.
+  (``pairing="flat"``). Its depthwise kernel (``qdwconv_avx2.cpp``) widens to int16 with the zero
+  points subtracted and uses ``vpmaddwd``: exact. ``reduce_range`` (7-bit weights) is ORT's remedy.
+* ``ONEDNN_MAX_CPU_ISA`` caps oneDNN's dispatch, measured on an AVX-512 VNNI Xeon: PyTorch's
+  bundled oneDNN runs ``jit_uni_int8:avx2`` (AVX2), ``brg_conv_fwd:avx512_core`` (AVX512_CORE),
+  ``brg_conv_fwd:avx2_vnni`` (AVX2_VNNI), and OpenVINO's fork ``jit_avx2_I8`` instead of
+  ``brgconv_avx512_I8``; each is bit-exact with its class's arithmetic here. ``ATEN_CPU_CAPABILITY``
+  only picks ATen's own vectorised kernels (default/avx2/avx512), not oneDNN's or FBGEMM's. MLAS
+  and XNNPACK dispatch on CPUID and cannot be capped.
 
 So the arithmetics are ``exact`` and ``pmaddubsw`` (oneDNN layout) / ``pmaddubsw-mlas`` (flat
 layout); :func:`get_arithmetic` maps a CPU's INT8 class to one. :func:`int8_conv2d` is the integer
