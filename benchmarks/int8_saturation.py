@@ -48,6 +48,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=25)
     ap.add_argument("--top", type=int, default=15, help="worst layers shown per arithmetic")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument(
+        "--exact-layers", default="", help="comma-separated layers kept exact (a remedy to try)"
+    )
     args = ap.parse_args()
 
     cpu = cpu_profile()
@@ -65,7 +68,8 @@ def main() -> None:
     fp32_top1 = float((fp32 == labels).mean() * 100) if labels is not None else None
     print(f"fp32 top-1: {fp32_top1}")
     for arith in args.arith.split(","):
-        layers = set_arithmetic(sim, arith)
+        exact = [name for name in args.exact_layers.split(",") if name]
+        layers = set_arithmetic(sim, arith, exact_layers=exact)
         pred = _predict(sim, x, args.batch).argmax(1)
         rows = saturation_report(sim, reset=True)
         top1 = float((pred == labels).mean() * 100) if labels is not None else None

@@ -253,6 +253,10 @@ def test_sim_models_target_arithmetic() -> None:
     assert "SQNR vs exact" in format_saturation_report(list(rows.values()), top=2)
     saturation_report(avx2, reset=True)
     assert all(r.pairs == 0 for r in saturation_report(avx2))
+    assert set_arithmetic(avx2, "avx2", exact_layers=["2"]) == 4
+    with torch.no_grad():
+        avx2(x)
+    assert {r.name: r.saturated for r in saturation_report(avx2)}["2"] == 0
     assert set_arithmetic(avx2, "avx512-vnni") == 4
     with torch.no_grad():
         assert torch.equal(avx2(x), plain(x))

@@ -48,6 +48,7 @@ Example:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -434,11 +435,15 @@ def _eligible(layer: torch.nn.Module) -> bool:
 
 
 def set_arithmetic(
-    gm: torch.fx.GraphModule, target: str | CpuProfile | Int8Arithmetic | None
+    gm: torch.fx.GraphModule,
+    target: str | CpuProfile | Int8Arithmetic | None,
+    *,
+    exact_layers: Iterable[str] = (),
 ) -> int:
     """Make the simulator's int8 convs/linears compute with ``target``'s arithmetic (a name, an
     INT8 class, a CPU profile, ``host``); returns how many layers got the integer path. Layers that
-    are not static w8a8 with symmetric weights (4-bit blocks, Winograd, dynamic, float) keep theirs.
+    are not static w8a8 with symmetric weights (4-bit blocks, Winograd, dynamic, float) keep theirs;
+    ``exact_layers`` (module names) get the exact arithmetic (a remedy: a saturation-free path).
 
     Example:
         >>> import torch, torch.nn as nn
@@ -452,6 +457,7 @@ def set_arithmetic(
     from edgequant.quant.simulate import ActQuant, QuantLayer, _is_passthrough, node_module
 
     arith = get_arithmetic(target)
+    keep_exact = set(exact_layers)
     count = 0
     for node in gm.graph.nodes:
         layer = node_module(gm, node)
@@ -467,7 +473,7 @@ def set_arithmetic(
         aq = source if isinstance(source, ActQuant) else None
         if aq is None or aq.tq is None or aq.tq.dynamic or aq.tq.bits != 8 or not _eligible(layer):
             continue
-        layer.arith = IntegerPath(arith, aq)
+        layer.arith = IntegerPath(ARITHMETICS["exact"] if node.target in keep_exact else arith, aq)
         count += 1
     return count
 
