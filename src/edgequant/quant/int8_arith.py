@@ -48,7 +48,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -209,10 +209,13 @@ def saturation_correction(
     groups: int = 1,
     pad_code: float = 0.0,
     arith: str | Int8Arithmetic = "pmaddubsw",
+    to_codes: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, SaturationCount]:
     """What int16 pair saturation adds to the exact int32 accumulators of a conv.
 
-    ``x_raw``: (N, C, H, W) u8 codes as the kernel multiplies them (zero point included);
+    ``x_raw``: (N, C, H, W) u8 codes as the kernel multiplies them (zero point included), or the
+    float activation with ``to_codes`` (monotonic: float -> raw codes), which is then applied only
+    to the channels that can saturate;
     ``w_codes``: (O, C/groups, kh, kw) s8 codes. Returns the (N, O, Ho, Wo) correction (0 where
     nothing saturates) and the counts. Only weight pairs whose same-sign sum times the observed
     per-channel input maximum can leave int16 are evaluated, so it is cheap when saturation is rare.
@@ -243,7 +246,8 @@ def saturation_correction(
     wv = wflat[torch.arange(o)[:, None, None], pc[None].clamp(min=0), pt[None].clamp(min=0)]
     wv = torch.where(pc[None] >= 0, wv, 0.0)
     # a pair can overflow only if its largest same-sign sum on the observed inputs does
-    xmax = x_raw.float().amax(dim=(0, 2, 3)).clamp(min=0)
+    xmax = x_raw.float().amax(dim=(0, 2, 3))
+    xmax = (xmax if to_codes is None else to_codes(xmax)).clamp(min=0)
     if a.pad == "zp" and padding != (0, 0):
         xmax = torch.maximum(xmax, torch.tensor(float(pad_code)))
     xm = xmax[chan]
@@ -253,14 +257,18 @@ def saturation_correction(
     if oi.numel() == 0:
         return out.reshape(n, o, ho, wo), SaturationCount(total, 0)
     taps = kh * kw
-    rows = chan[oi, pi] * taps + pt[pi].clamp(min=0)  # (R, 2)
+    # only the input channels of risky pairs are turned into codes and unfolded
+    used, local = torch.unique(chan[oi, pi], return_inverse=True)
+    rows = local * taps + pt[pi].clamp(min=0)  # (R, 2)
     wr = wv[oi, pi]  # (R, 2)
     saturated = 0
     pad_value = float(pad_code) if a.pad == "zp" else 0.0
-    per_image = c_in * taps * ho * wo
+    per_image = used.numel() * taps * ho * wo
     nb = max(1, _CHUNK // max(per_image, 1))
     for i in range(0, n, nb):
-        u = _unfold(x_raw[i : i + nb].float(), k, stride, padding, dilation, pad_value)
+        xs = x_raw[i : i + nb, used].float()
+        xs = xs if to_codes is None else to_codes(xs)
+        u = _unfold(xs, k, stride, padding, dilation, pad_value)
         rb = max(1, _CHUNK // (u.shape[0] * u.shape[2]))
         for j in range(0, rows.shape[0], rb):
             r, wj = rows[j : j + rb], wr[j : j + rb]
@@ -388,18 +396,21 @@ class IntegerPath:
         from edgequant.quant.fake_quant import round_half_even
 
         s, zp = src.scale.float(), int(src.zero_point)
+        shift = 128 if tq.qmin < 0 else 0
+
+        def to_codes(v: torch.Tensor) -> torch.Tensor:
+            return torch.clamp(round_half_even(v / s) + zp, tq.qmin, tq.qmax) + shift
+
         with torch.no_grad():
-            codes = torch.clamp(round_half_even(x.detach().float() / s) + zp, tq.qmin, tq.qmax)
-            shift = 128 if tq.qmin < 0 else 0
             wscale = layer.weight_scale.float()
             w = round_half_even(layer.quantized_weight().detach().float() / wscale)
             inner: Any = layer.inner
             out_ch = w.shape[0]
             conv: dict[str, Any] = {}
             if isinstance(inner, torch.nn.Linear):
-                x4, w4 = codes.reshape(-1, w.shape[1], 1, 1), w[:, :, None, None]
+                x4, w4 = x.detach().reshape(-1, w.shape[1], 1, 1), w[:, :, None, None]
             else:
-                x4, w4 = codes, w
+                x4, w4 = x.detach(), w
                 conv = {
                     "stride": tuple(inner.stride),
                     "padding": tuple(inner.padding),
@@ -407,18 +418,16 @@ class IntegerPath:
                     "groups": int(inner.groups),
                 }
             corr, n = saturation_correction(
-                x4 + shift,
-                w4,
-                pad_code=zp + shift,
-                arith=self.arith,
-                **conv,
+                x4, w4, pad_code=zp + shift, arith=self.arith, to_codes=to_codes, **conv
             )
-            scale = (s * wscale.reshape(-1).expand(out_ch)).reshape(1, out_ch, 1, 1)
-            delta = (corr * scale).reshape(y.shape)
             self.pairs += n.pairs
             self.saturated += n.saturated
-            self.signal += float((y.detach().double() ** 2).sum())
-            self.noise += float((delta.double() ** 2).sum())
+            self.signal += float(torch.linalg.vector_norm(y.detach().float()) ** 2)
+            if n.saturated == 0:
+                return y
+            scale = (s * wscale.reshape(-1).expand(out_ch)).reshape(1, out_ch, 1, 1)
+            delta = (corr * scale).reshape(y.shape)
+            self.noise += float(torch.linalg.vector_norm(delta) ** 2)
         return y + delta
 
 
