@@ -41,7 +41,7 @@ import torch
 from edgequant.data import open_dataset
 from edgequant.hw.cpu import cpu_profile
 from edgequant.models import load_model
-from edgequant.quant.int8_arith import format_saturation_report, saturation_report, set_arithmetic
+from edgequant.quant.saturation import format_saturation_report, saturation_report, set_arithmetic
 from edgequant.quant.scheme import get_scheme
 from edgequant.quant.simulate import quantize_module
 

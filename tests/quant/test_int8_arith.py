@@ -15,14 +15,12 @@ from edgequant.errors import ValidationError
 from edgequant.hw.cpu import parse_cpuinfo
 from edgequant.quant.int8_arith import (
     ARITHMETICS,
-    format_saturation_report,
     get_arithmetic,
     int8_conv2d,
     int8_linear,
     saturation_correction,
-    saturation_report,
-    set_arithmetic,
 )
+from edgequant.quant.saturation import format_saturation_report, saturation_report, set_arithmetic
 from edgequant.quant.scheme import get_scheme
 from edgequant.quant.simulate import QuantLayer, quantize_module
 

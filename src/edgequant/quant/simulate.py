@@ -190,7 +190,7 @@ class QuantLayer(nn.Module):
         self.use_winograd = use_winograd and winograd.eligible(inner)
         self.export = False
         self.track_weight = False  # QAT: recompute weight qparams from the live weight
-        # int8_arith.IntegerPath: the target CPU's integer arithmetic (None: exact int32)
+        # saturation.IntegerPath: the target CPU's integer arithmetic (None: exact int32)
         self.arith: Callable[..., torch.Tensor] | None = None
         s, z = (
             weight_qparams(inner.weight, weights)
@@ -450,7 +450,7 @@ def quantize_module(
 
     ``arith``: the integer arithmetic its int8 convs/linears compute with after calibration: an
     arithmetic (``exact``, ``pmaddubsw``, ``pmaddubsw-mlas``), a CPU INT8 class (``avx2``,
-    ``avx512-vnni``, ...) or ``host`` (see :mod:`edgequant.quant.int8_arith`); None: exact.
+    ``avx512-vnni``, ...) or ``host`` (see :mod:`edgequant.quant.saturation`); None: exact.
     """
     gm = prepare(module, scheme, act_observer=act_observer, skip_layers=skip_layers)
     if scheme.is_static:
@@ -458,7 +458,7 @@ def quantize_module(
             raise ValidationError(f"scheme {scheme.name} needs calibration data (pass --calib)")
         calibrate(gm, calibration, batch_size)
     if arith is not None:
-        from edgequant.quant.int8_arith import set_arithmetic  # it imports this module
+        from edgequant.quant.saturation import set_arithmetic  # it imports this module
 
         set_arithmetic(gm, arith)
     return gm.eval()
