@@ -126,6 +126,11 @@ class IntegerPath:
 
 def _eligible(layer: torch.nn.Module) -> bool:
     wq = getattr(layer, "wq", None)
+    inner = getattr(layer, "inner", None)
+    if isinstance(inner, torch.nn.Conv2d) and (
+        isinstance(inner.padding, str) or inner.padding_mode != "zeros"
+    ):
+        return False  # "same"/"valid" or reflect padding: not modelled, stays exact
     return (
         wq is not None
         and wq.bits <= 8
