@@ -190,6 +190,8 @@ class QuantLayer(nn.Module):
         self.use_winograd = use_winograd and winograd.eligible(inner)
         self.export = False
         self.track_weight = False  # QAT: recompute weight qparams from the live weight
+        # saturation.IntegerPath: the target CPU's integer arithmetic (None: exact int32)
+        self.arith: Callable[..., torch.Tensor] | None = None
         s, z = (
             weight_qparams(inner.weight, weights)
             if weights is not None
@@ -245,14 +247,19 @@ class QuantLayer(nn.Module):
         inner = self.inner
         bias = inner.bias if inner.bias is None else _float_round(inner.bias, self.float_dtype)
         if isinstance(inner, nn.Linear):
-            return F.linear(x, w, bias)
-        if self.use_winograd:
+            y = F.linear(x, w, bias)
+        elif self.use_winograd:
             pad = (int(inner.padding[0]), int(inner.padding[1]))  # eligible(): a tuple
             return winograd.winograd_conv2d(x, w, bias, padding=pad, quantized=self.wq is not None)
-        return F.conv2d(x, w, bias, inner.stride, inner.padding, inner.dilation, inner.groups)
+        else:
+            y = F.conv2d(x, w, bias, inner.stride, inner.padding, inner.dilation, inner.groups)
+        path = getattr(self, "arith", None)  # absent on sims pickled before it existed
+        return y if path is None or self.export else path(self, x, y)
 
     def extra_repr(self) -> str:
-        return f"weights={self.wq}, winograd={self.use_winograd}"
+        arith = getattr(getattr(self, "arith", None), "arith", None)
+        more = f", arith={arith.name}" if arith is not None else ""
+        return f"weights={self.wq}, winograd={self.use_winograd}{more}"
 
 
 def _export_weight_qdq(w: torch.Tensor, scale: torch.Tensor, zp: torch.Tensor) -> torch.Tensor:
@@ -437,13 +444,23 @@ def quantize_module(
     act_observer: str | None = None,
     skip_layers: Iterable[str] = (),
     batch_size: int = 32,
+    arith: str | None = None,
 ) -> fx.GraphModule:
-    """The fake-quant simulator of ``module`` under ``scheme``, calibrated; eval mode."""
+    """The fake-quant simulator of ``module`` under ``scheme``, calibrated; eval mode.
+
+    ``arith``: the integer arithmetic its int8 convs/linears compute with after calibration: an
+    arithmetic (``exact``, ``pmaddubsw``, ``pmaddubsw-mlas``), a CPU INT8 class (``avx2``,
+    ``avx512-vnni``, ...) or ``host`` (see :mod:`edgequant.quant.saturation`); None: exact.
+    """
     gm = prepare(module, scheme, act_observer=act_observer, skip_layers=skip_layers)
     if scheme.is_static:
         if calibration is None:
             raise ValidationError(f"scheme {scheme.name} needs calibration data (pass --calib)")
         calibrate(gm, calibration, batch_size)
+    if arith is not None:
+        from edgequant.quant.saturation import set_arithmetic  # it imports this module
+
+        set_arithmetic(gm, arith)
     return gm.eval()
 
 
