@@ -69,3 +69,17 @@ def test_env_override_reads_another_file(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_quant_flags_keep_order() -> None:
     p = parse_cpuinfo("flags : avx512_vnni fma avx2\n")
     assert p.quant_flags == ["avx2", "fma", "avx512_vnni"]
+
+
+def test_onednn_cap_lowers_the_class_never_raises_it() -> None:
+    from edgequant.hw.cpu import onednn_int8_class
+
+    vnni = parse_cpuinfo((FIXTURES / "zen4-avx512vnni.txt").read_text())
+    avx2 = parse_cpuinfo((FIXTURES / "zen3-avx2.txt").read_text())
+    assert onednn_int8_class(vnni, "AVX2") == "avx2"
+    assert onednn_int8_class(vnni, "avx512_core") == "avx512"
+    assert onednn_int8_class(vnni, "AVX512_CORE_AMX") == "avx512-vnni"  # no instruction added
+    assert onednn_int8_class(avx2, "AVX512_CORE_VNNI") == "avx2"
+    assert onednn_int8_class(vnni, "") == onednn_int8_class(vnni, "bogus") == "avx512-vnni"
+    pi = parse_cpuinfo((FIXTURES / "rpi5-dotprod.txt").read_text())
+    assert onednn_int8_class(pi, "AVX2") == "arm-dotprod"

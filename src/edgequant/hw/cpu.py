@@ -243,6 +243,46 @@ def cpu_profile(path: str = "/proc/cpuinfo") -> CpuProfile:
     return profile
 
 
+#: ``ONEDNN_MAX_CPU_ISA`` values and the INT8 class oneDNN's kernels then have (oneDNN docs)
+ONEDNN_CAPS: dict[str, str] = {
+    "SSE41": "other",
+    "AVX": "other",
+    "AVX2": "avx2",
+    "AVX2_VNNI": "avx-vnni",
+    "AVX2_VNNI_2": "avx-vnni",
+    "AVX512_CORE": "avx512",
+    "AVX512_CORE_VNNI": "avx512-vnni",
+    "AVX512_CORE_BF16": "avx512-vnni",
+    "AVX512_CORE_FP16": "avx512-vnni",
+    "AVX10_1_512": "avx512-vnni",
+    "AVX512_CORE_AMX": "amx-int8",
+    "AVX512_CORE_AMX_FP16": "amx-int8",
+    "AVX10_1_512_AMX": "amx-int8",
+    "AVX10_1_512_AMX_FP16": "amx-int8",
+}
+_ORDER = ["other", "avx2", "avx512", "avx-vnni", "avx512-vnni", "amx-int8"]
+
+
+def onednn_int8_class(profile: CpuProfile | None = None, cap: str | None = None) -> str:
+    """The INT8 class oneDNN's kernels (PyTorch, OpenVINO) really use: the CPU's, lowered by a cap.
+
+    ``ONEDNN_MAX_CPU_ISA`` (read from the environment when ``cap`` is None) makes oneDNN dispatch
+    its kernels for an older ISA — an AVX-512 VNNI machine then runs the AVX2 ``vpmaddubsw``
+    kernels, saturation included. ONNX Runtime (MLAS) and LiteRT (XNNPACK) honour no such cap.
+
+    Example:
+        >>> p = parse_cpuinfo("flags : avx2 avx512f avx512bw avx512_vnni\n")
+        >>> onednn_int8_class(p, "AVX2"), onednn_int8_class(p, "")
+        ('avx2', 'avx512-vnni')
+    """
+    p = profile or cpu_profile()
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "") if cap is None else cap
+    capped = ONEDNN_CAPS.get(cap.strip().upper())
+    if p.arch != "x86_64" or capped is None or p.int8_class not in _ORDER:
+        return p.int8_class
+    return min(p.int8_class, capped, key=_ORDER.index)
+
+
 def _fields(p: CpuProfile) -> dict[str, Any]:
     return {k: getattr(p, k) for k in p.__dataclass_fields__}
 
@@ -261,5 +301,6 @@ __all__ = [
     "cpu_flags",
     "cpu_profile",
     "int8_class",
+    "onednn_int8_class",
     "parse_cpuinfo",
 ]
