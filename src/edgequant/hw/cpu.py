@@ -271,7 +271,7 @@ def onednn_int8_class(profile: CpuProfile | None = None, cap: str | None = None)
     kernels, saturation included. ONNX Runtime (MLAS) and LiteRT (XNNPACK) honour no such cap.
 
     Example:
-        >>> p = parse_cpuinfo("flags : avx2 avx512f avx512bw avx512_vnni\n")
+        >>> p = parse_cpuinfo("flags : avx2 avx512f avx512bw avx512_vnni\\n")
         >>> onednn_int8_class(p, "AVX2"), onednn_int8_class(p, "")
         ('avx2', 'avx512-vnni')
     """
