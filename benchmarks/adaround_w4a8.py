@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                 "details": extras,
             }
         )
-        print(f"{variant}: top-1 {top1:.2f}%", file=sys.stderr, flush=True)
+        print(f"{variant}: top-1 {top1:.2f}% {extras}", file=sys.stderr, flush=True)
     cpu = cpu_profile()
     doc = {
         "model": args.model,

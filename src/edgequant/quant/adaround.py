@@ -46,6 +46,7 @@ import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -72,11 +73,11 @@ class AdaRoundConfig:
     """
 
     iterations: int = 300
-    batch_rows: int = 1024
+    batch_rows: int = 512
     pool_rows: int = 4096
     pool_floats: int = 24_000_000
     lr: float = 3e-2
-    reg: float = 0.05
+    reg: float = 0.1
     warmup: float = 0.2
     beta: tuple[float, float] = (20.0, 2.0)
     max_images: int = 256
@@ -256,8 +257,9 @@ def round_layer(
 ) -> tuple[torch.Tensor, LayerStats]:
     """The learnt on-grid weight of ``layer`` for input rows ``rows`` (R, g, K) and fp32 output
     ``target`` (R, O); and its :class:`LayerStats`."""
-    w = layer.weight.detach().float()
-    bias = None if layer.bias is None else layer.bias.detach().float()
+    weight, b = cast(torch.Tensor, layer.weight), cast("torch.Tensor | None", layer.bias)
+    w = weight.detach().float()
+    bias = None if b is None else b.detach().float()
     s, floor, pinned = on_grid(w, grid)
     rest = (w / s - floor).clamp(0.0, 1.0)
     p = ((rest - GAMMA) / (ZETA - GAMMA)).clamp(1e-4, 1 - 1e-4)
@@ -269,7 +271,7 @@ def round_layer(
             ((_apply(rows, _layer_matrix(layer, nearest * s), bias) - target) ** 2).mean()
         )
     norm = max(err_near, 1e-20)
-    opt = torch.optim.Adam([v], lr=config.lr)
+    m1, m2 = torch.zeros_like(v), torch.zeros_like(v)  # Adam moments (no torch.optim import)
     gen = torch.Generator().manual_seed(config.seed)
     n_rows = rows.shape[0]
     warm = int(config.warmup * config.iterations)
@@ -288,9 +290,12 @@ def round_layer(
             beta = config.beta[0] + (config.beta[1] - config.beta[0]) * frac
             reg = ((1 - (2 * h - 1).abs().pow(beta)) * learn).sum() / learn.sum().clamp(min=1)
             loss = loss + config.reg * reg
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        (grad,) = torch.autograd.grad(loss, v)
+        with torch.no_grad():
+            m1.mul_(0.9).add_(grad, alpha=0.1)
+            m2.mul_(0.999).addcmul_(grad, grad, value=0.001)
+            step = config.lr * math.sqrt(1 - 0.999 ** (it + 1)) / (1 - 0.9 ** (it + 1))
+            v.sub_(step * m1 / (m2.sqrt() + 1e-8))
     with torch.no_grad():
         hard = torch.where(
             pinned, floor, torch.clamp(floor + (v >= 0).float(), -grid.qmax, grid.qmax)
@@ -305,7 +310,7 @@ def round_layer(
         flipped_pct=100.0 * float((hard != nearest).float().mean()),
         kept_nearest=keep,
     )
-    return (codes * s).to(layer.weight.dtype), stats
+    return (codes * s).to(weight.dtype), stats
 
 
 def _check_reproduced(w: torch.Tensor, grid: WeightGrid, name: str) -> None:
@@ -342,26 +347,33 @@ def adaround_module(
     if scheme.weights is None:
         raise ValidationError(f"adaround needs integer weights; scheme {scheme.name} has none")
     default = WeightGrid.from_tensor_quant(scheme.weights)
-    grid_for: GridFor = grid if callable(grid) else (lambda _n, _m, g=grid or default: g)
+    fixed: WeightGrid = grid if isinstance(grid, WeightGrid) else default
+
+    def grid_for(name: str, mod: nn.Module) -> WeightGrid | None:
+        return grid(name, mod) if grid is not None and not isinstance(grid, WeightGrid) else fixed
+
     x = torch.as_tensor(np.asarray(calibration, dtype=np.float32))[: cfg.max_images]
     if x.shape[0] == 0:
         raise ValidationError("adaround needs calibration data; the calibration set is empty")
     torch.manual_seed(cfg.seed)
     ref = copy.deepcopy(module).eval()
     out = copy.deepcopy(module).eval()
-    layers = {n: m for n, m in ref.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)}
+    layers: dict[str, nn.Module] = {
+        n: m for n, m in ref.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)
+    }
     grids = {n: g for n, m in layers.items() if (g := grid_for(n, m)) is not None}
     order, pos, targets = _targets(ref, layers, grids, x, cfg)
     stats = []
     for i, name in enumerate(order):
         layer = out.get_submodule(name)
+        weight = cast(torch.Tensor, layer.weight)
         rows = _inputs(out, name, pos[name], x, cfg.batch_size)
         tgt = torch.cat(targets.pop(name))
         layer_cfg = AdaRoundConfig(**{**cfg.__dict__, "seed": cfg.seed + i})
         new_w, st = round_layer(layer, rows, tgt, grids[name], layer_cfg, name)
         _check_reproduced(new_w, grids[name], name)
         with torch.no_grad():
-            layer.weight.copy_(new_w)
+            weight.copy_(new_w)
         stats.append(st)
     return out, stats
 
@@ -384,7 +396,8 @@ def _targets(
             if name not in pos:
                 order.append(name)
                 n_out = y[0, 0].numel() if y.dim() == 4 else y[0].numel() // y.shape[-1]
-                row_len = max(mod.weight[0].numel() * _groups(mod), mod.weight.shape[0])
+                wt = cast(torch.Tensor, mod.weight)
+                row_len = max(wt[0].numel() * _groups(mod), int(wt.shape[0]))
                 rows = max(1, min(cfg.pool_rows, cfg.pool_floats // row_len))
                 gen = torch.Generator().manual_seed(cfg.seed * 7919 + idx)
                 per = math.ceil(rows / x.shape[0])

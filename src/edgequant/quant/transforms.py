@@ -27,12 +27,16 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgequant.errors import ValidationError
 from edgequant.models.base import Model
 from edgequant.quant.scheme import Scheme
+
+if TYPE_CHECKING:
+    from edgequant.quant.adaround import AdaRoundConfig
 
 MODEL_TECHNIQUES = ("bn_fold", "cle", "adaround", "bias_correction")
 
@@ -45,8 +49,16 @@ def planned_techniques(scheme: Scheme) -> list[str]:
     return [t for t in MODEL_TECHNIQUES if t in asked]
 
 
-def apply_techniques(model: Model, scheme: Scheme, calibration: np.ndarray | None) -> Model:
+def apply_techniques(
+    model: Model,
+    scheme: Scheme,
+    calibration: np.ndarray | None,
+    *,
+    adaround_config: AdaRoundConfig | None = None,
+) -> Model:
     """The model with the scheme's transforms applied (the same object when there are none).
+
+    ``adaround_config``: AdaRound's optimisation settings (default :class:`AdaRoundConfig()`).
 
     Raises ValidationError when bias correction is asked for without calibration data, and
     when the model has no PyTorch module (a user's ``.onnx`` file).
@@ -77,7 +89,7 @@ def apply_techniques(model: Model, scheme: Scheme, calibration: np.ndarray | Non
             raise ValidationError(f"adaround needs integer weights; scheme {scheme.name} has none")
         from edgequant.quant.adaround import adaround_module
 
-        module, stats = adaround_module(module, scheme, calibration)
+        module, stats = adaround_module(module, scheme, calibration, config=adaround_config)
         info["adaround_layers"] = len(stats)
         info["adaround_kept_nearest"] = sum(s.kept_nearest for s in stats)
         tag += f"+adaround-{_digest(scheme, calibration)}"
