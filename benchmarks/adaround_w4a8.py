@@ -39,6 +39,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--augment", type=int, default=0, metavar="K", help="K crops/flips per image")
     p.add_argument("--iterations", type=int, default=300, help="AdaRound steps per layer")
     p.add_argument("--max-images", type=int, default=256, help="AdaRound calibration images")
+    p.add_argument("--batch-rows", type=int, default=512, help="AdaRound rows per step")
+    p.add_argument(
+        "--variants",
+        default="nearest,bias_correction,adaround",
+        help="comma-separated rows to compute (default: all three)",
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     return p.parse_args(argv)
@@ -64,8 +70,7 @@ def _variant_logits(
     variant: str,
     calib: np.ndarray,
     x: np.ndarray,
-    iterations: int,
-    max_images: int,
+    args: Any,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     from edgequant.quant.adaround import AdaRoundConfig, adaround_module
     from edgequant.quant.bn_fold import fold_batchnorm
@@ -76,7 +81,9 @@ def _variant_logits(
     t0 = time.perf_counter()
     if variant == "adaround":
         folded, _ = fold_batchnorm(model.module)
-        cfg = AdaRoundConfig(iterations=iterations, max_images=max_images)
+        cfg = AdaRoundConfig(
+            iterations=args.iterations, max_images=args.max_images, batch_rows=args.batch_rows
+        )
         module, stats = adaround_module(folded, scheme, calib, config=cfg)
         extra["layers"] = len(stats)
         extra["kept_nearest"] = sum(s.kept_nearest for s in stats)
@@ -121,13 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     ref = _batched(model.module.eval(), x)
     fp32_top1 = 100 * float((ref.argmax(1) == labels).mean())
     rows = []
-    for variant in ("nearest", "bias_correction", "adaround"):
+    print(f"fp32: top-1 {fp32_top1:.2f}%", file=sys.stderr, flush=True)
+    for variant in args.variants.split(","):
         out = np.zeros_like(ref)
         extras = []
         for cal, score in splits:
-            out[score], extra = _variant_logits(
-                model, scheme, variant, x[cal], x[score], args.iterations, args.max_images
-            )
+            out[score], extra = _variant_logits(model, scheme, variant, x[cal], x[score], args)
             extras.append(extra)
         top1 = 100 * float((out.argmax(1) == labels).mean())
         rows.append(
@@ -149,7 +155,11 @@ def main(argv: list[str] | None = None) -> int:
         "int8_class": cpu.int8_class,
         "scored_images": len(x),
         "protocol": "halves, swapped" + (f", {args.augment} crops/flips" if args.augment else ""),
-        "adaround_iterations": args.iterations,
+        "adaround": {
+            "iterations": args.iterations,
+            "max_images": args.max_images,
+            "batch_rows": args.batch_rows,
+        },
         "fp32_top1_pct": round(fp32_top1, 2),
         "results": rows,
     }
