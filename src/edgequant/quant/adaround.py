@@ -483,6 +483,7 @@ def apply_adaround(
 
 __all__ = [
     "AdaRoundConfig",
+    "GridFor",
     "LayerStats",
     "WeightGrid",
     "adaround_module",

@@ -36,7 +36,7 @@ from edgequant.models.base import Model
 from edgequant.quant.scheme import Scheme
 
 if TYPE_CHECKING:
-    from edgequant.quant.adaround import AdaRoundConfig
+    from edgequant.quant.adaround import AdaRoundConfig, GridFor, WeightGrid
 
 MODEL_TECHNIQUES = ("bn_fold", "cle", "adaround", "bias_correction")
 
@@ -55,10 +55,15 @@ def apply_techniques(
     calibration: np.ndarray | None,
     *,
     adaround_config: AdaRoundConfig | None = None,
+    adaround_grid: WeightGrid | GridFor | None = None,
 ) -> Model:
     """The model with the scheme's transforms applied (the same object when there are none).
 
-    ``adaround_config``: AdaRound's optimisation settings (default :class:`AdaRoundConfig()`).
+    ``adaround_config``: AdaRound's optimisation settings (default :class:`AdaRoundConfig()`);
+    ``adaround_grid``: the target runtime's weight grid (a :class:`WeightGrid`, or per layer a
+    function ``(name, layer) -> WeightGrid | None``); default: the scheme's weights with the
+    restricted symmetric range ``max|w|/qmax``, which the simulator, ONNX Runtime's symmetric
+    weights, NNCF, LiteRT and TensorRT compute.
 
     Raises ValidationError when bias correction is asked for without calibration data, and
     when the model has no PyTorch module (a user's ``.onnx`` file).
@@ -89,10 +94,18 @@ def apply_techniques(
             raise ValidationError(f"adaround needs integer weights; scheme {scheme.name} has none")
         from edgequant.quant.adaround import adaround_module
 
-        module, stats = adaround_module(module, scheme, calibration, config=adaround_config)
+        module, stats = adaround_module(
+            module, scheme, calibration, config=adaround_config, grid=adaround_grid
+        )
         info["adaround_layers"] = len(stats)
         info["adaround_kept_nearest"] = sum(s.kept_nearest for s in stats)
-        tag += f"+adaround-{_digest(scheme, calibration)}"
+        g = adaround_grid
+        which = (
+            repr((g.bits, g.granularity))
+            if g is not None and hasattr(g, "bits")
+            else getattr(g, "__qualname__", "")
+        )
+        tag += f"+adaround-{_digest(scheme, calibration, which)}"
     if "bias_correction" in plan:
         if calibration is None or len(calibration) == 0:
             raise ValidationError("bias_correction needs calibration data (pass --calib)")
@@ -106,9 +119,10 @@ def apply_techniques(
     )
 
 
-def _digest(scheme: Scheme, calibration: np.ndarray) -> str:
+def _digest(scheme: Scheme, calibration: np.ndarray, extra: str = "") -> str:
     return hashlib.sha1(
-        repr(scheme.weights).encode() + np.ascontiguousarray(calibration, np.float32).tobytes()
+        (repr(scheme.weights) + extra).encode()
+        + np.ascontiguousarray(calibration, np.float32).tobytes()
     ).hexdigest()[:8]
 
 
