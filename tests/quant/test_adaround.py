@@ -175,6 +175,17 @@ def test_scheme_parsing_and_the_technique_end_to_end_in_the_simulator() -> None:
             )
     with pytest.raises(ValidationError, match="calibration"):
         apply_techniques(make_tiny_model(), s, None)
+    # a runtime's own grid (here 3-bit) is honoured and names a different model
+    three = apply_techniques(
+        model,
+        s,
+        calib,
+        adaround_config=AdaRoundConfig(iterations=5),
+        adaround_grid=WeightGrid(bits=3),
+    )
+    assert three.weights_hash != out.weights_hash
+    conv = next(m for m in three.module.modules() if isinstance(m, nn.Conv2d))
+    assert len(torch.unique(conv.weight[0])) <= 7
 
 
 def test_apply_adaround_folds_batchnorm_first() -> None:

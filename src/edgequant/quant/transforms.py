@@ -92,7 +92,7 @@ def apply_techniques(
             raise ValidationError("adaround needs calibration data (pass --calib)")
         if scheme.weights is None:
             raise ValidationError(f"adaround needs integer weights; scheme {scheme.name} has none")
-        from edgequant.quant.adaround import adaround_module
+        from edgequant.quant.adaround import WeightGrid, adaround_module
 
         module, stats = adaround_module(
             module, scheme, calibration, config=adaround_config, grid=adaround_grid
@@ -102,7 +102,7 @@ def apply_techniques(
         g = adaround_grid
         which = (
             repr((g.bits, g.granularity))
-            if g is not None and hasattr(g, "bits")
+            if isinstance(g, WeightGrid)
             else getattr(g, "__qualname__", "")
         )
         tag += f"+adaround-{_digest(scheme, calibration, which)}"
