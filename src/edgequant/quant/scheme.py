@@ -22,12 +22,22 @@ activations, ``-dyn`` = activation ranges computed at run time, ``-pt`` = per-te
 ``-sym`` = symmetric activations. A scheme can also be written in full as a dict / YAML
 (see :meth:`Scheme.from_dict`), e.g. 3-bit weights in blocks of 32 with MSE calibration.
 
+Techniques (``techniques: [...]``), model transforms applied before any runtime sees the model
+(:mod:`edgequant.quant.transforms`), in this order: ``bn_fold`` (fold batch norms), ``cle``
+(cross-layer equalization), ``adaround`` (learn each weight's up/down rounding on the
+calibration data, Nagel et al. 2020, and hand the runtime weights already on its grid:
+:mod:`edgequant.quant.adaround`; needs calibration data), ``bias_correction`` (empirical bias
+correction); ``winograd`` is executed by the simulator. E.g. ``{"base": "w4a8", "name":
+"w4a8-ada", "techniques": ["adaround"]}`` is w4a8 with AdaRound.
+
 Example:
     >>> s = get_scheme("w8a8")
     >>> (s.weights.bits, s.weights.granularity, s.activations.symmetric)
     (8, 'channel', False)
     >>> Scheme.from_dict(s.to_dict()) == s
     True
+    >>> get_scheme({"base": "w4a8", "name": "w4a8-ada", "techniques": "adaround"}).techniques
+    ('adaround',)
     >>> get_scheme({"name": "w3a8-b32", "weights": {"bits": 3, "granularity": "block:32"},
     ...             "activations": {"bits": 8, "symmetric": False}}).weights.block_size
     32
@@ -44,7 +54,7 @@ from typing import Any
 from edgequant.errors import ValidationError
 
 SCHEME_VERSION = 1
-TECHNIQUES = ("bn_fold", "cle", "bias_correction", "winograd")
+TECHNIQUES = ("bn_fold", "cle", "adaround", "bias_correction", "winograd")
 FLOAT_DTYPES = ("fp32", "fp16", "bf16")
 _CALIB_RE = re.compile(r"^(default|minmax|mse|entropy|percentile(:\d+(\.\d+)?)?)$")
 
@@ -192,7 +202,7 @@ class Scheme:
 
     @property
     def needs_calibration(self) -> bool:
-        return self.is_static or "bias_correction" in self.techniques
+        return self.is_static or bool({"bias_correction", "adaround"} & set(self.techniques))
 
     # --- serialisation ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

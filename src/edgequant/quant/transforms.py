@@ -1,15 +1,18 @@
 """Pre-quantization transforms, usable in front of every backend's quantizer.
 
 :func:`apply_techniques` runs the scheme's ``techniques`` in the order that makes sense —
-``bn_fold`` → ``cle`` → ``bias_correction`` (CLE and bias correction need BN folded first, so
-they imply it) — and returns a new fp32 :class:`~edgequant.models.base.Model` whose
+``bn_fold`` → ``cle`` → ``adaround`` → ``bias_correction`` (CLE, AdaRound and bias correction need
+BN folded first, so they imply it) — and returns a new fp32 :class:`~edgequant.models.base.Model` whose
 ``weights_hash`` carries a suffix naming what was done (so cached artifacts of the original and
 the transformed model never collide). ``winograd`` is not a model transform (the simulator
 executes it) and is ignored here.
 
 ``bn_fold`` and ``cle`` give an equivalent model (to float rounding); ``bias_correction``
 deliberately moves the fp32 outputs by the expected weight-quantization error (see
-:mod:`edgequant.quant.bias_correction`). The returned model's ``info["techniques_applied"]``
+:mod:`edgequant.quant.bias_correction`); ``adaround`` replaces every conv/linear weight by its
+learnt rounding on the scheme's weight grid (:mod:`edgequant.quant.adaround`): the runtime's
+quantizer then reproduces those weights exactly, and a later ``bias_correction`` finds no
+weight-rounding error left to correct. The returned model's ``info["techniques_applied"]``
 lists what was applied; calling again on it is a no-op, so a backend may call it defensively.
 
 Example:
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,19 +35,35 @@ from edgequant.errors import ValidationError
 from edgequant.models.base import Model
 from edgequant.quant.scheme import Scheme
 
-MODEL_TECHNIQUES = ("bn_fold", "cle", "bias_correction")
+if TYPE_CHECKING:
+    from edgequant.quant.adaround import AdaRoundConfig, GridFor, WeightGrid
+
+MODEL_TECHNIQUES = ("bn_fold", "cle", "adaround", "bias_correction")
 
 
 def planned_techniques(scheme: Scheme) -> list[str]:
     """The model transforms the scheme asks for, in execution order, implied steps included."""
     asked = set(scheme.techniques) & set(MODEL_TECHNIQUES)
-    if asked & {"cle", "bias_correction"}:
+    if asked & {"cle", "adaround", "bias_correction"}:
         asked.add("bn_fold")
     return [t for t in MODEL_TECHNIQUES if t in asked]
 
 
-def apply_techniques(model: Model, scheme: Scheme, calibration: np.ndarray | None) -> Model:
+def apply_techniques(
+    model: Model,
+    scheme: Scheme,
+    calibration: np.ndarray | None,
+    *,
+    adaround_config: AdaRoundConfig | None = None,
+    adaround_grid: WeightGrid | GridFor | None = None,
+) -> Model:
     """The model with the scheme's transforms applied (the same object when there are none).
+
+    ``adaround_config``: AdaRound's optimisation settings (default :class:`AdaRoundConfig()`);
+    ``adaround_grid``: the target runtime's weight grid (a :class:`WeightGrid`, or per layer a
+    function ``(name, layer) -> WeightGrid | None``); default: the scheme's weights with the
+    restricted symmetric range ``max|w|/qmax``, which the simulator, ONNX Runtime's symmetric
+    weights, NNCF, LiteRT and TensorRT compute.
 
     Raises ValidationError when bias correction is asked for without calibration data, and
     when the model has no PyTorch module (a user's ``.onnx`` file).
@@ -67,20 +87,43 @@ def apply_techniques(model: Model, scheme: Scheme, calibration: np.ndarray | Non
         module, cle_pairs = equalize(module)
         info["cle_pairs"] = len(cle_pairs)
         tag += "+cle"
+    if "adaround" in plan:
+        if calibration is None or len(calibration) == 0:
+            raise ValidationError("adaround needs calibration data (pass --calib)")
+        if scheme.weights is None:
+            raise ValidationError(f"adaround needs integer weights; scheme {scheme.name} has none")
+        from edgequant.quant.adaround import WeightGrid, adaround_module
+
+        module, stats = adaround_module(
+            module, scheme, calibration, config=adaround_config, grid=adaround_grid
+        )
+        info["adaround_layers"] = len(stats)
+        info["adaround_kept_nearest"] = sum(s.kept_nearest for s in stats)
+        g = adaround_grid
+        which = (
+            repr((g.bits, g.granularity))
+            if isinstance(g, WeightGrid)
+            else getattr(g, "__qualname__", "")
+        )
+        tag += f"+adaround-{_digest(scheme, calibration, which)}"
     if "bias_correction" in plan:
         if calibration is None or len(calibration) == 0:
             raise ValidationError("bias_correction needs calibration data (pass --calib)")
         module, n = correct_bias(module, scheme, calibration)
         info["bias_corrected_layers"] = n
         # the correction depends on the weight quantizer and the data: both go in the hash
-        digest = hashlib.sha1(
-            repr(scheme.weights).encode() + np.ascontiguousarray(calibration, np.float32).tobytes()
-        ).hexdigest()[:8]
-        tag += f"+bias_correction-{digest}"
+        tag += f"+bias_correction-{_digest(scheme, calibration)}"
     info["techniques_applied"] = plan
     return dataclasses.replace(
         model, module=module.eval(), weights_hash=f"{model.weights_hash}{tag}", info=info
     )
+
+
+def _digest(scheme: Scheme, calibration: np.ndarray, extra: str = "") -> str:
+    return hashlib.sha1(
+        (repr(scheme.weights) + extra).encode()
+        + np.ascontiguousarray(calibration, np.float32).tobytes()
+    ).hexdigest()[:8]
 
 
 __all__ = ["MODEL_TECHNIQUES", "apply_techniques", "planned_techniques"]

@@ -1,0 +1,182 @@
+"""w4a8 in the simulator with plain rounding and with AdaRound: top-1, drop, agreement, SQNR.
+
+EfficientNet-Lite0 (pretrained) by default. The labelled folder is split in two halves:
+calibrate (and learn the rounding) on one, score the other, then swap, so every image is scored
+once by a model that never saw it (the proxy of ``benchmarks/int8_accuracy.py --halves``).
+``--augment K`` calibrates on, and scores, K random crops/flips of every image (finer-grained
+figures when only a few hundred labelled images exist). Rows: fp32 (eager PyTorch), the
+scheme with round-to-nearest weights, with ``bias_correction``, and with ``adaround`` (the
+technique, at ``--iterations`` per layer). Accuracy only: no timing.
+
+Example:
+    $ python benchmarks/adaround_w4a8.py --data imagenet:/work/shared/data/imagenet-dev
+    $ python benchmarks/adaround_w4a8.py --data imagenet:DIR --augment 4 --iterations 300 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--model", default="efficientnet_lite0", help="zoo name (pretrained weights)")
+    p.add_argument(
+        "--data", required=True, help="labelled set, e.g. imagenet:DIR (split in halves)"
+    )
+    p.add_argument("--scheme", default="w4a8", help="integer scheme (default w4a8)")
+    p.add_argument("--augment", type=int, default=0, metavar="K", help="K crops/flips per image")
+    p.add_argument("--iterations", type=int, default=300, help="AdaRound steps per layer")
+    p.add_argument("--max-images", type=int, default=256, help="AdaRound calibration images")
+    p.add_argument("--batch-rows", type=int, default=512, help="AdaRound rows per step")
+    p.add_argument(
+        "--variants",
+        default="nearest,bias_correction,adaround",
+        help="comma-separated rows to compute (default: all three)",
+    )
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    return p.parse_args(argv)
+
+
+def _batched(module: Any, x: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        return np.concatenate(
+            [module(torch.from_numpy(x[i : i + 32])).numpy() for i in range(0, len(x), 32)]
+        )
+
+
+def _sqnr(ref: np.ndarray, approx: np.ndarray) -> float:
+    noise = float(((ref - approx) ** 2).sum())
+    return float("inf") if noise == 0 else 10 * float(np.log10((ref**2).sum() / noise))
+
+
+def _variant_logits(
+    model: Any,
+    scheme: Any,
+    variant: str,
+    calib: np.ndarray,
+    x: np.ndarray,
+    args: Any,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    from edgequant.quant.adaround import AdaRoundConfig, adaround_module
+    from edgequant.quant.bn_fold import fold_batchnorm
+    from edgequant.quant.simulate import quantize_module
+    from edgequant.quant.transforms import apply_techniques
+
+    extra: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    if variant == "adaround":
+        folded, _ = fold_batchnorm(model.module)
+        cfg = AdaRoundConfig(
+            iterations=args.iterations, max_images=args.max_images, batch_rows=args.batch_rows
+        )
+        module, stats = adaround_module(folded, scheme, calib, config=cfg)
+        extra["layers"] = len(stats)
+        extra["kept_nearest"] = sum(s.kept_nearest for s in stats)
+        extra["mse_ratio_median"] = round(
+            float(np.median([s.mse_adaround / max(s.mse_nearest, 1e-20) for s in stats])), 3
+        )
+    elif variant == "bias_correction":
+        module = apply_techniques(
+            model, scheme.with_(techniques=("bias_correction",)), calib
+        ).module
+    else:
+        module = model.module
+    extra["transform_s"] = round(time.perf_counter() - t0, 1)  # progress only, not a benchmark
+    sim = quantize_module(module, scheme, calib)
+    return _batched(sim, x), extra
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    from edgequant.data import open_dataset
+    from edgequant.hw.cpu import cpu_profile
+    from edgequant.models import load_model
+    from edgequant.quant.scheme import get_scheme
+
+    torch.set_num_threads(args.threads)
+    model = load_model(args.model)
+    scheme = get_scheme(args.scheme)
+    data = open_dataset(args.data, model.input_spec, split="test")
+    x = data.load_all().astype(np.float32)
+    labels = np.asarray(data.labels)
+    if args.augment > 0:
+        from int8_accuracy import augment  # the proxy's own crops/flips
+
+        x, labels = augment(x, labels, args.augment)
+    half = len(x) // 2
+    splits = [
+        (np.arange(half), np.arange(half, len(x))),
+        (np.arange(half, len(x)), np.arange(half)),
+    ]
+    ref = _batched(model.module.eval(), x)
+    fp32_top1 = 100 * float((ref.argmax(1) == labels).mean())
+    rows = []
+    print(f"fp32: top-1 {fp32_top1:.2f}%", file=sys.stderr, flush=True)
+    for variant in args.variants.split(","):
+        out = np.zeros_like(ref)
+        extras = []
+        for cal, score in splits:
+            out[score], extra = _variant_logits(model, scheme, variant, x[cal], x[score], args)
+            extras.append(extra)
+        top1 = 100 * float((out.argmax(1) == labels).mean())
+        rows.append(
+            {
+                "rounding": variant,
+                "top1_pct": round(top1, 2),
+                "drop_points": round(fp32_top1 - top1, 2),
+                "agreement_pct": round(100 * float((out.argmax(1) == ref.argmax(1)).mean()), 2),
+                "logits_sqnr_db": round(_sqnr(ref, out), 2),
+                "details": extras,
+            }
+        )
+        print(f"{variant}: top-1 {top1:.2f}% {extras}", file=sys.stderr, flush=True)
+    cpu = cpu_profile()
+    doc = {
+        "model": args.model,
+        "scheme": scheme.name,
+        "cpu": cpu.model,
+        "int8_class": cpu.int8_class,
+        "scored_images": len(x),
+        "protocol": "halves, swapped" + (f", {args.augment} crops/flips" if args.augment else ""),
+        "adaround": {
+            "iterations": args.iterations,
+            "max_images": args.max_images,
+            "batch_rows": args.batch_rows,
+        },
+        "fp32_top1_pct": round(fp32_top1, 2),
+        "results": rows,
+    }
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    print(f"{args.model} {scheme.name} in the simulator, {len(x)} scored ({doc['protocol']})")
+    print(f"CPU: {doc['cpu']} ({doc['int8_class']})")
+    print(f"{'rounding':<16} {'top-1 %':>8} {'drop':>6} {'agree %':>8} {'SQNR dB':>8}")
+    print(f"{'fp32':<16} {fp32_top1:>8.2f}")
+    for r in rows:
+        print(
+            f"{r['rounding']:<16} {r['top1_pct']:>8.2f} {r['drop_points']:>6.2f} "
+            f"{r['agreement_pct']:>8.2f} {r['logits_sqnr_db']:>8.1f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

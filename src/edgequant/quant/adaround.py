@@ -1,0 +1,494 @@
+"""AdaRound: learnt up/down rounding of every weight (Nagel et al. 2020, "Up or Down?").
+
+Round-to-nearest is not the best rounding for a layer's *output*: rounding some weights the
+"wrong" way can cancel the errors of others on real inputs. AdaRound learns, per conv/linear
+layer and on calibration inputs, whether each weight goes to ``floor(w/s)`` or ``floor(w/s)+1``:
+
+* ``w̃ = s · clamp(floor(w/s) + h(V), qmin, qmax)`` with the rectified sigmoid
+  ``h(V) = clip(sigmoid(V)·(ζ−γ) + γ, 0, 1)``, ``ζ = 1.1``, ``γ = −0.1``; ``V`` starts where
+  ``h(V)`` equals the fractional part (``w̃ = w``);
+* loss = ``‖W̃ x̂ − W x‖² / ‖W_rtn x̂ − W x‖²`` (the layer's output on the calibration data,
+  relative to round-to-nearest) + ``λ · mean(1 − |2h − 1|^β)``, the regulariser off for the first
+  20 % of the iterations, then ``β`` annealed from 20 to 2 so every ``h`` is pushed to 0 or 1;
+* ``x`` is the layer's input in the fp32 model, ``x̂`` its input in the model whose *preceding*
+  layers are already rounded (layer by layer, in execution order), so later layers correct the
+  errors of earlier ones;
+* positions are sampled: a pool of im2col rows per layer, a mini-batch of them per Adam step
+  (vectorised over groups, so depthwise convs cost a multiply-add);
+* at the end ``h ≥ ½`` rounds up; a layer whose learnt rounding is not better than nearest on the
+  pool keeps nearest.
+
+The grid is the **target runtime's**: :class:`WeightGrid` holds bits, granularity and the scale
+rule its quantizer applies (default: symmetric restricted range, ``max|w| / (2^(b−1)−1)`` per
+channel, as the simulator, TFLite, TensorRT, NNCF and ONNX Runtime's symmetric weights compute).
+The returned weights are **on that grid** (``w = s · integer``, the largest ``|w|`` of each
+channel kept at ``±qmax``), so the runtime's own quantizer, recomputing the scale from them,
+reproduces them bit for bit (checked: a rule that cannot is an error).
+
+Example:
+    >>> import torch, torch.nn as nn
+    >>> from edgequant.quant.scheme import get_scheme
+    >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 1)).eval()
+    >>> out, stats = adaround_module(net, get_scheme("w4a8"), torch.randn(16, 3, 12, 12),
+    ...                              config=AdaRoundConfig(iterations=50))
+    >>> len(stats), stats[0].layer
+    (2, '0')
+    >>> from edgequant.quant.fake_quant import fake_quant_weight, weight_qparams
+    >>> w, tq = out[0].weight, get_scheme("w4a8").weights   # the simulator's own quantizer:
+    >>> bool(torch.equal(fake_quant_weight(w, *weight_qparams(w, tq), tq), w))   # identity
+    True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import cast
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from edgequant.errors import ValidationError
+from edgequant.quant.fake_quant import weight_qparams
+from edgequant.quant.scheme import Scheme, TensorQuant
+
+ZETA = 1.1
+GAMMA = -0.1
+ScaleRule = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdaRoundConfig:
+    """Optimisation settings. ``pool_rows``: sampled im2col rows kept per layer (capped by
+    ``pool_floats`` / row length); ``batch_rows``: rows per Adam step; ``reg``: λ.
+
+    Example:
+        >>> AdaRoundConfig().iterations
+        300
+    """
+
+    iterations: int = 300
+    batch_rows: int = 512
+    pool_rows: int = 4096
+    pool_floats: int = 24_000_000
+    lr: float = 3e-2
+    reg: float = 0.1
+    warmup: float = 0.2
+    beta: tuple[float, float] = (20.0, 2.0)
+    max_images: int = 256
+    batch_size: int = 32
+    seed: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class WeightGrid:
+    """The integer grid a runtime puts a weight on: symmetric, ``bits``, ``granularity``
+    (``channel``, ``tensor`` or ``block:N``) and ``scale_rule(weight) -> scale`` (broadcastable to
+    the weight; ``None``: ``max|w|/qmax`` at the granularity, the simulator's own rule).
+
+    Example:
+        >>> g = WeightGrid.from_tensor_quant(TensorQuant(bits=4, granularity="channel"))
+        >>> g.qmax, g.granularity
+        (7, 'channel')
+    """
+
+    bits: int = 8
+    granularity: str = "channel"
+    scale_rule: ScaleRule | None = None
+
+    @classmethod
+    def from_tensor_quant(cls, tq: TensorQuant) -> WeightGrid:
+        if not tq.symmetric:
+            raise ValidationError(
+                "adaround needs symmetric weights (every built-in scheme has them); set "
+                "weights.symmetric: true"
+            )
+        return cls(bits=tq.bits, granularity=tq.granularity)
+
+    @property
+    def qmax(self) -> int:
+        return 2 ** (self.bits - 1) - 1
+
+    def tensor_quant(self) -> TensorQuant:
+        return TensorQuant(bits=self.bits, symmetric=True, granularity=self.granularity)
+
+    def scale(self, w: torch.Tensor) -> torch.Tensor:
+        """The scale the runtime computes for ``w``, expanded to ``w``'s shape."""
+        if self.scale_rule is not None:
+            return torch.broadcast_to(self.scale_rule(w.detach()).float(), w.shape).clone()
+        s, _ = weight_qparams(w.detach(), self.tensor_quant())
+        return _expand(s, w, self.tensor_quant().block_size)
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    """What AdaRound did to one layer: output MSE (on its pooled calibration rows, relative to
+    nothing) with nearest and with the learnt rounding, share of weights rounded differently."""
+
+    layer: str
+    mse_nearest: float
+    mse_adaround: float
+    flipped_pct: float
+    kept_nearest: bool
+
+
+def _expand(s: torch.Tensor, w: torch.Tensor, block: int | None) -> torch.Tensor:
+    if block is None:
+        return torch.broadcast_to(s, w.shape).clone()
+    out_ch, in_ch = w.shape[0], w.shape[1]
+    per_in = s.reshape(out_ch, -1).repeat_interleave(block, dim=1)[:, :in_ch]
+    return per_in.reshape(out_ch, in_ch, *([1] * (w.dim() - 2))).expand(w.shape).clone()
+
+
+def rectified_sigmoid(v: torch.Tensor) -> torch.Tensor:
+    """``clip(sigmoid(v)·(ζ−γ) + γ, 0, 1)``.
+
+    Example:
+        >>> rectified_sigmoid(torch.tensor([-10.0, 0.0, 10.0]))
+        tensor([0.0000, 0.5000, 1.0000])
+    """
+    return torch.clamp(torch.sigmoid(v) * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
+
+
+def _fixed_point_scale(s: torch.Tensor, qmax: int) -> torch.Tensor:
+    """Nudge ``s`` (≤ a few ulps) so ``fl(fl(s·qmax)/qmax) == s``: then a quantizer recomputing
+    ``max|w|/qmax`` from ``w = s·q`` finds ``s`` again, exactly."""
+    for _ in range(4):
+        nxt = (s * qmax) / qmax
+        if torch.equal(nxt, s):
+            break
+        s = nxt
+    return s
+
+
+def on_grid(w: torch.Tensor, grid: WeightGrid) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(scale, floor codes, pinned)`` of ``w`` on ``grid``: ``pinned`` marks the elements at
+    ``±qmax`` (the per-group maxima, which keep the scale reproducible and are not learnt).
+
+    Example:
+        >>> s, fl, pin = on_grid(torch.tensor([[0.5, -1.0, 0.26]]), WeightGrid(bits=4))
+        >>> fl.tolist(), pin.tolist()
+        ([[3.0, -7.0, 1.0]], [[False, True, False]])
+    """
+    w = w.detach().float()
+    s = grid.scale(w)
+    if grid.scale_rule is None:
+        s = _fixed_point_scale(s, grid.qmax)
+    ratio = w / s
+    pinned = ratio.abs() >= grid.qmax - 1e-3
+    floor = torch.floor(ratio)
+    floor = torch.where(pinned, torch.sign(ratio) * grid.qmax, floor)
+    return s, torch.clamp(floor, -grid.qmax, grid.qmax), pinned
+
+
+def _nearest(
+    w: torch.Tensor, s: torch.Tensor, floor: torch.Tensor, pinned: torch.Tensor, qmax: int
+) -> torch.Tensor:
+    up = (w / s - floor) >= 0.5
+    return torch.where(pinned, floor, torch.clamp(floor + up.float(), -qmax, qmax))
+
+
+# --- sampled layer inputs (im2col rows) ----------------------------------------------------
+def _rows(layer: nn.Module, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """im2col rows of ``x`` at output positions ``pos`` (N, P): (N*P, in/g * k*k) per group
+    layout ``(rows, groups, K)``."""
+    if isinstance(layer, nn.Linear):
+        flat = x.reshape(x.shape[0], -1, x.shape[-1])
+        return flat[torch.arange(flat.shape[0])[:, None], pos].reshape(-1, 1, x.shape[-1])
+    c: nn.Conv2d = layer  # type: ignore[assignment]
+    if isinstance(c.padding, str) or c.padding_mode != "zeros":
+        raise ValidationError(f"adaround: conv padding {c.padding!r}/{c.padding_mode} unsupported")
+    cols = F.unfold(x, c.kernel_size, c.dilation, c.padding, c.stride)  # (N, C*k*k, L)
+    picked = cols.gather(2, pos[:, None, :].expand(-1, cols.shape[1], -1))
+    return picked.permute(0, 2, 1).reshape(-1, c.groups, cols.shape[1] // c.groups)
+
+
+def _outputs_at(y: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Layer outputs (N, O, ...) or (N, ..., O) at positions ``pos`` -> (N*P, O)."""
+    if y.dim() == 4:
+        flat = y.reshape(y.shape[0], y.shape[1], -1)
+        return (
+            flat.gather(2, pos[:, None, :].expand(-1, y.shape[1], -1))
+            .permute(0, 2, 1)
+            .reshape(-1, y.shape[1])
+        )
+    flat = y.reshape(y.shape[0], -1, y.shape[-1])
+    return flat[torch.arange(flat.shape[0])[:, None], pos].reshape(-1, y.shape[-1])
+
+
+def _positions(n_out: int, n_img: int, per_img: int, gen: torch.Generator) -> torch.Tensor:
+    per = min(per_img, n_out)
+    return torch.stack([torch.randperm(n_out, generator=gen)[:per] for _ in range(n_img)])
+
+
+class _Stop(Exception):
+    pass
+
+
+def _layer_matrix(layer: nn.Module, w: torch.Tensor) -> torch.Tensor:
+    """Weight as (groups, O/g, K)."""
+    g = layer.groups if isinstance(layer, nn.Conv2d) else 1
+    return w.reshape(g, w.shape[0] // g, -1)
+
+
+def _apply(rows: torch.Tensor, wm: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    if wm.shape[0] == 1:
+        y = rows[:, 0] @ wm[0].T
+    elif wm.shape[1] == 1:  # depthwise
+        y = (rows * wm[:, 0][None]).sum(2)
+    else:
+        y = torch.einsum("rgk,gok->rgo", rows, wm).reshape(rows.shape[0], -1)
+    return y if bias is None else y + bias
+
+
+# --- the optimisation of one layer -----------------------------------------------------------
+def round_layer(
+    layer: nn.Module,
+    rows: torch.Tensor,
+    target: torch.Tensor,
+    grid: WeightGrid,
+    config: AdaRoundConfig,
+    name: str = "",
+) -> tuple[torch.Tensor, LayerStats]:
+    """The learnt on-grid weight of ``layer`` for input rows ``rows`` (R, g, K) and fp32 output
+    ``target`` (R, O); and its :class:`LayerStats`."""
+    weight, b = cast(torch.Tensor, layer.weight), cast("torch.Tensor | None", layer.bias)
+    w = weight.detach().float()
+    bias = None if b is None else b.detach().float()
+    s, floor, pinned = on_grid(w, grid)
+    rest = (w / s - floor).clamp(0.0, 1.0)
+    p = ((rest - GAMMA) / (ZETA - GAMMA)).clamp(1e-4, 1 - 1e-4)
+    v = torch.log(p / (1 - p)).requires_grad_(True)
+    learn = (~pinned).float()
+    nearest = _nearest(w, s, floor, pinned, grid.qmax)
+    with torch.no_grad():
+        err_near = float(
+            ((_apply(rows, _layer_matrix(layer, nearest * s), bias) - target) ** 2).mean()
+        )
+    norm = max(err_near, 1e-20)
+    m1, m2 = torch.zeros_like(v), torch.zeros_like(v)  # Adam moments (no torch.optim import)
+    gen = torch.Generator().manual_seed(config.seed)
+    n_rows = rows.shape[0]
+    warm = int(config.warmup * config.iterations)
+    for it in range(config.iterations):
+        idx = (
+            torch.randint(0, n_rows, (config.batch_rows,), generator=gen)
+            if n_rows > config.batch_rows
+            else slice(None)
+        )
+        h = rectified_sigmoid(v)
+        q = torch.clamp(floor + h * learn, -grid.qmax, grid.qmax)
+        y = _apply(rows[idx], _layer_matrix(layer, q * s), bias)
+        loss = ((y - target[idx]) ** 2).mean() / norm
+        if it >= warm:
+            frac = (it - warm) / max(1, config.iterations - warm)
+            beta = config.beta[0] + (config.beta[1] - config.beta[0]) * frac
+            reg = ((1 - (2 * h - 1).abs().pow(beta)) * learn).sum() / learn.sum().clamp(min=1)
+            loss = loss + config.reg * reg
+        (grad,) = torch.autograd.grad(loss, v)
+        with torch.no_grad():
+            m1.mul_(0.9).add_(grad, alpha=0.1)
+            m2.mul_(0.999).addcmul_(grad, grad, value=0.001)
+            step = config.lr * math.sqrt(1 - 0.999 ** (it + 1)) / (1 - 0.9 ** (it + 1))
+            v.sub_(step * m1 / (m2.sqrt() + 1e-8))
+    with torch.no_grad():
+        hard = torch.where(
+            pinned, floor, torch.clamp(floor + (v >= 0).float(), -grid.qmax, grid.qmax)
+        )
+        err_ada = float(((_apply(rows, _layer_matrix(layer, hard * s), bias) - target) ** 2).mean())
+    keep = err_ada >= err_near
+    codes = nearest if keep else hard
+    stats = LayerStats(
+        layer=name,
+        mse_nearest=err_near,
+        mse_adaround=min(err_ada, err_near),
+        flipped_pct=100.0 * float((hard != nearest).float().mean()),
+        kept_nearest=keep,
+    )
+    return (codes * s).to(weight.dtype), stats
+
+
+def _check_reproduced(w: torch.Tensor, grid: WeightGrid, name: str) -> None:
+    s = grid.scale(w)
+    again = torch.clamp(torch.round(w / s), -grid.qmax, grid.qmax) * s
+    if not torch.equal(again, w):
+        raise ValidationError(
+            f"adaround: layer {name}: the grid's scale rule does not reproduce its own on-grid "
+            "weights (a rule like max|w|/127.5 shrinks them); use a restricted-range rule "
+            "max|w|/qmax"
+        )
+
+
+# --- the whole model, layer by layer -------------------------------------------------------
+GridFor = Callable[[str, nn.Module], WeightGrid | None]
+
+
+def adaround_module(
+    module: nn.Module,
+    scheme: Scheme,
+    calibration: np.ndarray | torch.Tensor,
+    *,
+    grid: WeightGrid | GridFor | None = None,
+    config: AdaRoundConfig | None = None,
+) -> tuple[nn.Module, list[LayerStats]]:
+    """A copy of ``module`` whose conv/linear weights are AdaRound-ed onto ``grid`` (default: the
+    scheme's weight quantizer with the restricted symmetric range), and per-layer stats.
+
+    ``grid`` may be a function ``(layer name, layer) -> WeightGrid | None`` so a runtime can give
+    each layer its own grid (e.g. 7-bit where its kernels would saturate); ``None`` leaves that
+    layer alone. BN must already be folded (:func:`apply_adaround` does it).
+    """
+    cfg = config or AdaRoundConfig()
+    if scheme.weights is None:
+        raise ValidationError(f"adaround needs integer weights; scheme {scheme.name} has none")
+    default = WeightGrid.from_tensor_quant(scheme.weights)
+    fixed: WeightGrid = grid if isinstance(grid, WeightGrid) else default
+
+    def grid_for(name: str, mod: nn.Module) -> WeightGrid | None:
+        return grid(name, mod) if grid is not None and not isinstance(grid, WeightGrid) else fixed
+
+    x = torch.as_tensor(np.asarray(calibration, dtype=np.float32))[: cfg.max_images]
+    if x.shape[0] == 0:
+        raise ValidationError("adaround needs calibration data; the calibration set is empty")
+    torch.manual_seed(cfg.seed)
+    ref = copy.deepcopy(module).eval()
+    out = copy.deepcopy(module).eval()
+    layers: dict[str, nn.Module] = {
+        n: m for n, m in ref.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)
+    }
+    grids = {n: g for n, m in layers.items() if (g := grid_for(n, m)) is not None}
+    order, pos, targets = _targets(ref, layers, grids, x, cfg)
+    stats = []
+    for i, name in enumerate(order):
+        layer = out.get_submodule(name)
+        weight = cast(torch.Tensor, layer.weight)
+        rows = _inputs(out, name, pos[name], x, cfg.batch_size)
+        tgt = torch.cat(targets.pop(name))
+        layer_cfg = AdaRoundConfig(**{**cfg.__dict__, "seed": cfg.seed + i})
+        new_w, st = round_layer(layer, rows, tgt, grids[name], layer_cfg, name)
+        _check_reproduced(new_w, grids[name], name)
+        with torch.no_grad():
+            weight.copy_(new_w)
+        stats.append(st)
+    return out, stats
+
+
+def _targets(
+    ref: nn.Module,
+    layers: dict[str, nn.Module],
+    grids: dict[str, WeightGrid],
+    x: torch.Tensor,
+    cfg: AdaRoundConfig,
+) -> tuple[list[str], dict[str, torch.Tensor], dict[str, list[torch.Tensor]]]:
+    """One fp32 pass: execution order, sampled output positions and fp32 outputs there."""
+    order: list[str] = []
+    pos: dict[str, torch.Tensor] = {}
+    targets: dict[str, list[torch.Tensor]] = {}
+    start = [0]
+
+    def hook(name: str, idx: int):  # type: ignore[no-untyped-def]
+        def fn(mod: nn.Module, args: tuple[torch.Tensor, ...], y: torch.Tensor) -> None:
+            if name not in pos:
+                order.append(name)
+                n_out = y[0, 0].numel() if y.dim() == 4 else y[0].numel() // y.shape[-1]
+                wt = cast(torch.Tensor, mod.weight)
+                row_len = max(wt[0].numel() * _groups(mod), int(wt.shape[0]))
+                rows = max(1, min(cfg.pool_rows, cfg.pool_floats // row_len))
+                gen = torch.Generator().manual_seed(cfg.seed * 7919 + idx)
+                per = math.ceil(rows / x.shape[0])
+                pos[name] = _positions(n_out, x.shape[0], per, gen)
+                targets[name] = []
+            if len(targets[name]) * cfg.batch_size < start[0] + 1:
+                p = pos[name][start[0] : start[0] + y.shape[0]]
+                targets[name].append(_outputs_at(y.detach(), p))
+
+        return fn
+
+    handles = [
+        m.register_forward_hook(hook(n, i)) for i, (n, m) in enumerate(layers.items()) if n in grids
+    ]
+    try:
+        with torch.no_grad():
+            for i in range(0, x.shape[0], cfg.batch_size):
+                start[0] = i
+                ref(x[i : i + cfg.batch_size])
+    finally:
+        for h in handles:
+            h.remove()
+    return order, pos, targets
+
+
+def _groups(mod: nn.Module) -> int:
+    return int(mod.groups) if isinstance(mod, nn.Conv2d) else 1
+
+
+def _inputs(
+    model: nn.Module, name: str, pos: torch.Tensor, x: torch.Tensor, batch_size: int
+) -> torch.Tensor:
+    """im2col rows of layer ``name``'s input in ``model`` (earlier layers already rounded)."""
+    layer = model.get_submodule(name)
+    got: list[torch.Tensor] = []
+    start = [0]
+
+    def fn(mod: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        p = pos[start[0] : start[0] + args[0].shape[0]]
+        got.append(_rows(mod, args[0].detach(), p))
+        raise _Stop
+
+    handle = layer.register_forward_pre_hook(fn)
+    try:
+        with torch.no_grad():
+            for i in range(0, x.shape[0], batch_size):
+                start[0] = i
+                with contextlib.suppress(_Stop):
+                    model(x[i : i + batch_size])
+    finally:
+        handle.remove()
+    return torch.cat(got)
+
+
+def apply_adaround(
+    module: nn.Module,
+    scheme: Scheme,
+    calibration: np.ndarray | torch.Tensor,
+    *,
+    grid: WeightGrid | GridFor | None = None,
+    config: AdaRoundConfig | None = None,
+) -> nn.Module:
+    """BN folded, then every conv/linear AdaRound-ed onto the runtime's grid (see module doc).
+
+    This is what a backend calls in front of its own quantizer when its grid differs from the
+    scheme's default (pass ``grid``); :func:`~edgequant.quant.transforms.apply_techniques` calls
+    it for the ``adaround`` technique with the default grid.
+
+    Example:
+        >>> import torch, torch.nn as nn
+        >>> from edgequant.quant.scheme import get_scheme
+        >>> net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).eval()
+        >>> out = apply_adaround(net, get_scheme("w8a8"), torch.randn(4, 3, 8, 8),
+        ...                      config=AdaRoundConfig(iterations=10))
+        >>> type(out[1]).__name__
+        'Identity'
+    """
+    from edgequant.quant.bn_fold import fold_batchnorm
+
+    folded, _ = fold_batchnorm(module)
+    return adaround_module(folded, scheme, calibration, grid=grid, config=config)[0]
+
+
+__all__ = [
+    "AdaRoundConfig",
+    "GridFor",
+    "LayerStats",
+    "WeightGrid",
+    "adaround_module",
+    "apply_adaround",
+    "on_grid",
+    "rectified_sigmoid",
+    "round_layer",
+]

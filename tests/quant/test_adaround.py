@@ -1,0 +1,203 @@
+"""AdaRound: lower layer-output error than nearest, weights exactly on the grid, deterministic."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from edgequant.errors import ValidationError
+from edgequant.quant.adaround import (
+    AdaRoundConfig,
+    WeightGrid,
+    adaround_module,
+    apply_adaround,
+    on_grid,
+)
+from edgequant.quant.fake_quant import fake_quant_weight, weight_qparams
+from edgequant.quant.scheme import get_scheme
+from edgequant.quant.simulate import quantize_module
+from edgequant.quant.transforms import apply_techniques, planned_techniques
+from tests.helpers import make_tiny_model, tiny_inputs
+
+FAST = AdaRoundConfig(iterations=120, batch_rows=256)
+
+
+def _net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(16, 16, 3, padding=1, groups=16),
+        nn.ReLU(),
+        nn.Conv2d(16, 8, 1),
+        nn.Flatten(),
+        nn.Linear(8 * 8 * 8, 10),
+    ).eval()
+
+
+def _calib(n: int = 32, seed: int = 1) -> torch.Tensor:
+    """Spatially smooth inputs, like images: neighbouring pixels correlate, so the layer's
+    output error depends on how the roundings of neighbouring taps combine (with white noise
+    inputs round-to-nearest is already optimal in expectation)."""
+    g = torch.Generator().manual_seed(seed)
+    low = torch.randn(n, 3, 4, 4, generator=g)
+    smooth = torch.nn.functional.interpolate(low, size=(8, 8), mode="bilinear", align_corners=False)
+    return smooth + 0.1 * torch.randn(n, 3, 8, 8, generator=g)
+
+
+def _layer_mse(net: nn.Module, rounded: nn.Module, x: torch.Tensor, idx: int) -> float:
+    """Output MSE of layer ``idx`` of ``rounded`` against the fp32 net, both on fp32 inputs."""
+    with torch.no_grad():
+        inp = net[:idx](x)
+        return float(((rounded[idx](inp) - net[idx](inp)) ** 2).mean())
+
+
+def _nearest(net: nn.Module, tq_scheme: str) -> nn.Module:
+    import copy
+
+    tq = get_scheme(tq_scheme).weights
+    out = copy.deepcopy(net)
+    with torch.no_grad():
+        for m in out.modules():
+            if isinstance(m, nn.Conv2d | nn.Linear):
+                m.weight.copy_(fake_quant_weight(m.weight, *weight_qparams(m.weight, tq), tq))
+    return out
+
+
+def test_learnt_rounding_lowers_layer_output_mse() -> None:
+    net, x = _net(), _calib()
+    ada, stats = adaround_module(net, get_scheme("w4a8"), x, config=FAST)
+    near = _nearest(net, "w4a8")
+    assert [s.layer for s in stats] == ["0", "2", "4", "6"]
+    # the first layer sees the same (fp32) input in both: a clean comparison of the rounding
+    assert _layer_mse(net, ada, x, 0) < 0.97 * _layer_mse(net, near, x, 0)
+    for s in stats:
+        assert s.mse_adaround <= s.mse_nearest
+    assert sum(s.mse_adaround < 0.95 * s.mse_nearest for s in stats) >= 2
+    with torch.no_grad():  # and the whole network's output is closer to fp32
+        ref = net(x)
+        assert float(((ada(x) - ref) ** 2).mean()) < float(((near(x) - ref) ** 2).mean())
+
+
+@pytest.mark.parametrize("scheme", ["w4a8", "w8a8", "w8a8-pt"])
+def test_returned_weights_are_exactly_on_the_grid(scheme: str) -> None:
+    net, x = _net(), _calib(16)
+    ada, _ = adaround_module(net, get_scheme(scheme), x, config=AdaRoundConfig(iterations=20))
+    tq = get_scheme(scheme).weights
+    for orig, m in zip(net.modules(), ada.modules(), strict=True):
+        if not isinstance(m, nn.Conv2d | nn.Linear):
+            continue
+        w = m.weight.detach()
+        # the simulator's (and the restricted-range runtimes') quantizer: identity on them
+        assert torch.equal(fake_quant_weight(w, *weight_qparams(w, tq), tq), w)
+        # the scale (max|w| per channel or tensor) is kept
+        s_old, _ = weight_qparams(orig.weight, tq)
+        s_new, _ = weight_qparams(w, tq)
+        assert torch.allclose(s_new, s_old, rtol=1e-6, atol=0)
+        # and every weight moved by less than one step (floor or ceil of w/s)
+        assert float(((w - orig.weight).abs() / s_old).max()) < 1.0 + 1e-5
+
+
+def test_on_grid_pins_the_channel_maxima() -> None:
+    w = torch.tensor([[0.5, -1.0, 0.26], [2.0, 0.3, -0.1]])
+    s, floor, pinned = on_grid(w, WeightGrid(bits=4))
+    assert pinned.tolist() == [[False, True, False], [True, False, False]]
+    assert floor[pinned].abs().tolist() == [7.0, 7.0]
+    assert torch.allclose(s[:, 0], torch.tensor([1 / 7, 2 / 7]))
+
+
+def test_a_scale_rule_that_cannot_reproduce_its_grid_is_an_error() -> None:
+    net, x = _net(), _calib(8)
+    shrink = WeightGrid(
+        bits=8,
+        scale_rule=lambda w: w.abs().amax(dim=tuple(range(1, w.dim())), keepdim=True) / 127.5,
+    )
+    with pytest.raises(ValidationError, match="does not reproduce"):
+        adaround_module(
+            net, get_scheme("w8a8"), x, grid=shrink, config=AdaRoundConfig(iterations=5)
+        )
+
+
+def test_per_layer_grids_and_skipped_layers() -> None:
+    net, x = _net(), _calib(8)
+
+    def grid(name: str, _m: nn.Module) -> WeightGrid | None:
+        return None if name == "6" else WeightGrid(bits=3 if name == "0" else 8)
+
+    ada, stats = adaround_module(
+        net, get_scheme("w8a8"), x, grid=grid, config=AdaRoundConfig(iterations=10)
+    )
+    assert [s.layer for s in stats] == ["0", "2", "4"]
+    assert torch.equal(ada[6].weight, net[6].weight)
+    w0 = ada[0].weight.detach()
+    assert len(torch.unique(w0[0])) <= 7  # 3-bit: codes -3..3
+
+
+def test_deterministic_with_a_seed() -> None:
+    net, x = _net(), _calib(16)
+    cfg = AdaRoundConfig(iterations=25, seed=3)
+    a, _ = adaround_module(net, get_scheme("w4a8"), x, config=cfg)
+    b, _ = adaround_module(net, get_scheme("w4a8"), x, config=cfg)
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+
+
+def test_scheme_parsing_and_the_technique_end_to_end_in_the_simulator() -> None:
+    s = get_scheme({"base": "w4a8", "name": "w4a8-ada", "techniques": ["adaround"]})
+    assert s.techniques == ("adaround",) and s.needs_calibration
+    assert planned_techniques(s) == ["bn_fold", "adaround"]
+    assert planned_techniques(s.with_(techniques=("adaround", "bias_correction"))) == [
+        "bn_fold",
+        "adaround",
+        "bias_correction",
+    ]
+    with pytest.raises(ValidationError, match="unknown technique"):
+        get_scheme({"base": "w4a8", "techniques": ["ada_round"]})
+    model = make_tiny_model()
+    calib = tiny_inputs(model, 16, seed=4)
+    out = apply_techniques(model, s, calib, adaround_config=AdaRoundConfig(iterations=20))
+    assert out.info["techniques_applied"] == ["bn_fold", "adaround"]
+    assert "+bn_fold+adaround-" in out.weights_hash
+    assert out.info["adaround_layers"] > 0
+    assert apply_techniques(out, s, calib) is out  # idempotent
+    sim = quantize_module(out.module, s, calib)
+    with torch.no_grad():
+        y = sim(torch.from_numpy(tiny_inputs(model, 4, seed=5)))
+    assert y.shape[0] == 4 and bool(torch.isfinite(y).all())
+    # the simulator's weight quantizer leaves the AdaRound weights untouched
+    tq = s.weights
+    for m in out.module.modules():
+        if isinstance(m, nn.Conv2d | nn.Linear):
+            assert torch.equal(
+                fake_quant_weight(m.weight, *weight_qparams(m.weight, tq), tq), m.weight
+            )
+    with pytest.raises(ValidationError, match="calibration"):
+        apply_techniques(make_tiny_model(), s, None)
+    # a runtime's own grid (here 3-bit) is honoured and names a different model
+    three = apply_techniques(
+        model,
+        s,
+        calib,
+        adaround_config=AdaRoundConfig(iterations=5),
+        adaround_grid=WeightGrid(bits=3),
+    )
+    assert three.weights_hash != out.weights_hash
+    conv = next(m for m in three.module.modules() if isinstance(m, nn.Conv2d))
+    assert len(torch.unique(conv.weight[0])) <= 7
+
+
+def test_apply_adaround_folds_batchnorm_first() -> None:
+    torch.manual_seed(2)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()).eval()
+    with torch.no_grad():
+        net[1].running_var.uniform_(0.5, 2.0)
+        net[1].running_mean.uniform_(-0.5, 0.5)
+    x = np.random.default_rng(0).standard_normal((8, 3, 8, 8)).astype(np.float32)
+    out = apply_adaround(net, get_scheme("w8a8"), x, config=AdaRoundConfig(iterations=20))
+    assert isinstance(out[1], nn.Identity)
+    with torch.no_grad():
+        xt = torch.from_numpy(x)
+        rel = float((out(xt) - net(xt)).abs().max() / net(xt).abs().max())
+    assert rel < 0.05  # 8-bit on-grid weights: close to the fp32 (BN-folded) net
