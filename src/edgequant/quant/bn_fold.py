@@ -24,7 +24,7 @@ import copy
 import torch
 import torch.nn as nn
 
-from edgequant.quant.simulate import node_module, trace
+from edgequant.quant.graph import node_module, trace
 
 
 def conv_bn_pairs(module: nn.Module) -> list[tuple[str, str]]:

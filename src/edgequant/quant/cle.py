@@ -36,7 +36,7 @@ import torch
 import torch.nn as nn
 
 from edgequant.quant.bn_fold import fold_batchnorm
-from edgequant.quant.simulate import node_module, trace
+from edgequant.quant.graph import node_module, trace
 
 _HOMOGENEOUS = (nn.ReLU, nn.Identity)
 

@@ -86,6 +86,13 @@ def technique_sets(items: Sequence[str]) -> list[list[str]]:
     return sets
 
 
+def _check_study(study: str, keep_float: Sequence[int]) -> None:
+    if study not in STUDIES:
+        raise ValidationError(f"unknown lab study {study!r}; use {', '.join(STUDIES)}")
+    if any(k < 0 for k in keep_float):
+        raise ValidationError(f"keep_float values must be >= 0, got {list(keep_float)}")
+
+
 def lab(
     study: str,
     model: str | Model,
@@ -125,10 +132,7 @@ def lab(
     from edgequant.models.loader import load_model
     from edgequant.quant import lab as studies
 
-    if study not in STUDIES:
-        raise ValidationError(f"unknown lab study {study!r}; use {', '.join(STUDIES)}")
-    if any(k < 0 for k in keep_float):
-        raise ValidationError(f"keep_float values must be >= 0, got {list(keep_float)}")
+    _check_study(study, keep_float)
     torch.set_num_threads(max(1, threads))
     m = load_model(model, weights=weights, arch=arch) if isinstance(model, str) else model
     if m.module is None:

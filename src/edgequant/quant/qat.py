@@ -177,6 +177,18 @@ def finalize(gm: fx.GraphModule) -> fx.GraphModule:
     return gm.eval()
 
 
+def _loss(
+    out: torch.Tensor, x: torch.Tensor, teacher: nn.Module | None, labels: np.ndarray | None
+) -> torch.Tensor:
+    """Distillation from the fp32 teacher (temperature 2), else cross-entropy on the labels."""
+    if teacher is not None:
+        with torch.no_grad():
+            t = F.softmax(teacher(x) / 2.0, dim=1)
+        return F.kl_div(F.log_softmax(out / 2.0, dim=1), t, reduction="batchmean") * 4.0
+    assert labels is not None  # run_qat refuses unlabelled data without distillation
+    return F.cross_entropy(out, torch.from_numpy(labels))
+
+
 def run_qat(
     module: nn.Module,
     scheme: Scheme,
@@ -230,13 +242,7 @@ def run_qat(
         if step == cfg.freeze_observers_after_steps:
             freeze_observers(gm)
         x = torch.from_numpy(x_all[idx])
-        out = gm(x)
-        if teacher is not None:
-            with torch.no_grad():
-                t = F.softmax(teacher(x) / 2.0, dim=1)
-            loss = F.kl_div(F.log_softmax(out / 2.0, dim=1), t, reduction="batchmean") * 4.0
-        else:
-            loss = F.cross_entropy(out, torch.from_numpy(np.asarray(labels)[idx]))
+        loss = _loss(gm(x), x, teacher, None if labels is None else np.asarray(labels)[idx])
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -161,7 +161,8 @@ def set_arithmetic(
         >>> set_arithmetic(sim, "avx2")
         1
     """
-    from edgequant.quant.simulate import ActQuant, QuantLayer, _is_passthrough, node_module
+    from edgequant.quant.graph import _is_passthrough, node_module
+    from edgequant.quant.simulate import ActQuant, QuantLayer
 
     arith = get_arithmetic(target)
     keep_exact = set(exact_layers)

@@ -27,7 +27,6 @@ Example:
 from __future__ import annotations
 
 import copy
-import operator
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -45,55 +44,19 @@ from edgequant.quant.fake_quant import (
     qparams_from_range,
     weight_qparams,
 )
+from edgequant.quant.graph import (
+    is_activation,
+    node_module,
+    quant_points,
+    trace,
+)
 from edgequant.quant.observers import Observer, make_observer
 from edgequant.quant.scheme import Scheme, TensorQuant
 
 _FLOAT_CAST = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
+
 # ops whose output on integer-valued input is still on the same grid: no requantization needed
-# zero padding included: 0.0 is exactly representable, so padded tensors stay on the grid
-_PASSTHROUGH_MODULES = (
-    nn.ZeroPad2d,
-    nn.ConstantPad2d,
-    nn.MaxPool1d,
-    nn.MaxPool2d,
-    nn.Flatten,
-    nn.Dropout,
-    nn.Identity,
-    nn.Unflatten,
-)
-_PASSTHROUGH_FUNCS: set[Any] = {
-    F.pad,
-    torch.flatten,
-    torch.reshape,
-    F.dropout,
-    F.max_pool2d,
-    getattr,
-    operator.getitem,
-    torch.squeeze,
-    torch.unsqueeze,
-    torch.permute,
-    torch.transpose,
-}
-_PASSTHROUGH_METHODS = {
-    "view",
-    "reshape",
-    "flatten",
-    "size",
-    "contiguous",
-    "permute",
-    "transpose",
-    "squeeze",
-    "unsqueeze",
-    "dim",
-    "chunk",
-    "split",
-}
-_ACT_MODULES = (nn.ReLU, nn.ReLU6, nn.Hardtanh)
-_ACT_FUNCS: set[Any] = {F.relu, torch.relu, F.relu6, F.hardtanh, torch.clamp, torch.clip}
-_ACT_METHODS = {"relu", "relu_", "clamp", "clamp_", "clip"}
-
-
 def _float_round(x: torch.Tensor, float_dtype: str) -> torch.Tensor:
     dt = _FLOAT_CAST.get(float_dtype)
     return x if dt is None else x.to(dt).to(x.dtype)
@@ -266,70 +229,6 @@ def _export_weight_qdq(w: torch.Tensor, scale: torch.Tensor, zp: torch.Tensor) -
     if scale.numel() == 1:
         return torch.fake_quantize_per_tensor_affine(w, float(scale.reshape(())), 0, -128, 127)
     return torch.fake_quantize_per_channel_affine(w, scale, zp, 0, -128, 127)
-
-
-# --- graph analysis -------------------------------------------------------------------------
-def trace(module: nn.Module) -> fx.GraphModule:
-    """``torch.fx`` trace; a model that cannot be traced gets a clear one-line error."""
-    try:
-        gm = fx.symbolic_trace(module)
-    except Exception as e:  # fx raises many types; condense to one line
-        msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise ModelError(
-            f"cannot trace {type(module).__name__} with torch.fx ({msg}); the simulator and the "
-            "transforms need a traceable model (no data-dependent control flow)"
-        ) from None
-    # string annotations (``from __future__ import annotations``) end up as str "types" that
-    # make the GraphModule unpicklable; the types carry nothing we need
-    for node in gm.graph.nodes:
-        node.type = None
-    gm.recompile()
-    return gm
-
-
-def node_module(gm: fx.GraphModule, node: fx.Node) -> nn.Module | None:
-    if node.op == "call_module":
-        return gm.get_submodule(str(node.target))
-    return None
-
-
-def is_activation(gm: fx.GraphModule, node: fx.Node) -> bool:
-    """ReLU / ReLU6 / Hardtanh / clamp: ops runtimes fuse into the producing conv."""
-    mod = node_module(gm, node)
-    if mod is not None:
-        return isinstance(mod, _ACT_MODULES)
-    if node.op == "call_function":
-        return node.target in _ACT_FUNCS
-    return node.op == "call_method" and node.target in _ACT_METHODS
-
-
-def _is_passthrough(gm: fx.GraphModule, node: fx.Node) -> bool:
-    mod = node_module(gm, node)
-    if mod is not None:
-        return isinstance(mod, _PASSTHROUGH_MODULES)
-    if node.op == "call_function":
-        return node.target in _PASSTHROUGH_FUNCS
-    if node.op == "call_method":
-        return node.target in _PASSTHROUGH_METHODS
-    return node.op in ("get_attr", "output")
-
-
-def quant_points(gm: fx.GraphModule) -> list[fx.Node]:
-    """Nodes whose output an integer runtime holds quantized (see the module docstring)."""
-    points = []
-    for node in gm.graph.nodes:
-        if node.op == "placeholder":
-            points.append(node)
-            continue
-        if node.op not in ("call_module", "call_function", "call_method") or _is_passthrough(
-            gm, node
-        ):
-            continue
-        users = list(node.users)
-        if len(users) == 1 and is_activation(gm, users[0]):
-            continue  # the fused activation's output is the quantized tensor
-        points.append(node)
-    return points
 
 
 def _insert_after(gm: fx.GraphModule, node: fx.Node, name: str, module: nn.Module) -> None:
