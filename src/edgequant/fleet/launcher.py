@@ -33,7 +33,7 @@ import json
 import subprocess
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +88,8 @@ def offers(group: Sequence[WorkerView], backend: str) -> bool:
 
 class DaskLauncher(Launcher):
     """Runs the cells of other devices on the Dask cluster at ``scheduler``; ``local`` runs the
-    ``local`` cells (default: each cell's isolation, as a local sweep)."""
+    ``local`` cells (default: each cell's isolation, as a local sweep). ``build_here`` decides
+    which backends' artifacts are built here and shipped (default: their capability)."""
 
     def __init__(
         self,
@@ -98,8 +99,11 @@ class DaskLauncher(Launcher):
         lost_grace_s: float = LOST_GRACE_S,
         poll_s: float = 1.0,
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        build_here: Callable[[str], bool] | None = None,
     ) -> None:
         self.scheduler = scheduler
+        #: backend name -> build its artifacts here and ship them (default: :func:`portable`)
+        self.build_here = build_here or portable
         self.local = local
         self.lost_grace_s = lost_grace_s
         self.poll_s = poll_s
@@ -188,7 +192,7 @@ class _FleetRun:
 
     def host_builds(self, cells: Sequence[Cell]) -> dict[str, tuple[bytes, str, str]]:
         """Build the portable artifacts here in a fresh process; cell id -> (blob, hash, dir)."""
-        todo = [c for c in cells if portable(c.backend)]
+        todo = [c for c in cells if self.launcher.build_here(c.backend)]
         if not todo:
             return {}
         folder = self.runs_dir / FLEET_DIR
