@@ -155,3 +155,15 @@ def test_schemes_other_than_names_travel_as_text() -> None:
     named, custom = exp.cells()
     assert scheme_text(named) is None
     assert "w8a8-16" in str(scheme_text(custom))
+
+
+def test_artifacts_are_shipped_only_to_devices_of_this_cpu() -> None:
+    from edgequant.fleet.launcher import _FleetRun
+    from edgequant.hw.cpu import cpu_profile
+
+    here = cpu_profile()
+    twin = WorkerView(address="a", device="d", arch=here.arch, int8_class=here.int8_class)
+    other_arch = "aarch64" if here.arch != "aarch64" else "x86_64"
+    other = WorkerView(address="b", device="d", arch=other_arch, int8_class="arm-dotprod")
+    assert _FleetRun.same_cpu([twin])
+    assert not _FleetRun.same_cpu([twin, other])

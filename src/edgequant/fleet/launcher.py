@@ -6,8 +6,11 @@
   runs only on a worker of that device offering that runtime, one cell per board at a time;
 * artifacts of a runtime whose format is portable (the backend's ``portable_artifacts``
   capability: ONNX, OpenVINO IR, ``.tflite``) are built once here, in a fresh process, and
-  shipped with their content hash, which the device checks before loading; machine-specific
-  artifacts (AOTInductor packages) are built on the device by its bench process;
+  shipped with their content hash, which the device checks before loading, to the devices
+  whose CPU (architecture and INT8 class) is this host's: a runtime's int8 layout is chosen
+  for the CPU that builds (ONNX Runtime takes U8S8 on x86 and S8S8 on ARM), so a device of
+  another CPU builds its own; machine-specific artifacts (AOTInductor packages) are always
+  built on the device by its bench process;
 * each cell runs in a fresh ``edgequant bench`` on its device (:mod:`edgequant.fleet.task`);
   its record streams back as soon as it is done, with the device's environment, the device's
   name in ``record.device`` and LoadGen's logs copied into ``RUNS/<cell-id>/``;
@@ -162,7 +165,7 @@ class _FleetRun:
                 self.record(cell, parent_record(cell, *verdict, now()), 0.0)
         if not runnable:
             return
-        artifacts = self.host_builds(runnable)
+        artifacts = self.host_builds([c for c in runnable if self.same_cpu(fleet[c.device])])
         self.client.subscribe_topic(EVENT_TOPIC, self.on_event)
         try:
             for cell in runnable:
@@ -189,6 +192,14 @@ class _FleetRun:
                 f"(it offers {', '.join(have)})",
             )
         return None
+
+    @staticmethod
+    def same_cpu(group: Sequence[WorkerView]) -> bool:
+        """True when every worker of a device has this host's architecture and INT8 class."""
+        from edgequant.hw.cpu import cpu_profile
+
+        here = cpu_profile()
+        return all((v.arch, v.int8_class) == (here.arch, here.int8_class) for v in group)
 
     def host_builds(self, cells: Sequence[Cell]) -> dict[str, tuple[bytes, str, str]]:
         """Build the portable artifacts here in a fresh process; cell id -> (blob, hash, dir)."""
