@@ -227,3 +227,46 @@ def test_the_file_text_is_kept_for_the_runs_folder(tmp_path: Path) -> None:
     f = tmp_path / "exp.yaml"
     f.write_text("# my comment\nmodels: [digits_cnn]\n")
     assert load_experiment(f).text == "# my comment\nmodels: [digits_cnn]\n"
+
+
+# --- devices: an axis like models and backends ---------------------------------------------------
+DEVICES = "models: [digits_cnn]\nschemes: [fp32]\nscenarios: [Offline]\n"
+
+
+def test_devices_default_to_local_and_keep_the_old_cell_ids() -> None:
+    cells = parse_experiment(DEVICES).cells()
+    assert [c.device for c in cells] == ["local"]
+    assert cells[0].cell_id == f"digits_cnn__{cells[0].backend}__fp32__Offline"
+    assert cells[0].is_local
+
+
+def test_devices_are_an_axis_and_other_devices_get_their_own_ids() -> None:
+    exp = parse_experiment(DEVICES + "devices: [local, rpi5, jetson-orin]\n")
+    cells = exp.cells()
+    assert [c.device for c in cells] == ["local", "rpi5", "jetson-orin"]
+    ids = [c.cell_id for c in cells]
+    assert ids[1] == ids[0] + "__rpi5" and ids[2] == ids[0] + "__jetson-orin"
+    assert len({c.pair_key for c in cells}) == 3  # a device's builds are its own
+
+
+def test_a_group_may_override_the_devices() -> None:
+    text = DEVICES + "devices: [rpi5]\ngroups:\n  - {}\n  - {devices: [local]}\n"
+    assert sorted(c.device for c in parse_experiment(text).cells()) == ["local", "rpi5"]
+
+
+@pytest.mark.parametrize("bad", ["[]", "[rpi 5]", "[-x]", "[{name: x}]"])
+def test_a_bad_device_is_refused_with_its_line(bad: str) -> None:
+    with pytest.raises(ValidationError, match="line 4"):
+        parse_experiment(DEVICES + f"devices: {bad}\n")
+
+
+def test_devices_from_the_command_line_replace_the_file_s() -> None:
+    from edgequant.sweep.experiment import with_devices
+
+    exp = parse_experiment(DEVICES + "devices: [rpi5]\n")
+    assert [c.device for c in with_devices(exp, ["local", "pi4", "pi4"]).cells()] == [
+        "local",
+        "pi4",
+    ]
+    with pytest.raises(ValidationError, match="not valid"):
+        with_devices(exp, ["a/b"])

@@ -177,3 +177,19 @@ def test_children_die_with_a_sweep_killed_by_sigkill(tmp_path: Path) -> None:
         sweep.wait()
         if pid_file.is_file() and pid_file.read_text() and _alive(int(pid_file.read_text())):
             os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def test_a_cell_of_another_device_carries_its_device_in_the_task(tmp_path: Path) -> None:
+    exp = parse_experiment(EXP.replace("accuracy: true\n", "") + "devices: [local, rpi5]\n")
+    local, remote = exp.cells()[:2]
+    assert "device" not in cell_task(local, tmp_path)  # local tasks are as before
+    task = cell_task(remote, tmp_path)
+    assert task["device"] == "rpi5" and task["run_dir"].endswith("__rpi5")
+    assert "device" not in task["config"]  # not a BenchConfig field
+
+
+def test_a_prebuilt_artifact_is_a_bench_flag(tmp_path: Path) -> None:
+    from edgequant.sweep.plan import config_argv
+
+    argv = config_argv({"artifact": str(tmp_path / "a"), "scenario": "Offline", "run_dir": "r"})
+    assert argv[:2] == ["--artifact", str(tmp_path / "a")]

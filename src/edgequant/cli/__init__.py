@@ -33,6 +33,8 @@ COMMANDS = (
     "qat",
     "lab",
     "sweep",
+    "worker",
+    "cluster",
     "results",
     "report",
 )

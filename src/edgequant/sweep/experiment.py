@@ -9,8 +9,14 @@ The format (DESIGN.md), every key optional except ``models``::
     data: synthetic                           # or imagenet:DIR, digits, npy:FILE
     calib: synthetic                          # calibration set for static schemes
     accuracy: false                           # also run LoadGen's accuracy mode
+    devices: [local]                          # `edgequant worker --device` names (a Dask cluster)
     threads: 2
     duration_s: 10
+
+``devices`` is an axis like ``models`` and ``backends``: ``local`` (the default) is this machine,
+any other name is the device of an ``edgequant worker`` connected to the sweep's cluster
+(``edgequant sweep --cluster tcp://HOST:8786``, see docs/fleet.md). A ``local`` cell keeps its
+old id, another device's cell id ends in ``__DEVICE``.
 
 A model may also be a mapping ``{name: my.pth, arch: resnet18}``. ``groups:`` holds a list of
 sub-experiments that inherit every top-level key and override some (the demo uses it to run every
@@ -43,12 +49,14 @@ Example:
     >>> parse_experiment("models: [m]\\nbackend: [x]\\n")
     Traceback (most recent call last):
     ...
-    edgequant.errors.ValidationError: experiment line 2: unknown key 'backend' (did you mean 'backends'?); known keys: accuracy, backends, build_jobs, calib, cell_timeout_s, data, description, duration_s, groups, isolation, models, name, scenarios, schemes, threads
+    edgequant.errors.ValidationError: experiment line 2: unknown key 'backend' (did you mean 'backends'?); known keys: accuracy, backends, build_jobs, calib, cell_timeout_s, data, description, devices, duration_s, groups, isolation, models, name, scenarios, schemes, threads
 """
 
 from __future__ import annotations
 
 import difflib
+import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -56,6 +64,7 @@ from edgequant.errors import ValidationError
 from edgequant.quant.scheme import get_scheme
 from edgequant.sweep.plan import (
     ISOLATIONS,
+    LOCAL_DEVICE,
     Cell,
     Experiment,
     Group,
@@ -85,9 +94,12 @@ KEYS = (
     "duration_s",
     "cell_timeout_s",
     "isolation",
+    "devices",
     "build_jobs",
     "groups",
 )
+#: what a device name may look like (it becomes part of cell ids and Dask resource names)
+DEVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 MODEL_KEYS = ("name", "arch", "weights")
 DEFAULTS: dict[str, Any] = {
     "backends": None,  # the registry's default backend: see _default_backends
@@ -100,6 +112,7 @@ DEFAULTS: dict[str, Any] = {
     "duration_s": 10.0,
     "cell_timeout_s": None,
     "isolation": "cell",
+    "devices": [LOCAL_DEVICE],
 }
 
 
@@ -330,6 +343,9 @@ class _Parser:
                 accuracy_n,
                 "accuracy: true needs labelled data (data: digits or imagenet:DIR), not synthetic",
             )
+        devices = tuple(
+            dict.fromkeys(self.device(v, n) for v, n in self.items(*get("devices"), "devices"))
+        )
         return Group(
             models=models,
             backends=backends,
@@ -342,7 +358,15 @@ class _Parser:
             duration_s=float(dur_v),
             cell_timeout_s=None if to_v is None else float(to_v),
             isolation=str(iso_v),
+            devices=devices,
         )
+
+    def device(self, value: Any, node: Any) -> str:
+        if not isinstance(value, str) or not DEVICE_NAME.match(value):
+            self.fail(
+                node, f"a device must be a name like local, rpi5 or jetson-orin, got {value!r}"
+            )
+        return str(value)
 
     def items(self, value: Any, node: Any, key: str) -> list[tuple[Any, Any]]:
         """A list value as (item, item node) pairs; a lone scalar counts as a one-item list."""
@@ -448,6 +472,35 @@ class _Parser:
         return f"{kind}:{path}"
 
 
+def check_device_name(name: str) -> str:
+    """``name`` when it can name a device (letters, digits, ``_.-``), else a ValidationError.
+
+    Example:
+        >>> check_device_name("rpi5")
+        'rpi5'
+    """
+    if not DEVICE_NAME.match(name):
+        raise ValidationError(
+            f"device name {name!r} is not valid: use letters, digits, '_', '.' or '-' "
+            "(e.g. rpi5, jetson-orin)"
+        )
+    return name
+
+
+def with_devices(experiment: Experiment, devices: list[str] | tuple[str, ...]) -> Experiment:
+    """The experiment with every group's ``devices`` replaced (``edgequant sweep --devices``).
+
+    Example:
+        >>> exp = parse_experiment("models: [digits_cnn]\\nschemes: [fp32]\\nscenarios: [Offline]")
+        >>> [c.cell_id for c in with_devices(exp, ["local", "rpi5"]).cells()]
+        ['digits_cnn__onnxruntime__fp32__Offline', 'digits_cnn__onnxruntime__fp32__Offline__rpi5']
+    """
+    names = tuple(dict.fromkeys(check_device_name(d) for d in devices))
+    if not names:
+        raise ValidationError("--devices needs at least one device name (e.g. local)")
+    return replace(experiment, groups=tuple(replace(g, devices=names) for g in experiment.groups))
+
+
 __all__ = [
     "DATA_KINDS",
     "ISOLATIONS",
@@ -457,6 +510,8 @@ __all__ = [
     "Group",
     "ModelRef",
     "SchemeRef",
+    "check_device_name",
     "load_experiment",
     "parse_experiment",
+    "with_devices",
 ]

@@ -31,6 +31,8 @@ from edgequant.quant.scheme import Scheme
 #: ``cell``: a fresh process per cell (the default); ``backend``: one per model/backend pair
 ISOLATIONS = ("cell", "backend")
 SCHEMES_DIR = "schemes"
+#: the device name of this machine (no cluster needed); its cells keep their old ids
+LOCAL_DEVICE = "local"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,6 +92,13 @@ class Cell:
     duration_s: float
     timeout_s: float
     isolation: str = "cell"
+    #: where the cell runs: ``local`` or the name of an ``edgequant worker --device``
+    device: str = LOCAL_DEVICE
+
+    @property
+    def is_local(self) -> bool:
+        """True when the cell runs on this machine (no cluster)."""
+        return self.device == LOCAL_DEVICE
 
     @property
     def process_key(self) -> str:
@@ -98,13 +107,19 @@ class Cell:
 
     @property
     def pair_key(self) -> str:
-        """``model__backend``: the cells whose artifacts one build process makes."""
-        return f"{self.model.label}__{self.backend}"
+        """``model__backend`` (``__device`` appended off this machine): the cells whose
+        artifacts one build process makes."""
+        key = f"{self.model.label}__{self.backend}"
+        return key if self.is_local else f"{key}__{self.device}"
 
     @property
     def cell_id(self) -> str:
-        """Directory name of the run: ``model__backend__scheme__scenario``."""
-        parts = (self.model.label, self.backend, self.scheme.name, self.scenario)
+        """Directory name of the run: ``model__backend__scheme__scenario``, with ``__DEVICE``
+        appended for a cell of another device (a ``local`` cell keeps the old id, so existing
+        runs folders resume)."""
+        parts = [self.model.label, self.backend, self.scheme.name, self.scenario]
+        if not self.is_local:
+            parts.append(self.device)
         return "__".join(re.sub(r"[^A-Za-z0-9_.+-]", "-", p) for p in parts)
 
 
@@ -123,6 +138,8 @@ class Group:
     duration_s: float
     cell_timeout_s: float | None
     isolation: str = "cell"
+    #: the devices the matrix runs on (``local``: this machine)
+    devices: tuple[str, ...] = (LOCAL_DEVICE,)
 
     def cells(self) -> list[Cell]:
         """This matrix's cells; accuracy rides on one scenario's cell (Offline when listed)."""
@@ -142,11 +159,13 @@ class Group:
                 duration_s=self.duration_s,
                 timeout_s=timeout,
                 isolation=self.isolation,
+                device=d,
             )
             for m in self.models
             for b in self.backends
             for s in self.schemes
             for scenario in scenarios
+            for d in self.devices
         ]
 
 
@@ -241,6 +260,7 @@ _FLAGS = {
     "model": "--model",
     "arch": "--arch",
     "weights": "--weights",
+    "artifact": "--artifact",
     "backend": "--backend",
     "scheme": "--scheme",
     "scenario": "--scenario",
@@ -284,9 +304,13 @@ def bench_argv(cell: Cell, runs_dir: Path, bench_command: Sequence[str] | None =
 
 
 def cell_task(cell: Cell, runs_dir: Path) -> dict[str, Any]:
-    """One entry of a worker's cells file: ``{"cell": ID, "run_dir": DIR, "config": {...}}``."""
+    """One entry of a worker's cells file: ``{"cell": ID, "run_dir": DIR, "config": {...}}``
+    (plus ``"device": NAME`` for a cell of another device)."""
     config = cell_config(cell, runs_dir)
-    return {"cell": cell.cell_id, "run_dir": config["run_dir"], "config": config}
+    task = {"cell": cell.cell_id, "run_dir": config["run_dir"], "config": config}
+    if not cell.is_local:
+        task["device"] = cell.device
+    return task
 
 
 def process_order(cells: Sequence[Cell]) -> list[Cell]:
@@ -307,6 +331,7 @@ def by_key(cells: Sequence[Cell], key: str) -> dict[str, list[Cell]]:
 
 __all__ = [
     "ISOLATIONS",
+    "LOCAL_DEVICE",
     "Cell",
     "Experiment",
     "Group",

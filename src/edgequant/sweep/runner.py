@@ -148,7 +148,7 @@ class _Sweep:
                     self.store.add(cell.cell_id, done, self.runs / cell.cell_id)
                 self.report(CellOutcome(cell=cell, record=done, skipped=True))
                 continue
-            why = precheck(cell)
+            why = precheck(cell) if cell.is_local else None  # a device checks its own runtimes
             if why is not None:
                 self.finish(
                     Finished(cell=cell, record=parent_record(cell, "na", why, now()), seconds=0.0)
@@ -198,6 +198,7 @@ def run_sweep(
     group_command: Sequence[str] | None = None,
     build_jobs: int | None = None,
     launcher: Launcher | None = None,
+    cluster: str | None = None,
 ) -> SweepSummary:
     """Run every cell of ``experiment`` (an :class:`Experiment` or its YAML file) into
     ``runs_dir``; see the module docstring.
@@ -206,6 +207,8 @@ def run_sweep(
     ``group_command`` replace the bench and worker commands; ``build_jobs`` overrides the
     experiment's: above 1, the artifacts of the cells still to run are built that many
     model/backend pairs at a time before anything is measured; ``launcher`` replaces all that.
+    ``cluster`` (a Dask scheduler, ``tcp://HOST:PORT``) runs the cells of devices other than
+    ``local`` there (:class:`edgequant.fleet.launcher.DaskLauncher`).
 
     Example:
         >>> summary = run_sweep("exp.yaml", "runs/")   # doctest: +SKIP
@@ -227,6 +230,10 @@ def run_sweep(
     launch = launcher or default_launcher(
         jobs=jobs, bench_command=bench_command, group_command=group_command
     )
+    if launcher is None:  # devices other than local run on a Dask cluster (edgequant.fleet)
+        from edgequant.fleet import choose_launcher
+
+        launch = choose_launcher(cells, cluster, launch)
     progress = sys.stderr.isatty() if show_progress is None else show_progress
     with (
         RunsLock(runs),
