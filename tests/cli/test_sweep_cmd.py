@@ -21,7 +21,7 @@ def test_typo_in_experiment_is_one_line_with_key_and_line(
     assert err == [
         f"edgequant: error: {exp} line 4: unknown key 'duraton_s' (did you mean 'duration_s'?); "
         "known keys: accuracy, backends, build_jobs, calib, cell_timeout_s, data, description, "
-        "duration_s, "
+        "devices, duration_s, "
         "groups, isolation, models, name, scenarios, schemes, threads"
     ]
     assert not (tmp_path / "runs").exists()

@@ -212,6 +212,10 @@ class Backend(ABC):
     #: True when one build uses every core for long (AOTInductor's C++ compiles): a sweep's
     #: build-ahead lanes run one such build at a time, beside the lighter builds of other runtimes
     exclusive_build: ClassVar[bool] = False
+    #: True when an artifact built on one machine runs unchanged on another of the same
+    #: architecture and INT8 class (ONNX, OpenVINO IR, .tflite files): a fleet sweep builds it
+    #: once on the submitting host and ships it; False: each device builds its own (AOTInductor)
+    portable_artifacts: ClassVar[bool] = False
     #: True when the runtime's quantizer has no bias correction of its own: prepare() corrects
     #: the float model's biases for the expected weight rounding of static schemes first
     corrects_bias: ClassVar[bool] = False

@@ -76,6 +76,17 @@ def add_parser(subparsers: Any) -> None:
         help="build artifacts N model/backend pairs at a time before measuring "
         "(default: the file's build_jobs, else 1 = build inside each cell)",
     )
+    p.add_argument(
+        "--devices",
+        metavar="A,B",
+        help="run on these devices (local = this machine, others: `edgequant worker --device` "
+        "names); replaces the file's devices",
+    )
+    p.add_argument(
+        "--cluster",
+        metavar="tcp://HOST:PORT",
+        help="the Dask scheduler the devices' workers joined (docs/fleet.md)",
+    )
     p.add_argument("--json", action="store_true", help="print the sweep summary as JSON on stdout")
     p.set_defaults(func=run)
 
@@ -85,10 +96,12 @@ def run(args: argparse.Namespace) -> int:
 
     from edgequant.console import log, print_json
     from edgequant.report.terminal import counts_line, sweep_table
-    from edgequant.sweep.experiment import load_experiment
+    from edgequant.sweep.experiment import load_experiment, with_devices
     from edgequant.sweep.runner import run_sweep, stop_on_sigterm
 
     experiment = load_experiment(args.experiment)
+    if args.devices:
+        experiment = with_devices(experiment, [d.strip() for d in args.devices.split(",")])
     runs = Path(args.output)
     if args.dry_run:
         summary = run_sweep(
@@ -109,7 +122,12 @@ def run(args: argparse.Namespace) -> int:
     stop_on_sigterm()
     log(f"sweep {experiment.name}: {len(experiment.cells())} cell(s) into {runs}")
     summary = run_sweep(
-        experiment, runs, force=args.force, isolation=args.isolation, build_jobs=args.build_jobs
+        experiment,
+        runs,
+        force=args.force,
+        isolation=args.isolation,
+        build_jobs=args.build_jobs,
+        cluster=args.cluster,
     )
     if args.json:
         print_json(summary.to_dict())

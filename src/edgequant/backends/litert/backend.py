@@ -76,6 +76,7 @@ class LiteRtBackend(Backend):
     """
 
     name = "litert"
+    portable_artifacts = True
     description = "LiteRT (TFLite) + XNNPACK; litert-torch converter, ai-edge-quantizer recipes"
     install_hint = "pip install ai-edge-litert litert-torch ai-edge-quantizer"
     corrects_bias = True  # ai-edge-quantizer has no bias correction of its own

@@ -62,6 +62,7 @@ class OnnxRuntimeBackend(Backend):
     """
 
     name = "onnxruntime"
+    portable_artifacts = True
     description = "ONNX Runtime (CPU execution provider), quantize_static QDQ / quantize_dynamic"
     install_hint = "pip install onnxruntime onnx"
     needs_torch_module = False

@@ -105,6 +105,7 @@ class OpenVinoBackend(Backend):
     """
 
     name: ClassVar[str] = "openvino"
+    portable_artifacts: ClassVar[bool] = True
     #: 2: per-tensor activation quantizers and MINMAX ranges for static int8 (openvino_quant)
     recipe: ClassVar[int] = 2
     description: ClassVar[str] = "OpenVINO CPU plugin; NNCF post-training quantization"
