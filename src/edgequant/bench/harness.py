@@ -176,6 +176,7 @@ def run_scenario(
     on_start: Any = None,
     retry: bool = True,
     audit_config: Path | None = None,
+    respond: bool = False,
 ) -> ScenarioRun:
     """Warm up (unless given), run LoadGen in ``settings.scenario``, parse its logs.
 
@@ -190,6 +191,8 @@ def run_scenario(
     ``audit_config`` is an MLPerf compliance ``audit.config`` handed to LoadGen (see
     :mod:`edgequant.bench.compliance`); without it LoadGen is given a path that cannot exist, so
     a stray ``./audit.config`` in the working directory never turns a normal run into an audit.
+    ``respond`` makes the SUT answer every sample with its top-5 in performance mode too, as
+    MLPerf's TEST01 needs (LoadGen logs a sample of those answers); accuracy mode always does.
     """
     if warmup is None:
         warm_samples = qsl.loader(list(range(min(qsl.total, max(batch_size, MULTISTREAM_SAMPLES)))))
@@ -212,7 +215,16 @@ def run_scenario(
             raise box[0]
         warmup = box[0]
     out = _run_once(
-        session, qsl, settings, log_dir, accuracy, batch_size, warmup, on_start, audit_config
+        session,
+        qsl,
+        settings,
+        log_dir,
+        accuracy,
+        batch_size,
+        warmup,
+        on_start,
+        audit_config,
+        respond,
     )
     attempts: list[dict[str, Any]] = []
     while retry and len(attempts) < MAX_RETRIES:
@@ -232,7 +244,16 @@ def run_scenario(
         log("LoadGen's schedule was too short for the measured speed; running again sized from it")
         attempts.append({"reasons": r.reasons, "throughput_ips": r.throughput_ips})
         out = _run_once(
-            session, qsl, settings, log_dir, accuracy, batch_size, measured, on_start, audit_config
+            session,
+            qsl,
+            settings,
+            log_dir,
+            accuracy,
+            batch_size,
+            measured,
+            on_start,
+            audit_config,
+            respond,
         )
         out.warmup = warmup
     if attempts:
@@ -250,6 +271,7 @@ def _run_once(
     warmup: WarmUp,
     on_start: Any,
     audit_config: Path | None = None,
+    respond: bool = False,
 ) -> ScenarioRun:
     import mlperf_loadgen as lg
 
@@ -267,7 +289,9 @@ def _run_once(
     ls.log_output.copy_summary_to_stdout = False
     ls.enable_trace = False
 
-    sut: BaseSUT = make_sut(scenario, session, qsl, accuracy=accuracy, batch_size=batch_size)
+    sut: BaseSUT = make_sut(
+        scenario, session, qsl, accuracy=accuracy or respond, batch_size=batch_size
+    )
     sut.construct()
     qsl.construct()
     failure: list[BaseException] = []

@@ -171,6 +171,10 @@ def _new_record(
         scheme_detail=scheme.to_dict(),
         started_at=started,
     )
+    from edgequant.hw.cpu import cpu_profile
+
+    rec.device = "local"
+    rec.cpu_profile = cpu_profile().to_dict()
     rec.extra["config"] = cfg.to_dict()
     rec.extra["settings"] = settings.to_dict()
     rec.extra["warnings"] = warnings = []

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -156,22 +157,32 @@ def _cache_file(threads: int, cache_dir: Path | None) -> Path:
     return Path(root).expanduser() / "roofline" / f"{prof.int8_class}-t{threads}-{key}.json"
 
 
+#: the figures this process already has, by cache file: measured at most once per process
+_SEEN: dict[Path, Roofline] = {}
+
+
 def roofline(threads: int, *, cache_dir: Path | None = None, refresh: bool = False) -> Roofline:
     """This machine's roofline for ``threads`` threads, measured once and cached per CPU.
 
-    A cache that cannot be read or written only costs a new measurement, never the run.
+    A cache that cannot be read or written only costs a new measurement, never the run. A
+    figure measured beside other work is not cached on disk but is kept for this process, so a
+    busy machine costs one measurement per process, not one per run.
     """
     path = _cache_file(threads, cache_dir)
+    if not refresh and path in _SEEN:
+        return _SEEN[path]
     if not refresh:
         try:
             data = json.loads(path.read_text())
             data.pop("int8_over_fp32", None)
             cached = Roofline(**data)
             if cached.format == FORMAT:
+                _SEEN[path] = cached
                 return cached
         except (OSError, ValueError, TypeError):
             pass
     result = measure_roofline(threads)
+    _SEEN[path] = result
     if result.noise != "quiet":
         return result  # measured beside other work: use it for this run, measure again next time
     try:
@@ -184,4 +195,103 @@ def roofline(threads: int, *, cache_dir: Path | None = None, refresh: bool = Fal
     return result
 
 
-__all__ = ["Roofline", "achieved_gops", "measure_roofline", "roofline"]
+def is_integer_precision(scheme: str, scheme_detail: dict[str, Any] | None = None) -> bool:
+    """True when a scheme computes in integers (quantized activations: compare with the int8 peak).
+
+    Example:
+        >>> is_integer_precision("w8a8"), is_integer_precision("fp16"), is_integer_precision("w8")
+        (True, False, False)
+        >>> is_integer_precision("custom", {"activations": {"bits": 8}})
+        True
+    """
+    if isinstance(scheme_detail, dict) and "activations" in scheme_detail:
+        return scheme_detail.get("activations") is not None
+    return bool(re.match(r"^w\d+(a\d+|-dyn)", scheme))
+
+
+_MACS: dict[str, tuple[int | None, str]] = {}
+
+
+def model_macs(model: Any) -> tuple[int | None, str]:
+    """``(MACs per sample, where the figure comes from)`` of an edgequant ``Model``.
+
+    Counted on its fp32 module (:func:`edgequant.models.profile.count_params_macs`) when it has
+    one, else the zoo's published figure when the input is the zoo's default; ``None`` with the
+    reason otherwise. Counted once per model and process.
+    """
+    key = f"{model.key}|{model.input_spec.shape}"
+    if key in _MACS:
+        return _MACS[key]
+    out: tuple[int | None, str]
+    if model.module is not None:
+        from edgequant.models.profile import count_params_macs
+
+        try:
+            out = (count_params_macs(model.module, model.input_spec.shape)[1], "counted")
+        except Exception as e:  # a module the counter cannot run: no figure, and why
+            from edgequant.errors import condense_error
+
+            out = (None, f"the MACs could not be counted: {condense_error(e)}")
+    else:
+        out = _published_macs(model)
+    _MACS[key] = out
+    return out
+
+
+def _published_macs(model: Any) -> tuple[int | None, str]:
+    from edgequant.errors import ModelError
+    from edgequant.models.registry import get_entry
+
+    try:
+        entry = get_entry(model.name)
+    except ModelError:
+        return None, "the model has no module to count its MACs on and is not in the zoo"
+    if entry.published is None or tuple(entry.input_spec.shape) != tuple(model.input_spec.shape):
+        return None, "the model has no module to count its MACs on and no published figure"
+    return int(entry.published[1] * 1e9), "published"
+
+
+def roofline_figures(
+    *,
+    macs_per_sample: int | None,
+    throughput_ips: float | None,
+    precision: str,
+    peaks: Roofline | None,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """The record's ``roofline`` field: achieved GOP/s, the matching peak, % of that peak.
+
+    Example:
+        >>> peaks = Roofline(cpu="c", int8_class="avx2", threads=2, fp32_gops=100.0, int8_gops=160.0)
+        >>> f = roofline_figures(macs_per_sample=10**9, throughput_ips=40.0, precision="int8",
+        ...                      peaks=peaks)
+        >>> f["achieved_gops"], f["peak_gops"], f["pct_of_peak"]
+        (80.0, 160.0, 50.0)
+    """
+    achieved = (
+        None
+        if macs_per_sample is None or not throughput_ips
+        else round(achieved_gops(macs_per_sample=macs_per_sample, throughput_ips=throughput_ips), 3)
+    )
+    peak = None if peaks is None else peaks.peak(precision)
+    pct = None if achieved is None or not peak else round(100.0 * achieved / peak, 2)
+    return {
+        "achieved_gops": achieved,
+        "peak_gops": peak,
+        "pct_of_peak": pct,
+        "precision": precision,
+        "macs_per_sample": macs_per_sample,
+        "peak": None if peaks is None else peaks.to_dict(),
+        "reason": reason,
+    }
+
+
+__all__ = [
+    "Roofline",
+    "achieved_gops",
+    "is_integer_precision",
+    "measure_roofline",
+    "model_macs",
+    "roofline",
+    "roofline_figures",
+]
