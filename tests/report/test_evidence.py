@@ -116,7 +116,7 @@ def test_speedups_carry_their_interval_or_say_they_have_none() -> None:
     assert speedup_error(by["rt_a", "w8a8"]) is not None
     assert speedup_error(by["rt_b", "w8a8"]) is None
     text = recommend(rows, "resnet50").text
-    assert "95% CI 2.51-2.66×" in text and "avx2 CPU" in text
+    assert "95% CI 2.51-2.66×" in text and "on CPU class avx2" in text
     assert by["rt_a", "w8a8"].pct_of_peak == pytest.approx(100 * (2 * 4.1 * 25.0) / 320.0)
 
 

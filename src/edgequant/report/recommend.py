@@ -112,7 +112,7 @@ def _speed_words(r: Row, scenario: str) -> str:
         elif r.cpu_class:  # a record of this version (older ones say nothing on intervals)
             vs += " (single run, no interval)"
         if r.cpu_class:
-            vs += f" on a {r.cpu_class} CPU"
+            vs += f" on CPU class {r.cpu_class}"
     return f"{r.label}: {speed}{vs}"
 
 
