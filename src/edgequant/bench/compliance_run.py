@@ -137,7 +137,8 @@ def run_compliance(
         checks.append(Check(name="audit run", passed=False, detail=why))
     else:
         if ref_acc is not None:
-            labels = list(data.labels) if data.has_labels else None
+            raw = data.labels if data.has_labels else None
+            labels = None if raw is None else [int(x) for x in raw]
             checks.append(
                 verify_accuracy(
                     read_accuracy_log(ref_acc),

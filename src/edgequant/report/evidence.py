@@ -53,11 +53,11 @@ def machine_lines(records: list[tuple[str, ResultRecord]]) -> list[str]:
             peaks.setdefault((str(peak.get("cpu")), int(peak.get("threads") or 0)), peak)
         elif rl.get("reason"):
             reasons.add(str(rl["reason"]))
-    for (cpu_name, threads), p in sorted(peaks.items()):
+    for (cpu_name, n_threads), p in sorted(peaks.items()):
         ratio = float(p["int8_gops"]) / float(p["fp32_gops"])
         noisy = "" if p.get("noise", "quiet") == "quiet" else f" (measured while {p['noise']})"
         out.append(
-            f"roofline of {cpu_name} with {threads} threads: FP32 {float(p['fp32_gops']):.0f} GOP/s, "
+            f"roofline of {cpu_name} with {n_threads} threads: FP32 {float(p['fp32_gops']):.0f} GOP/s, "
             f"INT8 {float(p['int8_gops']):.0f} GOP/s, INT8/FP32 {ratio:.2f}× "
             f"({p.get('engine', 'GEMM kernels')}, {p.get('gemm_size')}³ GEMMs){noisy}"
         )
