@@ -162,6 +162,7 @@ def test_speedup_plot_draws_error_bars_only_for_paired_ratios() -> None:
     svg = speedup_plot(rows).svg or ""
     assert "2.58×<" in svg  # the paired bar: no asterisk
     assert "1.50×*" in svg  # the single-run bar is marked
+    assert "CPU class avx2" in svg
 
 
 def test_bench_summary_flags_noise_and_names_the_roofline() -> None:

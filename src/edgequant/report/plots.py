@@ -148,8 +148,13 @@ def speedup_plot(rows: list[Row]) -> Plot:
     ax.set_xlim(-0.6, len(groups) - 0.4)  # keep bars slim when there are few groups
     ax.set_xticks(range(len(groups)), [f"{m}\n{s} ({sc})" for m, s, sc in groups])
     ax.set_ylabel("speedup vs fp32 (×)")
+    classes = sorted({r.cpu_class for r in picked if r.cpu_class})
     ax.legend(
-        title="runtime", fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0)
+        title="runtime" + (f"\n(CPU class {', '.join(classes)})" if classes else ""),
+        fontsize=8,
+        frameon=False,
+        loc="upper left",
+        bbox_to_anchor=(1.0, 1.0),
     )
     plot.svg = _svg(fig)
     return plot
