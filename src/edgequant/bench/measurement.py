@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from edgequant.backends.base import Session
     from edgequant.bench.harness import ScenarioRun
     from edgequant.data.base import Dataset
+    from edgequant.measure.noise import NoiseReport
     from edgequant.models.base import Model
     from edgequant.results.record import ResultRecord
 
@@ -91,6 +92,23 @@ def measure(
     if perf.error is not None:
         rec.status, rec.reason = "failed", perf.result.reasons[0]
         return
+    after_perf(cfg, rec, settings, session, model, data, perf, noise, batch=batch, count=perf_count)
+
+
+def after_perf(
+    cfg: BenchConfig,
+    rec: ResultRecord,
+    settings: BenchSettings,
+    session: Session,
+    model: Model,
+    data: Dataset,
+    perf: ScenarioRun,
+    noise: NoiseReport | None,
+    *,
+    batch: int,
+    count: int,
+) -> None:
+    """After a finished performance run: the roofline, the accuracy run, the compliance test."""
     if cfg.roofline:
         fill_roofline(rec, model, cfg)
     if cfg.accuracy:
@@ -104,7 +122,7 @@ def measure(
             session,
             data,
             perf,
-            perf_count=perf_count,
+            perf_count=count,
             batch=batch,
             reference_noise=noise,
         )
@@ -184,4 +202,4 @@ def accuracy_run(
     rec.accuracy = acc
 
 
-__all__ = ["accuracy_run", "fill_perf", "measure"]
+__all__ = ["accuracy_run", "after_perf", "fill_perf", "measure"]

@@ -121,6 +121,16 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--energy-csv", type=Path, metavar="FILE", help="external power meter log (timestamp,watts)"
     )
+    _add_evidence_args(p)
+    p.add_argument("--force", action="store_true", help="rebuild the artifact even if cached")
+    p.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="RUN_DIR", help="run directory"
+    )
+    p.add_argument("--json", action="store_true", help="print the result record as JSON on stdout")
+    p.set_defaults(func=run)
+
+
+def _add_evidence_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--compliance",
         metavar="TEST",
@@ -134,12 +144,6 @@ def add_parser(subparsers: Any) -> None:
         action="store_true",
         help="do not measure the CPU's roofline (measured once per CPU and cached otherwise)",
     )
-    p.add_argument("--force", action="store_true", help="rebuild the artifact even if cached")
-    p.add_argument(
-        "-o", "--output", type=Path, required=True, metavar="RUN_DIR", help="run directory"
-    )
-    p.add_argument("--json", action="store_true", help="print the result record as JSON on stdout")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
