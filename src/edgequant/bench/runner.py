@@ -173,7 +173,8 @@ def _new_record(
     )
     from edgequant.hw.cpu import cpu_profile
 
-    rec.device = "local"
+    # a fleet worker names its device in the config's extra; a plain run is "local"
+    rec.device = str(cfg.extra.get("device") or "local")
     rec.cpu_profile = cpu_profile().to_dict()
     rec.extra["config"] = cfg.to_dict()
     rec.extra["settings"] = settings.to_dict()
