@@ -170,3 +170,19 @@ def test_bench_summary_flags_noise_and_names_the_roofline() -> None:
     assert "NOISY RUN: noisy: other processes used 0.97 cores" in text
     assert "INT8 class avx2" in text
     assert "% of this CPU's int8 peak (320 GOP/s" in text
+
+
+def test_a_percentage_of_a_noisy_peak_says_so() -> None:
+    from edgequant.report.tables import table_columns
+
+    rec = _records()[1]
+    assert rec.roofline is not None
+    rec.roofline = {
+        **rec.roofline,
+        "peak": {**PEAK, "noise": "noisy: other processes used 1.8 cores"},
+    }
+    (row,) = [r for r in build_rows([("a", _records()[0]), ("b", rec)]) if r.scheme == "w8a8"]
+    get = dict(table_columns())["% of peak"]
+    assert get(row).endswith("% (peak measured under noise)")
+    lines = header_lines([("b", rec)], [row])
+    assert any("measured while noisy: other processes used 1.8 cores" in line for line in lines)

@@ -234,6 +234,11 @@ def _run(
     rec.size_bytes, rec.weight_bytes = artifact_sizes(
         artifact.metadata, artifact_disk_bytes(artifact.path)
     )
+    if cfg.roofline:
+        # measured (or read from the cache) before the runtime loads: nothing of ours runs beside it
+        from edgequant.bench.evidence import prefetch_roofline
+
+        prefetch_roofline(cfg)
     log(f"loading {artifact.path.name} into {backend.name} ({cfg.threads} threads)")
     with backend.load(artifact, cfg.threads) as session:
         measure(cfg, rec, settings, session, model, data)

@@ -163,6 +163,8 @@ _SEEN: dict[Path, Roofline] = {}
 
 #: a figure measured beside other work is reused this long (seconds) before measuring again
 NOISY_REUSE_S = 600.0
+#: more measurements when the first was noisy (each peak is the best seen: noise only lowers it)
+NOISY_RETRIES = 2
 
 
 def _read(path: Path) -> Roofline | None:
@@ -211,6 +213,15 @@ def roofline(threads: int, *, cache_dir: Path | None = None, refresh: bool = Fal
             _SEEN[path] = earlier
             return earlier
     result = measure_roofline(threads)
+    for _ in range(NOISY_RETRIES):
+        if result.noise == "quiet":
+            break
+        again = measure_roofline(threads)
+        result = replace(
+            again,
+            fp32_gops=max(result.fp32_gops, again.fp32_gops),
+            int8_gops=max(result.int8_gops, again.int8_gops),
+        )
     if result.noise == "quiet":
         _write(path, result)
         noisy_path.unlink(missing_ok=True)

@@ -342,7 +342,12 @@ def table_columns() -> list[tuple[str, Any]]:
         return "-" if r.top1_drop is None else f"{r.top1_drop:.2f}"
 
     def pct(r: Row) -> str:
-        return "-" if r.pct_of_peak is None else f"{r.pct_of_peak:.1f}%"
+        if r.pct_of_peak is None:
+            return "-"
+        peak = ((r.record.roofline or {}).get("peak") if r.record is not None else None) or {}
+        noisy = peak.get("noise", "quiet") != "quiet"
+        # a peak measured beside other work is too low: the percentage is an upper bound
+        return f"{r.pct_of_peak:.1f}%" + (" (peak measured under noise)" if noisy else "")
 
     return [
         ("runtime", lambda r: r.backend + (" (simulated)" if r.simulated else "")),
