@@ -145,3 +145,36 @@ def test_server_warm_up_runs_every_batch_size_before_timing(samples: np.ndarray)
     single = MatmulSession(SHAPE)
     warm_up(single, samples[:3], "SingleStream", batch_size=4, seconds=0.05)
     assert set(single.batch_sizes) == {1}
+
+
+def test_a_stray_audit_config_in_the_working_dir_is_ignored(
+    samples: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # LoadGen reads ./audit.config by default: a leftover TEST04 file would turn every normal
+    # run into an audit run issuing one sample over and over
+    from edgequant.bench.compliance import write_audit_config
+    from edgequant.bench.logs import read_detail
+
+    work = tmp_path / "cwd"
+    write_audit_config("TEST04", work)
+    monkeypatch.chdir(work)
+    settings = BenchSettings(scenario="SingleStream", duration_s=0.3)
+    out = run_scenario(
+        MatmulSession(SHAPE), _qsl(samples), settings, tmp_path / "lg", warmup_s=0.05
+    )
+    detail = read_detail(tmp_path / "lg" / DETAIL)
+    assert not any("Audit Config" in w for w in detail["_warnings"])
+    assert detail.get("effective_performance_issue_same") in (None, False, 0)
+    assert out.result.valid
+    # the same file passed on purpose is applied
+    audit = run_scenario(
+        MatmulSession(SHAPE),
+        _qsl(samples),
+        settings,
+        tmp_path / "audit",
+        warmup_s=0.05,
+        audit_config=work / "audit.config",
+    )
+    detail = read_detail(tmp_path / "audit" / DETAIL)
+    assert any("Audit Config" in w for w in detail["_warnings"])
+    assert audit.result.mode == "PerformanceOnly"

@@ -243,3 +243,52 @@ def test_accuracy_run_refuses_impossible_labels_before_measuring(
     line = _one_error_line(capsys)
     assert rc == 6 and f"label {bad} is " in line and "out of range" in line
     assert not (tmp_path / "r" / "result.json").exists()
+
+
+@pytest.mark.slow
+def test_compliance_verdict_is_printed_and_sets_the_exit_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("mlperf_loadgen")
+    pytest.importorskip("onnxruntime")
+    out_dir = tmp_path / "run"
+    rc = main(
+        [
+            "bench",
+            "--model",
+            "digits_cnn",
+            "--backend",
+            "onnxruntime",
+            "--scheme",
+            "w8a8",
+            "--scenario",
+            "SingleStream",
+            "--data",
+            "digits",
+            "--count",
+            "32",
+            "--duration",
+            "0.5",
+            "--compliance",
+            "test04",
+            "--no-roofline",
+            "-o",
+            str(out_dir),
+        ]
+    )
+    captured = capsys.readouterr()
+    rec = json.loads((out_dir / "result.json").read_text())
+    verdict = rec["compliance"]
+    assert verdict["test"] == "TEST04" and rec["roofline"] is None
+    assert f"compliance: {verdict['summary']}" in captured.out
+    assert (out_dir / "compliance" / "TEST04" / "audit.config").is_file()
+    if verdict["passed"]:
+        assert rc == 0
+    else:  # a failed verdict is an error exit with its one line on stderr
+        assert rc == 4 and verdict["summary"] in captured.err
+
+
+def test_unknown_compliance_test_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "--model", "m", "--backend", "b", "--compliance", "TEST05", "-o", "x"])
+    assert exc.value.code == 2 and "TEST01" in capsys.readouterr().err

@@ -60,7 +60,8 @@ def benchmark(
     ``more`` takes the other :class:`~edgequant.bench.config.BenchConfig` fields: ``batch_size``,
     ``count``, ``mlperf``, ``target_qps``, ``target_latency_ms``, ``artifact`` (run a prebuilt
     artifact; then ``model`` may be None), ``weights``, ``arch``, ``cache_dir``,
-    ``force_rebuild``, ``progress``, …
+    ``force_rebuild``, ``progress``, ``compliance`` (``"TEST01"`` or ``"TEST04"``: MLPerf's audit
+    runs, the verdict in ``record.compliance``), ``roofline`` (False: no roofline figures), …
 
     Bad input raises before anything runs; how the run went is the record's ``status``
     (``ok``, ``na``, ``failed``, ``interrupted``) and ``valid``.

@@ -56,6 +56,10 @@ class BenchConfig:
     cache_dir: Path | None = None
     force_rebuild: bool = False
     progress: bool = True
+    #: an MLPerf compliance test to run after the measurement (``TEST01`` or ``TEST04``)
+    compliance: str | None = None
+    #: measure the machine's roofline (cached per CPU) and record GOP/s and % of peak
+    roofline: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -76,6 +80,10 @@ class BenchConfig:
             if value is not None:
                 check_positive(value, flag)
         object.__setattr__(self, "run_dir", Path(self.run_dir))
+        if self.compliance is not None:
+            from edgequant.bench.compliance import check_test
+
+            object.__setattr__(self, "compliance", check_test(self.compliance))
 
     @property
     def batch(self) -> int:

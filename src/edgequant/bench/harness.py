@@ -175,6 +175,8 @@ def run_scenario(
     warmup_s: float = 1.0,
     on_start: Any = None,
     retry: bool = True,
+    audit_config: Path | None = None,
+    respond: bool = False,
 ) -> ScenarioRun:
     """Warm up (unless given), run LoadGen in ``settings.scenario``, parse its logs.
 
@@ -185,6 +187,12 @@ def run_scenario(
     LoadGen sizes its schedule from the warm-up; on a busy machine the warm-up can be far off,
     and LoadGen then runs out of queries before the minimum duration (INVALID). With ``retry``
     such a run is repeated once, its schedule sized from LoadGen's own measurement of the first.
+
+    ``audit_config`` is an MLPerf compliance ``audit.config`` handed to LoadGen (see
+    :mod:`edgequant.bench.compliance`); without it LoadGen is given a path that cannot exist, so
+    a stray ``./audit.config`` in the working directory never turns a normal run into an audit.
+    ``respond`` makes the SUT answer every sample with its top-5 in performance mode too, as
+    MLPerf's TEST01 needs (LoadGen logs a sample of those answers); accuracy mode always does.
     """
     if warmup is None:
         warm_samples = qsl.loader(list(range(min(qsl.total, max(batch_size, MULTISTREAM_SAMPLES)))))
@@ -206,7 +214,18 @@ def run_scenario(
         if isinstance(box[0], BaseException):
             raise box[0]
         warmup = box[0]
-    out = _run_once(session, qsl, settings, log_dir, accuracy, batch_size, warmup, on_start)
+    out = _run_once(
+        session,
+        qsl,
+        settings,
+        log_dir,
+        accuracy,
+        batch_size,
+        warmup,
+        on_start,
+        audit_config,
+        respond,
+    )
     attempts: list[dict[str, Any]] = []
     while retry and len(attempts) < MAX_RETRIES:
         r = out.result
@@ -224,7 +243,18 @@ def run_scenario(
             break
         log("LoadGen's schedule was too short for the measured speed; running again sized from it")
         attempts.append({"reasons": r.reasons, "throughput_ips": r.throughput_ips})
-        out = _run_once(session, qsl, settings, log_dir, accuracy, batch_size, measured, on_start)
+        out = _run_once(
+            session,
+            qsl,
+            settings,
+            log_dir,
+            accuracy,
+            batch_size,
+            measured,
+            on_start,
+            audit_config,
+            respond,
+        )
         out.warmup = warmup
     if attempts:
         out.extra["earlier_attempts"] = attempts
@@ -240,6 +270,8 @@ def _run_once(
     batch_size: int,
     warmup: WarmUp,
     on_start: Any,
+    audit_config: Path | None = None,
+    respond: bool = False,
 ) -> ScenarioRun:
     import mlperf_loadgen as lg
 
@@ -257,16 +289,19 @@ def _run_once(
     ls.log_output.copy_summary_to_stdout = False
     ls.enable_trace = False
 
-    sut: BaseSUT = make_sut(scenario, session, qsl, accuracy=accuracy, batch_size=batch_size)
+    sut: BaseSUT = make_sut(
+        scenario, session, qsl, accuracy=accuracy or respond, batch_size=batch_size
+    )
     sut.construct()
     qsl.construct()
     failure: list[BaseException] = []
+    audit = str(audit_config.resolve()) if audit_config is not None else no_audit_path(log_dir)
 
     done = threading.Event()
 
     def target() -> None:
         try:
-            lg.StartTestWithLogSettings(sut.handle, qsl.handle, ts, ls)
+            lg.StartTestWithLogSettings(sut.handle, qsl.handle, ts, ls, audit)
         except BaseException as e:  # reported by the main thread
             failure.append(e)
         finally:
@@ -303,6 +338,20 @@ def _run_once(
         seconds=seconds,
         abandoned=abandoned,
     )
+
+
+def no_audit_path(log_dir: Path) -> str:
+    """A path LoadGen will not find an ``audit.config`` at (LoadGen defaults to ``./audit.config``).
+
+    Example:
+        >>> import os
+        >>> os.path.exists(no_audit_path(Path("/tmp")))
+        False
+    """
+    path = log_dir.resolve() / "no-audit-config" / "none" / "audit.config"
+    if path.exists():  # pragma: no cover - only if someone made it on purpose
+        raise BenchmarkError(f"{path} exists; remove it, it would turn runs into audit runs")
+    return str(path)
 
 
 def _parse_run(

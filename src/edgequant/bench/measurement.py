@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from edgequant.bench.config import DEFAULT_PERF_SAMPLES, BenchConfig, query_batch
+from edgequant.bench.evidence import RunWatch, fill_roofline
 from edgequant.bench.settings import SCENARIO_METRIC, BenchSettings
 from edgequant.console import log
 
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from edgequant.backends.base import Session
     from edgequant.bench.harness import ScenarioRun
     from edgequant.data.base import Dataset
+    from edgequant.measure.noise import NoiseReport
     from edgequant.models.base import Model
     from edgequant.results.record import ResultRecord
 
@@ -57,16 +59,24 @@ def measure(
     log(
         f"LoadGen {cfg.scenario} performance run (≥{settings.min_duration_s:g} s, {perf_count} samples in RAM)"
     )
-    perf = run_scenario(
-        session,
-        qsl,
-        settings,
-        cfg.run_dir / "loadgen",
-        batch_size=batch,
-        # quick runs shorter than the warm-up (sweeps, the demo) need no more warm-up than run time
-        warmup_s=cfg.warmup_s if cfg.mlperf else min(cfg.warmup_s, max(0.25, cfg.duration_s / 2)),
-        on_start=energy.start,
-    )
+    watch = RunWatch(energy.start)
+    try:
+        perf = run_scenario(
+            session,
+            qsl,
+            settings,
+            cfg.run_dir / "loadgen",
+            batch_size=batch,
+            # quick runs shorter than the warm-up (sweeps, the demo) need no more warm-up than run time
+            warmup_s=cfg.warmup_s
+            if cfg.mlperf
+            else min(cfg.warmup_s, max(0.25, cfg.duration_s / 2)),
+            on_start=watch.start,
+            respond=cfg.compliance is not None,
+        )
+    finally:
+        noise = watch.stop()
+    rec.noise = None if noise is None else noise.to_dict()
     result = energy.stop(perf.samples_completed)
     rec.peak_rss_bytes = peak_rss_bytes()
     rec.energy = None if result is None else result.to_dict()
@@ -82,8 +92,41 @@ def measure(
     if perf.error is not None:
         rec.status, rec.reason = "failed", perf.result.reasons[0]
         return
+    after_perf(cfg, rec, settings, session, model, data, perf, noise, batch=batch, count=perf_count)
+
+
+def after_perf(
+    cfg: BenchConfig,
+    rec: ResultRecord,
+    settings: BenchSettings,
+    session: Session,
+    model: Model,
+    data: Dataset,
+    perf: ScenarioRun,
+    noise: NoiseReport | None,
+    *,
+    batch: int,
+    count: int,
+) -> None:
+    """After a finished performance run: the roofline, the accuracy run, the compliance test."""
+    if cfg.roofline:
+        fill_roofline(rec, model, cfg)
     if cfg.accuracy:
         accuracy_run(cfg, rec, settings, session, model, data, batch, perf)
+    if cfg.compliance is not None and rec.status == "ok":
+        from edgequant.bench.compliance_run import run_compliance
+
+        verdict = run_compliance(
+            cfg,
+            settings,
+            session,
+            data,
+            perf,
+            perf_count=count,
+            batch=batch,
+            reference_noise=noise,
+        )
+        rec.compliance = verdict.to_dict()
 
 
 def fill_perf(rec: ResultRecord, settings: BenchSettings, perf: ScenarioRun) -> None:
@@ -159,4 +202,4 @@ def accuracy_run(
     rec.accuracy = acc
 
 
-__all__ = ["accuracy_run", "fill_perf", "measure"]
+__all__ = ["accuracy_run", "after_perf", "fill_perf", "measure"]

@@ -171,6 +171,11 @@ def _new_record(
         scheme_detail=scheme.to_dict(),
         started_at=started,
     )
+    from edgequant.hw.cpu import cpu_profile
+
+    # a fleet worker names its device in the config's extra; a plain run is "local"
+    rec.device = str(cfg.extra.get("device") or "local")
+    rec.cpu_profile = cpu_profile().to_dict()
     rec.extra["config"] = cfg.to_dict()
     rec.extra["settings"] = settings.to_dict()
     rec.extra["warnings"] = warnings = []
@@ -229,6 +234,11 @@ def _run(
     rec.size_bytes, rec.weight_bytes = artifact_sizes(
         artifact.metadata, artifact_disk_bytes(artifact.path)
     )
+    if cfg.roofline:
+        # measured (or read from the cache) before the runtime loads: nothing of ours runs beside it
+        from edgequant.bench.evidence import prefetch_roofline
+
+        prefetch_roofline(cfg)
     log(f"loading {artifact.path.name} into {backend.name} ({cfg.threads} threads)")
     with backend.load(artifact, cfg.threads) as session:
         measure(cfg, rec, settings, session, model, data)

@@ -32,6 +32,14 @@ Scenarios and their metric:
 Quick mode (default) runs about --duration seconds with LoadGen's early stopping; --mlperf
 applies the official edge rules (600 s minimum, MultiStream 662 queries, official percentiles).
 
+Every run records whether the machine was quiet (CPU used by other processes, hypervisor steal,
+clock drops, thermal throttling: a noisy run is flagged, never silently averaged) and the GOP/s
+it reached against this CPU's measured FP32/INT8 roofline.
+
+--compliance TEST01|TEST04 adds MLPerf's audit runs (TEST01: an accuracy-mode reference and a
+performance run that logs a sample of responses; TEST04: every query the same sample) and
+verifies them as MLCommons' scripts do; exit code 4 when the verdict fails.
+
 Datasets: synthetic (default; performance only), digits, imagenet:DIR, npy:FILE. Static schemes
 are calibrated on --calib (default: --data; synthetic calibration is flagged in the record).
 
@@ -113,12 +121,29 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument(
         "--energy-csv", type=Path, metavar="FILE", help="external power meter log (timestamp,watts)"
     )
+    _add_evidence_args(p)
     p.add_argument("--force", action="store_true", help="rebuild the artifact even if cached")
     p.add_argument(
         "-o", "--output", type=Path, required=True, metavar="RUN_DIR", help="run directory"
     )
     p.add_argument("--json", action="store_true", help="print the result record as JSON on stdout")
     p.set_defaults(func=run)
+
+
+def _add_evidence_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--compliance",
+        metavar="TEST",
+        type=str.upper,
+        choices=("TEST01", "TEST04"),
+        help="also run an MLPerf compliance test: TEST01 (responses in performance mode equal "
+        "accuracy mode) or TEST04 (no speed-up from repeating one sample); exit code 4 if it fails",
+    )
+    p.add_argument(
+        "--no-roofline",
+        action="store_true",
+        help="do not measure the CPU's roofline (measured once per CPU and cached otherwise)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -150,6 +175,8 @@ def run(args: argparse.Namespace) -> int:
         allow_short_dataset=args.allow_short,
         energy_csv=args.energy_csv,
         force_rebuild=args.force,
+        compliance=args.compliance,
+        roofline=not args.no_roofline,
     )
     if args.json:
         print_json(rec.to_dict())
@@ -172,4 +199,7 @@ def run(args: argparse.Namespace) -> int:
         print("edgequant: interrupted (LoadGen logs are partial)", file=sys.stderr, flush=True)
         sys.stdout.flush()
         os._exit(130)
+    if rec.compliance is not None and not rec.compliance.get("passed"):
+        print(f"edgequant: {rec.compliance.get('summary')}", file=sys.stderr)
+        return 4
     return 0 if rec.valid else 3

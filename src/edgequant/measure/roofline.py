@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -156,24 +157,27 @@ def _cache_file(threads: int, cache_dir: Path | None) -> Path:
     return Path(root).expanduser() / "roofline" / f"{prof.int8_class}-t{threads}-{key}.json"
 
 
-def roofline(threads: int, *, cache_dir: Path | None = None, refresh: bool = False) -> Roofline:
-    """This machine's roofline for ``threads`` threads, measured once and cached per CPU.
+#: figures this process measured or reused, by cache file (the disk cache is read first)
+_SEEN: dict[Path, Roofline] = {}
 
-    A cache that cannot be read or written only costs a new measurement, never the run.
-    """
-    path = _cache_file(threads, cache_dir)
-    if not refresh:
-        try:
-            data = json.loads(path.read_text())
-            data.pop("int8_over_fp32", None)
-            cached = Roofline(**data)
-            if cached.format == FORMAT:
-                return cached
-        except (OSError, ValueError, TypeError):
-            pass
-    result = measure_roofline(threads)
-    if result.noise != "quiet":
-        return result  # measured beside other work: use it for this run, measure again next time
+
+#: a figure measured beside other work is reused this long (seconds) before measuring again
+NOISY_REUSE_S = 600.0
+#: more measurements when the first was noisy (each peak is the best seen: noise only lowers it)
+NOISY_RETRIES = 2
+
+
+def _read(path: Path) -> Roofline | None:
+    try:
+        data = json.loads(path.read_text())
+        data.pop("int8_over_fp32", None)
+        cached = Roofline(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+    return cached if cached.format == FORMAT else None
+
+
+def _write(path: Path, result: Roofline) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
@@ -181,7 +185,155 @@ def roofline(threads: int, *, cache_dir: Path | None = None, refresh: bool = Fal
         tmp.replace(path)
     except OSError:
         pass
+
+
+def roofline(threads: int, *, cache_dir: Path | None = None, refresh: bool = False) -> Roofline:
+    """This machine's roofline for ``threads`` threads, measured once and cached per CPU.
+
+    A cache that cannot be read or written only costs a new measurement, never the run. A
+    figure measured beside other work is never the cached figure: it is kept for this process
+    and, apart (``*.noisy``), for :data:`NOISY_REUSE_S` seconds, so that a busy machine running
+    many short benchmarks measures it every ten minutes, not in every process. A new noisy
+    measurement keeps the higher of each peak (noise only ever lowers a peak).
+    """
+    path = _cache_file(threads, cache_dir)
+    cached = None if refresh else _read(path)
+    if cached is not None:
+        return cached
+    if not refresh and path in _SEEN:
+        return _SEEN[path]
+    noisy_path = path.with_suffix(".noisy")
+    earlier = _read(noisy_path)
+    if not refresh and earlier is not None:
+        try:
+            age = time.time() - noisy_path.stat().st_mtime
+        except OSError:
+            age = NOISY_REUSE_S
+        if age < NOISY_REUSE_S:
+            _SEEN[path] = earlier
+            return earlier
+    result = measure_roofline(threads)
+    for _ in range(NOISY_RETRIES):
+        if result.noise == "quiet":
+            break
+        again = measure_roofline(threads)
+        result = replace(
+            again,
+            fp32_gops=max(result.fp32_gops, again.fp32_gops),
+            int8_gops=max(result.int8_gops, again.int8_gops),
+        )
+    if result.noise == "quiet":
+        _write(path, result)
+        noisy_path.unlink(missing_ok=True)
+    else:
+        if earlier is not None:
+            result = replace(
+                result,
+                fp32_gops=max(result.fp32_gops, earlier.fp32_gops),
+                int8_gops=max(result.int8_gops, earlier.int8_gops),
+            )
+        _write(noisy_path, result)
+    _SEEN[path] = result  # an unwritable cache still measures only once in this process
     return result
 
 
-__all__ = ["Roofline", "achieved_gops", "measure_roofline", "roofline"]
+def is_integer_precision(scheme: str, scheme_detail: dict[str, Any] | None = None) -> bool:
+    """True when a scheme computes in integers (quantized activations: compare with the int8 peak).
+
+    Example:
+        >>> is_integer_precision("w8a8"), is_integer_precision("fp16"), is_integer_precision("w8")
+        (True, False, False)
+        >>> is_integer_precision("custom", {"activations": {"bits": 8}})
+        True
+    """
+    if isinstance(scheme_detail, dict) and "activations" in scheme_detail:
+        return scheme_detail.get("activations") is not None
+    return bool(re.match(r"^w\d+(a\d+|-dyn)", scheme))
+
+
+_MACS: dict[str, tuple[int | None, str]] = {}
+
+
+def model_macs(model: Any) -> tuple[int | None, str]:
+    """``(MACs per sample, where the figure comes from)`` of an edgequant ``Model``.
+
+    Counted on its fp32 module (:func:`edgequant.models.profile.count_params_macs`) when it has
+    one, else the zoo's published figure when the input is the zoo's default; ``None`` with the
+    reason otherwise. Counted once per model and process.
+    """
+    key = f"{model.key}|{model.input_spec.shape}"
+    if key in _MACS:
+        return _MACS[key]
+    out: tuple[int | None, str]
+    if model.module is not None:
+        from edgequant.models.profile import count_params_macs
+
+        try:
+            out = (count_params_macs(model.module, model.input_spec.shape)[1], "counted")
+        except Exception as e:  # a module the counter cannot run: no figure, and why
+            from edgequant.errors import condense_error
+
+            out = (None, f"the MACs could not be counted: {condense_error(e)}")
+    else:
+        out = _published_macs(model)
+    _MACS[key] = out
+    return out
+
+
+def _published_macs(model: Any) -> tuple[int | None, str]:
+    from edgequant.errors import ModelError
+    from edgequant.models.registry import get_entry
+
+    try:
+        entry = get_entry(model.name)
+    except ModelError:
+        return None, "the model has no module to count its MACs on and is not in the zoo"
+    if entry.published is None or tuple(entry.input_spec.shape) != tuple(model.input_spec.shape):
+        return None, "the model has no module to count its MACs on and no published figure"
+    return int(entry.published[1] * 1e9), "published"
+
+
+def roofline_figures(
+    *,
+    macs_per_sample: int | None,
+    throughput_ips: float | None,
+    precision: str,
+    peaks: Roofline | None,
+    reason: str | None = None,
+) -> dict[str, Any]:
+    """The record's ``roofline`` field: achieved GOP/s, the matching peak, % of that peak.
+
+    Example:
+        >>> peaks = Roofline(cpu="c", int8_class="avx2", threads=2, fp32_gops=100.0, int8_gops=160.0)
+        >>> f = roofline_figures(macs_per_sample=10**9, throughput_ips=40.0, precision="int8",
+        ...                      peaks=peaks)
+        >>> f["achieved_gops"], f["peak_gops"], f["pct_of_peak"]
+        (80.0, 160.0, 50.0)
+    """
+    achieved = (
+        None
+        if macs_per_sample is None or not throughput_ips
+        else round(achieved_gops(macs_per_sample=macs_per_sample, throughput_ips=throughput_ips), 3)
+    )
+    peak = None if peaks is None else peaks.peak(precision)
+    pct = None if achieved is None or not peak else round(100.0 * achieved / peak, 2)
+    return {
+        "achieved_gops": achieved,
+        "peak_gops": peak,
+        "pct_of_peak": pct,
+        "precision": precision,
+        "macs_per_sample": macs_per_sample,
+        "peak": None if peaks is None else peaks.to_dict(),
+        "reason": reason,
+    }
+
+
+__all__ = [
+    "Roofline",
+    "achieved_gops",
+    "is_integer_precision",
+    "measure_roofline",
+    "model_macs",
+    "roofline",
+    "roofline_figures",
+]

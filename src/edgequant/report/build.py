@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgequant.errors import ValidationError
+from edgequant.report.evidence import header_lines
 from edgequant.report.plots import Plot, all_plots
 from edgequant.report.recommend import Recommendation, SlowNote, recommend, slow_int8_notes
 from edgequant.report.tables import Row, build_rows, models_of
@@ -39,6 +40,8 @@ class ReportData:
     what_ran: list[str] = field(default_factory=list)
     experiment_text: str | None = None
     generated_at: str = ""
+    #: the CPU, its roofline, the noise and interval lines (:mod:`edgequant.report.evidence`)
+    header: list[str] = field(default_factory=list)
 
     @property
     def models(self) -> list[str]:
@@ -89,6 +92,7 @@ def collect(
         what_ran=what_ran(records),
         experiment_text=exp_file.read_text() if exp_file.is_file() else None,
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        header=header_lines(records, rows),
     )
 
 

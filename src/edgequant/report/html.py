@@ -35,6 +35,8 @@ td.reason { white-space: normal; text-align: left; max-width: 360px; }
 tr.na td { color: var(--na); }
 tr.failed td, tr.interrupted td { color: var(--bad); }
 tr.simulated td { background: #fff8e6; }
+tr.noisy td { background: #fff1f0; }
+ul.header { margin: 4px 0 16px; padding-left: 18px; }
 .badge { display: inline-block; padding: 0 6px; border-radius: 10px; font-size: 11px; font-weight: 600; }
 .valid { background: #e3f4e8; color: var(--ok); }
 .invalid { background: #fde7e5; color: var(--bad); }
@@ -56,12 +58,16 @@ def _e(text: object) -> str:
 
 
 def _row_html(r: Row) -> str:
-    cls = [r.status] + (["simulated"] if r.simulated else [])
+    cls = [r.status] + (["simulated"] if r.simulated else []) + (["noisy"] if r.noisy else [])
     cells = []
     for header, get in table_columns():
         text = get(r)
         if header == "LoadGen" and text in ("VALID", "INVALID"):
             cells.append(f'<td><span class="badge {text.lower()}">{text}</span></td>')
+        elif header == "noise" and text == "NOISY":
+            cells.append(
+                f'<td><span class="badge invalid" title="{_e(r.noise_summary)}">NOISY</span></td>'
+            )
         elif header == "status":
             cells.append(f'<td class="reason">{_e(text)}</td>')
         elif header == "energy / inference" and text.startswith("n/a"):
@@ -91,6 +97,12 @@ def _model_table(data: ReportData, model: str) -> str:
         notes.append(
             "INVALID: LoadGen's own verdict (too few queries or a latency bound missed); such a run is "
             "a measurement, not an MLPerf-valid result — lengthen duration_s to get a VALID one."
+        )
+    noisy = [r for r in rows if r.noisy]
+    if noisy:
+        notes.append(
+            f"NOISY: {len(noisy)} run(s) measured while the machine was busy — "
+            + "; ".join(f"{r.label} {r.scenario}: {r.noise_summary}" for r in noisy)
         )
     notes += [f"Recorded by the runs: {w}" for w in run_warnings(rows)]
     reasons = sorted({r.energy_reason for r in rows if r.status == "ok" and r.energy_reason})
@@ -143,6 +155,9 @@ def render_html(data: ReportData) -> str:
         f'<p class="sub">{len(data.records)} runs · {len(data.models)} model(s) · generated '
         f"{_e(data.generated_at)} · accuracy budget {data.max_drop:g} top-1 point(s)</p>"
     )
+    parts.append('<ul class="header" id="machine">')
+    parts += [f"<li>{_e(line)}</li>" for line in data.header]
+    parts.append("</ul>")
     parts.append(
         '<nav><a href="#recommendations">Recommendations</a><a href="#plots">Plots</a>'
         '<a href="#tables">Tables</a><a href="#inspect">Slow INT8</a>'

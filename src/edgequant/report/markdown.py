@@ -11,7 +11,7 @@ import csv
 import io
 
 from edgequant.report.build import ReportData
-from edgequant.report.tables import run_warnings, table_columns
+from edgequant.report.tables import Row, run_warnings, table_columns
 
 
 def _md(text: object) -> str:
@@ -26,6 +26,7 @@ def render_markdown(data: ReportData) -> str:
         f"accuracy budget {data.max_drop:g} top-1 point(s). Plots are in the HTML report "
         "(`edgequant report RUNS_DIR -o report.html`)."
     )
+    out += [""] + [f"- {_md(line)}" for line in data.header]
     out += ["", "## Recommendation per model", ""]
     for rec in data.recommendations:
         out.append(f"- **{_md(rec.model)}**: {_md(rec.text)}")
@@ -45,6 +46,11 @@ def render_markdown(data: ReportData) -> str:
         )
         for r in (r for r in data.rows if r.model == model):
             out.append("| " + " | ".join(_md(get(r)) for _, get in cols) + " |")
+        noisy = [r for r in data.rows if r.model == model and r.noisy]
+        if noisy:
+            out += [""] + [
+                f"- NOISY: {_md(r.label)} {_md(r.scenario)}: {_md(r.noise_summary)}" for r in noisy
+            ]
         warnings = run_warnings(r for r in data.rows if r.model == model)
         out += [""] + [f"- Recorded by the runs: {_md(w)}" for w in warnings] if warnings else []
     for reason in sorted(
@@ -105,6 +111,14 @@ def render_csv(data: ReportData) -> str:
             "energy_unavailable_reason",
             "loadgen_valid",
             "run_id",
+            "gops",
+            "pct_of_peak",
+            "speedup_ci95_low",
+            "speedup_ci95_high",
+            "speedup_rounds",
+            "noisy",
+            "noise",
+            "cpu_int8_class",
         ]
     )
 
@@ -135,9 +149,22 @@ def render_csv(data: ReportData) -> str:
                 v(r.energy_reason if r.status == "ok" else None),
                 "" if r.valid is None else int(r.valid),
                 r.run_id,
+                v(r.gops),
+                v(r.pct_of_peak),
+                *_ci(r),
+                "" if r.noisy is None else int(r.noisy),
+                v(r.noise_summary),
+                v(r.cpu_class),
             ]
         )
     return buf.getvalue()
+
+
+def _ci(r: Row) -> tuple[object, object, object]:
+    p = r.paired or {}
+    ci = p.get("ci95")
+    lo, hi = (ci[0], ci[1]) if isinstance(ci, list | tuple) and len(ci) == 2 else ("", "")
+    return ("" if lo is None else lo, "" if hi is None else hi, p.get("rounds", ""))
 
 
 __all__ = ["render_csv", "render_markdown"]

@@ -72,13 +72,31 @@ def _colors(names: list[str]) -> dict[str, Any]:
     return {n: cmap(i % 10) for i, n in enumerate(names)}
 
 
+def speedup_error(r: Row) -> tuple[float, float] | None:
+    """``(below, above)`` the bar: the paired 95% interval around the speed-up, if measured.
+
+    Example:
+        >>> row = Row(run_id="r", model="m", backend="b", scheme="w8a8", scenario="Offline",
+        ...           status="ok", reason=None, simulated=False, speedup=2.5,
+        ...           paired={"median": 2.5, "ci95": [2.4, 2.7]})
+        >>> [round(x, 2) for x in speedup_error(row)]
+        [0.1, 0.2]
+    """
+    ci = (r.paired or {}).get("ci95")
+    if r.speedup is None or not isinstance(ci, list | tuple) or len(ci) != 2 or None in ci:
+        return None
+    return max(r.speedup - float(ci[0]), 0.0), max(float(ci[1]) - r.speedup, 0.0)
+
+
 def speedup_plot(rows: list[Row]) -> Plot:
     """Integer schemes' speedup over their runtime's fp32, grouped by model and scheme."""
     caption = (
         "Each bar is an integer scheme's speed divided by fp32 on the same runtime and scenario "
         "(throughput in Offline/Server, p50 latency in SingleStream/MultiStream), in each model's "
         "primary scenario (Offline when measured). Above the dashed 1× line the quantized model is "
-        "faster; below it, quantization slowed it down (see the inspect notes)."
+        "faster; below it, quantization slowed it down (see the inspect notes). Error bars are "
+        "the 95% interval of paired rounds (A B A B …); a * marks a single-run ratio with no "
+        "interval."
     )
     plot = Plot(key="speedup", title="INT8 vs FP32 speedup by runtime and model", caption=caption)
     picked: list[Row] = []
@@ -102,20 +120,41 @@ def speedup_plot(rows: list[Row]) -> Plot:
         figsize=(max(6.0, 1.1 * len(groups) * max(1, len(backends)) / 2 + 2), 3.6)
     )
     for j, b in enumerate(backends):
-        xs, ys = [], []
+        xs, ys, errs = [], [], []
         for i, g in enumerate(groups):
             for r in picked:
                 if (r.model, r.scheme, r.scenario) == g and r.backend == b and r.speedup:
                     xs.append(i + (j - (len(backends) - 1) / 2) * width)
                     ys.append(r.speedup)
+                    errs.append(speedup_error(r))
         bars = ax.bar(xs, ys, width=width, label=b, color=colors[b])
-        ax.bar_label(bars, labels=[f"{y:.2f}×" for y in ys], fontsize=7, padding=1)
+        if any(e is not None for e in errs):
+            ax.errorbar(
+                xs,
+                ys,
+                yerr=[[e[0] if e else 0.0 for e in errs], [e[1] if e else 0.0 for e in errs]],
+                fmt="none",
+                ecolor="0.1",
+                elinewidth=1,
+                capsize=3,
+            )
+        ax.bar_label(
+            bars,
+            labels=[f"{y:.2f}×" + ("" if e else "*") for y, e in zip(ys, errs)],
+            fontsize=7,
+            padding=3,
+        )
     ax.axhline(1.0, color="0.3", linestyle="--", linewidth=1)
     ax.set_xlim(-0.6, len(groups) - 0.4)  # keep bars slim when there are few groups
     ax.set_xticks(range(len(groups)), [f"{m}\n{s} ({sc})" for m, s, sc in groups])
     ax.set_ylabel("speedup vs fp32 (×)")
+    classes = sorted({r.cpu_class for r in picked if r.cpu_class})
     ax.legend(
-        title="runtime", fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0)
+        title="runtime" + (f"\n(CPU class {', '.join(classes)})" if classes else ""),
+        fontsize=8,
+        frameon=False,
+        loc="upper left",
+        bbox_to_anchor=(1.0, 1.0),
     )
     plot.svg = _svg(fig)
     return plot
@@ -303,5 +342,6 @@ __all__ = [
     "pareto_front",
     "pareto_plot",
     "size_plot",
+    "speedup_error",
     "speedup_plot",
 ]

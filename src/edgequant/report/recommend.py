@@ -105,6 +105,14 @@ def _speed_words(r: Row, scenario: str) -> str:
     else:
         speed = f"p50 {fmt_num(r.latency_ms.get('p50'))} ms in {scenario}"
     vs = "" if r.speedup is None or r.scheme == "fp32" else f", {r.speedup:.2f}× {r.backend} fp32"
+    if vs:
+        ci = (r.paired or {}).get("ci95")
+        if isinstance(ci, list | tuple) and len(ci) == 2 and None not in ci:
+            vs += f" (95% CI {float(ci[0]):.2f}-{float(ci[1]):.2f}×)"
+        elif r.cpu_class:  # a record of this version (older ones say nothing on intervals)
+            vs += " (single run, no interval)"
+        if r.cpu_class:
+            vs += f" on CPU class {r.cpu_class}"
     return f"{r.label}: {speed}{vs}"
 
 

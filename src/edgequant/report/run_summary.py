@@ -58,6 +58,7 @@ def run_summary(rec: ResultRecord) -> str:
         )
     if rec.throughput_ips is not None:
         lines.append(f"throughput: {rec.throughput_ips:.1f} samples/s")
+    lines += evidence_lines(rec)
     acc = rec.accuracy
     if acc:
         parts = [
@@ -87,4 +88,49 @@ def run_summary(rec: ResultRecord) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["run_summary"]
+def evidence_lines(rec: ResultRecord) -> list[str]:
+    """The lines on the conditions of the run: noise, the CPU and its roofline, compliance.
+
+    Example:
+        >>> from edgequant.results.record import ResultRecord
+        >>> rec = ResultRecord(model="m", backend="b", scheme="w8a8", scenario="Offline",
+        ...                    dataset="d", threads=2, batch_size=8,
+        ...                    noise={"noisy": True, "summary": "noisy: other processes used 0.97 cores"})
+        >>> evidence_lines(rec)
+        ['NOISY RUN: noisy: other processes used 0.97 cores (the figures above may be low; run again on a quiet machine)']
+    """
+    out: list[str] = []
+    noise = rec.noise or {}
+    if noise.get("noisy"):
+        out.append(
+            f"NOISY RUN: {noise.get('summary')} (the figures above may be low; run again on a "
+            "quiet machine)"
+        )
+    elif noise:
+        out.append(f"machine: {noise.get('summary', 'quiet')} during the run")
+    cpu = rec.cpu_profile or {}
+    if cpu:
+        out.append(
+            f"CPU: {cpu.get('model')} · INT8 class {cpu.get('int8_class')} "
+            f"({cpu.get('int8_description')}) · {rec.threads} threads"
+        )
+    rl = rec.roofline or {}
+    if rl.get("achieved_gops") is not None:
+        peak = rl.get("peak") or {}
+        text = f"roofline: {rl['achieved_gops']:.1f} GOP/s"
+        if rl.get("pct_of_peak") is not None:
+            text += (
+                f" = {rl['pct_of_peak']:.1f}% of this CPU's {rl.get('precision')} peak "
+                f"({rl.get('peak_gops'):.0f} GOP/s; fp32 {peak.get('fp32_gops')}, int8 "
+                f"{peak.get('int8_gops')} GOP/s)"
+            )
+        out.append(text)
+    if rl.get("reason"):
+        out.append(f"roofline: {rl['reason']}")
+    comp = rec.compliance
+    if comp:
+        out.append(f"compliance: {comp.get('summary')}")
+    return out
+
+
+__all__ = ["evidence_lines", "run_summary"]

@@ -65,6 +65,16 @@ class Row:
     energy_reason: str | None = None
     artifact: str | None = None
     integer_activations: bool = False
+    #: the noise verdict of the run: True noisy, False quiet, None not recorded
+    noisy: bool | None = None
+    noise_summary: str | None = None
+    #: achieved GOP/s and its % of this CPU's matching (int8 or fp32) roofline peak
+    gops: float | None = None
+    pct_of_peak: float | None = None
+    #: the paired speed-up of the record (median, ci95, rounds, baseline, ...), when measured so
+    paired: dict[str, Any] | None = None
+    #: the INT8 class of the CPU that ran it (e.g. avx512-vnni), when recorded
+    cpu_class: str | None = None
     record: ResultRecord | None = None
 
     @property
@@ -185,6 +195,9 @@ def build_rows(records: Iterable[tuple[str, ResultRecord]]) -> list[Row]:
             mine, theirs = row.speed(), b.speed()
             if mine and theirs:
                 row.speedup = mine / theirs
+        if row.paired is not None and _num(row.paired.get("median")):
+            # interleaved rounds measure the ratio better than two separate runs
+            row.speedup = _num(row.paired.get("median"))
         fp32_size = size_base.get((row.model, row.backend))
         if fp32_size and row.size_bytes:
             row.size_reduction = fp32_size / row.size_bytes
@@ -224,6 +237,9 @@ def _row(run_id: str, rec: ResultRecord, scenario: str, *, performance: bool = T
     if joules is None:
         energy_reason = rec.energy_unavailable_reason or "no energy sensor reading in this run"
     valid = (rec.loadgen or {}).get("valid")
+    noise = rec.noise if isinstance(rec.noise, dict) else {}
+    rl = rec.roofline if isinstance(rec.roofline, dict) and performance else {}
+    paired = rec.paired if isinstance(rec.paired, dict) and performance else None
     return Row(
         run_id=run_id,
         model=rec.model,
@@ -242,6 +258,12 @@ def _row(run_id: str, rec: ResultRecord, scenario: str, *, performance: bool = T
         energy_reason=energy_reason,
         artifact=rec.artifact,
         integer_activations=integer_activations(rec),
+        noisy=None if "noisy" not in noise or not performance else bool(noise["noisy"]),
+        noise_summary=noise.get("summary") if performance else None,
+        gops=_num(rl.get("achieved_gops")),
+        pct_of_peak=_num(rl.get("pct_of_peak")),
+        paired=paired,
+        cpu_class=(rec.cpu_profile or {}).get("int8_class") if performance else None,
         record=rec,
     )
 
@@ -319,6 +341,14 @@ def table_columns() -> list[tuple[str, Any]]:
     def drop(r: Row) -> str:
         return "-" if r.top1_drop is None else f"{r.top1_drop:.2f}"
 
+    def pct(r: Row) -> str:
+        if r.pct_of_peak is None:
+            return "-"
+        peak = ((r.record.roofline or {}).get("peak") if r.record is not None else None) or {}
+        noisy = peak.get("noise", "quiet") != "quiet"
+        # a peak measured beside other work is too low: the percentage is an upper bound
+        return f"{r.pct_of_peak:.1f}%" + (" (peak measured under noise)" if noisy else "")
+
     return [
         ("runtime", lambda r: r.backend + (" (simulated)" if r.simulated else "")),
         ("scheme", lambda r: r.scheme),
@@ -331,7 +361,10 @@ def table_columns() -> list[tuple[str, Any]]:
         ("p50 ms", lambda r: fmt_num(r.latency_ms.get("p50"))),
         ("p90 ms", lambda r: fmt_num(r.latency_ms.get("p90"))),
         ("p99 ms", lambda r: fmt_num(r.latency_ms.get("p99"))),
-        ("speedup vs fp32", lambda r: "-" if r.speedup is None else f"{r.speedup:.2f}×"),
+        ("GOP/s", lambda r: fmt_num(r.gops)),
+        ("% of peak", pct),
+        ("speedup vs fp32", speedup_text),
+        ("CPU class", lambda r: r.cpu_class or "-"),
         ("top-1 %", lambda r: fmt_num(r.top1_pct, 4)),
         ("top-1 drop (pts)", drop),
         ("agreement %", lambda r: fmt_num(r.agreement_pct, 4)),
@@ -342,7 +375,43 @@ def table_columns() -> list[tuple[str, Any]]:
         ),
         ("energy / inference", energy),
         ("LoadGen", valid),
+        ("noise", noise_flag),
     ]
+
+
+def speedup_text(r: Row) -> str:
+    """The speed-up with its 95% interval (paired rounds), or the plain ratio marked as such.
+
+    Example:
+        >>> row = Row(run_id="r", model="m", backend="b", scheme="w8a8", scenario="Offline",
+        ...           status="ok", reason=None, simulated=False, speedup=2.5)
+        >>> speedup_text(row)
+        '2.50× (single run, no interval)'
+        >>> row.paired = {"median": 2.58, "ci95": [2.51, 2.66], "rounds": 6}
+        >>> speedup_text(row)
+        '2.58× [2.51, 2.66] (6 rounds)'
+    """
+    p = r.paired
+    if p is not None and _num(p.get("median")) is not None:
+        ci = p.get("ci95")
+        n = p.get("rounds")
+        if isinstance(ci, list | tuple) and len(ci) == 2 and None not in ci:
+            return (
+                f"{float(p['median']):.2f}× [{float(ci[0]):.2f}, {float(ci[1]):.2f}] ({n} rounds)"
+            )
+        return f"{float(p['median']):.2f}× ({n} round{'s' * (n != 1)}, no interval)"
+    if r.speedup is None:
+        return "-"
+    if r.scheme == "fp32":
+        return "1× (baseline)"
+    return f"{r.speedup:.2f}× (single run, no interval)"
+
+
+def noise_flag(r: Row) -> str:
+    """``NOISY`` for a run measured under noise, ``quiet``, or ``-`` when not recorded."""
+    if r.noisy is None:
+        return "-"
+    return "NOISY" if r.noisy else "quiet"
 
 
 __all__ = [
@@ -353,7 +422,9 @@ __all__ = [
     "fmt_num",
     "integer_activations",
     "models_of",
+    "noise_flag",
     "primary_scenario",
     "run_warnings",
+    "speedup_text",
     "table_columns",
 ]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from edgequant.console import format_table
+from edgequant.report.tables import noise_flag, speedup_text
 
 if TYPE_CHECKING:
     from edgequant.report.build import ReportData
@@ -26,9 +27,11 @@ DEMO_HEADERS = [
     "status",
     "img/s",
     "p50 ms",
-    "speedup",
+    "speedup [95% CI]",
+    "GOP/s (% peak)",
     "top-1 %",
     "MB",
+    "noise",
 ]
 
 __all__ = ["counts_line", "demo_table", "sweep_rows", "sweep_table"]
@@ -71,15 +74,29 @@ def _demo_row(r: Any) -> list[Any]:
         r.status if r.status == "ok" else f"{r.status}: {(r.reason or '')[:50]}",
         r.throughput_ips,
         r.latency_ms.get("p50"),
-        None if r.speedup is None else round(r.speedup, 2),
+        None if r.speedup is None else _speedup(r),
+        None if r.gops is None else f"{r.gops:.3g}" + _pct(r),
         r.top1_pct,
         None if r.size_bytes is None else round(r.size_bytes / 1e6, 2),
+        noise_flag(r),
     ]
 
 
+def _speedup(r: Any) -> str:
+    """``2.58 [2.51, 2.66]``, or ``1.50 (1 run)`` for a single-run ratio without an interval."""
+    text = speedup_text(r)
+    if "[" in text:
+        return text.split(" (")[0].replace("×", "")
+    return "1" if r.scheme == "fp32" else f"{r.speedup:.2f} (1 run)"
+
+
+def _pct(r: Any) -> str:
+    return "" if r.pct_of_peak is None else f" ({r.pct_of_peak:.0f}%)"
+
+
 def demo_table(data: ReportData) -> str:
-    """Per model: its recommendation and the measured rows, as plain text."""
-    lines: list[str] = []
+    """The CPU, roofline and noise lines, then per model its recommendation and measured rows."""
+    lines: list[str] = list(data.header)
     for rec in data.recommendations:
         lines += ["", f"{rec.model}: {rec.text}"]
         rows = [_demo_row(r) for r in data.rows if r.model == rec.model]
