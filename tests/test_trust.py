@@ -211,3 +211,68 @@ def test_an_artifact_json_pointing_outside_its_folder_is_refused(
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(ArtifactError, match="outside its folder"):
         Artifact.load(art.directory)
+
+
+# --- 4. ONNX external data is carried into the cache -------------------------------------------
+def _external_data_model(tiny_model, folder: Path) -> Path:  # type: ignore[no-untyped-def]
+    """The tiny net as an ``.onnx`` whose weights live in ``net.onnx.data`` beside it."""
+    import onnx
+    import torch
+
+    folder.mkdir()
+    plain = folder / "plain.onnx"
+    torch.onnx.export(
+        tiny_model.module,
+        torch.zeros(1, 3, 32, 32),
+        str(plain),
+        dynamo=False,
+        input_names=["input"],
+        output_names=["logits"],
+        dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
+    )
+    proto = onnx.load(str(plain))
+    plain.unlink()
+    onnx.save(
+        proto,
+        str(folder / "net.onnx"),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="net.onnx.data",
+        size_threshold=0,
+    )
+    return folder / "net.onnx"
+
+
+@pytest.mark.parametrize("scheme", ["fp32", "w8a8"])
+def test_an_artifact_from_external_data_loads_after_the_source_is_deleted(  # type: ignore[no-untyped-def]
+    tiny_model, tmp_path: Path, scheme: str
+) -> None:
+    pytest.importorskip("onnxruntime")
+    import numpy as np
+
+    from edgequant.build.cache import get_or_build
+    from edgequant.data import open_dataset
+    from edgequant.models import load_model
+
+    source = _external_data_model(tiny_model, tmp_path / "src")
+    model = load_model(str(source))
+    calib = open_dataset("synthetic:16", model.input_spec)
+    built = get_or_build("onnxruntime", model, scheme, calib, cache_dir=tmp_path / "c")
+    shutil.rmtree(source.parent)
+    art = get_or_build("onnxruntime", model, scheme, calib, cache_dir=tmp_path / "c")
+    assert art.path == built.path  # a cache hit, checked by loading it
+    with get_backend("onnxruntime").load(Artifact.load(art.directory), threads=1) as sess:
+        assert sess.run(np.zeros((2, 3, 32, 32), np.float32)).shape == (2, 10)
+
+
+def test_editing_only_the_external_data_changes_the_cache_key(tiny_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("onnxruntime")
+    from edgequant.models import load_model
+
+    source = _external_data_model(tiny_model, tmp_path / "src")
+    before = load_model(str(source)).key
+    data = source.with_name("net.onnx.data")
+    raw = bytearray(data.read_bytes())
+    raw[-8:] = bytes(8)
+    data.write_bytes(bytes(raw))
+    assert load_model(str(source)).key != before

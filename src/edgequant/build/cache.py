@@ -36,6 +36,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -269,12 +270,17 @@ def _build(
         model = _apply_techniques(model, scheme, calib_array)
     final.parent.mkdir(parents=True, exist_ok=True)
     collect_stale_builds(final.parent)
+    for tmp in final.parent.glob(f".tmp-{final.name}-*"):
+        # we hold this entry's lock: its other temporary folders are dead builders' (even
+        # when their pid was reused by a live process)
+        shutil.rmtree(tmp, ignore_errors=True)
     tmp = final.parent / f".tmp-{final.name}-{os.getpid()}-{time.monotonic_ns()}"
     if progress:
         log(f"building {be.name} {scheme.name} artifact for {model.name} ...")
     t0 = time.perf_counter()
     try:
-        art = be.prepare(model, scheme, calib_array, tmp)
+        with _self_contained(model) as source:
+            art = be.prepare(source, scheme, calib_array, tmp)
         _relative_extra_files(art.metadata, tmp)
         art.metadata.update(
             cache_key=key,
@@ -301,6 +307,41 @@ def _build(
     if progress:
         log(f"built {final} in {time.perf_counter() - t0:.1f} s")
     return Artifact.load(final)
+
+
+#: ONNX's protobuf limit: a model with more weights must keep them in external data
+_PROTOBUF_LIMIT = 2**31 - 1
+
+
+@contextlib.contextmanager
+def _self_contained(model: Model) -> Iterator[Model]:
+    """The model with its ONNX file made self-contained (external data inlined) for the build.
+
+    Runtimes copy or convert the ``.onnx`` into the artifact; an ``.onnx.data`` file beside it
+    would stay behind in the user's folder, so the cached artifact would break (or silently use
+    other weights) once that folder changes. Inlined, the artifact carries its weights.
+    """
+    path = model.onnx_path
+    if path is None:
+        yield model
+        return
+    import onnx
+
+    from edgequant.models.onnx_file import external_data_files
+
+    if not external_data_files(onnx.load(str(path), load_external_data=False), path.parent):
+        yield model
+        return
+    full = onnx.load(str(path))  # reads the external data beside the model
+    if full.ByteSize() >= _PROTOBUF_LIMIT:
+        raise UnsupportedError(
+            f"{path} keeps over 2 GB of weights in external data; edgequant builds artifacts "
+            "from single-file ONNX models only"
+        )
+    with tempfile.TemporaryDirectory(prefix="edgequant-onnx-") as folder:
+        inlined = Path(folder) / path.name
+        onnx.save(full, str(inlined))
+        yield dataclasses.replace(model, onnx_path=inlined)
 
 
 def collect_stale_builds(folder: Path) -> list[Path]:
