@@ -276,3 +276,27 @@ def test_editing_only_the_external_data_changes_the_cache_key(tiny_model, tmp_pa
     raw[-8:] = bytes(8)
     data.write_bytes(bytes(raw))
     assert load_model(str(source)).key != before
+
+
+# --- 6. fault injection: one round of the benchmark script ------------------------------------
+@pytest.mark.slow
+def test_one_round_of_fault_injection_passes(tmp_path: Path) -> None:
+    """A real sweep killed at a random point, resumed: nothing lost, duplicated or left."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "fault_injection.py"),
+            "--rounds",
+            "1",
+            "--seed",
+            "11",
+            "--keep",
+            str(tmp_path / "faults"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1/1 rounds passed" in proc.stdout
