@@ -129,6 +129,21 @@ def test_another_users_artifact_is_refused(tiny_model, tmp_path: Path, monkeypat
         get_backend("sim").load(Artifact.load(art.directory), threads=1)
 
 
+def test_an_unwritable_key_folder_degrades_to_a_process_key(  # type: ignore[no-untyped-def]
+    tiny_model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import edgequant.backends.artifact as artifact_module
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(blocker))
+    monkeypatch.setattr(artifact_module, "_PROCESS_KEY", None)
+    art = _sim_artifact(tiny_model, tmp_path / "a")  # the build does not fail
+    assert "cannot write the artifact signing key" in capfd.readouterr().err
+    with get_backend("sim").load(Artifact.load(art.directory), threads=1):
+        pass
+
+
 # --- 3. integrity: hashes recorded at build time, corrupt artifact.json -----------------------
 def _overwrite_weights(model_file: Path) -> None:
     """Same-size overwrite of the largest initializer's bytes: the ONNX file still loads."""

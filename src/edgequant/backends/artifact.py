@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgequant.console import log
 from edgequant.errors import ArtifactError, ValidationError
 from edgequant.quant.scheme import Scheme
 
@@ -65,31 +66,48 @@ def key_path() -> Path:
 def signing_key() -> bytes:
     """This user's artifact signing key, created (32 random bytes, mode 0600) on first use.
 
+    Where the key cannot be written (a read-only home), a key for this process only is used,
+    with a warning: artifacts built now load in this process, later ones rebuild them.
+
     Example:
-        >>> len(signing_key())   # doctest: +SKIP
-        32
+        >>> len(signing_key()) >= 32
+        True
     """
+    global _PROCESS_KEY
     path = key_path()
     try:
-        key = path.read_bytes()
+        key = path.read_bytes() if path.exists() else b""
         if len(key) >= 32:
             return key
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{KEY_NAME}-{os.getpid()}-{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, secrets.token_bytes(32))
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)  # fails if another process created the key first: use theirs
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink()
-    return path.read_bytes()
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_name(f".{KEY_NAME}-{os.getpid()}-{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, secrets.token_bytes(32))
+        finally:
+            os.close(fd)
+        try:
+            if key:  # too short to be ours: replace it
+                os.replace(tmp, path)
+            else:  # fails if another process created the key first: use theirs
+                os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path.read_bytes()
+    except OSError as e:
+        if _PROCESS_KEY is None:
+            _PROCESS_KEY = secrets.token_bytes(32)
+            log(
+                f"edgequant: warning: cannot write the artifact signing key {path} "
+                f"({e.strerror or type(e).__name__}); artifacts built now are trusted by this "
+                "process only (set XDG_CONFIG_HOME to a writable folder)"
+            )
+        return _PROCESS_KEY
+
+
+_PROCESS_KEY: bytes | None = None
 
 
 def _signature(meta: dict[str, Any]) -> str:
