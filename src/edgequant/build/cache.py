@@ -145,7 +145,7 @@ def get_or_build(
     if final.exists() and not force:
         problem = _check_entry(be, final, key)
         if problem is None:
-            return Artifact.load(final)
+            return Artifact.load(final, verify=False)  # checked just now
         log(f"edgequant: cached artifact {final} is unusable ({problem}); rebuilding it")
         force = True  # checked once: whoever holds the lock next rebuilds it
     lock = EntryLock(final)
@@ -159,7 +159,7 @@ def get_or_build(
         # built by the process we waited for (or left by a dead one): use it if it is sound
         reuse = final.exists() and (lock.waited or not force)
         if reuse and _check_entry(be, final, key) is None:
-            return Artifact.load(final)
+            return Artifact.load(final, verify=False)  # checked just now
         return _build(be, model, sch, use_calib, n_calib, calib_id, key, final, progress)
     finally:
         lock.release()
@@ -306,7 +306,7 @@ def _build(
             shutil.rmtree(tmp, ignore_errors=True)
     if progress:
         log(f"built {final} in {time.perf_counter() - t0:.1f} s")
-    return Artifact.load(final)
+    return Artifact.load(final, verify=False)  # written just now
 
 
 #: ONNX's protobuf limit: a model with more weights must keep them in external data
