@@ -215,6 +215,25 @@ def test_a_corrupt_artifact_json_is_an_artifact_error(  # type: ignore[no-untype
         Artifact.load(art.directory)
 
 
+@pytest.mark.parametrize("content", [b"\xff\xfe\x00\x80", b"[1, 2]"], ids=["binary", "list"])
+def test_inspect_and_bench_name_a_corrupt_artifact_json(  # type: ignore[no-untyped-def]
+    tiny_model, tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes
+) -> None:
+    from edgequant.cli import main
+
+    art = _sim_artifact(tiny_model, tmp_path / "a")
+    (art.directory / "artifact.json").write_bytes(content)
+    for args in (
+        ["inspect", str(art.directory)],
+        ["bench", "--artifact", str(art.directory), "-o", str(tmp_path / "r")],
+    ):
+        capsys.readouterr()
+        assert main(args) != 0
+        err = capsys.readouterr().err
+        assert "is corrupt" in err and "unexpected" not in err, err
+        assert len(err.strip().splitlines()) == 1, err
+
+
 def test_an_artifact_json_pointing_outside_its_folder_is_refused(
     tiny_model, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
