@@ -135,7 +135,9 @@ def inject(
     if sweep.poll() is not None:
         rnd.victim = f"nothing (the sweep finished within {delay:.1f} s)"
     elif below and rng.random() < 0.5:
-        pid = rng.choice(below)
+        # mostly the bench, worker or builder itself, sometimes the guard in front of it
+        workers = [p for p in below if "guard.py" not in _cmdline(p)]
+        pid = rng.choice(workers if workers and rng.random() < 0.7 else below)
         rnd.victim = f"{sig.name} to child {_cmdline(pid)[:100]!r} at {delay:.1f} s"
         os.kill(pid, sig)
         try:
