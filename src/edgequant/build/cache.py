@@ -7,9 +7,14 @@ backend's name and runtime versions, so upgrading a runtime or changing a calibr
 reuses a stale artifact.
 
 Builds go to a temporary directory beside the final one and are renamed into place, so an
-interrupted build never leaves a half-written artifact under the final name. A cached artifact
-whose metadata is missing or unreadable, whose files are missing or of another size than
-recorded, or that the runtime cannot load, is reported in one line, deleted and rebuilt.
+interrupted build never leaves a half-written artifact under the final name. One process at a
+time builds an entry: an ``flock`` on ``.lock-<entry>`` beside it (see :class:`EntryLock`); the
+others wait, with a progress line naming the builder, then use what it built. The kernel drops
+the lock of a builder that dies (``kill -9`` included), so a waiter takes over at once. A cached
+artifact whose metadata is missing or unreadable, whose files are missing or differ from the
+sha256 recorded at build time, or that the runtime cannot load, is reported in one line,
+deleted and rebuilt. A cache that cannot be written costs a warning: the artifact is built into
+a temporary folder for this run only.
 
 Example:
     >>> from edgequant.build.cache import get_or_build
@@ -21,18 +26,23 @@ Example:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgequant.backends.artifact import HASHES_KEY
 from edgequant.backends.base import METADATA_NAME, Artifact, Backend, get_backend
 from edgequant.console import log
 from edgequant.errors import ArtifactError, EdgequantError, UnsupportedError, ValidationError
@@ -135,9 +145,96 @@ def get_or_build(
     if final.exists() and not force:
         problem = _check_entry(be, final, key)
         if problem is None:
-            return Artifact.load(final)
+            return Artifact.load(final, verify=False)  # checked just now
         log(f"edgequant: cached artifact {final} is unusable ({problem}); rebuilding it")
-    return _build(be, model, sch, use_calib, n_calib, calib_id, key, final, progress)
+        force = True  # checked once: whoever holds the lock next rebuilds it
+    lock = EntryLock(final)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        lock.acquire(progress=progress)
+    except OSError as e:
+        final = _run_folder(root, e) / be.name / final.name
+        return _build(be, model, sch, use_calib, n_calib, calib_id, key, final, progress)
+    try:
+        # built by the process we waited for (or left by a dead one): use it if it is sound
+        reuse = final.exists() and (lock.waited or not force)
+        if reuse and _check_entry(be, final, key) is None:
+            return Artifact.load(final, verify=False)  # checked just now
+        return _build(be, model, sch, use_calib, n_calib, calib_id, key, final, progress)
+    finally:
+        lock.release()
+
+
+class EntryLock:
+    """An exclusive ``flock`` on ``.lock-<entry>`` beside a cache entry, held while building it.
+
+    :meth:`acquire` waits for another holder, logging who it waits for (the lock file holds the
+    holder's pid and start time) every ``report_s`` seconds; the kernel releases the lock when
+    its holder exits or is killed, so a dead builder is taken over at once. ``waited`` says
+    whether another process held it first.
+
+    Example:
+        >>> import tempfile
+        >>> lock = EntryLock(Path(tempfile.mkdtemp()) / "entry")
+        >>> lock.acquire(); lock.waited
+        False
+        >>> lock.release()
+    """
+
+    def __init__(self, entry: Path, *, poll_s: float = 0.2, report_s: float = 30.0) -> None:
+        self.path = entry.parent / f".lock-{entry.name}"
+        self.entry = entry
+        self.poll_s = poll_s
+        self.report_s = report_s
+        self.waited = False
+        self._fd: int | None = None
+
+    def acquire(self, *, progress: bool = True) -> None:
+        """Take the lock, waiting for its holder; OSError when the lock file cannot be made."""
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        last_report = -float("inf")
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                self.waited = True
+                now = time.monotonic()
+                if progress and now - last_report >= self.report_s:
+                    last_report = now
+                    log(f"edgequant: waiting for {self.holder()} to finish building {self.entry}")
+                time.sleep(self.poll_s)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()}, since {time.strftime('%H:%M:%S')}".encode())
+        self._fd = fd
+
+    def holder(self) -> str:
+        """Who holds the lock, as its file says (``pid N, since T``)."""
+        try:
+            text = self.path.read_text(errors="replace").strip()
+        except OSError:
+            text = ""
+        return text or "another process"
+
+    def release(self) -> None:
+        """Drop the lock (closing the file releases the flock)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _run_folder(root: Path, error: OSError) -> Path:
+    """A temporary folder for this run's builds when the cache cannot be written (deleted at
+    exit), announced with a warning that says why and what to change."""
+    tmp = Path(tempfile.mkdtemp(prefix="edgequant-build-"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    reason = error.strerror or type(error).__name__
+    log(
+        f"edgequant: warning: the artifact cache {root} cannot be written ({reason}); building "
+        f"into {tmp} for this run only (point $EDGEQUANT_CACHE or --cache-dir at a writable "
+        "folder to keep artifacts)"
+    )
+    return tmp
 
 
 def _check_root(root: Path, from_env: bool) -> None:
@@ -173,12 +270,17 @@ def _build(
         model = _apply_techniques(model, scheme, calib_array)
     final.parent.mkdir(parents=True, exist_ok=True)
     collect_stale_builds(final.parent)
+    for tmp in final.parent.glob(f".tmp-{final.name}-*"):
+        # we hold this entry's lock: its other temporary folders are dead builders' (even
+        # when their pid was reused by a live process)
+        shutil.rmtree(tmp, ignore_errors=True)
     tmp = final.parent / f".tmp-{final.name}-{os.getpid()}-{time.monotonic_ns()}"
     if progress:
         log(f"building {be.name} {scheme.name} artifact for {model.name} ...")
     t0 = time.perf_counter()
     try:
-        art = be.prepare(model, scheme, calib_array, tmp)
+        with _self_contained(model) as source:
+            art = be.prepare(source, scheme, calib_array, tmp)
         _relative_extra_files(art.metadata, tmp)
         art.metadata.update(
             cache_key=key,
@@ -204,7 +306,42 @@ def _build(
             shutil.rmtree(tmp, ignore_errors=True)
     if progress:
         log(f"built {final} in {time.perf_counter() - t0:.1f} s")
-    return Artifact.load(final)
+    return Artifact.load(final, verify=False)  # written just now
+
+
+#: ONNX's protobuf limit: a model with more weights must keep them in external data
+_PROTOBUF_LIMIT = 2**31 - 1
+
+
+@contextlib.contextmanager
+def _self_contained(model: Model) -> Iterator[Model]:
+    """The model with its ONNX file made self-contained (external data inlined) for the build.
+
+    Runtimes copy or convert the ``.onnx`` into the artifact; an ``.onnx.data`` file beside it
+    would stay behind in the user's folder, so the cached artifact would break (or silently use
+    other weights) once that folder changes. Inlined, the artifact carries its weights.
+    """
+    path = model.onnx_path
+    if path is None:
+        yield model
+        return
+    import onnx
+
+    from edgequant.models.onnx_file import external_data_files
+
+    if not external_data_files(onnx.load(str(path), load_external_data=False), path.parent):
+        yield model
+        return
+    full = onnx.load(str(path))  # reads the external data beside the model
+    if full.ByteSize() >= _PROTOBUF_LIMIT:
+        raise UnsupportedError(
+            f"{path} keeps over 2 GB of weights in external data; edgequant builds artifacts "
+            "from single-file ONNX models only"
+        )
+    with tempfile.TemporaryDirectory(prefix="edgequant-onnx-") as folder:
+        inlined = Path(folder) / path.name
+        onnx.save(full, str(inlined))
+        yield dataclasses.replace(model, onnx_path=inlined)
 
 
 def collect_stale_builds(folder: Path) -> list[Path]:
@@ -286,18 +423,20 @@ def _check_entry(be: Backend, directory: Path, key: str) -> str | None:
     if not meta_path.is_file():
         return f"{METADATA_NAME} is missing"
     try:
-        art = Artifact.load(directory)
-    except ArtifactError as e:
+        art = Artifact.load(directory, verify=False)
+    except ArtifactError as e:  # a tampered artifact.json (binary bytes, a JSON list) included
         return str(e)
-    except (UnicodeDecodeError, TypeError, AttributeError, ValueError) as e:
-        # a tampered artifact.json (binary bytes, a JSON list): unusable, not an unexpected error
-        return f"{METADATA_NAME} is corrupt ({type(e).__name__})"
     if art.metadata.get("cache_key") != key:
         return "its cache key does not match"
     recorded = art.metadata.get("size_bytes")
     actual = art.size_bytes
     if recorded != actual:
         return f"size is {actual} bytes, metadata says {recorded} (truncated?)"
+    if not art.metadata.get(HASHES_KEY):
+        return "no file hashes recorded (built by an older edgequant)"
+    changed = art.modified_file()
+    if changed is not None:
+        return f"{changed} differs from the sha256 recorded when it was built"
     try:
         be.load(art, threads=1).close()
     except EdgequantError as e:

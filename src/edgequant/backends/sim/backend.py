@@ -8,7 +8,10 @@ say so.
 
 The artifact is the calibrated fake-quant module (``model.pt``, a pickled ``torch.fx``
 GraphModule: loads without the model's source class and without re-calibrating) plus
-``qparams.json`` (every scale and zero-point, for reading). ``weight_bytes`` in the metadata is
+``qparams.json`` (every scale and zero-point, for reading). A pickle can run code when loaded,
+so ``model.pt`` is only unpickled after :func:`~edgequant.backends.artifact.require_trusted` has
+checked the artifact's signature (an HMAC under this user's key, written at build time) and the
+sha256 of its files: a folder copied from elsewhere is refused, never run. ``weight_bytes`` in the metadata is
 what the weights take at their quantized widths, as an integer runtime stores them.
 
 Example:
@@ -27,6 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edgequant.backends.artifact import require_trusted
 from edgequant.backends.base import Artifact, Backend, Build, InspectReport, OpInfo, Session
 from edgequant.errors import ArtifactError, ValidationError
 from edgequant.quant.scheme import Scheme
@@ -137,24 +141,21 @@ class SimBackend(Backend):
         )
         return path
 
-    def load(self, artifact: Artifact, threads: int) -> SimSession:
-        import torch
+    def _describe(self, artifact: Artifact) -> None:
+        """Sign the artifact first: inspecting it unpickles ``model.pt``, which needs a signature."""
+        artifact.save_metadata()
+        super()._describe(artifact)
 
+    def load(self, artifact: Artifact, threads: int) -> SimSession:
         self.require()
-        try:
-            module = torch.load(artifact.path, weights_only=False)
-        except Exception as e:  # truncated / corrupt pickle: many exception types
-            raise ArtifactError(
-                f"sim artifact {artifact.path} cannot be read ({type(e).__name__}); delete it and rebuild"
-            ) from None
-        return SimSession(module, threads, _precision(artifact.scheme))
+        return SimSession(_read_module(artifact), threads, _precision(artifact.scheme))
 
     def inspect(self, artifact: Artifact) -> InspectReport:
         import torch
 
         from edgequant.quant.simulate import ActQuant, QuantLayer
 
-        module = torch.load(artifact.path, weights_only=False)
+        module = _read_module(artifact)
         report = InspectReport(
             artifact=str(artifact.path), backend=self.name, scheme=artifact.scheme.name
         )
@@ -187,6 +188,24 @@ class SimBackend(Backend):
                 )
         report.notes.append("simulated: fake quantization in fp32; speed not representative")
         return report
+
+
+def _read_module(artifact: Artifact) -> nn.Module:
+    """The pickled GraphModule of an artifact this user built here (checked first)."""
+    import torch
+
+    require_trusted(artifact, "a pickle")
+    try:
+        module = torch.load(artifact.path, weights_only=False)
+    except Exception as e:  # truncated / corrupt pickle: many exception types
+        raise ArtifactError(
+            f"sim artifact {artifact.path} cannot be read ({type(e).__name__}); delete it and rebuild"
+        ) from None
+    if not isinstance(module, torch.nn.Module):
+        raise ArtifactError(
+            f"sim artifact {artifact.path} holds a {type(module).__name__}, not a module; rebuild it"
+        )
+    return module
 
 
 __all__ = ["SimBackend", "SimSession"]
