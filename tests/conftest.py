@@ -13,6 +13,8 @@ import pytest
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     # artifacts built by tests never touch the user's cache
     os.environ["EDGEQUANT_CACHE"] = str(tmp_path_factory.mktemp("eq-cache"))
+    # ...nor the user's artifact-signing key (~/.config/edgequant/artifact-key)
+    os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("eq-config"))
 
 
 @pytest.fixture(scope="session")
