@@ -329,16 +329,18 @@ def simulate_layers(
 # --- the whole view ------------------------------------------------------------------------------
 def debug_artifact(
     artifact: Artifact | str | Path,
-    data: np.ndarray,
+    data: np.ndarray | str,
     *,
     model: Model | None = None,
     samples: int = 8,
     calibration: np.ndarray | None = None,
+    calib_size: int = 64,
     save: bool = True,
 ) -> LayerDebug:
     """Per-layer SQNR of ``artifact``'s runtime against fp32 on the first ``samples`` of
-    ``data``, beside the simulator's prediction (calibrated on ``calibration``, default all of
-    ``data``) and its saturation count. ``model`` defaults to the zoo model the artifact names.
+    ``data`` (an array, or a dataset spec such as ``imagenet:DIR``: ``calib_size`` samples of it),
+    beside the simulator's prediction (calibrated on ``calibration``, default all of ``data``)
+    and its saturation count. ``model`` defaults to the zoo model the artifact names.
     ``save`` writes the worst layers' summary to ``layer_debug.json`` in the artifact directory.
 
     Example:
@@ -356,6 +358,12 @@ def debug_artifact(
         raise ValidationError(
             f"model {model.name!r} has no PyTorch module: the per-layer view compares against it"
         )
+    if isinstance(data, str):
+        from edgequant.data.calibration import calibration_samples
+        from edgequant.data.registry import open_dataset
+
+        ds = open_dataset(data, model.input_spec, split="train", num_classes=model.num_classes)
+        data = calibration_samples(ds, max(calib_size, samples))
     x = np.ascontiguousarray(data, dtype=np.float32)
     if samples < 1 or len(x) == 0:
         raise ValidationError(f"need at least one sample, got samples={samples}, {len(x)} given")
