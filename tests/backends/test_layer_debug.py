@@ -92,7 +92,9 @@ def test_matching_names_reported(runtime, tiny_model, tiny_calibration, tmp_path
     x = tiny_calibration[:4]
     out = be.layer_outputs(art, x, ["conv1", "dw", "pw", "conv3", "fc", "bn1", "bn2", "bn3"])
     # every conv of TinyNet is found, under its own or its folded BN's name
-    found = {"conv1" if k == "bn1" else "dw" if k == "bn2" else "pw" if k == "bn3" else k for k in out}
+    found = {
+        "conv1" if k == "bn1" else "dw" if k == "bn2" else "pw" if k == "bn3" else k for k in out
+    }
     assert {"conv1", "dw", "pw", "conv3"} <= found, (out.sources, out.unmatched)
     assert set(out.sources) == set(out)
     for v in out.values():

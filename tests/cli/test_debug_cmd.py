@@ -33,14 +33,18 @@ def test_debug_json_and_text(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         assert row["matched"], row
         assert row["runtime_sqnr_db"] > 20.0 and row["sim_sqnr_db"] > 20.0, row
     assert (tmp_path / "art" / "layer_debug.json").is_file()
-    assert main(["debug", art, "--data", "digits", "--samples", "2", "--top", "2", "--no-save"]) == 0
+    assert (
+        main(["debug", art, "--data", "digits", "--samples", "2", "--top", "2", "--no-save"]) == 0
+    )
     text = capsys.readouterr().out
     assert "per-layer SQNR vs fp32 on 2 samples" in text and "runtime dB" in text
     body = [ln for ln in text.splitlines()[5:] if ln.strip() and not ln.startswith("note")]
     assert len(body) == 2  # --top 2: the two worst layers
 
 
-def test_debug_unsupported_runtime_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_debug_unsupported_runtime_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     _quantize("sim", tmp_path / "sim", capsys)
     rc = main(["debug", str(tmp_path / "sim"), "--data", "digits", "--samples", "2"])
     err = capsys.readouterr().err.strip()

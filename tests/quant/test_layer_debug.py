@@ -102,9 +102,16 @@ def test_row_lists_unmatched_layers_and_result_renders(tmp_path) -> None:  # typ
     hit = _row(site, ref, out, None, None)
     assert hit.matched and hit.runtime_sqnr_db == pytest.approx(20.0)
     res = LayerDebug(
-        artifact="a", backend="rt", scheme="w8a8", samples=1, arithmetic="exact",
-        layers=[hit, missing, LayerError(name="fc", kind="linear", runtime_op="fc",
-                                         runtime_sqnr_db=math.inf)],
+        artifact="a",
+        backend="rt",
+        scheme="w8a8",
+        samples=1,
+        arithmetic="exact",
+        layers=[
+            hit,
+            missing,
+            LayerError(name="fc", kind="linear", runtime_op="fc", runtime_sqnr_db=math.inf),
+        ],
         unmatched_runtime_ops=["Gemm_7"],
     )
     text = res.render()

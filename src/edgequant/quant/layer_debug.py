@@ -371,7 +371,10 @@ def debug_artifact(
     gm, sites, aliases = layer_sites(model.module)
     ref = capture(gm, {s.node for s in sites}, batch)
     names = [s.name for s in sites] + list(aliases)
-    out = backend.layer_outputs(art, batch, names)
+    raw = backend.layer_outputs(art, batch, names)
+    out = raw if isinstance(raw, LayerOutputs) else LayerOutputs()  # a plain dict: exact arith
+    if out is not raw:
+        out.update(raw)
     for bn, conv in aliases.items():  # a runtime that names a conv after its folded BN
         if bn in out and conv not in out:
             out[conv] = out.pop(bn)
@@ -379,7 +382,11 @@ def debug_artifact(
                 out.sources[conv] = out.sources.pop(bn)
     arith = get_arithmetic(out.arith_target)
     sim, sat = simulate_layers(
-        model.module, art.scheme, x if calibration is None else calibration, batch, sites,
+        model.module,
+        art.scheme,
+        x if calibration is None else calibration,
+        batch,
+        sites,
         out.arith_target,
     )
     result = LayerDebug(
@@ -438,7 +445,7 @@ def _zoo_model(name: str) -> Model:
 
     try:
         return load_model(name)
-    except Exception as e:  # noqa: BLE001 - any loader failure: say how to give the model
+    except Exception as e:  # any loader failure: say how to give the model
         raise ValidationError(
             f"cannot load the fp32 model {name!r} the artifact was built from ({e}); "
             "pass it explicitly (--model NAME or a checkpoint with --arch)"

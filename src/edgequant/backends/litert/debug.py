@@ -124,7 +124,9 @@ def layer_outputs(
     out = LayerOutputs(
         arith_target=arith_target(),
         unmatched=unmatched,
-        notes=["LiteRT: each layer's int8 output (preserved tensors; builtin kernels, no delegate)"],
+        notes=[
+            "LiteRT: each layer's int8 output (preserved tensors; builtin kernels, no delegate)"
+        ],
     )
     for name, (_, tname) in taps.items():
         out[name] = np.concatenate(rows[name])

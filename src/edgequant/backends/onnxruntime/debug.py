@@ -26,7 +26,7 @@ import numpy as np
 
 from edgequant.backends.artifact import Artifact
 from edgequant.backends.base import Backend
-from edgequant.errors import ArtifactError
+from edgequant.errors import ArtifactError, condense_error
 from edgequant.quant.layer_debug import LayerOutputs
 
 _LAYER_OPS = {"Conv", "Gemm", "MatMul", "ConvInteger", "MatMulInteger"}
@@ -118,9 +118,9 @@ def layer_outputs(
         try:
             values = dict(zip(order, sess.run(None, {sess.get_inputs()[0].name: x}), strict=True))
         except Exception as e:  # ORT's own exception types
-            from edgequant.errors import condense_error
-
-            raise ArtifactError(f"ONNX Runtime failed on the debug graph: {condense_error(e)}")
+            raise ArtifactError(
+                f"ONNX Runtime failed on the debug graph: {condense_error(e)}"
+            ) from None
     for name, (tensor, q) in taps.items():
         value = np.asarray(values[tensor])
         if q is not None:
