@@ -188,13 +188,13 @@ class LayerDebug:
         ]
         head = (
             f"{self.artifact} ({self.backend}, {self.scheme}): per-layer SQNR vs fp32 on "
-            f"{self.samples} samples; sim arithmetic {self.arithmetic}"
+            f"{self.samples} samples; simulator arithmetic {self.arithmetic}"
             + (f" (INT8 class {self.int8_class})" if self.int8_class else "")
         )
         lines = [head, f"compared at: {self.point}", ""]
         lines.append(
             format_table(
-                table, ["layer", "kind", "runtime op", "runtime dB", "sim dB", "saturated %"]
+                table, ["layer", "kind", "runtime op", "runtime dB", "predicted dB", "saturated %"]
             )
         )
         for name in self.unmatched_runtime_ops:

@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -31,11 +32,14 @@ from edgequant.quant.layer_debug import LayerOutputs
 _LAYER_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
 
 
+#: ``<dotted module path>.<Class>_<attribute>``: the class name starts upper case, has no "_"
+_SCOPE_RE = re.compile(r"^(?:[A-Za-z_]\w*\.)*[A-Z][A-Za-z0-9]*_(.+)$")
+
+
 def _attribute(scope: str) -> str:
     """``torch.nn.modules.conv.Conv2d__conv_stem`` → ``_conv_stem``."""
-    dot = scope.rfind(".")
-    cut = scope.find("_", dot + 1)
-    return scope[cut + 1 :] if cut >= 0 else scope
+    m = _SCOPE_RE.match(scope)
+    return m.group(1) if m else scope
 
 
 def module_names(tensor_name: str) -> list[str]:
