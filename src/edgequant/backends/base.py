@@ -377,8 +377,13 @@ class Backend(ABC):
         Example:
             >>> get_backend("sim").layer_outputs(art, x)   # doctest: +SKIP
             Traceback (most recent call last):
-            UnsupportedError: sim has no per-layer outputs of its own ...
+            UnsupportedError: sim is the simulator, so it has no per-layer view ...
         """
+        if self.simulated:
+            raise UnsupportedError(
+                f"{self.name} is the simulator, so it has no per-layer view of a runtime: its "
+                "per-layer prediction is the 'predicted dB' column when you debug a runtime's artifact"
+            )
         raise UnsupportedError(
             f"{self.name} exposes no intermediate outputs to edgequant, so it has no per-layer "
             "view; debug an artifact of a runtime that does"

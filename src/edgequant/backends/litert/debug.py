@@ -112,7 +112,7 @@ def layer_outputs(
         if name is None or name in taps:
             unmatched.append(tname)
             continue
-        taps[name] = (index, tname)
+        taps[name] = (index, f"{op['op_name']} {tname.split(';;')[-1].split('/')[-1]}")
     inp = it.get_input_details()[0]
     rows: dict[str, list[np.ndarray]] = {n: [] for n in taps}
     for sample in np.ascontiguousarray(batch, dtype=np.float32):
@@ -134,7 +134,7 @@ def layer_outputs(
     )
     for name, (_, tname) in taps.items():
         out[name] = np.concatenate(rows[name])
-        out.sources[name] = tname.split("/")[-1]
+        out.sources[name] = tname
     return out
 
 
