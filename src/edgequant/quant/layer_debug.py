@@ -381,14 +381,15 @@ def debug_artifact(
             if bn in out.sources:
                 out.sources[conv] = out.sources.pop(bn)
     arith = get_arithmetic(out.arith_target)
-    sim, sat = simulate_layers(
-        model.module,
-        art.scheme,
-        x if calibration is None else calibration,
-        batch,
-        sites,
-        out.arith_target,
-    )
+    calib = x if calibration is None else calibration
+    sim_model, notes = model, list(out.notes)
+    if backend.corrects_bias and art.scheme.is_static and art.metadata.get("bias_correction"):
+        from edgequant.quant.bias_correction import corrected_for_quantizer
+
+        sim_model = corrected_for_quantizer(model, art.scheme, calib)[0]
+        notes.append("prediction: on the bias-corrected model the runtime's quantizer was given")
+    assert sim_model.module is not None
+    sim, sat = simulate_layers(sim_model.module, art.scheme, calib, batch, sites, out.arith_target)
     result = LayerDebug(
         artifact=str(art.path),
         backend=art.backend,
@@ -397,7 +398,7 @@ def debug_artifact(
         arithmetic=arith.name,
         int8_class=str(art.metadata.get("cpu_profile", {}).get("int8_class", "")),
         unmatched_runtime_ops=list(out.unmatched),
-        notes=list(out.notes),
+        notes=notes,
     )
     for s in sites:
         result.layers.append(_row(s, ref.get(s.node), out, sim.get(s.name), sat.get(s.name)))
