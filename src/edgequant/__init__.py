@@ -43,6 +43,7 @@ _LAZY: dict[str, str] = {
     "qat": "edgequant.quant.qat_pipeline:qat",
     "train": "edgequant.training:train",
     "lab": "edgequant.quant.lab_pipeline:lab",
+    "debug": "edgequant.quant.layer_debug:debug_artifact",
 }
 
 __all__ = ["__version__", *_LAZY]

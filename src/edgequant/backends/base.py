@@ -371,6 +371,28 @@ class Backend(ABC):
             notes=[f"{self.name} has no inspector yet"],
         )
 
+    def layer_outputs(
+        self, artifact: Artifact, batch: np.ndarray, names: Iterable[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """The runtime's own output of each conv/linear layer on ``batch``, keyed by the fp32
+        module's layer names (a :class:`edgequant.quant.layer_debug.LayerOutputs`); ``names``:
+        the layers wanted (None: all it can match). Runtimes without intermediates raise.
+
+        Example:
+            >>> get_backend("sim").layer_outputs(art, x)   # doctest: +SKIP
+            Traceback (most recent call last):
+            UnsupportedError: sim is the simulator, so it has no per-layer view ...
+        """
+        if self.simulated:
+            raise UnsupportedError(
+                f"{self.name} is the simulator, so it has no per-layer view of a runtime: its "
+                "per-layer prediction is the 'predicted dB' column when you debug a runtime's artifact"
+            )
+        raise UnsupportedError(
+            f"{self.name} exposes no intermediate outputs to edgequant, so it has no per-layer "
+            "view; debug an artifact of a runtime that does"
+        )
+
 
 # --- the registry ------------------------------------------------------------------------------
 # name -> "module:Class"; modules are imported only when the backend is asked for.

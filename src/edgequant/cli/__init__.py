@@ -29,6 +29,7 @@ COMMANDS = (
     "train",
     "quantize",
     "inspect",
+    "debug",
     "bench",
     "qat",
     "lab",

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgequant.backends.base import Artifact, Backend, Build, InspectReport
+from edgequant.backends.litert import debug
 from edgequant.backends.litert.config import build_recipe, check_recipe
 from edgequant.errors import ArtifactError
 from edgequant.quant.scheme import Scheme
@@ -80,6 +81,7 @@ class LiteRtBackend(Backend):
     description = "LiteRT (TFLite) + XNNPACK; litert-torch converter, ai-edge-quantizer recipes"
     install_hint = "pip install ai-edge-litert litert-torch ai-edge-quantizer"
     corrects_bias = True  # ai-edge-quantizer has no bias correction of its own
+    layer_outputs = debug.layer_outputs  # per-layer intermediates, see litert/debug.py
 
     # --- availability ------------------------------------------------------------------------
     def unavailable_reason(self) -> str | None:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgequant.backends.base import Artifact, Backend, Build, InspectReport, Session
+from edgequant.backends.onnxruntime import debug
 from edgequant.backends.onnxruntime.config import SESSION_CONFIG, int8_choice
 from edgequant.backends.onnxruntime.inspect import classify_graph, executed_precision
 from edgequant.backends.onnxruntime.quantize import (
@@ -68,6 +69,7 @@ class OnnxRuntimeBackend(Backend):
     needs_torch_module = False
     corrects_bias = True  # quantize_static has no bias correction of its own
     loads_onnx = True
+    layer_outputs = debug.layer_outputs  # per-layer intermediates, see onnxruntime/debug.py
 
     def __init__(self, int8_override: dict[str, Any] | None = None) -> None:
         # another target (TensorRT) may need another int8 layout than this CPU's fast one

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from edgequant.backends.base import Artifact, Backend, Build, InspectReport
+from edgequant.backends.openvino import debug
 from edgequant.backends.openvino import inspect as ovi
 from edgequant.backends.openvino.config import PRECISION_HINT
 from edgequant.backends.openvino.session import OpenVinoSession, ov_error
@@ -112,6 +113,7 @@ class OpenVinoBackend(Backend):
     install_hint: ClassVar[str] = "pip install openvino nncf"
     needs_torch_module: ClassVar[bool] = False
     loads_onnx: ClassVar[bool] = True
+    layer_outputs = debug.layer_outputs  # per-layer intermediates, see openvino/debug.py
 
     def __init__(self) -> None:
         self._core: Any = None

@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from edgequant.backends.base import Artifact, Backend, Build, InspectReport, Session
+from edgequant.backends.pytorch import debug
 from edgequant.backends.pytorch.config import (
     _INDUCTOR_CONFIGS,
     _PACKAGE_RE,
@@ -107,6 +108,7 @@ class PyTorchBackend(Backend):
     install_hint: ClassVar[str] = "pip install torch torchao"
     exclusive_build: ClassVar[bool] = True
     corrects_bias: ClassVar[bool] = True  # PT2E has no bias correction of its own
+    layer_outputs = debug.layer_outputs  # per-layer intermediates, see pytorch/debug.py
 
     # --- availability ------------------------------------------------------------------------
     def unavailable_reason(self) -> str | None:
