@@ -43,7 +43,7 @@ Example:
     >>> parse_experiment("models: [m]\\nbackend: [x]\\n")
     Traceback (most recent call last):
     ...
-    edgequant.errors.ValidationError: experiment line 2: unknown key 'backend' (did you mean 'backends'?); known keys: accuracy, backends, build_jobs, calib, cell_timeout_s, data, description, duration_s, groups, isolation, models, name, scenarios, schemes, threads
+    edgequant.errors.ValidationError: experiment line 2: unknown key 'backend' (did you mean 'backends'?); known keys: accuracy, backends, build_jobs, calib, cell_timeout_s, data, description, duration_s, groups, isolation, models, name, rounds, scenarios, schemes, threads
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ KEYS = (
     "cell_timeout_s",
     "isolation",
     "build_jobs",
+    "rounds",  # paired rounds (edgequant.sweep.pairs reads and checks it)
     "groups",
 )
 MODEL_KEYS = ("name", "arch", "weights")
