@@ -335,6 +335,19 @@ def paired_text(paired: dict[str, Any]) -> str:
     return f"{paired['median']:.2f}×{interval} ({paired['rounds']} rounds, {paired['stopped_by']})"
 
 
+def paired_lines(summary: SweepSummary) -> list[str]:
+    """One line per cell with a ``paired`` ratio (or the reason it has none), for a summary."""
+    lines = []
+    for o in summary.outcomes:
+        rec = o.record
+        if rec is None or (rec.paired is None and "paired_reason" not in rec.extra):
+            continue
+        text = paired_text(rec.paired) if rec.paired else f"none: {rec.extra['paired_reason']}"
+        metric = "" if rec.paired is None else f" {rec.paired.get('metric')}"
+        lines.append(f"  {o.cell.cell_id}{metric}: {text}")
+    return lines
+
+
 def stop_on_sigterm() -> None:
     """Make SIGTERM and SIGHUP (the terminal closed) stop a sweep like Ctrl-C: the cell in flight
     is killed and marked interrupted, nothing is left running."""
@@ -354,6 +367,7 @@ __all__ = [
     "default_bench_command",
     "default_launcher",
     "dry_run_outcomes",
+    "paired_lines",
     "paired_text",
     "plan_cells",
     "precheck",
