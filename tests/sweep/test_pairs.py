@@ -27,7 +27,7 @@ from edgequant.sweep.runner import run_sweep
 EXPERIMENT = """\
 models: [digits_cnn]
 backends: [onnxruntime]
-schemes: [w8a8, fp32]
+schemes: [{{base: w8a8, name: w8a8, calibration: {{samples: 64}}}}, fp32]
 scenarios: [SingleStream, Offline]
 data: digits
 calib: digits
@@ -89,11 +89,11 @@ def test_a_sweep_pairs_int8_with_fp32_back_to_back_and_resumes(tmp_path: Path) -
 
     # resumed: every cell skipped, the pairs kept as they were, no rounds run again
     before = {p: p.read_text() for p in runs.glob("*/result.json")}
-    pair_logs = {p: p.stat().st_mtime_ns for p in (runs / "groups").glob("*.pairs.*")}
+    pair_logs = {p: p.stat().st_mtime_ns for p in (runs / "pairs").glob("*")}
     again = run_sweep(exp, runs, show_progress=False)
     assert again.counts["skipped"] == 4
     assert {p: p.read_text() for p in runs.glob("*/result.json")} == before
-    assert {p: p.stat().st_mtime_ns for p in (runs / "groups").glob("*.pairs.*")} == pair_logs
+    assert {p: p.stat().st_mtime_ns for p in (runs / "pairs").glob("*")} == pair_logs
 
 
 def _fp32_crash_bench(tmp_path: Path) -> list[str]:

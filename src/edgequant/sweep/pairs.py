@@ -50,7 +50,7 @@ from typing import Any
 from edgequant.errors import ValidationError
 from edgequant.measure.paired import TARGET_HALF_WIDTH, StoppingRule
 from edgequant.sweep.launch import child_env, guarded, kill
-from edgequant.sweep.local import GROUPS_DIR, worker_command
+from edgequant.sweep.local import worker_command
 from edgequant.sweep.plan import Cell, Experiment, cell_task, process_order
 
 #: the scheme every other scheme of the same model/backend/scenario is compared with
@@ -62,6 +62,8 @@ LATENCY_SCENARIOS = ("SingleStream", "MultiStream")
 #: the shortest round side (LoadGen minimum duration), in seconds
 MIN_ROUND_S = 0.5
 ROUNDS_KEYS = ("min", "max", "time_cap_s", "round_s")
+#: ``RUNS/pairs/MODEL__BACKEND.json`` (the rounds process's tasks) and ``.log`` (its stderr)
+PAIRS_DIR = "pairs"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -276,12 +278,12 @@ def run_pairs(
     for p in pairs:
         by_key.setdefault(p.other.pair_key, []).append(p)
     for key, group in by_key.items():
-        groups_dir = runs_dir / GROUPS_DIR
-        groups_dir.mkdir(parents=True, exist_ok=True)
-        path = groups_dir / f"{key}.pairs.json"
+        pairs_dir = runs_dir / PAIRS_DIR
+        pairs_dir.mkdir(parents=True, exist_ok=True)
+        path = pairs_dir / f"{key}.json"
         path.write_text(json.dumps([p.task(runs_dir) for p in group], indent=1))
         argv = [*command, str(path)] if command else pairs_command(path)
-        _follow(group, argv, groups_dir / f"{key}.pairs.log", on_paired, env)
+        _follow(group, argv, pairs_dir / f"{key}.log", on_paired, env)
 
 
 def _follow(
@@ -353,6 +355,7 @@ __all__ = [
     "BASELINE_SCHEME",
     "LATENCY_SCENARIOS",
     "MIN_ROUND_S",
+    "PAIRS_DIR",
     "STOP_REASONS",
     "Pair",
     "RoundsSpec",

@@ -79,6 +79,7 @@ def measure_pair(task: dict[str, Any], log_dir: Path) -> dict[str, Any]:
     from edgequant.measure.noise import NoiseMonitor
     from edgequant.measure.paired import PairedRatio
     from edgequant.models.loader import load_model
+    from edgequant.quant.scheme import get_scheme
     from edgequant.sweep.pairs import RoundsSpec
 
     cfgs = [_config(task["baseline"]), _config(task["other"])]
@@ -91,14 +92,15 @@ def measure_pair(task: dict[str, Any], log_dir: Path) -> dict[str, Any]:
         _held(data.load), total=len(data), perf_count=min(len(data), DEFAULT_PERF_SAMPLES)
     )
     settings = BenchSettings(scenario=base.scenario, duration_s=round_s, model_name=model.name)
-    names = [str(c.scheme) for c in cfgs]
+    names = [get_scheme(c.scheme).name for c in cfgs]  # a scheme may be given as a file
     with ExitStack() as stack:
-        sessions = []
+        sessions, paths = [], []
         for cfg in cfgs:
             artifact = prepare_artifact(cfg, model=model)
             if artifact is None:
                 raise RuntimeError(f"{cfg.backend} cannot run {cfg.scheme} here")
             sessions.append(stack.enter_context(artifact_session(artifact, cfg)))
+            paths.append(str(artifact.path))
         batches = [s.fixed_batch or c.batch for s, c in zip(sessions, cfgs, strict=True)]
         warm: list[Any] = [None, None]
         values: list[list[float]] = [[], []]
@@ -137,6 +139,7 @@ def measure_pair(task: dict[str, Any], log_dir: Path) -> dict[str, Any]:
         "round_s": round_s,
         "seconds": round(elapsed, 2),
         "values": {names[0]: values[0], names[1]: values[1]},
+        "artifacts": {names[0]: paths[0], names[1]: paths[1]},
         "noise": noise,
     }
 

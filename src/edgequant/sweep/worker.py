@@ -29,7 +29,7 @@ Example (the file is written by :func:`edgequant.sweep.local.write_cells_file`):
 
     $ python -m edgequant.sweep.worker runs/groups/digits_cnn__BACKEND.json
     $ python -m edgequant.sweep.worker --build runs/groups/digits_cnn__BACKEND.build.json
-    $ python -m edgequant.sweep.worker --pairs runs/groups/digits_cnn__BACKEND.pairs.json
+    $ python -m edgequant.sweep.worker --pairs runs/pairs/digits_cnn__BACKEND.json
 """
 
 from __future__ import annotations
