@@ -137,11 +137,14 @@ def test_a_failed_side_gives_paired_null_with_the_reason_and_resume_fills_it(
     rec = ResultRecord.load(runs / W8A8.format("Offline"))
     assert rec.paired is None and "rounds worker broke" in rec.extra["paired_reason"]
 
-    # resumed again: both cells are recorded, only the pair is measured now
-    summary = run_sweep(exp, runs, show_progress=False)
+    # resumed again: both cells are recorded, only the pair is measured now; a time cap
+    # shorter than one round still leaves the minimum of rounds (an interval needs 3)
+    tiny_cap = RoundsSpec(min=3, max=8, time_cap_s=0.01, round_s=0.3)
+    summary = run_sweep(exp, runs, show_progress=False, rounds=tiny_cap)
     assert all(o.skipped for o in summary.outcomes)
     rec = ResultRecord.load(runs / W8A8.format("Offline"))
     _check_paired(rec, "Offline")
+    assert rec.paired is not None and rec.paired["rounds"] == 3
     assert "paired_reason" not in rec.extra
 
 

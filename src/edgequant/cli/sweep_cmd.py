@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     from edgequant.console import log, print_json
     from edgequant.report.terminal import counts_line, sweep_table
     from edgequant.sweep.experiment import load_experiment
-    from edgequant.sweep.runner import paired_lines, run_sweep, stop_on_sigterm
+    from edgequant.sweep.runner import paired_lines, plan_pairs, run_sweep, stop_on_sigterm
 
     experiment = load_experiment(args.experiment)
     runs = Path(args.output)
@@ -124,9 +124,21 @@ def run(args: argparse.Namespace) -> int:
                     print(f"{o.cell.cell_id}: n/a: {o.record.reason}")
                 else:
                     print(f"{o.cell.cell_id}: {' '.join(o.command)}")
-            print(f"{len(summary.outcomes)} cell(s); nothing was run (--dry-run)")
+            pairs = plan_pairs(experiment, [o.cell for o in summary.outcomes], args.rounds)
+            for pair in pairs:
+                r = pair.rounds
+                print(
+                    f"paired: {pair.other.cell_id} vs {pair.baseline.scheme.name}, "
+                    f"{r.min}-{r.max} rounds of {r.seconds(pair.other.duration_s):g} s "
+                    f"(at most {r.time_cap_s:g} s)"
+                )
+            print(
+                f"{len(summary.outcomes)} cell(s), {len(pairs)} pair(s); "
+                "nothing was run (--dry-run)"
+            )
         return 0
     stop_on_sigterm()
+    plan_pairs(experiment, experiment.cells(), args.rounds)  # bad rounds: refused before the start
     log(f"sweep {experiment.name}: {len(experiment.cells())} cell(s) into {runs}")
     summary = run_sweep(
         experiment,

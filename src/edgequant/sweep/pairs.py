@@ -15,7 +15,7 @@ other cell's record::
 MultiStream) is fp32/other: above 1 is faster either way. Rounds are added until the
 interval's half-width is ≤ 3% (``stopped_by: half-width``), ``max`` rounds are done
 (``max-rounds``) or ``time_cap_s`` of rounds have passed (``time-cap``); never fewer than
-``min``. A pair whose side is not ``ok`` gets ``paired: null`` and ``extra.paired_reason``.
+``min`` (the time cap is looked at only once ``min`` rounds are done). A pair whose side is not ``ok`` gets ``paired: null`` and ``extra.paired_reason``.
 
 Experiment file (top level or per group; a group's wins)::
 
@@ -151,12 +151,12 @@ def parse_rounds_arg(text: str) -> RoundsSpec | None:
         (6, None)
     """
     try:
-        if ":" in text:
-            lo, hi = (int(x) for x in text.split(":", 1))
-            return RoundsSpec(min=lo, max=hi)
-        return RoundsSpec.from_value(int(text), where="--rounds")
+        numbers = [int(x) for x in text.split(":", 1)]
     except ValueError:
         raise ValidationError(f"--rounds must be MIN:MAX, N or 0, got {text!r}") from None
+    if len(numbers) == 2:
+        return RoundsSpec(min=numbers[0], max=numbers[1])
+    return RoundsSpec.from_value(numbers[0], where="--rounds")
 
 
 @dataclass(frozen=True, kw_only=True)

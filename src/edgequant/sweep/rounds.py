@@ -7,7 +7,8 @@ threads, and runs rounds of the bench harness's LoadGen test
 (round 1: baseline first; round 2: other first; …). Each session warms up once, before its first
 round; later rounds reuse that warm-up's estimates. The samples are preprocessed once and held
 for every round, so a round times inference only. The whole span is watched by
-:class:`~edgequant.measure.noise.NoiseMonitor`.
+:class:`~edgequant.measure.noise.NoiseMonitor`. At least ``min`` rounds are always run; only then
+may the stopping rule end them (half-width, max rounds, time cap).
 
 :func:`run_pair_tasks` is the ``--pairs`` mode of :mod:`edgequant.sweep.worker`: for each task
 of a pairs file (:meth:`edgequant.sweep.pairs.Pair.task`) it prints one JSON line
@@ -125,6 +126,9 @@ def measure_pair(task: dict[str, Any], log_dir: Path) -> dict[str, Any]:
             if metric != "throughput_ips":
                 rows = [(b, a) for a, b in rows]
             ratio = PairedRatio.from_rounds(rows)
+            # never fewer than min rounds (the time cap included): below 3 there is no interval
+            if ratio.rounds < rule.min_rounds:
+                continue
             why = rule.verdict(ratio, elapsed_s=time.perf_counter() - t0)
             if why is not None:
                 break

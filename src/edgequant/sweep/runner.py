@@ -105,6 +105,17 @@ def dry_run_outcomes(
     return outcomes
 
 
+def plan_pairs(
+    experiment: Experiment, cells: Sequence[Cell], rounds: RoundsSpec | str | None = None
+) -> list[Pair]:
+    """The pairs of ``cells`` that get paired rounds; ``rounds`` (a spec or ``--rounds`` text)
+    replaces the file's ``rounds:`` settings."""
+    override: RoundsSpec | bool | None = False
+    if rounds is not None:
+        override = parse_rounds_arg(rounds) if isinstance(rounds, str) else rounds
+    return find_pairs(experiment, cells, override)
+
+
 class _Sweep:
     """One sweep invocation's bookkeeping: saving, indexing, progress and outcomes."""
 
@@ -276,10 +287,7 @@ def run_sweep(
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
     runs = Path(runs_dir)
     cells = plan_cells(exp, isolation)
-    override: RoundsSpec | bool | None = False
-    if rounds is not None:
-        override = parse_rounds_arg(rounds) if isinstance(rounds, str) else rounds
-    pairs = find_pairs(exp, cells, override)  # a bad 'rounds:' is refused before anything runs
+    pairs = plan_pairs(exp, cells, rounds)  # a bad 'rounds:' is refused before anything runs
     t0 = time.perf_counter()
     if dry_run:
         outcomes = dry_run_outcomes(cells, runs, force=force, bench_command=bench_command)
@@ -370,6 +378,7 @@ __all__ = [
     "paired_lines",
     "paired_text",
     "plan_cells",
+    "plan_pairs",
     "precheck",
     "recorded",
     "run_cell",
