@@ -217,3 +217,13 @@ def test_summary_json_carries_paired(tmp_path: Path) -> None:
     assert isinstance(summary, SweepSummary)
     doc = json.loads(json.dumps(summary.to_dict()))
     assert all("paired" in c for c in doc["cells"])
+
+
+def test_paired_text_shows_the_interval_and_a_noise_flag() -> None:
+    from edgequant.sweep.runner import paired_text
+
+    paired = {"median": 2.5, "ci95": [2.4, 2.61], "rounds": 5, "stopped_by": "half-width"}
+    assert paired_text(paired) == "2.50× [2.40, 2.61] (5 rounds, half-width)"
+    noisy = {**paired, "noise": {"noisy": True, "summary": "noisy: other processes used 1.7 cores"}}
+    assert paired_text(noisy).endswith("; noisy: other processes used 1.7 cores)")
+    assert paired_text({**paired, "ci95": None, "rounds": 2}).startswith("2.50× (no CI)")

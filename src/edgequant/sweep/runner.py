@@ -340,7 +340,12 @@ def paired_text(paired: dict[str, Any]) -> str:
     """
     ci = paired.get("ci95")
     interval = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else " (no CI)"
-    return f"{paired['median']:.2f}×{interval} ({paired['rounds']} rounds, {paired['stopped_by']})"
+    noise = paired.get("noise") or {}
+    flag = f"; {noise.get('summary')}" if noise.get("noisy") else ""
+    return (
+        f"{paired['median']:.2f}×{interval} ({paired['rounds']} rounds, {paired['stopped_by']}"
+        f"{flag})"
+    )
 
 
 def paired_lines(summary: SweepSummary) -> list[str]:
