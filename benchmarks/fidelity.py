@@ -9,7 +9,10 @@ and w8a8, built once by the OpenVINO backend, this runs alternately, each in a f
 with the same threads and precision for both (``-load_config`` carries
 ``{"CPU": {"INFERENCE_NUM_THREADS": "2", "INFERENCE_PRECISION_HINT": <artifact's hint>}}``,
 since ``-nthreads`` is refused together with ``-hint``), and prints the median over the rounds
-of each round's ratio (the two runs of a round are back to back; who goes first alternates).
+of each round's ratio with its 95% interval (:class:`edgequant.measure.paired.PairedRatio`, the
+machinery of the sweep's paired rounds: the two runs of a round are back to back; who goes first
+alternates). The header names the CPU (model, INT8 class). The verdict is the median's; the
+interval says how far to trust it (``--rounds 6`` or more gives a distribution-free interval).
 benchmark_app's latency is OpenVINO's own request latency; edgequant's is LoadGen's, from
 issuing the query to its completion, Python call included. Bars: Offline throughput >= 95% of benchmark_app's (goal 98%); SingleStream
 p50 <= 1.05x benchmark_app's median latency (goal 1.03x).
@@ -135,6 +138,22 @@ def run_app(
     return float(m.group(1))
 
 
+def verdict(scenario: str, ratio: float) -> str:
+    """``goal``, ``bar`` or ``FAIL`` for a median ratio (throughput up, latency down)."""
+    if scenario == "Offline":
+        return "goal" if ratio >= OFFLINE_GOAL else "bar" if ratio >= OFFLINE_BAR else "FAIL"
+    return "goal" if ratio <= LATENCY_GOAL else "bar" if ratio <= LATENCY_BAR else "FAIL"
+
+
+def header() -> str:
+    """The CPU this ran on: model, INT8 class, cores."""
+    from edgequant.hw.cpu import cpu_profile
+
+    cpu = cpu_profile()
+    cores = f"{cpu.physical_cores or '?'} physical / {cpu.logical_cores or '?'} logical cores"
+    return f"CPU: {cpu.model} ({cpu.int8_class}: {cpu.int8_description}; {cores})"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -150,6 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="also write the measurements here")
     args = p.parse_args(argv)
 
+    from edgequant.measure.paired import PairedRatio
+
+    print(header(), flush=True)
     arts = build_artifacts(args.models, args.schemes, args.calib)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="eq-fidelity-") as tmp:
@@ -167,23 +189,7 @@ def main(argv: list[str] | None = None) -> int:
                 a, b = statistics.median(ours), statistics.median(theirs)
                 # the median of the per-round ratios: each pair ran back to back, so a load
                 # spike on this shared machine that hits one round does not move the result
-                ratio = statistics.median(x / y for x, y in zip(ours, theirs, strict=True))
-                if scenario == "Offline":
-                    verdict = (
-                        "goal"
-                        if ratio >= OFFLINE_GOAL
-                        else "bar"
-                        if ratio >= OFFLINE_BAR
-                        else "FAIL"
-                    )
-                else:
-                    verdict = (
-                        "goal"
-                        if ratio <= LATENCY_GOAL
-                        else "bar"
-                        if ratio <= LATENCY_BAR
-                        else "FAIL"
-                    )
+                paired = PairedRatio.from_rounds(list(zip(ours, theirs, strict=True)))
                 row = {
                     "model": model,
                     "scheme": scheme,
@@ -191,16 +197,20 @@ def main(argv: list[str] | None = None) -> int:
                     "metric": "samples/s" if scenario == "Offline" else "p50 ms",
                     "edgequant": ours,
                     "benchmark_app": theirs,
-                    "ratio": ratio,
-                    "verdict": verdict,
+                    "ratio": paired.median,
+                    "paired": paired.to_dict(),
+                    "verdict": verdict(scenario, paired.median),
                 }
                 rows.append(row)
                 print(
                     f"{model:13s} {scheme:5s} {scenario:12s} edgequant {a:9.2f}  benchmark_app {b:9.2f}  "
-                    f"ratio {ratio:.3f}  {verdict}",
+                    f"ratio {paired.text(3)}  {row['verdict']}",
                     flush=True,
                 )
-    print("\nvalues: medians over the rounds; ratio: median of the rounds' ratios")
+    print(
+        "\nvalues: medians over the rounds; ratio: median of the rounds' ratios "
+        "[95% interval] (rounds)"
+    )
     print("Offline: ratio = edgequant / benchmark_app throughput (bar >= 0.95, goal >= 0.98)")
     print(
         "SingleStream: ratio = edgequant p50 / benchmark_app median latency (bar <= 1.05, goal <= 1.03)"

@@ -4,8 +4,11 @@ For each available (non-simulated) backend and each model, builds the ``fp32`` a
 artifacts through the artifact cache (each runtime's own quantizer, synthetic calibration: speed
 does not depend on what the calibration images show), loads both with the same thread count and
 measures Offline-style throughput (batches issued back to back through ``Session.run_offline``)
-in alternating rounds, so a neighbour's load hits both alike. Prints the median images/s of each
-and the INT8/FP32 ratio; the issue's bar is >= 3.3x for ResNet-50 on every runtime.
+in alternating rounds (who goes first alternates), so a neighbour's load hits both alike. Prints
+the median images/s of each and the INT8/FP32 ratio as the median of the rounds' ratios with its
+95% interval (:class:`edgequant.measure.paired.PairedRatio`, as the sweep's paired rounds); the
+header names the CPU and its INT8 class. ``edgequant sweep`` measures the same ratio through
+LoadGen (``record.paired``); this is the quick kernel-level check.
 
 Example:
     $ python benchmarks/int8_speedup.py --backends onnxruntime --models resnet50 --seconds 3
@@ -123,22 +126,27 @@ def measure(backend_name: str, model_name: str, args: argparse.Namespace) -> dic
         work = [round_batches(sess, distinct, args.seconds) for sess in sessions]
         rates: list[list[float]] = [[], []]
         cpu_rates: list[list[float]] = [[], []]
-        for _ in range(args.rounds):  # alternate, so a neighbour's load hits both alike
-            for i, sess in enumerate(sessions):
-                ips, ips_cpu = throughput(sess, work[i])
+        for r in range(args.rounds):  # alternate, so a neighbour's load hits both alike
+            for i in (0, 1) if r % 2 == 0 else (1, 0):
+                ips, ips_cpu = throughput(sessions[i], work[i])
                 rates[i].append(ips)
                 cpu_rates[i].append(ips_cpu)
     finally:
         for sess in sessions:
             sess.close()
+    from edgequant.measure.paired import PairedRatio
+
     fp, q = (statistics.median(r) for r in rates)
     fp_cpu, q_cpu = (statistics.median(r) for r in cpu_rates)
+    paired = PairedRatio.from_rounds(list(zip(rates[1], rates[0], strict=True)))
     return {
         **row,
         "status": "ok",
         f"{args.baseline}_ips": round(fp, 2),
         f"{args.scheme}_ips": round(q, 2),
-        "ratio": round(q / fp, 2),
+        "ratio": round(paired.median, 2),
+        "ratio_text": paired.text(),
+        "paired": paired.to_dict(),
         # images per CPU-second: the ratio a quiet machine would show if both scale alike
         "cpu_ratio": round(q_cpu / fp_cpu, 2),
         "rounds": {
@@ -185,16 +193,20 @@ def main(argv: list[str] | None = None) -> int:
                         "reason": f"{type(e).__name__}: {e}",
                     }
                 )
+    from edgequant.hw.cpu import cpu_profile
+
+    cpu = cpu_profile()
     if args.json:
-        print_json({"benchmark": "int8_speedup", "rows": rows})
+        print_json({"benchmark": "int8_speedup", "cpu_profile": cpu.to_dict(), "rows": rows})
         return 0
+    print(f"CPU: {cpu.model} ({cpu.int8_class}: {cpu.int8_description})")
     table = [
         [
             r["backend"],
             r["model"],
             r.get(f"{args.baseline}_ips"),
             r.get(f"{args.scheme}_ips"),
-            r.get("ratio"),
+            r.get("ratio_text"),
             r.get("cpu_ratio"),
             r["status"] if r["status"] == "ok" else f"{r['status']}: {r.get('reason')}",
         ]
@@ -208,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                 "model",
                 f"{args.baseline} img/s",
                 f"{args.scheme} img/s",
-                f"{args.scheme}/{args.baseline}",
+                f"{args.scheme}/{args.baseline} [95% CI]",
                 "per CPU-s",
                 "status",
             ],

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from edgequant.results.record import ResultRecord
 from edgequant.results.store import ResultStore
 
 
@@ -38,3 +39,12 @@ def test_quick_demo_end_to_end(tmp_path: Path) -> None:
     # the terminal summary: the recommendation and a table per model
     assert "digits_cnn: onnxruntime" in proc.stdout and "speedup" in proc.stdout
     assert f"report: {out / 'report.html'}" in proc.stdout
+    # the paired fp32/w8a8 rounds: each w8a8 record has its ratio with an interval, printed too
+    paired = [r for r in rows if r["scheme"] == "w8a8"]
+    assert len(paired) == 2
+    for row in paired:
+        rec = ResultRecord.load(Path(row["run_dir"]))
+        assert rec.paired is not None and rec.paired["rounds"] >= 3 and rec.paired["ci95"]
+        low, high = rec.paired["ci95"]
+        assert low <= rec.paired["median"] <= high
+        assert f"{row['run_id']} " in proc.stdout.split("paired ratios vs fp32")[1]

@@ -22,7 +22,7 @@ def test_typo_in_experiment_is_one_line_with_key_and_line(
         f"edgequant: error: {exp} line 4: unknown key 'duraton_s' (did you mean 'duration_s'?); "
         "known keys: accuracy, backends, build_jobs, calib, cell_timeout_s, data, description, "
         "devices, duration_s, "
-        "groups, isolation, models, name, scenarios, schemes, threads"
+        "groups, isolation, models, name, rounds, scenarios, schemes, threads"
     ]
     assert not (tmp_path / "runs").exists()
 
@@ -70,6 +70,8 @@ def test_help_documents_the_experiment_format(capsys: pytest.CaptureFixture[str]
         "duration_s:",
         "--force",
         "--dry-run",
+        "rounds:",
+        "--rounds",
     ):
         assert key in out
 
@@ -113,3 +115,18 @@ def test_a_corrupt_result_file_is_run_again_not_a_crash(
     assert main(["sweep", str(exp), "-o", str(runs), "--dry-run", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert [(c["status"], c["skipped"]) for c in doc["cells"]] == [("planned", False)]
+
+
+def test_rounds_flag_is_checked_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("models: [digits_cnn]\nschemes: [fp32, w8a8]\nscenarios: [Offline]\n")
+    rc = main(["sweep", str(exp), "-o", str(tmp_path / "runs"), "--rounds", "5:2"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "min (5) <= max (2)" in err[0], err
+    exp.write_text(exp.read_text() + "rounds: {min: 3, maks: 4}\n")
+    rc = main(["sweep", str(exp), "-o", str(tmp_path / "runs"), "--dry-run"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and "unknown key(s) ['maks']" in err[0], err
+    assert not (tmp_path / "runs").exists()

@@ -22,6 +22,8 @@ Run the embedded demo experiment (edgequant/examples/demo.yaml) and write its re
                    accuracy too. Without labelled data the report says accuracy was not measured.
 
 One fresh process per model and runtime runs that pair's cells in turn (isolation: backend).
+ResNet-50's INT8/FP32 ratio per runtime comes from paired rounds (fp32 and w8a8 loaded side by
+side, interleaved 1 s LoadGen runs): the median ratio with its 95% interval.
 
 Everything lands in OUT/runs (resumable: run it again to finish an interrupted demo) and
 OUT/report.html; a summary table is printed at the end.
@@ -68,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from edgequant.console import print_json
     from edgequant.report.terminal import counts_line, demo_table
     from edgequant.sweep.demo import demo
-    from edgequant.sweep.runner import stop_on_sigterm
+    from edgequant.sweep.runner import paired_lines, stop_on_sigterm
 
     stop_on_sigterm()
     result = demo(
@@ -78,6 +80,12 @@ def run(args: argparse.Namespace) -> int:
         print_json(result.to_dict())
     else:
         print(demo_table(result.data))
+        paired = paired_lines(result.sweep)
+        if paired:
+            print(
+                "\npaired ratios vs fp32 (median of interleaved rounds [95% interval]; >1: faster):"
+            )
+            print("\n".join(paired))
         print(f"\n{counts_line(result.sweep)} in {result.seconds:.0f} s")
         print(f"report: {result.report}")
     return 0

@@ -26,6 +26,13 @@ backend in turn in one fresh process: runtimes stay apart, the start-up (imports
 seconds of CPU) is paid once per pair instead of once per cell; a crash then costs the rest of
 that pair's cells (recorded failed, re-run when the sweep is resumed).
 
+Paired rounds: for every fp32 cell and each other scheme's cell of the same model, backend and
+scenario, the cells run back to back and then both artifacts are loaded in one process and
+measured in interleaved rounds (A B B A ..., short LoadGen runs); the other cell's record gets
+`paired`: the median INT8/FP32 (or other/fp32) ratio with its 95% interval and why the rounds
+stopped (half-width <= 3%, max rounds or the time cap). `rounds:` in the file (top level or per
+group) or --rounds MIN:MAX sets how many; --rounds 0 turns them off.
+
 --build-jobs N (or `build_jobs: N`) builds the artifacts first, N model/backend pairs at a time
 (builds are mostly single-threaded: two at a time nearly halve them on 2 cores), then measures
 one cell at a time on the idle machine.
@@ -44,6 +51,8 @@ Experiment file (YAML):
   duration_s: 10
   isolation: cell                         # or backend: one process per model/backend pair
   build_jobs: 1                           # >1: build N pairs' artifacts at once, then measure
+  rounds: {min: 3, max: 8, time_cap_s: 120}   # paired fp32/other rounds (round_s: one side's
+                                          # LoadGen seconds, default duration_s/min); false: off
   groups: [...]                           # optional sub-matrices overriding any key above
 
 Then: edgequant report RUNS_DIR -o report.html
@@ -87,6 +96,12 @@ def add_parser(subparsers: Any) -> None:
         metavar="tcp://HOST:PORT",
         help="the Dask scheduler the devices' workers joined (docs/fleet.md)",
     )
+    p.add_argument(
+        "--rounds",
+        metavar="MIN:MAX",
+        help="paired fp32/other rounds per pair: MIN:MAX, N (3..N) or 0 for none "
+        "(default: the file's rounds:, else 3:8 within 120 s)",
+    )
     p.add_argument("--json", action="store_true", help="print the sweep summary as JSON on stdout")
     p.set_defaults(func=run)
 
@@ -97,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     from edgequant.console import log, print_json
     from edgequant.report.terminal import counts_line, sweep_table
     from edgequant.sweep.experiment import load_experiment, with_devices
-    from edgequant.sweep.runner import run_sweep, stop_on_sigterm
+    from edgequant.sweep.runner import paired_lines, plan_pairs, run_sweep, stop_on_sigterm
 
     experiment = load_experiment(args.experiment)
     if args.devices:
@@ -105,7 +120,12 @@ def run(args: argparse.Namespace) -> int:
     runs = Path(args.output)
     if args.dry_run:
         summary = run_sweep(
-            experiment, runs, force=args.force, dry_run=True, isolation=args.isolation
+            experiment,
+            runs,
+            force=args.force,
+            dry_run=True,
+            isolation=args.isolation,
+            rounds=args.rounds,
         )
         if args.json:
             print_json(summary.to_dict())
@@ -117,9 +137,21 @@ def run(args: argparse.Namespace) -> int:
                     print(f"{o.cell.cell_id}: n/a: {o.record.reason}")
                 else:
                     print(f"{o.cell.cell_id}: {' '.join(o.command)}")
-            print(f"{len(summary.outcomes)} cell(s); nothing was run (--dry-run)")
+            pairs = plan_pairs(experiment, [o.cell for o in summary.outcomes], args.rounds)
+            for pair in pairs:
+                r = pair.rounds
+                print(
+                    f"paired: {pair.other.cell_id} vs {pair.baseline.scheme.name}, "
+                    f"{r.min}-{r.max} rounds of {r.seconds(pair.other.duration_s):g} s "
+                    f"(at most {r.time_cap_s:g} s)"
+                )
+            print(
+                f"{len(summary.outcomes)} cell(s), {len(pairs)} pair(s); "
+                "nothing was run (--dry-run)"
+            )
         return 0
     stop_on_sigterm()
+    plan_pairs(experiment, experiment.cells(), args.rounds)  # bad rounds: refused before the start
     log(f"sweep {experiment.name}: {len(experiment.cells())} cell(s) into {runs}")
     summary = run_sweep(
         experiment,
@@ -128,11 +160,16 @@ def run(args: argparse.Namespace) -> int:
         isolation=args.isolation,
         build_jobs=args.build_jobs,
         cluster=args.cluster,
+        rounds=args.rounds,
     )
     if args.json:
         print_json(summary.to_dict())
     else:
         print(sweep_table(summary))
+        paired = paired_lines(summary)
+        if paired:
+            print("\npaired ratios (median of rounds, 95% interval; >1: faster than fp32):")
+            print("\n".join(paired))
         print(
             f"\n{counts_line(summary)} in {summary.seconds:.1f} s; results in {runs / 'results.db'}"
         )

@@ -42,6 +42,11 @@ class DemoResult:
             "seconds": round(self.seconds, 1),
             "counts": self.sweep.counts,
             "recommendations": {r.model: r.text for r in self.data.recommendations},
+            "paired": {
+                o.cell.cell_id: o.record.paired
+                for o in self.sweep.outcomes
+                if o.record is not None and o.record.paired is not None
+            },
         }
 
 

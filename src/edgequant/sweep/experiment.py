@@ -49,7 +49,7 @@ Example:
     >>> parse_experiment("models: [m]\\nbackend: [x]\\n")
     Traceback (most recent call last):
     ...
-    edgequant.errors.ValidationError: experiment line 2: unknown key 'backend' (did you mean 'backends'?); known keys: accuracy, backends, build_jobs, calib, cell_timeout_s, data, description, devices, duration_s, groups, isolation, models, name, scenarios, schemes, threads
+    edgequant.errors.ValidationError: experiment line 2: unknown key 'backend' (did you mean 'backends'?); known keys: accuracy, backends, build_jobs, calib, cell_timeout_s, data, description, devices, duration_s, groups, isolation, models, name, rounds, scenarios, schemes, threads
 """
 
 from __future__ import annotations
@@ -96,6 +96,7 @@ KEYS = (
     "isolation",
     "devices",
     "build_jobs",
+    "rounds",  # paired rounds (edgequant.sweep.pairs reads and checks it)
     "groups",
 )
 #: what a device name may look like (it becomes part of cell ids and Dask resource names)

@@ -80,6 +80,7 @@ class SweepSummary:
                     "seconds": round(o.seconds, 2),
                     "reason": None if o.record is None else o.record.reason,
                     "throughput_ips": None if o.record is None else o.record.throughput_ips,
+                    "paired": None if o.record is None else o.record.paired,
                     "command": o.command,
                 }
                 for o in self.outcomes

@@ -10,6 +10,11 @@ cells (by default each in a fresh process on this machine, see :mod:`edgequant.s
 * Ctrl-C stops the cell in flight, records it ``interrupted`` and stops: at most that cell is lost;
 * each record is written to ``result.json`` (the source of truth) and then indexed in
   ``results.db`` in one transaction;
+* cells are ordered so that each fp32 cell is followed by the cells paired with it (same
+  model, backend and scenario); once the cells are measured, each such pair gets interleaved
+  paired rounds and the other cell's record its ``paired`` ratio with a 95% interval
+  (:mod:`edgequant.sweep.pairs`; ``rounds:`` in the file, ``rounds=`` here); a pair already
+  paired is skipped on resume;
 * one sweep at a time per runs folder (:class:`~edgequant.sweep.lock.RunsLock`); the experiment
   file as written is kept as ``RUNS_DIR/experiment.yaml`` for the report.
 
@@ -43,13 +48,20 @@ from edgequant.sweep.lanes import BuildAhead, build_ahead
 from edgequant.sweep.launch import Finished, Launcher
 from edgequant.sweep.local import ByIsolation, run_cell, run_group, worker_command
 from edgequant.sweep.lock import RunsLock
+from edgequant.sweep.pairs import (
+    Pair,
+    RoundsSpec,
+    find_pairs,
+    pair_order,
+    parse_rounds_arg,
+    run_pairs,
+)
 from edgequant.sweep.plan import (
     ISOLATIONS,
     Cell,
     Experiment,
     bench_argv,
     default_bench_command,
-    process_order,
     write_schemes,
 )
 from edgequant.sweep.records import (
@@ -91,6 +103,17 @@ def dry_run_outcomes(
             CellOutcome(cell=cell, record=rec, skipped=done is not None, command=command)
         )
     return outcomes
+
+
+def plan_pairs(
+    experiment: Experiment, cells: Sequence[Cell], rounds: RoundsSpec | str | None = None
+) -> list[Pair]:
+    """The pairs of ``cells`` that get paired rounds; ``rounds`` (a spec or ``--rounds`` text)
+    replaces the file's ``rounds:`` settings."""
+    override: RoundsSpec | bool | None = False
+    if rounds is not None:
+        override = parse_rounds_arg(rounds) if isinstance(rounds, str) else rounds
+    return find_pairs(experiment, cells, override)
 
 
 class _Sweep:
@@ -141,7 +164,7 @@ class _Sweep:
     def triage(self, cells: Sequence[Cell], force: bool) -> list[Cell]:
         """Skip the recorded cells, record the n/a ones; returns the cells to run."""
         to_run: list[Cell] = []
-        for cell in process_order(cells):
+        for cell in pair_order(cells):
             done = None if force else recorded(cell, self.runs)
             if done is not None:
                 if self.store.get(cell.cell_id) != done:  # result.json is the truth: keep the index
@@ -156,6 +179,48 @@ class _Sweep:
                 continue
             to_run.append(cell)
         return to_run
+
+    def pair_up(self, pairs: Sequence[Pair], command: Sequence[str] | None) -> None:
+        """Paired rounds for the pairs whose sides are both ok and not yet paired; a pair with a
+        side that is not ok gets ``paired: null`` and the reason."""
+        todo: list[Pair] = []
+        for pair in pairs:
+            base = read_record(self.runs / pair.baseline.cell_id / RESULT_FILE)
+            other = read_record(self.runs / pair.other.cell_id / RESULT_FILE)
+            if other is None:
+                continue
+            if other.status == "ok" and base is not None and base.status == "ok":
+                if other.paired is None:
+                    todo.append(pair)
+                continue
+            cell, rec = (pair.other, other) if other.status != "ok" else (pair.baseline, base)
+            why = f"not paired: {cell.cell_id} is {'not run' if rec is None else rec.status}"
+            if rec is not None and rec.reason:
+                why += f" ({rec.reason})"
+            self.paired(pair, None, why[:500])
+        if todo:
+            log(f"paired rounds: {len(todo)} pair(s), each side by side in one process")
+            run_pairs(todo, self.runs, self.paired, command=command)
+
+    def paired(self, pair: Pair, paired: dict[str, Any] | None, reason: str | None) -> None:
+        """Write one pair's outcome into the other cell's record (and the index)."""
+        cell = pair.other
+        rec = read_record(self.runs / cell.cell_id / RESULT_FILE)
+        if rec is None or (rec.paired == paired and rec.extra.get("paired_reason") == reason):
+            return
+        rec.paired = paired
+        rec.extra.pop("paired_reason", None)
+        if reason is not None:
+            rec.extra["paired_reason"] = reason
+        rec.save(self.runs / cell.cell_id)
+        self.store.add(cell.cell_id, rec, self.runs / cell.cell_id)
+        for o in self.outcomes:
+            if o.cell.cell_id == cell.cell_id:
+                o.record = rec
+        if paired is not None:
+            log(f"paired {cell.cell_id} vs {pair.baseline.scheme.name}: {paired_text(paired)}")
+        elif rec.status == "ok":
+            log(f"paired {cell.cell_id}: {reason}")
 
     def index_interrupted(self, cells: Sequence[Cell]) -> None:
         """Index the records a stopped launcher left ``interrupted``."""
@@ -199,6 +264,8 @@ def run_sweep(
     build_jobs: int | None = None,
     launcher: Launcher | None = None,
     cluster: str | None = None,
+    rounds: RoundsSpec | str | None = None,
+    pairs_command: Sequence[str] | None = None,
 ) -> SweepSummary:
     """Run every cell of ``experiment`` (an :class:`Experiment` or its YAML file) into
     ``runs_dir``; see the module docstring.
@@ -209,6 +276,9 @@ def run_sweep(
     model/backend pairs at a time before anything is measured; ``launcher`` replaces all that.
     ``cluster`` (a Dask scheduler, ``tcp://HOST:PORT``) runs the cells of devices other than
     ``local`` there (:class:`edgequant.fleet.launcher.DaskLauncher`).
+    ``rounds`` (a :class:`~edgequant.sweep.pairs.RoundsSpec`, or ``--rounds`` text such as
+    ``"3:8"``; ``"0"`` for none) replaces every group's ``rounds:``; ``pairs_command`` replaces
+    the paired-rounds worker command (the pairs file is appended).
 
     Example:
         >>> summary = run_sweep("exp.yaml", "runs/")   # doctest: +SKIP
@@ -220,6 +290,7 @@ def run_sweep(
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
     runs = Path(runs_dir)
     cells = plan_cells(exp, isolation)
+    pairs = plan_pairs(exp, cells, rounds)  # a bad 'rounds:' is refused before anything runs
     t0 = time.perf_counter()
     if dry_run:
         outcomes = dry_run_outcomes(cells, runs, force=force, bench_command=bench_command)
@@ -257,6 +328,7 @@ def run_sweep(
         except KeyboardInterrupt:  # index the cells left interrupted, then stop the sweep
             sweep.index_interrupted(to_run)
             raise
+        sweep.pair_up(pairs, pairs_command)
     position = {c.cell_id: i for i, c in enumerate(cells)}
     sweep.outcomes.sort(key=lambda o: position[o.cell.cell_id])
     summary = SweepSummary(runs_dir=runs, outcomes=sweep.outcomes, seconds=time.perf_counter() - t0)
@@ -264,6 +336,36 @@ def run_sweep(
     if skipped:
         log(f"{skipped} cell(s) already recorded in {runs} were skipped (--force re-runs them)")
     return summary
+
+
+def paired_text(paired: dict[str, Any]) -> str:
+    """``2.58× [2.51, 2.66] (6 rounds, half-width)`` from a record's ``paired``.
+
+    Example:
+        >>> paired_text({"median": 2.5, "ci95": [2.4, 2.6], "rounds": 4, "stopped_by": "max-rounds"})
+        '2.50× [2.40, 2.60] (4 rounds, max-rounds)'
+    """
+    ci = paired.get("ci95")
+    interval = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else " (no CI)"
+    noise = paired.get("noise") or {}
+    flag = f"; {noise.get('summary')}" if noise.get("noisy") else ""
+    return (
+        f"{paired['median']:.2f}×{interval} ({paired['rounds']} rounds, {paired['stopped_by']}"
+        f"{flag})"
+    )
+
+
+def paired_lines(summary: SweepSummary) -> list[str]:
+    """One line per cell with a ``paired`` ratio (or the reason it has none), for a summary."""
+    lines = []
+    for o in summary.outcomes:
+        rec = o.record
+        if rec is None or (rec.paired is None and "paired_reason" not in rec.extra):
+            continue
+        text = paired_text(rec.paired) if rec.paired else f"none: {rec.extra['paired_reason']}"
+        metric = "" if rec.paired is None else f" {rec.paired.get('metric')}"
+        lines.append(f"  {o.cell.cell_id}{metric}: {text}")
+    return lines
 
 
 def stop_on_sigterm() -> None:
@@ -285,7 +387,10 @@ __all__ = [
     "default_bench_command",
     "default_launcher",
     "dry_run_outcomes",
+    "paired_lines",
+    "paired_text",
     "plan_cells",
+    "plan_pairs",
     "precheck",
     "recorded",
     "run_cell",

@@ -21,10 +21,15 @@ Stderr goes to each cell's ``bench.log`` while that cell runs.
 and measures nothing: the sweep's ``build_jobs`` runs several of these at once before measuring.
 A cell whose build fails is reported on stderr and left to the measuring pass, which records it.
 
+``--pairs`` runs the paired rounds of a pairs file (:mod:`edgequant.sweep.pairs`): each pair's two
+artifacts loaded side by side in this one process, rounds A B B A … of LoadGen runs
+(:func:`edgequant.sweep.rounds.run_pair_tasks`), one ``{"event": "paired", ...}`` line per pair.
+
 Example (the file is written by :func:`edgequant.sweep.local.write_cells_file`)::
 
     $ python -m edgequant.sweep.worker runs/groups/digits_cnn__BACKEND.json
     $ python -m edgequant.sweep.worker --build runs/groups/digits_cnn__BACKEND.build.json
+    $ python -m edgequant.sweep.worker --pairs runs/pairs/digits_cnn__BACKEND.json
 """
 
 from __future__ import annotations
@@ -134,20 +139,27 @@ def build_cells(cells: list[dict[str, Any]]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: ``python -m edgequant.sweep.worker [--build] CELLS.json``."""
+    """Entry point: ``python -m edgequant.sweep.worker [--build | --pairs] CELLS.json``."""
     args = sys.argv[1:] if argv is None else argv
-    build = bool(args) and args[0] == "--build"
-    args = args[1:] if build else args
+    mode = args[0] if args and args[0] in ("--build", "--pairs") else None
+    args = args[1:] if mode else args
     if len(args) != 1:
-        print("usage: python -m edgequant.sweep.worker [--build] CELLS.json", file=sys.stderr)
+        print(
+            "usage: python -m edgequant.sweep.worker [--build | --pairs] CELLS.json",
+            file=sys.stderr,
+        )
         return 2
     cells = json.loads(Path(args[0]).read_text())
-    if build:
+    if mode == "--build":
         return 1 if build_cells(cells) else 0
     # the protocol keeps the real stdout; anything else printing to fd 1 lands on stderr
     channel = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    if mode == "--pairs":
+        from edgequant.sweep.rounds import run_pair_tasks
+
+        return 1 if run_pair_tasks(cells, channel) == len(cells) and cells else 0
     # the interpreter's start-up counts against the group (charged to its first cell)
     return 1 if run_cells(cells, channel, cpu_at_start=0.0) == len(cells) and cells else 0
 
