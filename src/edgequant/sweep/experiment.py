@@ -55,14 +55,13 @@ Example:
 from __future__ import annotations
 
 import difflib
-import re
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
 from edgequant.errors import ValidationError
 from edgequant.quant.scheme import get_scheme
 from edgequant.sweep.plan import (
+    DEVICE_NAME,
     ISOLATIONS,
     LOCAL_DEVICE,
     Cell,
@@ -70,6 +69,8 @@ from edgequant.sweep.plan import (
     Group,
     ModelRef,
     SchemeRef,
+    check_device_name,
+    with_devices,
 )
 
 SCENARIOS = ("SingleStream", "MultiStream", "Offline", "Server")
@@ -99,8 +100,6 @@ KEYS = (
     "rounds",  # paired rounds (edgequant.sweep.pairs reads and checks it)
     "groups",
 )
-#: what a device name may look like (it becomes part of cell ids and Dask resource names)
-DEVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 MODEL_KEYS = ("name", "arch", "weights")
 DEFAULTS: dict[str, Any] = {
     "backends": None,  # the registry's default backend: see _default_backends
@@ -471,35 +470,6 @@ class _Parser:
             if candidate.is_dir() if kind == "imagenet" else candidate.is_file():
                 path = str(candidate.resolve())
         return f"{kind}:{path}"
-
-
-def check_device_name(name: str) -> str:
-    """``name`` when it can name a device (letters, digits, ``_.-``), else a ValidationError.
-
-    Example:
-        >>> check_device_name("rpi5")
-        'rpi5'
-    """
-    if not DEVICE_NAME.match(name):
-        raise ValidationError(
-            f"device name {name!r} is not valid: use letters, digits, '_', '.' or '-' "
-            "(e.g. rpi5, jetson-orin)"
-        )
-    return name
-
-
-def with_devices(experiment: Experiment, devices: list[str] | tuple[str, ...]) -> Experiment:
-    """The experiment with every group's ``devices`` replaced (``edgequant sweep --devices``).
-
-    Example:
-        >>> exp = parse_experiment("models: [digits_cnn]\\nschemes: [fp32]\\nscenarios: [Offline]")
-        >>> [c.cell_id for c in with_devices(exp, ["local", "rpi5"]).cells()]
-        ['digits_cnn__onnxruntime__fp32__Offline', 'digits_cnn__onnxruntime__fp32__Offline__rpi5']
-    """
-    names = tuple(dict.fromkeys(check_device_name(d) for d in devices))
-    if not names:
-        raise ValidationError("--devices needs at least one device name (e.g. local)")
-    return replace(experiment, groups=tuple(replace(g, devices=names) for g in experiment.groups))
 
 
 __all__ = [

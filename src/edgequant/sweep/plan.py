@@ -22,10 +22,11 @@ import json
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from edgequant.errors import ValidationError
 from edgequant.quant.scheme import Scheme
 
 #: ``cell``: a fresh process per cell (the default); ``backend``: one per model/backend pair
@@ -329,6 +330,40 @@ def by_key(cells: Sequence[Cell], key: str) -> dict[str, list[Cell]]:
     return out
 
 
+#: what a device name may look like (it becomes part of cell ids and Dask resource names)
+DEVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def check_device_name(name: str) -> str:
+    """``name`` when it can name a device (letters, digits, ``_.-``), else a ValidationError.
+
+    Example:
+        >>> check_device_name("rpi5")
+        'rpi5'
+    """
+    if not DEVICE_NAME.match(name):
+        raise ValidationError(
+            f"device name {name!r} is not valid: use letters, digits, '_', '.' or '-' "
+            "(e.g. rpi5, jetson-orin)"
+        )
+    return name
+
+
+def with_devices(experiment: Experiment, devices: list[str] | tuple[str, ...]) -> Experiment:
+    """The experiment with every group's ``devices`` replaced (``edgequant sweep --devices``).
+
+    Example:
+        >>> from edgequant.sweep.experiment import parse_experiment
+        >>> exp = parse_experiment("models: [digits_cnn]\\nschemes: [fp32]\\nscenarios: [Offline]")
+        >>> [c.cell_id for c in with_devices(exp, ["local", "rpi5"]).cells()]
+        ['digits_cnn__onnxruntime__fp32__Offline', 'digits_cnn__onnxruntime__fp32__Offline__rpi5']
+    """
+    names = tuple(dict.fromkeys(check_device_name(d) for d in devices))
+    if not names:
+        raise ValidationError("--devices needs at least one device name (e.g. local)")
+    return replace(experiment, groups=tuple(replace(g, devices=names) for g in experiment.groups))
+
+
 __all__ = [
     "ISOLATIONS",
     "LOCAL_DEVICE",
@@ -341,9 +376,11 @@ __all__ = [
     "by_key",
     "cell_config",
     "cell_task",
+    "check_device_name",
     "config_argv",
     "default_bench_command",
     "process_order",
     "scheme_arg",
+    "with_devices",
     "write_schemes",
 ]
