@@ -103,7 +103,11 @@ def _model_table(data: ReportData, model: str) -> str:
     if noisy:
         notes.append(
             f"NOISY: {len(noisy)} run(s) measured while the machine was busy — "
-            + "; ".join(f"{r.label} {r.scenario}: {r.noise_summary}" for r in noisy)
+            + "; ".join(
+                f"{r.label}{f' on {r.device}' if data.multi_device else ''} {r.scenario}: "
+                f"{r.noise_summary}"
+                for r in noisy
+            )
         )
     notes += [f"Recorded by the runs: {w}" for w in run_warnings(rows)]
     reasons = sorted({r.energy_reason for r in rows if r.status == "ok" and r.energy_reason})

@@ -62,7 +62,9 @@ def render_markdown(data: ReportData) -> str:
         noisy = [r for r in data.rows if r.model == model and r.noisy]
         if noisy:
             out += [""] + [
-                f"- NOISY: {_md(r.label)} {_md(r.scenario)}: {_md(r.noise_summary)}" for r in noisy
+                f"- NOISY: {_md(r.label)}{f' on {_md(r.device)}' if data.multi_device else ''} "
+                f"{_md(r.scenario)}: {_md(r.noise_summary)}"
+                for r in noisy
             ]
         warnings = run_warnings(r for r in data.rows if r.model == model)
         out += [""] + [f"- Recorded by the runs: {_md(w)}" for w in warnings] if warnings else []
