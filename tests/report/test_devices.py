@@ -10,9 +10,10 @@ import pytest
 
 from edgequant.report import build_report
 from edgequant.report.build import collect
+from edgequant.report.devices import device_speedups
 from edgequant.report.plots import speedup_plot
 from edgequant.report.recommend import recommend_all
-from edgequant.report.tables import build_rows, device_speedups
+from edgequant.report.tables import build_rows
 from edgequant.results.record import ResultRecord
 from edgequant.results.store import ResultStore
 

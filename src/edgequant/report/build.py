@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from edgequant.errors import ValidationError
-from edgequant.report.evidence import device_lines, header_lines
+from edgequant.report.devices import device_lines
+from edgequant.report.evidence import header_lines
 from edgequant.report.plots import Plot, all_plots
 from edgequant.report.recommend import Recommendation, SlowNote, recommend_all, slow_int8_notes
 from edgequant.report.tables import Row, build_rows, devices_of, models_of

@@ -20,9 +20,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from edgequant.report.tables import Row, device_key, order_backends
+from edgequant.report.tables import Row
 from edgequant.results.record import ResultRecord
-from edgequant.results.store import record_device
 
 
 def machine_lines(records: list[tuple[str, ResultRecord]]) -> list[str]:
@@ -69,61 +68,6 @@ def machine_lines(records: list[tuple[str, ResultRecord]]) -> list[str]:
             "peak for integer schemes and the FP32 peak for float ones"
         )
     return out
-
-
-def device_lines(records: list[tuple[str, ResultRecord]]) -> list[str]:
-    """One line per device with its CPU (model, INT8 class) and runtimes; none for one device.
-
-    Records without a device are ``local``. Where the fleet recorded it (``extra["fleet"]``), the
-    line also says where the artifacts were built.
-
-    Example:
-        >>> base = dict(model="m", backend="b", scheme="fp32", scenario="Offline", dataset="d",
-        ...             threads=1, batch_size=1)
-        >>> pi = {"model": "Cortex-A76", "int8_class": "neon-dot"}
-        >>> device_lines([("a", ResultRecord(**base)),
-        ...               ("b", ResultRecord(device="rpi5", cpu_profile=pi, **base))])[1]
-        'device rpi5: CPU Cortex-A76 · INT8 class neon-dot · runtimes b · 1 run'
-    """
-    by_device: dict[str, list[ResultRecord]] = {}
-    for _, rec in records:
-        by_device.setdefault(record_device(rec), []).append(rec)
-    if len(by_device) <= 1:
-        return []
-    out = []
-    for device in sorted(by_device, key=device_key):
-        recs = by_device[device]
-        cpus = dict.fromkeys(
-            f"CPU {c.get('model')} · INT8 class {c.get('int8_class')}"
-            for c in (r.cpu_profile for r in recs)
-            if isinstance(c, dict) and c.get("model")
-        )
-        built = sorted(
-            {
-                str(r.extra["fleet"].get("artifact_built_on"))
-                for r in recs
-                if isinstance(r.extra.get("fleet"), dict)
-                and r.extra["fleet"].get("artifact_built_on")
-            }
-        )
-        parts = [
-            " / ".join(cpus) or "CPU not recorded",
-            f"runtimes {', '.join(order_backends(r.backend for r in recs))}",
-            f"{len(recs)} run{'s' * (len(recs) != 1)}",
-        ]
-        if built:
-            parts.append(f"artifacts built on {', '.join(built)}")
-        out.append(f"device {device}: " + " · ".join(parts))
-    return out
-
-
-def device_cpu(records: list[tuple[str, ResultRecord]], device: str) -> str | None:
-    """``CPU model · INT8 class`` of the first record of ``device`` that names its CPU."""
-    for _, rec in records:
-        c = rec.cpu_profile
-        if record_device(rec) == device and isinstance(c, dict) and c.get("model"):
-            return f"{c.get('model')} · INT8 class {c.get('int8_class')}"
-    return None
 
 
 def noise_lines(rows: list[Row]) -> list[str]:
@@ -206,8 +150,6 @@ def header_lines(records: list[tuple[str, ResultRecord]], rows: list[Row]) -> li
 
 __all__ = [
     "compliance_lines",
-    "device_cpu",
-    "device_lines",
     "header_lines",
     "interval_lines",
     "machine_lines",

@@ -10,8 +10,8 @@ from __future__ import annotations
 from html import escape
 
 from edgequant.report.build import ReportData
-from edgequant.report.evidence import device_cpu
-from edgequant.report.tables import Row, device_speedups, run_warnings, table_columns
+from edgequant.report.devices import device_cpu, device_speedups
+from edgequant.report.tables import Row, run_warnings, table_columns
 
 CSS = """
 :root { --fg:#1d2330; --muted:#5b6475; --line:#d9dde5; --ok:#1b7f3b; --bad:#b42318; --na:#6b7280;

@@ -11,10 +11,9 @@ import csv
 import io
 
 from edgequant.report.build import ReportData
-from edgequant.report.evidence import device_cpu
+from edgequant.report.devices import device_cpu, device_speedups
 from edgequant.report.tables import (
     Row,
-    device_speedups,
     primary_scenario,
     run_warnings,
     table_columns,

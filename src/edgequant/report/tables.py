@@ -127,7 +127,8 @@ def order_backends(names: Iterable[str]) -> list[str]:
     return sorted(set(names), key=lambda b: (backend_rank(b), b))
 
 
-def _sort_key(row: Row) -> tuple[Any, ...]:
+def row_sort_key(row: Row) -> tuple[Any, ...]:
+    """The report's row order: model, device, runtime (registry order), fp32 first, scenario."""
     b = backend_rank(row.backend)
     s = (
         SCENARIO_ORDER.index(row.scenario)
@@ -207,7 +208,7 @@ def build_rows(records: Iterable[tuple[str, ResultRecord]]) -> list[Row]:
     for row in rows:
         if row.status == "ok":
             _derive(row, top1, agree, base, size_base)
-    return sorted(rows, key=_sort_key)
+    return sorted(rows, key=row_sort_key)
 
 
 _Key = tuple[str, str, str, str]  # (model, backend, scheme, device)
@@ -460,32 +461,6 @@ def speedup_text(r: Row) -> str:
     return f"{r.speedup:.2f}× (single run, no interval)"
 
 
-def device_speedups(rows: Iterable[Row], model: str) -> tuple[list[str], list[list[str]]]:
-    """``(headers, lines)``: per runtime × scheme of ``model``, its speed-up on each device.
-
-    Each cell is against the same device's fp32 on the same runtime, in the model's primary
-    scenario, with its paired interval or marked as a single run (:func:`speedup_text`).
-
-    Example:
-        >>> base = dict(model="m", backend="b", scenario="Offline", status="ok", reason=None,
-        ...             simulated=False)
-        >>> heads, lines = device_speedups(
-        ...     [Row(run_id="1", scheme="w8a8", device="x", speedup=2.0, **base),
-        ...      Row(run_id="2", scheme="w8a8", device="y", speedup=1.5, **base)], "m")
-        >>> heads, lines
-        (['runtime', 'scheme', 'x', 'y'], [['b', 'w8a8', '2.00× (single run, no interval)', '1.50× (single run, no interval)']])
-    """
-    mine = [r for r in rows if r.model == model and r.scheme != "fp32"]
-    scen = primary_scenario(mine)
-    picked = [r for r in mine if r.scenario == scen and r.status == "ok" and not r.simulated]
-    devices = devices_of(mine)
-    cells: dict[tuple[str, str], dict[str, str]] = {}
-    for r in sorted(picked, key=_sort_key):
-        cells.setdefault((r.backend, r.scheme), {})[r.device] = speedup_text(r)
-    lines = [[b, sch, *(by.get(d, "-") for d in devices)] for (b, sch), by in cells.items()]
-    return ["runtime", "scheme", *devices], lines
-
-
 def noise_flag(r: Row) -> str:
     """``NOISY`` for a run measured under noise, ``quiet``, or ``-`` when not recorded."""
     if r.noisy is None:
@@ -498,7 +473,6 @@ __all__ = [
     "Row",
     "build_rows",
     "device_key",
-    "device_speedups",
     "devices_of",
     "fmt_bytes",
     "fmt_num",
