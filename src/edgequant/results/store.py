@@ -54,7 +54,6 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("scheme", "TEXT"),
     ("scenario", "TEXT"),
     ("mode", "TEXT"),
-    ("device", "TEXT"),  # schema 2: ``record.device or "local"``
     ("status", "TEXT"),
     ("reason", "TEXT"),
     ("dataset", "TEXT"),
@@ -77,6 +76,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("artifact", "TEXT"),
     ("started_at", "TEXT"),
     ("finished_at", "TEXT"),
+    ("device", "TEXT"),  # schema 2: ``record.device or "local"`` (last, so old exports keep order)
     ("run_dir", "TEXT"),
     ("record_json", "TEXT"),
     ("indexed_at", "TEXT"),
