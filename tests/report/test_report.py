@@ -231,3 +231,9 @@ def test_report_of_a_real_sweep(tmp_path: Path) -> None:
     assert "int4" in html  # the n/a reason of w4a8 on ONNX Runtime
     assert ("digits_cnn" in html and "onnxruntime w8a8" in html) or "onnxruntime fp32" in html
     assert "Recommendation per model" in html
+    # a local sweep records its device, n/a cells (never benchmarked) included; one device
+    # renders without device sections
+    with ResultStore(runs, create=False) as store:
+        assert {rec.device for _, rec in store.records()} == {"local"}
+        assert store.devices() == ["local"]
+    assert 'id="devices"' not in html and "Recommendation per model and device" not in html

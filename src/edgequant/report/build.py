@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from edgequant.errors import ValidationError
+from edgequant.report.devices import device_lines
 from edgequant.report.evidence import header_lines
 from edgequant.report.plots import Plot, all_plots
-from edgequant.report.recommend import Recommendation, SlowNote, recommend, slow_int8_notes
-from edgequant.report.tables import Row, build_rows, models_of
+from edgequant.report.recommend import Recommendation, SlowNote, recommend_all, slow_int8_notes
+from edgequant.report.tables import Row, build_rows, devices_of, models_of
 from edgequant.results.record import ResultRecord
 from edgequant.results.store import DB_NAME, ResultStore, iter_run_dirs, rebuild
 
@@ -43,9 +44,22 @@ class ReportData:
     #: the CPU, its roofline, the noise and interval lines (:mod:`edgequant.report.evidence`)
     header: list[str] = field(default_factory=list)
 
+    #: one line per device (its CPU, INT8 class, runtimes), when the runs span devices
+    device_info: list[str] = field(default_factory=list)
+
     @property
     def models(self) -> list[str]:
         return models_of(self.rows)
+
+    @property
+    def devices(self) -> list[str]:
+        """The devices the runs ran on, ``local`` first."""
+        return devices_of(self.rows)
+
+    @property
+    def multi_device(self) -> bool:
+        """True when the runs span more than one device: tables get a device column."""
+        return len(self.devices) > 1
 
 
 def load_records(runs_dir: Path) -> list[tuple[str, ResultRecord]]:
@@ -78,7 +92,7 @@ def collect(
     runs = Path(runs_dir)
     records = load_records(runs)
     rows = build_rows(records)
-    recs = [recommend(rows, m, max_drop) for m in models_of(rows)]
+    recs = recommend_all(rows, models_of(rows), max_drop)
     exp_file = runs / "experiment.yaml"
     return ReportData(
         runs_dir=runs,
@@ -93,6 +107,7 @@ def collect(
         experiment_text=exp_file.read_text() if exp_file.is_file() else None,
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         header=header_lines(records, rows),
+        device_info=device_lines(records),
     )
 
 

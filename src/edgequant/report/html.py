@@ -10,6 +10,7 @@ from __future__ import annotations
 from html import escape
 
 from edgequant.report.build import ReportData
+from edgequant.report.devices import device_cpu, device_speedups
 from edgequant.report.tables import Row, run_warnings, table_columns
 
 CSS = """
@@ -57,10 +58,10 @@ def _e(text: object) -> str:
     return escape(str(text), quote=True)
 
 
-def _row_html(r: Row) -> str:
+def _row_html(r: Row, devices: bool = False) -> str:
     cls = [r.status] + (["simulated"] if r.simulated else []) + (["noisy"] if r.noisy else [])
     cells = []
-    for header, get in table_columns():
+    for header, get in table_columns(devices):
         text = get(r)
         if header == "LoadGen" and text in ("VALID", "INVALID"):
             cells.append(f'<td><span class="badge {text.lower()}">{text}</span></td>')
@@ -72,7 +73,7 @@ def _row_html(r: Row) -> str:
             cells.append(f'<td class="reason">{_e(text)}</td>')
         elif header == "energy / inference" and text.startswith("n/a"):
             cells.append(f'<td class="note" title="{_e(r.energy_reason)}">{_e(text)}</td>')
-        elif header in ("runtime", "scheme", "scenario"):
+        elif header in ("device", "runtime", "scheme", "scenario"):
             cells.append(f'<td class="t">{_e(text)}</td>')
         else:
             cells.append(f"<td>{_e(text)}</td>")
@@ -83,11 +84,11 @@ def _model_table(data: ReportData, model: str) -> str:
     rows = [r for r in data.rows if r.model == model]
     head = "".join(
         f'<th class="t">{_e(h)}</th>'
-        if h in ("runtime", "scheme", "scenario", "status")
+        if h in ("device", "runtime", "scheme", "scenario", "status")
         else f"<th>{_e(h)}</th>"
-        for h, _ in table_columns()
+        for h, _ in table_columns(data.multi_device)
     )
-    body = "\n".join(_row_html(r) for r in rows)
+    body = "\n".join(_row_html(r, data.multi_device) for r in rows)
     notes = []
     if any(r.simulated for r in rows):
         notes.append(
@@ -102,17 +103,47 @@ def _model_table(data: ReportData, model: str) -> str:
     if noisy:
         notes.append(
             f"NOISY: {len(noisy)} run(s) measured while the machine was busy — "
-            + "; ".join(f"{r.label} {r.scenario}: {r.noise_summary}" for r in noisy)
+            + "; ".join(
+                f"{r.label}{f' on {r.device}' if data.multi_device else ''} {r.scenario}: "
+                f"{r.noise_summary}"
+                for r in noisy
+            )
         )
     notes += [f"Recorded by the runs: {w}" for w in run_warnings(rows)]
     reasons = sorted({r.energy_reason for r in rows if r.status == "ok" and r.energy_reason})
     notes += [f"Energy n/a: {reason}" for reason in reasons]
     notes.append(
-        "Speedup and size reduction are against the same runtime's fp32; top-1 drop is in points "
+        "Speedup and size reduction are against the same runtime's fp32"
+        + (" on the same device" if data.multi_device else "")
+        + "; top-1 drop is in points "
         "against that runtime's fp32 (another runtime's fp32 where it was not measured)."
     )
     note_html = "".join(f'<p class="note">{_e(n)}</p>' for n in notes)
     return f'<div class="scroll"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody></table></div>\n{note_html}'
+
+
+def _speedup_matrix(data: ReportData, model: str) -> str:
+    """The speed-up of each runtime × scheme on each device (the same device's fp32 as base)."""
+    heads, lines = device_speedups(data.rows, model)
+    if not lines:
+        return ""
+    head = "".join(
+        f'<th class="t">{_e(h)}</th>' if i < 2 else f"<th>{_e(h)}</th>" for i, h in enumerate(heads)
+    )
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f'<td class="t">{_e(c)}</td>' if i < 2 else f"<td>{_e(c)}</td>"
+            for i, c in enumerate(line)
+        )
+        + "</tr>"
+        for line in lines
+    )
+    return (
+        '<p class="note">Speed-up vs the same device\'s fp32 on the same runtime, per device:</p>'
+        f'<div class="scroll"><table class="devices"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
+    )
 
 
 def _slow_section(data: ReportData) -> list[str]:
@@ -159,14 +190,26 @@ def render_html(data: ReportData) -> str:
     parts += [f"<li>{_e(line)}</li>" for line in data.header]
     parts.append("</ul>")
     parts.append(
-        '<nav><a href="#recommendations">Recommendations</a><a href="#plots">Plots</a>'
+        "<nav>"
+        + ('<a href="#devices">Devices</a>' if data.multi_device else "")
+        + '<a href="#recommendations">Recommendations</a><a href="#plots">Plots</a>'
         '<a href="#tables">Tables</a><a href="#inspect">Slow INT8</a>'
         '<a href="#environment">Environment</a><a href="#what-ran">What was run</a></nav>'
     )
 
-    parts.append('<h2 id="recommendations">Recommendation per model</h2><div class="cards">')
+    if data.multi_device:
+        parts.append('<h2 id="devices">Devices</h2><ul class="header">')
+        parts += [f"<li>{_e(line)}</li>" for line in data.device_info]
+        parts.append("</ul>")
+    parts.append(
+        '<h2 id="recommendations">Recommendation per model'
+        + (" and device" if data.multi_device else "")
+        + '</h2><div class="cards">'
+    )
     for rec in data.recommendations:
-        parts.append(f'<div class="card"><h3>{_e(rec.model)}</h3><p>{_e(rec.text)}</p>')
+        cpu = device_cpu(data.records, rec.device) if rec.device is not None else None
+        sub = f'<p class="note">CPU {_e(cpu)}</p>' if cpu else ""
+        parts.append(f'<div class="card"><h3>{_e(rec.title)}</h3>{sub}<p>{_e(rec.text)}</p>')
         parts += [f'<p class="note">{_e(n)}</p>' for n in rec.notes]
         parts.append("</div>")
     parts.append("</div>")
@@ -185,6 +228,8 @@ def render_html(data: ReportData) -> str:
     parts.append('<h2 id="tables">Results per model</h2>')
     for model in data.models:
         parts.append(f"<h3>{_e(model)}</h3>")
+        if data.multi_device:
+            parts.append(_speedup_matrix(data, model))
         parts.append(_model_table(data, model))
 
     parts += _slow_section(data)

@@ -11,7 +11,13 @@ import csv
 import io
 
 from edgequant.report.build import ReportData
-from edgequant.report.tables import Row, run_warnings, table_columns
+from edgequant.report.devices import device_cpu, device_speedups
+from edgequant.report.tables import (
+    Row,
+    primary_scenario,
+    run_warnings,
+    table_columns,
+)
 
 
 def _md(text: object) -> str:
@@ -27,19 +33,25 @@ def render_markdown(data: ReportData) -> str:
         "(`edgequant report RUNS_DIR -o report.html`)."
     )
     out += [""] + [f"- {_md(line)}" for line in data.header]
-    out += ["", "## Recommendation per model", ""]
+    if data.multi_device:
+        out += ["", "## Devices", ""] + [f"- {_md(line)}" for line in data.device_info]
+    out += ["", "## Recommendation per model" + (" and device" if data.multi_device else ""), ""]
     for rec in data.recommendations:
-        out.append(f"- **{_md(rec.model)}**: {_md(rec.text)}")
+        cpu = device_cpu(data.records, rec.device) if rec.device is not None else None
+        where = f" (CPU {_md(cpu)})" if cpu else ""
+        out.append(f"- **{_md(rec.title)}**{where}: {_md(rec.text)}")
         out += [f"  - {_md(n)}" for n in rec.notes]
-    cols = table_columns()
+    cols = table_columns(data.multi_device)
     out += ["", "## Results per model"]
     for model in data.models:
         out += ["", f"### {_md(model)}", ""]
+        if data.multi_device:
+            out += _speedup_matrix(data, model)
         out.append("| " + " | ".join(h for h, _ in cols) + " |")
         out.append(
             "|"
             + "|".join(
-                "---" if h in ("runtime", "scheme", "scenario", "status") else "---:"
+                "---" if h in ("device", "runtime", "scheme", "scenario", "status") else "---:"
                 for h, _ in cols
             )
             + "|"
@@ -49,7 +61,9 @@ def render_markdown(data: ReportData) -> str:
         noisy = [r for r in data.rows if r.model == model and r.noisy]
         if noisy:
             out += [""] + [
-                f"- NOISY: {_md(r.label)} {_md(r.scenario)}: {_md(r.noise_summary)}" for r in noisy
+                f"- NOISY: {_md(r.label)}{f' on {_md(r.device)}' if data.multi_device else ''} "
+                f"{_md(r.scenario)}: {_md(r.noise_summary)}"
+                for r in noisy
             ]
         warnings = run_warnings(r for r in data.rows if r.model == model)
         out += [""] + [f"- Recorded by the runs: {_md(w)}" for w in warnings] if warnings else []
@@ -69,8 +83,9 @@ def render_markdown(data: ReportData) -> str:
     if data.slow:
         for s in data.slow:
             r = s.row
+            on = f" on {_md(r.device)}" if data.multi_device else ""
             out.append(
-                f"- {_md(r.model)} · {_md(r.backend)} {_md(r.scheme)} ({_md(r.scenario)}, "
+                f"- {_md(r.model)}{on} · {_md(r.backend)} {_md(r.scheme)} ({_md(r.scenario)}, "
                 f"{(r.speedup or 0):.2f}×): {_md(s.summary)}"
             )
     else:
@@ -82,6 +97,22 @@ def render_markdown(data: ReportData) -> str:
     if data.experiment_text:
         out += ["", "```yaml", data.experiment_text.rstrip(), "```"]
     return "\n".join(out) + "\n"
+
+
+def _speedup_matrix(data: ReportData, model: str) -> list[str]:
+    """The speed-up of each runtime × scheme on each device, as a Markdown table."""
+    heads, lines = device_speedups(data.rows, model)
+    if not lines:
+        return []
+    scen = primary_scenario(r for r in data.rows if r.model == model and r.scheme != "fp32")
+    out = [
+        f"Speed-up vs the same device's fp32 on the same runtime ({scen}):",
+        "",
+        "| " + " | ".join(_md(h) for h in heads) + " |",
+        "|---|---|" + "---:|" * (len(heads) - 2),
+    ]
+    out += ["| " + " | ".join(_md(c) for c in line) + " |" for line in lines]
+    return [*out, "", "All runs:", ""]
 
 
 def render_csv(data: ReportData) -> str:
@@ -119,6 +150,7 @@ def render_csv(data: ReportData) -> str:
             "noisy",
             "noise",
             "cpu_int8_class",
+            "device",
         ]
     )
 
@@ -155,6 +187,7 @@ def render_csv(data: ReportData) -> str:
                 "" if r.noisy is None else int(r.noisy),
                 v(r.noise_summary),
                 v(r.cpu_class),
+                r.device,
             ]
         )
     return buf.getvalue()

@@ -21,7 +21,14 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
-from edgequant.report.tables import SCENARIO_ORDER, Row, models_of, order_backends, primary_scenario
+from edgequant.report.tables import (
+    SCENARIO_ORDER,
+    Row,
+    devices_of,
+    models_of,
+    order_backends,
+    primary_scenario,
+)
 
 
 @dataclass(kw_only=True)
@@ -89,7 +96,11 @@ def speedup_error(r: Row) -> tuple[float, float] | None:
 
 
 def speedup_plot(rows: list[Row]) -> Plot:
-    """Integer schemes' speedup over their runtime's fp32, grouped by model and scheme."""
+    """Integer schemes' speedup over their runtime's fp32, grouped by model and scheme.
+
+    When the rows span devices the groups are per device too (the same device's fp32 is the
+    base of each bar), and each device's tick names its CPU class.
+    """
     caption = (
         "Each bar is an integer scheme's speed divided by fp32 on the same runtime and scenario "
         "(throughput in Offline/Server, p50 latency in SingleStream/MultiStream), in each model's "
@@ -98,7 +109,11 @@ def speedup_plot(rows: list[Row]) -> Plot:
         "the 95% interval of paired rounds (A B A B …); a * marks a single-run ratio with no "
         "interval."
     )
-    plot = Plot(key="speedup", title="INT8 vs FP32 speedup by runtime and model", caption=caption)
+    multi = len(devices_of(rows)) > 1
+    title = "INT8 vs FP32 speedup by " + ("device and runtime" if multi else "runtime and model")
+    if multi:
+        caption += " Groups are devices: each bar is against the same device's fp32."
+    plot = Plot(key="speedup", title=title, caption=caption)
     picked: list[Row] = []
     for model in models_of(rows):
         mine = [r for r in rows if r.model == model]
@@ -112,7 +127,8 @@ def speedup_plot(rows: list[Row]) -> Plot:
         plot.missing = "no integer scheme with a measured fp32 baseline on the same runtime"
         return plot
     plt = _plt()
-    groups = list(dict.fromkeys((r.model, r.scheme, r.scenario) for r in picked))
+    groups = list(dict.fromkeys(_group(r, multi) for r in picked))
+    cls = {r.device: r.cpu_class for r in picked if r.cpu_class}
     backends = _backends(picked)
     colors = _colors(backends)
     width = min(0.8 / len(backends), 0.3)  # a lone group should not fill the axes
@@ -123,7 +139,7 @@ def speedup_plot(rows: list[Row]) -> Plot:
         xs, ys, errs = [], [], []
         for i, g in enumerate(groups):
             for r in picked:
-                if (r.model, r.scheme, r.scenario) == g and r.backend == b and r.speedup:
+                if _group(r, multi) == g and r.backend == b and r.speedup:
                     xs.append(i + (j - (len(backends) - 1) / 2) * width)
                     ys.append(r.speedup)
                     errs.append(speedup_error(r))
@@ -146,7 +162,14 @@ def speedup_plot(rows: list[Row]) -> Plot:
         )
     ax.axhline(1.0, color="0.3", linestyle="--", linewidth=1)
     ax.set_xlim(-0.6, len(groups) - 0.4)  # keep bars slim when there are few groups
-    ax.set_xticks(range(len(groups)), [f"{m}\n{s} ({sc})" for m, s, sc in groups])
+    ax.set_xticks(
+        range(len(groups)),
+        [
+            (f"{d}" + (f" ({cls[d]})" if d in cls else "") + "\n" if multi else "")
+            + f"{m}\n{s} ({sc})"
+            for d, m, s, sc in groups
+        ],
+    )
     ax.set_ylabel("speedup vs fp32 (×)")
     classes = sorted({r.cpu_class for r in picked if r.cpu_class})
     ax.legend(
@@ -158,6 +181,11 @@ def speedup_plot(rows: list[Row]) -> Plot:
     )
     plot.svg = _svg(fig)
     return plot
+
+
+def _group(r: Row, by_device: bool) -> tuple[str, str, str, str]:
+    """The x group of a speed-up bar: (device or "", model, scheme, scenario)."""
+    return (r.device if by_device else "", r.model, r.scheme, r.scenario)
 
 
 def latency_plot(rows: list[Row]) -> Plot:

@@ -1,7 +1,8 @@
 """Per-model recommendation, and what ``edgequant inspect`` says about slow INT8 artifacts.
 
 The recommendation is the fastest measured configuration (runtime × scheme) whose top-1 drop is
-within the budget (``max_drop`` points). When no accuracy was measured for a model it says so and
+within the budget (``max_drop`` points); with runs on several devices there is one per model and
+device (``device=``), ranked only among that device's runs. When no accuracy was measured for a model it says so and
 recommends on speed alone; it never assumes an accuracy. Simulated backends are never recommended
 (their speed is not representative).
 
@@ -23,7 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgequant.report.tables import SLOW_INT8_SPEEDUP, Row, fmt_num, primary_scenario
+from edgequant.report.tables import (
+    SLOW_INT8_SPEEDUP,
+    Row,
+    devices_of,
+    fmt_num,
+    primary_scenario,
+)
 
 
 @dataclass(kw_only=True)
@@ -35,11 +42,31 @@ class Recommendation:
     choice: Row | None = None
     accuracy_measured: bool = False
     notes: list[str] = field(default_factory=list)
+    #: the device it is for, when the report compares devices (None: the only device)
+    device: str | None = None
+
+    @property
+    def title(self) -> str:
+        """``model``, or ``model on device`` when the report compares devices."""
+        return self.model if self.device is None else f"{self.model} on {self.device}"
 
 
-def recommend(rows: list[Row], model: str, max_drop: float = 1.0) -> Recommendation:
-    """The fastest configuration of ``model`` within ``max_drop`` top-1 points of fp32."""
-    mine = [r for r in rows if r.model == model]
+def recommend(
+    rows: list[Row], model: str, max_drop: float = 1.0, *, device: str | None = None
+) -> Recommendation:
+    """The fastest configuration of ``model`` within ``max_drop`` top-1 points of fp32.
+
+    ``device`` restricts it to the runs on that device (the rest of the text is the same).
+    """
+    mine = [r for r in rows if r.model == model and (device is None or r.device == device)]
+    rec = _recommend(mine, model, max_drop)
+    rec.device = device
+    if device is not None and rec.choice is None:
+        rec.text = rec.text.replace(f" of {model}", f" of {model} on {device}")
+    return rec
+
+
+def _recommend(mine: list[Row], model: str, max_drop: float) -> Recommendation:
     scenario = primary_scenario(mine)
     notes: list[str] = []
     if scenario is None:
@@ -191,4 +218,31 @@ def _artifact_json(artifact: Path) -> dict[str, Any] | None:
     return meta if isinstance(meta, dict) else None
 
 
-__all__ = ["Recommendation", "SlowNote", "recommend", "slow_int8_notes", "stored_inspection"]
+def recommend_all(
+    rows: list[Row], models: list[str], max_drop: float = 1.0
+) -> list[Recommendation]:
+    """One recommendation per model, or per model and device when the rows span devices.
+
+    Example:
+        >>> recommend_all([], [])
+        []
+    """
+    devices = devices_of(rows)
+    if len(devices) <= 1:
+        return [recommend(rows, m, max_drop) for m in models]
+    return [
+        recommend(rows, m, max_drop, device=d)
+        for m in models
+        for d in devices
+        if any(r.model == m and r.device == d for r in rows)
+    ]
+
+
+__all__ = [
+    "Recommendation",
+    "SlowNote",
+    "recommend",
+    "recommend_all",
+    "slow_int8_notes",
+    "stored_inspection",
+]

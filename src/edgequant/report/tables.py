@@ -3,10 +3,10 @@
 Everything derived here comes from measured fields of the records; a missing measurement stays
 ``None`` and is shown as such, never filled in.
 
-* **speedup** is against *that runtime's* fp32 in the same scenario: throughput ratio in
+* **speedup** is against *that runtime's* fp32 in the same scenario on the same device: throughput ratio in
   Offline/Server, p50-latency ratio in SingleStream/MultiStream;
-* **top-1 drop** is fp32's top-1 on the same runtime minus this scheme's (points), falling back to
-  another runtime's fp32 (in the registry's order, PyTorch first) when that runtime's fp32 accuracy was not measured;
+* **top-1 drop** is fp32's top-1 on the same runtime (and device) minus this scheme's (points),
+  falling back to the same runtime's fp32 on another device, then to another runtime's fp32 (in the registry's order, PyTorch first) when that runtime's fp32 accuracy was not measured;
 * **size reduction** is fp32's artifact size on the same runtime divided by this one's.
 
 Example:
@@ -29,7 +29,7 @@ from typing import Any
 
 from edgequant.backends import backend_names
 from edgequant.results.record import ResultRecord
-from edgequant.results.store import record_mode
+from edgequant.results.store import LOCAL_DEVICE, record_device, record_mode
 
 LATENCY_SCENARIOS = ("SingleStream", "MultiStream")
 THROUGHPUT_SCENARIOS = ("Offline", "Server")
@@ -51,6 +51,8 @@ class Row:
     status: str
     reason: str | None
     simulated: bool
+    #: the device it ran on (``record.device``; ``"local"`` when the record names none)
+    device: str = LOCAL_DEVICE
     throughput_ips: float | None = None
     latency_ms: dict[str, float] = field(default_factory=dict)
     valid: bool | None = None
@@ -125,7 +127,8 @@ def order_backends(names: Iterable[str]) -> list[str]:
     return sorted(set(names), key=lambda b: (backend_rank(b), b))
 
 
-def _sort_key(row: Row) -> tuple[Any, ...]:
+def row_sort_key(row: Row) -> tuple[Any, ...]:
+    """The report's row order: model, device, runtime (registry order), fp32 first, scenario."""
     b = backend_rank(row.backend)
     s = (
         SCENARIO_ORDER.index(row.scenario)
@@ -133,16 +136,33 @@ def _sort_key(row: Row) -> tuple[Any, ...]:
         else len(SCENARIO_ORDER)
     )
     # fp32 first so each runtime's block reads from the baseline down
-    return (row.model, b, row.backend, row.scheme != "fp32", row.scheme, s)
+    return (row.model, device_key(row.device), b, row.backend, row.scheme != "fp32", row.scheme, s)
+
+
+def device_key(name: str) -> tuple[bool, str]:
+    """Sort key of device names: ``local`` first, then the others alphabetically."""
+    return (name != LOCAL_DEVICE, name)
+
+
+def devices_of(rows: Iterable[Row]) -> list[str]:
+    """The devices of ``rows``, ``local`` first.
+
+    Example:
+        >>> base = dict(run_id="r", model="m", backend="b", scheme="fp32", scenario="Offline",
+        ...             status="ok", reason=None, simulated=False)
+        >>> devices_of([Row(device="rpi5", **base), Row(**base)])
+        ['local', 'rpi5']
+    """
+    return sorted({r.device for r in rows}, key=device_key)
 
 
 def build_rows(records: Iterable[tuple[str, ResultRecord]]) -> list[Row]:
     """Join performance runs with fp32 baselines and accuracy runs; see the module docstring."""
     perf: list[tuple[str, ResultRecord]] = []
-    acc_runs: dict[tuple[str, str, str], tuple[str, ResultRecord]] = {}
-    perf_acc: dict[tuple[str, str, str], tuple[str, ResultRecord]] = {}
+    acc_runs: dict[_Key, tuple[str, ResultRecord]] = {}
+    perf_acc: dict[_Key, tuple[str, ResultRecord]] = {}
     for run_id, rec in records:
-        key = (rec.model, rec.backend, rec.scheme)
+        key = (rec.model, rec.backend, rec.scheme, record_device(rec))
         measured = _measured(rec)
         has_perf = rec.throughput_ips is not None or bool(rec.latency_ms)
         if record_mode(rec, run_id) == "accuracy":
@@ -157,10 +177,10 @@ def build_rows(records: Iterable[tuple[str, ResultRecord]]) -> list[Row]:
     acc = {**perf_acc, **{k: v for k, v in acc_runs.items() if _measured(v[1])}}
 
     rows: list[Row] = []
-    seen_configs: set[tuple[str, str, str]] = set()
+    seen_configs: set[_Key] = set()
     for run_id, rec in perf:
         rows.append(_row(run_id, rec, rec.scenario))
-        seen_configs.add((rec.model, rec.backend, rec.scheme))
+        seen_configs.add((rec.model, rec.backend, rec.scheme, record_device(rec)))
     for key, (run_id, rec) in acc_runs.items():
         if (
             key not in seen_configs
@@ -176,48 +196,77 @@ def build_rows(records: Iterable[tuple[str, ResultRecord]]) -> list[Row]:
         if r.status == "ok"
     }
     base = {
-        (r.model, r.backend, r.scenario): r for r in rows if r.scheme == "fp32" and r.status == "ok"
+        (r.model, r.backend, r.scenario, r.device): r
+        for r in rows
+        if r.scheme == "fp32" and r.status == "ok"
     }
     size_base = {
-        (r.model, r.backend): r.size_bytes for r in rows if r.scheme == "fp32" and r.size_bytes
+        (r.model, r.backend, r.device): r.size_bytes
+        for r in rows
+        if r.scheme == "fp32" and r.size_bytes
     }
     for row in rows:
-        if row.status != "ok":
-            continue
-        row.top1_pct = top1.get(row.config)
-        row.agreement_pct = agree.get(row.config, row.agreement_pct)
-        ref_key, ref_top1 = _fp32_top1(row, top1)
-        if row.top1_pct is not None and ref_top1 is not None:
-            row.top1_drop = ref_top1 - row.top1_pct
-            row.top1_reference = ref_key
-        b = base.get((row.model, row.backend, row.scenario))
-        if b is not None and row.scenario != "accuracy":
-            mine, theirs = row.speed(), b.speed()
-            if mine and theirs:
-                row.speedup = mine / theirs
-        if row.paired is not None and _num(row.paired.get("median")):
-            # interleaved rounds measure the ratio better than two separate runs
-            row.speedup = _num(row.paired.get("median"))
-        fp32_size = size_base.get((row.model, row.backend))
-        if fp32_size and row.size_bytes:
-            row.size_reduction = fp32_size / row.size_bytes
-    return sorted(rows, key=_sort_key)
+        if row.status == "ok":
+            _derive(row, top1, agree, base, size_base)
+    return sorted(rows, key=row_sort_key)
+
+
+_Key = tuple[str, str, str, str]  # (model, backend, scheme, device)
+
+
+def _derive(
+    row: Row,
+    top1: dict[_Key, float | None],
+    agree: dict[_Key, float | None],
+    base: dict[tuple[str, str, str, str], Row],
+    size_base: dict[tuple[str, str, str], int],
+) -> None:
+    """Fill a row's accuracy, drop, speed-up and size reduction against its fp32 baselines."""
+    key = (row.model, row.backend, row.scheme, row.device)
+    row.top1_pct = top1.get(key, _other_device(top1, key))
+    row.agreement_pct = agree.get(key, row.agreement_pct)
+    ref_key, ref_top1 = _fp32_top1(row, top1)
+    if row.top1_pct is not None and ref_top1 is not None:
+        row.top1_drop = ref_top1 - row.top1_pct
+        row.top1_reference = ref_key
+    b = base.get((row.model, row.backend, row.scenario, row.device))
+    if b is not None and row.scenario != "accuracy":
+        mine, theirs = row.speed(), b.speed()
+        if mine and theirs:
+            row.speedup = mine / theirs
+    if row.paired is not None and _num(row.paired.get("median")):
+        # interleaved rounds measure the ratio better than two separate runs
+        row.speedup = _num(row.paired.get("median"))
+    fp32_size = size_base.get((row.model, row.backend, row.device))
+    if fp32_size and row.size_bytes:
+        row.size_reduction = fp32_size / row.size_bytes
+
+
+def _other_device(values: dict[_Key, float | None], key: _Key) -> float | None:
+    """The same configuration's figure measured on another device (``local`` first), if any."""
+    model, backend, scheme, _ = key
+    found = sorted(
+        (device_key(d), v)
+        for (m, b, s, d), v in values.items()
+        if (m, b, s) == (model, backend, scheme) and v is not None
+    )
+    return found[0][1] if found else None
 
 
 def _measured(rec: ResultRecord) -> bool:
     return bool(rec.status == "ok" and rec.accuracy and rec.accuracy.get("top1_pct") is not None)
 
 
-def _fp32_top1(
-    row: Row, top1: dict[tuple[str, str, str], float | None]
-) -> tuple[str | None, float | None]:
-    own = top1.get((row.model, row.backend, "fp32"))
+def _fp32_top1(row: Row, top1: dict[_Key, float | None]) -> tuple[str | None, float | None]:
+    own = top1.get((row.model, row.backend, "fp32", row.device))
+    if own is None:
+        own = _other_device(top1, (row.model, row.backend, "fp32", row.device))
     if own is not None:
         return f"{row.backend} fp32", own
     others = sorted(
         (
             (b, v)
-            for (m, b, s), v in top1.items()
+            for (m, b, s, d), v in top1.items()
             if m == row.model and s == "fp32" and v is not None
         ),
         key=lambda bv: (backend_rank(bv[0]), bv[0]),
@@ -249,6 +298,7 @@ def _row(run_id: str, rec: ResultRecord, scenario: str, *, performance: bool = T
         status=rec.status,
         reason=rec.reason,
         simulated=bool(rec.simulated),
+        device=record_device(rec),
         throughput_ips=rec.throughput_ips if performance else None,
         latency_ms=lat if performance else {},
         valid=None if (valid is None or not performance) else bool(valid),
@@ -324,8 +374,11 @@ def fmt_num(v: float | None, digits: int = 3) -> str:
 
 
 #: (header, getter) of the tables in every format
-def table_columns() -> list[tuple[str, Any]]:
-    """The per-model table's columns as (header, function of Row -> text)."""
+def table_columns(devices: bool = False) -> list[tuple[str, Any]]:
+    """The per-model table's columns as (header, function of Row -> text).
+
+    ``devices`` adds a ``device`` column first (reports of runs on more than one device).
+    """
 
     def valid(r: Row) -> str:
         return "-" if r.valid is None else ("VALID" if r.valid else "INVALID")
@@ -350,6 +403,7 @@ def table_columns() -> list[tuple[str, Any]]:
         return f"{r.pct_of_peak:.1f}%" + (" (peak measured under noise)" if noisy else "")
 
     return [
+        *([("device", lambda r: r.device)] if devices else []),
         ("runtime", lambda r: r.backend + (" (simulated)" if r.simulated else "")),
         ("scheme", lambda r: r.scheme),
         ("scenario", lambda r: r.scenario),
@@ -418,6 +472,8 @@ __all__ = [
     "SLOW_INT8_SPEEDUP",
     "Row",
     "build_rows",
+    "device_key",
+    "devices_of",
     "fmt_bytes",
     "fmt_num",
     "integer_activations",

@@ -98,7 +98,8 @@ def demo_table(data: ReportData) -> str:
     """The CPU, roofline and noise lines, then per model its recommendation and measured rows."""
     lines: list[str] = list(data.header)
     for rec in data.recommendations:
-        lines += ["", f"{rec.model}: {rec.text}"]
-        rows = [_demo_row(r) for r in data.rows if r.model == rec.model]
+        lines += ["", f"{rec.title}: {rec.text}"]
+        mine = (r for r in data.rows if r.model == rec.model)
+        rows = [_demo_row(r) for r in mine if rec.device is None or r.device == rec.device]
         lines.append(format_table(rows, DEMO_HEADERS))
     return "\n".join(lines).lstrip("\n")

@@ -2,8 +2,9 @@
 
 ``RUNS_DIR/<run-id>/result.json`` is the source of truth; ``RUNS_DIR/results.db`` indexes it for
 queries (:mod:`edgequant.report` renders exports and reports from it). The database is versioned (table ``meta``, key ``schema_version``):
-a database written by a newer edgequant is refused with a clear message instead of misread, and
-:func:`rebuild` re-creates the index from the run directories at any time.
+a database written by a newer edgequant is refused with a clear message instead of misread, an
+older one is migrated in place when opened (schema 1 -> 2 adds the ``device`` column, filled from
+the stored records), and :func:`rebuild` re-creates the index from the run directories at any time.
 
 Each row holds the record's flat fields (model, backend, scheme, scenario, status, reason,
 throughput, latency percentiles, accuracy, size, energy, LoadGen validity, ...) plus the full
@@ -39,7 +40,9 @@ from edgequant.results.record import ResultRecord
 
 DB_NAME = "results.db"
 #: version of the SQLite layout below; bump it (and migrate) when columns change meaning
-STORE_SCHEMA_VERSION = 1
+STORE_SCHEMA_VERSION = 2
+#: the device a record with ``device`` None ran on (today's local sweeps)
+LOCAL_DEVICE = "local"
 #: ``mode`` of a run: a LoadGen performance run or an accuracy run
 MODES = ("performance", "accuracy")
 
@@ -73,6 +76,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("artifact", "TEXT"),
     ("started_at", "TEXT"),
     ("finished_at", "TEXT"),
+    ("device", "TEXT"),  # schema 2: ``record.device or "local"`` (last, so old exports keep order)
     ("run_dir", "TEXT"),
     ("record_json", "TEXT"),
     ("indexed_at", "TEXT"),
@@ -97,6 +101,18 @@ def record_mode(record: ResultRecord, run_id: str = "") -> str:
     return "performance"
 
 
+def record_device(record: ResultRecord) -> str:
+    """The device a record ran on: its ``device``, or ``"local"`` for records without one.
+
+    Example:
+        >>> r = ResultRecord(model="m", backend="b", scheme="fp32", scenario="Offline",
+        ...                  dataset="synthetic", threads=1, batch_size=1)
+        >>> record_device(r), record_device(ResultRecord(**{**r.to_dict(), "device": "rpi5"}))
+        ('local', 'rpi5')
+    """
+    return record.device or LOCAL_DEVICE
+
+
 def flatten(run_id: str, record: ResultRecord, run_dir: Path | None = None) -> dict[str, Any]:
     """The flat row of a record (see :data:`COLUMNS`).
 
@@ -119,6 +135,7 @@ def flatten(run_id: str, record: ResultRecord, run_dir: Path | None = None) -> d
         "scheme": record.scheme,
         "scenario": record.scenario,
         "mode": record_mode(record, run_id),
+        "device": record_device(record),
         "status": record.status,
         "reason": record.reason,
         "dataset": record.dataset,
@@ -145,6 +162,14 @@ def flatten(run_id: str, record: ResultRecord, run_dir: Path | None = None) -> d
         "record_json": record.to_json(),
         "indexed_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def _device_of_json(text: Any) -> str:
+    try:
+        device = json.loads(text).get("device")
+    except (TypeError, ValueError, AttributeError):
+        device = None
+    return str(device) if isinstance(device, str) and device else LOCAL_DEVICE
 
 
 def _num(v: Any) -> float | None:
@@ -198,6 +223,7 @@ class ResultStore:
         has_meta = conn.execute(
             "SELECT name FROM sqlite_master WHERE type='table' AND name='meta'"
         ).fetchone()
+        version = STORE_SCHEMA_VERSION
         if has_meta:
             row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             version = int(row[0]) if row else 0
@@ -219,6 +245,28 @@ class ResultStore:
                 (datetime.now(UTC).isoformat(timespec="seconds"),),
             )
             conn.execute(f"CREATE TABLE IF NOT EXISTS runs ({cols})")
+        if version < STORE_SCHEMA_VERSION:
+            self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a schema-1 database to schema 2: add ``device`` and fill it from the records.
+
+        One transaction: a failed migration leaves the database as it was (and :meth:`__init__`
+        says to rebuild).
+        """
+        conn = self._conn
+        have = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
+        with conn:
+            if "device" not in have:
+                conn.execute("ALTER TABLE runs ADD COLUMN device TEXT")
+            for run_id, text in conn.execute("SELECT run_id, record_json FROM runs").fetchall():
+                conn.execute(
+                    "UPDATE runs SET device = ? WHERE run_id = ?", (_device_of_json(text), run_id)
+                )
+            conn.execute(
+                "UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                (str(STORE_SCHEMA_VERSION),),
+            )
 
     @property
     def schema_version(self) -> int:
@@ -252,9 +300,9 @@ class ResultStore:
         )
 
     def rows(self, **where: Any) -> list[dict[str, Any]]:
-        """Rows as dicts, ordered by model, backend, scheme, scenario; ``where`` filters by equality.
+        """Rows as dicts, ordered by model, device, backend, scheme, scenario; ``where`` filters by equality.
 
-        Example: ``store.rows(model="resnet50", status="ok")``.
+        Example: ``store.rows(model="resnet50", device="rpi5", status="ok")``.
         """
         bad = [k for k in where if k not in COLUMN_NAMES]
         if bad:
@@ -264,8 +312,12 @@ class ResultStore:
         sql = "SELECT * FROM runs"
         if where:
             sql += " WHERE " + " AND ".join(f"{k} = ?" for k in where)
-        sql += " ORDER BY model, backend, scheme, mode, scenario, run_id"
+        sql += " ORDER BY model, device, backend, scheme, mode, scenario, run_id"
         return [dict(r) for r in self._conn.execute(sql, list(where.values()))]
+
+    def devices(self) -> list[str]:
+        """The devices the stored runs ran on, sorted (``"local"`` for runs without one)."""
+        return sorted({str(r["device"]) for r in self.rows()})
 
     def records(self, **where: Any) -> Iterator[tuple[str, ResultRecord]]:
         """``(run_id, ResultRecord)`` pairs, rebuilt from the stored JSON."""
@@ -352,10 +404,12 @@ __all__ = [
     "COLUMNS",
     "DB_NAME",
     "EXPORT_COLUMNS",
+    "LOCAL_DEVICE",
     "STORE_SCHEMA_VERSION",
     "ResultStore",
     "flatten",
     "iter_run_dirs",
     "rebuild",
+    "record_device",
     "record_mode",
 ]

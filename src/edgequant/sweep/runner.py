@@ -142,6 +142,7 @@ class _Sweep:
     def finish(self, done: Finished) -> None:
         """Save and index one cell's new record; report it."""
         cell, record = done.cell, done.record
+        record.device = record.device or cell.device
         command = bench_argv(cell, self.runs, self.bench_command)
         record.extra["sweep"] = {
             "experiment": self.experiment.name,
