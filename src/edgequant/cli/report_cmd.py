@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
             {
                 "report": str(out),
                 "format": out.suffix.lstrip("."),
-                "recommendations": {r.model: r.text for r in data.recommendations},
+                "recommendations": {r.title: r.text for r in data.recommendations},
             }
         )
     else:
