@@ -222,11 +222,17 @@ class OpenVinoBackend(Backend):
 
         scheme, meta = build.scheme, build.meta
         if scheme.is_static and build.calibration is not None:
+            from edgequant.backends.int8_cpu import plan_int8, record_plan
+
+            plan = plan_int8(self.name, build.model, scheme, build.calibration)
+            meta.setdefault("choices", [])
+            record_plan(meta, plan)
             converted, meta["quantizer"] = ovq.quantize_static(
                 converted,
                 scheme,
                 build.calibration,
                 self.core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"),
+                plan,
             )
             meta["calibration_samples"] = int(meta["quantizer"]["subset_size"])
         elif scheme.is_weight_only:
@@ -383,6 +389,11 @@ class OpenVinoBackend(Backend):
             stored = artifact.metadata.get("quantizer", {}).get("weights_stored_as")
             if stored:
                 notes.append(f"weights stored as {stored}")
+        from edgequant.backends.int8_cpu import inspect_note
+
+        cpu_note = inspect_note(artifact.metadata)
+        if cpu_note:
+            notes.append(cpu_note)
         return InspectReport(
             artifact=str(artifact.path),
             backend=self.name,
