@@ -338,8 +338,8 @@ def class_config(runtime: str, cls: str) -> dict[str, str]:
         'U8S8, 8-bit weights'
     """
     if runtime == "litert":
-        config, reason = _LITERT.get(cls, _LITERT["other"])
-        return {"config": config, "reason": reason + "; nothing to remedy"}
+        lite, why = _LITERT.get(cls, _LITERT["other"])
+        return {"config": lite, "reason": why + "; nothing to remedy"}
     kind = "saturating" if cls in PAIR_SATURATING else ("arm" if cls.startswith("arm") else "x86")
     config = _CONFIG.get((runtime, kind))
     if config is None:

@@ -169,12 +169,12 @@ class OnnxRuntimeBackend(Backend):
         get U8U8 and the rest keep 8-bit U8S8 weights; without a PyTorch module (a user's ONNX
         file) nothing can be analysed and the blanket fallback stays: reduce_range everywhere.
         """
-        from edgequant.backends.int8_cpu import plan_int8, record_plan
+        from edgequant.backends.int8_cpu import record_plan
 
-        if self._int8_override is not None:
-            return self._int8_override, []
+        plan = build.state.get("int8_plan")
+        if self._int8_override is not None or plan is None:
+            return self._int8_override or int8_choice(), []
         choice = dict(int8_choice())
-        plan = plan_int8(self.name, build.model, build.scheme, calib)
         record_plan(build.meta, plan)
         if plan.saturating and not plan.note:
             choice["reduce_range"] = False

@@ -222,11 +222,11 @@ class OpenVinoBackend(Backend):
 
         scheme, meta = build.scheme, build.meta
         if scheme.is_static and build.calibration is not None:
-            from edgequant.backends.int8_cpu import plan_int8, record_plan
+            from edgequant.backends.int8_cpu import record_plan
 
-            plan = plan_int8(self.name, build.model, scheme, build.calibration)
-            meta.setdefault("choices", [])
-            record_plan(meta, plan)
+            plan = build.state.get("int8_plan")
+            if plan is not None:
+                record_plan(meta, plan)
             converted, meta["quantizer"] = ovq.quantize_static(
                 converted,
                 scheme,
