@@ -69,7 +69,7 @@ SATURATING_ARITH = {
 REMEDY = {"onnxruntime": "u8u8", "openvino": "float", "pytorch": "7bit"}
 REMEDY_TEXT = {
     "u8u8": "U8U8 (uint8 weights, zero point 128: MLAS's exact vpmaddwd kernel, same 8-bit grid)",
-    "float": "left in f32 (NNCF ignored_scope): no int16 pair sums",
+    "float": "left in f32 (NNCF ignored_scope / f32 weights): no int16 pair sums",
     "7bit": "7-bit weights (-63..63): pair sums stay inside int16",
 }
 
@@ -193,17 +193,34 @@ def analyse(
         >>> rows[0]["name"], "saturated_pct" in rows[0]
         ('0', True)
     """
-    import torch
-
-    from edgequant.quant.saturation import saturation_report, set_arithmetic
     from edgequant.quant.simulate import quantize_module
 
     x = np.ascontiguousarray(calibration, dtype=np.float32)
     gm = quantize_module(module, scheme, x)
-    set_arithmetic(gm, arithmetic, exact_layers=exact_layers)
+    return measure(gm, x, arithmetic, samples=samples, exact_layers=exact_layers)
+
+
+def measure(
+    sim: nn.Module,
+    x: np.ndarray,
+    arithmetic: str,
+    *,
+    samples: int = ANALYSIS_SAMPLES,
+    exact_layers: tuple[str, ...] = (),
+) -> list[dict[str, Any]]:
+    """:func:`analyse` on an already calibrated (or QAT-trained) simulator; it is not changed."""
+    import copy
+
+    import torch
+
+    from edgequant.quant.saturation import saturation_report, set_arithmetic
+
+    gm = copy.deepcopy(sim).eval()
+    set_arithmetic(gm, arithmetic, exact_layers=exact_layers)  # type: ignore[arg-type]
+    x = np.ascontiguousarray(x[:samples], dtype=np.float32)
     with torch.no_grad():
-        for i in range(0, min(samples, len(x)), 16):
-            gm(torch.from_numpy(x[i : min(i + 16, samples)]))
+        for i in range(0, len(x), 16):
+            gm(torch.from_numpy(x[i : i + 16]))
     return [_row(r.to_dict()) for r in saturation_report(gm)]
 
 
@@ -260,6 +277,38 @@ def plan_int8(
     plan.remedied = [r["name"] for r in plan.layers if r["bites"]]
     for r in plan.layers:
         r["remedy"] = plan.remedy if r["bites"] else ""
+    return plan
+
+
+#: how an exported QDQ file (QAT) is remedied per runtime: U8U8 weights for MLAS, f32 weights
+#: (the same dequantized values, a float conv) for the others
+QDQ_REMEDY = {"onnxruntime": "u8u8"}
+
+
+def plan_qdq(
+    runtime: str, sim: nn.Module, calibration: np.ndarray, profile: CpuProfile | None = None
+) -> Int8Plan:
+    """The CPU-class plan of a QDQ export (QAT) run by ``runtime``: the trained simulator under
+    the runtime's arithmetic on ``calibration``; remedy ``u8u8`` (ORT) or ``float`` (others).
+
+    Example:
+        >>> from edgequant.hw.cpu import parse_cpuinfo
+        >>> vnni = parse_cpuinfo("flags : avx2 avx512bw avx512_vnni\n")
+        >>> plan_qdq("openvino", None, np.zeros((1, 3, 4, 4)), vnni).arithmetic  # type: ignore[arg-type]
+        'exact'
+    """
+    cls = runtime_int8_class(runtime, profile)
+    plan = Int8Plan(
+        runtime=runtime,
+        int8_class=cls,
+        arithmetic=arithmetic_for(runtime, cls),
+        remedy=QDQ_REMEDY.get(runtime, "float"),
+    )
+    if plan.saturating:
+        plan.layers = measure(sim, calibration, plan.arithmetic)
+        plan.remedied = [r["name"] for r in plan.layers if r["bites"]]
+        for r in plan.layers:
+            r["remedy"] = plan.remedy if r["bites"] else ""
     return plan
 
 
@@ -377,7 +426,9 @@ __all__ = [
     "class_config",
     "class_table",
     "inspect_note",
+    "measure",
     "plan_int8",
+    "plan_qdq",
     "record_plan",
     "runtime_int8_class",
     "weight_grid_for",
