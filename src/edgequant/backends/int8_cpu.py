@@ -405,7 +405,29 @@ def class_config(runtime: str, cls: str) -> dict[str, str]:
     return {"config": config, "reason": reason}
 
 
-def class_table(runtimes: list[str]) -> dict[str, dict[str, dict[str, str]]]:
+#: the runtimes with a CPU-class INT8 choice (rows of ``edgequant backends``' INT8 table)
+INT8_RUNTIMES = ("onnxruntime", "openvino", "pytorch", "litert")
+
+
+def this_cpu() -> dict[str, Any]:
+    """This CPU and the INT8 class each runtime's kernels get here (oneDNN: under any cap).
+
+    Example:
+        >>> sorted(this_cpu())[:2]
+        ['int8_class', 'model']
+    """
+    import os
+
+    p = cpu_profile()
+    return {
+        "model": p.model,
+        "int8_class": p.int8_class,
+        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA") or None,
+        "runtime_class": {rt: runtime_int8_class(rt, p) for rt in INT8_RUNTIMES},
+    }
+
+
+def class_table(runtimes: list[str] | tuple[str, ...]) -> dict[str, dict[str, dict[str, str]]]:
     """``{runtime: {int8 class: {config, reason}}}`` for every class (``edgequant backends``).
 
     Example:
@@ -417,6 +439,7 @@ def class_table(runtimes: list[str]) -> dict[str, dict[str, dict[str, str]]]:
 
 __all__ = [
     "ANALYSIS_SAMPLES",
+    "INT8_RUNTIMES",
     "BITE_PCT",
     "BITE_SQNR_DB",
     "Int8Plan",
@@ -431,6 +454,7 @@ __all__ = [
     "plan_qdq",
     "record_plan",
     "runtime_int8_class",
+    "this_cpu",
     "weight_grid_for",
 ]
 
