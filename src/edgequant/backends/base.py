@@ -309,6 +309,13 @@ class Backend(ABC):
             return None
         return plan_int8(self.name, model, scheme, calibration)
 
+    def cache_facets(self) -> dict[str, Any]:
+        """What decides this backend's artifacts besides versions (the INT8 class its kernels
+        use here, the sim's target): part of the artifact cache key."""
+        from edgequant.backends.int8_cpu import cache_facets
+
+        return cache_facets(self.name)
+
     def weight_grid(self, scheme: Scheme, plan: Int8Plan | None) -> Any:
         """AdaRound's target grid here (``WeightGrid``, per-layer function, None = the scheme's)."""
         from edgequant.backends.int8_cpu import weight_grid_for

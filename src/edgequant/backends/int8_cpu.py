@@ -28,8 +28,6 @@ On VNNI / AMX / ARM dot-product classes int8 accumulates in int32: no layer bite
 Example:
     >>> arithmetic_for("onnxruntime", "avx2"), arithmetic_for("openvino", "avx512-vnni")
     ('pmaddubsw-mlas', 'exact')
-    >>> class_config("litert", "avx2")["config"]
-    'XNNPACK qs8 (int8 widened to int16)'
 """
 
 from __future__ import annotations
@@ -41,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgequant.hw.cpu import INT8_CLASSES, PAIR_SATURATING, CpuProfile, cpu_profile
+from edgequant.hw.cpu import PAIR_SATURATING, CpuProfile, cpu_profile
 
 if TYPE_CHECKING:
     import torch.nn as nn
@@ -293,7 +291,7 @@ def plan_qdq(
 
     Example:
         >>> from edgequant.hw.cpu import parse_cpuinfo
-        >>> vnni = parse_cpuinfo("flags : avx2 avx512bw avx512_vnni\n")
+        >>> vnni = parse_cpuinfo("flags : avx2 avx512bw avx512_vnni\\n")
         >>> plan_qdq("openvino", None, np.zeros((1, 3, 4, 4)), vnni).arithmetic  # type: ignore[arg-type]
         'exact'
     """
@@ -339,7 +337,58 @@ def weight_grid_for(plan: Int8Plan, scheme: Scheme) -> WeightGrid | Callable[...
     return grid
 
 
-# --- the per-class table (``edgequant backends``) ---------------------------------------------
+#: the simulator's target arithmetic: an arithmetic (exact, pmaddubsw, pmaddubsw-mlas), an INT8
+#: class (avx2, avx512, avx512-vnni, ...), a runtime:class pair (onnxruntime:avx2) or ``host``
+SIM_TARGET_ENV = "EDGEQUANT_SIM_TARGET"
+
+
+def sim_target(meta: dict[str, Any] | None = None, target: str | None = None) -> str | None:
+    """The arithmetic the simulator's int8 layers compute with (None: exact, today's default).
+
+    ``target`` (default: ``$EDGEQUANT_SIM_TARGET``) may name a runtime and a class,
+    ``onnxruntime:avx2``, to predict that runtime there (its arithmetic, :func:`arithmetic_for`).
+    Records ``int8_arith`` and ``int8_target`` in ``meta``.
+
+    Example:
+        >>> sim_target({}, "onnxruntime:avx2"), sim_target({}, "avx512-vnni")
+        ('pmaddubsw-mlas', 'exact')
+    """
+    import os
+
+    from edgequant.errors import ValidationError
+    from edgequant.quant.int8_arith import get_arithmetic
+
+    raw = (target if target is not None else os.environ.get(SIM_TARGET_ENV, "")).strip()
+    if not raw:
+        return None
+    runtime, _, cls = raw.rpartition(":")
+    try:
+        name = arithmetic_for(runtime, cls) if runtime else get_arithmetic(raw).name
+    except Exception as e:
+        raise ValidationError(
+            f"{SIM_TARGET_ENV}={raw!r} is not an arithmetic, INT8 class or runtime:class ({e})"
+        ) from None
+    if meta is not None:
+        meta.update(int8_arith=name, int8_target=raw)
+    return name
+
+
+def cache_facets(runtime: str) -> dict[str, Any]:
+    """What besides versions decides an artifact here: the INT8 class the runtime's kernels use
+    (its per-layer remedies depend on it) and the sim's target (``EDGEQUANT_SIM_TARGET``).
+
+    Example:
+        >>> sorted(cache_facets("litert"))
+        ['int8_class', 'sim_target']
+    """
+    import os
+
+    return {
+        "int8_class": runtime_int8_class(runtime),
+        "sim_target": os.environ.get(SIM_TARGET_ENV, "").strip() or None,
+    }
+
+
 def _exact_reason(runtime: str, cls: str) -> str:
     if runtime == "litert":
         return _LITERT.get(cls, _LITERT["other"])[1]
@@ -365,98 +414,6 @@ _LITERT = {
         "XNNPACK's int8 kernels accumulate in int32 (VNNI / dot product / widened): exact",
     ),
 }
-
-_CONFIG = {
-    ("onnxruntime", "saturating"): "U8S8; U8U8 on the convs that saturate",
-    ("onnxruntime", "x86"): "U8S8, 8-bit weights",
-    ("onnxruntime", "arm"): "S8S8, 8-bit weights",
-    ("openvino", "saturating"): "NNCF, f32 for the convs that saturate (ignored_scope)",
-    ("openvino", "x86"): "NNCF, overflow fix off",
-    ("openvino", "arm"): "NNCF, overflow fix off",
-    ("pytorch", "saturating"): "PT2E, 7-bit weights on the convs that saturate",
-    ("pytorch", "x86"): "PT2E X86InductorQuantizer, weights -127..127",
-    ("pytorch", "arm"): "PT2E, weights -127..127",
-}
-
-
-def class_config(runtime: str, cls: str) -> dict[str, str]:
-    """What ``runtime`` does for a static int8 scheme on INT8 class ``cls``, and why.
-
-    Example:
-        >>> class_config("onnxruntime", "avx512-vnni")["config"]
-        'U8S8, 8-bit weights'
-    """
-    if runtime == "litert":
-        lite, why = _LITERT.get(cls, _LITERT["other"])
-        return {"config": lite, "reason": why + "; nothing to remedy"}
-    kind = "saturating" if cls in PAIR_SATURATING else ("arm" if cls.startswith("arm") else "x86")
-    config = _CONFIG.get((runtime, kind))
-    if config is None:
-        return {"config": "as the runtime decides", "reason": "no CPU-class choice for it"}
-    if kind == "saturating":
-        arith = arithmetic_for(runtime, cls)
-        reason = (
-            f"{INT8_CLASSES[cls]}; the sim ({arith}) finds the layers whose pair sums saturate on "
-            f"the calibration data (> {BITE_PCT}% or < {BITE_SQNR_DB:g} dB) and only those get "
-            f"{REMEDY_TEXT[REMEDY[runtime]]}"
-        )
-    else:
-        reason = _exact_reason(runtime, cls)
-    return {"config": config, "reason": reason}
-
-
-#: the runtimes with a CPU-class INT8 choice (rows of ``edgequant backends``' INT8 table)
-INT8_RUNTIMES = ("onnxruntime", "openvino", "pytorch", "litert")
-
-
-def this_cpu() -> dict[str, Any]:
-    """This CPU and the INT8 class each runtime's kernels get here (oneDNN: under any cap).
-
-    Example:
-        >>> sorted(this_cpu())[:2]
-        ['int8_class', 'model']
-    """
-    import os
-
-    p = cpu_profile()
-    return {
-        "model": p.model,
-        "int8_class": p.int8_class,
-        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA") or None,
-        "runtime_class": {rt: runtime_int8_class(rt, p) for rt in INT8_RUNTIMES},
-    }
-
-
-def class_table(runtimes: list[str] | tuple[str, ...]) -> dict[str, dict[str, dict[str, str]]]:
-    """``{runtime: {int8 class: {config, reason}}}`` for every class (``edgequant backends``).
-
-    Example:
-        >>> sorted(class_table(["litert"])["litert"])[:2]
-        ['amx-int8', 'arm-dotprod']
-    """
-    return {rt: {cls: class_config(rt, cls) for cls in INT8_CLASSES} for rt in runtimes}
-
-
-__all__ = [
-    "ANALYSIS_SAMPLES",
-    "INT8_RUNTIMES",
-    "BITE_PCT",
-    "BITE_SQNR_DB",
-    "Int8Plan",
-    "analyse",
-    "arithmetic_for",
-    "bites",
-    "class_config",
-    "class_table",
-    "inspect_note",
-    "measure",
-    "plan_int8",
-    "plan_qdq",
-    "record_plan",
-    "runtime_int8_class",
-    "this_cpu",
-    "weight_grid_for",
-]
 
 
 def record_plan(meta: dict[str, Any], plan: Int8Plan) -> None:
@@ -500,3 +457,24 @@ def inspect_note(meta: dict[str, Any]) -> str | None:
     if plan.get("arithmetic", "exact") == "exact":
         return None
     return str(plan.get("reason"))
+
+
+__all__ = [
+    "ANALYSIS_SAMPLES",
+    "BITE_PCT",
+    "BITE_SQNR_DB",
+    "SIM_TARGET_ENV",
+    "Int8Plan",
+    "analyse",
+    "arithmetic_for",
+    "bites",
+    "cache_facets",
+    "inspect_note",
+    "measure",
+    "plan_int8",
+    "plan_qdq",
+    "record_plan",
+    "runtime_int8_class",
+    "sim_target",
+    "weight_grid_for",
+]

@@ -121,7 +121,7 @@ def int8_per_cpu() -> dict[str, Any]:
         >>> sorted(d), "avx2" in d["classes"]
         (['classes', 'table', 'this_cpu'], True)
     """
-    from edgequant.backends.int8_cpu import INT8_RUNTIMES, class_table, this_cpu
+    from edgequant.backends.int8_table import INT8_RUNTIMES, class_table, this_cpu
     from edgequant.hw.cpu import INT8_CLASSES
 
     return {

@@ -190,7 +190,7 @@ def inspect_tflite(path: Path, *, backend: str, scheme: str) -> InspectReport:
     cls = cpu_profile().int8_class
     static = [o for o in report.ops if o.precision == "int8"]
     if static and cls in PAIR_SATURATING:
-        from edgequant.backends.int8_cpu import class_config
+        from edgequant.backends.int8_table import class_config
 
         report.notes.append(class_config("litert", cls)["reason"])
     return report
@@ -247,7 +247,7 @@ def describe(path: Path, scheme: Scheme) -> dict[str, Any]:
                 ),
             )
         )
-        from edgequant.backends.int8_cpu import class_config
+        from edgequant.backends.int8_table import class_config
 
         cls = cpu_profile().int8_class
         choices.append(
