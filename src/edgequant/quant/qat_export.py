@@ -217,6 +217,7 @@ def remedy_weights(model: Any, remedy: str, layers: Sequence[str]) -> list[str]:
         raise UnsupportedError(f"unknown QDQ remedy {remedy!r} (u8u8 or float)")
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
+    consts = _constants(model)
     producers = {o: n for n in graph.node for o in n.output}
     wanted = set(layers)
     done = []
@@ -234,12 +235,12 @@ def remedy_weights(model: Any, remedy: str, layers: Sequence[str]) -> list[str]:
         if q.dtype != np.int8:
             continue
         if remedy == "u8u8":
-            qname, zname = dq.input[0] + "_u8", dq.input[2] + "_u8" if len(dq.input) > 2 else ""
+            zp = consts.get(dq.input[2]) if len(dq.input) > 2 else None
+            zp_shape = () if zp is None else zp.shape
+            qname, zname = dq.output[0] + "_u8", dq.output[0] + "_zp_u8"
             graph.initializer.append(
                 numpy_helper.from_array((q.astype(np.int16) + 128).astype(np.uint8), qname)
             )
-            zp_shape = numpy_helper.to_array(inits[dq.input[2]]).shape if zname else ()
-            zname = zname or dq.output[0] + "_zp_u8"
             graph.initializer.append(
                 numpy_helper.from_array(np.full(zp_shape, 128, dtype=np.uint8), zname)
             )
@@ -249,7 +250,7 @@ def remedy_weights(model: Any, remedy: str, layers: Sequence[str]) -> list[str]:
             else:
                 dq.input.append(zname)
         else:
-            scale = numpy_helper.to_array(inits[dq.input[1]]).astype(np.float32)
+            scale = consts[dq.input[1]].astype(np.float32)
             axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
             shape = [1] * q.ndim
             if scale.ndim == 1 and scale.size > 1:
