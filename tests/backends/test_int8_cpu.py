@@ -294,3 +294,25 @@ def test_sim_target_names_an_arithmetic(tmp_path: Path, monkeypatch: pytest.Monk
     with be.load(art, 1) as s1, be.load(exact, 1) as s2:
         predicted, ideal = s1.run(x), s2.run(x)
     assert np.abs(predicted - ideal).max() > 1e-3  # the AVX2 prediction differs from exact
+
+
+def test_pytorch_seven_bit_weights_only_on_the_named_modules() -> None:
+    pytest.importorskip("torchao")
+    from edgequant.backends.pytorch.quantize import quantize_pt2e
+
+    net, x = saturating_net(), calib()
+    gm, opts = quantize_pt2e(
+        net,
+        get_scheme("w8a8"),
+        x,
+        torch.from_numpy(x[:2]),
+        None,
+        batch_size=2,
+        seven_bit=["0", "4"],
+    )
+    assert opts["seven_bit_weights"] == ["0", "4"]
+    ranges = [
+        tuple(n.args[4:6]) for n in gm.graph.nodes if "dequantize_per_channel" in str(n.target)
+    ]
+    # conv 0, conv 2, conv 4, linear 8 in graph order: only 0 and 4 are restricted
+    assert ranges == [(-63, 63), (-127, 127), (-63, 63), (-127, 127)]
