@@ -117,12 +117,19 @@ class TestOpenVino(BackendContract):
         assert "MINMAX" in art.metadata["quantizer"]["range_estimator"]
 
     def test_overflow_fix_follows_cpu_flags(self, built) -> None:  # type: ignore[no-untyped-def]
-        from edgequant.hw.cpu import cpu_flags
+        from edgequant.backends.int8_cpu import runtime_int8_class
+        from edgequant.hw.cpu import PAIR_SATURATING
 
+        # the blanket "first_layer_only" is gone: with the module, the layers that saturate on
+        # oneDNN's pmaddubsw path are left in f32 and the overflow fix is off everywhere
         q = built["w8a8"].metadata["quantizer"]
-        vnni = bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
-        assert q["overflow_fix"] == ("disable" if vnni else "first_layer_only")
+        assert q["overflow_fix"] == "disable"
         assert q["cpu_choice_reason"]
+        plan = built["w8a8"].metadata["int8_plan"]
+        assert plan["int8_class"] == runtime_int8_class("openvino")
+        assert q["ignored_layers"] == plan["remedied"]
+        if plan["int8_class"] not in PAIR_SATURATING:
+            assert plan["remedied"] == [] and plan["arithmetic"] == "exact"
 
     def test_overflow_fix_choice_is_valid_for_nncf_on_any_cpu(self) -> None:
         from nncf.quantization.advanced_parameters import OverflowFix

@@ -166,3 +166,30 @@ def test_inspect_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     (tmp_path / "m.onnx").write_bytes(b"x")
     assert main(["inspect", str(tmp_path / "m.onnx")]) == 7
     assert "artifact.json" in _error(capsys)
+
+
+def test_backends_int8_per_cpu_class(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgequant.hw.cpu import INT8_CLASSES, cpu_profile
+
+    fixture = Path(__file__).resolve().parents[1] / "hw" / "cpuinfo" / "zen3-avx2.txt"
+    monkeypatch.setenv("EDGEQUANT_CPUINFO", str(fixture))
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    cpu_profile.cache_clear()
+    try:
+        assert main(["backends", "--json"]) == 0
+        doc = json.loads(capsys.readouterr().out)["int8_per_cpu"]
+        assert doc["this_cpu"]["int8_class"] == "avx2"
+        assert set(doc["this_cpu"]["runtime_class"].values()) == {"avx2"}
+        assert doc["classes"] == [c for c in INT8_CLASSES if c != "other"]
+        for runtime, cells in doc["table"].items():
+            assert set(cells) >= set(doc["classes"]), runtime
+            assert all(c["config"] and c["reason"] for c in cells.values())
+        assert "U8U8" in doc["table"]["onnxruntime"]["avx2"]["config"]
+        assert "widens int8 to 16 bits" in doc["table"]["litert"]["avx2"]["reason"]
+        assert main(["backends"]) == 0
+        text = capsys.readouterr().out
+        assert "INT8 per CPU class" in text and "avx2" in text and "* U8S8; U8U8" in text
+    finally:
+        cpu_profile.cache_clear()

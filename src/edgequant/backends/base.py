@@ -48,6 +48,7 @@ from edgequant.errors import (
 from edgequant.quant.scheme import Scheme
 
 if TYPE_CHECKING:
+    from edgequant.backends.int8_cpu import Int8Plan
     from edgequant.models.base import Model
 
 
@@ -276,10 +277,14 @@ class Backend(ABC):
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         meta: dict[str, Any] = {"cpu_profile": cpu_profile().to_dict()}
+        plan = self.int8_plan(model, scheme, calibration)
+        model = self._techniques(model, scheme, calibration, plan)
         if self.corrects_bias and scheme.is_static:
             from edgequant.quant.bias_correction import corrected_for_quantizer
 
-            model, meta["bias_correction"] = corrected_for_quantizer(model, scheme, calibration)
+            model, meta["bias_correction"] = corrected_for_quantizer(
+                model, scheme, calibration, weight_bits=plan.weight_bits() if plan else None
+            )
         with tempfile.TemporaryDirectory(prefix=f"eq-{self.name}-", dir=out_dir) as tmp:
             build = Build(
                 model=model,
@@ -288,6 +293,7 @@ class Backend(ABC):
                 out_dir=out_dir,
                 work_dir=Path(tmp),
                 meta=meta,
+                state={"int8_plan": plan},
             )
             converted = self._convert(build)
             path = self._save(build, self._quantize(build, converted))
@@ -295,6 +301,41 @@ class Backend(ABC):
         self._describe(art)
         art.save_metadata()
         return art
+
+    def int8_plan(
+        self, model: Model, scheme: Scheme, calibration: np.ndarray | None
+    ) -> Int8Plan | None:
+        """This CPU class's INT8 treatment of a static build (:mod:`edgequant.backends.int8_cpu`:
+        where int16 pair sums saturate on the calibration data, the remedy); None otherwise."""
+        from edgequant.backends.int8_cpu import plan_int8
+
+        if not scheme.is_static or scheme.weights is None or self.simulated:
+            return None
+        return plan_int8(self.name, model, scheme, calibration)
+
+    def cache_facets(self) -> dict[str, Any]:
+        """What decides this backend's artifacts besides versions (the INT8 class its kernels
+        use here, the sim's target): part of the artifact cache key."""
+        from edgequant.backends.int8_cpu import cache_facets
+
+        return cache_facets(self.name)
+
+    def weight_grid(self, scheme: Scheme, plan: Int8Plan | None) -> Any:
+        """AdaRound's target grid here (``WeightGrid``, per-layer function, None = the scheme's)."""
+        from edgequant.backends.int8_cpu import weight_grid_for
+
+        return None if plan is None else weight_grid_for(plan, scheme)
+
+    def _techniques(
+        self, model: Model, scheme: Scheme, calibration: np.ndarray | None, plan: Int8Plan | None
+    ) -> Model:
+        """The scheme's techniques with AdaRound on this runtime's grid (no-op when applied)."""
+        if "adaround" not in scheme.techniques or model.info.get("techniques_applied"):
+            return model
+        from edgequant.quant.transforms import apply_techniques
+
+        grid = self.weight_grid(scheme, plan)
+        return apply_techniques(model, scheme, calibration, adaround_grid=grid)
 
     @abstractmethod
     def _convert(self, build: Build) -> Any:

@@ -1,5 +1,5 @@
 """``edgequant backends``: each runtime, whether it is available here (or why not), its versions,
-and which built-in schemes it can run (or why not).
+which built-in schemes it can run (or why not), and what each does for INT8 on each CPU class.
 
 Example:
     $ edgequant backends
@@ -14,13 +14,15 @@ from typing import Any
 DESCRIPTION = """\
 List the runtimes edgequant knows: available here or why not (with the install command), the
 runtime and quantizer versions, and for every built-in scheme whether that runtime can execute it
-("n/a: reason" where it cannot; reports show the same reason).
+("n/a: reason" where it cannot; reports show the same reason). Then, per CPU INT8 class (AVX2,
+AVX-512, VNNI, AMX, ARM), what each runtime does for a static INT8 scheme and why, with this
+CPU's class marked.
 """
 
 EPILOG = """\
 Examples:
   edgequant backends               # a table of backends x schemes, then the reasons
-  edgequant backends --json        # one JSON document: {"backends": [...]}
+  edgequant backends --json        # one JSON document: {"backends": [...], "int8_per_cpu": {...}}
 """
 
 
@@ -86,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
 
     rows = [describe_backend(n) for n in backend_names()]
     if args.json:
-        print_json({"backends": rows})
+        print_json({"backends": rows, "int8_per_cpu": int8_per_cpu()})
         return 0
     schemes = scheme_names()
     table = []
@@ -107,4 +109,42 @@ def run(args: argparse.Namespace) -> int:
         if lines:
             print(f"\n{r['name']}:")
             print("\n".join(lines))
+    print_int8_table(int8_per_cpu())
     return 0
+
+
+def int8_per_cpu() -> dict[str, Any]:
+    """This CPU, and per runtime and INT8 class the static INT8 configuration and its reason.
+
+    Example:
+        >>> d = int8_per_cpu()
+        >>> sorted(d), "avx2" in d["classes"]
+        (['classes', 'table', 'this_cpu'], True)
+    """
+    from edgequant.backends.int8_table import INT8_RUNTIMES, class_table, this_cpu
+    from edgequant.hw.cpu import INT8_CLASSES
+
+    return {
+        "this_cpu": this_cpu(),
+        "classes": [c for c in INT8_CLASSES if c != "other"],
+        "table": class_table(INT8_RUNTIMES),
+    }
+
+
+def print_int8_table(d: dict[str, Any]) -> None:
+    """The INT8 table: rows runtimes, columns CPU classes (``*`` = the class each gets here)."""
+    from edgequant.console import format_table
+
+    cpu = d["this_cpu"]
+    cap = f", ONEDNN_MAX_CPU_ISA={cpu['onednn_max_cpu_isa']}" if cpu["onednn_max_cpu_isa"] else ""
+    print(f"\nINT8 per CPU class (this CPU: {cpu['model']}, {cpu['int8_class']}{cap}):")
+    rows = []
+    for rt, cells in d["table"].items():
+        here = cpu["runtime_class"].get(rt)
+        rows.append([rt] + [("* " if c == here else "") + cells[c]["config"] for c in d["classes"]])
+    print(format_table(rows, ["runtime", *d["classes"]]))
+    print("\nwhy, on this CPU:")
+    for rt, cells in d["table"].items():
+        here = cpu["runtime_class"].get(rt)
+        if here in cells:
+            print(f"  {rt} ({here}): {cells[here]['reason']}")

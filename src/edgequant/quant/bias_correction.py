@@ -40,9 +40,18 @@ if TYPE_CHECKING:
 
 
 def correct_bias(
-    module: nn.Module, scheme: Scheme, calibration: np.ndarray | torch.Tensor, batch_size: int = 32
+    module: nn.Module,
+    scheme: Scheme,
+    calibration: np.ndarray | torch.Tensor,
+    batch_size: int = 32,
+    *,
+    weight_bits: dict[str, int] | None = None,
 ) -> tuple[nn.Module, int]:
-    """A copy of ``module`` with every conv/linear bias corrected; and how many were corrected."""
+    """A copy of ``module`` with every conv/linear bias corrected; and how many were corrected.
+
+    ``weight_bits``: layers (module names) whose runtime weights have other bits than the scheme's
+    (e.g. 7 where a CPU's pmaddubsw path needs restricted weights): corrected on that grid.
+    """
     if scheme.weights is None:
         return copy.deepcopy(module), 0
     x_all = torch.as_tensor(np.asarray(calibration, dtype=np.float32))
@@ -54,9 +63,11 @@ def correct_bias(
     tq = scheme.weights
     layers = {n: m for n, m in out.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)}
     deltas: dict[str, torch.Tensor] = {}
+    bits = weight_bits or {}
     for name, m in layers.items():
-        s, z = weight_qparams(m.weight, tq)
-        deltas[name] = (fake_quant_weight(m.weight.detach(), s, z, tq) - m.weight).detach()
+        lq = dataclasses.replace(tq, bits=bits[name]) if name in bits else tq
+        s, z = weight_qparams(m.weight, lq)
+        deltas[name] = (fake_quant_weight(m.weight.detach(), s, z, lq) - m.weight).detach()
     sums: dict[str, torch.Tensor] = {}
     counts: dict[str, int] = {}
 
@@ -136,7 +147,11 @@ def error_sum(layer: nn.Module, x: torch.Tensor, delta: torch.Tensor) -> tuple[t
 
 
 def corrected_for_quantizer(
-    model: Model, scheme: Scheme, calibration: np.ndarray | None
+    model: Model,
+    scheme: Scheme,
+    calibration: np.ndarray | None,
+    *,
+    weight_bits: dict[str, int] | None = None,
 ) -> tuple[Model, str]:
     """The model a runtime quantizer with no bias correction of its own should quantize.
 
@@ -170,12 +185,16 @@ def corrected_for_quantizer(
             "activations the correction would learn from; fine for speed runs)"
         )
     folded, pairs = fold_batchnorm(model.module)
-    fixed, n = correct_bias(folded, scheme, calibration)
+    fixed, n = correct_bias(folded, scheme, calibration, weight_bits=weight_bits)
     note = (
         f"empirical bias correction of {n} conv/linear layers on {len(calibration)} calibration "
         f"samples after folding {len(pairs)} batch norms (Nagel et al. 2019), for the weight "
         "rounding of a symmetric quantizer with scale max|w|/127"
     )
+    if weight_bits:
+        note += f"; {len(weight_bits)} layer(s) on the grid the runtime uses there: " + ", ".join(
+            f"{k} {v}-bit" for k, v in sorted(weight_bits.items())
+        )
     info = {**model.info, "techniques_applied": [*done, "bn_fold", "bias_correction"]}
     return dataclasses.replace(model, module=fixed.eval(), info=info), note
 

@@ -29,6 +29,7 @@ import contextlib
 import copy
 import io
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,9 +67,22 @@ def check_exportable(module: Any) -> None:
 
 
 def export_qdq(
-    module: Any, input_spec: InputSpec, path: Path | str, *, int4_storage: bool = False
+    module: Any,
+    input_spec: InputSpec,
+    path: Path | str,
+    *,
+    int4_storage: bool = False,
+    remedy: str = "",
+    remedy_layers: Sequence[str] = (),
 ) -> Path:
-    """Write the simulator ``module`` as an ONNX QDQ model; returns the path."""
+    """Write the simulator ``module`` as an ONNX QDQ model; returns the path.
+
+    ``remedy_layers`` (module names) are written so that a CPU whose int8 path saturates int16
+    pair sums computes them exactly (see ``edgequant.backends.int8_cpu.plan_qdq``):
+    ``remedy="u8u8"``: uint8 weights with zero point 128 (the same grid; ONNX Runtime's MLAS runs
+    U8U8 with a widening, exact kernel); ``"float"``: the dequantized weights as f32 (a float conv
+    on the quantized input: the same numbers, no integer pair sums).
+    """
     import onnx
     import torch
 
@@ -103,6 +117,8 @@ def export_qdq(
         if m.wq is not None
     }
     _fold_weight_quantizers(model, int4=int4_storage and any(b <= 4 for b in int4_bits.values()))
+    if remedy_layers:
+        remedy_weights(model, remedy, remedy_layers)
     onnx.checker.check_model(model)
     onnx.save(model, str(out))
     return out
@@ -187,6 +203,71 @@ def _fold_weight_quantizers(model: Any, *, int4: bool) -> None:
         model.ir_version = max(model.ir_version, 10)
 
 
+def remedy_weights(model: Any, remedy: str, layers: Sequence[str]) -> list[str]:
+    """Rewrite the int8 weights of ``layers``' Conv/Gemm nodes (``remedy`` ``u8u8`` or ``float``,
+    see :func:`export_qdq`); returns the node names changed.
+
+    Example:
+        >>> remedy_weights(onnx.load("m.onnx"), "u8u8", ["conv1"])   # doctest: +SKIP
+        ['/conv1/Conv']
+    """
+    from onnx import numpy_helper
+
+    if remedy not in ("u8u8", "float"):
+        raise UnsupportedError(f"unknown QDQ remedy {remedy!r} (u8u8 or float)")
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    consts = _constants(model)
+    producers = {o: n for n in graph.node for o in n.output}
+    wanted = set(layers)
+    done = []
+    for node in list(graph.node):
+        parts = node.name.strip("/").split("/")
+        owner = ".".join(parts[:-1])
+        if node.op_type not in ("Conv", "Gemm") or not (
+            owner in wanted or any(owner.startswith(f"{w}.") for w in wanted)
+        ):
+            continue
+        dq = producers.get(node.input[1]) if len(node.input) > 1 else None
+        if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] not in inits:
+            continue
+        q = numpy_helper.to_array(inits[dq.input[0]])
+        if q.dtype != np.int8:
+            continue
+        if remedy == "u8u8":
+            zp = consts.get(dq.input[2]) if len(dq.input) > 2 else None
+            zp_shape = () if zp is None else zp.shape
+            qname, zname = dq.output[0] + "_u8", dq.output[0] + "_zp_u8"
+            graph.initializer.append(
+                numpy_helper.from_array((q.astype(np.int16) + 128).astype(np.uint8), qname)
+            )
+            graph.initializer.append(
+                numpy_helper.from_array(np.full(zp_shape, 128, dtype=np.uint8), zname)
+            )
+            dq.input[0] = qname
+            if len(dq.input) > 2:
+                dq.input[2] = zname
+            else:
+                dq.input.append(zname)
+        else:
+            scale = consts[dq.input[1]].astype(np.float32)
+            axis = next((a.i for a in dq.attribute if a.name == "axis"), 1)
+            shape = [1] * q.ndim
+            if scale.ndim == 1 and scale.size > 1:
+                shape[axis] = -1
+            w = (q.astype(np.float32) * scale.reshape(shape)).astype(np.float32)
+            fname = dq.output[0] + "_f32"
+            graph.initializer.append(numpy_helper.from_array(w, fname))
+            node.input[1] = fname
+            graph.node.remove(dq)
+        done.append(node.name)
+    used = {i for n in graph.node for i in n.input}
+    for init in list(graph.initializer):
+        if init.name not in used:
+            graph.initializer.remove(init)
+    return done
+
+
 def onnx_backend(backend: str | None = None) -> Backend:
     """The backend that runs exported QDQ files: ``backend`` if given, else the first registered
     one that loads plain ONNX files (``Backend.loads_onnx``) and is available here.
@@ -253,4 +334,11 @@ def int8_ops(path: Path | str, *, backend: str | None = None) -> dict[str, int]:
     return counts
 
 
-__all__ = ["check_exportable", "export_qdq", "int8_ops", "onnx_backend", "run_onnx"]
+__all__ = [
+    "check_exportable",
+    "export_qdq",
+    "int8_ops",
+    "onnx_backend",
+    "remedy_weights",
+    "run_onnx",
+]

@@ -230,7 +230,9 @@ def qat(
     )
     check_exportable(result.module)
     sim_acc = accuracy(_sim_logits(result.module, x_test), y_test, ref)
-    art = _export(result, m, s.with_(name=f"{s.name}-qat", qat=cfg), runtime, out_dir, int4_storage)
+    art = _export(
+        result, m, s.with_(name=f"{s.name}-qat", qat=cfg), runtime, out_dir, int4_storage, calib
+    )
     rt_acc = accuracy(run_onnx(art.path, x_test, backend=runtime, threads=threads), y_test, ref)
     accuracies = {
         "fp32": accuracy(ref, y_test, ref),
@@ -255,19 +257,43 @@ def _output_dir(output: Path | str) -> Path:
 
 
 def _export(
-    result: Any, m: Model, scheme: Scheme, runtime: str, out_dir: Path, int4_storage: bool
+    result: Any,
+    m: Model,
+    scheme: Scheme,
+    runtime: str,
+    out_dir: Path,
+    int4_storage: bool,
+    calib: np.ndarray,
 ) -> Any:
-    """The trained simulator as ONNX QDQ in ``out_dir``, with its metadata saved."""
-    from edgequant.backends.base import Artifact
+    """The trained simulator as ONNX QDQ in ``out_dir``, with its metadata saved.
+
+    The CPU-class treatment of PTQ builds applies (``edgequant.backends.int8_cpu.plan_qdq``): on a
+    class whose int8 path saturates int16 pair sums for ``runtime``, the layers where it bites on
+    the calibration data are exported so that the runtime computes them exactly.
+    """
+    from edgequant.backends.artifact import Artifact
+    from edgequant.backends.int8_cpu import plan_qdq, record_plan
     from edgequant.quant.qat_export import export_qdq
     from edgequant.quant.simulate import weight_bytes
 
+    plan = plan_qdq(runtime, result.module, calib)
     path = export_qdq(
-        result.module, m.input_spec, out_dir / "model.onnx", int4_storage=int4_storage
+        result.module,
+        m.input_spec,
+        out_dir / "model.onnx",
+        int4_storage=int4_storage,
+        remedy=plan.remedy,
+        remedy_layers=plan.remedied,
     )
     art = Artifact(path=path, backend=runtime, model=m.name, scheme=scheme)
+    plan_meta: dict[str, Any] = {"choices": []}
+    record_plan(plan_meta, plan)
+    inspection = _inspection(runtime, path, art)
+    if plan.saturating:
+        inspection["inspect_notes"] = [*inspection.get("inspect_notes", []), plan.reason()]
     art.metadata = {
-        **_inspection(runtime, path, art),
+        **plan_meta,
+        **inspection,
         "weight_bytes": weight_bytes(result.module),
         "format": "onnx-qdq",
         "producer": "edgequant qat",

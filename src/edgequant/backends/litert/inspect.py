@@ -23,7 +23,7 @@ import numpy as np
 from edgequant.backends.base import InspectReport, OpInfo
 from edgequant.backends.litert.config import WEIGHT_OPS
 from edgequant.errors import ArtifactError, condense_error
-from edgequant.hw.cpu import cpu_flags
+from edgequant.hw.cpu import PAIR_SATURATING, cpu_flags, cpu_profile
 from edgequant.quant.scheme import Scheme
 
 _NAMES = {
@@ -187,6 +187,12 @@ def inspect_tflite(path: Path, *, backend: str, scheme: str) -> InspectReport:
     dyn = sum(1 for o in report.ops if o.precision.endswith("-dynamic"))
     if dyn:
         report.notes.append(f"{dyn} ops quantize their float input at run time (dynamic range)")
+    cls = cpu_profile().int8_class
+    static = [o for o in report.ops if o.precision == "int8"]
+    if static and cls in PAIR_SATURATING:
+        from edgequant.backends.int8_table import class_config
+
+        report.notes.append(class_config("litert", cls)["reason"])
     return report
 
 
@@ -239,6 +245,16 @@ def describe(path: Path, scheme: Scheme) -> dict[str, Any]:
                     if vnni
                     else " (no VNNI on this CPU: smaller speed-up)"
                 ),
+            )
+        )
+        from edgequant.backends.int8_table import class_config
+
+        cls = cpu_profile().int8_class
+        choices.append(
+            _choice(
+                "int16 pair saturation",
+                "no remedy needed",
+                f"litert on {cls}: " + class_config("litert", cls)["reason"],
             )
         )
     elif scheme.is_dynamic:

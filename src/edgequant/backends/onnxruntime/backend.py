@@ -160,10 +160,29 @@ class OnnxRuntimeBackend(Backend):
         elif scheme.is_dynamic:
             build_dynamic(converted, dst, scheme, meta)
         else:
-            choice = self._int8_override or int8_choice()
             calib = need(build.calibration, scheme)
-            build_static(converted, dst, scheme, calib, meta, build.work_dir, choice)
+            choice, layers = self._int8_layout(build, calib)
+            build_static(converted, dst, scheme, calib, meta, build.work_dir, choice, layers)
         return dst
+
+    def _int8_layout(self, build: Build, calib: Any) -> tuple[dict[str, Any], list[str]]:
+        """The int8 layout for this CPU class and the layers that get U8U8 (see int8_cpu).
+
+        On AVX2 / AVX-512 without VNNI the layers whose pair sums saturate on the calibration data
+        get U8U8 and the rest keep 8-bit U8S8 weights; without a PyTorch module (a user's ONNX
+        file) nothing can be analysed and the blanket fallback stays: reduce_range everywhere.
+        """
+        from edgequant.backends.int8_cpu import record_plan
+
+        plan = build.state.get("int8_plan")
+        if self._int8_override is not None or plan is None:
+            return self._int8_override or int8_choice(), []
+        choice = dict(int8_choice())
+        record_plan(build.meta, plan)
+        if plan.saturating and not plan.note:
+            choice["reduce_range"] = False
+            choice["reduce_range_reason"] = plan.reason()
+        return choice, plan.remedied
 
     def _save(self, build: Build, quantized: Path) -> Path:
         build.meta["weight_bytes"] = onnx_weight_bytes(quantized)

@@ -102,6 +102,11 @@ def classify_graph(graph: onnx.GraphProto, artifact: Artifact) -> InspectReport:
         report.notes.append(
             "dynamic: activations are quantized at run time per batch (DynamicQuantizeLinear)"
         )
+    from edgequant.backends.int8_cpu import inspect_note
+
+    cpu_note = inspect_note(artifact.metadata)
+    if cpu_note:
+        report.notes.append(cpu_note)
     return report
 
 

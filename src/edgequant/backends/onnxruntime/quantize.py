@@ -17,7 +17,7 @@ import contextlib
 import io
 import logging
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -240,8 +240,15 @@ def build_static(
     meta: dict[str, Any],
     tmp: Path,
     choice: dict[str, Any],
+    u8u8_layers: Sequence[str] = (),
 ) -> None:
-    """``quantize_static`` QDQ with the scheme mapped on, in ``choice``'s int8 layout (U8S8 on x86)."""
+    """``quantize_static`` QDQ with the scheme mapped on, in ``choice``'s int8 layout (U8S8 on x86).
+
+    ``u8u8_layers``: module names (``_blocks.0._project_conv``) whose Conv/Gemm get uint8
+    weights with zero point 128 (``TensorQuantOverrides``): the same ±127 grid, but MLAS runs
+    them with its U8U8 kernel, which widens to int16 and never saturates (the per-layer remedy of
+    :mod:`edgequant.backends.int8_cpu` on AVX2 / AVX-512 without VNNI).
+    """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -275,12 +282,16 @@ def build_static(
     in_name = onnx.load(str(first), load_external_data=False).graph.input[0].name
     # a user's ONNX file may name its input differently from ours
     reader = _Reader(calib, in_name)
-    options = {
+    options: dict[str, Any] = {
         "ActivationSymmetric": a.symmetric,
         "WeightSymmetric": True,
         **extra,
     }
     per_channel = w.granularity == "channel"
+    if u8u8_layers:
+        overrides, nodes = u8u8_overrides(first, u8u8_layers, per_channel)
+        options["TensorQuantOverrides"] = overrides
+        meta["u8u8_nodes"] = nodes
     act = QuantType.QUInt8 if choice["activation_type"] == "QUInt8" else QuantType.QInt8
     with _quiet_logs():
         try:
@@ -309,9 +320,79 @@ def build_static(
         "weight_type": "QInt8",
         "reduce_range": choice["reduce_range"],
         "calibrate_method": method,
-        "extra_options": options,
+        "extra_options": _jsonable_options(options),
         "calibration_batch": reader.batch,
     }
+
+
+def node_layer(node_name: str) -> str:
+    """The PyTorch module path of a node the TorchScript exporter named (``/a.0/b/Conv`` → ``a.0.b``).
+
+    Example:
+        >>> node_layer("/_blocks.0/_project_conv/Conv"), node_layer("/0/Conv")
+        ('_blocks.0._project_conv', '0')
+    """
+    parts = node_name.strip("/").split("/")
+    return ".".join(parts[:-1]) if len(parts) > 1 else node_name
+
+
+def u8u8_overrides(
+    path: Path, layers: Sequence[str], per_channel: bool
+) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
+    """``TensorQuantOverrides`` giving the weights of ``layers``' Conv/Gemm nodes uint8 codes with
+    zero point 128 and the int8 restricted scale max|w|/127 (codes 1..255 = -127..127 + 128).
+
+    Returns the overrides and the node names they cover.
+    """
+    import onnx
+    from onnx import numpy_helper
+    from onnxruntime.quantization import QuantType
+
+    model = onnx.load(str(path))
+    inits = {i.name: i for i in model.graph.initializer}
+    wanted = set(layers)
+    overrides: dict[str, list[dict[str, Any]]] = {}
+    nodes: list[str] = []
+    for node in model.graph.node:
+        if node.op_type not in ("Conv", "Gemm") or node_layer(node.name) not in wanted:
+            continue
+        if len(node.input) < 2 or node.input[1] not in inits:
+            continue
+        w = numpy_helper.to_array(inits[node.input[1]]).astype(np.float32)
+        axis = _output_axis(node, w.ndim)
+        absmax = np.abs(np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)).max(1)
+        scales = np.maximum(absmax, 1e-12) / np.float32(127)
+        if per_channel:
+            overrides[node.input[1]] = [
+                {
+                    "axis": axis,
+                    "quant_type": QuantType.QUInt8,
+                    "scale": np.float32(s),
+                    "zero_point": np.uint8(128),
+                }
+                for s in scales
+            ]
+        else:
+            overrides[node.input[1]] = [
+                {
+                    "quant_type": QuantType.QUInt8,
+                    "scale": np.float32(scales.max()),
+                    "zero_point": np.uint8(128),
+                }
+            ]
+        nodes.append(node.name)
+    return overrides, nodes
+
+
+def _jsonable_options(options: dict[str, Any]) -> dict[str, Any]:
+    """extra_options for the metadata: overrides summarised (they hold numpy scalars)."""
+    out = {k: v for k, v in options.items() if k != "TensorQuantOverrides"}
+    if "TensorQuantOverrides" in options:
+        out["TensorQuantOverrides"] = {
+            name: "uint8 weights, zero point 128, scale max|w|/127"
+            for name in options["TensorQuantOverrides"]
+        }
+    return out
 
 
 def _calibration_options(scheme: Scheme) -> tuple[str, dict[str, Any]]:
@@ -350,4 +431,12 @@ def _quiet_logs() -> Iterator[None]:
         root.setLevel(old)
 
 
-__all__ = ["build_dynamic", "build_float", "build_static", "build_weight_only", "need"]
+__all__ = [
+    "build_dynamic",
+    "build_float",
+    "build_static",
+    "build_weight_only",
+    "need",
+    "node_layer",
+    "u8u8_overrides",
+]

@@ -225,11 +225,17 @@ class OpenVinoBackend(Backend):
 
         scheme, meta = build.scheme, build.meta
         if scheme.is_static and build.calibration is not None:
+            from edgequant.backends.int8_cpu import record_plan
+
+            plan = build.state.get("int8_plan")
+            if plan is not None:
+                record_plan(meta, plan)
             converted, meta["quantizer"] = ovq.quantize_static(
                 converted,
                 scheme,
                 build.calibration,
                 self.core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"),
+                plan,
             )
             meta["calibration_samples"] = int(meta["quantizer"]["subset_size"])
         elif scheme.is_weight_only:
@@ -386,6 +392,11 @@ class OpenVinoBackend(Backend):
             stored = artifact.metadata.get("quantizer", {}).get("weights_stored_as")
             if stored:
                 notes.append(f"weights stored as {stored}")
+        from edgequant.backends.int8_cpu import inspect_note
+
+        cpu_note = inspect_note(artifact.metadata)
+        if cpu_note:
+            notes.append(cpu_note)
         return InspectReport(
             artifact=str(artifact.path),
             backend=self.name,

@@ -40,7 +40,7 @@ import logging
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -50,6 +50,9 @@ from edgequant.backends.openvino.session import ov_error
 from edgequant.errors import ModelError, ValidationError
 from edgequant.hw.cpu import cpu_flags
 from edgequant.quant.scheme import Scheme
+
+if TYPE_CHECKING:
+    from edgequant.backends.int8_cpu import Int8Plan
 
 #: full BiasCorrection instead of NNCF's default FastBiasCorrection (see module docstring)
 FAST_BIAS_CORRECTION = False
@@ -74,10 +77,52 @@ def _range_estimator(method: str) -> tuple[Any, str]:
     )
 
 
+def _cpu_choice(capabilities: list[str], plan: Int8Plan | None) -> dict[str, Any]:
+    """The overflow fix and ignored layers for the CPU class oneDNN really uses (int8_cpu's plan).
+
+    Pair-saturating class with a per-layer analysis: overflow fix off, the layers that saturate on
+    the calibration data left in f32 (``ignored_scope``); exact classes: overflow fix off; no
+    analysis possible (a user's ONNX file): the flag-based fallback (first layer only).
+    """
+    cpu = cpu_int8_choice(list(capabilities), cpu_flags())
+    if plan is None or plan.note:
+        return {**cpu, "ignored_layers": []}
+    return {
+        "overflow_fix": "disable",
+        "cpu_int8_isa": [plan.int8_class],
+        "reason": plan.reason(),
+        "ignored_layers": list(plan.remedied),
+    }
+
+
+def ignored_scope(layers: list[str]) -> Any:
+    """NNCF ``IgnoredScope`` for PyTorch module names as OpenVINO's frontend names their ops
+    (``__module.<name>/aten::_convolution/Convolution``).
+
+    Example:
+        >>> ignored_scope(["_conv_stem"]).patterns   # doctest: +SKIP
+        ['^__module\\._conv_stem/aten::(_convolution|linear)/']
+    """
+    import re
+
+    import nncf
+
+    patterns = [f"^__module\\.{re.escape(n)}/aten::(_convolution|linear)/" for n in layers]
+    return nncf.IgnoredScope(patterns=patterns, validate=False)
+
+
 def quantize_static(
-    ov_model: Any, scheme: Scheme, samples: np.ndarray, capabilities: list[str]
+    ov_model: Any,
+    scheme: Scheme,
+    samples: np.ndarray,
+    capabilities: list[str],
+    plan: Int8Plan | None = None,
 ) -> tuple[Any, dict[str, Any]]:
-    """``nncf.quantize`` with the scheme mapped; returns the quantized model and options used."""
+    """``nncf.quantize`` with the scheme mapped; returns the quantized model and options used.
+
+    ``plan``: the CPU-class plan (:func:`edgequant.backends.int8_cpu.plan_int8`); its remedied
+    layers stay in f32.
+    """
     import nncf
     from nncf.quantization.advanced_parameters import (
         AdvancedQuantizationParameters,
@@ -88,7 +133,10 @@ def quantize_static(
     w, a = scheme.weights, scheme.activations
     if w is None or a is None:
         raise ValidationError(f"scheme {scheme.name} is not a static integer scheme")
-    cpu = cpu_int8_choice(list(capabilities), cpu_flags())
+    cpu = _cpu_choice(capabilities, plan)
+    extra: dict[str, Any] = {}
+    if cpu["ignored_layers"]:
+        extra["ignored_scope"] = ignored_scope(cpu["ignored_layers"])
     preset = nncf.QuantizationPreset.PERFORMANCE if a.symmetric else nncf.QuantizationPreset.MIXED
     per_channel = w.granularity == "channel"
     estimator, estimator_name = _range_estimator(scheme.calibration.method)
@@ -112,6 +160,7 @@ def quantize_static(
                 fast_bias_correction=FAST_BIAS_CORRECTION,
                 model_type=None,
                 advanced_parameters=advanced,
+                **extra,
             )
     except Exception as e:
         raise ModelError(f"NNCF could not quantize the model: {ov_error(e)}") from None
@@ -135,6 +184,7 @@ def quantize_static(
         "overflow_fix": cpu["overflow_fix"],
         "cpu_int8_isa": cpu["cpu_int8_isa"],
         "cpu_choice_reason": cpu["reason"],
+        "ignored_layers": cpu["ignored_layers"],
         "float_parts": "f32 (INFERENCE_PRECISION_HINT f32, so only the int8 part differs from fp32)",
     }
     return quantized, used

@@ -179,7 +179,7 @@ class PyTorchBackend(Backend):
                 # depthwise conv's weight rounding alone cost more than all activations (logits
                 # SQNR 19.5 dB without, 24.2 dB with it)
                 exportable, graph_ops, extra = self._export_int8(
-                    converted, scheme, calibration, example, dyn
+                    converted, scheme, calibration, example, dyn, build.state.get("int8_plan")
                 )
                 extra["quantizer"]["bias_correction"] = meta.get("bias_correction")
         except (ValidationError, UnsupportedError):
@@ -380,12 +380,15 @@ class PyTorchBackend(Backend):
         calibration: np.ndarray,
         example: torch.Tensor,
         dyn: Any,
+        plan: Any = None,
     ) -> tuple[Any, list[dict[str, str]], dict[str, Any]]:
-        converted, opts = quantize_pt2e(module, scheme, calibration, example, dyn)
+        from edgequant.backends.int8_cpu import record_plan
+
+        seven = plan.remedied if plan is not None and plan.remedy == "7bit" else []
+        converted, opts = quantize_pt2e(module, scheme, calibration, example, dyn, seven_bit=seven)
         ops = analyze_graph(converted, "int8")
         weight_bytes = graph_constant_bytes(converted)
-        flags = set(cpu_flags())
-        vnni = "avx512_vnni" in flags or "avx_vnni" in flags or "amx_int8" in flags
+        vnni = plan is None or not plan.saturating
         meta: dict[str, Any] = {
             "executed_precision": "i8",
             "execution": "PT2E int8: oneDNN u8 x s8 qconv/qlinear kernels lowered by Inductor freezing passes (AOTInductor)",
@@ -397,11 +400,17 @@ class PyTorchBackend(Backend):
                 + (
                     "VNNI dot products on this CPU"
                     if vnni
-                    else "no VNNI on this CPU: expect a small speed-up"
+                    else "no VNNI on this CPU (or ONEDNN_MAX_CPU_ISA): expect a smaller speed-up"
                 )
-                + "; reduce_range=False because VNNI has no u8xs8 overflow issue"
+                + (
+                    "; reduce_range=False because VNNI has no u8xs8 overflow issue"
+                    if vnni
+                    else f"; 7-bit weights only on the {len(seven)} layer(s) that saturate"
+                )
             ),
         }
+        if plan is not None:
+            record_plan(meta, plan)
         return converted, ops, meta
 
     @staticmethod

@@ -88,6 +88,11 @@ def inspect_graph(artifact: Artifact, backend: str) -> InspectReport:
         kernel_notes(ops, graph.get("kernels", {}), quantized=artifact.scheme.weights is not None)
     )
     report.notes.append(f"executes: {artifact.metadata.get('execution', 'unknown')}")
+    from edgequant.backends.int8_cpu import inspect_note
+
+    cpu_note = inspect_note(artifact.metadata)
+    if cpu_note:
+        report.notes.append(cpu_note)
     return report
 
 

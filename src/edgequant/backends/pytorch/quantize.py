@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -87,8 +87,11 @@ def pt2e_unsupported_reason(scheme: Scheme) -> str | None:
     return None
 
 
-def quantizer_for(scheme: Scheme) -> tuple[Any, dict[str, Any]]:
+def quantizer_for(scheme: Scheme, seven_bit: Sequence[str] = ()) -> tuple[Any, dict[str, Any]]:
     """The configured ``X86InductorQuantizer`` for a scheme and the options used (for metadata).
+
+    ``seven_bit``: module names whose weights get -63..63 (``set_module_name_qconfig``): the
+    per-layer remedy where oneDNN's pmaddubsw path saturates (see ``backends/int8_cpu``).
 
     Example:
         >>> from edgequant.quant.scheme import get_scheme
@@ -149,7 +152,13 @@ def quantizer_for(scheme: Scheme) -> tuple[Any, dict[str, Any]]:
         )
         opts["weight_granularity"] = "per-channel symmetric"
     config = dataclasses.replace(base, input_activation=act, output_activation=act, weight=weight)
-    return xiq.X86InductorQuantizer().set_global(config), opts
+    quantizer = xiq.X86InductorQuantizer().set_global(config)
+    if seven_bit:
+        w7 = dataclasses.replace(weight, quant_min=-63, quant_max=63)
+        for name in seven_bit:
+            quantizer.set_module_name_qconfig(name, dataclasses.replace(config, weight=w7))
+        opts["seven_bit_weights"] = list(seven_bit)
+    return quantizer, opts
 
 
 def shared_scale_observer() -> Any:
@@ -178,6 +187,7 @@ def quantize_pt2e(
     example: torch.Tensor,
     dynamic_shapes: Any,
     batch_size: int = 32,
+    seven_bit: Sequence[str] = (),
 ) -> tuple[torch.fx.GraphModule, dict[str, Any]]:
     """Export → prepare → calibrate → convert. Returns the converted graph and the options used.
 
@@ -187,7 +197,7 @@ def quantize_pt2e(
     import torch
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    quantizer, opts = quantizer_for(scheme)
+    quantizer, opts = quantizer_for(scheme, seven_bit)
     gm = torch.export.export(module, (example,), dynamic_shapes=dynamic_shapes).module()
     prepared = prepare_pt2e(gm, quantizer)  # type: ignore[arg-type]
     with torch.no_grad():

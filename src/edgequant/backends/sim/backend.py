@@ -110,10 +110,12 @@ class SimBackend(Backend):
         return model.module
 
     def _quantize(self, build: Build, converted: nn.Module) -> nn.Module:
-        """The calibrated fake-quant GraphModule."""
+        """The calibrated fake-quant GraphModule, on ``EDGEQUANT_SIM_TARGET``'s int8 arithmetic."""
+        from edgequant.backends.int8_cpu import sim_target
         from edgequant.quant.simulate import quantize_module
 
-        return quantize_module(converted, build.scheme, build.calibration)
+        arith = sim_target(build.meta)  # records int8_arith / int8_target in artifact.json
+        return quantize_module(converted, build.scheme, build.calibration, arith=arith)
 
     def _save(self, build: Build, quantized: nn.Module) -> Path:
         """``model.pt`` (the pickled GraphModule) and ``qparams.json`` (every scale and zero-point)."""
