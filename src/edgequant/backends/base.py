@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from edgequant.backends.artifact import METADATA_NAME, Artifact
+from edgequant.backends.inspection import InspectReport, OpInfo
 from edgequant.errors import (
     ArtifactError,
     BackendUnavailableError,
@@ -88,61 +89,6 @@ class Session(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-@dataclass(kw_only=True)
-class OpInfo:
-    """One operator of an artifact as ``inspect`` sees it."""
-
-    name: str
-    op_type: str
-    precision: str  # "int8", "int4", "fp32", "fp16", "bf16", ...
-    reason: str = ""
-
-
-@dataclass(kw_only=True)
-class InspectReport:
-    """What runs in integer and what still runs in float, and why."""
-
-    artifact: str
-    backend: str
-    scheme: str
-    ops: list[OpInfo] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def convs(self) -> list[OpInfo]:
-        return [o for o in self.ops if "conv" in o.op_type.lower()]
-
-    def summary(self) -> str:
-        """E.g. ``37/53 convs in int8; 16 fall back to float: 16 × depthwise (…)``."""
-        convs = self.convs
-        if not convs:
-            return "no convolutions found"
-        low = [o for o in convs if o.precision.startswith(("int", "i", "u"))]
-        flt = [o for o in convs if o not in low]
-        text = f"{len(low)}/{len(convs)} convs in integer precision"
-        if flt:
-            reasons: dict[str, int] = {}
-            for o in flt:
-                reasons[o.reason or "no reason given"] = (
-                    reasons.get(o.reason or "no reason given", 0) + 1
-                )
-            detail = "; ".join(
-                f"{n} × {r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1])
-            )
-            text += f"; {len(flt)} fall back to float: {detail}"
-        return text
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "artifact": self.artifact,
-            "backend": self.backend,
-            "scheme": self.scheme,
-            "summary": self.summary(),
-            "notes": self.notes,
-            "ops": [vars(o) for o in self.ops],
-        }
 
 
 @dataclass(kw_only=True)

@@ -54,8 +54,10 @@ if TYPE_CHECKING:
 
 #: bump when the layout, the key or a build default changes, so old entries are not reused
 #: (2: bias correction by default for ONNX Runtime, LiteRT and PyTorch static int8;
-#: 3: the backend's ``recipe`` joins the key). A change in one backend bumps its ``recipe``.
-CACHE_FORMAT = 3
+#: 3: the backend's ``recipe`` joins the key; 4: the backend's ``cache_facets`` — the INT8 class
+#: its kernels use here and per-layer CPU remedies — join it). A change in one backend bumps its
+#: ``recipe``.
+CACHE_FORMAT = 4
 
 
 def default_cache_dir() -> Path:
@@ -102,6 +104,8 @@ def cache_key(backend: Backend, model: Model, scheme: Scheme, calib_id: str | No
         "backend": backend.name,
         "recipe": backend.recipe,
         "versions": backend.versions(),
+        # what else decides the build here: the INT8 class its kernels use, the sim's target
+        "facets": backend.cache_facets(),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -266,7 +270,8 @@ def _build(
         # random pixels say nothing about real activations: corrections that learn from the
         # calibration data (default bias correction) are skipped; speed does not depend on them
         model = dataclasses.replace(model, info={**model.info, "calibration_synthetic": True})
-    if scheme.techniques:
+    if scheme.techniques and "adaround" not in scheme.techniques:
+        # AdaRound needs the runtime's own weight grid: Backend.prepare applies the techniques
         model = _apply_techniques(model, scheme, calib_array)
     final.parent.mkdir(parents=True, exist_ok=True)
     collect_stale_builds(final.parent)
