@@ -18,10 +18,10 @@ import torch
 from edgequant.console import format_table
 from edgequant.data import calibration_samples, open_dataset
 from edgequant.models.loader import load_model
-from edgequant.quant import lab
 from edgequant.quant.qat import run_qat
-from edgequant.quant.qat_export import export_qdq, int8_ops, run_onnx
 from edgequant.quant.scheme import QATConfig, get_scheme
+from edgequant.studies import lab
+from edgequant.studies.qat_export import export_qdq, int8_ops, run_onnx
 
 
 def main() -> None:

@@ -69,8 +69,8 @@ DOCTESTED = (
     "edgequant.report.tables",
     "edgequant.results.record",
     "edgequant.results.store",
-    "edgequant.quant.qat_pipeline",
-    "edgequant.quant.lab_pipeline",
+    "edgequant.studies.qat",
+    "edgequant.studies.pipeline",
     "edgequant.training",
 )
 

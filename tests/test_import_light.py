@@ -46,7 +46,7 @@ def test_public_api_names_are_lazy_and_light() -> None:
         "import edgequant\n"
         "assert set(edgequant.__all__) <= set(dir(edgequant))\n"
         "import sys\n"
-        "assert 'edgequant.quant.qat_pipeline' not in sys.modules\n"
+        "assert 'edgequant.studies.qat' not in sys.modules\n"
         "for name in ('report', 'qat', 'lab', 'train'):\n"
         "    assert callable(getattr(edgequant, name)), name\n"
     )

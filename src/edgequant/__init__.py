@@ -40,10 +40,10 @@ _LAZY: dict[str, str] = {
     "sweep": "edgequant.sweep",
     "demo": "edgequant.sweep.demo:demo",
     "report": "edgequant.report",
-    "qat": "edgequant.quant.qat_pipeline:qat",
+    "qat": "edgequant.studies.qat:qat",
     "train": "edgequant.training:train",
-    "lab": "edgequant.quant.lab_pipeline:lab",
-    "debug": "edgequant.quant.layer_debug:debug_artifact",
+    "lab": "edgequant.studies.pipeline:lab",
+    "debug": "edgequant.studies.layer_debug:debug_artifact",
 }
 
 __all__ = ["__version__", *_LAZY]

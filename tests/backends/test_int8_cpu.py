@@ -224,8 +224,8 @@ def test_openvino_capped_to_avx2_per_layer_remedy_restores_fp32(tmp_path: Path) 
 
 
 def test_qdq_export_remedies_compute_the_simulator_exactly(tmp_path: Path) -> None:
-    from edgequant.quant.qat_export import export_qdq, int8_ops, run_onnx
     from edgequant.quant.simulate import quantize_module
+    from edgequant.studies.qat_export import export_qdq, int8_ops, run_onnx
 
     be = get_backend("onnxruntime")
     if not be.available():

@@ -12,8 +12,8 @@ import torch.nn as nn
 
 from edgequant.backends import get_backend
 from edgequant.errors import UnsupportedError
-from edgequant.quant.layer_debug import SUMMARY_FILE, debug_artifact
 from edgequant.quant.scheme import get_scheme
+from edgequant.studies.layer_debug import SUMMARY_FILE, debug_artifact
 from tests.helpers import module_model
 
 RUNTIMES = ["onnxruntime", "openvino", "litert", "pytorch"]

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from edgequant.backends import backend_names, get_backend
-from edgequant.build.export import export_onnx
 from edgequant.errors import UnsupportedError
 from edgequant.models.base import Model
-from edgequant.quant.qat_export import int8_ops, onnx_backend, run_onnx
+from edgequant.models.export import export_onnx
+from edgequant.studies.qat_export import int8_ops, onnx_backend, run_onnx
 from tests.helpers import tiny_inputs
 
 

@@ -154,7 +154,7 @@ def test_unsupported_schemes_give_reasons(ort_backend, tiny_model) -> None:  # t
 def test_user_onnx_file_is_used_as_is(
     ort_backend, tiny_model, tiny_calibration, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    from edgequant.build.export import export_onnx
+    from edgequant.models.export import export_onnx
 
     src = export_onnx(tiny_model, tmp_path / "user.onnx")
     user = Model(

@@ -17,7 +17,7 @@ pytest.importorskip("onnxruntime")
 @pytest.fixture(scope="module")
 def user_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny test net as a user's .onnx file (the CLI loads it like any user model)."""
-    from edgequant.build.export import export_onnx
+    from edgequant.models.export import export_onnx
     from tests.helpers import make_tiny_model
 
     return export_onnx(make_tiny_model(), tmp_path_factory.mktemp("user") / "tiny.onnx")

@@ -13,8 +13,8 @@ from edgequant.cli import main
 from edgequant.data import open_dataset
 from edgequant.models.loader import load_model
 from edgequant.quant.qat import run_qat
-from edgequant.quant.qat_export import export_qdq, int8_ops, run_onnx
 from edgequant.quant.scheme import QATConfig, get_scheme
+from edgequant.studies.qat_export import export_qdq, int8_ops, run_onnx
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +121,7 @@ def test_qat_cli_rejects_float_scheme(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_qat_runtime_comes_from_registry_capabilities() -> None:
     from edgequant.backends import backend_names, get_backend
     from edgequant.errors import ValidationError
-    from edgequant.quant.qat_pipeline import qat_backends, resolve_qat_backend
+    from edgequant.studies.qat import qat_backends, resolve_qat_backend
 
     runtimes = qat_backends()
     default = resolve_qat_backend(None)

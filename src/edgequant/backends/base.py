@@ -362,7 +362,7 @@ class Backend(ABC):
         self, artifact: Artifact, batch: np.ndarray, names: Iterable[str] | None = None
     ) -> dict[str, np.ndarray]:
         """The runtime's own output of each conv/linear layer on ``batch``, keyed by the fp32
-        module's layer names (a :class:`edgequant.quant.layer_debug.LayerOutputs`); ``names``:
+        module's layer names (a :class:`edgequant.backends.inspection.LayerOutputs`); ``names``:
         the layers wanted (None: all it can match). Runtimes without intermediates raise.
 
         Example:

@@ -1,4 +1,5 @@
-"""What ``inspect`` reports of an artifact: each operator's precision, and why.
+"""What ``inspect`` and ``layer_outputs`` report of an artifact: each operator's precision and
+why; a layer's own intermediate outputs.
 
 Example:
     >>> r = InspectReport(artifact="m.onnx", backend="rt", scheme="w8a8",
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 
 @dataclass(kw_only=True)
@@ -69,4 +72,34 @@ class InspectReport:
         }
 
 
-__all__ = ["InspectReport", "OpInfo"]
+class LayerOutputs(dict[str, np.ndarray]):
+    """What a runtime's ``layer_outputs`` returns: layer name → float32 array (N, ...).
+
+    ``sources``: layer name → the runtime's own op name it came from; ``unmatched``: runtime
+    conv/linear ops whose name maps to no requested layer; ``arith_target``: the integer
+    arithmetic (name or INT8 class) the simulator should use to predict this runtime on this
+    CPU; ``notes``: what the runtime's intermediate outputs are (and are not).
+
+    Example:
+        >>> out = LayerOutputs(arith_target="exact")
+        >>> out["conv1"] = np.zeros((1, 4, 2, 2), np.float32)
+        >>> out.sources, list(out)
+        ({}, ['conv1'])
+    """
+
+    def __init__(
+        self,
+        *,
+        arith_target: str = "exact",
+        sources: dict[str, str] | None = None,
+        unmatched: list[str] | None = None,
+        notes: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.arith_target = arith_target
+        self.sources: dict[str, str] = dict(sources or {})
+        self.unmatched: list[str] = list(unmatched or [])
+        self.notes: list[str] = list(notes or [])
+
+
+__all__ = ["InspectReport", "LayerOutputs", "OpInfo"]

@@ -70,12 +70,8 @@ def fill_roofline(rec: ResultRecord, model: Model, cfg: BenchConfig) -> None:
     ``reason`` says why; the achieved figure is still given when the MACs are known.
     """
     from edgequant.errors import EdgequantError
-    from edgequant.measure.roofline import (
-        is_integer_precision,
-        model_macs,
-        roofline,
-        roofline_figures,
-    )
+    from edgequant.measure.roofline import is_integer_precision, roofline, roofline_figures
+    from edgequant.models.profile import model_macs
 
     macs, source = model_macs(model)
     precision = "int8" if is_integer_precision(rec.scheme, rec.scheme_detail) else "fp32"

@@ -53,7 +53,7 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edgequant.console import print_json
-    from edgequant.quant.layer_debug import debug_artifact
+    from edgequant.studies.layer_debug import debug_artifact
 
     model = None
     if args.model:

@@ -120,7 +120,7 @@ def _items(text: str) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from edgequant.console import print_json
-    from edgequant.quant.lab_pipeline import lab
+    from edgequant.studies.pipeline import lab
 
     study = {}
     if args.study == "ptq":

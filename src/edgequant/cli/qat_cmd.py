@@ -85,7 +85,7 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edgequant.console import format_table, print_json
-    from edgequant.quant.qat_pipeline import QATOptions, qat
+    from edgequant.studies.qat import QATOptions, qat
 
     options = QATOptions(
         lr=args.lr,

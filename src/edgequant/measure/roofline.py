@@ -251,48 +251,6 @@ def is_integer_precision(scheme: str, scheme_detail: dict[str, Any] | None = Non
     return bool(re.match(r"^w\d+(a\d+|-dyn)", scheme))
 
 
-_MACS: dict[str, tuple[int | None, str]] = {}
-
-
-def model_macs(model: Any) -> tuple[int | None, str]:
-    """``(MACs per sample, where the figure comes from)`` of an edgequant ``Model``.
-
-    Counted on its fp32 module (:func:`edgequant.models.profile.count_params_macs`) when it has
-    one, else the zoo's published figure when the input is the zoo's default; ``None`` with the
-    reason otherwise. Counted once per model and process.
-    """
-    key = f"{model.key}|{model.input_spec.shape}"
-    if key in _MACS:
-        return _MACS[key]
-    out: tuple[int | None, str]
-    if model.module is not None:
-        from edgequant.models.profile import count_params_macs
-
-        try:
-            out = (count_params_macs(model.module, model.input_spec.shape)[1], "counted")
-        except Exception as e:  # a module the counter cannot run: no figure, and why
-            from edgequant.errors import condense_error
-
-            out = (None, f"the MACs could not be counted: {condense_error(e)}")
-    else:
-        out = _published_macs(model)
-    _MACS[key] = out
-    return out
-
-
-def _published_macs(model: Any) -> tuple[int | None, str]:
-    from edgequant.errors import ModelError
-    from edgequant.models.registry import get_entry
-
-    try:
-        entry = get_entry(model.name)
-    except ModelError:
-        return None, "the model has no module to count its MACs on and is not in the zoo"
-    if entry.published is None or tuple(entry.input_spec.shape) != tuple(model.input_spec.shape):
-        return None, "the model has no module to count its MACs on and no published figure"
-    return int(entry.published[1] * 1e9), "published"
-
-
 def roofline_figures(
     *,
     macs_per_sample: int | None,
@@ -333,7 +291,6 @@ __all__ = [
     "achieved_gops",
     "is_integer_precision",
     "measure_roofline",
-    "model_macs",
     "roofline",
     "roofline_figures",
 ]

@@ -26,8 +26,8 @@ import numpy as np
 
 from edgequant.backends.artifact import Artifact
 from edgequant.backends.base import Backend
+from edgequant.backends.inspection import LayerOutputs
 from edgequant.errors import ArtifactError, condense_error
-from edgequant.quant.layer_debug import LayerOutputs
 
 _LAYER_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
 

@@ -42,8 +42,8 @@ from edgequant.backends.onnxruntime.quantize import (
     need,
 )
 from edgequant.backends.onnxruntime.session import OnnxRuntimeSession, make_session
-from edgequant.build.export import export_onnx, onnx_weight_bytes
 from edgequant.errors import ValidationError
+from edgequant.models.export import export_onnx, onnx_weight_bytes
 from edgequant.quant.scheme import Scheme
 
 if TYPE_CHECKING:

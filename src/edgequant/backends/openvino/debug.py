@@ -28,8 +28,8 @@ import numpy as np
 
 from edgequant.backends.artifact import Artifact
 from edgequant.backends.base import Backend
+from edgequant.backends.inspection import LayerOutputs
 from edgequant.errors import ArtifactError
-from edgequant.quant.layer_debug import LayerOutputs
 
 _LAYER_OPS = {"Convolution", "GroupConvolution", "MatMul"}
 _ACTIVATIONS = {"Relu", "Clamp"}

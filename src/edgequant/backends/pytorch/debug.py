@@ -28,9 +28,9 @@ import numpy as np
 
 from edgequant.backends.artifact import Artifact
 from edgequant.backends.base import Backend
+from edgequant.backends.inspection import LayerOutputs
 from edgequant.backends.pytorch.config import PROGRAM_NAME
 from edgequant.errors import ArtifactError, condense_error
-from edgequant.quant.layer_debug import LayerOutputs
 
 _LAYERS = ("aten.conv2d", "aten.convolution", "aten.linear", "aten.addmm")
 _ACTS = ("aten.relu", "aten.relu_", "aten.hardtanh", "aten.hardtanh_", "aten.clamp")

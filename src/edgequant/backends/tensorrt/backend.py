@@ -1,6 +1,6 @@
 """TensorRT backend (NVIDIA GPUs): ONNX Runtime's TensorRT execution provider.
 
-The model is exported to ONNX (:func:`edgequant.build.export.export_onnx`); ``fp32`` and
+The model is exported to ONNX (:func:`edgequant.models.export.export_onnx`); ``fp32`` and
 ``fp16`` build with the provider's own precision flags, ``w8a8`` uses ONNX Runtime's
 ``quantize_static`` QDQ model with **symmetric int8** activations and weights (what TensorRT's
 explicit-quantization path needs), which TensorRT fuses into int8 kernels. The TensorRT engine is

@@ -18,7 +18,7 @@ names do not reveal is listed as *unmatched*, not dropped, and so are runtime op
 layer. A runtime may report a conv under the BatchNorm module folded into it.
 
 Example:
-    >>> from edgequant.quant.layer_debug import sqnr_db
+    >>> from edgequant.studies.layer_debug import sqnr_db
     >>> import numpy as np
     >>> round(sqnr_db(np.ones(4), np.ones(4) * 1.01), 1)
     40.0
@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgequant.backends.inspection import LayerOutputs
 from edgequant.errors import ValidationError
 
 if TYPE_CHECKING:
@@ -48,36 +49,6 @@ if TYPE_CHECKING:
 SUMMARY_FILE = "layer_debug.json"
 SUMMARY_FORMAT = "edgequant.layer_debug/1"
 POINT = "layer output after folded BN and fused activation, dequantized where requantized"
-
-
-class LayerOutputs(dict[str, np.ndarray]):
-    """What a runtime's ``layer_outputs`` returns: layer name → float32 array (N, ...).
-
-    ``sources``: layer name → the runtime's own op name it came from; ``unmatched``: runtime
-    conv/linear ops whose name maps to no requested layer; ``arith_target``: the integer
-    arithmetic (name or INT8 class) the simulator should use to predict this runtime on this
-    CPU; ``notes``: what the runtime's intermediate outputs are (and are not).
-
-    Example:
-        >>> out = LayerOutputs(arith_target="exact")
-        >>> out["conv1"] = np.zeros((1, 4, 2, 2), np.float32)
-        >>> out.sources, list(out)
-        ({}, ['conv1'])
-    """
-
-    def __init__(
-        self,
-        *,
-        arith_target: str = "exact",
-        sources: dict[str, str] | None = None,
-        unmatched: list[str] | None = None,
-        notes: list[str] | None = None,
-    ) -> None:
-        super().__init__()
-        self.arith_target = arith_target
-        self.sources: dict[str, str] = dict(sources or {})
-        self.unmatched: list[str] = list(unmatched or [])
-        self.notes: list[str] = list(notes or [])
 
 
 @dataclass

@@ -12,7 +12,8 @@ import torch
 import torch.nn as nn
 
 from edgequant.errors import ValidationError
-from edgequant.quant.layer_debug import (
+from edgequant.quant.scheme import get_scheme
+from edgequant.studies.layer_debug import (
     SUMMARY_FILE,
     LayerDebug,
     LayerError,
@@ -24,7 +25,6 @@ from edgequant.quant.layer_debug import (
     simulate_layers,
     sqnr_db,
 )
-from edgequant.quant.scheme import get_scheme
 
 
 def test_sqnr_db_values() -> None:
@@ -89,7 +89,7 @@ def test_sim_prediction_high_for_good_low_for_outlier_per_tensor() -> None:
 
 
 def test_row_lists_unmatched_layers_and_result_renders(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from edgequant.quant.layer_debug import LayerSite
+    from edgequant.studies.layer_debug import LayerSite
 
     site = LayerSite(name="conv", kind="conv 3x3", node="conv")
     ref = np.ones((1, 2, 2, 2), np.float32)

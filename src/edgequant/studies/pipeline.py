@@ -1,7 +1,7 @@
 """The quantization lab as one call: load the model and data, run a study, keep its records.
 
 ``edgequant lab STUDY`` is a thin wrapper over :func:`lab`; the studies themselves live in
-:mod:`edgequant.quant.lab`.
+:mod:`edgequant.studies.lab`.
 
 Example:
     >>> import edgequant
@@ -130,7 +130,7 @@ def lab(
     from edgequant.console import log
     from edgequant.data import calibration_samples, open_dataset
     from edgequant.models.loader import load_model
-    from edgequant.quant import lab as studies
+    from edgequant.studies import lab as studies
 
     _check_study(study, keep_float)
     torch.set_num_threads(max(1, threads))

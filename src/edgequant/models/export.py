@@ -10,7 +10,7 @@ down-convert some ops and prints pages of diagnostics. The ``torch.export`` expo
 ``onnxscript`` package) is used only where torch no longer ships the TorchScript one.
 
 Example:
-    >>> from edgequant.build.export import export_onnx   # doctest: +SKIP
+    >>> from edgequant.models.export import export_onnx   # doctest: +SKIP
     >>> export_onnx(load_model("resnet18"), "/tmp/r18.onnx")  # doctest: +SKIP
     PosixPath('/tmp/r18.onnx')
 """

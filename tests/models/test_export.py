@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from edgequant.build.export import (
+from edgequant.errors import ModelError
+from edgequant.models.base import Model
+from edgequant.models.export import (
     INPUT_NAME,
     OUTPUT_NAME,
     condense_error,
     export_onnx,
     onnx_weight_bytes,
 )
-from edgequant.errors import ModelError
-from edgequant.models.base import Model
 from tests.helpers import tiny_inputs
 
 onnx = pytest.importorskip("onnx")

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from edgequant.cli import main
-from edgequant.quant import lab
 from edgequant.quant.scheme import get_scheme
 from edgequant.quant.sensitivity import layer_sensitivity, mixed_precision
 from edgequant.quant.simulate import quantize_module
 from edgequant.results.record import ResultRecord
+from edgequant.studies import lab
 from tests.helpers import make_tiny_model, tiny_inputs
 
 

@@ -203,8 +203,8 @@ def qat(
     from edgequant.data import calibration_samples, open_dataset
     from edgequant.models.loader import load_model
     from edgequant.quant.qat import run_qat
-    from edgequant.quant.qat_export import check_exportable, run_onnx
     from edgequant.quant.simulate import quantize_module
+    from edgequant.studies.qat_export import check_exportable, run_onnx
 
     started = _now()
     s = _static_scheme(scheme)
@@ -273,8 +273,8 @@ def _export(
     """
     from edgequant.backends.artifact import Artifact
     from edgequant.backends.int8_cpu import plan_qdq, record_plan
-    from edgequant.quant.qat_export import export_qdq
     from edgequant.quant.simulate import weight_bytes
+    from edgequant.studies.qat_export import export_qdq
 
     plan = plan_qdq(runtime, result.module, calib)
     path = export_qdq(
