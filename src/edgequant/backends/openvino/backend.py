@@ -151,8 +151,15 @@ class OpenVinoBackend(Backend):
 
     # --- capability ---------------------------------------------------------------------------
     def supports(self, scheme: Scheme, model: Model | None = None) -> str | None:
-        if model is not None and model.module is None and model.onnx_path is None:
+        if (
+            model is not None
+            and model.module is None
+            and model.onnx_path is None
+            and model.source_path is None
+        ):
             return "the model has neither a PyTorch module nor an ONNX file to convert"
+        if model is not None and model.info.get("quantized") and not scheme.is_float:
+            return "the model file is already quantized; run it as fp32 (as it is)"
         if scheme.is_float:
             return None
         w = scheme.weights
@@ -313,6 +320,9 @@ class OpenVinoBackend(Backend):
             elif model.onnx_path is not None:
                 ov_model = ov.convert_model(str(model.onnx_path))
                 source = "onnx"
+            elif model.source_path is not None:  # .tflite or IR, read natively
+                ov_model = self.core().read_model(str(model.source_path))
+                source = model.source_format
             else:
                 raise ModelError(f"model {model.name} has no module or ONNX file to convert")
         except ModelError:
@@ -326,9 +336,10 @@ class OpenVinoBackend(Backend):
                 f"{len(ov_model.outputs)} outputs"
             )
         meta: dict[str, Any] = {"source": source, "dynamic_batch": True}
-        if source == "onnx":
+        if source != "torch":
             try:  # make the batch dimension free so one IR serves every batch size
-                ov_model.reshape({ov_model.input(0): ov.PartialShape([-1, c, h, w])})
+                sample = list(model.input_spec.tensor_shape)  # NHWC for a .tflite
+                ov_model.reshape({ov_model.input(0): ov.PartialShape([-1, *sample])})
             except Exception as e:
                 meta.update(dynamic_batch=False, reshape_error=ov_error(e))
         return ov_model, meta
