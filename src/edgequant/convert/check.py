@@ -41,9 +41,10 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> dict[str, Any]:
     """
     ref = np.asarray(reference, np.float64)
     cand = np.asarray(candidate, np.float64)
-    if ref.shape != cand.shape:
+    n = ref.shape[0] if ref.ndim else 0
+    if cand.shape[:1] != ref.shape[:1] or ref.size != cand.size:
+        # the sessions flatten one sample's output ((N, -1)): only the sizes must agree
         raise ModelError(f"outputs differ in shape: source {ref.shape}, converted {cand.shape}")
-    n = ref.shape[0]
     r, c = ref.reshape(n, -1), cand.reshape(n, -1)
     dot = (r * c).sum(1)
     norms = np.linalg.norm(r, axis=1) * np.linalg.norm(c, axis=1)
@@ -58,7 +59,7 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> dict[str, Any]:
         "sqnr_db": float("inf") if noise == 0 else round(10 * np.log10(signal / noise), 2),
         "top1_agreement_pct": None,
     }
-    if ref.ndim == 2 and ref.shape[1] > 1:
+    if r.shape[1] > 1 and (ref.ndim == 2 or all(d == 1 for d in ref.shape[1:-1])):
         agree = (ref.argmax(1) == cand.argmax(1)).mean()
         out["top1_agreement_pct"] = round(100.0 * float(agree), 2)
     out["faithful"] = bool(out["cosine_min"] >= COSINE_WARN)

@@ -1,7 +1,8 @@
 """Keep only the first output of a several-output ``.tflite`` (a face detector's boxes + scores,
 a landmark model's points + flag): the sessions run one output per model, and edgequant measures
 the first one. The graph is unchanged otherwise (the other heads are still computed), so latency
-is the model's own; the dropped outputs are recorded by name.
+is the model's own; the dropped outputs are recorded by name. A file without a signature (older
+converters wrote none) gets one, ``serving_default``: ai-edge-quantizer calibrates through it.
 
 Example:
     >>> out, dropped = first_output_only(Path("face.tflite"), Path("/tmp/face-out0.tflite"))  # doctest: +SKIP
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from edgequant.errors import ModelError, condense_error
 
@@ -33,6 +35,8 @@ def first_output_only(src: Path, out: Path) -> tuple[Path, list[str]]:
         sg.outputs = [keep]
         for sig in model.signatureDefs or []:
             sig.outputs = [o for o in (sig.outputs or []) if int(o.tensorIndex) == keep]
+        if not model.signatureDefs:
+            model.signatureDefs = [_signature(fb, sg)]
         builder = flatbuffers.Builder(max(1024, src.stat().st_size + 4096))
         builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
         data = bytes(builder.Output())
@@ -48,10 +52,29 @@ def first_output_only(src: Path, out: Path) -> tuple[Path, list[str]]:
     return out, dropped
 
 
+def needs_rewrite(outputs: int, signatures: int) -> bool:
+    """True when a .tflite must be rewritten: several outputs, or no signature."""
+    return outputs > 1 or signatures == 0
+
+
+def _signature(fb: Any, sg: Any) -> Any:
+    sig = fb.SignatureDefT()
+    sig.signatureKey = "serving_default"
+    sig.subgraphIndex = 0
+    sig.inputs, sig.outputs = [], []
+    for group, indices in ((sig.inputs, sg.inputs), (sig.outputs, sg.outputs)):
+        for i in indices:
+            t = fb.TensorMapT()
+            t.name = _name(sg.tensors[int(i)].name)
+            t.tensorIndex = int(i)
+            group.append(t)
+    return sig
+
+
 def _name(raw: bytes | str | None) -> str:
     if isinstance(raw, bytes):
         return raw.decode("utf-8", "replace")
     return str(raw)
 
 
-__all__ = ["first_output_only"]
+__all__ = ["first_output_only", "needs_rewrite"]

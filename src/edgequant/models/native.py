@@ -21,6 +21,7 @@ from typing import Any
 from edgequant.errors import ModelError, condense_error
 from edgequant.models.base import Model
 from edgequant.models.onnx_file import sniff
+from edgequant.convert.tflite_outputs import first_output_only, needs_rewrite
 from edgequant.models.sources import _fill, _spec
 
 
@@ -106,18 +107,21 @@ def load_tflite(path: Path, options: Mapping[str, Any] | None = None) -> Model:
     }
     out_dims = [int(d) for d in outputs[0]["shape"]]
     model = _native_model(path, "tflite", sig, out_dims, options or {}, file_hash(path), info)
-    if len(outputs) > 1:
+    signatures = len(interp.get_signature_list())
+    if needs_rewrite(len(outputs), signatures):
         from edgequant.convert.onnx_opset import _cache_root
-        from edgequant.convert.tflite_outputs import first_output_only
 
         out = _cache_root() / f"{path.stem}-{model.weights_hash[:16]}-out0.tflite"
         _, dropped = first_output_only(path, out)
         model.source_path = out
-        model.info.update(
-            source_original=str(path.resolve()),
-            outputs_dropped=dropped,
-            note_outputs=f"{len(outputs)} outputs: the first ({outputs[0]['name']}) is measured",
-        )
+        model.info["source_original"] = str(path.resolve())
+        if not signatures:
+            model.info["signature_added"] = "serving_default"
+        if dropped:
+            model.info["outputs_dropped"] = dropped
+            model.info["note_outputs"] = (
+                f"{len(outputs)} outputs: the first ({outputs[0]['name']}) is measured"
+            )
     return model
 
 

@@ -340,6 +340,11 @@ class OpenVinoBackend(Backend):
             try:  # make the batch dimension free so one IR serves every batch size
                 sample = list(model.input_spec.tensor_shape)  # NHWC for a .tflite
                 ov_model.reshape({ov_model.input(0): ov.PartialShape([-1, *sample])})
+                out = ov_model.output(0).get_partial_shape()
+                if out.rank.is_static and len(out) > 0 and out[0].is_static:
+                    # a Reshape in the graph bakes batch 1 in: keep batch 1, not wrong outputs
+                    ov_model.reshape({ov_model.input(0): ov.PartialShape([1, *sample])})
+                    meta.update(dynamic_batch=False, reshape_error="the graph fixes batch 1")
             except Exception as e:
                 meta.update(dynamic_batch=False, reshape_error=ov_error(e))
         return ov_model, meta
