@@ -210,7 +210,7 @@ def load_pt2(path: Path, options: Mapping[str, Any] | None = None) -> Model:
     layout = str(opts.get("layout", "NCHW")).upper()
     chw = _fill(where, dims[0], layout, opts)
     return torch_model(
-        program.module(),
+        _program_module(program),
         where=where,
         name=path.stem,
         source_format="pt2",
@@ -220,6 +220,34 @@ def load_pt2(path: Path, options: Mapping[str, Any] | None = None) -> Model:
         weights_hash=file_hash(path),
         info={"program": str(path), "torch_export": "torch.export.load"},
     )
+
+
+def _program_module(program: Any) -> nn.Module:
+    """``program.module()`` in a plain ``nn.Module``: an exported graph is fixed in eval mode and
+    refuses ``.eval()``/``.train()``, which every backend calls."""
+    import torch.nn as nn
+
+    import torch
+
+    class ExportedProgramModule(nn.Module):
+        def __init__(self, graph_module: nn.Module, batch: int | None) -> None:
+            super().__init__()
+            self.program = graph_module
+            self.batch = batch  # a batch size the program was exported at (None: dynamic)
+
+        def forward(self, x: Any) -> Any:
+            if self.batch is None or x.shape[0] == self.batch:
+                return self.program(x)
+            # exported at a static batch: run it sample group by sample group
+            return torch.cat([self.program(x[i : i + 1]) for i in range(x.shape[0])])
+
+        def train(self, mode: bool = True) -> ExportedProgramModule:
+            self.training = mode  # the program itself stays as exported
+            return self
+
+    dims = _example_dims(program)
+    batch = dims[0][0] if dims and dims[0] and dims[0][0] > 0 else None
+    return ExportedProgramModule(program.module(), 1 if batch == 1 else batch)
 
 
 def _example_dims(program: Any) -> list[list[int]]:
