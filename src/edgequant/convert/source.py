@@ -130,9 +130,10 @@ def unsupported_source_reason(backend: Backend, model: Model) -> str | None:
     if reason is None:
         return None
     fmt = model.source_format
+    target = "PyTorch" if backend.needs_torch_module else "ONNX"
     plain = {
-        "tflite": "no maintained .tflite converter to its form works offline here "
-        "(tflite2onnx / tf2onnx need TensorFlow)",
+        "tflite": f"there is no maintained .tflite -> {target} converter that works offline "
+        "(tf2onnx and tflite2onnx need TensorFlow; nothing converts .tflite to PyTorch)",
         "ir": "an OpenVINO IR is read by OpenVINO only; no converter from IR to another format exists",
     }.get(fmt, reason)
     return f"{backend.name} cannot take a {fmt} model: {plain}"
