@@ -61,7 +61,7 @@ def test_pt2_loads_as_a_torch_model_with_the_programs_shape(tmp_path: Path) -> N
 
 def test_pt2_two_inputs_and_wrong_rank_are_named(tmp_path: Path) -> None:
     two = _pt2(tmp_path, TwoInputs(), torch.zeros(1, 3, 4, 4), torch.ones(1, 3, 4, 4), name="two")
-    with pytest.raises(ModelError, match="takes 2 inputs; edgequant runs models with one image"):
+    with pytest.raises(ModelError, match=r"takes 2 inputs; edgequant runs models with one image"):
         load_model(two)
     flat = _pt2(tmp_path, nn.Linear(6, 2), torch.zeros(1, 6), name="flat")
     with pytest.raises(ModelError, match=r"shape \[1, 6\] \(rank 2\).*one 4-D image input"):
@@ -71,11 +71,11 @@ def test_pt2_two_inputs_and_wrong_rank_are_named(tmp_path: Path) -> None:
 def test_a_pickle_named_pt2_is_refused_without_running_it(tmp_path: Path) -> None:
     path = tmp_path / "evil.pt2"
     path.write_bytes(pickle.dumps({"a": 1}))
-    with pytest.raises(ModelError, match="looks like a Python pickle.*not a .pt2 program"):
+    with pytest.raises(ModelError, match=r"looks like a Python pickle.*not a .pt2 program"):
         load_model(path)
     text = tmp_path / "notes.pt2"
     text.write_text("hello")
-    with pytest.raises(ModelError, match="cannot read program .*notes.pt2"):
+    with pytest.raises(ModelError, match=r"cannot read program .*notes.pt2"):
         load_model(text)
 
 
@@ -112,13 +112,13 @@ def test_factory_entry_point_with_and_without_weights(factory_pkg: Path) -> None
 
 
 def test_factory_errors_are_one_line_each(factory_pkg: Path) -> None:
-    with pytest.raises(ModelError, match="returned a int, not a torch.nn.Module"):
+    with pytest.raises(ModelError, match=r"returned a int, not a torch.nn.Module"):
         load_model("eq_user_nets:not_a_module")
-    with pytest.raises(ModelError, match="calling broken\\(\\) failed: .*no GPU found"):
+    with pytest.raises(ModelError, match=r"calling broken\(\) failed: .*no GPU found"):
         load_model("eq_user_nets:broken")
-    with pytest.raises(ModelError, match="has no attribute 'nope'"):
+    with pytest.raises(ModelError, match=r"has no attribute 'nope'"):
         load_model("eq_user_nets:nope")
-    with pytest.raises(ModelError, match="cannot import eq_missing_pkg"):
+    with pytest.raises(ModelError, match=r"cannot import eq_missing_pkg"):
         load_model("eq_missing_pkg.nets:build")
 
 
@@ -144,12 +144,18 @@ def tflite_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_float_tflite_nhwc_is_read_from_the_file(tflite_dir: Path) -> None:
     m = load_model(tflite_dir / "nhwc.tflite")
-    assert (m.source_format, m.input_spec.layout, m.input_spec.shape) == ("tflite", "NHWC", (3, 10, 10))
+    assert (m.source_format, m.input_spec.layout, m.input_spec.shape) == (
+        "tflite",
+        "NHWC",
+        (3, 10, 10),
+    )
     assert m.module is None and m.source_path is not None and m.num_classes == 5
     assert m.info["quantized"] is False
 
 
-def test_several_output_tflite_keeps_the_first(tflite_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_several_output_tflite_keeps_the_first(
+    tflite_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("EDGEQUANT_CACHE", str(tmp_path))
     from ai_edge_litert.interpreter import Interpreter
 
@@ -171,11 +177,11 @@ def test_several_output_tflite_keeps_the_first(tflite_dir: Path, tmp_path: Path,
 def test_files_that_are_not_what_their_suffix_says(tmp_path: Path) -> None:
     fake = tmp_path / "model.tflite"
     fake.write_bytes(pickle.dumps([1, 2]))
-    with pytest.raises(ModelError, match="cannot read tflite model .* looks like a Python pickle"):
+    with pytest.raises(ModelError, match=r"cannot read tflite model .* looks like a Python pickle"):
         load_model(fake)
     xml = tmp_path / "model.xml"
     xml.write_bytes(b"PK\x03\x04 zip")
-    with pytest.raises(ModelError, match="cannot read IR model .* looks like a zip archive"):
+    with pytest.raises(ModelError, match=r"cannot read IR model .* looks like a zip archive"):
         load_model(xml)
 
 
@@ -188,12 +194,14 @@ def test_ir_with_and_without_its_bin(tmp_path: Path) -> None:
     ir = ov.convert_model(Net().eval(), example_input=torch.zeros(1, 3, 8, 8))
     xml = tmp_path / "net.xml"
     ov.save_model(ir, str(xml))
-    with pytest.raises(ModelError, match=r"dynamic H \(shape \[-1, 3, -1, -1\]\); give it with --input-shape"):
+    with pytest.raises(
+        ModelError, match=r"dynamic H \(shape \[-1, 3, -1, -1\]\); give it with --input-shape"
+    ):
         load_model(xml)
     m = load_model(xml, input_options={"input_shape": "1,3,8,8"})
     assert (m.source_format, m.input_spec.shape, m.num_classes) == ("ir", (3, 8, 8), 5)
     xml.with_suffix(".bin").unlink()
-    with pytest.raises(ModelError, match="keeps its weights in net.bin, which is not in"):
+    with pytest.raises(ModelError, match=r"keeps its weights in net.bin, which is not in"):
         load_model(xml)
 
 
@@ -203,7 +211,9 @@ def test_ir_with_and_without_its_bin(tmp_path: Path) -> None:
 def _onnx(path: Path, opset: int, out_dims: list[object]) -> Path:
     from onnx import TensorProto, helper, numpy_helper, save
 
-    w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
+    w = numpy_helper.from_array(
+        np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32), "w"
+    )
     nodes = [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])]
     graph = helper.make_graph(
         nodes,

@@ -18,10 +18,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from edgequant.convert.tflite_outputs import first_output_only, needs_rewrite
 from edgequant.errors import ModelError, condense_error
 from edgequant.models.base import Model
 from edgequant.models.onnx_file import sniff
-from edgequant.convert.tflite_outputs import first_output_only, needs_rewrite
 from edgequant.models.sources import _fill, _spec
 
 

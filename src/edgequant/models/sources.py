@@ -225,9 +225,8 @@ def load_pt2(path: Path, options: Mapping[str, Any] | None = None) -> Model:
 def _program_module(program: Any) -> nn.Module:
     """``program.module()`` in a plain ``nn.Module``: an exported graph is fixed in eval mode and
     refuses ``.eval()``/``.train()``, which every backend calls."""
-    import torch.nn as nn
-
     import torch
+    import torch.nn as nn
 
     class ExportedProgramModule(nn.Module):
         def __init__(self, graph_module: nn.Module, batch: int | None) -> None:
@@ -255,7 +254,7 @@ def _example_dims(program: Any) -> list[list[int]]:
     import torch
 
     users = set(program.graph_signature.user_inputs)
-    dims = []
+    dims: list[list[int]] = []
     for node in program.graph.nodes:
         if node.op == "placeholder" and node.name in users:
             val = node.meta.get("val")
