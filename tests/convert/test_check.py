@@ -110,19 +110,19 @@ def test_a_float_tflite_on_its_runtimes_and_na_on_the_others(
             progress=False,
         )
         check = art.model_source["check"]
-        assert art.model_source["format"] == "tflite", backend
+        assert art.model_source["format"] == ".tflite", backend
         assert check["reference"] == "the LiteRT interpreter on the source .tflite"
         assert check["cosine_min"] > 0.9999, (backend, check)
         assert art.run(x[:1]).shape == (1, 6)
     with pytest.raises(
         UnsupportedError,
-        match=r"onnxruntime cannot take a tflite model: there is no maintained .tflite -> ONNX",
+        match=r"onnxruntime cannot take a .tflite model: there is no maintained .tflite -> ONNX",
     ):
         quantize(
             str(path), backend="onnxruntime", scheme="fp32", cache_dir=tmp_path, progress=False
         )
     with pytest.raises(
-        UnsupportedError, match=r"pytorch cannot take a tflite model: .*-> PyTorch converter"
+        UnsupportedError, match=r"pytorch cannot take a .tflite model: .*-> PyTorch converter"
     ):
         quantize(str(path), backend="pytorch", scheme="fp32", cache_dir=tmp_path, progress=False)
 

@@ -145,7 +145,7 @@ def tflite_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_float_tflite_nhwc_is_read_from_the_file(tflite_dir: Path) -> None:
     m = load_model(tflite_dir / "nhwc.tflite")
     assert (m.source_format, m.input_spec.layout, m.input_spec.shape) == (
-        "tflite",
+        ".tflite",
         "NHWC",
         (3, 10, 10),
     )
@@ -177,7 +177,7 @@ def test_several_output_tflite_keeps_the_first(
 def test_files_that_are_not_what_their_suffix_says(tmp_path: Path) -> None:
     fake = tmp_path / "model.tflite"
     fake.write_bytes(pickle.dumps([1, 2]))
-    with pytest.raises(ModelError, match=r"cannot read tflite model .* looks like a Python pickle"):
+    with pytest.raises(ModelError, match=r"cannot read TFLite model .* looks like a Python pickle"):
         load_model(fake)
     xml = tmp_path / "model.xml"
     xml.write_bytes(b"PK\x03\x04 zip")

@@ -68,8 +68,8 @@ def resolve_model(
         return _module_model(model, dict(input_options or {}), example)
     if not isinstance(model, str | Path):
         raise ValidationError(
-            "model must be a zoo name, a model file, package.module:factory, a torch.nn.Module "
-            f"or an edgequant Model, got {type(model).__name__}"
+            "model must be a zoo name, a model file or an edgequant Model (or "
+            f"package.module:factory, or a torch.nn.Module), got {type(model).__name__}"
         )
     return load_model(
         model,

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgequant.errors import ModelError, condense_error
+from edgequant.models.base import TFLITE
 
 if TYPE_CHECKING:
     from edgequant.models.base import Model
@@ -87,7 +88,7 @@ def reference_runner(model: Model) -> tuple[Runner, str]:
         return _torch_runner(model.module), "the eager PyTorch module"
     if model.onnx_path is not None:
         return _ort_runner(str(original or model.onnx_path)), "ONNX Runtime on the source .onnx"
-    if model.source_format == "tflite" and model.source_path is not None:
+    if model.source_format == TFLITE and model.source_path is not None:
         return _tflite_runner(
             str(model.source_path)
         ), "the LiteRT interpreter on the source .tflite"

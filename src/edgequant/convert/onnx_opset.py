@@ -90,7 +90,7 @@ def _check(src: Path, out: Path, model: Model) -> dict[str, Any]:
     try:
         ref, cand = _ort_runner(str(src)), _ort_runner(str(out))
     except ImportError:
-        return {"skipped": "onnxruntime is not installed"}
+        return {"skipped": "ONNX Runtime is not installed"}
     except Exception as e:
         raise ModelError(
             f"ONNX model {src}: the opset-{MIN_OPSET} upgrade does not load in ONNX Runtime: "

@@ -29,6 +29,7 @@ import numpy as np
 
 from edgequant.convert.check import check_runners, reference_runner, run_batches
 from edgequant.errors import ModelError, UnsupportedError
+from edgequant.models.base import TFLITE
 
 if TYPE_CHECKING:
     from edgequant.backends.base import Artifact, Backend
@@ -58,7 +59,7 @@ def conversion_path(model: Model, artifact: Artifact) -> str:
     meta = artifact.metadata
     how = meta.get("converter") or meta.get("exporter") or meta.get("export")
     if isinstance(how, dict):
-        how = how.get("source") and f"ov.convert_model from {how['source']}"
+        how = how.get("source") and f"convert_model from {how['source']}"
     return f"{model.source_format} -> {artifact.backend}: {how or 'as the backend builds it'}"
 
 
@@ -132,7 +133,7 @@ def unsupported_source_reason(backend: Backend, model: Model) -> str | None:
     fmt = model.source_format
     target = "PyTorch" if backend.needs_torch_module else "ONNX"
     plain = {
-        "tflite": f"there is no maintained .tflite -> {target} converter that works offline "
+        TFLITE: f"there is no maintained .tflite -> {target} converter that works offline "
         "(tf2onnx and tflite2onnx need TensorFlow; nothing converts .tflite to PyTorch)",
         "ir": "an OpenVINO IR is read by OpenVINO only; no converter from IR to another format exists",
     }.get(fmt, reason)

@@ -42,7 +42,7 @@ def first_output_only(src: Path, out: Path) -> tuple[Path, list[str]]:
         data = bytes(builder.Output())
     except Exception as e:
         raise ModelError(
-            f"tflite model {src} has several outputs and keeping only the first failed: "
+            f"TFLite model {src} has several outputs and keeping only the first failed: "
             f"{condense_error(e)}"
         ) from None
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     import torch.nn as nn
 
 
+#: ``Model.source_format`` of a model read from a ``.tflite`` file
+TFLITE = ".tflite"
+
+
 @dataclass(kw_only=True)
 class Model:
     """A model ready for quantization.
@@ -31,7 +35,7 @@ class Model:
     file (``onnx_path`` is set) and for a runtime's own format (``.tflite``, an IR ``.xml``:
     ``source_path`` is set), in which case backends that need PyTorch report n/a.
     ``source_format`` names where the model came from (``zoo``, ``pth``, ``pt2``, ``factory``,
-    ``onnx``, ``tflite``, ``ir``); ``weights_hash`` identifies the weights (part of the
+    ``onnx``, ``.tflite``, ``ir``); ``weights_hash`` identifies the weights (part of the
     artifact cache key).
     """
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from edgequant.convert.tflite_outputs import first_output_only, needs_rewrite
 from edgequant.errors import ModelError, condense_error
-from edgequant.models.base import Model
+from edgequant.models.base import TFLITE, Model
 from edgequant.models.onnx_file import sniff
 from edgequant.models.sources import _fill, _spec
 
@@ -73,13 +73,13 @@ def load_tflite(path: Path, options: Mapping[str, Any] | None = None) -> Model:
     from edgequant.models.loader import file_hash
 
     if not path.is_file():
-        raise ModelError(f"tflite model {path} does not exist")
+        raise ModelError(f"TFLite model {path} does not exist")
     with open(path, "rb") as f:
         head = f.read(8)
     if head[4:8] != b"TFL3":
         looks = sniff(path)
         what = f"it looks like {looks}" if looks else "it has no TFL3 flatbuffer header"
-        raise ModelError(f"cannot read tflite model {path}: {what}")
+        raise ModelError(f"cannot read TFLite model {path}: {what}")
     try:
         from ai_edge_litert.interpreter import Interpreter
 
@@ -90,11 +90,11 @@ def load_tflite(path: Path, options: Mapping[str, Any] | None = None) -> Model:
             "reading .tflite models needs ai-edge-litert: pip install ai-edge-litert"
         ) from None
     except Exception as e:
-        raise ModelError(f"cannot read tflite model {path}: {condense_error(e)}") from None
+        raise ModelError(f"cannot read TFLite model {path}: {condense_error(e)}") from None
     if len(inputs) != 1:
         names = ", ".join(repr(i["name"]) for i in inputs[:4])
         raise ModelError(
-            f"tflite model {path} has {len(inputs)} inputs ({names}); edgequant runs models "
+            f"TFLite model {path} has {len(inputs)} inputs ({names}); edgequant runs models "
             "with one image input"
         )
     sig = [int(d) for d in inputs[0].get("shape_signature", inputs[0]["shape"])]
@@ -106,7 +106,7 @@ def load_tflite(path: Path, options: Mapping[str, Any] | None = None) -> Model:
         "quantized": dtype in ("int8", "uint8"),
     }
     out_dims = [int(d) for d in outputs[0]["shape"]]
-    model = _native_model(path, "tflite", sig, out_dims, options or {}, file_hash(path), info)
+    model = _native_model(path, TFLITE, sig, out_dims, options or {}, file_hash(path), info)
     signatures = len(interp.get_signature_list())
     if needs_rewrite(len(outputs), signatures):
         from edgequant.convert.onnx_opset import _cache_root

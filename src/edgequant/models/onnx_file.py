@@ -68,7 +68,7 @@ def load_onnx(
         "preprocessing_assumed": is_assumed,
         "input_name": inputs[0].name,
         "output_name": graph.output[0].name,
-        "dynamic_batch": not isinstance(dims[0], int),
+        "dynamic_batch": not (isinstance(dims[0], int) and dims[0] > 0),
         "dynamic_dims_resolved": [i for i, d in enumerate(dims[1:], 1) if not isinstance(d, int)],
         "opset": max(
             (o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=None

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgequant.errors import ModelError
+from edgequant.models.base import TFLITE
 
 if TYPE_CHECKING:
     from edgequant.models.base import Model
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 def source_reason(model: Model, scheme: Scheme) -> str | None:
     """None when LiteRT can build ``scheme`` from this module-less model, else why not."""
     fmt = model.source_format
-    if fmt == "tflite":
+    if fmt == TFLITE:
         if model.info.get("quantized") and not (scheme.is_float and scheme.float_dtype == "fp32"):
             return (
                 "the .tflite is already quantized (integer input); run it as fp32 (as it is): "
