@@ -22,7 +22,7 @@ def _module_exists(target: str) -> bool:
         return False
 
 
-@pytest.mark.parametrize("name", sorted(set(edgequant.__all__) - {"__version__"}))
+@pytest.mark.parametrize("name", sorted(edgequant._LAZY))
 def test_public_name_resolves_to_a_callable(name: str) -> None:
     target = edgequant._LAZY[name]
     if name in PENDING and not _module_exists(target):
@@ -32,6 +32,35 @@ def test_public_name_resolves_to_a_callable(name: str) -> None:
         pytest.skip(f"{target} is not made callable on this branch yet")
     assert callable(value), f"edgequant.{name} -> {target} is not callable"
     assert inspect.getdoc(value), f"edgequant.{name} has no docstring"
+
+
+def test_every_public_name_is_lazy_or_defined_here() -> None:
+    for name in edgequant.__all__:
+        assert name in edgequant._LAZY or name in vars(edgequant), name
+    assert callable(edgequant.to_rows) and inspect.getdoc(edgequant.to_frame)
+
+
+def test_to_rows_flattens_records_for_a_table() -> None:
+    from edgequant.results.record import ResultRecord
+
+    rec = ResultRecord(
+        model="m",
+        backend="b",
+        scheme="w8a8",
+        scenario="Offline",
+        dataset="d",
+        threads=2,
+        batch_size=8,
+        accuracy={"top1_pct": 70.0},
+        model_source={"check": {"cosine_min": 0.99}},
+        environment={"cpu": "x"},
+    )
+    rows = edgequant.to_rows([rec, rec.to_dict()])
+    assert len(rows) == 2 and rows[0] == rows[1]
+    assert rows[0]["accuracy.top1_pct"] == 70.0
+    assert rows[0]["model_source.check.cosine_min"] == 0.99
+    assert not any(k.startswith("environment") for k in rows[0])
+    assert edgequant.to_rows(rec) == rows[:1]
 
 
 def test_unknown_attribute_is_an_attribute_error() -> None:
@@ -63,6 +92,11 @@ def test_cli_and_api_share_the_pipelines() -> None:
 
 DOCTESTED = (
     "edgequant",
+    "edgequant.build.quantize",
+    "edgequant.convert.check",
+    "edgequant.convert.source",
+    "edgequant.models.sources",
+    "edgequant.cli.args",
     "edgequant.report",
     "edgequant.report.export",
     "edgequant.report.recommend",

@@ -11,7 +11,13 @@ The public Python API is the same set of functions the ``edgequant`` command lin
 * :func:`report` — HTML / Markdown / CSV report of a runs directory;
 * :func:`qat` — quantization-aware training, exported and run by a real runtime;
 * :func:`train` — train a zoo architecture on a dataset with train/test splits;
-* :func:`lab` — simulated quantization studies (PTQ grid, Winograd, layer sensitivity).
+* :func:`lab` — simulated quantization studies (PTQ grid, Winograd, layer sensitivity);
+* :func:`load_model` — a zoo name, a model file (``.onnx``, ``.pt2``, ``.tflite``, IR ``.xml``,
+  ``.pth``) or ``package.module:factory`` as a :class:`~edgequant.models.base.Model`;
+* :func:`to_rows` / :func:`to_frame` — result records as flat rows / a pandas DataFrame.
+
+``quantize`` takes a ``torch.nn.Module`` as it is (no file to write) and returns an artifact
+you can ``.run(x)``, ``.inspect()`` and ``.benchmark(scenario=...)``; see ``docs/byom.md``.
 
 Importing this package is cheap: each name is imported on first use, and no runtime (ONNX
 Runtime, OpenVINO, LiteRT, torch) is imported until a backend or model is used.
@@ -44,9 +50,57 @@ _LAZY: dict[str, str] = {
     "train": "edgequant.training:train",
     "lab": "edgequant.studies.pipeline:lab",
     "debug": "edgequant.studies.layer_debug:debug_artifact",
+    "load_model": "edgequant.models.loader:load_model",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", *_LAZY, "to_frame", "to_rows"]
+
+
+def to_rows(records: Any) -> list[dict[str, Any]]:
+    """Result records (``ResultRecord`` objects or their dicts) as flat rows for a table.
+
+    Nested fields become dotted columns (``latency_ms.p90``, ``accuracy.top1_pct``,
+    ``model_source.check.cosine_min``); lists and the bulky ``environment``,
+    ``artifact_metadata`` and ``extra`` fields are left out.
+
+    Example:
+        >>> from edgequant.results.record import ResultRecord
+        >>> r = ResultRecord(model="m", backend="b", scheme="w8a8", scenario="Offline",
+        ...                  dataset="synthetic", threads=2, batch_size=8,
+        ...                  latency_ms={"p90": 1.5})
+        >>> row = to_rows([r])[0]
+        >>> row["scheme"], row["latency_ms.p90"]
+        ('w8a8', 1.5)
+    """
+    skip = {"environment", "artifact_metadata", "extra", "scheme_detail"}
+    out = []
+    for rec in [records] if hasattr(records, "to_dict") or isinstance(records, dict) else records:
+        data = rec.to_dict() if hasattr(rec, "to_dict") else dict(rec)
+        row: dict[str, Any] = {}
+        _flatten("", {k: v for k, v in data.items() if k not in skip}, row)
+        out.append(row)
+    return out
+
+
+def _flatten(prefix: str, value: Any, row: dict[str, Any]) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, row)
+    elif not isinstance(value, list | tuple):
+        row[prefix] = value
+
+
+def to_frame(records: Any) -> Any:
+    """:func:`to_rows` as a ``pandas.DataFrame`` (needs pandas: ``pip install pandas``).
+
+    Example:
+        >>> to_frame(records).groupby("backend")["throughput_ips"].max()   # doctest: +SKIP
+    """
+    try:
+        import pandas as pd
+    except ImportError:
+        raise ImportError("to_frame needs pandas: pip install pandas (or use to_rows)") from None
+    return pd.DataFrame(to_rows(records))
 
 
 def __getattr__(name: str) -> Any:

@@ -1,5 +1,5 @@
 """``Backend.load_onnx``: ONNX files built outside prepare (QAT's QDQ export) run through the
-registry; ``quant.qat_export`` picks such a backend without naming one."""
+registry; ``studies.qat_export`` picks such a backend without naming one."""
 
 from __future__ import annotations
 

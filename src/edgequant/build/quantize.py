@@ -16,32 +16,46 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from edgequant.backends.artifact import Artifact
 from edgequant.build.calibration import CalibrationInput
 from edgequant.console import log
 from edgequant.errors import ValidationError
 
 if TYPE_CHECKING:
-    from edgequant.backends.base import Artifact, Backend, InspectReport
+    from edgequant.backends.base import Backend, InspectReport
     from edgequant.models.base import Model
     from edgequant.quant.scheme import Scheme
 
 
 def resolve_model(
-    model: str | Path | Model,
+    model: Any,
     *,
     weights: str | Path | None = None,
     arch: str | None = None,
     pretrained: bool = True,
+    input_options: Mapping[str, Any] | None = None,
+    card: str | Path | None = None,
+    example: np.ndarray | None = None,
 ) -> Model:
-    """A :class:`~edgequant.models.base.Model` from a zoo name, a model file or a Model.
+    """A :class:`~edgequant.models.base.Model` from a zoo name, a model file, an entry point
+    ``package.module:factory``, a ``torch.nn.Module`` or a Model.
+
+    An ``nn.Module`` takes its input shape from ``input_options["input_shape"]``, else from
+    ``example`` (a calibration array), else from a ``input_shape`` attribute of the module.
 
     Example:
         >>> resolve_model("digits_cnn").name
         'digits_cnn'
+        >>> import torch
+        >>> resolve_model(torch.nn.Conv2d(3, 2, 1), input_options={"input_shape": "3,8,8"}).num_classes
+        8
     """
     from edgequant.models.base import Model
     from edgequant.models.loader import load_model
@@ -50,11 +64,63 @@ def resolve_model(
         if weights is not None or arch is not None:
             raise ValidationError("weights= and arch= apply to a model name or file, not a Model")
         return model
+    if _is_module(model):
+        return _module_model(model, dict(input_options or {}), example)
     if not isinstance(model, str | Path):
         raise ValidationError(
-            f"model must be a zoo name, a model file or an edgequant Model, got {type(model).__name__}"
+            "model must be a zoo name, a model file or an edgequant Model (or "
+            f"package.module:factory, or a torch.nn.Module), got {type(model).__name__}"
         )
-    return load_model(model, weights=weights, arch=arch, pretrained=pretrained)
+    return load_model(
+        model,
+        weights=weights,
+        arch=arch,
+        pretrained=pretrained,
+        input_options=input_options,
+        card=card,
+    )
+
+
+def _is_module(obj: Any) -> bool:
+    mod = type(obj).__module__ or ""
+    if not mod.startswith("torch") and not hasattr(obj, "state_dict"):
+        return False
+    import torch.nn as nn
+
+    return isinstance(obj, nn.Module)
+
+
+def _module_model(module: Any, options: dict[str, Any], example: np.ndarray | None) -> Model:
+    """A user's in-memory ``nn.Module`` as a Model (its weights hashed for the cache key)."""
+    from edgequant.models.loader import state_dict_hash
+    from edgequant.models.sources import _given_chw, torch_model
+
+    layout = str(options.get("layout", "NCHW")).upper()
+    where = f"module {type(module).__name__}"
+    chw = _given_chw(where, options, layout)
+    if chw is None and example is not None and example.ndim == 4:
+        s = example.shape[1:]
+        chw = (s[2], s[0], s[1]) if layout == "NHWC" else (s[0], s[1], s[2])
+    if chw is None and getattr(module, "input_shape", None) is not None:
+        chw = tuple(module.input_shape[-3:])
+    if chw is None:
+        raise ValidationError(
+            f"{where}: give its input shape (input_options={{'input_shape': '3,224,224'}}), "
+            "a calibration array, or an input_shape attribute on the module"
+        )
+    name = type(module).__name__.lower()
+    digest = state_dict_hash(module.state_dict())
+    return torch_model(
+        module,
+        where=where,
+        name=name,
+        source_format="module",
+        chw=chw,  # type: ignore[arg-type]
+        options=options,
+        weights=f"in-memory {type(module).__name__}",
+        weights_hash=digest,
+        info={},
+    )
 
 
 @dataclass(frozen=True)
@@ -86,11 +152,12 @@ class QuantizeResult:
             "calibration_samples": meta.get("calibration_samples"),
             "inspect_summary": meta.get("inspect_summary"),
             "choices": meta.get("choices", []),
+            "model_source": meta.get("model_source"),
         }
 
 
 def quantize_model(
-    model: str | Path | Model,
+    model: Any,
     *,
     backend: Backend | str,
     scheme: Scheme | str = "w8a8",
@@ -103,10 +170,19 @@ def quantize_model(
     arch: str | None = None,
     pretrained: bool = True,
     progress: bool = True,
+    input_options: Mapping[str, Any] | None = None,
+    card: str | Path | None = None,
+    check: bool = True,
 ) -> QuantizeResult:
-    """:func:`quantize`, returning the cached artifact and the build notes beside the result."""
-    from edgequant.backends.base import Artifact, get_backend
+    """:func:`quantize`, returning the cached artifact and the build notes beside the result.
+
+    ``check`` (default on) records ``model_source`` in the artifact's metadata: the source
+    format, the conversion path and the fp32-vs-fp32 check of the conversion
+    (:func:`edgequant.convert.source.model_source`).
+    """
+    from edgequant.backends.base import get_backend
     from edgequant.build.stage import build_artifact
+    from edgequant.convert.source import require_source
     from edgequant.quant.scheme import get_scheme
 
     be = get_backend(backend) if isinstance(backend, str) else backend
@@ -118,7 +194,16 @@ def quantize_model(
     be.require()
     if output is not None:
         check_output_dir(Path(output))  # before the build, not after it
-    m = resolve_model(model, weights=weights, arch=arch, pretrained=pretrained)
+    m = resolve_model(
+        model,
+        weights=weights,
+        arch=arch,
+        pretrained=pretrained,
+        input_options=input_options,
+        card=card,
+        example=calibration if isinstance(calibration, np.ndarray) else None,
+    )
+    require_source(be, m)
     # a deployable artifact: the runtime's default batch sizes compiled (batch_sizes=None)
     built = build_artifact(
         be, m, sch, calibration, cache_dir=cache_dir, force=force, progress=progress
@@ -126,14 +211,47 @@ def quantize_model(
     notes = list(built.notes)
     if built.calibration_ignored:
         notes.append(f"{sch.name} needs no calibration; --calib ignored")
+    if check and "model_source" not in built.artifact.metadata:
+        _record_source(be, m, built.artifact, calibration, cache_dir)
+    src = built.artifact.metadata.get("model_source") or {}
+    if src.get("check", {}).get("faithful") is False:
+        c = src["check"]
+        notes.append(
+            f"the conversion is not faithful: cosine {c['cosine_min']}, max error "
+            f"{c['max_abs_error']:.3g} against {c['reference']}"
+        )
     final = built.artifact
     if output is not None:
         final = Artifact.load(copy_artifact(built.artifact.directory, Path(output)))
     return QuantizeResult(artifact=final, cached=built.artifact, model=m, notes=notes)
 
 
+def _record_source(
+    be: Backend,
+    model: Model,
+    artifact: Artifact,
+    calibration: CalibrationInput,
+    cache_dir: Path | str | None,
+) -> None:
+    """Check the conversion against the source (fp32 vs fp32) and save it in the metadata."""
+    from edgequant.build.calibration import select_calibration
+    from edgequant.build.stage import build_artifact
+    from edgequant.convert.source import model_source
+    from edgequant.quant.scheme import get_scheme
+
+    fp32 = get_scheme("fp32")
+    data = None
+    if calibration is not None:
+        data = select_calibration(get_scheme("w8a8"), model, calibration).source
+    ref = artifact
+    if artifact.scheme.name != fp32.name:
+        ref = build_artifact(be, model, fp32, cache_dir=cache_dir, progress=False).artifact
+    artifact.metadata["model_source"] = model_source(be, model, ref, data)
+    artifact.save_metadata()
+
+
 def quantize(
-    model: str | Path | Model,
+    model: Any,
     *,
     backend: Backend | str,
     scheme: Scheme | str = "w8a8",
@@ -142,11 +260,14 @@ def quantize(
     force: bool = False,
     output: Path | str | None = None,
     **options: Any,
-) -> Artifact:
-    """Quantize ``model`` for ``backend`` with the runtime's own quantizer; return the artifact.
+) -> QuantizedArtifact:
+    """Quantize ``model`` for ``backend`` with the runtime's own quantizer; return the artifact
+    as a :class:`QuantizedArtifact` (``.run(x)``, ``.inspect()``, ``.benchmark(scenario=...)``).
 
-    - ``model``: a zoo name (``edgequant models``), a model file (``.onnx``, or ``.pth`` with
-      ``arch=``), or an :class:`~edgequant.models.base.Model`;
+    - ``model``: a zoo name (``edgequant models``), a model file (``.onnx``, ``.pt2``,
+      ``.tflite``, an IR ``.xml``, or ``.pth`` with ``arch=``), an entry point
+      ``package.module:factory``, a ``torch.nn.Module`` (no file needed) or an
+      :class:`~edgequant.models.base.Model`;
     - ``scheme``: a scheme name (``w8a8``, ``fp16``, …), a YAML file or a
       :class:`~edgequant.quant.scheme.Scheme`;
     - ``calibration``: for static schemes, a dataset spec (``digits``, ``imagenet:DIR``,
@@ -157,7 +278,9 @@ def quantize(
       returned. ``force`` rebuilds a cached artifact.
 
     Further ``options``: ``calibration_samples`` (default: the scheme's), ``weights``, ``arch``,
-    ``pretrained`` (False: random weights), ``progress``.
+    ``pretrained`` (False: random weights), ``progress``, ``input_options`` (``input_shape``,
+    ``layout``, ``mean``, ``std``, ``scale``, ``resize``, ``color``, ... as the CLI's options),
+    ``card`` (a model card file), ``check`` (False: skip the conversion check).
 
     Example:
         >>> import tempfile
@@ -169,6 +292,7 @@ def quantize(
         ('w8a8', 16)
     """
     allowed = {"calibration_samples", "weights", "arch", "pretrained", "progress"}
+    allowed |= {"input_options", "card", "check"}
     unknown = sorted(set(options) - allowed)
     if unknown:
         raise ValidationError(
@@ -186,7 +310,81 @@ def quantize(
     )
     for note in result.notes:
         log(f"note: {note}")
-    return result.artifact
+    return QuantizedArtifact.of(result.artifact, result.model)
+
+
+@dataclass(kw_only=True, eq=False)
+class QuantizedArtifact(Artifact):
+    """What :func:`quantize` returns: an :class:`~edgequant.backends.base.Artifact` (``path``,
+    ``backend``, ``scheme``, ``metadata``, ``directory``, ...) plus what to do with it.
+
+    - ``run(x)``: float32 samples in (``(N, *input_spec.tensor_shape)``), float outputs out;
+    - ``inspect()``: which ops run in integer precision (an :class:`InspectReport`);
+    - ``benchmark(scenario=..., **options)``: one LoadGen run (a ``ResultRecord``);
+    - ``source``: the :class:`~edgequant.models.base.Model` it was built from.
+
+    Example:
+        >>> import tempfile, numpy as np, torch
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(),
+        ...                           torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+        ...                           torch.nn.Linear(8, 4))
+        >>> x = np.random.default_rng(0).standard_normal((8, 3, 16, 16)).astype(np.float32)
+        >>> art = quantize(net, backend="onnxruntime", scheme="w8a8", calibration=x,
+        ...                cache_dir=tempfile.mkdtemp(), progress=False)
+        >>> art.run(x[:2]).shape, art.model_source["check"]["faithful"]
+        ((2, 4), True)
+        >>> art.inspect().summary()
+        '1/1 convs in integer precision'
+    """
+
+    source: Model | None = field(default=None, repr=False)
+    _session: Any = field(default=None, init=False, repr=False)
+
+    @classmethod
+    def of(cls, artifact: Artifact, model: Model | None) -> QuantizedArtifact:
+        """The handle over an artifact built from ``model``."""
+        return cls(
+            path=artifact.path,
+            backend=artifact.backend,
+            model=artifact.model,
+            scheme=artifact.scheme,
+            metadata=artifact.metadata,
+            source=model,
+        )
+
+    @property
+    def model_source(self) -> dict[str, Any] | None:
+        """The source format, conversion path and its numerical check (see :mod:`edgequant.convert`)."""
+        return self.metadata.get("model_source")
+
+    def run(self, x: np.ndarray, *, threads: int = 1) -> np.ndarray:
+        """Run float32 samples through the artifact (one session kept open); return the outputs."""
+        from edgequant.backends.base import get_backend
+
+        if self._session is None:
+            self._session = get_backend(self.backend).load(self, threads)
+        batch = np.ascontiguousarray(x, dtype=np.float32)
+        fixed = self._session.fixed_batch
+        if fixed is None or len(batch) == fixed:
+            return np.asarray(self._session.run(batch))
+        return np.concatenate([self._session.run(batch[i : i + 1]) for i in range(len(batch))])
+
+    def inspect(self) -> InspectReport:
+        """:func:`inspect_artifact` of this artifact."""
+        return inspect_artifact(self)
+
+    def benchmark(self, scenario: str = "SingleStream", **options: Any) -> Any:
+        """One MLPerf LoadGen run of this artifact (:func:`edgequant.benchmark`'s options)."""
+        from edgequant.bench.api import benchmark
+
+        options.setdefault("progress", False)
+        return benchmark(self.source, scenario=scenario, artifact=self.path, **options)
+
+    def close(self) -> None:
+        """Close the session :meth:`run` opened."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
 
 
 def inspect_artifact(artifact: Artifact | Path | str) -> InspectReport:
@@ -204,7 +402,7 @@ def inspect_artifact(artifact: Artifact | Path | str) -> InspectReport:
         >>> report.scheme, len(report.convs) > 0
         ('w8-dyn', True)
     """
-    from edgequant.backends.base import Artifact, get_backend
+    from edgequant.backends.base import get_backend
 
     art = artifact if isinstance(artifact, Artifact) else Artifact.load(artifact)
     be = get_backend(art.backend)
@@ -260,6 +458,7 @@ def copy_artifact(src_dir: Path, out: Path) -> Path:
 
 __all__ = [
     "QuantizeResult",
+    "QuantizedArtifact",
     "check_output_dir",
     "copy_artifact",
     "inspect_artifact",

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edgequant.cli.args import add_model_arguments, model_argument
+
 DESCRIPTION = """\
 Benchmark one model x backend x scheme in one MLPerf scenario with the real MLPerf LoadGen.
 
@@ -127,6 +129,7 @@ def add_parser(subparsers: Any) -> None:
         "-o", "--output", type=Path, required=True, metavar="RUN_DIR", help="run directory"
     )
     p.add_argument("--json", action="store_true", help="print the result record as JSON on stdout")
+    add_model_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -153,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     from edgequant.report.run_summary import run_summary
 
     rec = benchmark(
-        args.model,
+        model_argument(args),
         backend=args.backend,
         scheme=args.scheme,
         scenario=args.scenario,

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from edgequant.cli.args import add_model_arguments, model_argument
+
 DESCRIPTION = """\
 Measure a model's FP32 reference accuracy (top-1 / top-5) with PyTorch (a user's .onnx file runs
 with ONNX Runtime), using the model's own preprocessing. This is the baseline every quantized
@@ -45,6 +47,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
     p.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: all)")
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    add_model_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -52,11 +55,12 @@ def run(args: argparse.Namespace) -> int:
     from edgequant.bench.evaluate import evaluate
     from edgequant.console import format_table, print_json
 
+    model = model_argument(args)
     result = evaluate(
-        args.model,
+        model,
         args.data,
-        weights=args.weights,
-        arch=args.arch,
+        weights=None if model is not args.model else args.weights,
+        arch=None if model is not args.model else args.arch,
         limit=args.limit,
         seed=args.seed,
         batch_size=args.batch_size,

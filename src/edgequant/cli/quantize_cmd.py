@@ -10,6 +10,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from edgequant.cli.args import add_model_arguments, input_options
+
 DESCRIPTION = """\
 Quantize a model for one runtime with that runtime's own quantizer, and write the artifact
 (model file + artifact.json with the scheme, quantizer options, choices made and their reasons,
@@ -39,7 +41,12 @@ def add_parser(subparsers: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", required=True, help="zoo name, or a .onnx / .pth file (with --arch)")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="zoo name, a .onnx / .pt2 / .tflite / IR .xml file, a .pth (with --arch), or "
+        "package.module:factory",
+    )
     p.add_argument("--backend", required=True, help="runtime (see `edgequant backends`)")
     p.add_argument("--scheme", required=True, help="scheme name or YAML file")
     p.add_argument("--calib", metavar="DATASET", help="calibration data for static schemes")
@@ -63,7 +70,13 @@ def add_parser(subparsers: Any) -> None:
         metavar="DIR",
         help="artifact cache (default $EDGEQUANT_CACHE or ~/.cache/edgequant)",
     )
+    p.add_argument(
+        "--no-check",
+        action="store_true",
+        help="skip the numerical check of the conversion (fp32 artifact vs the source model)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    add_model_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -83,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
         weights=args.weights,
         arch=args.arch,
         pretrained=not args.random_weights,
+        input_options=input_options(args),
+        card=args.model_card,
+        check=not args.no_check,
     )
     for note in result.notes:
         log(f"note: {note}")
@@ -105,4 +121,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"choice: {c.get('what')} = {c.get('choice')} ({c.get('reason')})")
     if meta.get("warning"):
         print(f"warning: {meta['warning']}")
+    src = meta.get("model_source") or {}
+    check = src.get("check") or {}
+    if "cosine_min" in check:
+        top1 = check.get("top1_agreement_pct")
+        print(
+            f"conversion: {src.get('conversion')}; vs {check.get('reference')}: cosine "
+            f"{check['cosine_min']}, max error {check['max_abs_error']:.3g}"
+            + (f", top-1 agreement {top1}%" if top1 is not None else "")
+            + f" ({check.get('data')})"
+        )
     return 0

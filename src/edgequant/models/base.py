@@ -23,13 +23,20 @@ if TYPE_CHECKING:
     import torch.nn as nn
 
 
+#: ``Model.source_format`` of a model read from a ``.tflite`` file
+TFLITE = ".tflite"
+
+
 @dataclass(kw_only=True)
 class Model:
     """A model ready for quantization.
 
-    ``module`` is the fp32 ``nn.Module`` in eval mode; it is ``None`` only for a user's ``.onnx``
-    file, in which case ``onnx_path`` is set and backends that need PyTorch report n/a.
-    ``weights_hash`` identifies the weights (part of the artifact cache key).
+    ``module`` is the fp32 ``nn.Module`` in eval mode; it is ``None`` for a user's ``.onnx``
+    file (``onnx_path`` is set) and for a runtime's own format (``.tflite``, an IR ``.xml``:
+    ``source_path`` is set), in which case backends that need PyTorch report n/a.
+    ``source_format`` names where the model came from (``zoo``, ``pth``, ``pt2``, ``factory``,
+    ``onnx``, ``.tflite``, ``ir``); ``weights_hash`` identifies the weights (part of the
+    artifact cache key).
     """
 
     name: str
@@ -41,6 +48,9 @@ class Model:
     weights: str | None = None  # where the weights came from, in words; None = random init
     weights_hash: str = "random"
     info: dict[str, Any] = field(default_factory=dict)
+    #: the file a runtime reads natively when there is no module nor ONNX file (.tflite, .xml)
+    source_path: Path | None = None
+    source_format: str = "zoo"
 
     @property
     def pretrained(self) -> bool:

@@ -55,7 +55,11 @@ def load_model(
     - a zoo name (``edgequant models`` lists them): pretrained weights where available offline,
       unless ``pretrained=False``; ``weights=FILE.pth`` loads a checkpoint instead;
     - a ``.pth``/``.pt`` checkpoint path: needs ``arch=`` (a zoo name), same as ``weights=``;
-    - a ``.onnx`` path: ``Model(module=None, onnx_path=...)`` with the input spec read from the file.
+    - a ``.onnx`` path: ``Model(module=None, onnx_path=...)`` with the input spec read from the file;
+    - a ``.pt2`` program or ``package.module:factory`` (plus ``weights=``): an ordinary torch
+      Model (see :mod:`edgequant.models.sources`);
+    - a ``.tflite`` or IR ``.xml``: ``Model(module=None, source_path=...)`` for the runtimes that
+      read the format (see :mod:`edgequant.models.native`).
 
     ``num_classes`` overrides the classifier width; with pretrained weights the head is then
     left at its random init (recorded in ``info["reinitialised"]``). A checkpoint whose head has
@@ -80,6 +84,11 @@ def load_model(
             raise ValidationError("--weights applies to zoo architectures, not to an .onnx model")
         model = load_onnx(Path(text), options, name=model_card.name if model_card else None)
         return _with_card(model, model_card)
+    other = _other_source(text, suffix, options, weights)
+    if other is not None:
+        if model_card is not None and model_card.name:
+            other = replace(other, name=model_card.name)
+        return _with_card(other, model_card)
     model = _load_source(
         text, suffix, weights=weights, arch=arch, pretrained=pretrained, num_classes=num_classes
     )
@@ -90,6 +99,24 @@ def load_model(
             raise ModelError(f"{text}: {e}") from None
         model = replace(model, input_spec=spec, info={**model.info, "input_options": options})
     return _with_card(model, model_card)
+
+
+def _other_source(
+    text: str, suffix: str, options: dict[str, Any], weights: str | Path | None
+) -> Model | None:
+    """A ``.pt2``, ``.tflite``, IR ``.xml`` or ``pkg.mod:factory`` source, else None."""
+    from edgequant.models import native, sources
+
+    if sources.is_factory(text):
+        return sources.load_factory(text, options, weights=weights)
+    loaders = {".pt2": sources.load_pt2, ".tflite": native.load_tflite, ".xml": native.load_ir}
+    if suffix not in loaders:
+        return None
+    if weights is not None:
+        raise ValidationError(
+            f"--weights applies to zoo architectures and entry points, not {suffix}"
+        )
+    return loaders[suffix](Path(text), options)
 
 
 def _card(text: str, card: str | Path | None) -> ModelCard | None:
@@ -132,16 +159,17 @@ def _load_source(
         return _load_zoo(
             get_entry(arch), weights=Path(text), pretrained=False, num_classes=num_classes
         )
-    if suffix in (".tflite", ".xml", ".engine"):
+    if suffix == ".engine":
         raise ModelError(
-            f"{text}: {suffix} files are not accepted as a model source; "
-            "pass a zoo name, an .onnx file or a .pth file with --arch"
+            f"{text}: {suffix} files are not accepted as a model source (an engine is built for "
+            "one GPU); pass a zoo name, an .onnx, .pt2, .tflite or IR .xml file, a .pth with "
+            "--arch, or package.module:factory"
         )
     looks_like_path = "/" in text or "\\" in text or Path(text).exists()
     if looks_like_path and not _is_zoo_name(text):
         raise ModelError(
-            f"{text}: not a zoo model name nor a .onnx/.pth file "
-            "(see `edgequant models` for the names)"
+            f"{text}: not a zoo model name nor a model file (.onnx, .pt2, .tflite, IR .xml, "
+            ".pth with --arch) nor package.module:factory (see `edgequant models` for the names)"
         )
     entry = get_entry(text)
     if arch is not None and get_entry(arch).name != entry.name:
@@ -213,6 +241,7 @@ def _load_zoo(
         weights=source,
         weights_hash=state_dict_hash(module.state_dict()),
         info=info,
+        source_format="zoo" if weights is None else "pth",
     )
 
 

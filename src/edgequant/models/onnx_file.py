@@ -45,10 +45,8 @@ def load_onnx(
     c, h, w = _sample_shape(path, inputs[0].name, dims, layout, opts.get("input_shape"))
     out_dims = _dims(graph.output[0])
     if not out_dims or not isinstance(out_dims[-1], int) or out_dims[-1] < 1:
-        raise ModelError(
-            f"ONNX model {path}: output {graph.output[0].name!r} has shape {out_dims}; "
-            "the class dimension (last) must be static"
-        )
+        # a dense output (detector, segmenter) sized by the input: probe it at the given shape
+        out_dims = _probe_output(path, graph.output[0].name, out_dims, (c, h, w), layout)
     mean = IMAGENET_MEAN_255 if c == 3 else (127.5,)
     std = IMAGENET_STD_255 if c == 3 else (127.5,)
     assumed = InputSpec(
@@ -70,7 +68,7 @@ def load_onnx(
         "preprocessing_assumed": is_assumed,
         "input_name": inputs[0].name,
         "output_name": graph.output[0].name,
-        "dynamic_batch": not isinstance(dims[0], int),
+        "dynamic_batch": not (isinstance(dims[0], int) and dims[0] > 0),
         "dynamic_dims_resolved": [i for i, d in enumerate(dims[1:], 1) if not isinstance(d, int)],
         "opset": max(
             (o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=None
@@ -83,17 +81,49 @@ def load_onnx(
             f"preprocessing assumed: mean {spec.mean}, std {spec.std} on 0-255 pixels, resize "
             f"{spec.resize} + centre crop {h}x{w}"
         )
-    return Model(
-        name=name or path.stem,
-        family="onnx",
-        input_spec=spec,
-        num_classes=int(out_dims[-1]),
-        module=None,
-        onnx_path=path.resolve(),
-        weights=str(path),
-        weights_hash=_weights_hash(path, proto, file_hash),
-        info=info,
+    from edgequant.convert.onnx_opset import upgrade_opset
+
+    info["output_shape"] = out_dims[1:]
+    return upgrade_opset(
+        Model(
+            name=name or path.stem,
+            family="onnx",
+            input_spec=spec,
+            num_classes=int(out_dims[-1]),
+            module=None,
+            onnx_path=path.resolve(),
+            weights=str(path),
+            weights_hash=_weights_hash(path, proto, file_hash),
+            info=info,
+            source_format="onnx",
+        )
     )
+
+
+def _probe_output(
+    path: Path, name: str, dims: list[int | str], chw: tuple[int, int, int], layout: str
+) -> list[int | str]:
+    """The output shape ONNX Runtime gives for one sample, when the file leaves it dynamic."""
+    import numpy as np
+
+    c, h, w = chw
+    shape = (1, c, h, w) if layout == "NCHW" else (1, h, w, c)
+    try:
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        y = sess.run([name], {sess.get_inputs()[0].name: np.zeros(shape, np.float32)})[0]
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ModelError(
+            f"ONNX model {path}: output {name!r} has shape {dims}, and running it on a "
+            f"{list(shape)} sample to size it failed ({first})"
+        ) from None
+    if y.ndim < 2:
+        raise ModelError(f"ONNX model {path}: output {name!r} has no batch axis ({list(y.shape)})")
+    return [d if isinstance(d, int) else int(n) for d, n in zip(dims, y.shape, strict=False)] or [
+        int(n) for n in y.shape
+    ]
 
 
 def _weights_hash(path: Path, proto: Any, file_hash: Any) -> str:

@@ -102,7 +102,11 @@ class LiteRtBackend(Backend):
     # --- capability ---------------------------------------------------------------------------
     def supports(self, scheme: Scheme, model: Model | None = None) -> str | None:
         if model is not None and model.module is None:
-            return "LiteRT needs a PyTorch model (litert-torch converts nn.Module, not .onnx files)"
+            from edgequant.backends.litert.sources import source_reason
+
+            reason = source_reason(model, scheme)
+            if reason is not None:
+                return reason
         if scheme.float_dtype == "bf16":
             return "LiteRT/XNNPACK has no bfloat16 inference kernels"
         if "winograd" in scheme.techniques:
@@ -130,15 +134,20 @@ class LiteRtBackend(Backend):
     def _convert(self, build: Build) -> bytes:
         """The float .tflite (batch 1, NCHW input kept)."""
         from edgequant.backends.litert.quantize import convert, float_weight_bytes
+        from edgequant.backends.litert.sources import read_source
 
         t0 = time.perf_counter()
-        with _quiet():
-            float_bytes = convert(build.model)
+        converter = "litert_torch.convert, batch 1, NCHW input kept (TRANSPOSE inserted)"
+        if build.model.module is None:  # a user's .tflite: run and quantized as it is
+            float_bytes, converter = read_source(build.model)
+        else:
+            with _quiet():
+                float_bytes = convert(build.model)
         build.meta.update(
             runtime="litert",
             fp32_weight_bytes=float_weight_bytes(float_bytes),
             versions=self.versions(),
-            converter="litert_torch.convert, batch 1, NCHW input kept (TRANSPOSE inserted)",
+            converter=converter,
             convert_s=round(time.perf_counter() - t0, 2),
         )
         return float_bytes

@@ -154,8 +154,15 @@ class OpenVinoBackend(Backend):
 
     # --- capability ---------------------------------------------------------------------------
     def supports(self, scheme: Scheme, model: Model | None = None) -> str | None:
-        if model is not None and model.module is None and model.onnx_path is None:
+        if (
+            model is not None
+            and model.module is None
+            and model.onnx_path is None
+            and model.source_path is None
+        ):
             return "the model has neither a PyTorch module nor an ONNX file to convert"
+        if model is not None and model.info.get("quantized") and not scheme.is_float:
+            return "the model file is already quantized; run it as fp32 (as it is)"
         if scheme.is_float:
             return None
         w = scheme.weights
@@ -322,6 +329,9 @@ class OpenVinoBackend(Backend):
             elif model.onnx_path is not None:
                 ov_model = ov.convert_model(str(model.onnx_path))
                 source = "onnx"
+            elif model.source_path is not None:  # .tflite or IR, read natively
+                ov_model = self.core().read_model(str(model.source_path))
+                source = model.source_format
             else:
                 raise ModelError(f"model {model.name} has no module or ONNX file to convert")
         except ModelError:
@@ -335,9 +345,15 @@ class OpenVinoBackend(Backend):
                 f"{len(ov_model.outputs)} outputs"
             )
         meta: dict[str, Any] = {"source": source, "dynamic_batch": True}
-        if source == "onnx":
+        if source != "torch":
             try:  # make the batch dimension free so one IR serves every batch size
-                ov_model.reshape({ov_model.input(0): ov.PartialShape([-1, c, h, w])})
+                sample = list(model.input_spec.tensor_shape)  # NHWC for a .tflite
+                ov_model.reshape({ov_model.input(0): ov.PartialShape([-1, *sample])})
+                out = ov_model.output(0).get_partial_shape()
+                if out.rank.is_static and len(out) > 0 and out[0].is_static:
+                    # a Reshape in the graph bakes batch 1 in: keep batch 1, not wrong outputs
+                    ov_model.reshape({ov_model.input(0): ov.PartialShape([1, *sample])})
+                    meta.update(dynamic_batch=False, reshape_error="the graph fixes batch 1")
             except Exception as e:
                 meta.update(dynamic_batch=False, reshape_error=ov_error(e))
         return ov_model, meta
