@@ -137,9 +137,9 @@ def local_ips(art: Path, config: dict[str, Any], work: Path) -> float:
 
 
 def worker_ips(client: Any, art: Path, config: dict[str, Any], n: int) -> float:
-    from edgequant.fleet.names import device_resource
-    from edgequant.fleet.ship import pack_artifact
-    from edgequant.fleet.task import run_on_device
+    from edgequant.sweep.fleet.names import device_resource
+    from edgequant.sweep.fleet.ship import pack_artifact
+    from edgequant.sweep.fleet.task import run_on_device
 
     blob, digest = pack_artifact(art)
     task = {
@@ -158,8 +158,8 @@ def worker_ips(client: Any, art: Path, config: dict[str, Any], n: int) -> float:
 
 
 def main() -> int:
-    from edgequant.fleet.cluster import connect
     from edgequant.measure.paired import PairedRatio, StoppingRule
+    from edgequant.sweep.fleet.cluster import connect
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="mobilenet_v2")

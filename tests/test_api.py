@@ -93,8 +93,8 @@ def test_cli_and_api_share_the_pipelines() -> None:
 DOCTESTED = (
     "edgequant",
     "edgequant.build.quantize",
-    "edgequant.convert.check",
-    "edgequant.convert.source",
+    "edgequant.models.conversion_check",
+    "edgequant.build.source",
     "edgequant.models.sources",
     "edgequant.cli.args",
     "edgequant.report",

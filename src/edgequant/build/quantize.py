@@ -178,11 +178,11 @@ def quantize_model(
 
     ``check`` (default on) records ``model_source`` in the artifact's metadata: the source
     format, the conversion path and the fp32-vs-fp32 check of the conversion
-    (:func:`edgequant.convert.source.model_source`).
+    (:func:`edgequant.build.source.model_source`).
     """
     from edgequant.backends.base import get_backend
+    from edgequant.build.source import require_source
     from edgequant.build.stage import build_artifact
-    from edgequant.convert.source import require_source
     from edgequant.quant.scheme import get_scheme
 
     be = get_backend(backend) if isinstance(backend, str) else backend
@@ -235,8 +235,8 @@ def _record_source(
 ) -> None:
     """Check the conversion against the source (fp32 vs fp32) and save it in the metadata."""
     from edgequant.build.calibration import select_calibration
+    from edgequant.build.source import model_source
     from edgequant.build.stage import build_artifact
-    from edgequant.convert.source import model_source
     from edgequant.quant.scheme import get_scheme
 
     fp32 = get_scheme("fp32")
@@ -354,7 +354,7 @@ class QuantizedArtifact(Artifact):
 
     @property
     def model_source(self) -> dict[str, Any] | None:
-        """The source format, conversion path and its numerical check (see :mod:`edgequant.convert`)."""
+        """The source format, conversion path and its numerical check (see :mod:`edgequant.build.source`)."""
         return self.metadata.get("model_source")
 
     def run(self, x: np.ndarray, *, threads: int = 1) -> np.ndarray:
@@ -375,10 +375,10 @@ class QuantizedArtifact(Artifact):
 
     def benchmark(self, scenario: str = "SingleStream", **options: Any) -> Any:
         """One MLPerf LoadGen run of this artifact (:func:`edgequant.benchmark`'s options)."""
-        from edgequant.bench.api import benchmark
+        import edgequant  # the public API: the build stage itself never depends on the harness
 
         options.setdefault("progress", False)
-        return benchmark(self.source, scenario=scenario, artifact=self.path, **options)
+        return edgequant.benchmark(self.source, scenario=scenario, artifact=self.path, **options)
 
     def close(self) -> None:
         """Close the session :meth:`run` opened."""

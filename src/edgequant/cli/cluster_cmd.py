@@ -50,7 +50,7 @@ def _print_table(rows: list[dict[str, Any]], address: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from edgequant.console import log, print_json
     from edgequant.errors import ValidationError
-    from edgequant.fleet.cluster import connect, device_table, start_scheduler, workers
+    from edgequant.sweep.fleet.cluster import connect, device_table, start_scheduler, workers
 
     if args.start_scheduler:
         start_scheduler(args.host, args.port, lambda a: log(f"scheduler listening at {a}"))

@@ -51,7 +51,7 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edgequant.console import log, print_json
-    from edgequant.fleet.worker import run_worker
+    from edgequant.sweep.fleet.worker import run_worker
 
     runtimes = None if not args.runtimes else [r.strip() for r in args.runtimes.split(",") if r]
     log(f"joining {args.scheduler} as device {args.device} (Ctrl-C stops)")

@@ -18,11 +18,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from edgequant.convert.tflite_outputs import first_output_only, needs_rewrite
 from edgequant.errors import ModelError, condense_error
 from edgequant.models.base import TFLITE, Model
 from edgequant.models.onnx_file import sniff
 from edgequant.models.sources import _fill, _spec
+from edgequant.models.tflite_outputs import first_output_only, needs_rewrite
 
 
 def _guess_layout(dims: list[int], options: Mapping[str, Any]) -> str:
@@ -109,7 +109,7 @@ def load_tflite(path: Path, options: Mapping[str, Any] | None = None) -> Model:
     model = _native_model(path, TFLITE, sig, out_dims, options or {}, file_hash(path), info)
     signatures = len(interp.get_signature_list())
     if needs_rewrite(len(outputs), signatures):
-        from edgequant.convert.onnx_opset import _cache_root
+        from edgequant.models.onnx_opset import _cache_root
 
         out = _cache_root() / f"{path.stem}-{model.weights_hash[:16]}-out0.tflite"
         _, dropped = first_output_only(path, out)

@@ -81,7 +81,7 @@ def load_onnx(
             f"preprocessing assumed: mean {spec.mean}, std {spec.std} on 0-255 pixels, resize "
             f"{spec.resize} + centre crop {h}x{w}"
         )
-    from edgequant.convert.onnx_opset import upgrade_opset
+    from edgequant.models.onnx_opset import upgrade_opset
 
     info["output_shape"] = out_dims[1:]
     return upgrade_opset(

@@ -17,7 +17,6 @@ from edgequant.report.tables import noise_flag, speedup_text
 
 if TYPE_CHECKING:
     from edgequant.report.build import ReportData
-    from edgequant.sweep.records import SweepSummary
 
 SWEEP_HEADERS = ["cell", "status", "img/s", "p50 ms", "top-1 %", "reason"]
 DEMO_HEADERS = [
@@ -37,7 +36,7 @@ DEMO_HEADERS = [
 __all__ = ["counts_line", "demo_table", "sweep_rows", "sweep_table"]
 
 
-def counts_line(summary: SweepSummary) -> str:
+def counts_line(summary: Any) -> str:  # a sweep summary (the report never imports the sweep)
     """E.g. ``8 cells: 6 ok, 2 na (5 recorded earlier, skipped)``."""
     counts = dict(summary.counts)
     skipped = counts.pop("skipped", 0)
@@ -47,7 +46,7 @@ def counts_line(summary: SweepSummary) -> str:
     return text + (f" ({skipped} recorded earlier, skipped)" if skipped else "")
 
 
-def sweep_rows(summary: SweepSummary) -> list[list[Any]]:
+def sweep_rows(summary: Any) -> list[list[Any]]:
     """One line per cell: id, status, throughput, p50 latency, top-1, reason."""
     rows: list[list[Any]] = []
     for o in summary.outcomes:
@@ -61,7 +60,7 @@ def sweep_rows(summary: SweepSummary) -> list[list[Any]]:
     return rows
 
 
-def sweep_table(summary: SweepSummary) -> str:
+def sweep_table(summary: Any) -> str:
     """The sweep's cells as a table."""
     return format_table(sweep_rows(summary), SWEEP_HEADERS)
 

@@ -276,7 +276,7 @@ def run_sweep(
     experiment's: above 1, the artifacts of the cells still to run are built that many
     model/backend pairs at a time before anything is measured; ``launcher`` replaces all that.
     ``cluster`` (a Dask scheduler, ``tcp://HOST:PORT``) runs the cells of devices other than
-    ``local`` there (:class:`edgequant.fleet.launcher.DaskLauncher`).
+    ``local`` there (:class:`edgequant.sweep.fleet.launcher.DaskLauncher`).
     ``rounds`` (a :class:`~edgequant.sweep.pairs.RoundsSpec`, or ``--rounds`` text such as
     ``"3:8"``; ``"0"`` for none) replaces every group's ``rounds:``; ``pairs_command`` replaces
     the paired-rounds worker command (the pairs file is appended).
@@ -302,8 +302,8 @@ def run_sweep(
     launch = launcher or default_launcher(
         jobs=jobs, bench_command=bench_command, group_command=group_command
     )
-    if launcher is None:  # devices other than local run on a Dask cluster (edgequant.fleet)
-        from edgequant.fleet import choose_launcher
+    if launcher is None:  # devices other than local run on a Dask cluster (edgequant.sweep.fleet)
+        from edgequant.sweep.fleet import choose_launcher
 
         launch = choose_launcher(cells, cluster, launch)
     progress = sys.stderr.isatty() if show_progress is None else show_progress

@@ -1,7 +1,7 @@
 """``edgequant worker``: this machine joins a fleet as one device.
 
 A worker is a real Dask worker with ONE task slot (one benchmark per board at a time) holding
-one unit of each of its resources (:mod:`~edgequant.fleet.names`): its device name, its CPU's
+one unit of each of its resources (:mod:`~edgequant.sweep.fleet.names`): its device name, its CPU's
 INT8 class (:func:`edgequant.hw.cpu.cpu_profile`) and each runtime it offers. It tells the
 scheduler what it is through Dask's ``startup_information`` (shown by ``edgequant cluster``):
 device, CPU, INT8 class and the runtimes with their versions. ``runtimes`` restricts the offer
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from edgequant.errors import BackendUnavailableError, ValidationError
-from edgequant.fleet.names import INFO_KEY, cpu_resource, device_resource, runtime_resource
+from edgequant.sweep.fleet.names import INFO_KEY, cpu_resource, device_resource, runtime_resource
 
 #: how long a worker waits for an unreachable scheduler before it gives up (seconds)
 DEATH_TIMEOUT_S = 120.0

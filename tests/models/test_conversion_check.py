@@ -11,8 +11,8 @@ import torch
 import torch.nn as nn
 
 from edgequant.build.quantize import quantize
-from edgequant.convert.check import compare
 from edgequant.errors import ModelError, UnsupportedError
+from edgequant.models.conversion_check import compare
 
 
 def test_compare_identical_perturbed_and_flipped() -> None:

@@ -5,14 +5,14 @@
 1. announces the start on the ``edgequant-fleet`` event topic (the sweep learns which cell a
    lost device was measuring);
 2. unpacks the artifact built on the submitting host, if one came, refusing it unless its
-   content hash is the one the host computed (:func:`edgequant.fleet.ship.unpack_checked`);
+   content hash is the one the host computed (:func:`edgequant.sweep.fleet.ship.unpack_checked`);
    otherwise the bench process builds the artifact here (machine-specific formats);
 3. runs ``edgequant bench --json`` in a fresh process (through the sweep's guard: it dies with
    the worker, even by ``kill -9``), stopped at the cell's timeout or when the sweep asks;
 4. returns the child's stdout and exit code and the run folder packed (``result.json``,
    ``bench.log``, LoadGen's logs); the sweep turns that into the cell's record.
 
-Example (the launcher builds ``task``; see :class:`~edgequant.fleet.launcher.DaskLauncher`)::
+Example (the launcher builds ``task``; see :class:`~edgequant.sweep.fleet.launcher.DaskLauncher`)::
 
     client.submit(run_on_device, task, artifact_blob, resources={"device-rpi5": 1})
 """
@@ -26,9 +26,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgequant.fleet.names import EVENT_TOPIC
-from edgequant.fleet.ship import MAX_RETURNED_FILE_BYTES, pack, unpack_checked
-from edgequant.fleet.worker import work_dir
+from edgequant.sweep.fleet.names import EVENT_TOPIC
+from edgequant.sweep.fleet.ship import MAX_RETURNED_FILE_BYTES, pack, unpack_checked
+from edgequant.sweep.fleet.worker import work_dir
 
 #: ``BenchConfig`` fields a prebuilt artifact still needs (the rest is in the artifact)
 ARTIFACT_KEEPS = ("scenario", "data", "accuracy", "threads", "duration_s", "run_dir")

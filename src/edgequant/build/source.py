@@ -3,7 +3,7 @@ the runtime's form, and the numerical check of that conversion.
 
 The check runs the fp32 form the backend built (its fp32 artifact: the exported ONNX, the
 converted IR, the litert-torch flatbuffer, the AOTInductor package) against the source model as
-its own format runs it (:func:`edgequant.convert.check.reference_runner`) on the calibration
+its own format runs it (:func:`edgequant.models.conversion_check.reference_runner`) on the calibration
 samples (or seeded samples when the scheme needs none): cosine, max abs error, SQNR and top-1
 agreement. The result goes into the artifact's metadata (``model_source``) and from there into
 the result record.
@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgequant.convert.check import check_runners, reference_runner, run_batches
 from edgequant.errors import ModelError, UnsupportedError
 from edgequant.models.base import TFLITE
+from edgequant.models.conversion_check import check_runners, reference_runner, run_batches
 
 if TYPE_CHECKING:
     from edgequant.backends.base import Artifact, Backend

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from edgequant.errors import ArtifactError, ValidationError
-from edgequant.fleet import choose_launcher
-from edgequant.fleet.cluster import WorkerView, by_device, device_table
-from edgequant.fleet.ship import pack, pack_artifact, tree_hash, unpack, unpack_checked
 from edgequant.sweep import parse_experiment
+from edgequant.sweep.fleet import choose_launcher
+from edgequant.sweep.fleet.cluster import WorkerView, by_device, device_table
+from edgequant.sweep.fleet.ship import pack, pack_artifact, tree_hash, unpack, unpack_checked
 from edgequant.sweep.local import ByIsolation
 
 
@@ -70,7 +70,7 @@ def test_unpack_refuses_paths_outside_the_folder(tmp_path: Path) -> None:
 
 
 def test_a_device_refuses_a_damaged_artifact_without_running_anything(tmp_path: Path) -> None:
-    from edgequant.fleet.task import run_on_device
+    from edgequant.sweep.fleet.task import run_on_device
 
     blob, digest = pack_artifact(_artifact(tmp_path))
     task = {
@@ -100,8 +100,8 @@ def test_a_plain_dask_worker_is_known_by_its_resources() -> None:
 
 def test_a_worker_describes_this_machine() -> None:
     from edgequant.backends import backend_names, get_backend
-    from edgequant.fleet.worker import describe, resources_of
     from edgequant.hw.cpu import cpu_profile
+    from edgequant.sweep.fleet.worker import describe, resources_of
 
     here = [n for n in backend_names() if get_backend(n).available()]
     info = describe(device="bench-1", runtimes=here[:1])
@@ -116,7 +116,7 @@ def test_a_worker_describes_this_machine() -> None:
 
 
 def test_a_worker_refuses_unknown_runtimes_and_the_name_local() -> None:
-    from edgequant.fleet.worker import offered_runtimes, run_worker
+    from edgequant.sweep.fleet.worker import offered_runtimes, run_worker
 
     with pytest.raises(ValidationError, match="unknown runtime"):
         offered_runtimes(["no-such-runtime"])
@@ -138,15 +138,15 @@ def test_local_sweeps_need_no_cluster_and_others_say_what_is_missing() -> None:
 
 def test_an_unreachable_scheduler_is_one_clear_error(tmp_path: Path) -> None:
     pytest.importorskip("distributed")
-    from edgequant.fleet.cluster import ClusterError, connect
-    from tests.fleet.processes import free_port
+    from edgequant.sweep.fleet.cluster import ClusterError, connect
+    from tests.sweep.fleet.processes import free_port
 
     with pytest.raises(ClusterError, match="cannot reach the Dask scheduler"):
         connect(f"tcp://127.0.0.1:{free_port()}", timeout_s=2)
 
 
 def test_schemes_other_than_names_travel_as_text() -> None:
-    from edgequant.fleet.launcher import scheme_text
+    from edgequant.sweep.fleet.launcher import scheme_text
 
     exp = parse_experiment(
         "models: [digits_cnn]\nschemes: [fp32, {base: w8a8, name: w8a8-16, "
@@ -158,8 +158,8 @@ def test_schemes_other_than_names_travel_as_text() -> None:
 
 
 def test_artifacts_are_shipped_only_to_devices_of_this_cpu() -> None:
-    from edgequant.fleet.launcher import _FleetRun
     from edgequant.hw.cpu import cpu_profile
+    from edgequant.sweep.fleet.launcher import _FleetRun
 
     here = cpu_profile()
     twin = WorkerView(address="a", device="d", arch=here.arch, int8_class=here.int8_class)

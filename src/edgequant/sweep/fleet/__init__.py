@@ -6,18 +6,18 @@ Three commands (docs/fleet.md has the whole set-up, Raspberry Pi and Jetson incl
     edgequant worker --scheduler tcp://HOST:8786 --device rpi5  # on each device
     edgequant sweep exp.yaml --devices local,rpi5 --cluster tcp://HOST:8786 -o runs/
 
-* :mod:`~edgequant.fleet.names`: the Dask resource names of a device, a CPU class, a runtime;
-* :mod:`~edgequant.fleet.worker`: ``edgequant worker`` (one task slot, resources, what it offers);
-* :mod:`~edgequant.fleet.cluster`: connecting, listing the devices, starting a scheduler;
-* :mod:`~edgequant.fleet.ship`: artifacts packed with a content hash the device checks;
-* :mod:`~edgequant.fleet.task`: what runs on the device (a fresh ``edgequant bench`` per cell);
-* :mod:`~edgequant.fleet.launcher`: :class:`~edgequant.fleet.launcher.DaskLauncher`, the
+* :mod:`~edgequant.sweep.fleet.names`: the Dask resource names of a device, a CPU class, a runtime;
+* :mod:`~edgequant.sweep.fleet.worker`: ``edgequant worker`` (one task slot, resources, what it offers);
+* :mod:`~edgequant.sweep.fleet.cluster`: connecting, listing the devices, starting a scheduler;
+* :mod:`~edgequant.sweep.fleet.ship`: artifacts packed with a content hash the device checks;
+* :mod:`~edgequant.sweep.fleet.task`: what runs on the device (a fresh ``edgequant bench`` per cell);
+* :mod:`~edgequant.sweep.fleet.launcher`: :class:`~edgequant.sweep.fleet.launcher.DaskLauncher`, the
   :class:`~edgequant.sweep.launch.Launcher` of a fleet.
 
 Nothing here imports Dask until a cluster is used, so local sweeps need no Dask at all.
 
 Example:
-    >>> from edgequant.fleet.names import device_resource
+    >>> from edgequant.sweep.fleet.names import device_resource
     >>> device_resource("rpi5")
     'device-rpi5'
 """
@@ -53,7 +53,7 @@ def choose_launcher(cells: Sequence[Cell], cluster: str | None, local: Launcher)
             f"device(s) {', '.join(remote)} need a cluster: pass --cluster tcp://HOST:8786 "
             "(the scheduler the `edgequant worker`s joined), or use --devices local"
         )
-    from edgequant.fleet.launcher import DaskLauncher
+    from edgequant.sweep.fleet.launcher import DaskLauncher
 
     return DaskLauncher(cluster, local=local)
 

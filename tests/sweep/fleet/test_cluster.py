@@ -16,10 +16,10 @@ import pytest
 
 pytest.importorskip("distributed")
 
-from edgequant.fleet.launcher import DaskLauncher
 from edgequant.results.store import ResultStore
 from edgequant.sweep import parse_experiment, run_sweep
-from tests.fleet.processes import SRC, Fleet
+from edgequant.sweep.fleet.launcher import DaskLauncher
+from tests.sweep.fleet.processes import SRC, Fleet
 
 pytestmark = pytest.mark.slow
 

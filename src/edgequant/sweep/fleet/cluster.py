@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgequant.errors import EdgequantError, condense_error
-from edgequant.fleet.names import CPU_PREFIX, DEVICE_PREFIX, INFO_KEY, RUNTIME_PREFIX
+from edgequant.sweep.fleet.names import CPU_PREFIX, DEVICE_PREFIX, INFO_KEY, RUNTIME_PREFIX
 
 #: seconds to wait for the scheduler when connecting
 CONNECT_TIMEOUT_S = 20.0

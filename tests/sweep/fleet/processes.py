@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-SRC = str(Path(__file__).resolve().parents[2] / "src")
+SRC = str(Path(__file__).resolve().parents[3] / "src")
 
 
 def free_port() -> int:
@@ -71,7 +71,7 @@ class Fleet:
 
     def wait_for(self, devices: dict[str, int], timeout_s: float = 90.0) -> list[Any]:
         """Wait until each device has that many workers; returns the workers' views."""
-        from edgequant.fleet.cluster import by_device, connect, workers
+        from edgequant.sweep.fleet.cluster import by_device, connect, workers
 
         deadline = time.monotonic() + timeout_s
         while True:

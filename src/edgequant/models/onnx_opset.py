@@ -3,7 +3,7 @@ opset 13 with ``onnx.version_converter``: ONNX Runtime's per-channel QDQ (``axis
 Quantize/DequantizeLinear) needs opset >= 13, so w8a8 on such a file failed with INVALID_GRAPH.
 
 The upgraded file is written once into the artifact cache's ``sources/`` folder and checked
-against the original with ONNX Runtime on seeded samples (:func:`edgequant.convert.check.compare`);
+against the original with ONNX Runtime on seeded samples (:func:`edgequant.models.conversion_check.compare`);
 the model then names it as ``onnx_path`` and keeps the original in ``info["onnx_upgraded_from"]``.
 
 Example:
@@ -85,7 +85,7 @@ def _write_upgraded(src: Path, out: Path, opset: int, target: int) -> None:
 
 def _check(src: Path, out: Path, model: Model) -> dict[str, Any]:
     """ORT on the original vs ORT on the upgraded file, on 4 seeded samples."""
-    from edgequant.convert.check import _ort_runner, check_runners
+    from edgequant.models.conversion_check import _ort_runner, check_runners
 
     try:
         ref, cand = _ort_runner(str(src)), _ort_runner(str(out))

@@ -1,13 +1,13 @@
 """Hidden helper: build portable artifacts on the submitting host, in a fresh process.
 
-``python -m edgequant.fleet.build CELLS.json OUT.json`` builds (or finds in the cache) each
+``python -m edgequant.sweep.fleet.build CELLS.json OUT.json`` builds (or finds in the cache) each
 cell's artifact with :func:`edgequant.bench.runner.prepare_artifact` and writes
 ``{CELL_ID: {"dir": ARTIFACT_DIR} | {"error": LINE}}`` to ``OUT.json``. A fresh process keeps
 the runtimes out of the sweep's own process, as the local launchers do.
 
 Example::
 
-    $ python -m edgequant.fleet.build runs/fleet/builds.json runs/fleet/built.json
+    $ python -m edgequant.sweep.fleet.build runs/fleet/builds.json runs/fleet/built.json
 """
 
 from __future__ import annotations
@@ -39,10 +39,10 @@ def build_all(cells: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: ``python -m edgequant.fleet.build CELLS.json OUT.json``."""
+    """Entry point: ``python -m edgequant.sweep.fleet.build CELLS.json OUT.json``."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
-        print("usage: python -m edgequant.fleet.build CELLS.json OUT.json", file=sys.stderr)
+        print("usage: python -m edgequant.sweep.fleet.build CELLS.json OUT.json", file=sys.stderr)
         return 2
     cells = json.loads(Path(args[0]).read_text())
     Path(args[1]).write_text(json.dumps(build_all(cells), indent=1))

@@ -11,7 +11,7 @@
   for the CPU that builds (ONNX Runtime takes U8S8 on x86 and S8S8 on ARM), so a device of
   another CPU builds its own; machine-specific artifacts (AOTInductor packages) are always
   built on the device by its bench process;
-* each cell runs in a fresh ``edgequant bench`` on its device (:mod:`edgequant.fleet.task`);
+* each cell runs in a fresh ``edgequant bench`` on its device (:mod:`edgequant.sweep.fleet.task`);
   its record streams back as soon as it is done, with the device's environment, the device's
   name in ``record.device`` and LoadGen's logs copied into ``RUNS/<cell-id>/``;
 * a cell for a device with no worker connected is ``failed`` (a re-run retries it); a runtime
@@ -42,11 +42,11 @@ from typing import Any
 
 from edgequant.console import log
 from edgequant.errors import UnsupportedError, condense_error
-from edgequant.fleet.cluster import CONNECT_TIMEOUT_S, WorkerView, by_device, connect, workers
-from edgequant.fleet.names import EVENT_TOPIC, device_resource, runtime_resource
-from edgequant.fleet.ship import pack_artifact, unpack
-from edgequant.fleet.task import run_on_device
 from edgequant.results.record import ResultRecord
+from edgequant.sweep.fleet.cluster import CONNECT_TIMEOUT_S, WorkerView, by_device, connect, workers
+from edgequant.sweep.fleet.names import EVENT_TOPIC, device_resource, runtime_resource
+from edgequant.sweep.fleet.ship import pack_artifact, unpack
+from edgequant.sweep.fleet.task import run_on_device
 from edgequant.sweep.launch import Finished, Launcher, OnRecord, child_env, guarded, kill
 from edgequant.sweep.plan import LOCAL_DEVICE, Cell, cell_config, cell_task
 from edgequant.sweep.records import (
@@ -217,7 +217,9 @@ class _FleetRun:
         cells_file.write_text(json.dumps(items, indent=1))
         out_file.unlink(missing_ok=True)
         log(f"building {len(todo)} portable artifact(s) here to ship to the devices")
-        argv = guarded([*_python(), "-m", "edgequant.fleet.build", str(cells_file), str(out_file)])
+        argv = guarded(
+            [*_python(), "-m", "edgequant.sweep.fleet.build", str(cells_file), str(out_file)]
+        )
         with open(folder / "build.log", "w") as errf:
             proc = subprocess.Popen(
                 argv, stdout=errf, stderr=errf, env=child_env(), start_new_session=True, text=True
