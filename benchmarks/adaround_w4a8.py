@@ -40,6 +40,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--iterations", type=int, default=300, help="AdaRound steps per layer")
     p.add_argument("--max-images", type=int, default=256, help="AdaRound calibration images")
     p.add_argument("--batch-rows", type=int, default=512, help="AdaRound rows per step")
+    p.add_argument("--lr", type=float, default=3e-2, help="AdaRound Adam learning rate")
+    p.add_argument("--reg", type=float, default=0.1, help="AdaRound regulariser weight λ")
+    p.add_argument(
+        "--float-inputs",
+        action="store_true",
+        help="AdaRound inputs from the float model (default: activations quantized as the scheme)",
+    )
+    p.add_argument(
+        "--no-activation",
+        action="store_true",
+        help="reconstruct the layer output before its ReLU/ReLU6 (default: through it)",
+    )
     p.add_argument(
         "--variants",
         default="nearest,bias_correction,adaround",
@@ -82,7 +94,13 @@ def _variant_logits(
     if variant == "adaround":
         folded, _ = fold_batchnorm(model.module)
         cfg = AdaRoundConfig(
-            iterations=args.iterations, max_images=args.max_images, batch_rows=args.batch_rows
+            iterations=args.iterations,
+            max_images=args.max_images,
+            batch_rows=args.batch_rows,
+            lr=args.lr,
+            reg=args.reg,
+            quant_inputs=not args.float_inputs,
+            through_activation=not args.no_activation,
         )
         module, stats = adaround_module(folded, scheme, calib, config=cfg)
         extra["layers"] = len(stats)
@@ -159,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
             "iterations": args.iterations,
             "max_images": args.max_images,
             "batch_rows": args.batch_rows,
+            "lr": args.lr,
+            "reg": args.reg,
+            "quant_inputs": not args.float_inputs,
+            "through_activation": not args.no_activation,
         },
         "fp32_top1_pct": round(fp32_top1, 2),
         "results": rows,

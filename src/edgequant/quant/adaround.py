@@ -15,8 +15,8 @@ layer and on calibration inputs, whether each weight goes to ``floor(w/s)`` or `
   errors of earlier ones;
 * positions are sampled: a pool of im2col rows per layer, a mini-batch of them per Adam step
   (vectorised over groups, so depthwise convs cost a multiply-add);
-* at the end ``h ≥ ½`` rounds up; a layer whose learnt rounding is not better than nearest on the
-  pool keeps nearest.
+* at the end ``h ≥ ½`` rounds up; an output channel whose learnt rounding is not better than
+  nearest on the pool keeps nearest (channels are independent terms of the loss).
 
 The grid is the **target runtime's**: :class:`WeightGrid` holds bits, granularity and the scale
 rule its quantizer applies (default: symmetric restricted range, ``max|w| / (2^(b−1)−1)`` per
@@ -65,7 +65,10 @@ ScaleRule = Callable[[torch.Tensor], torch.Tensor]
 @dataclass(frozen=True, kw_only=True)
 class AdaRoundConfig:
     """Optimisation settings. ``pool_rows``: sampled im2col rows kept per layer (capped by
-    ``pool_floats`` / row length); ``batch_rows``: rows per Adam step; ``reg``: λ.
+    ``pool_floats`` / row length); ``batch_rows``: rows per Adam step; ``reg``: λ;
+    ``quant_inputs``: take ``x̂`` from the scheme's simulator (activations fake-quantized as the
+    runtime will, earlier layers rounded) instead of the float model; ``through_activation``:
+    reconstruct ``f(W̃x̂)`` with the ReLU/ReLU6/clip the runtime fuses after the layer.
 
     Example:
         >>> AdaRoundConfig().iterations
@@ -83,6 +86,8 @@ class AdaRoundConfig:
     max_images: int = 256
     batch_size: int = 32
     seed: int = 0
+    quant_inputs: bool = True
+    through_activation: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -246,6 +251,10 @@ def _apply(rows: torch.Tensor, wm: torch.Tensor, bias: torch.Tensor | None) -> t
     return y if bias is None else y + bias
 
 
+def _identity(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
 # --- the optimisation of one layer -----------------------------------------------------------
 def round_layer(
     layer: nn.Module,
@@ -254,9 +263,13 @@ def round_layer(
     grid: WeightGrid,
     config: AdaRoundConfig,
     name: str = "",
+    act: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, LayerStats]:
     """The learnt on-grid weight of ``layer`` for input rows ``rows`` (R, g, K) and fp32 output
-    ``target`` (R, O); and its :class:`LayerStats`."""
+    ``target`` (R, O) (before ``act``, the activation fused after the layer, which both sides go
+    through); and its :class:`LayerStats`."""
+    f: Callable[[torch.Tensor], torch.Tensor] = act if act is not None else _identity
+    target = f(target)
     weight, b = cast(torch.Tensor, layer.weight), cast("torch.Tensor | None", layer.bias)
     w = weight.detach().float()
     bias = None if b is None else b.detach().float()
@@ -266,11 +279,10 @@ def round_layer(
     v = torch.log(p / (1 - p)).requires_grad_(True)
     learn = (~pinned).float()
     nearest = _nearest(w, s, floor, pinned, grid.qmax)
-    with torch.no_grad():
-        err_near = float(
-            ((_apply(rows, _layer_matrix(layer, nearest * s), bias) - target) ** 2).mean()
-        )
-    norm = max(err_near, 1e-20)
+    with torch.no_grad():  # per output channel: channels do not interact in the loss
+        y = f(_apply(rows, _layer_matrix(layer, nearest * s), bias))
+        near_ch = ((y - target) ** 2).mean(0)
+    norm = max(float(near_ch.mean()), 1e-20)
     m1, m2 = torch.zeros_like(v), torch.zeros_like(v)  # Adam moments (no torch.optim import)
     gen = torch.Generator().manual_seed(config.seed)
     n_rows = rows.shape[0]
@@ -283,7 +295,7 @@ def round_layer(
         )
         h = rectified_sigmoid(v)
         q = torch.clamp(floor + h * learn, -grid.qmax, grid.qmax)
-        y = _apply(rows[idx], _layer_matrix(layer, q * s), bias)
+        y = f(_apply(rows[idx], _layer_matrix(layer, q * s), bias))
         loss = ((y - target[idx]) ** 2).mean() / norm
         if it >= warm:
             frac = (it - warm) / max(1, config.iterations - warm)
@@ -300,15 +312,15 @@ def round_layer(
         hard = torch.where(
             pinned, floor, torch.clamp(floor + (v >= 0).float(), -grid.qmax, grid.qmax)
         )
-        err_ada = float(((_apply(rows, _layer_matrix(layer, hard * s), bias) - target) ** 2).mean())
-    keep = err_ada >= err_near
-    codes = nearest if keep else hard
+        ada_ch = ((f(_apply(rows, _layer_matrix(layer, hard * s), bias)) - target) ** 2).mean(0)
+    better = ada_ch < near_ch  # a channel whose learnt rounding is not better keeps nearest
+    codes = torch.where(better.reshape(-1, *([1] * (w.dim() - 1))), hard, nearest)
     stats = LayerStats(
         layer=name,
-        mse_nearest=err_near,
-        mse_adaround=min(err_ada, err_near),
-        flipped_pct=100.0 * float((hard != nearest).float().mean()),
-        kept_nearest=keep,
+        mse_nearest=float(near_ch.mean()),
+        mse_adaround=float(torch.where(better, ada_ch, near_ch).mean()),
+        flipped_pct=100.0 * float((codes != nearest).float().mean()),
+        kept_nearest=not bool(better.any()),
     )
     return (codes * s).to(weight.dtype), stats
 
@@ -363,19 +375,60 @@ def adaround_module(
     }
     grids = {n: g for n, m in layers.items() if (g := grid_for(n, m)) is not None}
     order, pos, targets = _targets(ref, layers, grids, x, cfg)
+    sim, acts = _simulator(out, scheme, x, cfg)
     stats = []
     for i, name in enumerate(order):
         layer = out.get_submodule(name)
         weight = cast(torch.Tensor, layer.weight)
-        rows = _inputs(out, name, pos[name], x, cfg.batch_size)
+        rows = _inputs(sim if sim is not None else out, name, layer, pos[name], x, cfg.batch_size)
         tgt = torch.cat(targets.pop(name))
         layer_cfg = AdaRoundConfig(**{**cfg.__dict__, "seed": cfg.seed + i})
-        new_w, st = round_layer(layer, rows, tgt, grids[name], layer_cfg, name)
+        new_w, st = round_layer(layer, rows, tgt, grids[name], layer_cfg, name, acts.get(name))
         _check_reproduced(new_w, grids[name], name)
         with torch.no_grad():
             weight.copy_(new_w)
+            if sim is not None:
+                cast(torch.Tensor, sim.get_submodule(name).inner.weight).copy_(new_w)
         stats.append(st)
     return out, stats
+
+
+def _simulator(
+    module: nn.Module, scheme: Scheme, x: torch.Tensor, cfg: AdaRoundConfig
+) -> tuple[nn.Module | None, dict[str, Callable[[torch.Tensor], torch.Tensor]]]:
+    """The scheme's calibrated simulator of ``module`` (source of ``x̂``; None when
+    ``quant_inputs`` is off) and, per layer, the activation the runtime fuses after it."""
+    from edgequant.quant import simulate  # it imports fake_quant, as this module does
+
+    if not (cfg.quant_inputs or cfg.through_activation):
+        return None, {}
+    gm = simulate.quantize_module(module, scheme, x, batch_size=cfg.batch_size)
+    acts: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
+    for node in gm.graph.nodes if cfg.through_activation else ():
+        layer = simulate.node_module(gm, node)
+        users = list(node.users)
+        if not isinstance(layer, simulate.QuantLayer) or len(users) != 1:
+            continue
+        if (fn := _activation_of(gm, users[0])) is not None:
+            acts[str(node.target)] = fn
+    return (gm if cfg.quant_inputs else None), acts
+
+
+def _activation_of(gm: nn.Module, node: object) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The fused activation ``node`` computes, as a function of its input (or None)."""
+    from edgequant.quant import simulate
+
+    assert isinstance(gm, torch.fx.GraphModule) and isinstance(node, torch.fx.Node)
+    if not simulate.is_activation(gm, node):
+        return None
+    mod = simulate.node_module(gm, node)
+    if mod is not None:
+        return cast(Callable[[torch.Tensor], torch.Tensor], mod)
+    rest = [*node.args[1:], *node.kwargs.values()]
+    if node.op != "call_function" or any(isinstance(a, torch.fx.Node) for a in rest):
+        return None
+    fn, args, kwargs = node.target, node.args[1:], dict(node.kwargs)
+    return lambda t: cast(Callable[..., torch.Tensor], fn)(t, *args, **kwargs)
 
 
 def _targets(
@@ -428,19 +481,24 @@ def _groups(mod: nn.Module) -> int:
 
 
 def _inputs(
-    model: nn.Module, name: str, pos: torch.Tensor, x: torch.Tensor, batch_size: int
+    model: nn.Module,
+    name: str,
+    layer: nn.Module,
+    pos: torch.Tensor,
+    x: torch.Tensor,
+    batch_size: int,
 ) -> torch.Tensor:
-    """im2col rows of layer ``name``'s input in ``model`` (earlier layers already rounded)."""
-    layer = model.get_submodule(name)
+    """im2col rows of ``layer`` (module ``name`` of ``model``) for its input in ``model``
+    (earlier layers already rounded)."""
     got: list[torch.Tensor] = []
     start = [0]
 
     def fn(mod: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
         p = pos[start[0] : start[0] + args[0].shape[0]]
-        got.append(_rows(mod, args[0].detach(), p))
+        got.append(_rows(layer, args[0].detach(), p))
         raise _Stop
 
-    handle = layer.register_forward_pre_hook(fn)
+    handle = model.get_submodule(name).register_forward_pre_hook(fn)
     try:
         with torch.no_grad():
             for i in range(0, x.shape[0], batch_size):
