@@ -6,7 +6,9 @@ once by a model that never saw it (the proxy of ``benchmarks/int8_accuracy.py --
 ``--augment K`` calibrates on, and scores, K random crops/flips of every image (finer-grained
 figures when only a few hundred labelled images exist). Rows: fp32 (eager PyTorch), the
 scheme with round-to-nearest weights, with ``bias_correction``, and with ``adaround`` (the
-technique, at ``--iterations`` per layer). Accuracy only: no timing.
+technique, at ``--iterations`` per layer; its inputs come from the scheme's simulator, with
+activations quantized, and each layer is reconstructed through its fused ReLU/ReLU6 unless
+``--float-inputs`` / ``--no-activation``). Accuracy only: no timing.
 
 Example:
     $ python benchmarks/adaround_w4a8.py --data imagenet:/work/shared/data/imagenet-dev
