@@ -219,3 +219,23 @@ def test_inputs_come_from_the_simulator_and_targets_pass_the_fused_activation() 
     _, stats_f = adaround_module(net, get_scheme("w4a8"), x, config=float_inputs)
     # the first layer's input is the 8-bit quantized image, not the float one
     assert stats[0].mse_nearest != stats_f[0].mse_nearest
+
+
+class _Untraceable(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return torch.relu(y) if float(x.sum()) > 0 else y  # data-dependent: torch.fx fails
+
+
+def test_untraceable_model_falls_back_to_float_inputs() -> None:
+    torch.manual_seed(0)
+    net, x = _Untraceable().eval(), _calib(8)
+    ada, stats = adaround_module(net, get_scheme("w4a8"), x, config=AdaRoundConfig(iterations=30))
+    assert [s.layer for s in stats] == ["conv"]
+    assert stats[0].mse_adaround <= stats[0].mse_nearest
+    w, tq = ada.conv.weight, get_scheme("w4a8").weights
+    assert torch.equal(fake_quant_weight(w, *weight_qparams(w, tq), tq), w)

@@ -67,12 +67,17 @@ def _simulator(
     module: nn.Module, scheme: Scheme, x: torch.Tensor, cfg: AdaRoundConfig
 ) -> tuple[nn.Module | None, dict[str, Callable[[torch.Tensor], torch.Tensor]]]:
     """The scheme's calibrated simulator of ``module`` (source of ``x̂``; None when
-    ``quant_inputs`` is off) and, per layer, the activation the runtime fuses after it."""
+    ``quant_inputs`` is off) and, per layer, the activation the runtime fuses after it. A model
+    ``torch.fx`` cannot trace falls back to float inputs and pre-activation outputs."""
+    from edgequant.errors import ModelError
     from edgequant.quant import simulate  # it imports fake_quant, as this module does
 
     if not (cfg.quant_inputs or cfg.through_activation):
         return None, {}
-    gm = simulate.quantize_module(module, scheme, x, batch_size=cfg.batch_size)
+    try:
+        gm = simulate.quantize_module(module, scheme, x, batch_size=cfg.batch_size)
+    except ModelError:  # untraceable: the float model's inputs, outputs before activations
+        return None, {}
     acts: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
     for node in gm.graph.nodes if cfg.through_activation else ():
         layer = simulate.node_module(gm, node)
