@@ -6,7 +6,9 @@ once by a model that never saw it (the proxy of ``benchmarks/int8_accuracy.py --
 ``--augment K`` calibrates on, and scores, K random crops/flips of every image (finer-grained
 figures when only a few hundred labelled images exist). Rows: fp32 (eager PyTorch), the
 scheme with round-to-nearest weights, with ``bias_correction``, and with ``adaround`` (the
-technique, at ``--iterations`` per layer). Accuracy only: no timing.
+technique, at ``--iterations`` per layer; its inputs come from the scheme's simulator, with
+activations quantized, and each layer is reconstructed through its fused ReLU/ReLU6 unless
+``--float-inputs`` / ``--no-activation``). Accuracy only: no timing.
 
 Example:
     $ python benchmarks/adaround_w4a8.py --data imagenet:/work/shared/data/imagenet-dev
@@ -40,6 +42,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--iterations", type=int, default=300, help="AdaRound steps per layer")
     p.add_argument("--max-images", type=int, default=256, help="AdaRound calibration images")
     p.add_argument("--batch-rows", type=int, default=512, help="AdaRound rows per step")
+    p.add_argument("--lr", type=float, default=3e-2, help="AdaRound Adam learning rate")
+    p.add_argument("--reg", type=float, default=0.1, help="AdaRound regulariser weight λ")
+    p.add_argument(
+        "--float-inputs",
+        action="store_true",
+        help="AdaRound inputs from the float model (default: activations quantized as the scheme)",
+    )
+    p.add_argument(
+        "--no-activation",
+        action="store_true",
+        help="reconstruct the layer output before its ReLU/ReLU6 (default: through it)",
+    )
     p.add_argument(
         "--variants",
         default="nearest,bias_correction,adaround",
@@ -82,7 +96,13 @@ def _variant_logits(
     if variant == "adaround":
         folded, _ = fold_batchnorm(model.module)
         cfg = AdaRoundConfig(
-            iterations=args.iterations, max_images=args.max_images, batch_rows=args.batch_rows
+            iterations=args.iterations,
+            max_images=args.max_images,
+            batch_rows=args.batch_rows,
+            lr=args.lr,
+            reg=args.reg,
+            quant_inputs=not args.float_inputs,
+            through_activation=not args.no_activation,
         )
         module, stats = adaround_module(folded, scheme, calib, config=cfg)
         extra["layers"] = len(stats)
@@ -159,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
             "iterations": args.iterations,
             "max_images": args.max_images,
             "batch_rows": args.batch_rows,
+            "lr": args.lr,
+            "reg": args.reg,
+            "quant_inputs": not args.float_inputs,
+            "through_activation": not args.no_activation,
         },
         "fp32_top1_pct": round(fp32_top1, 2),
         "results": rows,

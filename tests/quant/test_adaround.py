@@ -201,3 +201,41 @@ def test_apply_adaround_folds_batchnorm_first() -> None:
         xt = torch.from_numpy(x)
         rel = float((out(xt) - net(xt)).abs().max() / net(xt).abs().max())
     assert rel < 0.05  # 8-bit on-grid weights: close to the fp32 (BN-folded) net
+
+
+def test_inputs_come_from_the_simulator_and_targets_pass_the_fused_activation() -> None:
+    from edgequant.quant.adaround_data import _simulator
+
+    net, x = _net(), _calib(8)
+    sim, acts = _simulator(net, get_scheme("w4a8"), x, AdaRoundConfig())
+    assert sorted(acts) == ["0", "2"]  # the convs a ReLU follows; not the projection, not fc
+    t = torch.tensor([-1.0, 2.0])
+    assert torch.equal(acts["0"](t), torch.tensor([0.0, 2.0]))
+    assert sim is not None and any(type(m).__name__ == "ActQuant" for m in sim.modules())
+    off, none = _simulator(net, get_scheme("w4a8"), x, AdaRoundConfig(through_activation=False))
+    assert off is not None and none == {}
+    _, stats = adaround_module(net, get_scheme("w4a8"), x, config=FAST)
+    float_inputs = AdaRoundConfig(iterations=120, batch_rows=256, quant_inputs=False)
+    _, stats_f = adaround_module(net, get_scheme("w4a8"), x, config=float_inputs)
+    # the first layer's input is the 8-bit quantized image, not the float one
+    assert stats[0].mse_nearest != stats_f[0].mse_nearest
+
+
+class _Untraceable(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return torch.relu(y) if float(x.sum()) > 0 else y  # data-dependent: torch.fx fails
+
+
+def test_untraceable_model_falls_back_to_float_inputs() -> None:
+    torch.manual_seed(0)
+    net, x = _Untraceable().eval(), _calib(8)
+    ada, stats = adaround_module(net, get_scheme("w4a8"), x, config=AdaRoundConfig(iterations=30))
+    assert [s.layer for s in stats] == ["conv"]
+    assert stats[0].mse_adaround <= stats[0].mse_nearest
+    w, tq = ada.conv.weight, get_scheme("w4a8").weights
+    assert torch.equal(fake_quant_weight(w, *weight_qparams(w, tq), tq), w)

@@ -15,8 +15,8 @@ layer and on calibration inputs, whether each weight goes to ``floor(w/s)`` or `
   errors of earlier ones;
 * positions are sampled: a pool of im2col rows per layer, a mini-batch of them per Adam step
   (vectorised over groups, so depthwise convs cost a multiply-add);
-* at the end ``h ≥ ½`` rounds up; a layer whose learnt rounding is not better than nearest on the
-  pool keeps nearest.
+* at the end ``h ≥ ½`` rounds up; an output channel whose learnt rounding is not better than
+  nearest on the pool keeps nearest (channels are independent terms of the loss).
 
 The grid is the **target runtime's**: :class:`WeightGrid` holds bits, granularity and the scale
 rule its quantizer applies (default: symmetric restricted range, ``max|w| / (2^(b−1)−1)`` per
@@ -41,7 +41,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 from collections.abc import Callable
@@ -51,9 +50,9 @@ from typing import cast
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from edgequant.errors import ValidationError
+from edgequant.quant.adaround_data import _inputs, _simulator, _targets
 from edgequant.quant.fake_quant import weight_qparams
 from edgequant.quant.scheme import Scheme, TensorQuant
 
@@ -65,7 +64,10 @@ ScaleRule = Callable[[torch.Tensor], torch.Tensor]
 @dataclass(frozen=True, kw_only=True)
 class AdaRoundConfig:
     """Optimisation settings. ``pool_rows``: sampled im2col rows kept per layer (capped by
-    ``pool_floats`` / row length); ``batch_rows``: rows per Adam step; ``reg``: λ.
+    ``pool_floats`` / row length); ``batch_rows``: rows per Adam step; ``reg``: λ;
+    ``quant_inputs``: take ``x̂`` from the scheme's simulator (activations fake-quantized as the
+    runtime will, earlier layers rounded) instead of the float model; ``through_activation``:
+    reconstruct ``f(W̃x̂)`` with the ReLU/ReLU6/clip the runtime fuses after the layer.
 
     Example:
         >>> AdaRoundConfig().iterations
@@ -83,6 +85,8 @@ class AdaRoundConfig:
     max_images: int = 256
     batch_size: int = 32
     seed: int = 0
+    quant_inputs: bool = True
+    through_activation: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -193,43 +197,6 @@ def _nearest(
     return torch.where(pinned, floor, torch.clamp(floor + up.float(), -qmax, qmax))
 
 
-# --- sampled layer inputs (im2col rows) ----------------------------------------------------
-def _rows(layer: nn.Module, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    """im2col rows of ``x`` at output positions ``pos`` (N, P): (N*P, in/g * k*k) per group
-    layout ``(rows, groups, K)``."""
-    if isinstance(layer, nn.Linear):
-        flat = x.reshape(x.shape[0], -1, x.shape[-1])
-        return flat[torch.arange(flat.shape[0])[:, None], pos].reshape(-1, 1, x.shape[-1])
-    c: nn.Conv2d = layer  # type: ignore[assignment]
-    if isinstance(c.padding, str) or c.padding_mode != "zeros":
-        raise ValidationError(f"adaround: conv padding {c.padding!r}/{c.padding_mode} unsupported")
-    cols = F.unfold(x, c.kernel_size, c.dilation, c.padding, c.stride)  # (N, C*k*k, L)
-    picked = cols.gather(2, pos[:, None, :].expand(-1, cols.shape[1], -1))
-    return picked.permute(0, 2, 1).reshape(-1, c.groups, cols.shape[1] // c.groups)
-
-
-def _outputs_at(y: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-    """Layer outputs (N, O, ...) or (N, ..., O) at positions ``pos`` -> (N*P, O)."""
-    if y.dim() == 4:
-        flat = y.reshape(y.shape[0], y.shape[1], -1)
-        return (
-            flat.gather(2, pos[:, None, :].expand(-1, y.shape[1], -1))
-            .permute(0, 2, 1)
-            .reshape(-1, y.shape[1])
-        )
-    flat = y.reshape(y.shape[0], -1, y.shape[-1])
-    return flat[torch.arange(flat.shape[0])[:, None], pos].reshape(-1, y.shape[-1])
-
-
-def _positions(n_out: int, n_img: int, per_img: int, gen: torch.Generator) -> torch.Tensor:
-    per = min(per_img, n_out)
-    return torch.stack([torch.randperm(n_out, generator=gen)[:per] for _ in range(n_img)])
-
-
-class _Stop(Exception):
-    pass
-
-
 def _layer_matrix(layer: nn.Module, w: torch.Tensor) -> torch.Tensor:
     """Weight as (groups, O/g, K)."""
     g = layer.groups if isinstance(layer, nn.Conv2d) else 1
@@ -246,6 +213,10 @@ def _apply(rows: torch.Tensor, wm: torch.Tensor, bias: torch.Tensor | None) -> t
     return y if bias is None else y + bias
 
 
+def _identity(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
 # --- the optimisation of one layer -----------------------------------------------------------
 def round_layer(
     layer: nn.Module,
@@ -254,9 +225,13 @@ def round_layer(
     grid: WeightGrid,
     config: AdaRoundConfig,
     name: str = "",
+    act: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, LayerStats]:
     """The learnt on-grid weight of ``layer`` for input rows ``rows`` (R, g, K) and fp32 output
-    ``target`` (R, O); and its :class:`LayerStats`."""
+    ``target`` (R, O) (before ``act``, the activation fused after the layer, which both sides go
+    through); and its :class:`LayerStats`."""
+    f: Callable[[torch.Tensor], torch.Tensor] = act if act is not None else _identity
+    target = f(target)
     weight, b = cast(torch.Tensor, layer.weight), cast("torch.Tensor | None", layer.bias)
     w = weight.detach().float()
     bias = None if b is None else b.detach().float()
@@ -266,11 +241,10 @@ def round_layer(
     v = torch.log(p / (1 - p)).requires_grad_(True)
     learn = (~pinned).float()
     nearest = _nearest(w, s, floor, pinned, grid.qmax)
-    with torch.no_grad():
-        err_near = float(
-            ((_apply(rows, _layer_matrix(layer, nearest * s), bias) - target) ** 2).mean()
-        )
-    norm = max(err_near, 1e-20)
+    with torch.no_grad():  # per output channel: channels do not interact in the loss
+        y = f(_apply(rows, _layer_matrix(layer, nearest * s), bias))
+        near_ch = ((y - target) ** 2).mean(0)
+    norm = max(float(near_ch.mean()), 1e-20)
     m1, m2 = torch.zeros_like(v), torch.zeros_like(v)  # Adam moments (no torch.optim import)
     gen = torch.Generator().manual_seed(config.seed)
     n_rows = rows.shape[0]
@@ -283,7 +257,7 @@ def round_layer(
         )
         h = rectified_sigmoid(v)
         q = torch.clamp(floor + h * learn, -grid.qmax, grid.qmax)
-        y = _apply(rows[idx], _layer_matrix(layer, q * s), bias)
+        y = f(_apply(rows[idx], _layer_matrix(layer, q * s), bias))
         loss = ((y - target[idx]) ** 2).mean() / norm
         if it >= warm:
             frac = (it - warm) / max(1, config.iterations - warm)
@@ -300,15 +274,15 @@ def round_layer(
         hard = torch.where(
             pinned, floor, torch.clamp(floor + (v >= 0).float(), -grid.qmax, grid.qmax)
         )
-        err_ada = float(((_apply(rows, _layer_matrix(layer, hard * s), bias) - target) ** 2).mean())
-    keep = err_ada >= err_near
-    codes = nearest if keep else hard
+        ada_ch = ((f(_apply(rows, _layer_matrix(layer, hard * s), bias)) - target) ** 2).mean(0)
+    better = ada_ch < near_ch  # a channel whose learnt rounding is not better keeps nearest
+    codes = torch.where(better.reshape(-1, *([1] * (w.dim() - 1))), hard, nearest)
     stats = LayerStats(
         layer=name,
-        mse_nearest=err_near,
-        mse_adaround=min(err_ada, err_near),
-        flipped_pct=100.0 * float((hard != nearest).float().mean()),
-        kept_nearest=keep,
+        mse_nearest=float(near_ch.mean()),
+        mse_adaround=float(torch.where(better, ada_ch, near_ch).mean()),
+        flipped_pct=100.0 * float((codes != nearest).float().mean()),
+        kept_nearest=not bool(better.any()),
     )
     return (codes * s).to(weight.dtype), stats
 
@@ -363,93 +337,22 @@ def adaround_module(
     }
     grids = {n: g for n, m in layers.items() if (g := grid_for(n, m)) is not None}
     order, pos, targets = _targets(ref, layers, grids, x, cfg)
+    sim, acts = _simulator(out, scheme, x, cfg)
     stats = []
     for i, name in enumerate(order):
         layer = out.get_submodule(name)
         weight = cast(torch.Tensor, layer.weight)
-        rows = _inputs(out, name, pos[name], x, cfg.batch_size)
+        rows = _inputs(sim if sim is not None else out, name, layer, pos[name], x, cfg.batch_size)
         tgt = torch.cat(targets.pop(name))
         layer_cfg = AdaRoundConfig(**{**cfg.__dict__, "seed": cfg.seed + i})
-        new_w, st = round_layer(layer, rows, tgt, grids[name], layer_cfg, name)
+        new_w, st = round_layer(layer, rows, tgt, grids[name], layer_cfg, name, acts.get(name))
         _check_reproduced(new_w, grids[name], name)
         with torch.no_grad():
             weight.copy_(new_w)
+            if sim is not None:
+                cast(torch.Tensor, sim.get_submodule(f"{name}.inner").weight).copy_(new_w)
         stats.append(st)
     return out, stats
-
-
-def _targets(
-    ref: nn.Module,
-    layers: dict[str, nn.Module],
-    grids: dict[str, WeightGrid],
-    x: torch.Tensor,
-    cfg: AdaRoundConfig,
-) -> tuple[list[str], dict[str, torch.Tensor], dict[str, list[torch.Tensor]]]:
-    """One fp32 pass: execution order, sampled output positions and fp32 outputs there."""
-    order: list[str] = []
-    pos: dict[str, torch.Tensor] = {}
-    targets: dict[str, list[torch.Tensor]] = {}
-    start = [0]
-
-    def hook(name: str, idx: int):  # type: ignore[no-untyped-def]
-        def fn(mod: nn.Module, args: tuple[torch.Tensor, ...], y: torch.Tensor) -> None:
-            if name not in pos:
-                order.append(name)
-                n_out = y[0, 0].numel() if y.dim() == 4 else y[0].numel() // y.shape[-1]
-                wt = cast(torch.Tensor, mod.weight)
-                row_len = max(wt[0].numel() * _groups(mod), int(wt.shape[0]))
-                rows = max(1, min(cfg.pool_rows, cfg.pool_floats // row_len))
-                gen = torch.Generator().manual_seed(cfg.seed * 7919 + idx)
-                per = math.ceil(rows / x.shape[0])
-                pos[name] = _positions(n_out, x.shape[0], per, gen)
-                targets[name] = []
-            if len(targets[name]) * cfg.batch_size < start[0] + 1:
-                p = pos[name][start[0] : start[0] + y.shape[0]]
-                targets[name].append(_outputs_at(y.detach(), p))
-
-        return fn
-
-    handles = [
-        m.register_forward_hook(hook(n, i)) for i, (n, m) in enumerate(layers.items()) if n in grids
-    ]
-    try:
-        with torch.no_grad():
-            for i in range(0, x.shape[0], cfg.batch_size):
-                start[0] = i
-                ref(x[i : i + cfg.batch_size])
-    finally:
-        for h in handles:
-            h.remove()
-    return order, pos, targets
-
-
-def _groups(mod: nn.Module) -> int:
-    return int(mod.groups) if isinstance(mod, nn.Conv2d) else 1
-
-
-def _inputs(
-    model: nn.Module, name: str, pos: torch.Tensor, x: torch.Tensor, batch_size: int
-) -> torch.Tensor:
-    """im2col rows of layer ``name``'s input in ``model`` (earlier layers already rounded)."""
-    layer = model.get_submodule(name)
-    got: list[torch.Tensor] = []
-    start = [0]
-
-    def fn(mod: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-        p = pos[start[0] : start[0] + args[0].shape[0]]
-        got.append(_rows(mod, args[0].detach(), p))
-        raise _Stop
-
-    handle = layer.register_forward_pre_hook(fn)
-    try:
-        with torch.no_grad():
-            for i in range(0, x.shape[0], batch_size):
-                start[0] = i
-                with contextlib.suppress(_Stop):
-                    model(x[i : i + batch_size])
-    finally:
-        handle.remove()
-    return torch.cat(got)
 
 
 def apply_adaround(

@@ -1,0 +1,185 @@
+"""Calibration data for AdaRound (:mod:`edgequant.quant.adaround`): sampled layer inputs and
+fp32 targets, the scheme's simulator as the source of quantized inputs, fused activations.
+
+Example:
+    >>> import torch, torch.nn as nn
+    >>> rows = _rows(nn.Conv2d(2, 4, 3), torch.randn(1, 2, 5, 5), torch.tensor([[0, 8]]))
+    >>> tuple(rows.shape)   # 2 positions, 1 group, 2*3*3 taps
+    (2, 1, 18)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from edgequant.errors import ValidationError
+from edgequant.quant.scheme import Scheme
+
+if TYPE_CHECKING:
+    from edgequant.quant.adaround import AdaRoundConfig, WeightGrid
+
+
+# --- sampled layer inputs (im2col rows) ----------------------------------------------------
+def _rows(layer: nn.Module, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """im2col rows of ``x`` at output positions ``pos`` (N, P): (N*P, in/g * k*k) per group
+    layout ``(rows, groups, K)``."""
+    if isinstance(layer, nn.Linear):
+        flat = x.reshape(x.shape[0], -1, x.shape[-1])
+        return flat[torch.arange(flat.shape[0])[:, None], pos].reshape(-1, 1, x.shape[-1])
+    c: nn.Conv2d = layer  # type: ignore[assignment]
+    if isinstance(c.padding, str) or c.padding_mode != "zeros":
+        raise ValidationError(f"adaround: conv padding {c.padding!r}/{c.padding_mode} unsupported")
+    cols = F.unfold(x, c.kernel_size, c.dilation, c.padding, c.stride)  # (N, C*k*k, L)
+    picked = cols.gather(2, pos[:, None, :].expand(-1, cols.shape[1], -1))
+    return picked.permute(0, 2, 1).reshape(-1, c.groups, cols.shape[1] // c.groups)
+
+
+def _outputs_at(y: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Layer outputs (N, O, ...) or (N, ..., O) at positions ``pos`` -> (N*P, O)."""
+    if y.dim() == 4:
+        flat = y.reshape(y.shape[0], y.shape[1], -1)
+        return (
+            flat.gather(2, pos[:, None, :].expand(-1, y.shape[1], -1))
+            .permute(0, 2, 1)
+            .reshape(-1, y.shape[1])
+        )
+    flat = y.reshape(y.shape[0], -1, y.shape[-1])
+    return flat[torch.arange(flat.shape[0])[:, None], pos].reshape(-1, y.shape[-1])
+
+
+def _positions(n_out: int, n_img: int, per_img: int, gen: torch.Generator) -> torch.Tensor:
+    per = min(per_img, n_out)
+    return torch.stack([torch.randperm(n_out, generator=gen)[:per] for _ in range(n_img)])
+
+
+class _Stop(Exception):
+    pass
+
+
+def _simulator(
+    module: nn.Module, scheme: Scheme, x: torch.Tensor, cfg: AdaRoundConfig
+) -> tuple[nn.Module | None, dict[str, Callable[[torch.Tensor], torch.Tensor]]]:
+    """The scheme's calibrated simulator of ``module`` (source of ``x̂``; None when
+    ``quant_inputs`` is off) and, per layer, the activation the runtime fuses after it. A model
+    ``torch.fx`` cannot trace falls back to float inputs and pre-activation outputs."""
+    from edgequant.errors import ModelError
+    from edgequant.quant import simulate  # it imports fake_quant, as this module does
+
+    if not (cfg.quant_inputs or cfg.through_activation):
+        return None, {}
+    try:
+        gm = simulate.quantize_module(module, scheme, x, batch_size=cfg.batch_size)
+    except ModelError:  # untraceable: the float model's inputs, outputs before activations
+        return None, {}
+    acts: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
+    for node in gm.graph.nodes if cfg.through_activation else ():
+        layer = simulate.node_module(gm, node)
+        users = list(node.users)
+        if not isinstance(layer, simulate.QuantLayer) or len(users) != 1:
+            continue
+        if (fn := _activation_of(gm, users[0])) is not None:
+            acts[str(node.target)] = fn
+    return (gm if cfg.quant_inputs else None), acts
+
+
+def _activation_of(gm: nn.Module, node: object) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The fused activation ``node`` computes, as a function of its input (or None)."""
+    from edgequant.quant import simulate
+
+    assert isinstance(gm, torch.fx.GraphModule) and isinstance(node, torch.fx.Node)
+    if not simulate.is_activation(gm, node):
+        return None
+    mod = simulate.node_module(gm, node)
+    if mod is not None:
+        return cast(Callable[[torch.Tensor], torch.Tensor], mod)
+    rest = [*node.args[1:], *node.kwargs.values()]
+    if node.op != "call_function" or any(isinstance(a, torch.fx.Node) for a in rest):
+        return None
+    fn, args, kwargs = node.target, node.args[1:], dict(node.kwargs)
+    return lambda t: cast(Callable[..., torch.Tensor], fn)(t, *args, **kwargs)
+
+
+def _targets(
+    ref: nn.Module,
+    layers: dict[str, nn.Module],
+    grids: dict[str, WeightGrid],
+    x: torch.Tensor,
+    cfg: AdaRoundConfig,
+) -> tuple[list[str], dict[str, torch.Tensor], dict[str, list[torch.Tensor]]]:
+    """One fp32 pass: execution order, sampled output positions and fp32 outputs there."""
+    order: list[str] = []
+    pos: dict[str, torch.Tensor] = {}
+    targets: dict[str, list[torch.Tensor]] = {}
+    start = [0]
+
+    def hook(name: str, idx: int):  # type: ignore[no-untyped-def]
+        def fn(mod: nn.Module, args: tuple[torch.Tensor, ...], y: torch.Tensor) -> None:
+            if name not in pos:
+                order.append(name)
+                n_out = y[0, 0].numel() if y.dim() == 4 else y[0].numel() // y.shape[-1]
+                wt = cast(torch.Tensor, mod.weight)
+                row_len = max(wt[0].numel() * _groups(mod), int(wt.shape[0]))
+                rows = max(1, min(cfg.pool_rows, cfg.pool_floats // row_len))
+                gen = torch.Generator().manual_seed(cfg.seed * 7919 + idx)
+                per = math.ceil(rows / x.shape[0])
+                pos[name] = _positions(n_out, x.shape[0], per, gen)
+                targets[name] = []
+            if len(targets[name]) * cfg.batch_size < start[0] + 1:
+                p = pos[name][start[0] : start[0] + y.shape[0]]
+                targets[name].append(_outputs_at(y.detach(), p))
+
+        return fn
+
+    handles = [
+        m.register_forward_hook(hook(n, i)) for i, (n, m) in enumerate(layers.items()) if n in grids
+    ]
+    try:
+        with torch.no_grad():
+            for i in range(0, x.shape[0], cfg.batch_size):
+                start[0] = i
+                ref(x[i : i + cfg.batch_size])
+    finally:
+        for h in handles:
+            h.remove()
+    return order, pos, targets
+
+
+def _groups(mod: nn.Module) -> int:
+    return int(mod.groups) if isinstance(mod, nn.Conv2d) else 1
+
+
+def _inputs(
+    model: nn.Module,
+    name: str,
+    layer: nn.Module,
+    pos: torch.Tensor,
+    x: torch.Tensor,
+    batch_size: int,
+) -> torch.Tensor:
+    """im2col rows of ``layer`` (module ``name`` of ``model``) for its input in ``model``
+    (earlier layers already rounded)."""
+    got: list[torch.Tensor] = []
+    start = [0]
+
+    def fn(mod: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        p = pos[start[0] : start[0] + args[0].shape[0]]
+        got.append(_rows(layer, args[0].detach(), p))
+        raise _Stop
+
+    handle = model.get_submodule(name).register_forward_pre_hook(fn)
+    try:
+        with torch.no_grad():
+            for i in range(0, x.shape[0], batch_size):
+                start[0] = i
+                with contextlib.suppress(_Stop):
+                    model(x[i : i + batch_size])
+    finally:
+        handle.remove()
+    return torch.cat(got)
