@@ -114,7 +114,7 @@ class TestLiteRt(BackendContract):
             onnx_path=tmp_path / "m.onnx",
         )
         reason = backend.supports(get_scheme("fp32"), onnx_only)
-        assert reason is not None and "PyTorch model" in reason
+        assert reason is not None and "PyTorch model" in reason, reason
         with pytest.raises(UnsupportedError):
             backend.prepare(onnx_only, get_scheme("fp32"), None, tmp_path)
 

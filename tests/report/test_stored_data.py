@@ -124,10 +124,8 @@ AREA = [
             "backends_cmd.py",
         )
     ),
-    *(
-        SRC / "quant" / f
-        for f in ("lab.py", "lab_pipeline.py", "qat_pipeline.py", "sensitivity.py", "winograd.py")
-    ),
+    *(SRC / "studies" / f for f in ("lab.py", "pipeline.py", "qat.py")),
+    *(SRC / "quant" / f for f in ("sensitivity.py", "winograd.py")),
     SRC / "__init__.py",
     SRC / "training.py",
 ]

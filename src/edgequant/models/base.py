@@ -52,6 +52,11 @@ class Model:
     source_path: Path | None = None
     source_format: str = "zoo"
 
+    def __post_init__(self) -> None:
+        # a model made from an ONNX file alone (no module) is an ONNX source, whoever built it
+        if self.source_format == "zoo" and self.module is None and self.onnx_path is not None:
+            self.source_format = "onnx"
+
     @property
     def pretrained(self) -> bool:
         return self.weights is not None
