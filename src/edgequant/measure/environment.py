@@ -16,58 +16,23 @@ import platform
 from pathlib import Path
 from typing import Any
 
-#: CPU flags that decide which int8/bf16 kernels a runtime can use
-QUANT_FLAGS = (
-    "avx2",
-    "fma",
-    "f16c",
-    "avx512f",
-    "avx512bw",
-    "avx512vl",
-    "avx512_vnni",
-    "avx512_bf16",
-    "avx512_fp16",
-    "avx_vnni",
-    "avx_vnni_int8",
-    "amx_tile",
-    "amx_int8",
-    "amx_bf16",
-    "amx_fp16",
-    "asimd",
-    "asimddp",
-    "i8mm",
-    "bf16",
-    "sve",
-)
-
 
 def cpu_info(root: Path | str = "/") -> dict[str, Any]:
-    """CPU model, quantization-relevant flags and core counts, read from ``/proc/cpuinfo``."""
-    model = platform.processor() or platform.machine()
-    flags: set[str] = set()
-    physical: set[tuple[str, str]] = set()
+    """CPU model, quantization-relevant flags, INT8 class and core counts (from ``/proc/cpuinfo``
+    under ``root``, parsed by :mod:`edgequant.hw.cpu`)."""
+    from edgequant.hw.cpu import parse_cpuinfo
+
     try:
         text = (Path(root) / "proc/cpuinfo").read_text()
     except OSError:
         text = ""
-    phys_id = core_id = ""
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key, value = key.strip(), value.strip()
-        if key in ("model name", "Model") and value:
-            model = value
-        elif key in ("flags", "Features"):
-            flags.update(value.split())
-        elif key == "physical id":
-            phys_id = value
-        elif key == "core id":
-            core_id = value
-            physical.add((phys_id, core_id))
+    profile = parse_cpuinfo(text, arch=None if text else platform.machine())
     return {
-        "cpu": model,
-        "cpu_flags": [f for f in QUANT_FLAGS if f in flags],
+        "cpu": profile.model if text else (platform.processor() or platform.machine()),
+        "cpu_flags": profile.quant_flags,
+        "int8_class": profile.int8_class,
         "logical_cores": os.cpu_count(),
-        "physical_cores": len(physical) or None,
+        "physical_cores": profile.physical_cores,
         "affinity_cores": len(os.sched_getaffinity(0))
         if hasattr(os, "sched_getaffinity")
         else None,
