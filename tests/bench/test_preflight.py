@@ -61,3 +61,46 @@ def test_threads_beyond_the_cores() -> None:
     with pytest.raises(ValidationError, match=r"oversubscribes the 2 cores .* use --threads 2"):
         check_threads(MAX_THREADS_PER_CORE * 2 + 1, cores=2)
     assert usable_cores() == len(os.sched_getaffinity(0))
+
+
+def test_an_output_path_that_is_not_utf8_is_refused_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+
+    from edgequant.cli import main
+
+    bad = os.fsdecode(os.fsencode(str(tmp_path)) + b"/runs-\xff")
+    rc = main(
+        [
+            "bench",
+            "--model",
+            "digits_cnn",
+            "--backend",
+            "onnxruntime",
+            "--scheme",
+            "fp32",
+            "--scenario",
+            "SingleStream",
+            "--data",
+            "digits",
+            "-o",
+            bad,
+        ]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1].startswith("edgequant: error: -o ") and "not UTF-8" in err[-1]
+    assert not os.path.exists(os.fsencode(bad))
+
+
+def test_a_sweep_runs_folder_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    import os
+
+    from edgequant.errors import ValidationError
+    from edgequant.sweep import run_sweep
+
+    exp = tmp_path / "e.yaml"
+    exp.write_text("models: [digits_cnn]\nbackends: [onnxruntime]\nschemes: [fp32]\n")
+    bad = os.fsdecode(os.fsencode(str(tmp_path)) + b"/runs-\xfe")
+    with pytest.raises(ValidationError, match="not UTF-8"):
+        run_sweep(exp, bad)

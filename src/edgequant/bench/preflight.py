@@ -34,6 +34,22 @@ MAX_THREADS_PER_CORE = 4
 BATCHED_SCENARIOS = ("Offline", "Server")
 
 
+def check_utf8_path(path: Path, flag: str = "-o") -> None:
+    """Refuse a path with bytes that are not UTF-8: LoadGen (and the record) need text paths.
+
+    Example:
+        >>> check_utf8_path(Path("runs/r1")) is None
+        True
+    """
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(
+            f"{flag} {str(path)!r} has bytes that are not UTF-8 (LoadGen's log paths must be "
+            "text): choose a folder name in UTF-8"
+        ) from None
+
+
 def check_run_dir(run_dir: Path) -> None:
     """Refuse a run directory that is a file, lies under a file, or cannot be written.
 
@@ -45,6 +61,7 @@ def check_run_dir(run_dir: Path) -> None:
         ...
         edgequant.errors.ValidationError: -o .../run: ... is a file, not a folder; give a run directory
     """
+    check_utf8_path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise ValidationError(f"-o {run_dir} is a file, not a folder; give a run directory")
     probe = run_dir
@@ -167,5 +184,6 @@ __all__ = [
     "check_batch_memory",
     "check_run_dir",
     "check_threads",
+    "check_utf8_path",
     "usable_cores",
 ]

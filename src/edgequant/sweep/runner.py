@@ -288,8 +288,11 @@ def run_sweep(
     """
     from tqdm import tqdm
 
+    from edgequant.bench.preflight import check_utf8_path
+
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
     runs = Path(runs_dir)
+    check_utf8_path(runs)
     cells = plan_cells(exp, isolation)
     pairs = plan_pairs(exp, cells, rounds)  # a bad 'rounds:' is refused before anything runs
     t0 = time.perf_counter()
