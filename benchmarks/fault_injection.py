@@ -179,7 +179,7 @@ def check_results(rnd: Round, runs: Path, cells: list[str], cache: Path) -> None
     extra = sorted(
         p.name
         for p in runs.iterdir()
-        if p.is_dir() and p.name not in cells and p.name not in ("groups",)
+        if p.is_dir() and p.name not in cells and p.name not in ("groups", "pairs")
     )
     if extra:
         rnd.problems.append(f"unexpected folders in the runs folder: {extra}")

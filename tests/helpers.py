@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from typing import cast
 
 import numpy as np
@@ -86,3 +93,29 @@ def module_model(name: str, module: nn.Module, num_classes: int, size: int = 8) 
         num_classes=num_classes,
         module=module.eval(),
     )
+
+
+@contextlib.contextmanager
+def cpu_hog(seconds: float = 60.0) -> Iterator[int]:
+    """A real CPU hog that is **not** a descendant of this process, as another job's would be.
+
+    The noise monitor counts the monitored process's own children as its own work, so a hog
+    started with a plain ``Popen`` would not be noise; a short-lived launcher leaves the hog
+    orphaned (reparented to init). Yields its pid and kills it on exit.
+    """
+    code = f"import time\nt = time.time()\nwhile time.time() - t < {seconds}: pass\n"
+    launcher = (
+        "import subprocess, sys\n"
+        f"p = subprocess.Popen([sys.executable, '-c', {code!r}], start_new_session=True)\n"
+        "print(p.pid)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", launcher], capture_output=True, text=True, check=True
+    )
+    pid = int(out.stdout.strip())
+    try:
+        time.sleep(0.3)  # let it start burning
+        yield pid
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

@@ -97,14 +97,16 @@ def _passed_or_noisy(check: dict[str, Any]) -> None:
 
 @pytest.mark.slow
 def test_test01_passes_an_honest_session_and_fails_an_off_by_one_one(tmp_path: Path) -> None:
-    good = _comply(MatmulSession((3, SIZE, SIZE)), "TEST01", tmp_path / "good")
+    # 2 ms of work per query (a stand-in for a real model): the audit's response logging is
+    # then a small part of each query, as it is for real models, not 70% of a 30 µs one
+    good = _comply(MatmulSession((3, SIZE, SIZE), delay_s=0.002), "TEST01", tmp_path / "good")
     assert _check(good, "audit applied")["passed"]
     acc = _check(good, "accuracy")
     assert acc["passed"] and acc["qsl_idx_matched"] > 0 and acc["data_mismatched"] == 0
     _passed_or_noisy(_check(good, "performance"))
     assert (tmp_path / "good" / "compliance" / "TEST01" / "audit.config").is_file()
 
-    bad = _comply(OffByOneSession((3, SIZE, SIZE)), "TEST01", tmp_path / "bad")
+    bad = _comply(OffByOneSession((3, SIZE, SIZE), delay_s=0.002), "TEST01", tmp_path / "bad")
     assert not bad["passed"]
     acc = _check(bad, "accuracy")
     assert not acc["passed"] and acc["data_mismatched"] > 0
@@ -143,7 +145,9 @@ def test_w8a8_digits_cnn_passes_test01_and_test04(runtime: str, tmp_path: Path) 
             "digits_cnn",
             backend=runtime,
             scheme="w8a8",
-            scenario="SingleStream",
+            # Offline: digits_cnn's 30 µs SingleStream queries are mostly harness and logging,
+            # which the audit run adds to; throughput is the model's own work
+            scenario="Offline",
             data="digits",
             count=64,
             duration_s=0.5,

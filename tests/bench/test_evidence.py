@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -37,9 +34,9 @@ def test_a_benchmark_beside_a_cpu_hog_is_flagged_noisy(tmp_path: Path) -> None:
     runtime = "onnxruntime"
     if get_backend(runtime).unavailable_reason():
         pytest.skip(get_backend(runtime).unavailable_reason())
-    hog = subprocess.Popen([sys.executable, "-c", HOG])
-    try:
-        time.sleep(0.3)
+    from tests.helpers import cpu_hog
+
+    with cpu_hog(60):
         rec = benchmark(
             "digits_cnn",
             backend=runtime,
@@ -51,9 +48,6 @@ def test_a_benchmark_beside_a_cpu_hog_is_flagged_noisy(tmp_path: Path) -> None:
             output=tmp_path,
             progress=False,
         )
-    finally:
-        hog.kill()
-        hog.wait()
     assert rec.status == "ok", rec.reason
     stored = json.loads((tmp_path / "result.json").read_text())
     assert stored["noise"]["noisy"] is True

@@ -22,14 +22,10 @@ def _busy_wait(seconds: float) -> None:
 
 
 def test_a_run_beside_a_cpu_hog_is_flagged() -> None:
-    hog = subprocess.Popen([sys.executable, "-c", HOG])
-    try:
-        time.sleep(0.3)  # let it start burning
-        with NoiseMonitor(sample_s=0.2) as mon:
-            _busy_wait(1.5)
-    finally:
-        hog.kill()
-        hog.wait()
+    from tests.helpers import cpu_hog
+
+    with cpu_hog(30), NoiseMonitor(sample_s=0.2) as mon:
+        _busy_wait(1.5)
     report = mon.report
     assert report is not None and report.noisy, report
     assert report.other_cpu_cores is not None and report.other_cpu_cores > 0.5
