@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: demo test lint typecheck install clean browser
+.PHONY: demo test test-fast lint typecheck install clean browser
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,6 +34,10 @@ browser:
 
 test: $(STAMP) browser lint typecheck
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# the day-to-day tier: everything but the tests marked slow (real sweeps, clusters, compliance runs)
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
