@@ -63,36 +63,6 @@ def test_threads_beyond_the_cores() -> None:
     assert usable_cores() == len(os.sched_getaffinity(0))
 
 
-def test_an_output_path_that_is_not_utf8_is_refused_before_anything_runs(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    import os
-
-    from edgequant.cli import main
-
-    bad = os.fsdecode(os.fsencode(str(tmp_path)) + b"/runs-\xff")
-    rc = main(
-        [
-            "bench",
-            "--model",
-            "digits_cnn",
-            "--backend",
-            "onnxruntime",
-            "--scheme",
-            "fp32",
-            "--scenario",
-            "SingleStream",
-            "--data",
-            "digits",
-            "-o",
-            bad,
-        ]
-    )
-    err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and err[-1].startswith("edgequant: error: -o ") and "not UTF-8" in err[-1]
-    assert not os.path.exists(os.fsencode(bad))
-
-
 def test_a_sweep_runs_folder_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
     import os
 

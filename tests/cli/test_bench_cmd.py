@@ -296,3 +296,15 @@ def test_unknown_compliance_test_is_refused(capsys: pytest.CaptureFixture[str]) 
     with pytest.raises(SystemExit) as exc:
         main(["bench", "--model", "m", "--backend", "b", "--compliance", "TEST05", "-o", "x"])
     assert exc.value.code == 2 and "TEST01" in capsys.readouterr().err
+
+
+def test_an_output_path_that_is_not_utf8_is_refused_before_anything_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+
+    bad = Path(os.fsdecode(os.fsencode(str(tmp_path)) + b"/runs-\xff"))
+    rc = main(_bench(tmp_path, bad))
+    line = _one_error_line(capsys)
+    assert rc == 2 and line.startswith("edgequant: error: -o ") and "not UTF-8" in line
+    assert not os.path.exists(os.fsencode(str(bad)))
