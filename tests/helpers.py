@@ -106,7 +106,8 @@ def cpu_hog(seconds: float = 60.0) -> Iterator[int]:
     code = f"import time\nt = time.time()\nwhile time.time() - t < {seconds}: pass\n"
     launcher = (
         "import subprocess, sys\n"
-        f"p = subprocess.Popen([sys.executable, '-c', {code!r}], start_new_session=True)\n"
+        f"p = subprocess.Popen([sys.executable, '-c', {code!r}], start_new_session=True, "
+        "stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
         "print(p.pid)\n"
     )
     out = subprocess.run(
