@@ -284,3 +284,71 @@ def test_float_codec_is_identity() -> None:
     codec = TensorCodec({"dtype": np.float32, "quantization": (0.0, 0)})
     x = np.linspace(-3, 3, 7, dtype=np.float32)
     np.testing.assert_array_equal(codec.decode(codec.encode(x)), x)
+
+
+class _TwoHeads(nn.Module):
+    """Two heads flattened to ``[1, -1, 4]`` and concatenated, as BlazeFace's anchors are."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3, padding=1)
+        self.b = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.a(x).reshape(1, -1, 4), self.b(x).reshape(1, -1, 4)], dim=1)
+
+
+def _reshape_to_minus_one(src: Path, dst: Path) -> None:
+    """Rewrite every RESHAPE's constant ``[1, n, c]`` target to ``[1, -1, c]`` (TF's own
+    spelling): the interpreter then resizes the graph to batch 2 without complaint, but folds the
+    batch into the anchors axis, and the CONCAT interleaves the samples."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as fb
+
+    model = fb.ModelT.InitFromObj(fb.Model.GetRootAsModel(src.read_bytes(), 0))
+    sg = model.subgraphs[0]
+    patched = 0
+    for op in sg.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        if max(code.builtinCode, code.deprecatedBuiltinCode) != fb.BuiltinOperator.RESHAPE:
+            continue
+        buf = model.buffers[sg.tensors[op.inputs[1]].buffer]
+        shape = np.frombuffer(bytes(buf.data), np.int32).copy()
+        if len(shape) == 3 and shape[0] == 1:
+            shape[1] = -1
+            buf.data = list(shape.tobytes())
+            patched += 1
+    assert patched >= 2
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    dst.write_bytes(bytes(builder.Output()))
+
+
+def test_reshape_that_folds_the_batch_is_not_resized(tmp_path: Path) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgequant.models.loader import load_model
+
+    torch.manual_seed(0)
+    be = get_backend("litert")
+    built = be.prepare(
+        module_model("heads", _TwoHeads(), 80 * 4), get_scheme("fp32"), None, tmp_path / "a"
+    )
+    user = tmp_path / "heads.tflite"
+    _reshape_to_minus_one(built.path, user)
+    x = np.random.default_rng(3).standard_normal((3, 3, 8, 8)).astype(np.float32)
+    ref = Interpreter(model_path=str(user))
+    ref.allocate_tensors()
+    want = []
+    for sample in x:
+        ref.set_tensor(ref.get_input_details()[0]["index"], sample[None])
+        ref.invoke()
+        want.append(ref.get_tensor(ref.get_output_details()[0]["index"]).reshape(1, -1))
+    art = be.prepare(load_model(user), get_scheme("fp32"), None, tmp_path / "b")
+    assert art.metadata["batch_resizable"] is False
+    for resizable in (art.metadata["batch_resizable"], None):  # None: the session finds out
+        from edgequant.backends.litert.session import LiteRtSession
+
+        with LiteRtSession(art.path, 1, batch_resizable=resizable) as sess:
+            np.testing.assert_allclose(sess.run(x), np.concatenate(want), rtol=1e-5, atol=1e-6)
+            assert sess.fixed_batch == 1

@@ -196,6 +196,20 @@ def inspect_tflite(path: Path, *, backend: str, scheme: str) -> InspectReport:
     return report
 
 
+def outputs_have_batch(it: Any, n: int) -> bool:
+    """Whether every output of the allocated interpreter ``it`` has batch ``n``.
+
+    A RESHAPE that bakes in batch 1 next to a -1 (BlazeFace's ``[1, -1, 16]``) resizes and
+    allocates without complaint but folds the batch into another axis (and a CONCAT after it
+    interleaves the samples): such a graph is not resizable even though allocation succeeded.
+
+    Example:
+        >>> outputs_have_batch(interpreter, 2)   # doctest: +SKIP
+        False
+    """
+    return all(len(d["shape"]) > 0 and int(d["shape"][0]) == n for d in it.get_output_details())
+
+
 def _batch_resizable(path: Path) -> bool:
     """Whether the model runs at batch 2 as well as 1 (XNNPACK re-plans the resized graph)."""
     from ai_edge_litert.interpreter import Interpreter
@@ -207,7 +221,7 @@ def _batch_resizable(path: Path) -> bool:
         it.allocate_tensors()
     except (ValueError, RuntimeError):
         return False
-    return True
+    return outputs_have_batch(it, 2)
 
 
 def _choice(what: str, choice: str, reason: str) -> dict[str, str]:
@@ -230,7 +244,8 @@ def describe(path: Path, scheme: Scheme) -> dict[str, Any]:
         else _choice(
             "batch",
             "fixed batch 1",
-            "the graph bakes batch 1 into a RESHAPE; larger batches run one sample at a time",
+            "the graph bakes batch 1 into a RESHAPE (it refuses batch 2, or folds it into "
+            "another axis); larger batches run one sample at a time",
         ),
     ]
     if scheme.is_static:

@@ -7,8 +7,10 @@ zero-point and dequantizes the int8 logits with numpy, so callers never see inte
 The converted model has batch 1 baked in; other batch sizes are served by
 ``resize_tensor_input`` + ``allocate_tensors`` (measured: microseconds on the tiny net, one
 XNNPACK re-plan on big ones), done only when the batch size changes. A model whose graph bakes
-batch 1 into a RESHAPE (``x.view(1, -1)`` style flattening) cannot be resized: the session then
-reports ``fixed_batch = 1`` and runs larger batches one sample at a time.
+batch 1 into a RESHAPE (``x.view(1, -1)`` style flattening) cannot be resized, and one whose
+RESHAPE keeps batch 1 next to a -1 (``[1, -1, 16]``) resizes but folds the batch into another axis
+(its outputs keep batch 1; found by :func:`~edgequant.backends.litert.inspect.outputs_have_batch`):
+the session then reports ``fixed_batch = 1`` and runs larger batches one sample at a time.
 
 Example:
     >>> sess = LiteRtSession(Path("model.tflite"), threads=2)   # doctest: +SKIP
@@ -25,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from edgequant.backends.base import Session
+from edgequant.backends.litert.inspect import outputs_have_batch
 from edgequant.errors import ArtifactError, ValidationError, condense_error
 
 
@@ -130,7 +133,10 @@ class LiteRtSession(Session):
         try:
             self._interp.resize_tensor_input(self._in_index, [n, *self._sample_shape])
             self._interp.allocate_tensors()
+            folded = not outputs_have_batch(self._interp, n)
         except (ValueError, RuntimeError):
+            folded = True
+        if folded:
             # batch 1 is baked into the graph: go back to it and loop over samples
             try:
                 self._interp.resize_tensor_input(self._in_index, [1, *self._sample_shape])
