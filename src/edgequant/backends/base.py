@@ -135,6 +135,37 @@ def check_calibration(
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
+def installed_versions(*dists: str, missing: str | None = None) -> dict[str, str]:
+    """The installed version of each pip distribution, what every :meth:`Backend.versions` records.
+
+    Read from the distribution's metadata (nothing imported); a module of that name installed
+    without pip metadata (``onnxruntime-gpu``, a system TensorRT) is imported for its
+    ``__version__``. One that is not installed is left out, or reported as ``missing``.
+
+    Example:
+        >>> installed_versions("numpy")["numpy"] == np.__version__
+        True
+        >>> installed_versions("no-such-dist-eq", missing="not installed")
+        {'no-such-dist-eq': 'not installed'}
+    """
+    import importlib.util
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str] = {}
+    for dist in dists:
+        try:
+            out[dist] = version(dist)
+            continue
+        except PackageNotFoundError:
+            pass
+        module = dist.replace("-", "_")
+        found = module.isidentifier() and importlib.util.find_spec(module) is not None
+        value = getattr(importlib.import_module(module), "__version__", None) if found else None
+        if value is not None or missing is not None:
+            out[dist] = str(value if value is not None else missing)
+    return out
+
+
 class Backend(ABC):
     """One runtime. Subclasses set the class variables, the availability/capability methods,
     ``load`` and the build hooks ``_convert``/``_quantize``/``_save`` (``prepare`` is shared).
@@ -460,5 +491,6 @@ __all__ = [
     "canonical_name",
     "check_calibration",
     "get_backend",
+    "installed_versions",
     "register_backend",
 ]

@@ -11,8 +11,9 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -102,4 +103,38 @@ class LayerOutputs(dict[str, np.ndarray]):
         self.notes: list[str] = list(notes or [])
 
 
-__all__ = ["InspectReport", "LayerOutputs", "OpInfo"]
+T = TypeVar("T")
+
+
+def match_layers(
+    layers: Iterable[tuple[str, Sequence[str | None], T]], names: Iterable[str] | None = None
+) -> tuple[dict[str, T], list[str]]:
+    """Each runtime layer matched to a module layer name: what every ``layer_outputs`` taps.
+
+    ``layers`` gives, per runtime conv/linear op, its own name, the module names it may stand for
+    (best first; None for none) and the value to keep. A layer takes its first candidate that is
+    wanted (any, when ``names`` is None) and not taken yet; the others are unmatched, by their own
+    name.
+
+    Example:
+        >>> ops = [("conv_0", ["stem"], 0), ("conv_1", [None, "head"], 1), ("conv_2", ["stem"], 2)]
+        >>> match_layers(ops)
+        ({'stem': 0, 'head': 1}, ['conv_2'])
+        >>> match_layers(ops, ["head"])
+        ({'head': 1}, ['conv_0', 'conv_2'])
+    """
+    wanted = set(names) if names is not None else None
+    taps: dict[str, T] = {}
+    unmatched: list[str] = []
+    for own, candidates, value in layers:
+        name = next(
+            (c for c in candidates if c is not None and (wanted is None or c in wanted)), None
+        )
+        if name is None or name in taps:
+            unmatched.append(own)
+        else:
+            taps[name] = value
+    return taps, unmatched
+
+
+__all__ = ["InspectReport", "LayerOutputs", "OpInfo", "match_layers"]

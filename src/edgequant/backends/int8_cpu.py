@@ -120,6 +120,26 @@ class Int8Plan:
     remedied: list[str] = field(default_factory=list)
     note: str = ""
 
+    @classmethod
+    def for_runtime(cls, runtime: str, remedy: str, profile: CpuProfile | None = None) -> Int8Plan:
+        """The plan of ``runtime`` on this CPU's (or ``profile``'s) int8 class, no layers yet.
+
+        Example:
+            >>> from edgequant.hw.cpu import parse_cpuinfo
+            >>> Int8Plan.for_runtime("openvino", "float", parse_cpuinfo("flags : avx2\\n")).saturating
+            True
+        """
+        int8_class = runtime_int8_class(runtime, profile)
+        arithmetic = arithmetic_for(runtime, int8_class)
+        return cls(runtime=runtime, int8_class=int8_class, arithmetic=arithmetic, remedy=remedy)
+
+    def set_layers(self, layers: list[dict[str, Any]]) -> None:
+        """Take the analysed ``layers``; those that bite get the plan's remedy."""
+        self.layers = layers
+        self.remedied = [r["name"] for r in layers if r["bites"]]
+        for r in layers:
+            r["remedy"] = self.remedy if r["bites"] else ""
+
     @property
     def saturating(self) -> bool:
         return self.arithmetic != "exact"
@@ -255,26 +275,17 @@ def plan_int8(
         >>> plan_int8("onnxruntime", None, get_scheme("w8a8"), None, vnni).remedied
         []
     """
-    cls = runtime_int8_class(runtime, profile)
-    plan = Int8Plan(
-        runtime=runtime,
-        int8_class=cls,
-        arithmetic=arithmetic_for(runtime, cls),
-        remedy=REMEDY.get(runtime, ""),
-    )
+    plan = Int8Plan.for_runtime(runtime, REMEDY.get(runtime, ""), profile)
     if not plan.saturating or not scheme.is_static or scheme.weights is None:
         return plan
     module = getattr(model, "module", model)
     if module is None or calibration is None or len(calibration) == 0:
         plan.note = (
-            f"{runtime} on {cls}: int16 pair saturation cannot be analysed per layer without the "
+            f"{runtime} on {plan.int8_class}: int16 pair saturation cannot be analysed per layer without the "
             "PyTorch module and calibration data; the blanket remedy applies"
         )
         return plan
-    plan.layers = analyse(module, scheme, calibration, plan.arithmetic)  # type: ignore[arg-type]
-    plan.remedied = [r["name"] for r in plan.layers if r["bites"]]
-    for r in plan.layers:
-        r["remedy"] = plan.remedy if r["bites"] else ""
+    plan.set_layers(analyse(module, scheme, calibration, plan.arithmetic))  # type: ignore[arg-type]
     return plan
 
 
@@ -295,18 +306,9 @@ def plan_qdq(
         >>> plan_qdq("openvino", None, np.zeros((1, 3, 4, 4)), vnni).arithmetic  # type: ignore[arg-type]
         'exact'
     """
-    cls = runtime_int8_class(runtime, profile)
-    plan = Int8Plan(
-        runtime=runtime,
-        int8_class=cls,
-        arithmetic=arithmetic_for(runtime, cls),
-        remedy=QDQ_REMEDY.get(runtime, "float"),
-    )
+    plan = Int8Plan.for_runtime(runtime, QDQ_REMEDY.get(runtime, "float"), profile)
     if plan.saturating:
-        plan.layers = measure(sim, calibration, plan.arithmetic)
-        plan.remedied = [r["name"] for r in plan.layers if r["bites"]]
-        for r in plan.layers:
-            r["remedy"] = plan.remedy if r["bites"] else ""
+        plan.set_layers(measure(sim, calibration, plan.arithmetic))
     return plan
 
 

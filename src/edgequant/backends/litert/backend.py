@@ -30,7 +30,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import importlib.util
 import sys
 import time
@@ -39,7 +38,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgequant.backends.base import Artifact, Backend, Build, InspectReport
+from edgequant.backends.base import Artifact, Backend, Build, InspectReport, installed_versions
 from edgequant.backends.litert import debug
 from edgequant.backends.litert.config import build_recipe, check_recipe
 from edgequant.errors import ArtifactError
@@ -91,13 +90,7 @@ class LiteRtBackend(Backend):
         return None
 
     def versions(self) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for pip in _PACKAGES.values():
-            try:
-                out[pip] = importlib.metadata.version(pip)
-            except importlib.metadata.PackageNotFoundError:
-                continue
-        return out
+        return installed_versions(*_PACKAGES.values())
 
     # --- capability ---------------------------------------------------------------------------
     def supports(self, scheme: Scheme, model: Model | None = None) -> str | None:

@@ -26,7 +26,7 @@ import numpy as np
 
 from edgequant.backends.artifact import Artifact
 from edgequant.backends.base import Backend
-from edgequant.backends.inspection import LayerOutputs
+from edgequant.backends.inspection import LayerOutputs, match_layers
 from edgequant.errors import ArtifactError, condense_error
 
 _LAYER_OPS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"}
@@ -75,9 +75,12 @@ def _dequantize(t: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
     return np.transpose(x, (0, 3, 1, 2)) if x.ndim == 4 else x
 
 
-def _interpreter(path: Any) -> Any:
+def _interpreter(backend: Backend, artifact: Artifact) -> Any:
+    """The artifact's interpreter, every tensor kept, builtin kernels (the runtime required)."""
+    backend.require()
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+    path = artifact.path
     try:
         it = Interpreter(
             model_path=str(path),
@@ -95,24 +98,18 @@ def layer_outputs(
 ) -> LayerOutputs:
     """Each matched layer's tensor on ``batch`` as LiteRT computes it (module docstring);
     bound as ``LiteRtBackend.layer_outputs``."""
-    backend.require()
-    it = _interpreter(artifact.path)
+    it = _interpreter(backend, artifact)
     details = {d["index"]: d for d in it.get_tensor_details()}
-    wanted = set(names) if names is not None else None
-    taps: dict[str, tuple[int, str]] = {}
-    unmatched = []
-    for op in it._get_ops_details():
-        if op["op_name"] not in _LAYER_OPS:
-            continue
+
+    def layer(op: dict[str, Any]) -> tuple[str, list[str], tuple[int, str]]:
         index = int(op["outputs"][0])
         tname = str(details[index]["name"])
         weights = str(details[int(op["inputs"][1])]["name"]) if len(op["inputs"]) > 1 else ""
         cands = module_names(tname) + module_names(weights)  # the output may be the graph's
-        name = next((n for n in cands if wanted is None or n in wanted), None)
-        if name is None or name in taps:
-            unmatched.append(tname)
-            continue
-        taps[name] = (index, f"{op['op_name']} {tname.split(';;')[-1].split('/')[-1]}")
+        return tname, cands, (index, f"{op['op_name']} {tname.split(';;')[-1].split('/')[-1]}")
+
+    ops = it._get_ops_details()
+    taps, unmatched = match_layers((layer(op) for op in ops if op["op_name"] in _LAYER_OPS), names)
     inp = it.get_input_details()[0]
     rows: dict[str, list[np.ndarray]] = {n: [] for n in taps}
     for sample in np.ascontiguousarray(batch, dtype=np.float32):

@@ -31,16 +31,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgequant.backends.base import Artifact, Backend, Build, InspectReport, Session
-from edgequant.backends.onnxruntime import debug
+from edgequant.backends.onnxruntime import debug, quantize
 from edgequant.backends.onnxruntime.config import SESSION_CONFIG, int8_choice
 from edgequant.backends.onnxruntime.inspect import classify_graph, executed_precision
-from edgequant.backends.onnxruntime.quantize import (
-    build_dynamic,
-    build_float,
-    build_static,
-    build_weight_only,
-    need,
-)
 from edgequant.backends.onnxruntime.session import OnnxRuntimeSession, make_session
 from edgequant.errors import ValidationError
 from edgequant.models.export import export_onnx, onnx_weight_bytes
@@ -154,15 +147,17 @@ class OnnxRuntimeBackend(Backend):
         scheme, meta = build.scheme, build.meta
         dst = build.out_dir / MODEL_FILE
         if scheme.is_float:
-            build_float(converted, dst, scheme, meta)
+            quantize.build_float(converted, dst, scheme, meta)
         elif scheme.is_weight_only:
-            build_weight_only(converted, dst, scheme, meta)
+            quantize.build_weight_only(converted, dst, scheme, meta)
         elif scheme.is_dynamic:
-            build_dynamic(converted, dst, scheme, meta)
+            quantize.build_dynamic(converted, dst, scheme, meta)
         else:
-            calib = need(build.calibration, scheme)
+            calib = quantize.need(build.calibration, scheme)
             choice, layers = self._int8_layout(build, calib)
-            build_static(converted, dst, scheme, calib, meta, build.work_dir, choice, layers)
+            quantize.build_static(
+                converted, dst, scheme, calib, meta, build.work_dir, choice, layers
+            )
         return dst
 
     def _int8_layout(self, build: Build, calib: Any) -> tuple[dict[str, Any], list[str]]:

@@ -36,11 +36,10 @@ import hashlib
 import importlib.util
 import threading
 import time
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from edgequant.backends.base import Artifact, Backend, Build, InspectReport
+from edgequant.backends.base import Artifact, Backend, Build, InspectReport, installed_versions
 from edgequant.backends.openvino import debug
 from edgequant.backends.openvino import inspect as ovi
 from edgequant.backends.openvino.config import PRECISION_HINT
@@ -144,13 +143,7 @@ class OpenVinoBackend(Backend):
             return self._core
 
     def versions(self) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for dist in ("openvino", "nncf"):
-            try:
-                out[dist] = version(dist)
-            except PackageNotFoundError:
-                continue
-        return out
+        return installed_versions("openvino", "nncf")
 
     # --- capability ---------------------------------------------------------------------------
     def supports(self, scheme: Scheme, model: Model | None = None) -> str | None:

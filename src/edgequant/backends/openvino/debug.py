@@ -28,7 +28,7 @@ import numpy as np
 
 from edgequant.backends.artifact import Artifact
 from edgequant.backends.base import Backend
-from edgequant.backends.inspection import LayerOutputs
+from edgequant.backends.inspection import LayerOutputs, match_layers
 from edgequant.errors import ArtifactError
 
 _LAYER_OPS = {"Convolution", "GroupConvolution", "MatMul"}
@@ -83,20 +83,16 @@ def layer_outputs(
     backend.require()
     core: Any = backend.core()  # type: ignore[attr-defined]
     model = core.read_model(str(artifact.path))
-    wanted = set(names) if names is not None else None
-    taps: dict[str, tuple[Any, str]] = {}
-    unmatched = []
-    for op in model.get_ordered_ops():
-        if op.get_type_name() not in _LAYER_OPS:
-            continue
+
+    def layer(op: Any) -> tuple[str, list[str | None], tuple[Any, str]]:
         out, alias = _tap(op)
         fname = op.get_friendly_name()
-        cands = [c for c in (friendly_module(fname), alias) if c is not None]
-        name = next((c for c in cands if wanted is None or c in wanted), None)
-        if name is None or name in taps:
-            unmatched.append(fname)
-            continue
-        taps[name] = (out, fname)
+        return fname, [friendly_module(fname), alias], (out, fname)
+
+    ops = model.get_ordered_ops()
+    taps, unmatched = match_layers(
+        (layer(op) for op in ops if op.get_type_name() in _LAYER_OPS), names
+    )
     ports = model.add_outputs([out for out, _ in taps.values()]) if taps else []
     hint = artifact.metadata.get("inference_precision_hint") or "f32"
     config = {"INFERENCE_NUM_THREADS": 1, "INFERENCE_PRECISION_HINT": hint}

@@ -15,11 +15,9 @@ sha256 of its files: a folder copied from elsewhere is refused, never run. ``wei
 what the weights take at their quantized widths, as an integer runtime stores them.
 
 Example:
-    >>> from edgequant.backends import get_backend
     >>> from edgequant.quant.scheme import get_scheme
-    >>> be = get_backend("sim")
-    >>> be.supports(get_scheme("w4a8")) is None
-    True
+    >>> SimBackend.simulated, SimBackend().supports(get_scheme("w4a8")) is None
+    (True, True)
 """
 
 from __future__ import annotations

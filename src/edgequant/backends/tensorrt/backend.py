@@ -23,7 +23,15 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edgequant.backends.base import Artifact, Backend, Build, InspectReport, OpInfo, Session
+from edgequant.backends.base import (
+    Artifact,
+    Backend,
+    Build,
+    InspectReport,
+    OpInfo,
+    Session,
+    installed_versions,
+)
 from edgequant.backends.onnxruntime.backend import OnnxRuntimeBackend
 from edgequant.backends.tensorrt.session import TensorRtSession
 from edgequant.quant.scheme import Scheme
@@ -63,20 +71,7 @@ class TensorRtBackend(Backend):
         return None
 
     def versions(self) -> dict[str, str]:
-        out: dict[str, str] = {}
-        try:
-            import tensorrt
-
-            out["tensorrt"] = str(tensorrt.__version__)
-        except ImportError:
-            out["tensorrt"] = "not installed"
-        try:
-            import onnxruntime as ort
-
-            out["onnxruntime"] = ort.__version__
-        except ImportError:
-            out["onnxruntime"] = "not installed"
-        return out
+        return installed_versions("tensorrt", "onnxruntime", missing="not installed")
 
     def supports(self, scheme: Scheme, model: Model | None = None) -> str | None:
         if scheme.name in _SUPPORTED or (
