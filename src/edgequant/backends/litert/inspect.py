@@ -228,79 +228,91 @@ def _choice(what: str, choice: str, reason: str) -> dict[str, str]:
     return {"what": what, "choice": choice, "reason": reason}
 
 
-def describe(path: Path, scheme: Scheme) -> dict[str, Any]:
-    """I/O dtypes, weight bytes, executed precision and the choices made, for artifact.json."""
-    info = tensor_summary(path)
-    resizable = _batch_resizable(path)
-    flags = cpu_flags()
-    vnni = "avx512_vnni" in flags or "avx_vnni" in flags
-    choices = [
-        _choice(
+def _batch_choice(resizable: bool) -> dict[str, str]:
+    if resizable:
+        return _choice(
             "batch",
             "converted at batch 1, resized at load",
             "the converter needs a static shape; resize_tensor_input serves other batch sizes",
         )
-        if resizable
-        else _choice(
-            "batch",
-            "fixed batch 1",
-            "the graph bakes batch 1 into a RESHAPE (it refuses batch 2, or folds it into "
-            "another axis); larger batches run one sample at a time",
+    return _choice(
+        "batch",
+        "fixed batch 1",
+        "the graph bakes batch 1 into a RESHAPE (it refuses batch 2, or folds it into "
+        "another axis); larger batches run one sample at a time",
+    )
+
+
+def _static_choices(vnni: bool) -> list[dict[str, str]]:
+    from edgequant.backends.int8_table import class_config
+
+    cls = cpu_profile().int8_class
+    on_cpu = (
+        " (VNNI dot products on this CPU)" if vnni else " (no VNNI on this CPU: smaller speed-up)"
+    )
+    return [
+        _choice(
+            "kernels",
+            "static INT8, int8 I/O, XNNPACK QS8",
+            "integer convs end to end is LiteRT's fast CPU path" + on_cpu,
+        ),
+        _choice(
+            "int16 pair saturation",
+            "no remedy needed",
+            f"litert on {cls}: " + class_config("litert", cls)["reason"],
         ),
     ]
-    if scheme.is_static:
-        precision = "i8"
-        choices.append(
-            _choice(
-                "kernels",
-                "static INT8, int8 I/O, XNNPACK QS8",
-                "integer convs end to end is LiteRT's fast CPU path"
-                + (
-                    " (VNNI dot products on this CPU)"
-                    if vnni
-                    else " (no VNNI on this CPU: smaller speed-up)"
-                ),
-            )
-        )
-        from edgequant.backends.int8_table import class_config
 
-        cls = cpu_profile().int8_class
-        choices.append(
-            _choice(
-                "int16 pair saturation",
-                "no remedy needed",
-                f"litert on {cls}: " + class_config("litert", cls)["reason"],
-            )
-        )
-    elif scheme.is_dynamic:
-        precision = "i8-dynamic"
-        choices.append(
-            _choice(
-                "kernels",
-                "dynamic range (XNNPACK QD8)",
-                "activations quantized per batch at run time; float I/O",
-            )
-        )
-    elif scheme.is_weight_only:
-        precision = "f32"
-        choices.append(
-            _choice(
-                "kernels",
-                "DEQUANTIZE + fp32 convs",
-                "weight-only: smaller file, integer weights expanded to fp32, fp32 compute",
-            )
-        )
-    elif scheme.float_dtype == "fp16":
-        precision = "f32"
-        choices.append(
-            _choice(
-                "kernels",
-                "fp16 weights, fp32 compute",
-                "XNNPACK expands fp16 weights to fp32 at load; no fp16 arithmetic on CPU by default",
-            )
-        )
-    else:
-        precision = "f32"
+
+#: executed precision and the kernels' choice of the non-static schemes, by kind
+_KERNELS = {
+    "dynamic": (
+        "i8-dynamic",
+        "dynamic range (XNNPACK QD8)",
+        "activations quantized per batch at run time; float I/O",
+    ),
+    "weight-only": (
+        "f32",
+        "DEQUANTIZE + fp32 convs",
+        "weight-only: smaller file, integer weights expanded to fp32, fp32 compute",
+    ),
+    "fp16": (
+        "f32",
+        "fp16 weights, fp32 compute",
+        "XNNPACK expands fp16 weights to fp32 at load; no fp16 arithmetic on CPU by default",
+    ),
+}
+
+
+def _kernel_choices(scheme: Scheme, vnni: bool) -> tuple[str, list[dict[str, str]]]:
+    """The executed precision of ``scheme`` and the kernel choices that explain it."""
+    if scheme.is_static:
+        return "i8", _static_choices(vnni)
+    kinds = {
+        "dynamic": scheme.is_dynamic,
+        "weight-only": scheme.is_weight_only,
+        "fp16": scheme.float_dtype == "fp16",
+    }
+    kind = next((k for k, applies in kinds.items() if applies), None)
+    if kind is None:
+        return "f32", []
+    precision, choice, reason = _KERNELS[kind]
+    return precision, [_choice("kernels", choice, reason)]
+
+
+def describe(path: Path, scheme: Scheme) -> dict[str, Any]:
+    """I/O dtypes, weight bytes, executed precision and the choices made, for artifact.json.
+
+    Example:
+        >>> describe(Path("model.tflite"), get_scheme("w8a8"))["executed_precision"]  # doctest: +SKIP
+        'i8'
+    """
+    info = tensor_summary(path)
+    resizable = _batch_resizable(path)
+    flags = cpu_flags()
+    vnni = "avx512_vnni" in flags or "avx_vnni" in flags
+    precision, kernels = _kernel_choices(scheme, vnni)
+    choices = [_batch_choice(resizable), *kernels]
     if scheme.weights is not None and scheme.weights.bits == 4:
         choices.append(
             _choice(

@@ -232,6 +232,44 @@ class _Reader:
         self._i = 0
 
 
+def _static_choices(
+    meta: dict[str, Any], scheme: Scheme, choice: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """Record the int8 layout's and the calibration's choices; the calibration method and the
+    extra options it needs."""
+    _choice(
+        meta, "activation_type", f"{choice['activation_type']} (weights QInt8)", choice["reason"]
+    )
+    _choice(
+        meta,
+        "reduce_range",
+        choice["reduce_range"],
+        choice.get("reduce_range_reason", choice["reason"]),
+    )
+    method, extra = _calibration_options(scheme)
+    _choice(meta, "calibration", method, extra.pop("_reason"))
+    return method, extra
+
+
+def _pre_process(src: Path, pre: Path, meta: dict[str, Any]) -> Path:
+    """``quant_pre_process`` of ``src`` into ``pre``; ``src`` itself when it fails.
+
+    It adds shapes (and folds what the exporter left), which the QDQ quantizer uses to place
+    Q/DQ; it is optional, so a failure only costs that (recorded as a choice).
+    """
+    try:
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        with _quiet_logs():
+            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        if not pre.is_file():
+            raise RuntimeError("no output")
+        return pre
+    except Exception as e:
+        _choice(meta, "pre-process", "skipped", f"quant_pre_process failed: {condense_error(e)}")
+        return src
+
+
 def build_static(
     src: Path,
     dst: Path,
@@ -253,32 +291,8 @@ def build_static(
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     w, a = need(scheme.weights, scheme), need(scheme.activations, scheme)
-    _choice(
-        meta, "activation_type", f"{choice['activation_type']} (weights QInt8)", choice["reason"]
-    )
-    _choice(
-        meta,
-        "reduce_range",
-        choice["reduce_range"],
-        choice.get("reduce_range_reason", choice["reason"]),
-    )
-    method, extra = _calibration_options(scheme)
-    _choice(meta, "calibration", method, extra.pop("_reason"))
-
-    # quant_pre_process adds shapes (and folds what the exporter left), which the QDQ quantizer
-    # uses to place Q/DQ; it is optional, so a failure only costs that.
-    pre = tmp / "pre.onnx"
-    try:
-        from onnxruntime.quantization.shape_inference import quant_pre_process
-
-        with _quiet_logs():
-            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-        if not pre.is_file():
-            raise RuntimeError("no output")
-        first = pre
-    except Exception as e:
-        _choice(meta, "pre-process", "skipped", f"quant_pre_process failed: {condense_error(e)}")
-        first = src
+    method, extra = _static_choices(meta, scheme, choice)
+    first = _pre_process(src, tmp / "pre.onnx", meta)
     in_name = onnx.load(str(first), load_external_data=False).graph.input[0].name
     # a user's ONNX file may name its input differently from ours
     reader = _Reader(calib, in_name)

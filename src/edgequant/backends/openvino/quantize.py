@@ -111,6 +111,40 @@ def ignored_scope(layers: list[str]) -> Any:
     return nncf.IgnoredScope(patterns=patterns, validate=False)
 
 
+def _static_options(
+    preset: str,
+    per_channel: bool,
+    symmetric: bool,
+    subset: int,
+    estimator_name: str,
+    cpu: dict[str, Any],
+) -> dict[str, Any]:
+    """What :func:`quantize_static` asked NNCF for, with the reasons, for ``artifact.json``."""
+    return {
+        "tool": "nncf.quantize",
+        "preset": preset,
+        "target_device": "CPU",
+        "weights_per_channel": per_channel,
+        "activations_symmetric": symmetric,
+        "activations_per_channel": False,
+        "activations_reason": "per tensor everywhere: NNCF's CPU default quantizes depthwise "
+        "inputs per channel, measured 12 dB worse logits SQNR on EfficientNet-Lite0",
+        "subset_size": subset,
+        "range_estimator": estimator_name,
+        "fast_bias_correction": FAST_BIAS_CORRECTION,
+        "bias_correction": "FastBiasCorrection" if FAST_BIAS_CORRECTION else "BiasCorrection",
+        # NNCF's full BiasCorrection runs on 20% of the subset (its own rule)
+        "bias_correction_samples": subset if FAST_BIAS_CORRECTION else max(int(subset * 0.2), 1),
+        "model_type": None,
+        "smooth_quant": "off (CNN: NNCF applies it to transformers only)",
+        "overflow_fix": cpu["overflow_fix"],
+        "cpu_int8_isa": cpu["cpu_int8_isa"],
+        "cpu_choice_reason": cpu["reason"],
+        "ignored_layers": cpu["ignored_layers"],
+        "float_parts": "f32 (INFERENCE_PRECISION_HINT f32, so only the int8 part differs from fp32)",
+    }
+
+
 def quantize_static(
     ov_model: Any,
     scheme: Scheme,
@@ -164,29 +198,7 @@ def quantize_static(
             )
     except Exception as e:
         raise ModelError(f"NNCF could not quantize the model: {ov_error(e)}") from None
-    used = {
-        "tool": "nncf.quantize",
-        "preset": preset.value,
-        "target_device": "CPU",
-        "weights_per_channel": per_channel,
-        "activations_symmetric": a.symmetric,
-        "activations_per_channel": False,
-        "activations_reason": "per tensor everywhere: NNCF's CPU default quantizes depthwise "
-        "inputs per channel, measured 12 dB worse logits SQNR on EfficientNet-Lite0",
-        "subset_size": subset,
-        "range_estimator": estimator_name,
-        "fast_bias_correction": FAST_BIAS_CORRECTION,
-        "bias_correction": "FastBiasCorrection" if FAST_BIAS_CORRECTION else "BiasCorrection",
-        # NNCF's full BiasCorrection runs on 20% of the subset (its own rule)
-        "bias_correction_samples": subset if FAST_BIAS_CORRECTION else max(int(subset * 0.2), 1),
-        "model_type": None,
-        "smooth_quant": "off (CNN: NNCF applies it to transformers only)",
-        "overflow_fix": cpu["overflow_fix"],
-        "cpu_int8_isa": cpu["cpu_int8_isa"],
-        "cpu_choice_reason": cpu["reason"],
-        "ignored_layers": cpu["ignored_layers"],
-        "float_parts": "f32 (INFERENCE_PRECISION_HINT f32, so only the int8 part differs from fp32)",
-    }
+    used = _static_options(preset.value, per_channel, a.symmetric, subset, estimator_name, cpu)
     return quantized, used
 
 
