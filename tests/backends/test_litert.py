@@ -352,3 +352,29 @@ def test_reshape_that_folds_the_batch_is_not_resized(tmp_path: Path) -> None:
         with LiteRtSession(art.path, 1, batch_resizable=resizable) as sess:
             np.testing.assert_allclose(sess.run(x), np.concatenate(want), rtol=1e-5, atol=1e-6)
             assert sess.fixed_batch == 1
+
+
+class _ScoresAndPeaks(nn.Module):
+    """Two outputs, both batch-first: the session returns the first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 5)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.conv(x)
+        return self.fc(f.mean((2, 3))), f.amax((2, 3))
+
+
+def test_model_with_two_outputs_returns_its_first(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = _ScoresAndPeaks().eval()
+    be = get_backend("litert")
+    art = be.prepare(module_model("two", net, 5), get_scheme("fp32"), None, tmp_path)
+    assert len(art.metadata["outputs"]) == 2
+    x = np.random.default_rng(2).standard_normal((3, 3, 8, 8)).astype(np.float32)
+    with torch.no_grad():
+        want = net(torch.from_numpy(x))[0].numpy()
+    with be.load(art, threads=1) as sess:
+        np.testing.assert_allclose(sess.run(x), want, rtol=1e-4, atol=1e-5)

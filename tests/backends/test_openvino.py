@@ -388,3 +388,45 @@ class TestOpenVino(BackendContract):
         assert out.returncode == 0, out.stderr
         assert "raised: backend 'openvino' is not available" in out.stdout
         assert "pip install openvino nncf" in out.stdout
+
+
+class _TwoOutputs(nn.Module):
+    """A detector's shape: scores and a second head, both batch-first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 5)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.conv(x)
+        return self.fc(f.mean((2, 3))), f.amax((2, 3))
+
+
+def test_onnx_model_with_two_outputs_runs_its_first(tmp_path: Path) -> None:
+    from edgequant.backends import get_backend
+
+    torch.manual_seed(0)
+    net = _TwoOutputs().eval()
+    x = np.random.default_rng(1).standard_normal((3, 3, 8, 8)).astype(np.float32)
+    path = tmp_path / "two.onnx"
+    torch.onnx.export(
+        net,
+        (torch.from_numpy(x[:1]),),
+        str(path),
+        dynamo=False,
+        input_names=["x"],
+        output_names=["scores", "peaks"],
+        dynamic_axes={"x": {0: "n"}, "scores": {0: "n"}, "peaks": {0: "n"}},
+    )
+    spec = module_model("two", net, 5).input_spec
+    m = Model(name="two", family="onnx", input_spec=spec, num_classes=5, onnx_path=path)
+    be = get_backend("openvino")
+    art = be.prepare(m, get_scheme("fp32"), None, tmp_path / "art")
+    assert art.metadata["converter"]["outputs"] == ["scores", "peaks"]
+    assert art.metadata["converter"]["output_measured"] == "scores"
+    with torch.no_grad():
+        want = net(torch.from_numpy(x))[0].numpy()
+    with be.load(art, threads=1) as sess:
+        assert sess.fixed_batch is None
+        np.testing.assert_allclose(sess.run(x), want, rtol=1e-4, atol=1e-5)

@@ -114,7 +114,8 @@ def tensor_summary(path: Path) -> dict[str, Any]:
         'int8'
     """
     it = _interpreter(path)
-    (inp,), (out,) = it.get_input_details(), it.get_output_details()
+    inp, outputs = it.get_input_details()[0], it.get_output_details()
+    out = outputs[0]  # the one the session returns
     total, by_type = weight_bytes(path)
 
     def quant(d: dict[str, Any]) -> dict[str, float] | None:
@@ -129,6 +130,7 @@ def tensor_summary(path: Path) -> dict[str, Any]:
         "input_shape": [int(v) for v in inp["shape"]],
         "weight_bytes": total,
         "weight_bytes_by_dtype": by_type,
+        **({"outputs": [str(d["name"]) for d in outputs]} if len(outputs) > 1 else {}),
     }
 
 

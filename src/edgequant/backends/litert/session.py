@@ -99,10 +99,12 @@ class LiteRtSession(Session):
                 f"LiteRT cannot load {path}: {condense_error(e)}; delete the artifact and rebuild it"
             ) from None
         inputs, outputs = self._interp.get_input_details(), self._interp.get_output_details()
-        if len(inputs) != 1 or len(outputs) != 1:
+        if len(inputs) != 1 or not outputs:
             raise ArtifactError(
-                f"{path} has {len(inputs)} inputs / {len(outputs)} outputs; expected 1 / 1"
+                f"{path} has {len(inputs)} inputs / {len(outputs)} outputs; edgequant runs models "
+                "with one image input and at least one output"
             )
+        # several outputs (a detector's boxes + scores): all computed, the first is returned
         self._in, self._out = inputs[0], outputs[0]
         self._in_codec, self._out_codec = TensorCodec(self._in), TensorCodec(self._out)
         self._in_index, self._out_index = int(self._in["index"]), int(self._out["index"])

@@ -90,6 +90,26 @@ def _conv_weight_share(model: Model) -> float:
     return conv / max(1, conv + other)
 
 
+def _static_batch(shape: Any) -> bool:
+    """Whether an output's partial shape has a fixed batch after the input's was freed."""
+    return bool(shape.rank.is_static and len(shape) > 0 and shape[0].is_static)
+
+
+def _outputs_meta(ov_model: Any) -> dict[str, Any]:
+    """A model with several outputs (a detector's boxes + scores) is run whole; the sessions
+    return, and accuracy and the checks read, its first output only: recorded by name."""
+    if len(ov_model.outputs) == 1:
+        return {}
+    names = [
+        ", ".join(sorted(o.get_names())) or f"output {i}" for i, o in enumerate(ov_model.outputs)
+    ]
+    return {
+        "outputs": names,
+        "output_measured": names[0],
+        "outputs_note": f"{len(names)} outputs, all computed; the first ({names[0]}) is returned",
+    }
+
+
 class OpenVinoBackend(Backend):
     """Intel OpenVINO on the CPU; NNCF for static INT8 and weight compression.
 
@@ -331,19 +351,18 @@ class OpenVinoBackend(Backend):
             raise
         except Exception as e:
             raise ModelError(f"OpenVINO cannot convert {model.name}: {ov_error(e)}") from None
-        if len(ov_model.inputs) != 1 or len(ov_model.outputs) != 1:
+        if len(ov_model.inputs) != 1:
             raise ModelError(
-                f"{model.name}: OpenVINO backend runs single-input single-output "
-                f"classifiers; this one has {len(ov_model.inputs)} inputs, "
-                f"{len(ov_model.outputs)} outputs"
+                f"{model.name}: the OpenVINO backend runs models with one image input; this one "
+                f"has {len(ov_model.inputs)} inputs"
             )
         meta: dict[str, Any] = {"source": source, "dynamic_batch": True}
+        meta.update(_outputs_meta(ov_model))
         if source != "torch":
             try:  # make the batch dimension free so one IR serves every batch size
                 sample = list(model.input_spec.tensor_shape)  # NHWC for a .tflite
                 ov_model.reshape({ov_model.input(0): ov.PartialShape([-1, *sample])})
-                out = ov_model.output(0).get_partial_shape()
-                if out.rank.is_static and len(out) > 0 and out[0].is_static:
+                if any(_static_batch(o.get_partial_shape()) for o in ov_model.outputs):
                     # a Reshape in the graph bakes batch 1 in: keep batch 1, not wrong outputs
                     ov_model.reshape({ov_model.input(0): ov.PartialShape([1, *sample])})
                     meta.update(dynamic_batch=False, reshape_error="the graph fixes batch 1")
