@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from edgequant.cli.args import Spec, command, flag, opt
+
 DESCRIPTION = """\
 Run the embedded demo experiment (edgequant/examples/demo.yaml) and write its report:
 
@@ -30,40 +32,23 @@ OUT/report.html; a summary table is printed at the end.
 """
 
 
-def add_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "demo",
-        help="the embedded default: sweep + report, end to end",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "-o",
-        "--output",
-        default="demo-report",
-        metavar="OUT",
-        help="output folder (default demo-report)",
-    )
-    p.add_argument(
-        "--data",
+HELP = "the embedded default: sweep + report, end to end"
+
+OPTIONS: dict[str, Spec] = {
+    "--output": opt("output folder (default demo-report)", default="demo-report", metavar="OUT"),
+    "--data": opt(
+        "labelled ImageNet data: also measure the ImageNet models' accuracy",
         metavar="imagenet:DIR",
-        help="labelled ImageNet data: also measure the ImageNet models' accuracy",
-    )
-    p.add_argument(
-        "--quick",
-        action="store_true",
-        help="digits model only, tiny durations (checks the plumbing in about a minute)",
-    )
-    p.add_argument("--force", action="store_true", help="re-run cells already recorded")
-    p.add_argument(
-        "--max-drop",
-        type=float,
-        default=1.0,
-        metavar="PTS",
-        help="accuracy budget of the recommendation (top-1 points, default 1.0)",
-    )
-    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
-    p.set_defaults(func=run)
+    ),
+    "--quick": flag("digits model only, tiny durations (checks the plumbing in about a minute)"),
+    "--force": "re-run cells already recorded",
+    "--max-drop": "accuracy budget of the recommendation (top-1 points, default 1.0)",
+    "--json": "print the summary as JSON on stdout",
+}
+
+
+def add_parser(subparsers: Any) -> None:
+    command(subparsers, __name__)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from edgequant.cli.args import Spec, command, flag, opt
+
 DESCRIPTION = """\
 Run models x backends x schemes x scenarios (plus accuracy runs when asked) from an experiment
 file. Each cell is one `edgequant bench` in a fresh process: a crash costs that cell only.
@@ -59,51 +61,43 @@ Then: edgequant report RUNS_DIR -o report.html
 """
 
 
-def add_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "sweep",
-        help="run an experiment matrix (resumable), one process per cell",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("experiment", metavar="EXPERIMENT.yaml", help="the experiment file")
-    p.add_argument("-o", "--output", required=True, metavar="RUNS_DIR", help="runs directory")
-    p.add_argument("--force", action="store_true", help="re-run cells already recorded")
-    p.add_argument(
-        "--dry-run", action="store_true", help="list the cells and commands; run nothing"
-    )
-    p.add_argument(
-        "--isolation",
+HELP = "run an experiment matrix (resumable), one process per cell"
+
+OPTIONS: dict[str, Spec] = {
+    "experiment": opt("the experiment file", metavar="EXPERIMENT.yaml"),
+    "--output": opt("runs directory", required=True, metavar="RUNS_DIR"),
+    "--force": "re-run cells already recorded",
+    "--dry-run": flag("list the cells and commands; run nothing"),
+    "--isolation": opt(
+        "a fresh process per cell, or per model/backend pair (default: the file's, else cell)",
         choices=("cell", "backend"),
-        help="a fresh process per cell, or per model/backend pair (default: the file's, else cell)",
-    )
-    p.add_argument(
-        "--build-jobs",
+    ),
+    "--build-jobs": opt(
+        "build artifacts N model/backend pairs at a time before measuring "
+        "(default: the file's build_jobs, else 1 = build inside each cell)",
         type=int,
         metavar="N",
-        help="build artifacts N model/backend pairs at a time before measuring "
-        "(default: the file's build_jobs, else 1 = build inside each cell)",
-    )
-    p.add_argument(
-        "--devices",
-        metavar="A,B",
-        help="run on these devices (local = this machine, others: `edgequant worker --device` "
+    ),
+    "--devices": opt(
+        "run on these devices (local = this machine, others: `edgequant worker --device` "
         "names); replaces the file's devices",
-    )
-    p.add_argument(
-        "--cluster",
+        metavar="A,B",
+    ),
+    "--cluster": opt(
+        "the Dask scheduler the devices' workers joined (docs/fleet.md)",
         metavar="tcp://HOST:PORT",
-        help="the Dask scheduler the devices' workers joined (docs/fleet.md)",
-    )
-    p.add_argument(
-        "--rounds",
-        metavar="MIN:MAX",
-        help="paired fp32/other rounds per pair: MIN:MAX, N (3..N) or 0 for none "
+    ),
+    "--rounds": opt(
+        "paired fp32/other rounds per pair: MIN:MAX, N (3..N) or 0 for none "
         "(default: the file's rounds:, else 3:8 within 120 s)",
-    )
-    p.add_argument("--json", action="store_true", help="print the sweep summary as JSON on stdout")
-    p.set_defaults(func=run)
+        metavar="MIN:MAX",
+    ),
+    "--json": "print the sweep summary as JSON on stdout",
+}
+
+
+def add_parser(subparsers: Any) -> None:
+    command(subparsers, __name__)
 
 
 def run(args: argparse.Namespace) -> int:
