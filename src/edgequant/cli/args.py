@@ -76,6 +76,14 @@ def flag(help: str) -> dict[str, Any]:
     return opt(help, action="store_true")
 
 
+#: ``--model`` (required), ``--weights`` and ``--arch`` as the studies (``lab``, ``qat``) take them
+MODEL_FILE_OPTIONS: dict[str, Spec] = {
+    "--model": opt("zoo name or model file", required=True),
+    "--weights": "a .pth checkpoint for the model",
+    "--arch": "architecture (zoo name) of a .pth --model",
+}
+
+
 def add_options(p: argparse.ArgumentParser, options: Mapping[str, Spec]) -> None:
     """Add a table's options to ``p`` in order: ``--flag`` keys are options, bare keys positional.
 
@@ -190,6 +198,7 @@ def model_argument(args: argparse.Namespace) -> Any:
 __all__ = [
     "INPUT_OPTIONS",
     "JSON_DOC",
+    "MODEL_FILE_OPTIONS",
     "SHARED",
     "Spec",
     "add_model_arguments",

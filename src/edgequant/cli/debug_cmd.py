@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edgequant.cli.args import JSON_DOC, Spec, command, flag, opt
+from edgequant.cli.args import JSON_DOC, Spec, command, flag, from_args, opt
 
 DESCRIPTION = """\
 For each quantized conv/linear of an artifact: the SQNR (dB) of the runtime's own int8 output
@@ -61,8 +61,7 @@ def run(args: argparse.Namespace) -> int:
         args.artifact,
         args.data,
         model=model,
-        samples=args.samples,
-        calib_size=args.calib_size,
+        **from_args(args, "samples", "calib_size"),
         save=not args.no_save,
     )
     if args.json:

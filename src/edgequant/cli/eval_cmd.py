@@ -10,7 +10,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edgequant.cli.args import JSON_DOC, Spec, add_model_arguments, command, model_argument, opt
+from edgequant.cli.args import (
+    JSON_DOC,
+    Spec,
+    add_model_arguments,
+    command,
+    from_args,
+    model_argument,
+    opt,
+)
 
 DESCRIPTION = """\
 Measure a model's FP32 reference accuracy (top-1 / top-5) with PyTorch (a user's .onnx file runs
@@ -59,10 +67,7 @@ def run(args: argparse.Namespace) -> int:
         args.data,
         weights=None if model is not args.model else args.weights,
         arch=None if model is not args.model else args.arch,
-        limit=args.limit,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        threads=args.threads,
+        **from_args(args, "limit", "seed", "batch_size", "threads"),
     )
     if args.json:
         print_json(result)

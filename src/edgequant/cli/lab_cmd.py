@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edgequant.cli.args import JSON_DOC, Spec, command, opt
+from edgequant.cli.args import JSON_DOC, MODEL_FILE_OPTIONS, Spec, command, from_args, opt
 
 DESCRIPTION = """\
 Quantization studies in edgequant's fake-quant simulator backend (any bit width,
@@ -44,9 +44,7 @@ HELP = "quantization studies in the simulator (PTQ, Winograd, sensitivity)"
 
 #: the options every study takes
 OPTIONS: dict[str, Spec] = {
-    "--model": opt("zoo name or model file", required=True),
-    "--weights": "a .pth checkpoint for the model",
-    "--arch": "architecture (zoo name) of a .pth --model",
+    **MODEL_FILE_OPTIONS,
     "--data": opt("evaluation data KIND[:PATH] (test split)", required=True),
     "--calib": "calibration data (default: --data, train split)",
     "--calib-samples": opt("calibration samples (default 200)", default=200),
@@ -129,14 +127,8 @@ def run(args: argparse.Namespace) -> int:
     out = lab(
         args.study,
         args.model,
-        data=args.data,
-        output=args.output,
-        calib=args.calib,
-        calib_samples=args.calib_samples,
-        limit=args.limit,
-        threads=args.threads,
-        weights=args.weights,
-        arch=args.arch,
+        **from_args(args, "data", "output", "calib", "calib_samples", "limit", "threads"),
+        **from_args(args, "weights", "arch"),
         **study,
     )
     if args.json:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edgequant.cli.args import Spec, command, flag, opt
+from edgequant.cli.args import MODEL_FILE_OPTIONS, Spec, command, flag, from_args, opt
 
 DESCRIPTION = """\
 Quantization-aware training (Krishnamoorthi's recipe): fake quantization with the straight-through
@@ -32,9 +32,8 @@ Examples:
 HELP = "quantization-aware training, exported to ONNX QDQ and run by a runtime"
 
 OPTIONS: dict[str, Spec] = {
-    "--model": opt("zoo name or model file", required=True),
+    **MODEL_FILE_OPTIONS,
     "--weights": "a .pth checkpoint for the model (instead of its pretrained weights)",
-    "--arch": "architecture (zoo name) of a .pth --model",
     "--scheme": opt("scheme name or YAML (static, integer weights), e.g. w4a8", required=True),
     "--data": opt("training data KIND[:PATH]; accuracy on its test split", required=True),
     "--eval-data": "evaluation data (default: --data, split test)",
@@ -68,27 +67,14 @@ def run(args: argparse.Namespace) -> int:
     from edgequant.studies.qat import QATOptions, qat
 
     options = QATOptions(
-        lr=args.lr,
-        batch_size=args.batch_size,
-        freeze_bn_after=args.freeze_bn_after,
-        freeze_observers_after=args.freeze_observers_after,
+        **from_args(args, "lr", "batch_size", "freeze_bn_after", "freeze_observers_after"),
         distill=args.distill,
     )
     record = qat(
         args.model,
-        scheme=args.scheme,
-        data=args.data,
-        output=args.output,
-        epochs=args.epochs,
-        backend=args.backend,
-        eval_data=args.eval_data,
+        **from_args(args, "scheme", "data", "output", "epochs", "backend", "eval_data"),
+        **from_args(args, "weights", "arch", "int4_storage", "threads", "limit", "seed"),
         options=options,
-        weights=args.weights,
-        arch=args.arch,
-        int4_storage=args.int4_storage,
-        threads=args.threads,
-        limit=args.limit,
-        seed=args.seed,
     )
     if args.json:
         print_json(record.to_dict())

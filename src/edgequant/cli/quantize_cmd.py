@@ -16,6 +16,7 @@ from edgequant.cli.args import (
     add_model_arguments,
     command,
     flag,
+    from_args,
     input_options,
     opt,
 )
@@ -78,15 +79,10 @@ def run(args: argparse.Namespace) -> int:
 
     result = quantize_model(
         args.model,
-        backend=args.backend,
-        scheme=args.scheme,
+        **from_args(args, "backend", "scheme", "cache_dir", "force", "weights", "arch"),
         calibration=args.calib,
         calibration_samples=args.calib_size,
-        cache_dir=args.cache_dir,
-        force=args.force,
         output=Path(args.output),
-        weights=args.weights,
-        arch=args.arch,
         pretrained=not args.random_weights,
         input_options=input_options(args),
         card=args.model_card,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edgequant.cli.args import Spec, command, flag, opt
+from edgequant.cli.args import Spec, command, flag, from_args, opt
 
 DESCRIPTION = """\
 Run models x backends x schemes x scenarios (plus accuracy runs when asked) from an experiment
@@ -112,50 +112,20 @@ def run(args: argparse.Namespace) -> int:
     if args.devices:
         experiment = with_devices(experiment, [d.strip() for d in args.devices.split(",")])
     runs = Path(args.output)
+    shared = from_args(args, "force", "isolation", "rounds")
     if args.dry_run:
-        summary = run_sweep(
-            experiment,
-            runs,
-            force=args.force,
-            dry_run=True,
-            isolation=args.isolation,
-            rounds=args.rounds,
-        )
+        summary = run_sweep(experiment, runs, dry_run=True, **shared)
         if args.json:
             print_json(summary.to_dict())
         else:
-            for o in summary.outcomes:
-                if o.skipped:
-                    print(f"{o.cell.cell_id}: already recorded ({o.status}), skipped")
-                elif o.record is not None:
-                    print(f"{o.cell.cell_id}: n/a: {o.record.reason}")
-                else:
-                    print(f"{o.cell.cell_id}: {' '.join(o.command)}")
-            pairs = plan_pairs(experiment, [o.cell for o in summary.outcomes], args.rounds)
-            for pair in pairs:
-                r = pair.rounds
-                print(
-                    f"paired: {pair.other.cell_id} vs {pair.baseline.scheme.name}, "
-                    f"{r.min}-{r.max} rounds of {r.seconds(pair.other.duration_s):g} s "
-                    f"(at most {r.time_cap_s:g} s)"
-                )
-            print(
-                f"{len(summary.outcomes)} cell(s), {len(pairs)} pair(s); "
-                "nothing was run (--dry-run)"
+            _print_dry_run(
+                summary, plan_pairs(experiment, [o.cell for o in summary.outcomes], args.rounds)
             )
         return 0
     stop_on_sigterm()
     plan_pairs(experiment, experiment.cells(), args.rounds)  # bad rounds: refused before the start
     log(f"sweep {experiment.name}: {len(experiment.cells())} cell(s) into {runs}")
-    summary = run_sweep(
-        experiment,
-        runs,
-        force=args.force,
-        isolation=args.isolation,
-        build_jobs=args.build_jobs,
-        cluster=args.cluster,
-        rounds=args.rounds,
-    )
+    summary = run_sweep(experiment, runs, **shared, **from_args(args, "build_jobs", "cluster"))
     if args.json:
         print_json(summary.to_dict())
     else:
@@ -172,3 +142,22 @@ def run(args: argparse.Namespace) -> int:
         log(f"every cell failed: see each cell's bench.log in {runs}")
         return 1
     return 0
+
+
+def _print_dry_run(summary: Any, pairs: Any) -> None:
+    """What ``--dry-run`` prints: each cell's command (or why it is skipped), then the pairs."""
+    for o in summary.outcomes:
+        if o.skipped:
+            print(f"{o.cell.cell_id}: already recorded ({o.status}), skipped")
+        elif o.record is not None:
+            print(f"{o.cell.cell_id}: n/a: {o.record.reason}")
+        else:
+            print(f"{o.cell.cell_id}: {' '.join(o.command)}")
+    for pair in pairs:
+        r = pair.rounds
+        print(
+            f"paired: {pair.other.cell_id} vs {pair.baseline.scheme.name}, "
+            f"{r.min}-{r.max} rounds of {r.seconds(pair.other.duration_s):g} s "
+            f"(at most {r.time_cap_s:g} s)"
+        )
+    print(f"{len(summary.outcomes)} cell(s), {len(pairs)} pair(s); nothing was run (--dry-run)")

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from edgequant.cli.args import JSON_DOC, Spec, command, opt
+from edgequant.cli.args import JSON_DOC, Spec, command, from_args, opt
 
 DESCRIPTION = """\
 Train a zoo architecture from scratch on a dataset that has a train/test split (today: digits),
@@ -45,13 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = train(
         args.model,
-        data=args.data,
-        epochs=args.epochs,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        threads=args.threads,
-        output=args.output,
+        **from_args(args, "data", "epochs", "lr", "batch_size", "seed", "threads", "output"),
     )
     if args.json:
         print_json(result)
