@@ -26,8 +26,11 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
-from collections.abc import Mapping
+import signal
+import threading
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 #: the help text of ``--json`` in most commands
@@ -195,6 +198,39 @@ def model_argument(args: argparse.Namespace) -> Any:
     )
 
 
+@contextlib.contextmanager
+def interrupted_by_signals() -> Iterator[None]:
+    """In the block, SIGTERM and SIGHUP (the terminal closed) raise ``KeyboardInterrupt``: they
+    stop a command the way Ctrl-C does (its ``finally`` blocks run, what it started is ended, a
+    run records itself interrupted, the CLI says ``edgequant: interrupted`` and exits 130)
+    instead of killing it on the spot. The previous handlers come back afterwards; outside the
+    main thread (where Python allows no handler) the block runs as it is.
+
+    Example:
+        >>> import os
+        >>> with interrupted_by_signals():
+        ...     try:
+        ...         os.kill(os.getpid(), signal.SIGTERM)
+        ...     except KeyboardInterrupt:
+        ...         print("stopped")
+        stopped
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signals = [s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None]
+    previous = {s: signal.signal(s, _stop) for s in signals}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
 __all__ = [
     "INPUT_OPTIONS",
     "JSON_DOC",
@@ -207,6 +243,7 @@ __all__ = [
     "flag",
     "from_args",
     "input_options",
+    "interrupted_by_signals",
     "model_argument",
     "opt",
 ]

@@ -19,6 +19,7 @@ from edgequant.cli.args import (
     command,
     flag,
     from_args,
+    interrupted_by_signals,
     model_argument,
     opt,
 )
@@ -117,6 +118,13 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # SIGTERM/SIGHUP (a sweep's kill, `timeout`, a closed terminal) stop the run like Ctrl-C:
+    # killed on the spot it would leave its children (compile workers) running and no record
+    with interrupted_by_signals():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from edgequant.bench.api import benchmark
     from edgequant.console import print_json
     from edgequant.errors import UnsupportedError
