@@ -198,6 +198,16 @@ def model_argument(args: argparse.Namespace) -> Any:
     )
 
 
+def comma_list(text: str) -> list[str]:
+    """The items of a comma-separated option value, stripped, empty ones left out.
+
+    Example:
+        >>> comma_list("local, rpi5,")
+        ['local', 'rpi5']
+    """
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
 @contextlib.contextmanager
 def interrupted_by_signals() -> Iterator[None]:
     """In the block, SIGTERM and SIGHUP (the terminal closed) raise ``KeyboardInterrupt``: they
@@ -239,6 +249,7 @@ __all__ = [
     "Spec",
     "add_model_arguments",
     "add_options",
+    "comma_list",
     "command",
     "flag",
     "from_args",

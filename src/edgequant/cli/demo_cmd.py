@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edgequant.cli.args import Spec, command, flag, opt
+from edgequant.cli.args import Spec, comma_list, command, flag, from_args, opt
 
 DESCRIPTION = """\
 Run the embedded demo experiment (edgequant/examples/demo.yaml) and write its report:
@@ -43,6 +43,16 @@ OPTIONS: dict[str, Spec] = {
     "--quick": flag("digits model only, tiny durations (checks the plumbing in about a minute)"),
     "--force": "re-run cells already recorded",
     "--max-drop": "accuracy budget of the recommendation (top-1 points, default 1.0)",
+    "--devices": opt(
+        "comma-separated devices to run on (default local = this machine; others: "
+        "`edgequant worker --device` names, reached through --cluster)",
+        default="local",
+        metavar="NAMES",
+    ),
+    "--cluster": opt(
+        "the Dask scheduler the devices' workers joined (docs/fleet.md)",
+        metavar="tcp://HOST:PORT",
+    ),
     "--json": "print the summary as JSON on stdout",
 }
 
@@ -58,9 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from edgequant.sweep.runner import paired_lines, stop_on_sigterm
 
     stop_on_sigterm()
-    result = demo(
-        args.output, data=args.data, quick=args.quick, force=args.force, max_drop=args.max_drop
-    )
+    result = demo(args.output, **demo_options(args))
     if args.json:
         print_json(result.to_dict())
     else:
@@ -74,3 +82,26 @@ def run(args: argparse.Namespace) -> int:
         print(f"\n{counts_line(result.sweep)} in {result.seconds:.0f} s")
         print(f"report: {result.report}")
     return 0
+
+
+def demo_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :func:`edgequant.sweep.demo.demo` that the command line gives;
+    ``devices`` and ``cluster`` only when they are not the default (this machine alone).
+
+    Example:
+        >>> ns = argparse.Namespace(data=None, quick=True, force=False, max_drop=1.0)
+        >>> demo_options(argparse.Namespace(**vars(ns), devices="local", cluster=None))
+        {'data': None, 'quick': True, 'force': False, 'max_drop': 1.0}
+        >>> opts = demo_options(argparse.Namespace(**vars(ns), devices="local,rpi5", cluster="tcp://h:1"))
+        >>> opts["devices"], opts["cluster"]
+        (['local', 'rpi5'], 'tcp://h:1')
+    """
+    from edgequant.sweep.plan import LOCAL_DEVICE
+
+    options = from_args(args, "data", "quick", "force", "max_drop")
+    devices = comma_list(args.devices)
+    if devices != [LOCAL_DEVICE]:
+        options["devices"] = devices
+    if args.cluster:
+        options["cluster"] = args.cluster
+    return options

@@ -12,7 +12,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edgequant.cli.args import JSON_DOC, MODEL_FILE_OPTIONS, Spec, command, from_args, opt
+from edgequant.cli.args import (
+    JSON_DOC,
+    MODEL_FILE_OPTIONS,
+    Spec,
+    comma_list,
+    command,
+    from_args,
+    opt,
+)
 
 DESCRIPTION = """\
 Quantization studies in edgequant's fake-quant simulator backend (any bit width,
@@ -105,10 +113,6 @@ def _ints(text: str) -> list[int]:
     return vals
 
 
-def _items(text: str) -> list[str]:
-    return [v.strip() for v in text.split(",") if v.strip()]
-
-
 def run(args: argparse.Namespace) -> int:
     from edgequant.console import print_json
     from edgequant.studies.pipeline import lab
@@ -116,8 +120,8 @@ def run(args: argparse.Namespace) -> int:
     study = {}
     if args.study == "ptq":
         study = {
-            "schemes": _items(args.schemes),
-            "calibrators": _items(args.calibrators),
+            "schemes": comma_list(args.schemes),
+            "calibrators": comma_list(args.calibrators),
             "techniques": args.techniques.split(","),
         }
     elif args.study == "winograd":
