@@ -87,6 +87,12 @@ MODEL_FILE_OPTIONS: dict[str, Spec] = {
 }
 
 
+#: ``--cluster`` of the commands that run on a fleet's devices (``sweep``, ``demo``)
+CLUSTER_OPTION = opt(
+    "the Dask scheduler the devices' workers joined (docs/fleet.md)", metavar="tcp://HOST:PORT"
+)
+
+
 def add_options(p: argparse.ArgumentParser, options: Mapping[str, Spec]) -> None:
     """Add a table's options to ``p`` in order: ``--flag`` keys are options, bare keys positional.
 
@@ -242,6 +248,7 @@ def interrupted_by_signals() -> Iterator[None]:
 
 
 __all__ = [
+    "CLUSTER_OPTION",
     "INPUT_OPTIONS",
     "JSON_DOC",
     "MODEL_FILE_OPTIONS",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edgequant.cli.args import Spec, comma_list, command, flag, from_args, opt
+from edgequant.cli.args import CLUSTER_OPTION, Spec, comma_list, command, flag, from_args, opt
 
 DESCRIPTION = """\
 Run the embedded demo experiment (edgequant/examples/demo.yaml) and write its report:
@@ -49,10 +49,7 @@ OPTIONS: dict[str, Spec] = {
         default="local",
         metavar="NAMES",
     ),
-    "--cluster": opt(
-        "the Dask scheduler the devices' workers joined (docs/fleet.md)",
-        metavar="tcp://HOST:PORT",
-    ),
+    "--cluster": CLUSTER_OPTION,
     "--json": "print the summary as JSON on stdout",
 }
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edgequant.cli.args import Spec, command, flag, from_args, opt
+from edgequant.cli.args import CLUSTER_OPTION, Spec, command, flag, from_args, opt
 
 DESCRIPTION = """\
 Run models x backends x schemes x scenarios (plus accuracy runs when asked) from an experiment
@@ -83,10 +83,7 @@ OPTIONS: dict[str, Spec] = {
         "names); replaces the file's devices",
         metavar="A,B",
     ),
-    "--cluster": opt(
-        "the Dask scheduler the devices' workers joined (docs/fleet.md)",
-        metavar="tcp://HOST:PORT",
-    ),
+    "--cluster": CLUSTER_OPTION,
     "--rounds": opt(
         "paired fp32/other rounds per pair: MIN:MAX, N (3..N) or 0 for none "
         "(default: the file's rounds:, else 3:8 within 120 s)",
