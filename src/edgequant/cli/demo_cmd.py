@@ -11,7 +11,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edgequant.cli.args import CLUSTER_OPTION, Spec, comma_list, command, flag, from_args, opt
+from edgequant.cli.args import (
+    CLUSTER_OPTION,
+    Spec,
+    comma_list,
+    command,
+    flag,
+    from_args,
+    interrupted_by_signals,
+    opt,
+)
 
 DESCRIPTION = """\
 Run the embedded demo experiment (edgequant/examples/demo.yaml) and write its report:
@@ -62,10 +71,10 @@ def run(args: argparse.Namespace) -> int:
     from edgequant.console import print_json
     from edgequant.report.terminal import counts_line, demo_table
     from edgequant.sweep.demo import demo
-    from edgequant.sweep.runner import paired_lines, stop_on_sigterm
+    from edgequant.sweep.runner import paired_lines
 
-    stop_on_sigterm()
-    result = demo(args.output, **demo_options(args))
+    with interrupted_by_signals():  # SIGTERM/SIGHUP: the cell in flight stopped, recorded
+        result = demo(args.output, **demo_options(args))
     if args.json:
         print_json(result.to_dict())
     else:

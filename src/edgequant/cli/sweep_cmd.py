@@ -12,7 +12,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edgequant.cli.args import CLUSTER_OPTION, Spec, command, flag, from_args, opt
+from edgequant.cli.args import (
+    CLUSTER_OPTION,
+    Spec,
+    command,
+    flag,
+    from_args,
+    interrupted_by_signals,
+    opt,
+)
 
 DESCRIPTION = """\
 Run models x backends x schemes x scenarios (plus accuracy runs when asked) from an experiment
@@ -103,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     from edgequant.console import log, print_json
     from edgequant.report.terminal import counts_line, sweep_table
     from edgequant.sweep.experiment import load_experiment, with_devices
-    from edgequant.sweep.runner import paired_lines, plan_pairs, run_sweep, stop_on_sigterm
+    from edgequant.sweep.runner import paired_lines, plan_pairs, run_sweep
 
     experiment = load_experiment(args.experiment)
     if args.devices:
@@ -119,10 +127,10 @@ def run(args: argparse.Namespace) -> int:
                 summary, plan_pairs(experiment, [o.cell for o in summary.outcomes], args.rounds)
             )
         return 0
-    stop_on_sigterm()
     plan_pairs(experiment, experiment.cells(), args.rounds)  # bad rounds: refused before the start
     log(f"sweep {experiment.name}: {len(experiment.cells())} cell(s) into {runs}")
-    summary = run_sweep(experiment, runs, **shared, **from_args(args, "build_jobs", "cluster"))
+    with interrupted_by_signals():  # SIGTERM/SIGHUP: the cell in flight stopped, recorded
+        summary = run_sweep(experiment, runs, **shared, **from_args(args, "build_jobs", "cluster"))
     if args.json:
         print_json(summary.to_dict())
     else:
