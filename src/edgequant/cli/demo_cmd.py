@@ -18,7 +18,6 @@ from edgequant.cli.args import (
     command,
     flag,
     from_args,
-    interrupted_by_signals,
     opt,
 )
 
@@ -68,6 +67,7 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from edgequant.cli.args import interrupted_by_signals
     from edgequant.console import print_json
     from edgequant.report.terminal import counts_line, demo_table
     from edgequant.sweep.demo import demo

@@ -18,7 +18,6 @@ from edgequant.cli.args import (
     command,
     flag,
     from_args,
-    interrupted_by_signals,
     opt,
 )
 
@@ -108,6 +107,7 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from edgequant.cli.args import interrupted_by_signals
     from edgequant.console import log, print_json
     from edgequant.report.terminal import counts_line, sweep_table
     from edgequant.sweep.experiment import load_experiment, with_devices
