@@ -308,3 +308,45 @@ def test_an_output_path_that_is_not_utf8_is_refused_before_anything_runs(
     line = _one_error_line(capsys)
     assert rc == 2 and line.startswith("edgequant: error: -o ") and "not UTF-8" in line
     assert not os.path.exists(os.fsencode(str(bad)))
+
+
+@pytest.mark.slow
+def test_sigterm_while_measuring_is_a_clean_interrupt(tmp_path: Path) -> None:
+    # SIGTERM (a sweep's kill, `timeout`, a closed terminal's SIGHUP) must stop bench the way
+    # Ctrl-C does: one line, the interrupted record saved, no traceback; by default it dies on
+    # the spot, leaving its children (compile workers) and no record
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pytest.importorskip("mlperf_loadgen")
+    pytest.importorskip("onnxruntime")
+    run_dir, err_path = tmp_path / "run", tmp_path / "stderr.txt"
+    argv = [sys.executable, "-m", "edgequant", "bench", "--model", "digits_cnn"]
+    argv += ["--backend", "onnxruntime", "--scenario", "SingleStream", "--duration", "600"]
+    env = dict(os.environ, EDGEQUANT_CACHE=str(tmp_path / "cache"))
+    with open(err_path, "w") as err:
+        proc = subprocess.Popen(
+            [*argv, "--no-roofline", "-o", str(run_dir)],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=env,
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while "performance run" not in err_path.read_text() and proc.poll() is None:
+            assert time.monotonic() < deadline, err_path.read_text()
+            time.sleep(0.2)
+        time.sleep(1.0)  # LoadGen is issuing queries now
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    err_text = err_path.read_text()
+    assert rc in (130, 143), (rc, err_text)
+    assert "Traceback" not in err_text
+    assert [line for line in err_text.splitlines() if "interrupted" in line] == [
+        "edgequant: interrupted (LoadGen logs are partial)"
+    ]
+    assert json.loads((run_dir / "result.json").read_text())["status"] == "interrupted"

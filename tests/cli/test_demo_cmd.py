@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -48,3 +49,56 @@ def test_quick_demo_end_to_end(tmp_path: Path) -> None:
         low, high = rec.paired["ci95"]
         assert low <= rec.paired["median"] <= high
         assert f"{row['run_id']} " in proc.stdout.split("paired ratios vs fp32")[1]
+
+
+def _demo_args(*flags: str) -> argparse.Namespace:
+    from edgequant.cli import build_parser
+
+    return build_parser().parse_args(["demo", *flags])
+
+
+def test_devices_and_cluster_flags_reach_the_demo_options() -> None:
+    from edgequant.cli.demo_cmd import demo_options
+
+    args = _demo_args("--devices", "local, rpi5", "--cluster", "tcp://10.0.0.2:8786")
+    assert (args.devices, args.cluster) == ("local, rpi5", "tcp://10.0.0.2:8786")
+    opts = demo_options(args)
+    assert opts["devices"] == ["local", "rpi5"] and opts["cluster"] == "tcp://10.0.0.2:8786"
+    assert demo_options(_demo_args("--devices", "rpi5"))["devices"] == ["rpi5"]
+
+
+def test_devices_local_is_the_demo_as_without_the_flag() -> None:
+    import inspect
+
+    from edgequant.cli.demo_cmd import demo_options
+    from edgequant.sweep.demo import demo
+
+    plain = _demo_args("--quick")
+    assert plain.devices == "local" and plain.cluster is None
+    opts = demo_options(plain)
+    assert opts == demo_options(_demo_args("--quick", "--devices", "local"))
+    assert "devices" not in opts and "cluster" not in opts
+    # the very call `edgequant demo` makes binds to demo() as it is
+    inspect.signature(demo).bind(plain.output, **opts)
+
+
+def test_demo_help_lists_devices_and_cluster(capsys: pytest.CaptureFixture[str]) -> None:
+    from edgequant.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--help"])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 0
+    assert "--devices NAMES" in out and "--cluster tcp://HOST:PORT" in out
+
+
+def test_devices_bind_to_the_demo_function() -> None:
+    import inspect
+
+    from edgequant.cli.demo_cmd import demo_options
+    from edgequant.sweep.demo import demo
+
+    if "devices" not in inspect.signature(demo).parameters:
+        pytest.skip("demo() takes no devices= in this tree yet (the fleet demo adds it)")
+    args = _demo_args("--devices", "local,rpi5", "--cluster", "tcp://10.0.0.2:8786")
+    inspect.signature(demo).bind(args.output, **demo_options(args))

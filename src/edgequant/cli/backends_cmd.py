@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from edgequant.cli.args import JSON_DOC, Spec, command
+
 DESCRIPTION = """\
 List the runtimes edgequant knows: available here or why not (with the install command), the
 runtime and quantizer versions, and for every built-in scheme whether that runtime can execute it
@@ -26,16 +28,13 @@ Examples:
 """
 
 
+HELP = "runtimes: availability, versions, supported schemes"
+
+OPTIONS: dict[str, Spec] = {"--json": JSON_DOC}
+
+
 def add_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "backends",
-        help="runtimes: availability, versions, supported schemes",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
-    p.set_defaults(func=run)
+    command(subparsers, __name__)
 
 
 def describe_backend(name: str) -> dict[str, Any]:

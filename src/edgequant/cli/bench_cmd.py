@@ -13,7 +13,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edgequant.cli.args import add_model_arguments, model_argument
+from edgequant.cli.args import (
+    Spec,
+    add_model_arguments,
+    command,
+    flag,
+    from_args,
+    interrupted_by_signals,
+    model_argument,
+    opt,
+)
 
 DESCRIPTION = """\
 Benchmark one model x backend x scheme in one MLPerf scenario with the real MLPerf LoadGen.
@@ -53,103 +62,69 @@ Examples:
 """
 
 
-def add_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "bench",
-        help="MLPerf LoadGen benchmark of one model/backend/scheme/scenario",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--model", help="zoo name or a .onnx/.pth file (with --arch)")
-    p.add_argument("--backend", help="runtime (see `edgequant backends`)")
-    p.add_argument("--scheme", default="fp32", help="scheme name or YAML file (default fp32)")
-    p.add_argument(
-        "--scenario",
-        default="Offline",
-        help="SingleStream, MultiStream, Offline or Server (default Offline)",
-    )
-    p.add_argument(
-        "--artifact", type=Path, help="run an artifact built by `edgequant quantize` instead"
-    )
-    p.add_argument("--data", default="synthetic", help="dataset measured (default synthetic)")
-    p.add_argument("--calib", help="calibration dataset for static schemes (default: --data)")
-    p.add_argument("--accuracy", action="store_true", help="also run LoadGen's accuracy mode")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads for the runtime (default 2)")
-    p.add_argument(
-        "--duration",
-        type=float,
-        default=10.0,
-        metavar="S",
-        help="minimum run time in seconds (default 10)",
-    )
-    p.add_argument(
-        "--mlperf", action="store_true", help="official MLPerf edge settings (600 s minimum)"
-    )
-    p.add_argument(
-        "--user-conf", type=Path, metavar="FILE", help="an MLPerf user.conf (its keys win)"
-    )
-    p.add_argument(
-        "--target-qps",
-        type=float,
-        metavar="Q",
-        help="Server arrival rate (default: half the warm-up rate)",
-    )
-    p.add_argument(
-        "--target-latency-ms",
-        type=float,
-        metavar="L",
-        help="Server latency bound (default max(15 ms, 4x warm-up))",
-    )
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        metavar="B",
-        help="Offline/Server batch size (default 8 or the artifact's)",
-    )
-    p.add_argument(
-        "--count",
+HELP = "MLPerf LoadGen benchmark of one model/backend/scheme/scenario"
+
+OPTIONS: dict[str, Spec] = {
+    "--model": "zoo name or a .onnx/.pth file (with --arch)",
+    "--backend": "runtime (see `edgequant backends`)",
+    "--scheme": opt("scheme name or YAML file (default fp32)", default="fp32"),
+    "--scenario": opt(
+        "SingleStream, MultiStream, Offline or Server (default Offline)", default="Offline"
+    ),
+    "--artifact": opt("run an artifact built by `edgequant quantize` instead", type=Path),
+    "--data": opt("dataset measured (default synthetic)", default="synthetic"),
+    "--calib": "calibration dataset for static schemes (default: --data)",
+    "--accuracy": "also run LoadGen's accuracy mode",
+    "--threads": opt("CPU threads for the runtime (default 2)", default=2),
+    "--duration": opt(
+        "minimum run time in seconds (default 10)", type=float, default=10.0, metavar="S"
+    ),
+    "--mlperf": flag("official MLPerf edge settings (600 s minimum)"),
+    "--user-conf": opt("an MLPerf user.conf (its keys win)", type=Path, metavar="FILE"),
+    "--target-qps": opt(
+        "Server arrival rate (default: half the warm-up rate)", type=float, metavar="Q"
+    ),
+    "--target-latency-ms": opt(
+        "Server latency bound (default max(15 ms, 4x warm-up))", type=float, metavar="L"
+    ),
+    "--batch-size": opt("Offline/Server batch size (default 8 or the artifact's)", metavar="B"),
+    "--count": opt(
+        "samples to use (default: 256 in RAM for performance, all for accuracy)",
         type=int,
         metavar="N",
-        help="samples to use (default: 256 in RAM for performance, all for accuracy)",
-    )
-    p.add_argument(
-        "--allow-short",
-        action="store_true",
-        help="run on fewer samples than --count when the dataset is smaller",
-    )
-    p.add_argument("--weights", help="checkpoint for a zoo architecture")
-    p.add_argument("--arch", help="zoo architecture of a .pth --model")
-    p.add_argument(
-        "--energy-csv", type=Path, metavar="FILE", help="external power meter log (timestamp,watts)"
-    )
-    _add_evidence_args(p)
-    p.add_argument("--force", action="store_true", help="rebuild the artifact even if cached")
-    p.add_argument(
-        "-o", "--output", type=Path, required=True, metavar="RUN_DIR", help="run directory"
-    )
-    p.add_argument("--json", action="store_true", help="print the result record as JSON on stdout")
-    add_model_arguments(p)
-    p.set_defaults(func=run)
-
-
-def _add_evidence_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--compliance",
+    ),
+    "--allow-short": flag("run on fewer samples than --count when the dataset is smaller"),
+    "--weights": "checkpoint for a zoo architecture",
+    "--arch": "zoo architecture of a .pth --model",
+    "--energy-csv": opt("external power meter log (timestamp,watts)", type=Path, metavar="FILE"),
+    "--compliance": opt(
+        "also run an MLPerf compliance test: TEST01 (responses in performance mode equal "
+        "accuracy mode) or TEST04 (no speed-up from repeating one sample); exit code 4 if it fails",
         metavar="TEST",
         type=str.upper,
         choices=("TEST01", "TEST04"),
-        help="also run an MLPerf compliance test: TEST01 (responses in performance mode equal "
-        "accuracy mode) or TEST04 (no speed-up from repeating one sample); exit code 4 if it fails",
-    )
-    p.add_argument(
-        "--no-roofline",
-        action="store_true",
-        help="do not measure the CPU's roofline (measured once per CPU and cached otherwise)",
-    )
+    ),
+    "--no-roofline": flag(
+        "do not measure the CPU's roofline (measured once per CPU and cached otherwise)"
+    ),
+    "--force": "rebuild the artifact even if cached",
+    "--output": opt("run directory", type=Path, required=True, metavar="RUN_DIR"),
+    "--json": "print the result record as JSON on stdout",
+}
+
+
+def add_parser(subparsers: Any) -> None:
+    add_model_arguments(command(subparsers, __name__))
 
 
 def run(args: argparse.Namespace) -> int:
+    # SIGTERM/SIGHUP (a sweep's kill, `timeout`, a closed terminal) stop the run like Ctrl-C:
+    # killed on the spot it would leave its children (compile workers) running and no record
+    with interrupted_by_signals():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from edgequant.bench.api import benchmark
     from edgequant.console import print_json
     from edgequant.errors import UnsupportedError
@@ -157,28 +132,11 @@ def run(args: argparse.Namespace) -> int:
 
     rec = benchmark(
         model_argument(args),
-        backend=args.backend,
-        scheme=args.scheme,
-        scenario=args.scenario,
-        data=args.data,
-        calib=args.calib,
-        accuracy=args.accuracy,
-        threads=args.threads,
-        duration_s=args.duration,
-        output=args.output,
-        batch_size=args.batch_size,
-        count=args.count,
-        mlperf=args.mlperf,
-        user_conf=args.user_conf,
-        target_qps=args.target_qps,
-        target_latency_ms=args.target_latency_ms,
-        weights=args.weights,
-        arch=args.arch,
-        artifact=args.artifact,
+        **from_args(args, "backend", "scheme", "scenario", "data", "calib", "accuracy", "threads"),
+        **from_args(args, "output", "batch_size", "count", "mlperf", "user_conf", "target_qps"),
+        **from_args(args, "target_latency_ms", "weights", "arch", "artifact", "energy_csv"),
+        **from_args(args, "compliance", duration_s="duration", force_rebuild="force"),
         allow_short_dataset=args.allow_short,
-        energy_csv=args.energy_csv,
-        force_rebuild=args.force,
-        compliance=args.compliance,
         roofline=not args.no_roofline,
     )
     if args.json:

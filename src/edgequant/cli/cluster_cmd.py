@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from edgequant.cli.args import Spec, command, flag, opt
+
 DESCRIPTION = """\
 List the devices connected to a Dask scheduler (their workers, CPU INT8 classes and runtimes),
 or start a scheduler here (`--start-scheduler`, the same as `dask scheduler`). Sweeps send cells
@@ -17,23 +19,19 @@ to those devices: `edgequant sweep exp.yaml --devices local,rpi5 --cluster tcp:/
 """
 
 
+HELP = "list a fleet's devices, or start its scheduler"
+
+OPTIONS: dict[str, Spec] = {
+    "--scheduler": opt("the scheduler to ask, tcp://HOST:PORT", metavar="ADDR"),
+    "--start-scheduler": flag("run a scheduler here until Ctrl-C"),
+    "--host": opt("with --start-scheduler: address to listen on", metavar="IP"),
+    "--port": opt("with --start-scheduler: port (default 8786)", type=int, default=8786),
+    "--json": "print the device list as JSON",
+}
+
+
 def add_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "cluster",
-        help="list a fleet's devices, or start its scheduler",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--scheduler", metavar="ADDR", help="the scheduler to ask, tcp://HOST:PORT")
-    p.add_argument(
-        "--start-scheduler", action="store_true", help="run a scheduler here until Ctrl-C"
-    )
-    p.add_argument("--host", metavar="IP", help="with --start-scheduler: address to listen on")
-    p.add_argument(
-        "--port", type=int, default=8786, help="with --start-scheduler: port (default 8786)"
-    )
-    p.add_argument("--json", action="store_true", help="print the device list as JSON")
-    p.set_defaults(func=run)
+    command(subparsers, __name__)
 
 
 def _print_table(rows: list[dict[str, Any]], address: str) -> None:

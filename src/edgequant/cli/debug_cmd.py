@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from edgequant.cli.args import JSON_DOC, Spec, command, flag, from_args, opt
+
 DESCRIPTION = """\
 For each quantized conv/linear of an artifact: the SQNR (dB) of the runtime's own int8 output
 against fp32 on a few samples, beside the simulator's prediction for that layer (with the integer
@@ -27,28 +29,23 @@ Examples:
 """
 
 
+HELP = "per-layer SQNR of an artifact's runtime vs fp32, beside the simulator"
+
+OPTIONS: dict[str, Spec] = {
+    "artifact": opt("artifact directory, model file or artifact.json", metavar="ARTIFACT"),
+    "--data": opt("samples (calibration data)", required=True, metavar="DATASET"),
+    "--samples": opt("samples compared (default 8)", default=8),
+    "--calib-size": opt("samples calibrating the simulator (default 64)", default=64),
+    "--model": "the fp32 model (default: the zoo model the artifact names)",
+    "--weights": "checkpoint for --model",
+    "--top": opt("show only the N worst layers", type=int, default=None),
+    "--no-save": flag("do not write layer_debug.json"),
+    "--json": JSON_DOC,
+}
+
+
 def add_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "debug",
-        help="per-layer SQNR of an artifact's runtime vs fp32, beside the simulator",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "artifact", metavar="ARTIFACT", help="artifact directory, model file or artifact.json"
-    )
-    p.add_argument("--data", required=True, metavar="DATASET", help="samples (calibration data)")
-    p.add_argument("--samples", type=int, default=8, help="samples compared (default 8)")
-    p.add_argument(
-        "--calib-size", type=int, default=64, help="samples calibrating the simulator (default 64)"
-    )
-    p.add_argument("--model", help="the fp32 model (default: the zoo model the artifact names)")
-    p.add_argument("--weights", help="checkpoint for --model")
-    p.add_argument("--top", type=int, default=None, help="show only the N worst layers")
-    p.add_argument("--no-save", action="store_true", help="do not write layer_debug.json")
-    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
-    p.set_defaults(func=run)
+    command(subparsers, __name__)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,8 +61,7 @@ def run(args: argparse.Namespace) -> int:
         args.artifact,
         args.data,
         model=model,
-        samples=args.samples,
-        calib_size=args.calib_size,
+        **from_args(args, "samples", "calib_size"),
         save=not args.no_save,
     )
     if args.json:

@@ -11,6 +11,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from edgequant.cli.args import (
+    CLUSTER_OPTION,
+    Spec,
+    comma_list,
+    command,
+    flag,
+    from_args,
+    opt,
+)
+
 DESCRIPTION = """\
 Run the embedded demo experiment (edgequant/examples/demo.yaml) and write its report:
 
@@ -30,52 +40,41 @@ OUT/report.html; a summary table is printed at the end.
 """
 
 
-def add_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "demo",
-        help="the embedded default: sweep + report, end to end",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "-o",
-        "--output",
-        default="demo-report",
-        metavar="OUT",
-        help="output folder (default demo-report)",
-    )
-    p.add_argument(
-        "--data",
+HELP = "the embedded default: sweep + report, end to end"
+
+OPTIONS: dict[str, Spec] = {
+    "--output": opt("output folder (default demo-report)", default="demo-report", metavar="OUT"),
+    "--data": opt(
+        "labelled ImageNet data: also measure the ImageNet models' accuracy",
         metavar="imagenet:DIR",
-        help="labelled ImageNet data: also measure the ImageNet models' accuracy",
-    )
-    p.add_argument(
-        "--quick",
-        action="store_true",
-        help="digits model only, tiny durations (checks the plumbing in about a minute)",
-    )
-    p.add_argument("--force", action="store_true", help="re-run cells already recorded")
-    p.add_argument(
-        "--max-drop",
-        type=float,
-        default=1.0,
-        metavar="PTS",
-        help="accuracy budget of the recommendation (top-1 points, default 1.0)",
-    )
-    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
-    p.set_defaults(func=run)
+    ),
+    "--quick": flag("digits model only, tiny durations (checks the plumbing in about a minute)"),
+    "--force": "re-run cells already recorded",
+    "--max-drop": "accuracy budget of the recommendation (top-1 points, default 1.0)",
+    "--devices": opt(
+        "comma-separated devices to run on (default local = this machine; others: "
+        "`edgequant worker --device` names, reached through --cluster)",
+        default="local",
+        metavar="NAMES",
+    ),
+    "--cluster": CLUSTER_OPTION,
+    "--json": "print the summary as JSON on stdout",
+}
+
+
+def add_parser(subparsers: Any) -> None:
+    command(subparsers, __name__)
 
 
 def run(args: argparse.Namespace) -> int:
+    from edgequant.cli.args import interrupted_by_signals
     from edgequant.console import print_json
     from edgequant.report.terminal import counts_line, demo_table
     from edgequant.sweep.demo import demo
-    from edgequant.sweep.runner import paired_lines, stop_on_sigterm
+    from edgequant.sweep.runner import paired_lines
 
-    stop_on_sigterm()
-    result = demo(
-        args.output, data=args.data, quick=args.quick, force=args.force, max_drop=args.max_drop
-    )
+    with interrupted_by_signals():  # SIGTERM/SIGHUP: the cell in flight stopped, recorded
+        result = demo(args.output, **demo_options(args))
     if args.json:
         print_json(result.to_dict())
     else:
@@ -89,3 +88,26 @@ def run(args: argparse.Namespace) -> int:
         print(f"\n{counts_line(result.sweep)} in {result.seconds:.0f} s")
         print(f"report: {result.report}")
     return 0
+
+
+def demo_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :func:`edgequant.sweep.demo.demo` that the command line gives;
+    ``devices`` and ``cluster`` only when they are not the default (this machine alone).
+
+    Example:
+        >>> ns = argparse.Namespace(data=None, quick=True, force=False, max_drop=1.0)
+        >>> demo_options(argparse.Namespace(**vars(ns), devices="local", cluster=None))
+        {'data': None, 'quick': True, 'force': False, 'max_drop': 1.0}
+        >>> opts = demo_options(argparse.Namespace(**vars(ns), devices="local,rpi5", cluster="tcp://h:1"))
+        >>> opts["devices"], opts["cluster"]
+        (['local', 'rpi5'], 'tcp://h:1')
+    """
+    from edgequant.sweep.plan import LOCAL_DEVICE
+
+    options = from_args(args, "data", "quick", "force", "max_drop")
+    devices = comma_list(args.devices)
+    if devices != [LOCAL_DEVICE]:
+        options["devices"] = devices
+    if args.cluster:
+        options["cluster"] = args.cluster
+    return options

@@ -10,7 +10,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from edgequant.cli.args import add_model_arguments, model_argument
+from edgequant.cli.args import (
+    JSON_DOC,
+    Spec,
+    add_model_arguments,
+    command,
+    from_args,
+    model_argument,
+    opt,
+)
 
 DESCRIPTION = """\
 Measure a model's FP32 reference accuracy (top-1 / top-5) with PyTorch (a user's .onnx file runs
@@ -30,25 +38,23 @@ Examples:
 """
 
 
+HELP = "FP32 reference accuracy of a model on a labelled dataset"
+
+OPTIONS: dict[str, Spec] = {
+    "--model": opt("zoo name, or a .onnx / .pth file", required=True),
+    "--data": opt("labelled dataset, KIND[:PATH]", required=True, metavar="DATASET"),
+    "--weights": "state_dict (.pth) to load into a zoo architecture",
+    "--arch": "zoo architecture of a .pth given as --model",
+    "--limit": opt("evaluate a seeded subset of N samples", metavar="N"),
+    "--seed": opt("seed of the --limit subset (default 0)", default=0),
+    "--batch-size": opt("batch size (default 32)", default=32),
+    "--threads": "CPU threads for PyTorch (default: all)",
+    "--json": JSON_DOC,
+}
+
+
 def add_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "eval",
-        help="FP32 reference accuracy of a model on a labelled dataset",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--model", required=True, help="zoo name, or a .onnx / .pth file")
-    p.add_argument("--data", required=True, metavar="DATASET", help="labelled dataset, KIND[:PATH]")
-    p.add_argument("--weights", help="state_dict (.pth) to load into a zoo architecture")
-    p.add_argument("--arch", help="zoo architecture of a .pth given as --model")
-    p.add_argument("--limit", type=int, metavar="N", help="evaluate a seeded subset of N samples")
-    p.add_argument("--seed", type=int, default=0, help="seed of the --limit subset (default 0)")
-    p.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
-    p.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: all)")
-    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
-    add_model_arguments(p)
-    p.set_defaults(func=run)
+    add_model_arguments(command(subparsers, __name__))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,10 +67,7 @@ def run(args: argparse.Namespace) -> int:
         args.data,
         weights=None if model is not args.model else args.weights,
         arch=None if model is not args.model else args.arch,
-        limit=args.limit,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        threads=args.threads,
+        **from_args(args, "limit", "seed", "batch_size", "threads"),
     )
     if args.json:
         print_json(result)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from edgequant.cli.args import JSON_DOC, Spec, command, flag, opt
+
 DESCRIPTION = """\
 Explain an artifact built by `edgequant quantize` (or found in the cache): the runtime's own view
 of which convolutions and matrix products execute in integer precision and which fall back to
@@ -27,20 +29,17 @@ Examples:
 """
 
 
+HELP = "which ops run in int8 and which fall back to float, and why"
+
+OPTIONS: dict[str, Spec] = {
+    "artifact": opt("artifact directory, model file or artifact.json", metavar="ARTIFACT"),
+    "--all": flag("list every op, not only float fallbacks"),
+    "--json": JSON_DOC,
+}
+
+
 def add_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "inspect",
-        help="which ops run in int8 and which fall back to float, and why",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "artifact", metavar="ARTIFACT", help="artifact directory, model file or artifact.json"
-    )
-    p.add_argument("--all", action="store_true", help="list every op, not only float fallbacks")
-    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
-    p.set_defaults(func=run)
+    command(subparsers, __name__)
 
 
 def run(args: argparse.Namespace) -> int:

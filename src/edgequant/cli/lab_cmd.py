@@ -12,6 +12,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from edgequant.cli.args import (
+    JSON_DOC,
+    MODEL_FILE_OPTIONS,
+    Spec,
+    comma_list,
+    command,
+    from_args,
+    opt,
+)
+
 DESCRIPTION = """\
 Quantization studies in edgequant's fake-quant simulator backend (any bit width,
 granularity, calibrator and technique; accuracy only — its speed is not representative).
@@ -38,68 +48,57 @@ Examples:
 """
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="zoo name or model file")
-    p.add_argument("--weights", help="a .pth checkpoint for the model")
-    p.add_argument("--arch", help="architecture (zoo name) of a .pth --model")
-    p.add_argument("--data", required=True, help="evaluation data KIND[:PATH] (test split)")
-    p.add_argument("--calib", help="calibration data (default: --data, train split)")
-    p.add_argument(
-        "--calib-samples", type=int, default=200, help="calibration samples (default 200)"
-    )
-    p.add_argument("--limit", type=int, help="evaluate on at most this many samples")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument(
-        "-o", "--output", required=True, help="runs directory (one sub-folder per configuration)"
-    )
-    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+HELP = "quantization studies in the simulator (PTQ, Winograd, sensitivity)"
+
+#: the options every study takes
+OPTIONS: dict[str, Spec] = {
+    **MODEL_FILE_OPTIONS,
+    "--data": opt("evaluation data KIND[:PATH] (test split)", required=True),
+    "--calib": "calibration data (default: --data, train split)",
+    "--calib-samples": opt("calibration samples (default 200)", default=200),
+    "--limit": "evaluate on at most this many samples",
+    "--threads": opt(default=2),
+    "--output": opt("runs directory (one sub-folder per configuration)", required=True),
+    "--json": JSON_DOC,
+}
+
+#: study -> its line in ``edgequant lab --help`` and its own options
+STUDIES: dict[str, tuple[str, dict[str, Spec]]] = {
+    "ptq": (
+        "schemes x calibrators x techniques",
+        {
+            "--schemes": opt("comma-separated schemes (default w8a8)", default="w8a8"),
+            "--calibrators": opt(
+                "comma-separated activation calibrators",
+                default="minmax,percentile:99.99,mse,entropy",
+            ),
+            "--techniques": opt(
+                "comma-separated technique sets, + within a set, e.g. none,cle,cle+bias_correction",
+                default="none",
+            ),
+        },
+    ),
+    "winograd": (
+        "direct INT8 vs INT8 Winograd F(2x2,3x3)",
+        {"--scheme": opt("the direct-convolution scheme (default w8a8)", default="w8a8")},
+    ),
+    "sensitivity": (
+        "per-layer sensitivity and mixed precision",
+        {
+            "--scheme": opt("scheme to probe (default w4a8)", default="w4a8"),
+            "--keep-float": opt(
+                "K values: keep the K most sensitive layers in float", default="0,1,2,3"
+            ),
+        },
+    ),
+}
 
 
 def add_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "lab",
-        help="quantization studies in the simulator (PTQ, Winograd, sensitivity)",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = command(subparsers, __name__, OPTIONS=None, run=None)
     sub = p.add_subparsers(dest="study", metavar="STUDY", required=True)
-    ptq = _study(sub, "ptq", "schemes x calibrators x techniques")
-    ptq.add_argument("--schemes", default="w8a8", help="comma-separated schemes (default w8a8)")
-    ptq.add_argument(
-        "--calibrators",
-        default="minmax,percentile:99.99,mse,entropy",
-        help="comma-separated activation calibrators",
-    )
-    ptq.add_argument(
-        "--techniques",
-        default="none",
-        help="comma-separated technique sets, + within a set, e.g. none,cle,cle+bias_correction",
-    )
-    wino = _study(sub, "winograd", "direct INT8 vs INT8 Winograd F(2x2,3x3)")
-    wino.add_argument(
-        "--scheme", default="w8a8", help="the direct-convolution scheme (default w8a8)"
-    )
-    sens = _study(sub, "sensitivity", "per-layer sensitivity and mixed precision")
-    sens.add_argument("--scheme", default="w4a8", help="scheme to probe (default w4a8)")
-    sens.add_argument(
-        "--keep-float",
-        default="0,1,2,3",
-        help="K values: keep the K most sensitive layers in float",
-    )
-
-
-def _study(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser:
-    """One ``edgequant lab STUDY`` sub-command with the options every study takes."""
-    p: argparse.ArgumentParser = sub.add_parser(
-        name,
-        help=help_text,
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _common(p)
-    p.set_defaults(func=run)
-    return p
+    for name, (help_text, options) in STUDIES.items():
+        command(sub, __name__, name, HELP=help_text, EPILOG=None, OPTIONS=OPTIONS | options)
 
 
 def _ints(text: str) -> list[int]:
@@ -114,10 +113,6 @@ def _ints(text: str) -> list[int]:
     return vals
 
 
-def _items(text: str) -> list[str]:
-    return [v.strip() for v in text.split(",") if v.strip()]
-
-
 def run(args: argparse.Namespace) -> int:
     from edgequant.console import print_json
     from edgequant.studies.pipeline import lab
@@ -125,8 +120,8 @@ def run(args: argparse.Namespace) -> int:
     study = {}
     if args.study == "ptq":
         study = {
-            "schemes": _items(args.schemes),
-            "calibrators": _items(args.calibrators),
+            "schemes": comma_list(args.schemes),
+            "calibrators": comma_list(args.calibrators),
             "techniques": args.techniques.split(","),
         }
     elif args.study == "winograd":
@@ -136,14 +131,8 @@ def run(args: argparse.Namespace) -> int:
     out = lab(
         args.study,
         args.model,
-        data=args.data,
-        output=args.output,
-        calib=args.calib,
-        calib_samples=args.calib_samples,
-        limit=args.limit,
-        threads=args.threads,
-        weights=args.weights,
-        arch=args.arch,
+        **from_args(args, "data", "output", "calib", "calib_samples", "limit", "threads"),
+        **from_args(args, "weights", "arch"),
         **study,
     )
     if args.json:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
+from edgequant.cli.args import JSON_DOC, Spec, command, opt
+
 if TYPE_CHECKING:
     from edgequant.models.registry import ZooEntry
 
@@ -35,17 +37,16 @@ A user's ONNX file is a model too:                         --model my_net.onnx
 """
 
 
+HELP = "the model zoo: params, MACs, input spec, offline weights"
+
+OPTIONS: dict[str, Spec] = {
+    "names": opt("only these zoo models (default: all)", nargs="*", metavar="NAME"),
+    "--json": JSON_DOC,
+}
+
+
 def add_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "models",
-        help="the model zoo: params, MACs, input spec, offline weights",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("names", nargs="*", metavar="NAME", help="only these zoo models (default: all)")
-    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
-    p.set_defaults(func=run)
+    command(subparsers, __name__)
 
 
 def _pct(measured: float, published: float) -> float:

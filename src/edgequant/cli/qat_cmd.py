@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from edgequant.cli.args import MODEL_FILE_OPTIONS, Spec, command, flag, from_args, opt
+
 DESCRIPTION = """\
 Quantization-aware training (Krishnamoorthi's recipe): fake quantization with the straight-through
 estimator, batch norm folded into the conv weights while training, BN statistics frozen after N
@@ -27,60 +29,37 @@ Examples:
 """
 
 
+HELP = "quantization-aware training, exported to ONNX QDQ and run by a runtime"
+
+OPTIONS: dict[str, Spec] = {
+    **MODEL_FILE_OPTIONS,
+    "--weights": "a .pth checkpoint for the model (instead of its pretrained weights)",
+    "--scheme": opt("scheme name or YAML (static, integer weights), e.g. w4a8", required=True),
+    "--data": opt("training data KIND[:PATH]; accuracy on its test split", required=True),
+    "--eval-data": "evaluation data (default: --data, split test)",
+    "--epochs": "training epochs (default: the scheme's qat or 3)",
+    "--lr": "Adam learning rate (default 1e-3)",
+    "--batch-size": opt("training batch size (default 32)", default=32),
+    "--freeze-bn-after": opt("steps before BN statistics freeze (default 200)", type=int),
+    "--freeze-observers-after": opt(
+        "steps before activation ranges freeze (default 300)", type=int
+    ),
+    "--distill": flag("learn from the fp32 model's outputs (no labels needed)"),
+    "--backend": "runtime that runs the exported model (default: the first registered runtime "
+    "that loads ONNX files as they are; `edgequant backends` lists them)",
+    "--int4-storage": flag(
+        "store <=4-bit weights as ONNX int4 (opset 21; ORT then runs those convs in float)"
+    ),
+    "--threads": opt("runtime threads (default 2)", default=2),
+    "--limit": "use at most this many training samples",
+    "--seed": opt(default=0),
+    "--output": opt("output directory", required=True),
+    "--json": "print the result record as one JSON document",
+}
+
+
 def add_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "qat",
-        help="quantization-aware training, exported to ONNX QDQ and run by a runtime",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--model", required=True, help="zoo name or model file")
-    p.add_argument(
-        "--weights", help="a .pth checkpoint for the model (instead of its pretrained weights)"
-    )
-    p.add_argument("--arch", help="architecture (zoo name) of a .pth --model")
-    p.add_argument(
-        "--scheme", required=True, help="scheme name or YAML (static, integer weights), e.g. w4a8"
-    )
-    p.add_argument(
-        "--data", required=True, help="training data KIND[:PATH]; accuracy on its test split"
-    )
-    p.add_argument("--eval-data", help="evaluation data (default: --data, split test)")
-    p.add_argument("--epochs", type=int, help="training epochs (default: the scheme's qat or 3)")
-    p.add_argument("--lr", type=float, help="Adam learning rate (default 1e-3)")
-    p.add_argument("--batch-size", type=int, default=32, help="training batch size (default 32)")
-    p.add_argument(
-        "--freeze-bn-after", type=int, help="steps before BN statistics freeze (default 200)"
-    )
-    p.add_argument(
-        "--freeze-observers-after",
-        type=int,
-        help="steps before activation ranges freeze (default 300)",
-    )
-    p.add_argument(
-        "--distill",
-        action="store_true",
-        help="learn from the fp32 model's outputs (no labels needed)",
-    )
-    p.add_argument(
-        "--backend",
-        help="runtime that runs the exported model (default: the first registered runtime that "
-        "loads ONNX files as they are; `edgequant backends` lists them)",
-    )
-    p.add_argument(
-        "--int4-storage",
-        action="store_true",
-        help="store <=4-bit weights as ONNX int4 (opset 21; ORT then runs those convs in float)",
-    )
-    p.add_argument("--threads", type=int, default=2, help="runtime threads (default 2)")
-    p.add_argument("--limit", type=int, help="use at most this many training samples")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-o", "--output", required=True, help="output directory")
-    p.add_argument(
-        "--json", action="store_true", help="print the result record as one JSON document"
-    )
-    p.set_defaults(func=run)
+    command(subparsers, __name__)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,27 +67,14 @@ def run(args: argparse.Namespace) -> int:
     from edgequant.studies.qat import QATOptions, qat
 
     options = QATOptions(
-        lr=args.lr,
-        batch_size=args.batch_size,
-        freeze_bn_after=args.freeze_bn_after,
-        freeze_observers_after=args.freeze_observers_after,
+        **from_args(args, "lr", "batch_size", "freeze_bn_after", "freeze_observers_after"),
         distill=args.distill,
     )
     record = qat(
         args.model,
-        scheme=args.scheme,
-        data=args.data,
-        output=args.output,
-        epochs=args.epochs,
-        backend=args.backend,
-        eval_data=args.eval_data,
+        **from_args(args, "scheme", "data", "output", "epochs", "backend", "eval_data"),
+        **from_args(args, "weights", "arch", "int4_storage", "threads", "limit", "seed"),
         options=options,
-        weights=args.weights,
-        arch=args.arch,
-        int4_storage=args.int4_storage,
-        threads=args.threads,
-        limit=args.limit,
-        seed=args.seed,
     )
     if args.json:
         print_json(record.to_dict())

@@ -10,7 +10,16 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from edgequant.cli.args import add_model_arguments, input_options
+from edgequant.cli.args import (
+    JSON_DOC,
+    Spec,
+    add_model_arguments,
+    command,
+    flag,
+    from_args,
+    input_options,
+    opt,
+)
 
 DESCRIPTION = """\
 Quantize a model for one runtime with that runtime's own quantizer, and write the artifact
@@ -33,51 +42,35 @@ Examples:
 """
 
 
-def add_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "quantize",
-        help="build a quantized artifact for one runtime",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "--model",
-        required=True,
-        help="zoo name, a .onnx / .pt2 / .tflite / IR .xml file, a .pth (with --arch), or "
+HELP = "build a quantized artifact for one runtime"
+
+OPTIONS: dict[str, Spec] = {
+    "--model": opt(
+        "zoo name, a .onnx / .pt2 / .tflite / IR .xml file, a .pth (with --arch), or "
         "package.module:factory",
-    )
-    p.add_argument("--backend", required=True, help="runtime (see `edgequant backends`)")
-    p.add_argument("--scheme", required=True, help="scheme name or YAML file")
-    p.add_argument("--calib", metavar="DATASET", help="calibration data for static schemes")
-    p.add_argument(
-        "--calib-size",
-        type=int,
-        metavar="N",
-        help="calibration samples (default: the scheme's, 200)",
-    )
-    p.add_argument("--weights", metavar="FILE", help="a .pth checkpoint for a zoo architecture")
-    p.add_argument("--arch", help="zoo architecture of a .pth --model / --weights file")
-    p.add_argument("--random-weights", action="store_true", help="do not load pretrained weights")
-    p.add_argument(
-        "-o", "--output", required=True, metavar="DIR", help="where to write the artifact"
-    )
-    p.add_argument(
-        "--force", action="store_true", help="rebuild even when a cached artifact exists"
-    )
-    p.add_argument(
-        "--cache-dir",
-        metavar="DIR",
-        help="artifact cache (default $EDGEQUANT_CACHE or ~/.cache/edgequant)",
-    )
-    p.add_argument(
-        "--no-check",
-        action="store_true",
-        help="skip the numerical check of the conversion (fp32 artifact vs the source model)",
-    )
-    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
-    add_model_arguments(p)
-    p.set_defaults(func=run)
+        required=True,
+    ),
+    "--backend": opt("runtime (see `edgequant backends`)", required=True),
+    "--scheme": opt("scheme name or YAML file", required=True),
+    "--calib": opt("calibration data for static schemes", metavar="DATASET"),
+    "--calib-size": opt("calibration samples (default: the scheme's, 200)", metavar="N"),
+    "--weights": opt("a .pth checkpoint for a zoo architecture", metavar="FILE"),
+    "--arch": "zoo architecture of a .pth --model / --weights file",
+    "--random-weights": flag("do not load pretrained weights"),
+    "--output": opt("where to write the artifact", required=True, metavar="DIR"),
+    "--force": "rebuild even when a cached artifact exists",
+    "--cache-dir": opt(
+        "artifact cache (default $EDGEQUANT_CACHE or ~/.cache/edgequant)", metavar="DIR"
+    ),
+    "--no-check": flag(
+        "skip the numerical check of the conversion (fp32 artifact vs the source model)"
+    ),
+    "--json": JSON_DOC,
+}
+
+
+def add_parser(subparsers: Any) -> None:
+    add_model_arguments(command(subparsers, __name__))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,15 +79,10 @@ def run(args: argparse.Namespace) -> int:
 
     result = quantize_model(
         args.model,
-        backend=args.backend,
-        scheme=args.scheme,
+        **from_args(args, "backend", "scheme", "cache_dir", "force", "weights", "arch"),
         calibration=args.calib,
         calibration_samples=args.calib_size,
-        cache_dir=args.cache_dir,
-        force=args.force,
         output=Path(args.output),
-        weights=args.weights,
-        arch=args.arch,
         pretrained=not args.random_weights,
         input_options=input_options(args),
         card=args.model_card,

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from edgequant.cli.args import Spec, command, opt
+
 DESCRIPTION = """\
 Write the report of a runs directory: per model a table of runtime x scheme (throughput,
 p50/p90/p99 latency, speedup vs that runtime's fp32, top-1 and its drop, agreement with fp32,
@@ -25,34 +27,19 @@ fp32; when no accuracy was measured it says so and ranks on speed only.
 """
 
 
+HELP = "HTML/Markdown/CSV report of a runs directory"
+
+OPTIONS: dict[str, Spec] = {
+    "runs_dir": opt("runs directory written by `edgequant sweep`", metavar="RUNS_DIR"),
+    "--output": opt("output file (default RUNS_DIR/report.<format>)", metavar="FILE"),
+    "--format": opt("default: from -o's suffix, else html", choices=("html", "md", "csv")),
+    "--max-drop": "accuracy budget of the recommendation, in top-1 points (default 1.0)",
+    "--json": "print {report, format, recommendations} as JSON",
+}
+
+
 def add_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "report",
-        help="HTML/Markdown/CSV report of a runs directory",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "runs_dir", metavar="RUNS_DIR", help="runs directory written by `edgequant sweep`"
-    )
-    p.add_argument(
-        "-o", "--output", metavar="FILE", help="output file (default RUNS_DIR/report.<format>)"
-    )
-    p.add_argument(
-        "--format", choices=("html", "md", "csv"), help="default: from -o's suffix, else html"
-    )
-    p.add_argument(
-        "--max-drop",
-        type=float,
-        default=1.0,
-        metavar="PTS",
-        help="accuracy budget of the recommendation, in top-1 points (default 1.0)",
-    )
-    p.add_argument(
-        "--json", action="store_true", help="print {report, format, recommendations} as JSON"
-    )
-    p.set_defaults(func=run)
+    command(subparsers, __name__)
 
 
 def run(args: argparse.Namespace) -> int:

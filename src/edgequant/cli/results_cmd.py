@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from edgequant.cli.args import Spec, command, flag, opt
+
 DESCRIPTION = """\
 Export the runs recorded in RUNS_DIR/results.db, one row per run: model, backend, scheme,
 scenario, status and reason, throughput, latency percentiles, accuracy, size, energy, LoadGen
@@ -18,28 +20,27 @@ the run directories' result.json files, which are the source of truth.
 """
 
 
-def add_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "results",
-        help="export recorded runs as CSV, Markdown or JSON",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("runs_dir", metavar="RUNS_DIR", help="runs directory (holds results.db)")
-    p.add_argument(
-        "--format",
+HELP = "export recorded runs as CSV, Markdown or JSON"
+
+#: the columns rows can be filtered on, one --COLUMN option each
+FILTERS = ("model", "backend", "scheme", "scenario", "status")
+
+OPTIONS: dict[str, Spec] = {
+    "runs_dir": opt("runs directory (holds results.db)", metavar="RUNS_DIR"),
+    "--format": opt(
+        "output format (default: a plain table)",
         choices=("table", "csv", "md", "json"),
         default="table",
-        help="output format (default: a plain table)",
-    )
-    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
-    p.add_argument(
-        "--rebuild", action="store_true", help="re-index results.db from */result.json first"
-    )
-    for col in ("model", "backend", "scheme", "scenario", "status"):
-        p.add_argument(f"--{col}", help=f"only rows with this {col}")
-    p.add_argument("--json", action="store_true", help="same as --format json")
-    p.set_defaults(func=run)
+    ),
+    "--output": opt("write to FILE instead of stdout", metavar="FILE"),
+    "--rebuild": flag("re-index results.db from */result.json first"),
+    **{f"--{col}": f"only rows with this {col}" for col in FILTERS},
+    "--json": "same as --format json",
+}
+
+
+def add_parser(subparsers: Any) -> None:
+    command(subparsers, __name__)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,6 +12,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from edgequant.cli.args import (
+    CLUSTER_OPTION,
+    Spec,
+    command,
+    flag,
+    from_args,
+    opt,
+)
+
 DESCRIPTION = """\
 Run models x backends x schemes x scenarios (plus accuracy runs when asked) from an experiment
 file. Each cell is one `edgequant bench` in a fresh process: a crash costs that cell only.
@@ -59,109 +68,69 @@ Then: edgequant report RUNS_DIR -o report.html
 """
 
 
-def add_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "sweep",
-        help="run an experiment matrix (resumable), one process per cell",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("experiment", metavar="EXPERIMENT.yaml", help="the experiment file")
-    p.add_argument("-o", "--output", required=True, metavar="RUNS_DIR", help="runs directory")
-    p.add_argument("--force", action="store_true", help="re-run cells already recorded")
-    p.add_argument(
-        "--dry-run", action="store_true", help="list the cells and commands; run nothing"
-    )
-    p.add_argument(
-        "--isolation",
+HELP = "run an experiment matrix (resumable), one process per cell"
+
+OPTIONS: dict[str, Spec] = {
+    "experiment": opt("the experiment file", metavar="EXPERIMENT.yaml"),
+    "--output": opt("runs directory", required=True, metavar="RUNS_DIR"),
+    "--force": "re-run cells already recorded",
+    "--dry-run": flag("list the cells and commands; run nothing"),
+    "--isolation": opt(
+        "a fresh process per cell, or per model/backend pair (default: the file's, else cell)",
         choices=("cell", "backend"),
-        help="a fresh process per cell, or per model/backend pair (default: the file's, else cell)",
-    )
-    p.add_argument(
-        "--build-jobs",
+    ),
+    "--build-jobs": opt(
+        "build artifacts N model/backend pairs at a time before measuring "
+        "(default: the file's build_jobs, else 1 = build inside each cell)",
         type=int,
         metavar="N",
-        help="build artifacts N model/backend pairs at a time before measuring "
-        "(default: the file's build_jobs, else 1 = build inside each cell)",
-    )
-    p.add_argument(
-        "--devices",
-        metavar="A,B",
-        help="run on these devices (local = this machine, others: `edgequant worker --device` "
+    ),
+    "--devices": opt(
+        "run on these devices (local = this machine, others: `edgequant worker --device` "
         "names); replaces the file's devices",
-    )
-    p.add_argument(
-        "--cluster",
-        metavar="tcp://HOST:PORT",
-        help="the Dask scheduler the devices' workers joined (docs/fleet.md)",
-    )
-    p.add_argument(
-        "--rounds",
-        metavar="MIN:MAX",
-        help="paired fp32/other rounds per pair: MIN:MAX, N (3..N) or 0 for none "
+        metavar="A,B",
+    ),
+    "--cluster": CLUSTER_OPTION,
+    "--rounds": opt(
+        "paired fp32/other rounds per pair: MIN:MAX, N (3..N) or 0 for none "
         "(default: the file's rounds:, else 3:8 within 120 s)",
-    )
-    p.add_argument("--json", action="store_true", help="print the sweep summary as JSON on stdout")
-    p.set_defaults(func=run)
+        metavar="MIN:MAX",
+    ),
+    "--json": "print the sweep summary as JSON on stdout",
+}
+
+
+def add_parser(subparsers: Any) -> None:
+    command(subparsers, __name__)
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from edgequant.cli.args import interrupted_by_signals
     from edgequant.console import log, print_json
     from edgequant.report.terminal import counts_line, sweep_table
     from edgequant.sweep.experiment import load_experiment, with_devices
-    from edgequant.sweep.runner import paired_lines, plan_pairs, run_sweep, stop_on_sigterm
+    from edgequant.sweep.runner import paired_lines, plan_pairs, run_sweep
 
     experiment = load_experiment(args.experiment)
     if args.devices:
         experiment = with_devices(experiment, [d.strip() for d in args.devices.split(",")])
     runs = Path(args.output)
+    shared = from_args(args, "force", "isolation", "rounds")
     if args.dry_run:
-        summary = run_sweep(
-            experiment,
-            runs,
-            force=args.force,
-            dry_run=True,
-            isolation=args.isolation,
-            rounds=args.rounds,
-        )
+        summary = run_sweep(experiment, runs, dry_run=True, **shared)
         if args.json:
             print_json(summary.to_dict())
         else:
-            for o in summary.outcomes:
-                if o.skipped:
-                    print(f"{o.cell.cell_id}: already recorded ({o.status}), skipped")
-                elif o.record is not None:
-                    print(f"{o.cell.cell_id}: n/a: {o.record.reason}")
-                else:
-                    print(f"{o.cell.cell_id}: {' '.join(o.command)}")
-            pairs = plan_pairs(experiment, [o.cell for o in summary.outcomes], args.rounds)
-            for pair in pairs:
-                r = pair.rounds
-                print(
-                    f"paired: {pair.other.cell_id} vs {pair.baseline.scheme.name}, "
-                    f"{r.min}-{r.max} rounds of {r.seconds(pair.other.duration_s):g} s "
-                    f"(at most {r.time_cap_s:g} s)"
-                )
-            print(
-                f"{len(summary.outcomes)} cell(s), {len(pairs)} pair(s); "
-                "nothing was run (--dry-run)"
+            _print_dry_run(
+                summary, plan_pairs(experiment, [o.cell for o in summary.outcomes], args.rounds)
             )
         return 0
-    stop_on_sigterm()
     plan_pairs(experiment, experiment.cells(), args.rounds)  # bad rounds: refused before the start
     log(f"sweep {experiment.name}: {len(experiment.cells())} cell(s) into {runs}")
-    summary = run_sweep(
-        experiment,
-        runs,
-        force=args.force,
-        isolation=args.isolation,
-        build_jobs=args.build_jobs,
-        cluster=args.cluster,
-        rounds=args.rounds,
-    )
+    with interrupted_by_signals():  # SIGTERM/SIGHUP: the cell in flight stopped, recorded
+        summary = run_sweep(experiment, runs, **shared, **from_args(args, "build_jobs", "cluster"))
     if args.json:
         print_json(summary.to_dict())
     else:
@@ -178,3 +147,22 @@ def run(args: argparse.Namespace) -> int:
         log(f"every cell failed: see each cell's bench.log in {runs}")
         return 1
     return 0
+
+
+def _print_dry_run(summary: Any, pairs: Any) -> None:
+    """What ``--dry-run`` prints: each cell's command (or why it is skipped), then the pairs."""
+    for o in summary.outcomes:
+        if o.skipped:
+            print(f"{o.cell.cell_id}: already recorded ({o.status}), skipped")
+        elif o.record is not None:
+            print(f"{o.cell.cell_id}: n/a: {o.record.reason}")
+        else:
+            print(f"{o.cell.cell_id}: {' '.join(o.command)}")
+    for pair in pairs:
+        r = pair.rounds
+        print(
+            f"paired: {pair.other.cell_id} vs {pair.baseline.scheme.name}, "
+            f"{r.min}-{r.max} rounds of {r.seconds(pair.other.duration_s):g} s "
+            f"(at most {r.time_cap_s:g} s)"
+        )
+    print(f"{len(summary.outcomes)} cell(s), {len(pairs)} pair(s); nothing was run (--dry-run)")

@@ -11,6 +11,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from edgequant.cli.args import JSON_DOC, Spec, command, from_args, opt
+
 DESCRIPTION = """\
 Train a zoo architecture from scratch on a dataset that has a train/test split (today: digits),
 seeded and reproducible, and save its state_dict. The digits CNN shipped with edgequant was made
@@ -18,27 +20,23 @@ by `edgequant train --model digits_cnn --data digits --epochs 20 --seed 0`.
 """
 
 
+HELP = "train a small model (e.g. the digits CNN) and save its weights"
+
+OPTIONS: dict[str, Spec] = {
+    "--model": opt("zoo architecture (default digits_cnn)", default="digits_cnn"),
+    "--data": opt("dataset with splits (default digits)", default="digits", metavar="DATASET"),
+    "--epochs": opt("epochs (default 20)", default=20),
+    "--lr": opt("peak learning rate (default 3e-3)", default=3e-3),
+    "--batch-size": opt("batch size (default 64)", default=64),
+    "--seed": opt("seed (default 0)", default=0),
+    "--threads": opt("CPU threads (default 2)", default=2),
+    "--output": opt("where to save the state_dict (default MODEL.pt)", type=Path),
+    "--json": JSON_DOC,
+}
+
+
 def add_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "train",
-        help="train a small model (e.g. the digits CNN) and save its weights",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--model", default="digits_cnn", help="zoo architecture (default digits_cnn)")
-    p.add_argument(
-        "--data", default="digits", metavar="DATASET", help="dataset with splits (default digits)"
-    )
-    p.add_argument("--epochs", type=int, default=20, help="epochs (default 20)")
-    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3)")
-    p.add_argument("--batch-size", type=int, default=64, help="batch size (default 64)")
-    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
-    p.add_argument(
-        "-o", "--output", type=Path, help="where to save the state_dict (default MODEL.pt)"
-    )
-    p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
-    p.set_defaults(func=run)
+    command(subparsers, __name__)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,13 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = train(
         args.model,
-        data=args.data,
-        epochs=args.epochs,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        threads=args.threads,
-        output=args.output,
+        **from_args(args, "data", "epochs", "lr", "batch_size", "seed", "threads", "output"),
     )
     if args.json:
         print_json(result)

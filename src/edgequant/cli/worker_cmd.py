@@ -11,6 +11,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from edgequant.cli.args import Spec, command, opt
+
 DESCRIPTION = """\
 Run a Dask worker for edgequant sweeps on this machine: one task slot (one benchmark at a
 time), resources for its device name, its CPU's INT8 class and each runtime it offers, and a
@@ -20,33 +22,26 @@ their content hash before they are loaded. Stop it with Ctrl-C or SIGTERM.
 """
 
 
-def add_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "worker",
-        help="join a device fleet (a Dask cluster) as one device",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "--scheduler", required=True, metavar="ADDR", help="the scheduler, e.g. tcp://HOST:8786"
-    )
-    p.add_argument(
-        "--device", required=True, metavar="NAME", help="the device name sweeps use (e.g. rpi5)"
-    )
-    p.add_argument(
-        "--runtimes",
-        metavar="A,B",
-        help="offer only these runtimes (default: every runtime available here)",
-    )
-    p.add_argument(
-        "--work-dir",
+HELP = "join a device fleet (a Dask cluster) as one device"
+
+OPTIONS: dict[str, Spec] = {
+    "--scheduler": opt("the scheduler, e.g. tcp://HOST:8786", required=True, metavar="ADDR"),
+    "--device": opt("the device name sweeps use (e.g. rpi5)", required=True, metavar="NAME"),
+    "--runtimes": opt(
+        "offer only these runtimes (default: every runtime available here)", metavar="A,B"
+    ),
+    "--work-dir": opt(
+        "received artifacts and cells in flight (default $EDGEQUANT_CACHE/fleet)",
         type=Path,
         metavar="DIR",
-        help="received artifacts and cells in flight (default $EDGEQUANT_CACHE/fleet)",
-    )
-    p.add_argument("--host", metavar="IP", help="address to listen on (default: Dask's choice)")
-    p.add_argument("--json", action="store_true", help="print the description it joined with")
-    p.set_defaults(func=run)
+    ),
+    "--host": opt("address to listen on (default: Dask's choice)", metavar="IP"),
+    "--json": "print the description it joined with",
+}
+
+
+def add_parser(subparsers: Any) -> None:
+    command(subparsers, __name__)
 
 
 def run(args: argparse.Namespace) -> int:
