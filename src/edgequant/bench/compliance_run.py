@@ -62,24 +62,14 @@ def reference_accuracy_log(
     batch: int,
 ) -> Path:
     """LoadGen's accuracy log of the dataset: the ``--accuracy`` run's, else a new accuracy run."""
-    from edgequant.bench.harness import run_scenario
-    from edgequant.bench.qsl import SampleLibrary
+    from edgequant.bench.measurement import accuracy_pass
     from edgequant.errors import BenchmarkError
 
     path = cfg.run_dir / "loadgen" / "accuracy" / ACCURACY
     if cfg.accuracy and path.is_file():
         return path
     log(f"TEST01 reference: LoadGen {cfg.scenario} accuracy run ({len(data)} samples)")
-    qsl = SampleLibrary(data.load, total=len(data), perf_count=len(data))
-    out = run_scenario(
-        session,
-        qsl,
-        settings,
-        path.parent,
-        accuracy=True,
-        batch_size=batch,
-        warmup=perf.warmup,
-    )
+    out = accuracy_pass(settings, session, data, perf, batch, path.parent)
     if out.interrupted or out.error is not None:
         raise BenchmarkError(
             "the TEST01 reference accuracy run did not finish: "

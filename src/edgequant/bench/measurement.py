@@ -12,7 +12,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edgequant.bench.config import DEFAULT_PERF_SAMPLES, BenchConfig, query_batch
 from edgequant.bench.evidence import RunWatch, fill_roofline
@@ -20,6 +20,8 @@ from edgequant.bench.settings import SCENARIO_METRIC, BenchSettings
 from edgequant.console import log
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from edgequant.backends.base import Session
     from edgequant.bench.harness import ScenarioRun
     from edgequant.data.base import Dataset
@@ -160,6 +162,31 @@ def fill_perf(rec: ResultRecord, settings: BenchSettings, perf: ScenarioRun) -> 
     }
 
 
+def accuracy_pass(
+    settings: BenchSettings,
+    session: Session,
+    data: Dataset,
+    perf: ScenarioRun,
+    batch: int,
+    out_dir: Path,
+) -> ScenarioRun:
+    """LoadGen's accuracy mode over the whole dataset, logs in ``out_dir`` (the performance
+    run's warm-up is reused): ``--accuracy`` and TEST01's reference both run it."""
+    from edgequant.bench.harness import run_scenario
+    from edgequant.bench.qsl import SampleLibrary
+
+    qsl = SampleLibrary(data.load, total=len(data), perf_count=len(data))
+    return run_scenario(
+        session,
+        qsl,
+        settings,
+        out_dir,
+        accuracy=True,
+        batch_size=batch,
+        warmup=perf.warmup,
+    )
+
+
 def accuracy_run(
     cfg: BenchConfig,
     rec: ResultRecord,
@@ -170,23 +197,13 @@ def accuracy_run(
     batch: int,
     perf: ScenarioRun,
 ) -> None:
-    """LoadGen's accuracy mode over the whole dataset: top-1/top-5 and agreement with fp32."""
+    """LoadGen's accuracy mode over the whole dataset: top-1/top-5 against the labels, and the
+    agreement with fp32 (top-1, and output SQNR/cosine in ``accuracy["reference"]``)."""
     from edgequant.bench.accuracy import read_accuracy_log, reference_top5, scores
-    from edgequant.bench.harness import run_scenario
     from edgequant.bench.logs import ACCURACY
-    from edgequant.bench.qsl import SampleLibrary
 
     log(f"LoadGen {cfg.scenario} accuracy run ({len(data)} samples)")
-    qsl = SampleLibrary(data.load, total=len(data), perf_count=len(data))
-    out = run_scenario(
-        session,
-        qsl,
-        settings,
-        cfg.run_dir / "loadgen" / "accuracy",
-        accuracy=True,
-        batch_size=batch,
-        warmup=perf.warmup,
-    )
+    out = accuracy_pass(settings, session, data, perf, batch, cfg.run_dir / "loadgen" / "accuracy")
     if out.interrupted or out.error is not None:
         rec.extra["loadgen_abandoned"] = out.abandoned
         rec.status = "interrupted" if out.interrupted else "failed"
@@ -199,7 +216,25 @@ def accuracy_run(
     ref = reference_top5(model, data.identity, len(data), data.load, cache_dir=cfg.cache_dir)
     acc = scores(top5, data.labels if data.has_labels else None, ref)
     acc["log"] = str(out.log_dir / ACCURACY)
+    acc["reference"] = _reference(session, model, data, batch)
+    if acc["reference"].get("class_like") is False:
+        # the output has no class axis (a feature map, boxes): top-k of it means nothing
+        acc.update(top1_pct=None, top5_pct=None, agreement_with_fp32_pct=None)
     rec.accuracy = acc
 
 
-__all__ = ["accuracy_run", "after_perf", "fill_perf", "measure"]
+def _reference(session: Session, model: Model, data: Dataset, batch: int) -> dict[str, Any]:
+    """The output-by-output agreement with fp32 (:func:`~edgequant.bench.accuracy.reference_figures`)."""
+    from edgequant.bench.accuracy import reference_figures, reference_line
+    from edgequant.errors import ModelError
+
+    try:
+        ref = reference_figures(session, model, data.load, len(data), batch_size=batch)
+    except ModelError as e:  # no runnable source: the LoadGen figures stand alone
+        log(f"note: no output-by-output agreement with fp32: {e}")
+        return {"skipped": str(e)}
+    log(f"agreement with fp32 {reference_line(ref)}")
+    return ref
+
+
+__all__ = ["accuracy_pass", "accuracy_run", "after_perf", "fill_perf", "measure"]

@@ -231,6 +231,8 @@ def _run(
 
     rec.artifact = str(artifact.path)
     rec.artifact_metadata = artifact.metadata
+    # where the model came from and the check of its conversion, recorded by the build stage
+    rec.model_source = artifact.metadata.get("model_source")
     rec.size_bytes, rec.weight_bytes = artifact_sizes(
         artifact.metadata, artifact_disk_bytes(artifact.path)
     )
