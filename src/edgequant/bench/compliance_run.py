@@ -118,25 +118,7 @@ def run_compliance(
             audit_config=audit_file,
             respond=True,
         )
-    audit_detail = where / "loadgen" / DETAIL
-    checks = [
-        verify_applied(test, audit_detail, sampling_target=target if test == "TEST01" else None)
-    ]
-    if audit.interrupted or audit.error is not None:
-        why = audit.result.reasons[0] if audit.result.reasons else "the audit run did not finish"
-        checks.append(Check(name="audit run", passed=False, detail=why))
-    else:
-        if ref_acc is not None:
-            raw = data.labels if data.has_labels else None
-            labels = None if raw is None else [int(x) for x in raw]
-            checks.append(
-                verify_accuracy(
-                    read_accuracy_log(ref_acc),
-                    read_accuracy_log(where / "loadgen" / ACCURACY),
-                    labels,
-                )
-            )
-        checks.append(verify_performance(test, perf.log_dir / DETAIL, audit_detail))
+    checks = _verify(test, where / "loadgen", audit, perf, data, ref_acc, target)
     noise = {
         # the reference run's full report is the record's own ``noise``
         "reference": None if reference_noise is None else reference_noise.summary(),
@@ -156,6 +138,35 @@ def run_compliance(
     verdict = ComplianceVerdict(test=test, checks=checks, settings=settings_out)
     log(verdict.summary())
     return verdict
+
+
+def _verify(
+    test: str,
+    audit_dir: Path,
+    audit: ScenarioRun,
+    perf: ScenarioRun,
+    data: Dataset,
+    ref_acc: Path | None,
+    target: int,
+) -> list[Check]:
+    """The checks of a finished audit run: applied, (TEST01) accuracy, performance."""
+    audit_detail = audit_dir / DETAIL
+    checks = [
+        verify_applied(test, audit_detail, sampling_target=target if test == "TEST01" else None)
+    ]
+    if audit.interrupted or audit.error is not None:
+        why = audit.result.reasons[0] if audit.result.reasons else "the audit run did not finish"
+        return [*checks, Check(name="audit run", passed=False, detail=why)]
+    if ref_acc is not None:
+        raw = data.labels if data.has_labels else None
+        labels = None if raw is None else [int(x) for x in raw]
+        checks.append(
+            verify_accuracy(
+                read_accuracy_log(ref_acc), read_accuracy_log(audit_dir / ACCURACY), labels
+            )
+        )
+    checks.append(verify_performance(test, perf.log_dir / DETAIL, audit_detail))
+    return checks
 
 
 def _note_noise(

@@ -6,12 +6,13 @@ and fills the record's latency, throughput, LoadGen verdict, memory and energy f
 labels and the fp32 reference. ``run_benchmark`` (:mod:`edgequant.bench.runner`) calls them.
 
 Example:
-    >>> measure(cfg, rec, settings, session, model, data)     # doctest: +SKIP
+    >>> measure(Run(cfg, rec, settings, session, model, data))  # doctest: +SKIP
     >>> rec.throughput_ips, rec.loadgen["valid"]              # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from edgequant.bench.config import DEFAULT_PERF_SAMPLES, BenchConfig, query_batch
@@ -30,19 +31,26 @@ if TYPE_CHECKING:
     from edgequant.results.record import ResultRecord
 
 
-def measure(
-    cfg: BenchConfig,
-    rec: ResultRecord,
-    settings: BenchSettings,
-    session: Session,
-    model: Model,
-    data: Dataset,
-) -> None:
+@dataclass(frozen=True)
+class Run:
+    """One benchmark being measured: its config, the record it fills, what LoadGen is asked,
+    the open session, the model (the fp32 reference) and the data."""
+
+    cfg: BenchConfig
+    rec: ResultRecord
+    settings: BenchSettings
+    session: Session
+    model: Model
+    data: Dataset
+
+
+def measure(run: Run) -> None:
     """LoadGen's performance run of ``cfg.scenario`` on ``session``, filling ``rec``.
 
     A Ctrl-C or a runtime error during the run sets the record's status; with ``cfg.accuracy``
     a finished run is followed by :func:`accuracy_run`.
     """
+    cfg, rec, settings, session, data = run.cfg, run.rec, run.settings, run.session, run.data
     from edgequant.bench.harness import run_scenario
     from edgequant.bench.qsl import SampleLibrary
     from edgequant.measure.energy import EnergySession, find_meter
@@ -94,16 +102,11 @@ def measure(
     if perf.error is not None:
         rec.status, rec.reason = "failed", perf.result.reasons[0]
         return
-    after_perf(cfg, rec, settings, session, model, data, perf, noise, batch=batch, count=perf_count)
+    after_perf(run, perf, noise, batch=batch, count=perf_count)
 
 
 def after_perf(
-    cfg: BenchConfig,
-    rec: ResultRecord,
-    settings: BenchSettings,
-    session: Session,
-    model: Model,
-    data: Dataset,
+    run: Run,
     perf: ScenarioRun,
     noise: NoiseReport | None,
     *,
@@ -111,18 +114,19 @@ def after_perf(
     count: int,
 ) -> None:
     """After a finished performance run: the roofline, the accuracy run, the compliance test."""
+    cfg, rec = run.cfg, run.rec
     if cfg.roofline:
-        fill_roofline(rec, model, cfg)
+        fill_roofline(rec, run.model, cfg)
     if cfg.accuracy:
-        accuracy_run(cfg, rec, settings, session, model, data, batch, perf)
+        accuracy_run(run, batch, perf)
     if cfg.compliance is not None and rec.status == "ok":
         from edgequant.bench.compliance_run import run_compliance
 
         verdict = run_compliance(
             cfg,
-            settings,
-            session,
-            data,
+            run.settings,
+            run.session,
+            run.data,
             perf,
             perf_count=count,
             batch=batch,
@@ -187,23 +191,18 @@ def accuracy_pass(
     )
 
 
-def accuracy_run(
-    cfg: BenchConfig,
-    rec: ResultRecord,
-    settings: BenchSettings,
-    session: Session,
-    model: Model,
-    data: Dataset,
-    batch: int,
-    perf: ScenarioRun,
-) -> None:
+def accuracy_run(run: Run, batch: int, perf: ScenarioRun) -> None:
     """LoadGen's accuracy mode over the whole dataset: top-1/top-5 against the labels, and the
     agreement with fp32 (top-1, and output SQNR/cosine in ``accuracy["reference"]``)."""
     from edgequant.bench.accuracy import read_accuracy_log, reference_top5, scores
     from edgequant.bench.logs import ACCURACY
 
+    cfg, rec, model, data = run.cfg, run.rec, run.model, run.data
+
     log(f"LoadGen {cfg.scenario} accuracy run ({len(data)} samples)")
-    out = accuracy_pass(settings, session, data, perf, batch, cfg.run_dir / "loadgen" / "accuracy")
+    out = accuracy_pass(
+        run.settings, run.session, data, perf, batch, cfg.run_dir / "loadgen" / "accuracy"
+    )
     if out.interrupted or out.error is not None:
         rec.extra["loadgen_abandoned"] = out.abandoned
         rec.status = "interrupted" if out.interrupted else "failed"
@@ -216,7 +215,7 @@ def accuracy_run(
     ref = reference_top5(model, data.identity, len(data), data.load, cache_dir=cfg.cache_dir)
     acc = scores(top5, data.labels if data.has_labels else None, ref)
     acc["log"] = str(out.log_dir / ACCURACY)
-    acc["reference"] = _reference(session, model, data, batch)
+    acc["reference"] = _reference(run.session, model, data, batch)
     if acc["reference"].get("class_like") is False:
         # the output has no class axis (a feature map, boxes): top-k of it means nothing
         acc.update(top1_pct=None, top5_pct=None, agreement_with_fp32_pct=None)
@@ -237,4 +236,4 @@ def _reference(session: Session, model: Model, data: Dataset, batch: int) -> dic
     return ref
 
 
-__all__ = ["accuracy_pass", "accuracy_run", "after_perf", "fill_perf", "measure"]
+__all__ = ["Run", "accuracy_pass", "accuracy_run", "after_perf", "fill_perf", "measure"]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -319,14 +319,9 @@ class QuantizedArtifact(Artifact):
     @classmethod
     def of(cls, artifact: Artifact, model: Model | None) -> QuantizedArtifact:
         """The handle over an artifact built from ``model``."""
-        return cls(
-            path=artifact.path,
-            backend=artifact.backend,
-            model=artifact.model,
-            scheme=artifact.scheme,
-            metadata=artifact.metadata,
-            source=model,
-        )
+        # every field the artifact was made with, whatever fields Artifact gains later
+        made = {f.name: getattr(artifact, f.name) for f in fields(Artifact) if f.init}
+        return cls(**made, source=model)
 
     @property
     def model_source(self) -> dict[str, Any] | None:
