@@ -111,5 +111,5 @@ def test_accuracy_without_labels_on_class_logits(tmp_path: Path, user_nets: None
     ref = acc["reference"]
     assert ref["class_like"] is True and 50.0 <= ref["top1_agreement_pct"] <= 100.0
     # the same samples, the same top-1: LoadGen's agreement and the direct one agree
-    assert acc["agreement_with_fp32_pct"] == ref["top1_agreement_pct"]
+    assert acc["agreement_with_fp32_pct"] == pytest.approx(ref["top1_agreement_pct"], abs=0.01)
     assert ref["sqnr_db"] > 10 and ref["cosine"] > 0.9

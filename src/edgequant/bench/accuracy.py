@@ -191,9 +191,9 @@ def reference_line(ref: dict[str, Any]) -> str:
     Example:
         >>> reference_line({"sqnr_db": 31.5, "cosine": 0.9993, "top1_agreement_pct": 98.4,
         ...                 "samples": 64, "reference": "the eager PyTorch module"})
-        'against the eager PyTorch module (64 samples): SQNR 31.50 dB, cosine 0.9993, top-1 agreement 98.40%'
+        'SQNR 31.50 dB, cosine 0.9993, top-1 agreement 98.40% (64 samples, against the eager PyTorch module)'
     """
     parts = [f"SQNR {ref['sqnr_db']:.2f} dB", f"cosine {ref['cosine']:.4f}"]
     if ref.get("top1_agreement_pct") is not None:
         parts.append(f"top-1 agreement {ref['top1_agreement_pct']:.2f}%")
-    return f"against {ref['reference']} ({ref['samples']} samples): " + ", ".join(parts)
+    return ", ".join(parts) + f" ({ref['samples']} samples, against {ref['reference']})"

@@ -232,7 +232,7 @@ def _reference(session: Session, model: Model, data: Dataset, batch: int) -> dic
     except ModelError as e:  # no runnable source: the LoadGen figures stand alone
         log(f"note: no output-by-output agreement with fp32: {e}")
         return {"skipped": str(e)}
-    log(f"agreement with fp32 {reference_line(ref)}")
+    log(f"output agreement with fp32: {reference_line(ref)}")
     return ref
 
 
