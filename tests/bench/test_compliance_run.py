@@ -131,27 +131,37 @@ def test_test04_passes_an_honest_session_and_fails_a_caching_one(tmp_path: Path)
 RUNTIMES = ["onnxruntime", "openvino", "litert", "pytorch"]
 
 
+def _small_resnet() -> Any:
+    """resnet18 (random weights) at 64x64: about 0.15 GMAC, a few ms a sample in int8 on two
+    threads, so the audit's response logging is a small part of the work, as for real models
+    (digits_cnn's 0.1-0.3 ms left the logging 13-16% of the run)."""
+    from edgequant.models.loader import load_model
+
+    return load_model("resnet18", pretrained=False, input_options={"input_shape": "3,64,64"})
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("runtime", RUNTIMES)
-def test_w8a8_digits_cnn_passes_test01_and_test04(runtime: str, tmp_path: Path) -> None:
+def test_w8a8_small_resnet_passes_test01_and_test04(runtime: str, tmp_path: Path) -> None:
     from edgequant.backends import get_backend
     from edgequant.bench.api import benchmark
 
     reason = get_backend(runtime).unavailable_reason()
     if reason is not None:
         pytest.skip(reason)
+    model = _small_resnet()
     for test in ("TEST01", "TEST04"):
         rec = benchmark(
-            "digits_cnn",
+            model,
             backend=runtime,
             scheme="w8a8",
-            # Offline: digits_cnn's 30 µs SingleStream queries are mostly harness and logging,
-            # which the audit run adds to; throughput is the model's own work
+            # Offline: throughput is the model's own work; SingleStream adds the harness per query
             scenario="Offline",
-            data="digits",
+            data="synthetic:64",
             count=64,
-            duration_s=0.5,
+            duration_s=1.0,
             output=tmp_path / test,
+            cache_dir=tmp_path / "cache",
             progress=False,
             compliance=test,
             roofline=False,
@@ -162,11 +172,10 @@ def test_w8a8_digits_cnn_passes_test01_and_test04(runtime: str, tmp_path: Path) 
         assert _check(verdict, "audit applied")["passed"], verdict["summary"]
         if test == "TEST01":
             assert _check(verdict, "accuracy")["passed"], verdict["summary"]
-        # the performance criterion is computed and reported; on digits_cnn (0.1-0.3 ms per
-        # sample) the audit's response logging alone costs 13-16% here, so its verdict is the
-        # rule's, not asserted (the honest/broken-session tests above assert it both ways)
         perf = _check(verdict, "performance")
         assert "reference" in perf["detail"] and "audit" in perf["detail"], perf
+        # the criterion itself (a run measured beside other load says so and is not judged)
+        _passed_or_noisy(perf)
         stored = json.loads((tmp_path / test / "result.json").read_text())
         assert stored["compliance"]["summary"] == verdict["summary"]
 

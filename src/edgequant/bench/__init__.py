@@ -16,21 +16,15 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from edgequant.build import lazy_exports
 
-_EXPORTS = {
-    "BenchConfig": "config",
-    "run_benchmark": "runner",
-    "prepare_artifact": "runner",
-    "benchmark": "api",
-    "evaluate": "evaluate",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    # lazy: importing edgequant.bench stays cheap until a benchmark is configured
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"edgequant.bench.{_EXPORTS[name]}"), name)
-    raise AttributeError(name)
+# lazy: importing edgequant.bench stays cheap until a benchmark is configured
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "config": ("BenchConfig",),
+        "runner": ("run_benchmark", "prepare_artifact"),
+        "api": ("benchmark",),
+        "evaluate": ("evaluate",),
+    },
+)

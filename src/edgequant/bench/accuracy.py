@@ -1,9 +1,15 @@
 """Accuracy mode: LoadGen's accuracy log -> top-1/top-5, and agreement with the FP32 reference.
 
 Each response in ``mlperf_log_accuracy.json`` is the sample's top-5 class indices (int32, best
-first, hex-encoded by LoadGen). The FP32 reference is the same model run in fp32 (the PyTorch
-module, or ONNX Runtime for a user's ``.onnx``) on the same preprocessed samples; its top-5 are
-cached per (model key, dataset identity) under the cache directory.
+first, hex-encoded by LoadGen). The FP32 reference is the source model run as its own format
+runs it (:func:`edgequant.models.conversion_check.reference_runner`: the PyTorch module, ONNX
+Runtime on a user's ``.onnx``, ...) on the same preprocessed samples; its top-5 are cached per
+(model key, dataset identity) under the cache directory.
+
+Top-1/top-5 need labels and class logits. Whatever the output and the data, :func:`reference_figures`
+compares the full outputs of the session with the source model's own (as the conversion check
+does, :func:`edgequant.models.conversion_check.compare`): output SQNR, cosine and, for class-like
+(2-D) outputs, top-1 agreement. They go into the record's ``accuracy["reference"]``.
 
 Example:
     >>> import numpy as np
@@ -27,7 +33,11 @@ from edgequant.console import log
 from edgequant.errors import BenchmarkError
 
 if TYPE_CHECKING:
+    from edgequant.backends.base import Session
     from edgequant.models.base import Model
+
+#: at most this many samples (the first ones) are compared output by output with the reference
+REFERENCE_SAMPLES = 256
 
 
 def read_accuracy_log(path: Path, total: int) -> np.ndarray:
@@ -101,7 +111,9 @@ def reference_top5(
                 return cached
         except (OSError, ValueError):
             pass  # corrupt cache entry: recompute below
-    run = _fp32_runner(model)
+    from edgequant.models.conversion_check import reference_runner
+
+    run, _ = reference_runner(model)
     parts = [
         top_indices(run(loader(list(range(s, min(s + batch_size, count))))))
         for s in range(0, count, batch_size)
@@ -119,28 +131,69 @@ def reference_top5(
     return top
 
 
-def _fp32_runner(model: Model) -> Callable[[np.ndarray], np.ndarray]:
-    """Float32 logits of a batch: the PyTorch module, or ONNX Runtime for a user's ONNX file."""
-    if model.module is not None:
-        import torch
+def reference_figures(
+    session: Session,
+    model: Model,
+    loader: Callable[[Sequence[int]], np.ndarray],
+    count: int,
+    *,
+    batch_size: int = 32,
+) -> dict[str, Any]:
+    """The session's outputs against the source model's own on the first samples (at most
+    :data:`REFERENCE_SAMPLES`): ``{sqnr_db, cosine, cosine_min, max_abs_error,
+    top1_agreement_pct, class_like, samples, reference}``; ``cosine`` is the mean over samples,
+    ``top1_agreement_pct`` is None unless the output is class-like (``class_like``: 2-D
+    logits). Needs no labels and works on any output shape.
 
-        module = model.module.eval()
+    Example:
+        >>> from edgequant.backends import get_backend
+        >>> from edgequant.build.stage import build_artifact
+        >>> from edgequant.models import load_model
+        >>> import tempfile
+        >>> m, be = load_model("digits_cnn"), get_backend("onnxruntime")
+        >>> art = build_artifact(be, m, "fp32", cache_dir=tempfile.mkdtemp(), progress=False).artifact
+        >>> x = np.zeros((4, 1, 32, 32), np.float32)
+        >>> with be.load(art, 1) as s:
+        ...     ref = reference_figures(s, m, lambda idx: x[list(idx)], 4)
+        >>> ref["samples"], ref["cosine"], ref["top1_agreement_pct"]
+        (4, 1.0, 100.0)
+    """
+    from edgequant.models.conversion_check import compare, reference_runner
 
-        def run(x: np.ndarray) -> np.ndarray:
-            with torch.inference_mode():
-                return module(torch.from_numpy(np.ascontiguousarray(x, np.float32))).float().numpy()
+    run_ref, how = reference_runner(model)
+    n = min(count, REFERENCE_SAMPLES)
+    batch = session.fixed_batch or batch_size
+    refs, outs = [], []
+    for start in range(0, n, batch):
+        idx = list(range(start, min(start + batch, n)))
+        x = np.ascontiguousarray(loader(idx), np.float32)
+        refs.append(np.asarray(run_ref(x)))
+        if session.fixed_batch is not None and len(idx) < batch:
+            # an artifact with a fixed batch size: pad with the first sample, as the SUT does
+            x = np.concatenate([x, np.repeat(x[:1], batch - len(idx), axis=0)])
+        outs.append(np.asarray(session.run(x))[: len(idx)])
+    c = compare(np.concatenate(refs), np.concatenate(outs))
+    return {
+        "sqnr_db": c["sqnr_db"],
+        "cosine": c["cosine_mean"],
+        "cosine_min": c["cosine_min"],
+        "max_abs_error": c["max_abs_error"],
+        "top1_agreement_pct": c["top1_agreement_pct"],
+        "class_like": c["top1_agreement_pct"] is not None,
+        "samples": c["samples"],
+        "reference": how,
+    }
 
-        return run
-    if model.onnx_path is not None:
-        import onnxruntime as ort
 
-        sess = ort.InferenceSession(str(model.onnx_path), providers=["CPUExecutionProvider"])
-        name = sess.get_inputs()[0].name
+def reference_line(ref: dict[str, Any]) -> str:
+    """One line for the bench's log: the figures of :func:`reference_figures`.
 
-        def run_onnx(x: np.ndarray) -> np.ndarray:
-            return np.asarray(sess.run(None, {name: np.ascontiguousarray(x, np.float32)})[0])
-
-        return run_onnx
-    raise BenchmarkError(
-        f"model {model.name} has neither a PyTorch module nor an ONNX file for the fp32 reference"
-    )
+    Example:
+        >>> reference_line({"sqnr_db": 31.5, "cosine": 0.9993, "top1_agreement_pct": 98.4,
+        ...                 "samples": 64, "reference": "the eager PyTorch module"})
+        'SQNR 31.50 dB, cosine 0.9993, top-1 agreement 98.40% (64 samples, against the eager PyTorch module)'
+    """
+    parts = [f"SQNR {ref['sqnr_db']:.2f} dB", f"cosine {ref['cosine']:.4f}"]
+    if ref.get("top1_agreement_pct") is not None:
+        parts.append(f"top-1 agreement {ref['top1_agreement_pct']:.2f}%")
+    return ", ".join(parts) + f" ({ref['samples']} samples, against {ref['reference']})"

@@ -84,25 +84,20 @@ def benchmark(
         )
     model_obj = model if isinstance(model, Model) else None
     array = calib if isinstance(calib, np.ndarray) else None
+    name = model_obj.name if model_obj is not None else (None if model is None else str(model))
+    given = {"threads": threads, "duration_s": duration_s}  # None: BenchConfig's default
     cfg_args: dict[str, Any] = {
-        "model": model_obj.name
-        if model_obj is not None
-        else (None if model is None else str(model)),
+        "model": name,
         "backend": backend,
         "scheme": scheme,
         "scenario": scenario,
         "data": data,
         "calib": None if array is not None else calib,
         "accuracy": accuracy,
-        "run_dir": Path(output)
-        if output is not None
-        else Path(tempfile.mkdtemp(prefix="edgequant-bench-")),
+        "run_dir": Path(tempfile.mkdtemp(prefix="edgequant-bench-") if output is None else output),
+        **{k: v for k, v in given.items() if v is not None},
         **more,
     }
-    if threads is not None:
-        cfg_args["threads"] = threads
-    if duration_s is not None:
-        cfg_args["duration_s"] = duration_s
     if array is not None:  # recorded in the run's config: the array itself is not
         cfg_args["extra"] = {**more.get("extra", {}), "calibration": f"array {array.shape}"}
     cfg = BenchConfig(**cfg_args)

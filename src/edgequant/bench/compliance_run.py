@@ -62,24 +62,14 @@ def reference_accuracy_log(
     batch: int,
 ) -> Path:
     """LoadGen's accuracy log of the dataset: the ``--accuracy`` run's, else a new accuracy run."""
-    from edgequant.bench.harness import run_scenario
-    from edgequant.bench.qsl import SampleLibrary
+    from edgequant.bench.measurement import accuracy_pass
     from edgequant.errors import BenchmarkError
 
     path = cfg.run_dir / "loadgen" / "accuracy" / ACCURACY
     if cfg.accuracy and path.is_file():
         return path
     log(f"TEST01 reference: LoadGen {cfg.scenario} accuracy run ({len(data)} samples)")
-    qsl = SampleLibrary(data.load, total=len(data), perf_count=len(data))
-    out = run_scenario(
-        session,
-        qsl,
-        settings,
-        path.parent,
-        accuracy=True,
-        batch_size=batch,
-        warmup=perf.warmup,
-    )
+    out = accuracy_pass(settings, session, data, perf, batch, path.parent)
     if out.interrupted or out.error is not None:
         raise BenchmarkError(
             "the TEST01 reference accuracy run did not finish: "
@@ -128,25 +118,7 @@ def run_compliance(
             audit_config=audit_file,
             respond=True,
         )
-    audit_detail = where / "loadgen" / DETAIL
-    checks = [
-        verify_applied(test, audit_detail, sampling_target=target if test == "TEST01" else None)
-    ]
-    if audit.interrupted or audit.error is not None:
-        why = audit.result.reasons[0] if audit.result.reasons else "the audit run did not finish"
-        checks.append(Check(name="audit run", passed=False, detail=why))
-    else:
-        if ref_acc is not None:
-            raw = data.labels if data.has_labels else None
-            labels = None if raw is None else [int(x) for x in raw]
-            checks.append(
-                verify_accuracy(
-                    read_accuracy_log(ref_acc),
-                    read_accuracy_log(where / "loadgen" / ACCURACY),
-                    labels,
-                )
-            )
-        checks.append(verify_performance(test, perf.log_dir / DETAIL, audit_detail))
+    checks = _verify(test, where / "loadgen", audit, perf, data, ref_acc, target)
     noise = {
         # the reference run's full report is the record's own ``noise``
         "reference": None if reference_noise is None else reference_noise.summary(),
@@ -166,6 +138,35 @@ def run_compliance(
     verdict = ComplianceVerdict(test=test, checks=checks, settings=settings_out)
     log(verdict.summary())
     return verdict
+
+
+def _verify(
+    test: str,
+    audit_dir: Path,
+    audit: ScenarioRun,
+    perf: ScenarioRun,
+    data: Dataset,
+    ref_acc: Path | None,
+    target: int,
+) -> list[Check]:
+    """The checks of a finished audit run: applied, (TEST01) accuracy, performance."""
+    audit_detail = audit_dir / DETAIL
+    checks = [
+        verify_applied(test, audit_detail, sampling_target=target if test == "TEST01" else None)
+    ]
+    if audit.interrupted or audit.error is not None:
+        why = audit.result.reasons[0] if audit.result.reasons else "the audit run did not finish"
+        return [*checks, Check(name="audit run", passed=False, detail=why)]
+    if ref_acc is not None:
+        raw = data.labels if data.has_labels else None
+        labels = None if raw is None else [int(x) for x in raw]
+        checks.append(
+            verify_accuracy(
+                read_accuracy_log(ref_acc), read_accuracy_log(audit_dir / ACCURACY), labels
+            )
+        )
+    checks.append(verify_performance(test, perf.log_dir / DETAIL, audit_detail))
+    return checks
 
 
 def _note_noise(

@@ -12,11 +12,16 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from edgequant.bench.settings import MULTISTREAM_SAMPLES, check_positive, scenario_name
+from edgequant.bench.settings import (
+    MULTISTREAM_SAMPLES,
+    BenchSettings,
+    check_positive,
+    scenario_name,
+)
 from edgequant.errors import ValidationError
 
 #: samples held in RAM for performance runs when --count is not given (LoadGen's perf sample count)
@@ -92,6 +97,16 @@ class BenchConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+    def settings(self, model_name: str) -> BenchSettings:
+        """What LoadGen is asked for this run: the config's fields of the same names.
+
+        Example:
+            >>> BenchConfig(model="m", backend="onnxruntime", duration_s=2).settings("m").duration_s
+            2
+        """
+        shared = {f.name for f in fields(BenchSettings)} & {f.name for f in fields(self)}
+        return BenchSettings(model_name=model_name, **{k: getattr(self, k) for k in shared})
 
 
 def query_batch(scenario: str, batch: int) -> int:

@@ -97,15 +97,14 @@ def warm_up(
         n = fixed or batch_size
     else:
         n = fixed or 1
-    reps = int(np.ceil(n / len(samples)))
-    batch = (
-        np.ascontiguousarray(np.concatenate([samples] * reps)[:n])
-        if reps > 1
-        else np.ascontiguousarray(samples[:n])
-    )
-    if scenario != "Offline":  # Offline warms its own path below
-        for _ in range(2):
-            session.run(batch)
+    batch = _repeat_to(samples, n)
+    if scenario == "Offline":
+        best, runs = _offline_rounds(session, batch, seconds)
+        return WarmUp(
+            latency_s=n / best, qps=best, runs=runs, seconds=time.perf_counter() - t_start
+        )
+    for _ in range(2):
+        session.run(batch)
     if scenario == "Server" and fixed is None:
         # the worker batches whatever has queued up: every size up to batch_size runs once
         # untimed, so that a lazy per-size compile (OpenVINO's static batch-8 model, a new shape
@@ -114,30 +113,6 @@ def warm_up(
         for k in range(2, batch_size + 1):
             idx = np.arange(k) % len(samples)
             session.run(np.ascontiguousarray(samples[idx]))
-    if scenario == "Offline":
-        # the throughput path itself. Its first call may compile another executable (OpenVINO
-        # compiles a THROUGHPUT-hinted model), so it runs once untimed; then rounds that grow
-        # until the pipeline's fill and drain no longer lower the estimate much. Four batches
-        # keep every stream busy (2 cores: 2 streams x 2 requests); eight cost ResNet-50 fp32
-        # 2.6 s per round here
-        session.run_offline([batch] * 2, lambda i, out: None)
-        k = 4
-        runs = 0
-        best = 0.0  # the fastest round: LoadGen's query must not run out early if speed improves
-        t0 = time.perf_counter()
-        while True:
-            t = time.perf_counter()
-            session.run_offline([batch] * k, lambda i, out: None)
-            best = max(best, k * n / (time.perf_counter() - t))
-            runs += k
-            dt = time.perf_counter() - t0
-            if dt >= seconds:
-                break
-            if dt < seconds / 4:
-                k *= 2
-        return WarmUp(
-            latency_s=n / best, qps=best, runs=runs, seconds=time.perf_counter() - t_start
-        )
     times: list[float] = []
     t0 = time.perf_counter()
     while len(times) < 2000:
@@ -161,6 +136,37 @@ def warm_up(
         seconds=time.perf_counter() - t_start,
         typical_s=float(np.median(times[len(times) // 2 :])),
     )
+
+
+def _repeat_to(samples: np.ndarray, n: int) -> np.ndarray:
+    """The first ``n`` samples as one contiguous batch, repeating them where there are fewer."""
+    reps = int(np.ceil(n / len(samples)))
+    return np.ascontiguousarray(np.concatenate([samples] * reps)[:n] if reps > 1 else samples[:n])
+
+
+def _offline_rounds(session: Session, batch: np.ndarray, seconds: float) -> tuple[float, int]:
+    """The throughput path itself: the fastest samples/s over rounds, and the batches run.
+
+    Its first call may compile another executable (OpenVINO compiles a THROUGHPUT-hinted
+    model), so it runs once untimed; then rounds that grow until the pipeline's fill and drain
+    no longer lower the estimate much. Four batches keep every stream busy (2 cores: 2 streams
+    x 2 requests); eight cost ResNet-50 fp32 2.6 s per round here.
+    """
+    session.run_offline([batch] * 2, lambda i, out: None)
+    k = 4
+    runs = 0
+    best = 0.0  # the fastest round: LoadGen's query must not run out early if speed improves
+    t0 = time.perf_counter()
+    while True:
+        t = time.perf_counter()
+        session.run_offline([batch] * k, lambda i, out: None)
+        best = max(best, k * len(batch) / (time.perf_counter() - t))
+        runs += k
+        dt = time.perf_counter() - t0
+        if dt >= seconds:
+            return best, runs
+        if dt < seconds / 4:
+            k *= 2
 
 
 def run_scenario(
@@ -195,70 +201,75 @@ def run_scenario(
     MLPerf's TEST01 needs (LoadGen logs a sample of those answers); accuracy mode always does.
     """
     if warmup is None:
-        warm_samples = qsl.loader(list(range(min(qsl.total, max(batch_size, MULTISTREAM_SAMPLES)))))
-        # in a helper thread, as LoadGen and the SUTs call the session: some runtimes behave
-        # differently on the main thread (PyTorch's OpenMP pool was 10x slower there, measured)
-        box: list[WarmUp | BaseException] = []
+        warmup = _warm_up_in_thread(session, qsl, settings.scenario, batch_size, warmup_s)
 
-        def warm() -> None:
-            try:
-                box.append(
-                    warm_up(session, warm_samples, settings.scenario, batch_size, seconds=warmup_s)
-                )
-            except BaseException as e:  # re-raised below, on the caller's thread
-                box.append(e)
-
-        worker = threading.Thread(target=warm, name="eq-warmup", daemon=True)
-        worker.start()
-        worker.join()
-        if isinstance(box[0], BaseException):
-            raise box[0]
-        warmup = box[0]
-    out = _run_once(
-        session,
-        qsl,
-        settings,
-        log_dir,
-        accuracy,
-        batch_size,
-        warmup,
-        on_start,
-        audit_config,
-        respond,
-    )
-    attempts: list[dict[str, Any]] = []
-    while retry and len(attempts) < MAX_RETRIES:
-        r = out.result
-        short = "min duration not met" in r.reasons and settings.scenario != "Server"
-        if not short or accuracy or out.interrupted or out.error is not None:
-            break
-        lat = r.latency_ms.get("min") or r.latency_ms.get("p50")
-        if settings.scenario == "Offline" and r.throughput_ips:
-            measured = WarmUp(
-                latency_s=1.0 / r.throughput_ips, qps=r.throughput_ips, runs=0, seconds=0.0
-            )
-        elif lat:
-            measured = WarmUp(latency_s=lat / 1000, qps=1000 / lat, runs=0, seconds=0.0)
-        else:
-            break
-        log("LoadGen's schedule was too short for the measured speed; running again sized from it")
-        attempts.append({"reasons": r.reasons, "throughput_ips": r.throughput_ips})
-        out = _run_once(
+    def once(estimate: WarmUp) -> ScenarioRun:
+        return _run_once(
             session,
             qsl,
             settings,
             log_dir,
             accuracy,
             batch_size,
-            measured,
+            estimate,
             on_start,
             audit_config,
             respond,
         )
+
+    out = once(warmup)
+    attempts: list[dict[str, Any]] = []
+    while retry and not accuracy and len(attempts) < MAX_RETRIES:
+        measured = _resize_estimate(out, settings.scenario)
+        if measured is None:
+            break
+        log("LoadGen's schedule was too short for the measured speed; running again sized from it")
+        attempts.append(
+            {"reasons": out.result.reasons, "throughput_ips": out.result.throughput_ips}
+        )
+        out = once(measured)
         out.warmup = warmup
     if attempts:
         out.extra["earlier_attempts"] = attempts
     return out
+
+
+def _warm_up_in_thread(
+    session: Session, qsl: SampleLibrary, scenario: str, batch_size: int, seconds: float
+) -> WarmUp:
+    """:func:`warm_up` on the QSL's first samples, in a helper thread, as LoadGen and the SUTs
+    call the session: some runtimes behave differently on the main thread (PyTorch's OpenMP
+    pool was 10x slower there, measured)."""
+    samples = qsl.loader(list(range(min(qsl.total, max(batch_size, MULTISTREAM_SAMPLES)))))
+    box: list[WarmUp | BaseException] = []
+
+    def warm() -> None:
+        try:
+            box.append(warm_up(session, samples, scenario, batch_size, seconds=seconds))
+        except BaseException as e:  # re-raised below, on the caller's thread
+            box.append(e)
+
+    worker = threading.Thread(target=warm, name="eq-warmup", daemon=True)
+    worker.start()
+    worker.join()
+    if isinstance(box[0], BaseException):
+        raise box[0]
+    return box[0]
+
+
+def _resize_estimate(out: ScenarioRun, scenario: str) -> WarmUp | None:
+    """A new estimate from LoadGen's own measurement when its schedule proved too short (the
+    minimum duration not met); None when the run is to stand as it is."""
+    r = out.result
+    short = "min duration not met" in r.reasons and scenario != "Server"
+    if not short or out.interrupted or out.error is not None:
+        return None
+    lat = r.latency_ms.get("min") or r.latency_ms.get("p50")
+    if scenario == "Offline" and r.throughput_ips:
+        return WarmUp(latency_s=1.0 / r.throughput_ips, qps=r.throughput_ips, runs=0, seconds=0.0)
+    if lat:
+        return WarmUp(latency_s=lat / 1000, qps=1000 / lat, runs=0, seconds=0.0)
+    return None
 
 
 def _run_once(
@@ -297,6 +308,34 @@ def _run_once(
     failure: list[BaseException] = []
     audit = str(audit_config.resolve()) if audit_config is not None else no_audit_path(log_dir)
 
+    interrupted, seconds, finished = _start_test(sut, qsl, ts, ls, audit, on_start, failure)
+    if failure:
+        raise BenchmarkError(f"LoadGen failed: {failure[0]}")
+    return ScenarioRun(
+        result=_parse_run(log_dir, scenario, interrupted, sut.error),
+        warmup=warmup,
+        log_dir=log_dir,
+        interrupted=interrupted,
+        error=sut.error,
+        samples_completed=sut.completed,
+        seconds=seconds,
+        abandoned=not finished,
+    )
+
+
+def _start_test(
+    sut: BaseSUT,
+    qsl: SampleLibrary,
+    ts: Any,
+    ls: Any,
+    audit: str,
+    on_start: Any,
+    failure: list[BaseException],
+) -> tuple[bool, float, bool]:
+    """LoadGen's test in its thread, the main thread waiting (and taking Ctrl-C); the SUT and
+    the QSL released when LoadGen is done. Returns (interrupted, seconds, LoadGen finished)."""
+    import mlperf_loadgen as lg
+
     done = threading.Event()
 
     def target() -> None:
@@ -325,19 +364,7 @@ def _run_once(
         future.result()
         sut.finish()
         qsl.destroy()
-    abandoned = not done.is_set()
-    if failure:
-        raise BenchmarkError(f"LoadGen failed: {failure[0]}")
-    return ScenarioRun(
-        result=_parse_run(log_dir, scenario, interrupted, sut.error),
-        warmup=warmup,
-        log_dir=log_dir,
-        interrupted=interrupted,
-        error=sut.error,
-        samples_completed=sut.completed,
-        seconds=seconds,
-        abandoned=abandoned,
-    )
+    return interrupted, seconds, done.is_set()
 
 
 def no_audit_path(log_dir: Path) -> str:

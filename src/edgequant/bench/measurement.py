@@ -6,13 +6,14 @@ and fills the record's latency, throughput, LoadGen verdict, memory and energy f
 labels and the fp32 reference. ``run_benchmark`` (:mod:`edgequant.bench.runner`) calls them.
 
 Example:
-    >>> measure(cfg, rec, settings, session, model, data)     # doctest: +SKIP
+    >>> measure(Run(cfg, rec, settings, session, model, data))  # doctest: +SKIP
     >>> rec.throughput_ips, rec.loadgen["valid"]              # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from edgequant.bench.config import DEFAULT_PERF_SAMPLES, BenchConfig, query_batch
 from edgequant.bench.evidence import RunWatch, fill_roofline
@@ -20,6 +21,8 @@ from edgequant.bench.settings import SCENARIO_METRIC, BenchSettings
 from edgequant.console import log
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from edgequant.backends.base import Session
     from edgequant.bench.harness import ScenarioRun
     from edgequant.data.base import Dataset
@@ -28,19 +31,26 @@ if TYPE_CHECKING:
     from edgequant.results.record import ResultRecord
 
 
-def measure(
-    cfg: BenchConfig,
-    rec: ResultRecord,
-    settings: BenchSettings,
-    session: Session,
-    model: Model,
-    data: Dataset,
-) -> None:
+@dataclass(frozen=True)
+class Run:
+    """One benchmark being measured: its config, the record it fills, what LoadGen is asked,
+    the open session, the model (the fp32 reference) and the data."""
+
+    cfg: BenchConfig
+    rec: ResultRecord
+    settings: BenchSettings
+    session: Session
+    model: Model
+    data: Dataset
+
+
+def measure(run: Run) -> None:
     """LoadGen's performance run of ``cfg.scenario`` on ``session``, filling ``rec``.
 
     A Ctrl-C or a runtime error during the run sets the record's status; with ``cfg.accuracy``
     a finished run is followed by :func:`accuracy_run`.
     """
+    cfg, rec, settings, session, data = run.cfg, run.rec, run.settings, run.session, run.data
     from edgequant.bench.harness import run_scenario
     from edgequant.bench.qsl import SampleLibrary
     from edgequant.measure.energy import EnergySession, find_meter
@@ -92,16 +102,11 @@ def measure(
     if perf.error is not None:
         rec.status, rec.reason = "failed", perf.result.reasons[0]
         return
-    after_perf(cfg, rec, settings, session, model, data, perf, noise, batch=batch, count=perf_count)
+    after_perf(run, perf, noise, batch=batch, count=perf_count)
 
 
 def after_perf(
-    cfg: BenchConfig,
-    rec: ResultRecord,
-    settings: BenchSettings,
-    session: Session,
-    model: Model,
-    data: Dataset,
+    run: Run,
     perf: ScenarioRun,
     noise: NoiseReport | None,
     *,
@@ -109,18 +114,19 @@ def after_perf(
     count: int,
 ) -> None:
     """After a finished performance run: the roofline, the accuracy run, the compliance test."""
+    cfg, rec = run.cfg, run.rec
     if cfg.roofline:
-        fill_roofline(rec, model, cfg)
+        fill_roofline(rec, run.model, cfg)
     if cfg.accuracy:
-        accuracy_run(cfg, rec, settings, session, model, data, batch, perf)
+        accuracy_run(run, batch, perf)
     if cfg.compliance is not None and rec.status == "ok":
         from edgequant.bench.compliance_run import run_compliance
 
         verdict = run_compliance(
             cfg,
-            settings,
-            session,
-            data,
+            run.settings,
+            run.session,
+            run.data,
             perf,
             perf_count=count,
             batch=batch,
@@ -160,32 +166,42 @@ def fill_perf(rec: ResultRecord, settings: BenchSettings, perf: ScenarioRun) -> 
     }
 
 
-def accuracy_run(
-    cfg: BenchConfig,
-    rec: ResultRecord,
+def accuracy_pass(
     settings: BenchSettings,
     session: Session,
-    model: Model,
     data: Dataset,
-    batch: int,
     perf: ScenarioRun,
-) -> None:
-    """LoadGen's accuracy mode over the whole dataset: top-1/top-5 and agreement with fp32."""
-    from edgequant.bench.accuracy import read_accuracy_log, reference_top5, scores
+    batch: int,
+    out_dir: Path,
+) -> ScenarioRun:
+    """LoadGen's accuracy mode over the whole dataset, logs in ``out_dir`` (the performance
+    run's warm-up is reused): ``--accuracy`` and TEST01's reference both run it."""
     from edgequant.bench.harness import run_scenario
-    from edgequant.bench.logs import ACCURACY
     from edgequant.bench.qsl import SampleLibrary
 
-    log(f"LoadGen {cfg.scenario} accuracy run ({len(data)} samples)")
     qsl = SampleLibrary(data.load, total=len(data), perf_count=len(data))
-    out = run_scenario(
+    return run_scenario(
         session,
         qsl,
         settings,
-        cfg.run_dir / "loadgen" / "accuracy",
+        out_dir,
         accuracy=True,
         batch_size=batch,
         warmup=perf.warmup,
+    )
+
+
+def accuracy_run(run: Run, batch: int, perf: ScenarioRun) -> None:
+    """LoadGen's accuracy mode over the whole dataset: top-1/top-5 against the labels, and the
+    agreement with fp32 (top-1, and output SQNR/cosine in ``accuracy["reference"]``)."""
+    from edgequant.bench.accuracy import read_accuracy_log, reference_top5, scores
+    from edgequant.bench.logs import ACCURACY
+
+    cfg, rec, model, data = run.cfg, run.rec, run.model, run.data
+
+    log(f"LoadGen {cfg.scenario} accuracy run ({len(data)} samples)")
+    out = accuracy_pass(
+        run.settings, run.session, data, perf, batch, cfg.run_dir / "loadgen" / "accuracy"
     )
     if out.interrupted or out.error is not None:
         rec.extra["loadgen_abandoned"] = out.abandoned
@@ -199,7 +215,25 @@ def accuracy_run(
     ref = reference_top5(model, data.identity, len(data), data.load, cache_dir=cfg.cache_dir)
     acc = scores(top5, data.labels if data.has_labels else None, ref)
     acc["log"] = str(out.log_dir / ACCURACY)
+    acc["reference"] = _reference(run.session, model, data, batch)
+    if acc["reference"].get("class_like") is False:
+        # the output has no class axis (a feature map, boxes): top-k of it means nothing
+        acc.update(top1_pct=None, top5_pct=None, agreement_with_fp32_pct=None)
     rec.accuracy = acc
 
 
-__all__ = ["accuracy_run", "after_perf", "fill_perf", "measure"]
+def _reference(session: Session, model: Model, data: Dataset, batch: int) -> dict[str, Any]:
+    """The output-by-output agreement with fp32 (:func:`~edgequant.bench.accuracy.reference_figures`)."""
+    from edgequant.bench.accuracy import reference_figures, reference_line
+    from edgequant.errors import ModelError
+
+    try:
+        ref = reference_figures(session, model, data.load, len(data), batch_size=batch)
+    except ModelError as e:  # no runnable source: the LoadGen figures stand alone
+        log(f"note: no output-by-output agreement with fp32: {e}")
+        return {"skipped": str(e)}
+    log(f"output agreement with fp32: {reference_line(ref)}")
+    return ref
+
+
+__all__ = ["Run", "accuracy_pass", "accuracy_run", "after_perf", "fill_perf", "measure"]

@@ -68,15 +68,7 @@ def run_benchmark(
     backend, scheme, model, artifact = _resolve(cfg, model)
     if cfg.batch_size is not None:
         check_batch_memory(cfg.scenario, cfg.batch_size, model.input_spec.shape)
-    settings = BenchSettings(
-        scenario=cfg.scenario,
-        duration_s=cfg.duration_s,
-        mlperf=cfg.mlperf,
-        user_conf=cfg.user_conf,
-        model_name=model.name,
-        target_qps=cfg.target_qps,
-        target_latency_ms=cfg.target_latency_ms,
-    )
+    settings = cfg.settings(model.name)
     data = _open_data(cfg, model)
     rec = _new_record(cfg, backend, scheme, model, data, settings, started)
     warnings: list[str] = rec.extra["warnings"]
@@ -226,11 +218,13 @@ def _run(
     data: Dataset,
 ) -> None:
     """Record the artifact's sizes, load it and measure."""
-    from edgequant.bench.measurement import measure
+    from edgequant.bench.measurement import Run, measure
     from edgequant.measure.size import artifact_disk_bytes, artifact_sizes
 
     rec.artifact = str(artifact.path)
     rec.artifact_metadata = artifact.metadata
+    # where the model came from and the check of its conversion, recorded by the build stage
+    rec.model_source = artifact.metadata.get("model_source")
     rec.size_bytes, rec.weight_bytes = artifact_sizes(
         artifact.metadata, artifact_disk_bytes(artifact.path)
     )
@@ -241,7 +235,7 @@ def _run(
         prefetch_roofline(cfg)
     log(f"loading {artifact.path.name} into {backend.name} ({cfg.threads} threads)")
     with backend.load(artifact, cfg.threads) as session:
-        measure(cfg, rec, settings, session, model, data)
+        measure(Run(cfg, rec, settings, session, model, data))
 
 
 def _artifact_model(cfg: BenchConfig, name: str) -> Model:

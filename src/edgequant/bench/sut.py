@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import itertools
 import queue
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -70,7 +70,8 @@ class BaseSUT:
         self.session = session
         self.qsl = qsl
         self.accuracy = accuracy
-        self.batch_size = batch_size
+        # the batches Offline and Server run: an artifact built for one batch size runs that
+        self.batch_size = session.fixed_batch or batch_size
         self.error: BaseException | None = None
         self.stopped = False  # set on Ctrl-C or error: later queries complete empty
         self.completed = 0  # samples answered with a real result
@@ -96,6 +97,18 @@ class BaseSUT:
             del top  # only now may the buffer go: LoadGen has copied it
         if logits is not None:
             self.completed += len(ids)
+
+    def run_and_complete(self, ids: Sequence[int], batch: Callable[[], np.ndarray]) -> None:
+        """Run the session on ``batch()`` and answer ``ids`` (empty after a stop or a failure)."""
+        if self.stopped:
+            self.complete(ids, None)
+            return
+        try:
+            out = self.session.run(batch())
+        except BaseException as e:  # must not cross into LoadGen's C++ thread
+            self.fail(e)
+            out = None
+        self.complete(ids, out)
 
     def fail(self, error: BaseException) -> None:
         if self.error is None:
@@ -131,15 +144,7 @@ class SingleStreamSUT(BaseSUT):
     scenario = "SingleStream"
 
     def issue(self, ids: list[int], indices: list[int]) -> None:
-        if self.stopped:
-            self.complete(ids, None)
-            return
-        try:
-            out = self.session.run(self.qsl.one(indices[0]))
-        except BaseException as e:  # must not cross into LoadGen's C++ thread
-            self.fail(e)
-            out = None
-        self.complete(ids, out)
+        self.run_and_complete(ids, lambda: self.qsl.one(indices[0]))
 
 
 class MultiStreamSUT(BaseSUT):
@@ -148,15 +153,7 @@ class MultiStreamSUT(BaseSUT):
     scenario = "MultiStream"
 
     def issue(self, ids: list[int], indices: list[int]) -> None:
-        if self.stopped:
-            self.complete(ids, None)
-            return
-        try:
-            out = self.session.run(self.qsl.gather(np.asarray(indices)))
-        except BaseException as e:  # see SingleStreamSUT.issue
-            self.fail(e)
-            out = None
-        self.complete(ids, out)
+        self.run_and_complete(ids, lambda: self.qsl.gather(np.asarray(indices)))
 
 
 def offline_plan(rows: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -250,13 +247,7 @@ class OfflineSUT(BaseSUT):
 
     scenario = "Offline"
 
-    def __init__(
-        self, session: Session, qsl: SampleLibrary, *, accuracy: bool = False, batch_size: int = 8
-    ) -> None:
-        super().__init__(
-            session, qsl, accuracy=accuracy, batch_size=session.fixed_batch or batch_size
-        )
-        self._future: Future[None] | None = None
+    _future: Future[None] | None = None
 
     def issue(self, ids: list[int], indices: list[int]) -> None:
         # run on a worker thread so LoadGen's issue thread returns at once
@@ -278,7 +269,7 @@ class OfflineSUT(BaseSUT):
         try:
             if not self.stopped:
                 self.session.run_offline(batches, on_done)
-        except BaseException as e:  # see SingleStreamSUT.issue
+        except BaseException as e:  # see BaseSUT.run_and_complete
             self.fail(e)
         for i in np.flatnonzero(~done):  # interrupted or failed: LoadGen still needs answers
             self.complete(ids_in_order[starts[i] : starts[i + 1]], None)
@@ -297,9 +288,7 @@ class ServerSUT(BaseSUT):
     def __init__(
         self, session: Session, qsl: SampleLibrary, *, accuracy: bool = False, batch_size: int = 8
     ) -> None:
-        super().__init__(
-            session, qsl, accuracy=accuracy, batch_size=session.fixed_batch or batch_size
-        )
+        super().__init__(session, qsl, accuracy=accuracy, batch_size=batch_size)
         self._queue: queue.SimpleQueue[tuple[list[int], list[int]] | None] = queue.SimpleQueue()
         self._worker = _pool().submit(self._work)
 
@@ -341,7 +330,7 @@ class ServerSUT(BaseSUT):
                 if fixed is not None and n < fixed:
                     part = np.concatenate([part, np.repeat(part[:1], fixed - n)])
                 self.complete(ids[s : s + n], self.session.run(self.qsl.gather(part)))
-        except BaseException as e:  # see SingleStreamSUT.issue
+        except BaseException as e:  # see BaseSUT.run_and_complete
             self.fail(e)
             self.complete(ids[s:], None)
 

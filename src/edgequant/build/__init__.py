@@ -15,26 +15,38 @@ Example:
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping
 from typing import Any
 
-_EXPORTS = {
-    "Built": "stage",
-    "build_artifact": "stage",
-    "Calibration": "calibration",
-    "select_calibration": "calibration",
-    "get_or_build": "cache",
-    "default_cache_dir": "cache",
-    "QuantizeResult": "quantize",
-    "quantize": "quantize",
-    "quantize_model": "quantize",
-    "inspect_artifact": "quantize",
-}
 
-__all__ = sorted(_EXPORTS)
+def lazy_exports(
+    package: str, modules: Mapping[str, tuple[str, ...]]
+) -> tuple[Callable[[str], Any], list[str]]:
+    """A module ``__getattr__`` (PEP 562) that imports ``package.<module>`` when one of its
+    names is first used (so that importing the package imports no runtime, no torch), and the
+    package's ``__all__``; ``modules`` maps each module to the names it gives.
+
+    Example:
+        >>> get, names = lazy_exports("edgequant.build", {"calibration": ("select_calibration",)})
+        >>> get("select_calibration").__name__, names
+        ('select_calibration', ['select_calibration'])
+    """
+    where = {name: module for module, names in modules.items() for name in names}
+
+    def __getattr__(name: str) -> Any:
+        if name in where:
+            return getattr(importlib.import_module(f"{package}.{where[name]}"), name)
+        raise AttributeError(name)
+
+    return __getattr__, sorted(where)
 
 
-def __getattr__(name: str) -> Any:
-    # lazy: importing edgequant.build imports no runtime, no torch, until a build is asked for
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"edgequant.build.{_EXPORTS[name]}"), name)
-    raise AttributeError(name)
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "stage": ("Built", "build_artifact"),
+        "calibration": ("Calibration", "select_calibration"),
+        "cache": ("get_or_build", "default_cache_dir"),
+        "quantize": ("QuantizeResult", "quantize", "quantize_model", "inspect_artifact"),
+    },
+)

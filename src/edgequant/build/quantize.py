@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -181,7 +181,7 @@ def quantize_model(
     (:func:`edgequant.build.source.model_source`).
     """
     from edgequant.backends.base import get_backend
-    from edgequant.build.source import require_source
+    from edgequant.build.source import record_model_source, require_source
     from edgequant.build.stage import build_artifact
     from edgequant.quant.scheme import get_scheme
 
@@ -206,13 +206,13 @@ def quantize_model(
     require_source(be, m)
     # a deployable artifact: the runtime's default batch sizes compiled (batch_sizes=None)
     built = build_artifact(
-        be, m, sch, calibration, cache_dir=cache_dir, force=force, progress=progress
+        be, m, sch, calibration, cache_dir=cache_dir, force=force, progress=progress, check=False
     )
     notes = list(built.notes)
     if built.calibration_ignored:
         notes.append(f"{sch.name} needs no calibration; --calib ignored")
-    if check and "model_source" not in built.artifact.metadata:
-        _record_source(be, m, built.artifact, calibration, cache_dir)
+    if check:
+        record_model_source(be, m, built.artifact, calibration, cache_dir)
     src = built.artifact.metadata.get("model_source") or {}
     if src.get("check", {}).get("faithful") is False:
         c = src["check"]
@@ -224,30 +224,6 @@ def quantize_model(
     if output is not None:
         final = Artifact.load(copy_artifact(built.artifact.directory, Path(output)))
     return QuantizeResult(artifact=final, cached=built.artifact, model=m, notes=notes)
-
-
-def _record_source(
-    be: Backend,
-    model: Model,
-    artifact: Artifact,
-    calibration: CalibrationInput,
-    cache_dir: Path | str | None,
-) -> None:
-    """Check the conversion against the source (fp32 vs fp32) and save it in the metadata."""
-    from edgequant.build.calibration import select_calibration
-    from edgequant.build.source import model_source
-    from edgequant.build.stage import build_artifact
-    from edgequant.quant.scheme import get_scheme
-
-    fp32 = get_scheme("fp32")
-    data = None
-    if calibration is not None:
-        data = select_calibration(get_scheme("w8a8"), model, calibration).source
-    ref = artifact
-    if artifact.scheme.name != fp32.name:
-        ref = build_artifact(be, model, fp32, cache_dir=cache_dir, progress=False).artifact
-    artifact.metadata["model_source"] = model_source(be, model, ref, data)
-    artifact.save_metadata()
 
 
 def quantize(
@@ -343,14 +319,9 @@ class QuantizedArtifact(Artifact):
     @classmethod
     def of(cls, artifact: Artifact, model: Model | None) -> QuantizedArtifact:
         """The handle over an artifact built from ``model``."""
-        return cls(
-            path=artifact.path,
-            backend=artifact.backend,
-            model=artifact.model,
-            scheme=artifact.scheme,
-            metadata=artifact.metadata,
-            source=model,
-        )
+        # every field the artifact was made with, whatever fields Artifact gains later
+        made = {f.name: getattr(artifact, f.name) for f in fields(Artifact) if f.init}
+        return cls(**made, source=model)
 
     @property
     def model_source(self) -> dict[str, Any] | None:

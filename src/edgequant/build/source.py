@@ -33,6 +33,7 @@ from edgequant.models.conversion_check import check_runners, reference_runner, r
 
 if TYPE_CHECKING:
     from edgequant.backends.base import Artifact, Backend
+    from edgequant.build.calibration import CalibrationInput
     from edgequant.data.base import Dataset
     from edgequant.models.base import Model
 
@@ -121,13 +122,57 @@ def model_source(
     return out
 
 
+def record_model_source(
+    backend: Backend,
+    model: Model,
+    artifact: Artifact,
+    calibration: CalibrationInput,
+    cache_dir: Path | str | None,
+) -> dict[str, Any]:
+    """Check the conversion behind ``artifact`` against its source (fp32 vs fp32) once, and keep
+    the :func:`model_source` mapping in the artifact's metadata; an artifact that has it already
+    is left as it is. A quantized artifact is judged by the fp32 artifact of the same backend
+    (built, or found in the cache); ``calibration`` (a dataset spec, a dataset or an array; None:
+    seeded samples) gives the samples.
+
+    Example:
+        >>> import tempfile
+        >>> from edgequant.backends import get_backend
+        >>> from edgequant.build.stage import build_artifact
+        >>> from edgequant.models import load_model
+        >>> m, be, d = load_model("digits_cnn"), get_backend("onnxruntime"), tempfile.mkdtemp()
+        >>> art = build_artifact(be, m, "fp32", cache_dir=d, progress=False, check=False).artifact
+        >>> record_model_source(be, m, art, None, d)["check"]["faithful"]
+        True
+    """
+    done = artifact.metadata.get("model_source")
+    if done is not None:
+        return dict(done)
+    from edgequant.build.calibration import select_calibration
+    from edgequant.build.stage import build_artifact
+
+    data = None
+    if calibration is not None:
+        # any static scheme opens the data the same way: its train split, or the array as given
+        data = select_calibration(_scheme("w8a8"), model, calibration).source
+    ref = artifact
+    if artifact.scheme.name != _scheme("fp32").name:
+        ref = build_artifact(
+            backend, model, _scheme("fp32"), cache_dir=cache_dir, progress=False, check=False
+        ).artifact
+    src = model_source(backend, model, ref, data)
+    artifact.metadata["model_source"] = src
+    artifact.save_metadata()
+    return src
+
+
 def unsupported_source_reason(backend: Backend, model: Model) -> str | None:
     """Why ``backend`` cannot take this model's source at all (None: it can, or it may)."""
     if model.module is not None or model.onnx_path is not None:
         return None
     if model.source_path is None:
         return f"model {model.name} has neither a module nor a file"
-    reason = backend.supports(_fp32(), model)
+    reason = backend.supports(_scheme("fp32"), model)
     if reason is None:
         return None
     fmt = model.source_format
@@ -147,10 +192,10 @@ def require_source(backend: Backend, model: Model) -> None:
         raise UnsupportedError(reason)
 
 
-def _fp32() -> Any:
+def _scheme(name: str) -> Any:
     from edgequant.quant.scheme import get_scheme
 
-    return get_scheme("fp32")
+    return get_scheme(name)
 
 
 def source_file(model: Model) -> Path | None:
@@ -161,4 +206,11 @@ def source_file(model: Model) -> Path | None:
     return None
 
 
-__all__ = ["CHECK_SAMPLES", "check_samples", "model_source", "require_source", "source_steps"]
+__all__ = [
+    "CHECK_SAMPLES",
+    "check_samples",
+    "model_source",
+    "record_model_source",
+    "require_source",
+    "source_steps",
+]

@@ -53,26 +53,29 @@ def build_artifact(
     cache_dir: Path | str | None = None,
     force: bool = False,
     progress: bool = True,
+    check: bool = True,
 ) -> Built:
     """Build (or fetch from the cache) the artifact of ``model`` in ``scheme`` for ``backend``.
 
-    ``calibration`` (a dataset spec, a dataset, a float32 NCHW array or None) and
-    ``default_calibration`` follow :func:`~edgequant.build.calibration.select_calibration`.
-    ``batch_sizes`` are the sizes the artifact will run (None: the backend's defaults), compiled
-    now by runtimes with static shapes. ``force`` rebuilds a cached artifact.
+        ``calibration`` (a dataset spec, a dataset, a float32 NCHW array or None) and
+        ``default_calibration`` follow :func:`~edgequant.build.calibration.select_calibration`.
+        ``batch_sizes`` are the sizes the artifact will run (None: the backend's defaults), compiled
+        now by runtimes with static shapes. ``force`` rebuilds a cached artifact. ``check`` (default
+    on) records the conversion check of a fresh build in its metadata (``model_source``, see
+    :func:`edgequant.build.source.record_model_source`); a check that cannot run costs a warning.
 
-    Raises :class:`~edgequant.errors.BackendUnavailableError` when the runtime is missing,
-    :class:`~edgequant.errors.UnsupportedError` when it cannot run the scheme and
-    :class:`~edgequant.errors.ValidationError` for missing or malformed calibration data, all
-    before anything is built.
+        Raises :class:`~edgequant.errors.BackendUnavailableError` when the runtime is missing,
+        :class:`~edgequant.errors.UnsupportedError` when it cannot run the scheme and
+        :class:`~edgequant.errors.ValidationError` for missing or malformed calibration data, all
+        before anything is built.
 
-    Example:
-        >>> import tempfile
-        >>> from edgequant.models import load_model
-        >>> art = build_artifact("onnxruntime", load_model("digits_cnn"), "fp32",
-        ...                      cache_dir=tempfile.mkdtemp(), progress=False).artifact
-        >>> art.path.suffix
-        '.onnx'
+        Example:
+            >>> import tempfile
+            >>> from edgequant.models import load_model
+            >>> art = build_artifact("onnxruntime", load_model("digits_cnn"), "fp32",
+            ...                      cache_dir=tempfile.mkdtemp(), progress=False).artifact
+            >>> art.path.suffix
+            '.onnx'
     """
     from edgequant.backends.base import get_backend
     from edgequant.build.cache import get_or_build
@@ -88,8 +91,28 @@ def build_artifact(
     art = get_or_build(
         be, model, sch, calib.source, cache_dir=cache_dir, force=force, progress=progress
     )
+    notes = list(calib.notes)
+    if check and "model_source" not in art.metadata:
+        data = calibration if calib.source is None else calib.source
+        notes.extend(_check_conversion(be, model, art, data, cache_dir))
     be.specialize(art, None if batch_sizes is None else list(batch_sizes))
-    return Built(art, list(calib.notes), calibration_ignored=calib.ignored)
+    return Built(art, notes, calibration_ignored=calib.ignored)
+
+
+def _check_conversion(
+    be: Backend, model: Model, art: Artifact, data: CalibrationInput, cache_dir: Path | str | None
+) -> list[str]:
+    """The conversion check of a fresh build; one that cannot run is a note, never fatal."""
+    from edgequant.build.source import record_model_source
+    from edgequant.errors import condense_error
+
+    try:
+        record_model_source(be, model, art, data, cache_dir)
+    except Exception as e:  # the build itself is fine: say why there is no check, and go on
+        note = f"the conversion check of {model.name} on {be.name} did not run: {condense_error(e)}"
+        log(f"warning: {note}")
+        return [note]
+    return []
 
 
 __all__ = ["Built", "build_artifact"]
