@@ -61,6 +61,13 @@ def check_packages(artifact: Artifact, packages: dict[int, Path]) -> None:
     """
     require_trusted(artifact, TRUST_WHAT)
     listed = artifact.metadata.get(HASHES_KEY) or {}
+    if any(p.name not in listed for p in packages.values()):
+        # another handle of this artifact may have compiled and signed them since it was read
+        with contextlib.suppress(OSError, ValueError, ArtifactError):
+            fresh = Artifact.load(artifact.directory, verify=False)
+            require_trusted(fresh, TRUST_WHAT)
+            artifact.metadata.update(fresh.metadata)
+            listed = artifact.metadata.get(HASHES_KEY) or {}
     for path in packages.values():
         if path.name not in listed:
             raise ArtifactError(
