@@ -44,6 +44,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -128,19 +129,13 @@ class PyTorchBackend(Backend):
         return None
 
     def versions(self) -> dict[str, str]:
+        """The installed torch and torchao (their distributions' versions; absent: left out)."""
+        from importlib.metadata import PackageNotFoundError, version
+
         out: dict[str, str] = {}
-        try:
-            import torch
-
-            out["torch"] = str(torch.__version__)
-        except ImportError:
-            pass
-        try:
-            from importlib.metadata import PackageNotFoundError, version
-
-            out["torchao"] = version("torchao")
-        except PackageNotFoundError:
-            pass
+        for dist in ("torch", "torchao"):
+            with contextlib.suppress(PackageNotFoundError):
+                out[dist] = version(dist)
         return out
 
     # --- capability ---------------------------------------------------------------------------
