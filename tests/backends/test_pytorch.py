@@ -441,3 +441,16 @@ def test_pt2_source_w8a8_quantizes_the_programs_convs(backend: Backend, tmp_path
     cos = (out * ref).sum(1) / (np.linalg.norm(out, axis=1) * np.linalg.norm(ref, axis=1))
     assert cos.min() > 0.99, cos
     assert np.abs(out - ref).max() < 0.1 * np.abs(ref).max()
+
+
+def test_static_batch_pt2_w8a8_says_how_to_export_it(tmp_path: Path) -> None:
+    """A program exported at batch 1 cannot be re-exported with a dynamic batch: one clear line."""
+    path = tmp_path / "static.pt2"
+    torch.export.save(torch.export.export(_SmallNet().eval(), (torch.zeros(1, 3, 16, 16),)), path)
+    calib = np.random.default_rng(4).standard_normal((4, 3, 16, 16)).astype(np.float32)
+    dyn = ({0: torch.export.Dim("batch", min=1, max=64)},)
+    module = load_pt2(path).module
+    assert module is not None
+    with pytest.raises(UnsupportedError, match=r"static batch of 1.*Dim") as err:
+        quantize_pt2e(module, get_scheme("w8a8"), calib, torch.from_numpy(calib[:2]), dyn)
+    assert "\n" not in str(err.value)

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgequant.errors import UnsupportedError
 from edgequant.quant.scheme import Scheme
 
 if TYPE_CHECKING:
@@ -222,6 +223,13 @@ def quantize_pt2e(
     quantizer, opts = quantizer_for(scheme, seven_bit)
     source = program_graph(module)
     if source is not module:
+        batch = getattr(module, "batch", None)
+        if batch is not None and dynamic_shapes is not None:
+            raise UnsupportedError(
+                f"the .pt2 program was exported at a static batch of {batch}, and PT2E on the "
+                "PyTorch backend re-exports it with a dynamic batch; export it with "
+                "dynamic_shapes=({0: torch.export.Dim('batch')},)"
+            )
         opts["source"] = "the .pt2 program's own graph (not re-exported through a wrapper)"
     gm = torch.export.export(source, (example,), dynamic_shapes=dynamic_shapes).module()
     prepared = prepare_pt2e(gm, quantizer)  # type: ignore[arg-type]
