@@ -15,12 +15,14 @@ import pytest
 import torch
 
 from edgequant.backends import get_backend
+from edgequant.backends.artifact import HASHES_KEY
 from edgequant.backends.base import Artifact, Backend
 from edgequant.backends.pytorch import GRAPH_NAME, PROGRAM_NAME, PyTorchBackend, PyTorchSession
 from edgequant.backends.pytorch.inspect import kernel_notes
 from edgequant.backends.pytorch.quantize import count_kernels, quantize_pt2e, tensor_bytes
 from edgequant.errors import ArtifactError, ModelError, UnsupportedError, ValidationError
 from edgequant.models.base import Model
+from edgequant.models.sources import load_pt2
 from edgequant.quant.scheme import get_scheme
 from tests.backends.contract import BackendContract, assert_unavailable_raises
 from tests.helpers import tiny_inputs
@@ -170,11 +172,58 @@ class TestPyTorch(BackendContract):
         # only batch 8 compiled (an Offline-only artifact): the tail of 3 is padded to 8
         only8 = tmp_path / "only8"
         shutil.copytree(built["w8a8"].directory, only8)
-        (only8 / "model-b1.pt2").unlink()
+        _drop_package(only8, "model-b1.pt2")
         with backend.load(Artifact.load(only8), threads=1) as sess:
             assert sorted(sess._runners) == [8]
             padded = sess.run(x[:11])
         np.testing.assert_allclose(padded, eleven, rtol=1e-5, atol=1e-5)
+
+    def test_packages_are_signed_and_a_tampered_one_is_refused(
+        self,
+        backend: Backend,
+        built: dict[str, Artifact],
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """program.pt2 and the AOTInductor packages are code: loaded only when signed here."""
+        backend.specialize(built["fp32"], [1])
+        meta = json.loads((built["fp32"].directory / "artifact.json").read_text())
+        assert {PROGRAM_NAME, "model-b1.pt2"} <= set(meta[HASHES_KEY]), meta[HASHES_KEY]
+        clean = tmp_path / "clean"
+        shutil.copytree(built["fp32"].directory, clean)
+        with backend.load(Artifact.load(clean), threads=1):
+            pass  # a copy made by this user on this machine loads
+
+        tampered = tmp_path / "tampered"
+        shutil.copytree(clean, tampered)
+        art = Artifact.load(tampered)  # read before the package is changed under it
+        pkg = tampered / "model-b1.pt2"
+        data = bytearray(pkg.read_bytes())
+        data[len(data) // 2] ^= 0xFF  # same size: only the hash can tell
+        pkg.write_bytes(bytes(data))
+        for loaded in (art, Artifact.load(tampered, verify=False)):
+            with pytest.raises(ArtifactError) as err:
+                backend.load(loaded, threads=1)
+            assert "modified after it was built (model-b1.pt2)" in str(err.value)
+            assert "\n" not in str(err.value)
+
+        planted = tmp_path / "planted"  # a package nobody signed, beside a signed artifact
+        shutil.copytree(clean, planted)
+        shutil.copy(planted / "model-b1.pt2", planted / "model-b2.pt2")
+        with pytest.raises(ArtifactError, match=r"model-b2\.pt2, which was not signed") as err:
+            backend.load(Artifact.load(planted), threads=1)
+        assert "\n" not in str(err.value)
+
+        # built under another user's key: refused before anything is loaded or compiled
+        monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "other-user"))
+        for action in (
+            lambda: backend.load(Artifact.load(clean), threads=1),
+            lambda: backend.specialize(Artifact.load(clean), [2]),
+        ):
+            with pytest.raises(ArtifactError, match="not built by this user") as err:
+                action()
+            assert "\n" not in str(err.value)
+        assert not (clean / "model-b2.pt2").exists()
 
     def test_run_rejects_wrong_shape(self, backend: Backend, built: dict[str, Artifact]) -> None:
         with (
@@ -347,3 +396,61 @@ def test_count_kernels_and_bytes() -> None:
     }
     t = torch.zeros(8, dtype=torch.int8)
     assert tensor_bytes([t, t, torch.zeros(3)]) == 8 + 12
+
+
+def _drop_package(directory: Path, name: str) -> None:
+    """Leave the artifact as if ``name`` had never been compiled (unlisted, re-signed here)."""
+    art = Artifact.load(directory)
+    (directory / name).unlink()
+    art.metadata["extra_files"] = [n for n in art.metadata.get("extra_files", []) if n != name]
+    art.save_metadata()
+
+
+class _SmallNet(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.c2 = torch.nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = torch.nn.Linear(8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.c2(torch.relu(self.c1(x))))
+        return self.fc(x.mean((2, 3)))
+
+
+def test_pt2_source_w8a8_quantizes_the_programs_convs(backend: Backend, tmp_path: Path) -> None:
+    """A .pt2 program's convs get int8 kernels like a zoo model's (through the wrapper: 0/2)."""
+    torch.manual_seed(0)
+    net = _SmallNet().eval()
+    path = tmp_path / "net.pt2"
+    dyn = ({0: torch.export.Dim("batch", min=1, max=64)},)
+    program = torch.export.export(net, (torch.zeros(2, 3, 16, 16),), dynamic_shapes=dyn)
+    torch.export.save(program, path)
+    rng = np.random.default_rng(3)
+    calib = rng.standard_normal((32, 3, 16, 16)).astype(np.float32)
+    art = backend.prepare(load_pt2(path), get_scheme("w8a8"), calib, tmp_path / "art")
+    convs = backend.inspect(art).convs
+    assert [c.precision for c in convs] == ["int8", "int8"], convs
+    x = rng.standard_normal((4, 3, 16, 16)).astype(np.float32)
+    with torch.no_grad():
+        ref = net(torch.from_numpy(x)).numpy()
+    with backend.load(art, threads=1) as sess:
+        out = sess.run(x)
+    notes = backend.inspect(art).notes
+    assert any(n.startswith("compiled kernels: 2 int8 conv, 0 float conv") for n in notes), notes
+    cos = (out * ref).sum(1) / (np.linalg.norm(out, axis=1) * np.linalg.norm(ref, axis=1))
+    assert cos.min() > 0.99, cos
+    assert np.abs(out - ref).max() < 0.1 * np.abs(ref).max()
+
+
+def test_static_batch_pt2_w8a8_says_how_to_export_it(tmp_path: Path) -> None:
+    """A program exported at batch 1 cannot be re-exported with a dynamic batch: one clear line."""
+    path = tmp_path / "static.pt2"
+    torch.export.save(torch.export.export(_SmallNet().eval(), (torch.zeros(1, 3, 16, 16),)), path)
+    calib = np.random.default_rng(4).standard_normal((4, 3, 16, 16)).astype(np.float32)
+    dyn = ({0: torch.export.Dim("batch", min=1, max=64)},)
+    module = load_pt2(path).module
+    assert module is not None
+    with pytest.raises(UnsupportedError, match=r"static batch of 1.*Dim") as err:
+        quantize_pt2e(module, get_scheme("w8a8"), calib, torch.from_numpy(calib[:2]), dyn)
+    assert "\n" not in str(err.value)

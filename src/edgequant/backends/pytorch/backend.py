@@ -44,6 +44,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -76,6 +77,7 @@ from edgequant.backends.pytorch.quantize import (
     quantize_pt2e,
 )
 from edgequant.backends.pytorch.session import MAX_BATCH, PyTorchSession
+from edgequant.backends.pytorch.trust import check_packages, load_program, record_package
 from edgequant.console import log
 from edgequant.errors import (
     ArtifactError,
@@ -127,19 +129,13 @@ class PyTorchBackend(Backend):
         return None
 
     def versions(self) -> dict[str, str]:
+        """The installed torch and torchao (their distributions' versions; absent: left out)."""
+        from importlib.metadata import PackageNotFoundError, version
+
         out: dict[str, str] = {}
-        try:
-            import torch
-
-            out["torch"] = str(torch.__version__)
-        except ImportError:
-            pass
-        try:
-            from importlib.metadata import PackageNotFoundError, version
-
-            out["torchao"] = version("torchao")
-        except PackageNotFoundError:
-            pass
+        for dist in ("torch", "torchao"):
+            with contextlib.suppress(PackageNotFoundError):
+                out[dist] = version(dist)
         return out
 
     # --- capability ---------------------------------------------------------------------------
@@ -216,7 +212,8 @@ class PyTorchBackend(Backend):
             loads_without_recompiling=True,
             packages_note=(
                 "one AOTInductor package (model-bN.pt2) per batch size, compiled the first time "
-                "that size is asked for and kept here; size_bytes counts the exported program"
+                "that size is asked for and kept here, hashed and signed with the program "
+                "(extra_files); a result's size_bytes counts the exported program"
             ),
             inductor_configs=dict(_INDUCTOR_CONFIGS),
             input_shape=list(build.model.input_spec.shape),
@@ -280,22 +277,13 @@ class PyTorchBackend(Backend):
         for b in missing:
             if not 1 <= b <= MAX_BATCH:
                 raise ValidationError(f"batch size must be 1..{MAX_BATCH}, got {b}")
-        program_path = artifact.directory / PROGRAM_NAME
-        if not program_path.is_file():
+        if not (artifact.directory / PROGRAM_NAME).is_file():
             raise ArtifactError(
                 f"{artifact.directory} has no {PROGRAM_NAME} to compile a batch-{missing[0]} "
                 "package from; rebuild the artifact"
             )
-        if artifact.scheme.weights is not None:
-            import torchao.quantization.pt2e  # noqa: F401  (registers the quantized_decomposed ops)
         shape = tuple(artifact.metadata.get("input_shape") or ())
-        try:
-            program = torch.export.load(str(program_path))
-        except Exception as e:
-            raise ArtifactError(
-                f"cannot read {program_path} ({condense_error(e)}); delete {artifact.directory} and rebuild"
-            ) from e
-        module = program.module()
+        module = load_program(artifact).module()  # refuses an artifact not signed here
         for b in missing:
             log(f"compiling the batch-{b} AOTInductor package (once; kept with the artifact)")
             t0 = time.perf_counter()
@@ -322,6 +310,7 @@ class PyTorchBackend(Backend):
             finally:
                 tmp.unlink(missing_ok=True)
             log(f"compiled {final.name} in {time.perf_counter() - t0:.1f} s")
+            record_package(artifact, final)  # hashed and signed: loaded only as ours
             record_kernels(artifact, final)
 
     def _export_float(
@@ -455,8 +444,10 @@ class PyTorchBackend(Backend):
             )
         if not self.packages(artifact):  # nobody said which batch sizes: batch 1 runs them all
             self.specialize(artifact, [1])
+        packages = self.packages(artifact)
+        check_packages(artifact, packages)  # native code: only packages signed here load
         runners: dict[int, Any] = {}
-        for size, path in self.packages(artifact).items():
+        for size, path in packages.items():
             if not zipfile.is_zipfile(path):
                 raise ArtifactError(
                     f"{path} is not an AOTInductor package; delete {artifact.directory} and rebuild"

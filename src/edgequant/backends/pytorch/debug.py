@@ -29,8 +29,7 @@ import numpy as np
 from edgequant.backends.artifact import Artifact
 from edgequant.backends.base import Backend
 from edgequant.backends.inspection import LayerOutputs
-from edgequant.backends.pytorch.config import PROGRAM_NAME
-from edgequant.errors import ArtifactError, condense_error
+from edgequant.backends.pytorch.trust import load_program
 
 _LAYERS = ("aten.conv2d", "aten.convolution", "aten.linear", "aten.addmm")
 _ACTS = ("aten.relu", "aten.relu_", "aten.hardtanh", "aten.hardtanh_", "aten.clamp")
@@ -75,13 +74,7 @@ def layer_outputs(
     import torch.fx as fx
 
     backend.require()
-    program_path = artifact.directory / PROGRAM_NAME
-    try:
-        import torchao.quantization.pt2e  # noqa: F401  (registers the quantized_decomposed ops)
-
-        gm = torch.export.load(str(program_path)).module()
-    except Exception as e:  # torch.export raises many types
-        raise ArtifactError(f"cannot load {program_path}: {condense_error(e)}") from None
+    gm = load_program(artifact).module()  # refuses an artifact not signed here
     wanted = set(names) if names is not None else None
     taps: dict[str, Any] = {}
     unmatched = []
