@@ -44,7 +44,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
@@ -55,7 +54,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from edgequant.backends.base import Artifact, Backend, Build, InspectReport, Session
+from edgequant.backends.base import (
+    Artifact,
+    Backend,
+    Build,
+    InspectReport,
+    Session,
+    installed_versions,
+)
 from edgequant.backends.pytorch import debug
 from edgequant.backends.pytorch.config import (
     _INDUCTOR_CONFIGS,
@@ -130,13 +136,7 @@ class PyTorchBackend(Backend):
 
     def versions(self) -> dict[str, str]:
         """The installed torch and torchao (their distributions' versions; absent: left out)."""
-        from importlib.metadata import PackageNotFoundError, version
-
-        out: dict[str, str] = {}
-        for dist in ("torch", "torchao"):
-            with contextlib.suppress(PackageNotFoundError):
-                out[dist] = version(dist)
-        return out
+        return installed_versions("torch", "torchao")
 
     # --- capability ---------------------------------------------------------------------------
     def supports(self, scheme: Scheme, model: Model | None = None) -> str | None:

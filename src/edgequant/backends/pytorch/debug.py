@@ -28,7 +28,7 @@ import numpy as np
 
 from edgequant.backends.artifact import Artifact
 from edgequant.backends.base import Backend
-from edgequant.backends.inspection import LayerOutputs
+from edgequant.backends.inspection import LayerOutputs, match_layers
 from edgequant.backends.pytorch.trust import load_program
 
 _LAYERS = ("aten.conv2d", "aten.convolution", "aten.linear", "aten.addmm")
@@ -75,17 +75,8 @@ def layer_outputs(
 
     backend.require()
     gm = load_program(artifact).module()  # refuses an artifact not signed here
-    wanted = set(names) if names is not None else None
-    taps: dict[str, Any] = {}
-    unmatched = []
-    for node in gm.graph.nodes:
-        if not _is(node, _LAYERS):
-            continue
-        name = _module_of(node)
-        if name is None or (wanted is not None and name not in wanted) or name in taps:
-            unmatched.append(node.name)
-            continue
-        taps[name] = (node, _tap(node))
+    layers = ((n.name, [_module_of(n)], (n, _tap(n))) for n in gm.graph.nodes if _is(n, _LAYERS))
+    taps, unmatched = match_layers(layers, names)
     want = {t.name: name for name, (_, t) in taps.items()}
     got: dict[str, np.ndarray] = {}
 
