@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from edgequant.errors import EdgequantError, condense_error
@@ -67,15 +67,8 @@ class WorkerView:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "address": self.address,
-            "device": self.device,
-            "int8_class": self.int8_class,
-            "runtimes": self.runtimes,
-            "cpu": self.cpu,
-            "arch": self.arch,
-            "name": self.name,
-        }
+        """Every field but ``info`` (the raw description), for ``edgequant cluster --json``."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "info"}
 
 
 def connect(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> Any:
