@@ -23,16 +23,12 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from edgequant.console import log
 from edgequant.errors import ValidationError
 from edgequant.sweep.launch import Launcher, OnRecord, kill, spawn
 from edgequant.sweep.local import GROUPS_DIR, worker_command, write_cells_file
 from edgequant.sweep.plan import Cell, by_key
-
-if TYPE_CHECKING:
-    from edgequant.sweep.pairs import OnPaired, Pair
 
 
 def exclusive_build(backend: str) -> bool:
@@ -103,16 +99,6 @@ class BuildAhead(Launcher):
                 f"({clean}/{len(codes)} pairs clean); measuring"
             )
         self.measure.run(cells, runs_dir, on_record)
-
-    def run_pairs(
-        self,
-        pairs: Sequence[Pair],
-        runs_dir: Path,
-        on_paired: OnPaired,
-        command: Sequence[str] | None = None,
-    ) -> None:
-        """Where ``measure`` ran the cells (their artifacts are built by now)."""
-        self.measure.run_pairs(pairs, runs_dir, on_paired, command)
 
     def build(self, cells: Sequence[Cell], runs_dir: Path) -> dict[str, int]:
         """Build the pairs of ``cells``; returns each pair's exit code. ``KeyboardInterrupt``

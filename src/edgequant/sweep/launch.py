@@ -98,13 +98,25 @@ class Launcher(ABC):
         command: Sequence[str] | None = None,
     ) -> None:
         """Run the paired rounds of ``pairs`` (cells this launcher ran) where their cells ran;
-        ``on_paired`` once per pair, in the caller's thread. This machine's launchers run them
-        here, one fresh process per model/backend (:func:`edgequant.sweep.pairs.run_pairs`;
-        ``command`` replaces its worker command); a launcher of other machines runs each
-        device's pairs on that device."""
+        ``on_paired`` once per pair, in the caller's thread. Pairs of ``local`` run here, one
+        fresh process per model/backend (:func:`edgequant.sweep.pairs.run_pairs`; ``command``
+        replaces its worker command); the others go to :meth:`run_device_pairs`."""
         from edgequant.sweep.pairs import run_pairs
 
-        run_pairs(pairs, runs_dir, on_paired, command=command, env=getattr(self, "env", None))
+        remote = [p for p in pairs if not p.other.is_local]
+        if remote:
+            self.run_device_pairs(remote, runs_dir, on_paired)
+        here = [p for p in pairs if p.other.is_local]
+        if here:
+            run_pairs(here, runs_dir, on_paired, command=command, env=getattr(self, "env", None))
+
+    def run_device_pairs(self, pairs: Sequence[Pair], runs_dir: Path, on_paired: OnPaired) -> None:
+        """The pairs of other devices, on their devices: only a launcher of other machines runs
+        their cells; here they get ``paired: null`` and why."""
+        for p in pairs:
+            on_paired(
+                p, None, f"not paired: {type(self).__name__} runs nothing on {p.other.device}"
+            )
 
 
 # --- helpers of the launchers that start local processes ----------------------------------------

@@ -306,7 +306,7 @@ def _follow(
                     break
                 if line is None:
                     break
-                event = _event(line)
+                event = paired_event(line)
                 if event is not None and event.get("cell") in pending:
                     pair = pending.pop(event["cell"])
                     on_paired(pair, event.get("paired"), event.get("reason"))
@@ -328,7 +328,8 @@ def _follow(
             on_paired(pair, None, f"paired rounds did not finish: {why}"[:500])
 
 
-def _event(line: str) -> dict[str, Any] | None:
+def paired_event(line: str) -> dict[str, Any] | None:
+    """A rounds process's stdout line as its ``paired`` event, or None (noise)."""
     try:
         event = json.loads(line)
     except json.JSONDecodeError:
@@ -348,6 +349,7 @@ __all__ = [
     "find_pairs",
     "pair_metric",
     "pair_order",
+    "paired_event",
     "pairs_command",
     "parse_rounds_arg",
     "run_pairs",

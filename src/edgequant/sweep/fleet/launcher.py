@@ -42,8 +42,16 @@ from typing import TYPE_CHECKING, Any
 from edgequant.console import log
 from edgequant.errors import condense_error
 from edgequant.results.record import ResultRecord
-from edgequant.sweep.fleet.cluster import CONNECT_TIMEOUT_S, WorkerView, by_device, connect, workers
-from edgequant.sweep.fleet.names import EVENT_TOPIC, device_resource, runtime_resource
+from edgequant.sweep.fleet.cluster import (
+    CONNECT_TIMEOUT_S,
+    WorkerView,
+    by_device,
+    connect,
+    offers,
+    submit_to,
+    workers,
+)
+from edgequant.sweep.fleet.names import EVENT_TOPIC
 from edgequant.sweep.fleet.ship import pack_artifact, unpack
 from edgequant.sweep.fleet.task import run_on_device
 from edgequant.sweep.launch import Finished, Launcher, OnRecord, kill, spawn
@@ -84,10 +92,6 @@ def scheme_text(cell: Cell) -> str | None:
     import yaml
 
     return str(yaml.safe_dump(cell.scheme.scheme.to_dict(), sort_keys=False))
-
-
-def offers(group: Sequence[WorkerView], backend: str) -> bool:
-    return any(backend in v.runtimes for v in group)
 
 
 class DaskLauncher(Launcher):
@@ -131,22 +135,11 @@ class DaskLauncher(Launcher):
 
             (self.local or ByIsolation()).run(here, runs_dir, as_local)
 
-    def run_pairs(
-        self,
-        pairs: Sequence[Pair],
-        runs_dir: Path,
-        on_paired: OnPaired,
-        command: Sequence[str] | None = None,
-    ) -> None:
-        """Each device's pairs on that device (:mod:`edgequant.sweep.fleet.pairs`); the pairs of
-        ``local`` through the ``local`` launcher, on this machine (``command`` applies there)."""
+    def run_device_pairs(self, pairs: Sequence[Pair], runs_dir: Path, on_paired: OnPaired) -> None:
+        """Each device's pairs on that device (:mod:`edgequant.sweep.fleet.pairs`)."""
         from edgequant.sweep.fleet.pairs import run_device_pairs
-        from edgequant.sweep.local import ByIsolation
 
-        run_device_pairs(self, [p for p in pairs if not p.other.is_local], runs_dir, on_paired)
-        here = [p for p in pairs if p.other.is_local]
-        if here:
-            (self.local or ByIsolation()).run_pairs(here, runs_dir, on_paired, command)
+        run_device_pairs(self, pairs, runs_dir, on_paired)
 
 
 class _FleetRun:
@@ -268,14 +261,8 @@ class _FleetRun:
         blob = None
         if artifact is not None:
             blob, task["artifact_sha256"], self.shipped[cell.cell_id] = artifact
-        future = self.client.submit(
-            run_on_device,
-            task,
-            blob,
-            key=f"eq-{cell.cell_id}-{self.token}",
-            resources={device_resource(cell.device): 1, runtime_resource(cell.backend): 1},
-            pure=False,
-        )
+        key = f"eq-{cell.cell_id}-{self.token}"
+        future = submit_to(self.client, cell.device, cell.backend, key, run_on_device, task, blob)
         self.futures[future] = cell
 
     # --- while the cells run -------------------------------------------------------------------

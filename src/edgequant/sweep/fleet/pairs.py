@@ -31,8 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgequant.console import log
 from edgequant.errors import condense_error
-from edgequant.sweep.fleet.cluster import by_device, connect, workers
-from edgequant.sweep.fleet.names import device_resource, runtime_resource
+from edgequant.sweep.fleet.cluster import by_device, connect, offers, submit_to, workers
 from edgequant.sweep.fleet.ship import pack_artifact, unpack
 from edgequant.sweep.fleet.task import pairs_on_device
 from edgequant.sweep.pairs import OnPaired, Pair
@@ -101,20 +100,21 @@ def run_device_pairs(
             by_pair_key.setdefault(p.other.pair_key, []).append(p)
         for key, members in by_pair_key.items():
             cell = members[0].other
-            if not any(cell.backend in v.runtimes for v in fleet.get(cell.device, [])):
+            if not offers(fleet.get(cell.device, []), cell.backend):
                 why = f"not paired: no worker of device {cell.device} offering {cell.backend}"
                 for p in members:
                     on_paired(p, None, f"{why} is connected to {launcher.scheduler}")
                 continue
             task, blobs = pair_task(members, runs_dir, token)
             log(f"paired rounds on {cell.device}: {len(members)} pair(s) of {key}")
-            future = client.submit(
+            future = submit_to(
+                client,
+                cell.device,
+                cell.backend,
+                f"eq-pairs-{key}-{token}",
                 pairs_on_device,
                 task,
                 blobs,
-                key=f"eq-pairs-{key}-{token}",
-                resources={device_resource(cell.device): 1, runtime_resource(cell.backend): 1},
-                pure=False,
             )
             futures[future] = members
         _follow(launcher, client, futures, runs_dir, on_paired, token)
@@ -141,7 +141,7 @@ def _follow(
             fleet = by_device(workers(client)) if pending else {}
             for future in list(pending):
                 cell = futures[future][0].other
-                if any(cell.backend in v.runtimes for v in fleet.get(cell.device, [])):
+                if offers(fleet.get(cell.device, []), cell.backend):
                     missing.pop(future, None)
                 elif time.monotonic() - missing.setdefault(future, time.monotonic()) > (
                     launcher.lost_grace_s

@@ -164,6 +164,7 @@ def pairs_on_device(task: dict[str, Any], artifacts: dict[str, bytes]) -> dict[s
     import json
 
     from edgequant.sweep.local import worker_command
+    from edgequant.sweep.pairs import paired_event
 
     root = work_dir()
     folder = root / "pairs" / task["sweep"] / task["key"]
@@ -177,7 +178,7 @@ def pairs_on_device(task: dict[str, Any], artifacts: dict[str, bytes]) -> dict[s
         argv = [*worker_command(pairs_file)[:-1], "--pairs", str(pairs_file)]
         log = folder / "pairs.log"
         out.update(_run_child(argv, log, float(task["timeout_s"]), task.get("stop_event")))
-        out["events"] = [e for e in map(_json_line, out.pop("stdout").splitlines()) if e]
+        out["events"] = [e for e in map(paired_event, out.pop("stdout").splitlines()) if e]
         out["log_tail"] = log.read_text(errors="replace")[-2000:]
         for item in items:
             paired_dir = Path(item["other"]["run_dir"]) / "paired"
@@ -211,16 +212,6 @@ def _pair_here(
             )
         item[side] = {"cell": cell["cell"], "run_dir": str(run_dir), "config": config}
     return item
-
-
-def _json_line(line: str) -> dict[str, Any] | None:
-    import json
-
-    try:
-        event = json.loads(line)
-    except json.JSONDecodeError:
-        return None
-    return event if isinstance(event, dict) and event.get("event") == "paired" else None
 
 
 __all__ = ["ARTIFACT_KEEPS", "pairs_on_device", "run_on_device"]
