@@ -269,6 +269,21 @@ def default_launcher(
     return BuildAhead(measure, jobs, command=group_command, on_built=built)
 
 
+def _progress(total: int, show: bool | None) -> Any:
+    """The sweep's progress bar on stderr (``show`` None: only on a terminal)."""
+    from tqdm import tqdm
+
+    progress = sys.stderr.isatty() if show is None else show
+    return tqdm(
+        total=total,
+        file=sys.stderr,
+        disable=not progress,
+        dynamic_ncols=True,
+        unit="cell",
+        leave=False,
+    )
+
+
 def run_sweep(
     experiment: Experiment | str | Path,
     runs_dir: Path | str,
@@ -304,8 +319,6 @@ def run_sweep(
         >>> summary.counts                             # doctest: +SKIP
         {'ok': 8, 'skipped': 0}
     """
-    from tqdm import tqdm
-
     from edgequant.bench.preflight import check_utf8_path
 
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
@@ -328,18 +341,7 @@ def run_sweep(
             jobs=jobs, bench_command=bench_command, group_command=group_command
         )
         launch = choose_launcher(cells, cluster, local)
-    progress = sys.stderr.isatty() if show_progress is None else show_progress
-    bar_options: dict[str, Any] = {
-        "file": sys.stderr,
-        "dynamic_ncols": True,
-        "unit": "cell",
-        "leave": False,
-    }
-    with (
-        RunsLock(runs),
-        ResultStore(runs) as store,
-        tqdm(total=len(cells), disable=not progress, **bar_options) as bar,
-    ):
+    with RunsLock(runs), ResultStore(runs) as store, _progress(len(cells), show_progress) as bar:
         write_schemes(exp, runs)
         if exp.text is not None:  # what was run, comments included, for the report
             (runs / EXPERIMENT_COPY).write_text(exp.text)
