@@ -88,8 +88,11 @@ def stop(procs: list[subprocess.Popen[bytes]]) -> None:
         try:
             os.killpg(p.pid, signal.SIGTERM)
             p.wait(timeout=15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
+        except ProcessLookupError:
+            continue
+        except subprocess.TimeoutExpired:
             os.killpg(p.pid, signal.SIGKILL)
+            p.wait(timeout=15)
 
 
 def build(model: str, backend: str, scheme: str) -> Path:
@@ -133,7 +136,18 @@ def local_ips(art: Path, config: dict[str, Any], work: Path) -> float:
         *config_argv({**config, "run_dir": run_dir, "artifact": str(art)}),
     ]
     out = subprocess.run(argv, capture_output=True, text=True, env=_env(work / "cache-local"))
-    return float(json.loads(out.stdout)["throughput_ips"])
+    return _ips(out.stdout, f"the local bench (exit {out.returncode}): {out.stderr[-500:]}")
+
+
+def _ips(stdout: str, where: str) -> float:
+    """The Offline samples/s of a bench's ``--json`` record, or exit saying what failed."""
+    try:
+        record = json.loads(stdout)
+    except json.JSONDecodeError:
+        raise SystemExit(f"no result record from {where}") from None
+    if record.get("status") != "ok" or not record.get("throughput_ips"):
+        raise SystemExit(f"{where} was {record.get('status')}: {record.get('reason')}")
+    return float(record["throughput_ips"])
 
 
 def worker_ips(client: Any, art: Path, config: dict[str, Any], n: int) -> float:
@@ -154,7 +168,7 @@ def worker_ips(client: Any, art: Path, config: dict[str, Any], n: int) -> float:
     ).result()
     if result.get("error"):
         raise SystemExit(f"the worker failed: {result['error']}")
-    return float(json.loads(result["stdout"])["throughput_ips"])
+    return _ips(result["stdout"], f"the worker's bench (exit {result.get('returncode')})")
 
 
 def main() -> int:
@@ -198,7 +212,10 @@ def main() -> int:
                 f"round {n + 1}: worker {a:.1f} ips, local {b:.1f} ips, ratio {a / b:.3f}",
                 file=sys.stderr,
             )
-            stopped = rule.verdict(ratio, elapsed_s=time.monotonic() - t0)
+            # never fewer than min rounds (the time cap included): below 3 there is no interval
+            stopped = None
+            if ratio.rounds >= rule.min_rounds:
+                stopped = rule.verdict(ratio, elapsed_s=time.monotonic() - t0)
             if stopped is not None:
                 ratio = PairedRatio.from_rounds(pairs, stopped_by=stopped)
                 break

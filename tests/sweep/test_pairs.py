@@ -186,6 +186,21 @@ def test_pairs_are_fp32_with_each_other_scheme_of_one_model_backend_scenario() -
     assert set(cell_rounds(exp).values()) == {RoundsSpec(min=2, max=6), None}
 
 
+def test_a_pair_never_crosses_devices() -> None:
+    exp = parse_experiment(
+        "models: [digits_cnn]\nschemes: [fp32, w8a8]\nscenarios: [Offline]\n"
+        "devices: [local, pi, jetson]\n"
+    )
+    pairs = find_pairs(exp)
+    assert sorted(p.other.device for p in pairs) == ["jetson", "local", "pi"]
+    for p in pairs:
+        assert p.baseline.device == p.other.device
+        assert p.baseline.pair_key == p.other.pair_key
+    order = [c.cell_id for c in pair_order(exp.cells())]
+    for p in pairs:  # each device's fp32 cell, right before its partner
+        assert order.index(p.other.cell_id) == order.index(p.baseline.cell_id) + 1
+
+
 def test_rounds_spec_defaults_and_errors() -> None:
     spec = RoundsSpec.from_value(None)
     assert spec == RoundsSpec() and (spec.min, spec.max, spec.time_cap_s) == (3, 8, 120.0)

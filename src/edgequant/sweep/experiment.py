@@ -308,9 +308,17 @@ class _Parser:
                 node,
                 "'models' is missing: list zoo names or model files, e.g. models: [mobilenet_v2]",
             )
-        models = tuple(self.model(v, n) for v, n in self.items(*values["models"], "models"))
-        backends = tuple(self.backend(v, n) for v, n in self.items(*get("backends"), "backends"))
-        schemes = tuple(self.scheme(v, n) for v, n in self.items(*get("schemes"), "schemes"))
+        # the list keys, each item checked by its own method (devices: duplicates dropped)
+        lists: dict[str, tuple[Any, ...]] = {
+            key: tuple(check(v, n) for v, n in self.items(*get(key), key))
+            for key, check in (
+                ("models", self.model),
+                ("backends", self.backend),
+                ("schemes", self.scheme),
+                ("devices", self.device),
+            )
+        }
+        lists["devices"] = tuple(dict.fromkeys(lists["devices"]))
         accuracy_v, accuracy_n = get("accuracy")
         if not isinstance(accuracy_v, bool):
             self.fail(accuracy_n, f"'accuracy' must be true or false, got {accuracy_v!r}")
@@ -343,13 +351,8 @@ class _Parser:
                 accuracy_n,
                 "accuracy: true needs labelled data (data: digits or imagenet:DIR), not synthetic",
             )
-        devices = tuple(
-            dict.fromkeys(self.device(v, n) for v, n in self.items(*get("devices"), "devices"))
-        )
         return Group(
-            models=models,
-            backends=backends,
-            schemes=schemes,
+            **lists,
             scenarios=scenarios,
             data=data,
             calib=calib,
@@ -358,7 +361,6 @@ class _Parser:
             duration_s=float(dur_v),
             cell_timeout_s=None if to_v is None else float(to_v),
             isolation=str(iso_v),
-            devices=devices,
         )
 
     def device(self, value: Any, node: Any) -> str:

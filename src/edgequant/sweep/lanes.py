@@ -26,7 +26,7 @@ from pathlib import Path
 
 from edgequant.console import log
 from edgequant.errors import ValidationError
-from edgequant.sweep.launch import Launcher, OnRecord, child_env, guarded, kill
+from edgequant.sweep.launch import Launcher, OnRecord, kill, spawn
 from edgequant.sweep.local import GROUPS_DIR, worker_command, write_cells_file
 from edgequant.sweep.plan import Cell, by_key
 
@@ -133,14 +133,7 @@ class BuildAhead(Launcher):
             else worker_command(cells_file, build=True)
         )
         with open(runs_dir / GROUPS_DIR / f"{key}.build.log", "w") as log_f:
-            proc = subprocess.Popen(
-                guarded(argv),
-                stdout=log_f,
-                stderr=subprocess.STDOUT,
-                text=True,
-                env=child_env(self.env),
-                start_new_session=True,
-            )
+            proc = spawn(argv, subprocess.STDOUT, self.env, stdout=log_f)
             with self._lock:
                 self._procs[key] = proc
                 stopping = self._stopping

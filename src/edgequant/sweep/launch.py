@@ -21,7 +21,9 @@ The contract every launcher keeps (a distributed one, e.g. on Dask, included):
 * a bad cell never raises: it is a ``failed`` (or ``na``) record with a one-line reason;
 * ``KeyboardInterrupt`` (Ctrl-C, SIGTERM via the CLI): stop everything started, save each cell
   in flight as ``interrupted`` in ``RUN_DIR/result.json`` (:func:`records.save_interrupted`), and
-  re-raise; the sweep indexes those records and stops. Cells not started get no record.
+  re-raise; the sweep indexes those records and stops. Cells not started get no record;
+* :meth:`Launcher.run_pairs` runs the paired rounds of cells it ran, where they ran (both
+  artifacts side by side in one process); the default runs them on this machine.
 
 For a launcher that runs cells on other machines (the device-fleet issue: one Dask task per cell,
 routed by worker resources): the task's paths (``run_dir``, a scheme written to
@@ -41,22 +43,36 @@ Example:
 from __future__ import annotations
 
 import os
+import queue
 import resource
 import signal
 import subprocess
 import sys
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
 
 from edgequant.results.record import ResultRecord
 from edgequant.sweep.plan import Cell
 
+if TYPE_CHECKING:
+    from edgequant.sweep.pairs import OnPaired, Pair
+
 
 @dataclass(kw_only=True)
 class Finished:
-    """One cell's result as the launcher learned it: its record, wall and child CPU seconds."""
+    """One cell's result as the launcher learned it: its record, wall and child CPU seconds.
+
+    Example:
+        >>> from edgequant.sweep import parse_experiment
+        >>> from edgequant.sweep.records import now, parent_record
+        >>> cell = parse_experiment("models: [digits_cnn]").cells()[0]
+        >>> Finished(cell=cell, record=parent_record(cell, "na", "why", now()), seconds=0.0).seconds
+        0.0
+    """
 
     cell: Cell
     record: ResultRecord
@@ -74,6 +90,34 @@ class Launcher(ABC):
     def run(self, cells: Sequence[Cell], runs_dir: Path, on_record: OnRecord) -> None:
         """Run every cell of ``cells`` into ``runs_dir``; ``on_record`` once per cell."""
 
+    def run_pairs(
+        self,
+        pairs: Sequence[Pair],
+        runs_dir: Path,
+        on_paired: OnPaired,
+        command: Sequence[str] | None = None,
+    ) -> None:
+        """Run the paired rounds of ``pairs`` (cells this launcher ran) where their cells ran;
+        ``on_paired`` once per pair, in the caller's thread. Pairs of ``local`` run here, one
+        fresh process per model/backend (:func:`edgequant.sweep.pairs.run_pairs`; ``command``
+        replaces its worker command); the others go to :meth:`run_device_pairs`."""
+        from edgequant.sweep.pairs import run_pairs
+
+        remote = [p for p in pairs if not p.other.is_local]
+        if remote:
+            self.run_device_pairs(remote, runs_dir, on_paired)
+        here = [p for p in pairs if p.other.is_local]
+        if here:
+            run_pairs(here, runs_dir, on_paired, command=command, env=getattr(self, "env", None))
+
+    def run_device_pairs(self, pairs: Sequence[Pair], runs_dir: Path, on_paired: OnPaired) -> None:
+        """The pairs of other devices, on their devices: only a launcher of other machines runs
+        their cells; here they get ``paired: null`` and why."""
+        for p in pairs:
+            on_paired(
+                p, None, f"not paired: {type(self).__name__} runs nothing on {p.other.device}"
+            )
+
 
 # --- helpers of the launchers that start local processes ----------------------------------------
 def child_env(env: dict[str, str] | None = None) -> dict[str, str]:
@@ -89,6 +133,51 @@ def guarded(argv: Sequence[str]) -> list[str]:
     """``argv`` run through :mod:`edgequant.sweep.guard`: it dies with this process, even by
     ``kill -9``, and takes everything it started with it."""
     return [sys.executable, str(Path(__file__).with_name("guard.py")), "--", *argv]
+
+
+def spawn(
+    argv: Sequence[str],
+    stderr: IO[str] | int,
+    env: dict[str, str] | None = None,
+    stdout: IO[str] | int = subprocess.PIPE,
+) -> subprocess.Popen[str]:
+    """Start ``argv`` :func:`guarded`, in its own session (so :func:`kill` takes its whole
+    group), with :func:`child_env`; its stdout a pipe unless told otherwise.
+
+    Example:
+        >>> proc = spawn([sys.executable, "-c", "print('hi')"], stderr=subprocess.DEVNULL)
+        >>> proc.communicate()[0]
+        'hi\\n'
+    """
+    return subprocess.Popen(
+        guarded(argv),
+        stdout=stdout,
+        stderr=stderr,
+        text=True,
+        env=child_env(env),
+        start_new_session=True,
+    )
+
+
+def line_queue(proc: subprocess.Popen[str], name: str = "eq-reader") -> queue.Queue[str | None]:
+    """The child's stdout lines as they come, read by a daemon thread; ``None`` once it closed
+    its end (it exited or crashed), so the reader can wait with a timeout.
+
+    Example:
+        >>> q = line_queue(spawn([sys.executable, "-c", "print(1)"], stderr=subprocess.DEVNULL))
+        >>> q.get(timeout=30), q.get(timeout=30)
+        ('1\\n', None)
+    """
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def _read(stream: Any) -> None:
+        if stream is not None:
+            for line in stream:
+                lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=_read, args=(proc.stdout,), name=name, daemon=True).start()
+    return lines
 
 
 def kill(proc: subprocess.Popen[str]) -> None:
@@ -119,4 +208,6 @@ __all__ = [
     "children_cpu_s",
     "guarded",
     "kill",
+    "line_queue",
+    "spawn",
 ]

@@ -23,7 +23,6 @@ import json
 import queue
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,32 +34,25 @@ from edgequant.sweep.launch import (
     Finished,
     Launcher,
     OnRecord,
-    child_env,
     children_cpu_s,
-    guarded,
     kill,
+    line_queue,
+    spawn,
 )
 from edgequant.sweep.plan import Cell, bench_argv, by_key, cell_task
 from edgequant.sweep.records import (
+    BENCH_LOG,
     RESULT_FILE,
+    bench_record,
+    fresh_run_dir,
     last_line,
     now,
     parent_record,
-    parse_record,
     read_record,
     save_interrupted,
 )
 
-BENCH_LOG = "bench.log"
 GROUPS_DIR = "groups"
-
-
-def _fresh_run_dir(cell: Cell, runs_dir: Path) -> Path:
-    """The cell's folder, without a previous attempt's record (it must not pass for ours)."""
-    run_dir = runs_dir / cell.cell_id
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / RESULT_FILE).unlink(missing_ok=True)
-    return run_dir
 
 
 def run_cell(
@@ -73,17 +65,10 @@ def run_cell(
 
     ``KeyboardInterrupt`` kills the child, saves an ``interrupted`` record and propagates.
     """
-    run_dir = _fresh_run_dir(cell, runs_dir)
+    run_dir = fresh_run_dir(cell, runs_dir)
     started = now()
     with open(run_dir / BENCH_LOG, "w") as errf:
-        proc = subprocess.Popen(
-            guarded(bench_argv(cell, runs_dir, bench_command)),
-            stdout=subprocess.PIPE,
-            stderr=errf,
-            text=True,
-            env=child_env(env),
-            start_new_session=True,
-        )
+        proc = spawn(bench_argv(cell, runs_dir, bench_command), errf, env)
         try:
             out, _ = proc.communicate(timeout=cell.timeout_s)
         except subprocess.TimeoutExpired:
@@ -94,35 +79,28 @@ def run_cell(
             kill(proc)
             save_interrupted(cell, runs_dir, started)
             raise
-    record = parse_record(out) or read_record(run_dir / RESULT_FILE)
-    if record is not None:
-        # the child's record is its verdict (bench exits 3 for an INVALID run, 3/8 for n/a/failed)
-        return record
-    if proc.returncode == 0:
-        return parent_record(cell, "failed", "bench printed no result record", started)
-    err_text = (run_dir / BENCH_LOG).read_text(errors="replace")
-    reason = last_line(err_text) or f"bench exited with code {proc.returncode}"
-    if proc.returncode == UnsupportedError.exit_code:
-        return parent_record(cell, "na", reason, started)
-    if proc.returncode < 0:
-        reason = f"bench was killed by signal {-proc.returncode}; {reason}"
-    return parent_record(cell, "failed", reason, started)
+    return bench_record(cell, out, run_dir, proc.returncode, started)
 
 
-class ProcessPerCell(Launcher):
-    """A fresh ``edgequant bench`` per cell (``bench_command`` replaces ``python -m edgequant
-    bench``; the cell's flags are appended)."""
+class _Spawning(Launcher):
+    """A launcher of local child processes: ``command`` replaces the default child command (its
+    arguments are appended), ``env`` the environment (:func:`~edgequant.sweep.launch.child_env`)."""
 
     def __init__(
-        self, bench_command: Sequence[str] | None = None, env: dict[str, str] | None = None
+        self, command: Sequence[str] | None = None, env: dict[str, str] | None = None
     ) -> None:
-        self.bench_command = bench_command
+        self.command = command
         self.env = env
+
+
+class ProcessPerCell(_Spawning):
+    """A fresh ``edgequant bench`` per cell (``command`` replaces ``python -m edgequant bench``;
+    the cell's flags are appended)."""
 
     def run(self, cells: Sequence[Cell], runs_dir: Path, on_record: OnRecord) -> None:
         for cell in cells:
             t0, cpu0 = time.perf_counter(), children_cpu_s()
-            record = run_cell(cell, runs_dir, self.bench_command, self.env)
+            record = run_cell(cell, runs_dir, self.command, self.env)
             seconds = time.perf_counter() - t0
             on_record(
                 Finished(cell=cell, record=record, seconds=seconds, cpu_s=children_cpu_s() - cpu0)
@@ -161,15 +139,7 @@ class _GroupRun:
 
     def follow(self, proc: subprocess.Popen[str]) -> None:
         """Read the worker's events until it ends, a cell times out, or every cell is done."""
-        lines: queue.Queue[str | None] = queue.Queue()
-
-        def _read() -> None:
-            if proc.stdout is not None:
-                for line in proc.stdout:
-                    lines.put(line)
-            lines.put(None)  # the worker closed its end: it exited (or crashed)
-
-        threading.Thread(target=_read, name="eq-group-reader", daemon=True).start()
+        lines = line_queue(proc, "eq-group-reader")  # None: the worker exited (or crashed)
         while self.pending:
             timeout = (self.current or self.pending[0]).timeout_s
             try:
@@ -257,17 +227,10 @@ def run_group(
     group = _GroupRun(cells, runs_dir, on_done)
     cells_file = write_cells_file(cells, runs_dir, f"{group.key}.json")
     for c in cells:
-        _fresh_run_dir(c, runs_dir)
+        fresh_run_dir(c, runs_dir)
     argv = [*command, str(cells_file)] if command else worker_command(cells_file)
     with open(runs_dir / GROUPS_DIR / f"{group.key}.log", "w") as errf:
-        proc = subprocess.Popen(
-            guarded(argv),
-            stdout=subprocess.PIPE,
-            stderr=errf,
-            text=True,
-            env=child_env(env),
-            start_new_session=True,
-        )
+        proc = spawn(argv, errf, env)
         try:
             group.follow(proc)
         except BaseException:  # KeyboardInterrupt, SIGTERM: stop the worker, keep nothing half-done
@@ -284,15 +247,9 @@ def run_group(
         group.lost(proc.returncode)
 
 
-class ProcessPerGroup(Launcher):
+class ProcessPerGroup(_Spawning):
     """One fresh worker per model/backend pair (``command`` replaces the worker command; the
     cells file is appended)."""
-
-    def __init__(
-        self, command: Sequence[str] | None = None, env: dict[str, str] | None = None
-    ) -> None:
-        self.command = command
-        self.env = env
 
     def run(self, cells: Sequence[Cell], runs_dir: Path, on_record: OnRecord) -> None:
         for group in by_key(cells, "process_key").values():

@@ -40,7 +40,6 @@ import json
 import math
 import queue
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -49,7 +48,7 @@ from typing import Any
 
 from edgequant.errors import ValidationError
 from edgequant.measure.paired import TARGET_HALF_WIDTH, StoppingRule
-from edgequant.sweep.launch import child_env, guarded, kill
+from edgequant.sweep.launch import kill, line_queue, spawn
 from edgequant.sweep.local import worker_command
 from edgequant.sweep.plan import Cell, Experiment, cell_task, process_order
 
@@ -188,8 +187,9 @@ def pair_metric(scenario: str) -> str:
     return "latency_p50" if scenario in LATENCY_SCENARIOS else "throughput_ips"
 
 
-def _family(cell: Cell) -> tuple[str, str, str]:
-    return (cell.model.label, cell.backend, cell.scenario)
+def _family(cell: Cell) -> tuple[str, str, str, str]:
+    """What the two cells of a pair share: model, backend, scenario and device."""
+    return (cell.model.label, cell.backend, cell.scenario, cell.device)
 
 
 def cell_rounds(
@@ -235,7 +235,7 @@ def pair_order(cells: Sequence[Cell]) -> list[Cell]:
     """:func:`process_order`, with each fp32 cell followed at once by the cells paired with it
     (same model, backend and scenario), so that a pair's two runs are back to back."""
     ordered = process_order(cells)
-    families: dict[tuple[str, str, str], list[Cell]] = {}
+    families: dict[tuple[str, str, str, str], list[Cell]] = {}
     for c in ordered:
         families.setdefault(_family(c), []).append(c)
     out: list[Cell] = []
@@ -290,25 +290,10 @@ def _follow(
     group: list[Pair], argv: list[str], log_path: Path, on_paired: OnPaired, env: Any
 ) -> None:
     pending = {p.other.cell_id: p for p in group}
-    lines: queue.Queue[str | None] = queue.Queue()
     why: str | None = None
     with open(log_path, "w") as errf:
-        proc = subprocess.Popen(
-            guarded(argv),
-            stdout=subprocess.PIPE,
-            stderr=errf,
-            text=True,
-            env=child_env(env),
-            start_new_session=True,
-        )
-
-        def _read() -> None:
-            if proc.stdout is not None:
-                for line in proc.stdout:
-                    lines.put(line)
-            lines.put(None)
-
-        threading.Thread(target=_read, name="eq-pairs-reader", daemon=True).start()
+        proc = spawn(argv, errf, env)
+        lines = line_queue(proc, "eq-pairs-reader")
         try:
             t_pair = time.perf_counter()
             while pending:
@@ -321,7 +306,7 @@ def _follow(
                     break
                 if line is None:
                     break
-                event = _event(line)
+                event = paired_event(line)
                 if event is not None and event.get("cell") in pending:
                     pair = pending.pop(event["cell"])
                     on_paired(pair, event.get("paired"), event.get("reason"))
@@ -343,7 +328,8 @@ def _follow(
             on_paired(pair, None, f"paired rounds did not finish: {why}"[:500])
 
 
-def _event(line: str) -> dict[str, Any] | None:
+def paired_event(line: str) -> dict[str, Any] | None:
+    """A rounds process's stdout line as its ``paired`` event, or None (noise)."""
     try:
         event = json.loads(line)
     except json.JSONDecodeError:
@@ -363,6 +349,7 @@ __all__ = [
     "find_pairs",
     "pair_metric",
     "pair_order",
+    "paired_event",
     "pairs_command",
     "parse_rounds_arg",
     "run_pairs",

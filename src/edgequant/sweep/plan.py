@@ -124,6 +124,10 @@ class Cell:
         return "__".join(re.sub(r"[^A-Za-z0-9_.+-]", "-", p) for p in parts)
 
 
+#: the :class:`Group` fields each of its cells copies as they are
+GROUP_CELL_FIELDS = ("data", "calib", "threads", "duration_s", "isolation")
+
+
 @dataclass(frozen=True, kw_only=True)
 class Group:
     """One fully-resolved matrix (the top level, or one entry of ``groups``)."""
@@ -147,6 +151,8 @@ class Group:
         scenarios = list(self.scenarios) or ["Offline"]
         acc_on = "Offline" if "Offline" in scenarios else scenarios[0]
         timeout = self.cell_timeout_s or max(600.0, 30 * self.duration_s)
+        # what every cell of the matrix shares with it
+        shared = {k: getattr(self, k) for k in GROUP_CELL_FIELDS}
         return [
             Cell(
                 model=m,
@@ -154,13 +160,9 @@ class Group:
                 scheme=s,
                 scenario=scenario,
                 mode="accuracy" if self.accuracy and scenario == acc_on else "performance",
-                data=self.data,
-                calib=self.calib,
-                threads=self.threads,
-                duration_s=self.duration_s,
                 timeout_s=timeout,
-                isolation=self.isolation,
                 device=d,
+                **shared,
             )
             for m in self.models
             for b in self.backends

@@ -17,13 +17,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from edgequant.errors import EdgequantError, ValidationError
+from edgequant.errors import EdgequantError, UnsupportedError, ValidationError
 from edgequant.results.record import ResultRecord
 from edgequant.sweep.plan import Cell
 
 #: statuses that count as "recorded": a resumed sweep skips these cells
 DONE_STATUSES = ("ok", "na")
 RESULT_FILE = "result.json"
+#: a cell's bench stderr, in its run folder
+BENCH_LOG = "bench.log"
 
 
 @dataclass(kw_only=True)
@@ -161,6 +163,43 @@ def recorded(cell: Cell, runs_dir: Path) -> ResultRecord | None:
     return rec if rec is not None and rec.status in DONE_STATUSES else None
 
 
+def fresh_run_dir(cell: Cell, runs_dir: Path) -> Path:
+    """The cell's folder, without a previous attempt's record (it must not pass for ours)."""
+    run_dir = runs_dir / cell.cell_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / RESULT_FILE).unlink(missing_ok=True)
+    return run_dir
+
+
+def bench_record(
+    cell: Cell, stdout: str, run_dir: Path, returncode: int | None, started: str, where: str = ""
+) -> ResultRecord:
+    """The record of a finished ``edgequant bench --json`` child of ``cell``: the one it printed
+    (or saved in ``run_dir``), else ``na``/``failed`` from its exit code and the last line of
+    ``run_dir/bench.log``; ``where`` (e.g. ``"on rpi5: "``) prefixes a failure's reason.
+
+    Example:
+        >>> from edgequant.sweep import parse_experiment
+        >>> cell = parse_experiment("models: [digits_cnn]").cells()[0]
+        >>> bench_record(cell, "", Path("/nonexistent"), 0, now()).reason
+        'bench printed no result record'
+    """
+    record = parse_record(stdout) or read_record(run_dir / RESULT_FILE)
+    if record is not None:
+        # the child's record is its verdict (bench exits 3 for an INVALID run, 3/8 for n/a/failed)
+        return record
+    if returncode == 0:
+        return parent_record(cell, "failed", "bench printed no result record", started)
+    log = run_dir / BENCH_LOG
+    reason = last_line(log.read_text(errors="replace") if log.is_file() else "")
+    reason = reason or f"bench exited with code {returncode}"
+    if returncode == UnsupportedError.exit_code:
+        return parent_record(cell, "na", reason, started)
+    if returncode is not None and returncode < 0:
+        reason = f"bench was killed by signal {-returncode}; {reason}"
+    return parent_record(cell, "failed", where + reason, started)
+
+
 def save_interrupted(cell: Cell, runs_dir: Path, started: str) -> None:
     """Mark the cell in flight as ``interrupted`` (a resumed sweep runs it again)."""
     parent_record(cell, "interrupted", "interrupted by the user", started).save(
@@ -169,9 +208,12 @@ def save_interrupted(cell: Cell, runs_dir: Path, started: str) -> None:
 
 
 __all__ = [
+    "BENCH_LOG",
     "DONE_STATUSES",
     "CellOutcome",
     "SweepSummary",
+    "bench_record",
+    "fresh_run_dir",
     "last_line",
     "now",
     "parent_record",

@@ -74,7 +74,6 @@ def measure_pair(task: dict[str, Any], log_dir: Path) -> dict[str, Any]:
     from edgequant.bench.config import DEFAULT_PERF_SAMPLES
     from edgequant.bench.harness import run_scenario
     from edgequant.bench.qsl import SampleLibrary
-    from edgequant.bench.runner import prepare_artifact
     from edgequant.bench.settings import BenchSettings
     from edgequant.data import open_dataset
     from edgequant.measure.noise import NoiseMonitor
@@ -95,13 +94,7 @@ def measure_pair(task: dict[str, Any], log_dir: Path) -> dict[str, Any]:
     settings = BenchSettings(scenario=base.scenario, duration_s=round_s, model_name=model.name)
     names = [get_scheme(c.scheme).name for c in cfgs]  # a scheme may be given as a file
     with ExitStack() as stack:
-        sessions, paths = [], []
-        for cfg in cfgs:
-            artifact = prepare_artifact(cfg, model=model)
-            if artifact is None:
-                raise RuntimeError(f"{cfg.backend} cannot run {cfg.scheme} here")
-            sessions.append(stack.enter_context(artifact_session(artifact, cfg)))
-            paths.append(str(artifact.path))
+        sessions, paths = _load_sides(stack, cfgs, model)
         batches = [s.fixed_batch or c.batch for s, c in zip(sessions, cfgs, strict=True)]
         warm: list[Any] = [None, None]
         values: list[list[float]] = [[], []]
@@ -146,6 +139,27 @@ def measure_pair(task: dict[str, Any], log_dir: Path) -> dict[str, Any]:
         "artifacts": {names[0]: paths[0], names[1]: paths[1]},
         "noise": noise,
     }
+
+
+def _load_sides(stack: ExitStack, cfgs: list[Any], model: Any) -> tuple[list[Any], list[str]]:
+    """Both sides' loaded sessions (closed with ``stack``) and artifact paths. A side's artifact
+    is its ``artifact`` folder when it came with one (shipped to a device), else its cell's build
+    (a cache hit)."""
+    from edgequant.backends.artifact import Artifact
+    from edgequant.bench.runner import prepare_artifact
+
+    sessions, paths = [], []
+    for cfg in cfgs:
+        artifact: Artifact | None
+        if cfg.artifact is not None:
+            artifact = Artifact.load(cfg.artifact)
+        else:
+            artifact = prepare_artifact(cfg, model=model)
+        if artifact is None:
+            raise RuntimeError(f"{cfg.backend} cannot run {cfg.scheme} here")
+        sessions.append(stack.enter_context(artifact_session(artifact, cfg)))
+        paths.append(str(artifact.path))
+    return sessions, paths
 
 
 def artifact_session(artifact: Any, cfg: Any) -> Any:

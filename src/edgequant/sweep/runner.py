@@ -54,7 +54,6 @@ from edgequant.sweep.pairs import (
     find_pairs,
     pair_order,
     parse_rounds_arg,
-    run_pairs,
 )
 from edgequant.sweep.plan import (
     ISOLATIONS,
@@ -181,9 +180,28 @@ class _Sweep:
             to_run.append(cell)
         return to_run
 
-    def pair_up(self, pairs: Sequence[Pair], command: Sequence[str] | None) -> None:
-        """Paired rounds for the pairs whose sides are both ok and not yet paired; a pair with a
-        side that is not ok gets ``paired: null`` and the reason."""
+    def run(
+        self,
+        launch: Launcher,
+        cells: Sequence[Cell],
+        pairs: Sequence[Pair],
+        force: bool,
+        pairs_command: Sequence[str] | None,
+    ) -> None:
+        """Triage ``cells``, run the rest through ``launch``, then the pairs' rounds."""
+        to_run = self.triage(cells, force)
+        try:
+            launch.run(to_run, self.runs, self.finish)
+        except KeyboardInterrupt:  # index the cells left interrupted, then stop the sweep
+            self.index_interrupted(to_run)
+            raise
+        self.pair_up(pairs, launch, pairs_command)
+
+    def pair_up(
+        self, pairs: Sequence[Pair], launch: Launcher, command: Sequence[str] | None
+    ) -> None:
+        """Paired rounds, where ``launch`` ran the cells, for the pairs whose sides are both ok
+        and not yet paired; a pair with a side that is not ok gets ``paired: null`` and why."""
         todo: list[Pair] = []
         for pair in pairs:
             base = read_record(self.runs / pair.baseline.cell_id / RESULT_FILE)
@@ -201,7 +219,7 @@ class _Sweep:
             self.paired(pair, None, why[:500])
         if todo:
             log(f"paired rounds: {len(todo)} pair(s), each side by side in one process")
-            run_pairs(todo, self.runs, self.paired, command=command)
+            launch.run_pairs(todo, self.runs, self.paired, command)
 
     def paired(self, pair: Pair, paired: dict[str, Any] | None, reason: str | None) -> None:
         """Write one pair's outcome into the other cell's record (and the index)."""
@@ -251,6 +269,21 @@ def default_launcher(
     return BuildAhead(measure, jobs, command=group_command, on_built=built)
 
 
+def _progress(total: int, show: bool | None) -> Any:
+    """The sweep's progress bar on stderr (``show`` None: only on a terminal)."""
+    from tqdm import tqdm
+
+    progress = sys.stderr.isatty() if show is None else show
+    return tqdm(
+        total=total,
+        file=sys.stderr,
+        disable=not progress,
+        dynamic_ncols=True,
+        unit="cell",
+        leave=False,
+    )
+
+
 def run_sweep(
     experiment: Experiment | str | Path,
     runs_dir: Path | str,
@@ -286,8 +319,6 @@ def run_sweep(
         >>> summary.counts                             # doctest: +SKIP
         {'ok': 8, 'skipped': 0}
     """
-    from tqdm import tqdm
-
     from edgequant.bench.preflight import check_utf8_path
 
     exp = experiment if isinstance(experiment, Experiment) else load_experiment(experiment)
@@ -301,38 +332,21 @@ def run_sweep(
         return SweepSummary(
             runs_dir=runs, outcomes=outcomes, seconds=time.perf_counter() - t0, dry_run=True
         )
-    jobs = exp.build_jobs if build_jobs is None else build_jobs
-    launch = launcher or default_launcher(
-        jobs=jobs, bench_command=bench_command, group_command=group_command
-    )
-    if launcher is None:  # devices other than local run on a Dask cluster (edgequant.sweep.fleet)
+    launch = launcher
+    if launch is None:  # devices other than local run on a Dask cluster (edgequant.sweep.fleet)
         from edgequant.sweep.fleet import choose_launcher
 
-        launch = choose_launcher(cells, cluster, launch)
-    progress = sys.stderr.isatty() if show_progress is None else show_progress
-    with (
-        RunsLock(runs),
-        ResultStore(runs) as store,
-        tqdm(
-            total=len(cells),
-            file=sys.stderr,
-            disable=not progress,
-            dynamic_ncols=True,
-            unit="cell",
-            leave=False,
-        ) as bar,
-    ):
+        jobs = exp.build_jobs if build_jobs is None else build_jobs
+        local = default_launcher(
+            jobs=jobs, bench_command=bench_command, group_command=group_command
+        )
+        launch = choose_launcher(cells, cluster, local)
+    with RunsLock(runs), ResultStore(runs) as store, _progress(len(cells), show_progress) as bar:
         write_schemes(exp, runs)
         if exp.text is not None:  # what was run, comments included, for the report
             (runs / EXPERIMENT_COPY).write_text(exp.text)
         sweep = _Sweep(exp, runs, store, len(cells), bar, on_cell, bench_command)
-        to_run = sweep.triage(cells, force)
-        try:
-            launch.run(to_run, runs, sweep.finish)
-        except KeyboardInterrupt:  # index the cells left interrupted, then stop the sweep
-            sweep.index_interrupted(to_run)
-            raise
-        sweep.pair_up(pairs, pairs_command)
+        sweep.run(launch, cells, pairs, force, pairs_command)
     position = {c.cell_id: i for i, c in enumerate(cells)}
     sweep.outcomes.sort(key=lambda o: position[o.cell.cell_id])
     summary = SweepSummary(runs_dir=runs, outcomes=sweep.outcomes, seconds=time.perf_counter() - t0)

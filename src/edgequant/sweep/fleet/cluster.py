@@ -12,11 +12,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from edgequant.errors import EdgequantError, condense_error
-from edgequant.sweep.fleet.names import CPU_PREFIX, DEVICE_PREFIX, INFO_KEY, RUNTIME_PREFIX
+from edgequant.sweep.fleet.names import (
+    CPU_PREFIX,
+    DEVICE_PREFIX,
+    INFO_KEY,
+    RUNTIME_PREFIX,
+    device_resource,
+    runtime_resource,
+)
 
 #: seconds to wait for the scheduler when connecting
 CONNECT_TIMEOUT_S = 20.0
@@ -67,15 +75,27 @@ class WorkerView:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "address": self.address,
-            "device": self.device,
-            "int8_class": self.int8_class,
-            "runtimes": self.runtimes,
-            "cpu": self.cpu,
-            "arch": self.arch,
-            "name": self.name,
-        }
+        """Every field but ``info`` (the raw description), for ``edgequant cluster --json``."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "info"}
+
+
+def offers(group: list[WorkerView], runtime: str) -> bool:
+    """True when a worker of ``group`` (one device's) offers ``runtime``."""
+    return any(runtime in v.runtimes for v in group)
+
+
+def submit_to(
+    client: Any, device: str, runtime: str, key: str, fn: Callable[..., Any], *args: Any
+) -> Any:
+    """``client.submit(fn, *args)`` to a worker of ``device`` offering ``runtime``: the task
+    holds one unit of each resource, so a board runs one measurement at a time.
+
+    Example:
+        >>> submit_to(client, "rpi5", "RUNTIME", "eq-cell-1", run_on_device, task)  # doctest: +SKIP
+        <Future: pending, key: eq-cell-1>
+    """
+    resources = {device_resource(device): 1, runtime_resource(runtime): 1}
+    return client.submit(fn, *args, key=key, resources=resources, pure=False)
 
 
 def connect(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> Any:
@@ -180,6 +200,8 @@ __all__ = [
     "by_device",
     "connect",
     "device_table",
+    "offers",
     "start_scheduler",
+    "submit_to",
     "workers",
 ]

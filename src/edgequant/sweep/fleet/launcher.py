@@ -33,31 +33,40 @@ Example:
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgequant.console import log
-from edgequant.errors import UnsupportedError, condense_error
+from edgequant.errors import condense_error
 from edgequant.results.record import ResultRecord
-from edgequant.sweep.fleet.cluster import CONNECT_TIMEOUT_S, WorkerView, by_device, connect, workers
-from edgequant.sweep.fleet.names import EVENT_TOPIC, device_resource, runtime_resource
+from edgequant.sweep.fleet.cluster import (
+    CONNECT_TIMEOUT_S,
+    WorkerView,
+    by_device,
+    connect,
+    offers,
+    submit_to,
+    workers,
+)
+from edgequant.sweep.fleet.names import EVENT_TOPIC
 from edgequant.sweep.fleet.ship import pack_artifact, unpack
 from edgequant.sweep.fleet.task import run_on_device
-from edgequant.sweep.launch import Finished, Launcher, OnRecord, child_env, guarded, kill
+from edgequant.sweep.launch import Finished, Launcher, OnRecord, kill, spawn
 from edgequant.sweep.plan import LOCAL_DEVICE, Cell, cell_config, cell_task
 from edgequant.sweep.records import (
     RESULT_FILE,
-    last_line,
+    bench_record,
+    fresh_run_dir,
     now,
     parent_record,
-    parse_record,
-    read_record,
     save_interrupted,
 )
+
+if TYPE_CHECKING:
+    from edgequant.sweep.pairs import OnPaired, Pair
 
 FLEET_DIR = "fleet"
 #: seconds a cell waits for a worker of its device (with its runtime) before it is failed
@@ -83,10 +92,6 @@ def scheme_text(cell: Cell) -> str | None:
     import yaml
 
     return str(yaml.safe_dump(cell.scheme.scheme.to_dict(), sort_keys=False))
-
-
-def offers(group: Sequence[WorkerView], backend: str) -> bool:
-    return any(backend in v.runtimes for v in group)
 
 
 class DaskLauncher(Launcher):
@@ -129,6 +134,12 @@ class DaskLauncher(Launcher):
                 on_record(done)
 
             (self.local or ByIsolation()).run(here, runs_dir, as_local)
+
+    def run_device_pairs(self, pairs: Sequence[Pair], runs_dir: Path, on_paired: OnPaired) -> None:
+        """Each device's pairs on that device (:mod:`edgequant.sweep.fleet.pairs`)."""
+        from edgequant.sweep.fleet.pairs import run_device_pairs
+
+        run_device_pairs(self, pairs, runs_dir, on_paired)
 
 
 class _FleetRun:
@@ -217,13 +228,9 @@ class _FleetRun:
         cells_file.write_text(json.dumps(items, indent=1))
         out_file.unlink(missing_ok=True)
         log(f"building {len(todo)} portable artifact(s) here to ship to the devices")
-        argv = guarded(
-            [*_python(), "-m", "edgequant.sweep.fleet.build", str(cells_file), str(out_file)]
-        )
+        argv = [*_python(), "-m", "edgequant.sweep.fleet.build", str(cells_file), str(out_file)]
         with open(folder / "build.log", "w") as errf:
-            proc = subprocess.Popen(
-                argv, stdout=errf, stderr=errf, env=child_env(), start_new_session=True, text=True
-            )
+            proc = spawn(argv, errf, stdout=errf)
             try:
                 proc.wait()
             except BaseException:
@@ -254,14 +261,8 @@ class _FleetRun:
         blob = None
         if artifact is not None:
             blob, task["artifact_sha256"], self.shipped[cell.cell_id] = artifact
-        future = self.client.submit(
-            run_on_device,
-            task,
-            blob,
-            key=f"eq-{cell.cell_id}-{self.token}",
-            resources={device_resource(cell.device): 1, runtime_resource(cell.backend): 1},
-            pure=False,
-        )
+        key = f"eq-{cell.cell_id}-{self.token}"
+        future = submit_to(self.client, cell.device, cell.backend, key, run_on_device, task, blob)
         self.futures[future] = cell
 
     # --- while the cells run -------------------------------------------------------------------
@@ -348,36 +349,24 @@ class _FleetRun:
 
     def record_of(self, cell: Cell, result: dict[str, Any], started: str) -> ResultRecord:
         """The cell's record from what its device sent back (its run folder, its verdict)."""
-        run_dir = self.runs_dir / cell.cell_id
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / RESULT_FILE).unlink(missing_ok=True)
+        run_dir = fresh_run_dir(cell, self.runs_dir)
         unpack(result["files"], run_dir)
         if result.get("error"):
             return parent_record(cell, "failed", f"on {cell.device}: {result['error']}", started)
-        rec = parse_record(result.get("stdout") or "") or read_record(run_dir / RESULT_FILE)
-        if rec is not None:
-            log_dir = (rec.loadgen or {}).get("log_dir")
-            device_dir = str(result.get("device_run_dir"))
-            if isinstance(log_dir, str) and log_dir.startswith(device_dir):
-                rec.loadgen = dict(
-                    rec.loadgen or {}, log_dir=str(run_dir) + log_dir[len(device_dir) :]
-                )
-            return rec
+        stdout = str(result.get("stdout") or "")
+        if not stdout.strip() and not (run_dir / RESULT_FILE).is_file():
+            if result.get("timed_out"):
+                why = f"timed out after {cell.timeout_s:g} s (cell_timeout_s)"
+                return parent_record(cell, "failed", why, started)
+            if result.get("stopped"):
+                return parent_record(cell, "interrupted", "interrupted by the user", started)
         code = result.get("returncode")
-        bench_log = run_dir / "bench.log"
-        tail = last_line(bench_log.read_text(errors="replace")) if bench_log.is_file() else ""
-        if result.get("timed_out"):
-            return parent_record(
-                cell, "failed", f"timed out after {cell.timeout_s:g} s (cell_timeout_s)", started
-            )
-        if result.get("stopped"):
-            return parent_record(cell, "interrupted", "interrupted by the user", started)
-        if code == UnsupportedError.exit_code:
-            return parent_record(cell, "na", tail or f"bench exited with code {code}", started)
-        why = tail or f"bench exited with code {code}"
-        if isinstance(code, int) and code < 0:
-            why = f"bench was killed by signal {-code}; {why}"
-        return parent_record(cell, "failed", f"on {cell.device}: {why}", started)
+        rec = bench_record(cell, stdout, run_dir, code, started, where=f"on {cell.device}: ")
+        log_dir = (rec.loadgen or {}).get("log_dir")
+        device_dir = str(result.get("device_run_dir"))
+        if isinstance(log_dir, str) and log_dir.startswith(device_dir):
+            rec.loadgen = dict(rec.loadgen or {}, log_dir=str(run_dir) + log_dir[len(device_dir) :])
+        return rec
 
     def record(self, cell: Cell, record: ResultRecord, seconds: float, cpu_s: Any = None) -> None:
         """Stamp the device on the record and hand it to the sweep (in the caller's thread)."""

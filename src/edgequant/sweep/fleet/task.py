@@ -83,23 +83,16 @@ def _config(task: dict[str, Any], run_dir: Path, artifact_dir: Path | None) -> d
     return config
 
 
-def _run_child(
-    argv: list[str], run_dir: Path, timeout_s: float, stop: str | None
-) -> dict[str, Any]:
-    from edgequant.sweep.launch import child_env, guarded, kill
+def _run_child(argv: list[str], log: Path, timeout_s: float, stop: str | None) -> dict[str, Any]:
+    """Run ``argv`` (stderr into ``log``) until it ends, ``timeout_s`` passes or the sweep asks
+    it to stop; its stdout, exit code and which of those ended it."""
+    from edgequant.sweep.launch import kill, spawn
 
     t0 = time.monotonic()
     timed_out = stopped = False
     chunks: list[str] = []
-    with open(run_dir / "bench.log", "w") as errf:
-        proc = subprocess.Popen(
-            guarded(argv),
-            stdout=subprocess.PIPE,
-            stderr=errf,
-            text=True,
-            env=child_env(),
-            start_new_session=True,
-        )
+    with open(log, "w") as errf:
+        proc = spawn(argv, errf)
         while True:
             try:
                 out, _ = proc.communicate(timeout=STOP_POLL_S)
@@ -144,7 +137,8 @@ def run_on_device(task: dict[str, Any], artifact: bytes | None = None) -> dict[s
             digest = str(task["artifact_sha256"])
             artifact_dir = unpack_checked(artifact, digest, root / "artifacts" / digest[:20])
         argv = default_bench_command() + config_argv(_config(task, run_dir, artifact_dir))
-        out.update(_run_child(argv, run_dir, float(task["timeout_s"]), task.get("stop_event")))
+        log = run_dir / "bench.log"
+        out.update(_run_child(argv, log, float(task["timeout_s"]), task.get("stop_event")))
     except Exception as e:  # a refused artifact, a full disk: the cell fails, the worker stays
         from edgequant.errors import condense_error
 
@@ -157,4 +151,67 @@ def run_on_device(task: dict[str, Any], artifact: bytes | None = None) -> dict[s
     return out
 
 
-__all__ = ["ARTIFACT_KEEPS", "run_on_device"]
+def pairs_on_device(task: dict[str, Any], artifacts: dict[str, bytes]) -> dict[str, Any]:
+    """Run one model/backend's paired rounds here, in a fresh ``python -m edgequant.sweep.worker
+    --pairs`` (both artifacts of each pair loaded side by side, rounds interleaved).
+
+    ``task`` is ``{"key", "sweep", "stop_event", "timeout_s", "pairs": [Pair.task(...)]}``
+    (:mod:`edgequant.sweep.fleet.pairs`); a side with ``artifact_sha256`` runs the artifact
+    shipped in ``artifacts`` (checked against that hash), the others their cell's build from this
+    device's artifact cache. Returns the worker's ``paired`` events, its exit, the stderr's last
+    line and each pair's ``paired/`` folder (LoadGen's logs of every round) packed.
+    """
+    import json
+
+    from edgequant.sweep.local import worker_command
+    from edgequant.sweep.pairs import paired_event
+
+    root = work_dir()
+    folder = root / "pairs" / task["sweep"] / task["key"]
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    out: dict[str, Any] = {"worker": _announce(task), "error": None, "events": [], "files": {}}
+    try:
+        items = [_pair_here(p, folder, root, artifacts) for p in task["pairs"]]
+        pairs_file = folder / "pairs.json"
+        pairs_file.write_text(json.dumps(items, indent=1))
+        argv = [*worker_command(pairs_file)[:-1], "--pairs", str(pairs_file)]
+        log = folder / "pairs.log"
+        out.update(_run_child(argv, log, float(task["timeout_s"]), task.get("stop_event")))
+        out["events"] = [e for e in map(paired_event, out.pop("stdout").splitlines()) if e]
+        out["log_tail"] = log.read_text(errors="replace")[-2000:]
+        for item in items:
+            paired_dir = Path(item["other"]["run_dir"]) / "paired"
+            if paired_dir.is_dir():
+                out["files"][item["cell"]] = pack(
+                    paired_dir, max_file_bytes=MAX_RETURNED_FILE_BYTES
+                )
+    except Exception as e:  # a refused artifact, a full disk: these pairs fail, the worker stays
+        from edgequant.errors import condense_error
+
+        out["error"] = condense_error(e)
+    shutil.rmtree(folder, ignore_errors=True)
+    return out
+
+
+def _pair_here(
+    pair: dict[str, Any], folder: Path, root: Path, artifacts: dict[str, bytes]
+) -> dict[str, Any]:
+    """A pair's task with this device's paths: run folders under ``folder``, shipped artifacts
+    unpacked (and checked) under the worker's folder."""
+    item = dict(pair)
+    for side in ("baseline", "other"):
+        cell = pair[side]
+        run_dir = folder / cell["cell"]
+        run_dir.mkdir(parents=True, exist_ok=True)
+        config = _config(cell, run_dir, None)
+        digest = cell.get("artifact_sha256")
+        if digest:
+            config["artifact"] = str(
+                unpack_checked(artifacts[digest], digest, root / "artifacts" / digest[:20])
+            )
+        item[side] = {"cell": cell["cell"], "run_dir": str(run_dir), "config": config}
+    return item
+
+
+__all__ = ["ARTIFACT_KEEPS", "pairs_on_device", "run_on_device"]
