@@ -30,7 +30,6 @@ Example:
 
 from __future__ import annotations
 
-import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -386,17 +385,6 @@ def paired_lines(summary: SweepSummary) -> list[str]:
     return lines
 
 
-def stop_on_sigterm() -> None:
-    """Make SIGTERM and SIGHUP (the terminal closed) stop a sweep like Ctrl-C: the cell in flight
-    is killed and marked interrupted, nothing is left running."""
-
-    def _stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGHUP, _stop)
-
-
 __all__ = [
     "CellOutcome",
     "SweepSummary",
@@ -414,6 +402,5 @@ __all__ = [
     "run_cell",
     "run_group",
     "run_sweep",
-    "stop_on_sigterm",
     "worker_command",
 ]
