@@ -77,9 +77,11 @@ def measure(run: Run) -> None:
             settings,
             cfg.run_dir / "loadgen",
             batch_size=batch,
-            # quick runs shorter than the warm-up (sweeps, the demo) need no more warm-up than run time
+            # quick runs shorter than the warm-up (sweeps, the demo) need no more warm-up than run
+            # time; a compliance test's reference run gets the whole warm-up: its audit is compared
+            # with it and runs warm (after it, and TEST01's accuracy run)
             warmup_s=cfg.warmup_s
-            if cfg.mlperf
+            if cfg.mlperf or cfg.compliance is not None
             else min(cfg.warmup_s, max(0.25, cfg.duration_s / 2)),
             on_start=watch.start,
             respond=cfg.compliance is not None,
