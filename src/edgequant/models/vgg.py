@@ -28,7 +28,10 @@ def vgg_cfg(convs_per_stage: tuple[int, ...]) -> tuple[int | str, ...]:
         >>> vgg_cfg((1, 1, 2, 2, 2))
         (64, 'M', 128, 'M', 256, 256, 'M', 512, 512, 'M', 512, 512, 'M')
     """
-    return tuple(v for n, width in zip(convs_per_stage, STAGE_WIDTHS) for v in (*(width,) * n, "M"))
+    cfg: list[int | str] = []
+    for n, width in zip(convs_per_stage, STAGE_WIDTHS):
+        cfg += [*[width] * n, "M"]
+    return tuple(cfg)
 
 
 # configurations D and E of Simonyan & Zisserman
