@@ -34,12 +34,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgequant.errors import ModelError, condense_error
+from edgequant.errors import EdgequantError, ModelError, condense_error
 from edgequant.models.base import Model
 from edgequant.models.image_input import given_chw, image_chw, image_spec
 from edgequant.models.onnx_file import sniff
 
 if TYPE_CHECKING:
+    import torch
     import torch.nn as nn
 
 #: ``package.module:factory``: dotted module path, a colon, a callable's name
@@ -115,6 +116,30 @@ def torch_model(
 # --------------------------------------------------------------------------- .pt2
 
 
+def load_program(
+    path: Path, *, what: str, hint: str, error: type[EdgequantError] = ModelError
+) -> torch.export.ExportedProgram:
+    """``torch.export.load`` of a ``.pt2`` file; a failure is one ``error`` line ending in ``hint``.
+
+    The file holds a graph and tensors, no pickled code, so reading it runs nothing of the file.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "notes.pt2"
+        >>> _ = path.write_text("not a program")
+        >>> load_program(path, what="program notes.pt2", hint="re-save it")
+        Traceback (most recent call last):
+        ...
+        edgequant.errors.ModelError: cannot read program notes.pt2: ... (re-save it)
+    """
+    import torch
+
+    try:
+        return torch.export.load(str(path))
+    except Exception as e:
+        raise error(f"cannot read {what}: {condense_error(e)} ({hint})") from None
+
+
 def load_pt2(path: Path, options: Mapping[str, Any] | None = None) -> Model:
     """A ``torch.export`` program (``.pt2``) as a Model; no pickled code is executed.
 
@@ -122,8 +147,6 @@ def load_pt2(path: Path, options: Mapping[str, Any] | None = None) -> Model:
         >>> load_pt2(Path("net.pt2")).module is not None   # doctest: +SKIP
         True
     """
-    import torch
-
     from edgequant.models.loader import file_hash
 
     opts = dict(options or {})
@@ -133,12 +156,7 @@ def load_pt2(path: Path, options: Mapping[str, Any] | None = None) -> Model:
     looks = sniff(path)
     if looks is not None and not looks.startswith("a zip"):
         raise ModelError(f"cannot read {where}: the file looks like {looks}, not a .pt2 program")
-    try:
-        program = torch.export.load(str(path))
-    except Exception as e:
-        raise ModelError(
-            f"cannot read {where}: {condense_error(e)} (save it with torch.export.save)"
-        ) from None
+    program = load_program(path, what=where, hint="save it with torch.export.save")
     dims = _example_dims(program)
     if len(dims) != 1:
         raise ModelError(
