@@ -4,14 +4,11 @@ Each plot comes with a sentence on how to read it; a plot with nothing to show s
 of drawing an empty frame. Simulated rows are left out of the speed plots.
 
 Example:
-    >>> from edgequant.results.record import ResultRecord
-    >>> from edgequant.report.tables import build_rows
-    >>> base = dict(model="m", backend="rt", scenario="Offline", dataset="synthetic",
-    ...             threads=2, batch_size=1)
-    >>> rows = build_rows([("a", ResultRecord(scheme="fp32", throughput_ips=100.0, **base)),
-    ...                    ("b", ResultRecord(scheme="w8a8", throughput_ips=300.0, **base))])
-    >>> p = speedup_plot(rows)
-    >>> p.svg.startswith("<svg")
+    >>> speedup_plot([]).missing
+    'no integer scheme with a measured fp32 baseline on the same runtime'
+    >>> row = Row(run_id="b", model="m", backend="rt", scheme="w8a8", scenario="Offline",
+    ...           status="ok", reason=None, simulated=False, speedup=3.0, integer_activations=True)
+    >>> speedup_plot([row]).svg.startswith("<svg")
     True
 """
 
@@ -96,6 +93,19 @@ def speedup_error(r: Row) -> tuple[float, float] | None:
     return max(r.speedup - float(ci[0]), 0.0), max(float(ci[1]) - r.speedup, 0.0)
 
 
+def _measured_speedups(rows: list[Row], keep: Callable[[Row], bool]) -> list[Row]:
+    """The rows ``keep`` accepts with a measured speed-up in their model's primary scenario,
+    simulated ones left out (their speed is not representative)."""
+    picked: list[Row] = []
+    for model in models_of(rows):
+        mine = [r for r in rows if r.model == model]
+        scen = primary_scenario(mine)
+        picked += [
+            r for r in mine if r.scenario == scen and r.speedup and not r.simulated and keep(r)
+        ]
+    return picked
+
+
 def speedup_plot(rows: list[Row]) -> Plot:
     """Integer schemes' speedup over their runtime's fp32, grouped by model and scheme.
 
@@ -115,15 +125,7 @@ def speedup_plot(rows: list[Row]) -> Plot:
     if multi:
         caption += " Groups are devices: each bar is against the same device's fp32."
     plot = Plot(key="speedup", title=title, caption=caption)
-    picked: list[Row] = []
-    for model in models_of(rows):
-        mine = [r for r in rows if r.model == model]
-        scen = primary_scenario(mine)
-        picked += [
-            r
-            for r in mine
-            if r.scenario == scen and r.integer_activations and r.speedup and not r.simulated
-        ]
+    picked = _measured_speedups(rows, lambda r: r.integer_activations)
     if not picked:
         plot.missing = "no integer scheme with a measured fp32 baseline on the same runtime"
         return plot
@@ -293,16 +295,8 @@ def pareto_plot(rows: list[Row]) -> Plot:
     plot = Plot(
         key="pareto", title="Accuracy drop vs speedup (Pareto front highlighted)", caption=caption
     )
-    pts: list[Row] = []
-    for model in models_of(rows):
-        mine = [r for r in rows if r.model == model]
-        scen = primary_scenario(mine)
-        # build_rows gives every run of a configuration that configuration's measured accuracy
-        pts += [
-            r
-            for r in mine
-            if r.scenario == scen and r.speedup and r.top1_drop is not None and not r.simulated
-        ]
+    # build_rows gives every run of a configuration that configuration's measured accuracy
+    pts = _measured_speedups(rows, lambda r: r.top1_drop is not None)
     if not pts:
         plot.missing = (
             "accuracy was not measured together with speed for any configuration, so there is no "
