@@ -15,54 +15,57 @@ Example:
 from __future__ import annotations
 
 import re
+from typing import Any
+
+#: exit code -> the error class that owns it (each code is the CLI's answer for one kind of error)
+EXIT_CODES: dict[int, str] = {1: "EdgequantError"}
 
 
 class EdgequantError(Exception):
-    """Base class of every error edgequant raises on purpose. ``exit_code`` is the CLI's."""
+    """Base class of every error edgequant raises on purpose. ``exit_code`` is the CLI's.
+
+    A subclass that stands for a new kind of error names its code in the class line
+    (``class ClusterError(EdgequantError, exit_code=9)``); codes are unique.
+    """
 
     exit_code: int = 1
 
+    def __init_subclass__(cls, *, exit_code: int | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if exit_code is None:
+            return
+        owner = EXIT_CODES.setdefault(exit_code, cls.__qualname__)
+        if owner != cls.__qualname__:
+            raise TypeError(f"exit code {exit_code} belongs to {owner}; pick a free one")
+        cls.exit_code = exit_code
 
-class ValidationError(EdgequantError, ValueError):
+
+class ValidationError(EdgequantError, ValueError, exit_code=2):
     """Bad input from the user: a config value, a shape, NaNs in data, a typo in a file."""
 
-    exit_code = 2
 
-
-class UnsupportedError(EdgequantError):
+class UnsupportedError(EdgequantError, exit_code=3):
     """A backend cannot run a scheme (or a model). The message is the reason shown as "n/a: …"."""
 
-    exit_code = 3
 
-
-class BackendUnavailableError(EdgequantError):
+class BackendUnavailableError(EdgequantError, exit_code=4):
     """A runtime is not installed or cannot start here; the message carries the install hint."""
 
-    exit_code = 4
 
-
-class ModelError(EdgequantError):
+class ModelError(EdgequantError, exit_code=5):
     """A model cannot be built or loaded: unknown name, corrupt file, state_dict mismatch."""
 
-    exit_code = 5
 
-
-class DatasetError(EdgequantError):
+class DatasetError(EdgequantError, exit_code=6):
     """A dataset cannot be read: missing folder, no images, unreadable file, bad val_map.txt."""
 
-    exit_code = 6
 
-
-class ArtifactError(EdgequantError):
+class ArtifactError(EdgequantError, exit_code=7):
     """A built artifact is missing, corrupt or truncated."""
 
-    exit_code = 7
 
-
-class BenchmarkError(EdgequantError):
+class BenchmarkError(EdgequantError, exit_code=8):
     """A benchmark run failed (the runtime raised mid-run, LoadGen refused the settings, ...)."""
-
-    exit_code = 8
 
 
 def condense_error(exc: BaseException, limit: int = 300) -> str:
@@ -87,6 +90,7 @@ def condense_error(exc: BaseException, limit: int = 300) -> str:
 
 
 __all__ = [
+    "EXIT_CODES",
     "ArtifactError",
     "BackendUnavailableError",
     "BenchmarkError",

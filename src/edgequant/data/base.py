@@ -70,3 +70,25 @@ class Dataset(ABC):
     def identity(self) -> str:
         """Stable identity for cache keys: spec, split, sample count and preprocessing."""
         return f"{self.spec}|n={len(self)}|{self.input_spec.identity}"
+
+
+class LabelledDataset(Dataset):
+    """A dataset with one meaningful int64 label per sample, held in ``_labels``.
+
+    Example:
+        >>> from edgequant.data.digits import DigitsDataset
+        >>> from edgequant.input_spec import InputSpec
+        >>> ds = DigitsDataset(InputSpec(shape=(1, 8, 8), mean=(0.0,), std=(16.0,), color="L"))
+        >>> ds.has_labels, len(ds) == len(ds.labels)
+        (True, True)
+    """
+
+    has_labels = True
+    _labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self._labels

@@ -18,7 +18,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from edgequant.data.base import Dataset
+from edgequant.data.base import LabelledDataset
 from edgequant.errors import ValidationError
 from edgequant.input_spec import InputSpec
 
@@ -51,11 +51,10 @@ def split_indices(split: str) -> np.ndarray:
     return np.arange(len(train) + len(test))
 
 
-class DigitsDataset(Dataset):
+class DigitsDataset(LabelledDataset):
     """The digits split, preprocessed once for ``input_spec`` and held in memory."""
 
     kind = "digits"
-    has_labels = True
 
     def __init__(self, input_spec: InputSpec, split: str = "test") -> None:
         if split not in SPLITS:
@@ -67,13 +66,6 @@ class DigitsDataset(Dataset):
         idx = split_indices(split)
         self._labels = targets[idx]
         self._x = _prepare(images[idx], input_spec)
-
-    def __len__(self) -> int:
-        return len(self._labels)
-
-    @property
-    def labels(self) -> np.ndarray:
-        return self._labels
 
     def load(self, indices: Sequence[int]) -> np.ndarray:
         return np.ascontiguousarray(self._x[np.asarray(indices, dtype=np.int64)])

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgequant.data.base import Dataset
+from edgequant.data.base import LabelledDataset
 from edgequant.data.preprocess import IMAGE_SUFFIXES, preprocess_files
 from edgequant.errors import DatasetError
 from edgequant.input_spec import InputSpec
@@ -96,11 +96,10 @@ def _read_class_folders(
     return files, labels, origins
 
 
-class ImageFolderDataset(Dataset):
+class ImageFolderDataset(LabelledDataset):
     """Labelled images from a folder (either layout), preprocessed for one model's input spec."""
 
     kind = "imagenet"
-    has_labels = True
 
     def __init__(self, root: str | Path, input_spec: InputSpec) -> None:
         self.root = Path(root).expanduser()
@@ -140,13 +139,6 @@ class ImageFolderDataset(Dataset):
         self.files = files
         self._labels = np.asarray(labels, dtype=np.int64)
         self._origins = origins
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    @property
-    def labels(self) -> np.ndarray:
-        return self._labels
 
     def load(self, indices: Sequence[int]) -> np.ndarray:
         return preprocess_files([self.files[i] for i in indices], self.input_spec)

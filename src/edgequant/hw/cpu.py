@@ -78,6 +78,13 @@ PAIR_SATURATING = frozenset({"avx512", "avx2"})
 EXACT_DOT = frozenset({"amx-int8", "avx512-vnni", "avx-vnni", "arm-i8mm", "arm-dotprod"})
 
 
+#: the keys of :meth:`CpuProfile.to_dict`, in order: fields and properties of the profile
+RECORD_KEYS = (
+    *("model", "vendor", "arch", "int8_class", "int8_description", "pair_saturation"),
+    *("flags", "logical_cores", "physical_cores"),
+)
+
+
 @dataclass(frozen=True, kw_only=True)
 class CpuProfile:
     """What the processor is and which int8 kernels it gets.
@@ -121,17 +128,9 @@ class CpuProfile:
 
     def to_dict(self) -> dict[str, Any]:
         """The fields a result record and an artifact store under ``cpu_profile``."""
-        return {
-            "model": self.model,
-            "vendor": self.vendor,
-            "arch": self.arch,
-            "int8_class": self.int8_class,
-            "int8_description": self.int8_description,
-            "pair_saturation": self.pair_saturation,
-            "flags": self.quant_flags,
-            "logical_cores": self.logical_cores,
-            "physical_cores": self.physical_cores,
-        }
+        d = {key: getattr(self, key) for key in RECORD_KEYS}
+        d["flags"] = self.quant_flags  # the flags that matter for int8 kernels, in a fixed order
+        return d
 
 
 def int8_class(flags: set[str] | frozenset[str], arch: str = "x86_64") -> str:

@@ -19,6 +19,10 @@ import numpy as np
 from edgequant.errors import ValidationError
 
 _TO_MS = {"ns": 1e-6, "us": 1e-3, "ms": 1.0, "s": 1e3}
+#: the percentiles a summary carries (fields ``p50_ms`` ...)
+PERCENTILES = (50, 90, 95, 99)
+#: the keys of the record's ``latency_ms``, in order; each is the field ``<key>_ms``
+RECORD_KEYS = ("mean", *(f"p{q}" for q in PERCENTILES), "min", "max")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,28 +54,16 @@ class Latency:
         if not np.all(np.isfinite(arr)) or np.any(arr < 0):
             raise ValidationError("latencies must be finite and non-negative")
         ms = arr * _TO_MS[unit]
-        p50, p90, p95, p99 = np.percentile(ms, [50, 90, 95, 99])
+        percentiles = np.percentile(ms, PERCENTILES)
         return cls(
             count=int(ms.size),
             mean_ms=float(ms.mean()),
             min_ms=float(ms.min()),
             max_ms=float(ms.max()),
-            p50_ms=float(p50),
-            p90_ms=float(p90),
-            p95_ms=float(p95),
-            p99_ms=float(p99),
             std_ms=float(ms.std()),
+            **{f"p{q}_ms": float(v) for q, v in zip(PERCENTILES, percentiles, strict=True)},
         )
 
     def to_dict(self) -> dict[str, Any]:
         """The record's ``latency_ms`` shape: ``{mean, p50, p90, p95, p99, min, max, count}``."""
-        return {
-            "mean": self.mean_ms,
-            "p50": self.p50_ms,
-            "p90": self.p90_ms,
-            "p95": self.p95_ms,
-            "p99": self.p99_ms,
-            "min": self.min_ms,
-            "max": self.max_ms,
-            "count": self.count,
-        }
+        return {**{key: getattr(self, f"{key}_ms") for key in RECORD_KEYS}, "count": self.count}

@@ -23,8 +23,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from edgequant.input_spec import InputSpec
-from edgequant.models.registry import ZooEntry, register
+from edgequant.models.layers import torchvision_init
+from edgequant.models.registry import register_imagenet
 
 # "denselayer1.norm.1.weight" (pre-0.4 checkpoints) -> "denselayer1.norm1.weight"
 _OLD_KEY = re.compile(
@@ -109,15 +109,7 @@ class DenseNet(nn.Module):
         self.relu = nn.ReLU()
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c, num_classes)
-        # torchvision's initialisation
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
+        torchvision_init(self, conv_mode="fan_in", linear="bias")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.features(x))
@@ -143,13 +135,12 @@ def build_densenet121(num_classes: int = 1000) -> DenseNet:
     return DenseNet(32, (6, 12, 24, 16), 64, num_classes=num_classes)
 
 
-register(
-    ZooEntry(
-        name="densenet121",
-        family="densenet",
-        build=build_densenet121,
-        input_spec=InputSpec.imagenet(),
-        description="DenseNet-121, torchvision state_dict keys (old 'norm.1' keys remapped)",
-        published=(7.98, 2.87),
-    )
+register_imagenet(
+    "densenet",
+    (
+        "densenet121",
+        build_densenet121,
+        "DenseNet-121, torchvision state_dict keys (old 'norm.1' keys remapped)",
+        (7.98, 2.87),
+    ),
 )

@@ -65,11 +65,19 @@ def export_onnx(
 
     module = model.module.eval()
     example = torch.zeros((1, *model.input_spec.shape), dtype=torch.float32)
-    exporter = _export_torchscript if _has_torchscript_exporter() else _export_dynamo
+    options = _exporter_options(module, dynamic_batch=dynamic_batch)
     try:
         with torch.no_grad(), warnings.catch_warnings(), _quiet():
             warnings.simplefilter("ignore")
-            exporter(module, example, out, dynamic_batch=dynamic_batch, opset=opset)
+            torch.onnx.export(
+                module,  # type: ignore[arg-type]
+                (example,),
+                str(out),
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                opset_version=opset,
+                **options,  # type: ignore[arg-type]
+            )
         _check(out)
     except Exception as e:  # converters raise anything; condensed to one line
         out.unlink(missing_ok=True)
@@ -97,49 +105,21 @@ def _quiet() -> Iterator[None]:
         yield None
 
 
-def _export_torchscript(
-    module: object, example: object, out: Path, *, dynamic_batch: bool, opset: int
-) -> None:
-    import torch
-
-    axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
-    torch.onnx.export(
-        module,  # type: ignore[arg-type]
-        (example,),
-        str(out),
-        input_names=[INPUT_NAME],
-        output_names=[OUTPUT_NAME],
-        dynamic_axes=axes,
-        opset_version=opset,
-        do_constant_folding=True,
-        dynamo=False,
-    )
-
-
-def _export_dynamo(
-    module: object, example: object, out: Path, *, dynamic_batch: bool, opset: int
-) -> None:
+def _exporter_options(module: object, *, dynamic_batch: bool) -> dict[str, object]:
+    """The ``torch.onnx.export`` arguments of the exporter in use (TorchScript where shipped)."""
     import inspect
 
     import torch
 
+    if _has_torchscript_exporter():
+        axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
+        return {"dynamic_axes": axes, "do_constant_folding": True, "dynamo": False}
     shapes = None
     if dynamic_batch:
         # dynamic_shapes is keyed by the forward() argument name
         arg = next(iter(inspect.signature(module.forward).parameters))  # type: ignore[attr-defined]
         shapes = {arg: {0: torch.export.Dim("batch")}}
-    torch.onnx.export(
-        module,  # type: ignore[arg-type]
-        (example,),
-        str(out),
-        input_names=[INPUT_NAME],
-        output_names=[OUTPUT_NAME],
-        dynamic_shapes=shapes,
-        opset_version=opset,
-        dynamo=True,
-        external_data=False,
-        verbose=False,
-    )
+    return {"dynamic_shapes": shapes, "dynamo": True, "external_data": False, "verbose": False}
 
 
 def onnx_weight_bytes(path: Path | str) -> int:

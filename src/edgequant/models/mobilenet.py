@@ -19,8 +19,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from edgequant.input_spec import InputSpec
-from edgequant.models.registry import ZooEntry, register
+from edgequant.models.layers import torchvision_init
+from edgequant.models.registry import register_imagenet
 
 
 def _make_divisible(v: float, divisor: int = 8) -> int:
@@ -56,22 +56,23 @@ def conv_bn_act(
     return nn.Sequential(*layers)
 
 
-def _init_weights(net: nn.Module) -> None:
-    # torchvision's MobileNet initialisation, so random-weight runs look like real ones
-    for m in net.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0, 0.01)
-            nn.init.zeros_(m.bias)
+class _MobileNet(nn.Module):
+    """What both MobileNets share: ``features``, a global average pool, a dropout + linear head."""
+
+    def _finish(
+        self, layers: list[nn.Module], width: int, num_classes: int, dropout: float
+    ) -> None:
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, num_classes))
+        torchvision_init(self, linear="normal")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.avgpool(self.features(x))
+        return self.classifier(torch.flatten(x, 1))
 
 
-class MobileNetV1(nn.Module):
+class MobileNetV1(_MobileNet):
     """MobileNet-v1 (Howard et al. 2017), width 1.0: a stem conv and 13 depthwise-separable blocks.
 
     Each block is ``features.N`` = ``[dw conv, bn, relu, pw conv, bn, relu]``.
@@ -107,14 +108,7 @@ class MobileNetV1(nn.Module):
             pw = conv_bn_act(cin, cout, 1)
             layers.append(nn.Sequential(*dw, *pw))
             cin = cout
-        self.features = nn.Sequential(*layers)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(cin, num_classes))
-        _init_weights(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.avgpool(self.features(x))
-        return self.classifier(torch.flatten(x, 1))
+        self._finish(layers, cin, num_classes, dropout)
 
 
 class InvertedResidual(nn.Module):
@@ -144,7 +138,7 @@ class InvertedResidual(nn.Module):
         return self.conv(x)
 
 
-class MobileNetV2(nn.Module):
+class MobileNetV2(_MobileNet):
     """MobileNetV2 (Sandler et al. 2018), width 1.0, torchvision-compatible keys.
 
     Example:
@@ -176,14 +170,7 @@ class MobileNetV2(nn.Module):
                 layers.append(InvertedResidual(cin, cout, s if i == 0 else 1, t))
                 cin = cout
         layers.append(conv_bn_act(cin, last, 1, act=nn.ReLU6))
-        self.features = nn.Sequential(*layers)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.classifier = nn.Sequential(nn.Dropout(dropout), nn.Linear(last, num_classes))
-        _init_weights(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.avgpool(self.features(x))
-        return self.classifier(torch.flatten(x, 1))
+        self._finish(layers, last, num_classes, dropout)
 
 
 def build_mobilenet_v1(num_classes: int = 1000) -> MobileNetV1:
@@ -196,23 +183,18 @@ def build_mobilenet_v2(num_classes: int = 1000) -> MobileNetV2:
     return MobileNetV2(num_classes=num_classes)
 
 
-register(
-    ZooEntry(
-        name="mobilenet_v1",
-        family="mobilenet",
-        build=build_mobilenet_v1,
-        input_spec=InputSpec.imagenet(),
-        description="MobileNet-v1 1.0 (depthwise-separable convs); no offline weights",
-        published=(4.23, 0.57),
-    )
-)
-register(
-    ZooEntry(
-        name="mobilenet_v2",
-        family="mobilenet",
-        build=build_mobilenet_v2,
-        input_spec=InputSpec.imagenet(),
-        description="MobileNetV2 1.0 (inverted residuals), torchvision state_dict keys",
-        published=(3.50, 0.30),
-    )
+register_imagenet(
+    "mobilenet",
+    (
+        "mobilenet_v1",
+        build_mobilenet_v1,
+        "MobileNet-v1 1.0 (depthwise-separable convs); no offline weights",
+        (4.23, 0.57),
+    ),
+    (
+        "mobilenet_v2",
+        build_mobilenet_v2,
+        "MobileNetV2 1.0 (inverted residuals), torchvision state_dict keys",
+        (3.50, 0.30),
+    ),
 )

@@ -20,8 +20,8 @@ from typing import Any
 
 from edgequant.errors import ModelError, condense_error
 from edgequant.models.base import TFLITE, Model
+from edgequant.models.image_input import image_chw, image_spec
 from edgequant.models.onnx_file import sniff
-from edgequant.models.sources import _fill, _spec
 from edgequant.models.tflite_outputs import first_output_only, needs_rewrite
 
 
@@ -45,8 +45,8 @@ def _native_model(
     where = f"{fmt} model {path}"
     opts = dict(options)
     layout = _guess_layout(dims, opts)
-    chw = _fill(where, dims, layout, opts)
-    spec, assumed = _spec(where, chw, layout, opts)
+    chw = image_chw(where, dims, layout, opts)
+    spec, assumed = image_spec(where, chw, layout, opts)
     if not out_dims or out_dims[-1] < 1:
         raise ModelError(f"{where}: the output has shape {out_dims}; its last dim must be static")
     info = {**info, "output_shape": out_dims[1:], "input_shape_in_file": dims}

@@ -16,12 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from edgequant.errors import ModelError, ValidationError
-from edgequant.input_spec import IMAGENET_MEAN_255, IMAGENET_STD_255, InputSpec, parse_shape
+from edgequant.errors import ModelError
 from edgequant.models.base import Model
-
-#: options that say how pixels are normalised: with none of them the ImageNet numbers are assumed
-NORMALISATION = ("mean", "std", "scale")
+from edgequant.models.image_input import image_chw, image_spec
 
 
 def load_onnx(
@@ -42,28 +39,16 @@ def load_onnx(
     graph = proto.graph
     dims = _dims(inputs[0])
     layout = str(opts.get("layout", "NCHW")).upper()
-    c, h, w = _sample_shape(path, inputs[0].name, dims, layout, opts.get("input_shape"))
+    where = f"ONNX model {path}"
+    if layout not in ("NCHW", "NHWC"):
+        raise ModelError(f"{where}: layout must be NCHW or NHWC, got {layout!r}")
+    c, h, w = image_chw(where, dims, layout, opts, what=f"input {inputs[0].name!r}")
     out_dims = _dims(graph.output[0])
     if not out_dims or not isinstance(out_dims[-1], int) or out_dims[-1] < 1:
         # a dense output (detector, segmenter) sized by the input: probe it at the given shape
         out_dims = _probe_output(path, graph.output[0].name, out_dims, (c, h, w), layout)
-    mean = IMAGENET_MEAN_255 if c == 3 else (127.5,)
-    std = IMAGENET_STD_255 if c == 3 else (127.5,)
-    assumed = InputSpec(
-        shape=(c, h, w),
-        mean=mean,
-        std=std,
-        resize=round(min(h, w) / 0.875),
-        color="RGB" if c == 3 else "L",
-        layout=layout,
-    )
-    opts.pop("input_shape", None)
-    try:
-        spec = InputSpec.from_options(assumed, **opts)
-    except ValidationError as e:
-        raise ModelError(f"ONNX model {path}: {e}") from None
+    spec, is_assumed = image_spec(where, (c, h, w), layout, opts)
     given = dict(options or {})
-    is_assumed = not any(k in opts for k in NORMALISATION)
     info: dict[str, Any] = {
         "preprocessing_assumed": is_assumed,
         "input_name": inputs[0].name,
@@ -211,57 +196,6 @@ def sniff(path: Path) -> str | None:
     if not head:
         return "an empty file"
     return None
-
-
-def _sample_shape(
-    path: Path, name: str, dims: list[int | str], layout: str, given: Any
-) -> tuple[int, int, int]:
-    """(C, H, W) of the graph input in ``layout``, dynamic dims filled from ``given``."""
-    if layout not in ("NCHW", "NHWC"):
-        raise ModelError(f"ONNX model {path}: layout must be NCHW or NHWC, got {layout!r}")
-    if len(dims) != 4:
-        raise ModelError(
-            f"ONNX model {path}: input {name!r} has shape {dims}; edgequant needs one 4-D image "
-            "input (NCHW images with static C, H, W, or NHWC with --layout NHWC)"
-        )
-    sample = dims[1:]
-    graph_chw = sample if layout == "NCHW" else [sample[2], sample[0], sample[1]]
-    want: tuple[int, int, int] | None = None
-    if given is not None:
-        try:
-            want = parse_shape(given, layout)
-        except ValidationError as e:
-            raise ModelError(f"ONNX model {path}: {e}") from None
-    out: list[int] = []
-    for axis, (have, label) in enumerate(zip(graph_chw, "CHW", strict=True)):
-        if isinstance(have, int) and have >= 1:
-            if want is not None and want[axis] != have:
-                raise ModelError(
-                    f"ONNX model {path}: input {name!r} has {label} = {have} (shape {dims}), "
-                    f"but the given input shape says {want[axis]}; drop or fix --input-shape"
-                )
-            out.append(have)
-        elif want is not None:
-            out.append(want[axis])
-        else:
-            raise ModelError(
-                f"ONNX model {path}: input {name!r} has shape {dims}; edgequant needs NCHW "
-                "images with static C, H, W (the batch may be dynamic): give the shape with "
-                "--input-shape N,C,H,W or in a model card beside the file"
-            )
-    c, h, w = out
-    if c not in (1, 3):
-        hint = (
-            "; it looks NHWC: pass --layout NHWC"
-            if layout == "NCHW" and sample[-1] in (1, 3)
-            else ""
-        )
-        raise ModelError(
-            f"ONNX model {path}: input {name!r} has {c} channels at dim "
-            f"{1 if layout == 'NCHW' else 3} (shape {dims}); edgequant needs {layout} images "
-            f"with 1 or 3 channels{hint}"
-        )
-    return c, h, w
 
 
 def _dims(value_info: Any) -> list[int | str]:

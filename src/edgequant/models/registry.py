@@ -70,6 +70,31 @@ def register(entry: ZooEntry) -> ZooEntry:
     return entry
 
 
+def register_imagenet(
+    family: str, *rows: tuple[str, Callable[..., nn.Module], str, tuple[float, float]]
+) -> None:
+    """Register ImageNet-shaped models of one family from ``(name, build, description, published)`` rows.
+
+    ``published`` is (params M, GMAC) at 224x224; the entries take :meth:`InputSpec.imagenet`.
+
+    Example (the VGG module registers its two models so):
+        >>> entry = get_entry("vgg16")
+        >>> entry.family, entry.input_spec == InputSpec.imagenet(), entry.published
+        ('vgg', True, (138.36, 15.47))
+    """
+    for name, build, description, published in rows:
+        register(
+            ZooEntry(
+                name=name,
+                family=family,
+                build=build,
+                input_spec=InputSpec.imagenet(),
+                description=description,
+                published=published,
+            )
+        )
+
+
 def _load_families() -> None:
     global _loaded
     if _loaded:

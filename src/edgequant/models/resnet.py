@@ -17,8 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from edgequant.input_spec import InputSpec
-from edgequant.models.registry import ZooEntry, register
+from edgequant.models.layers import torchvision_init
+from edgequant.models.registry import register_imagenet
 
 
 def _conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
@@ -35,53 +35,55 @@ def _downsample(cin: int, cout: int, stride: int) -> nn.Sequential | None:
     return nn.Sequential(_conv1x1(cin, cout, stride), nn.BatchNorm2d(cout))
 
 
-class BasicBlock(nn.Module):
+class _Residual(nn.Module):
+    """A chain of ``conv{i} → bn{i} → relu{i}`` with the last ReLU after the residual add.
+
+    Registration order (``conv1 bn1 relu1 … downsample relu{n}``) and so the keys and the
+    seeded initialisation match torchvision's blocks.
+    """
+
+    expansion = 1
+
+    def __init__(self, convs: list[nn.Conv2d], downsample: nn.Sequential | None) -> None:
+        super().__init__()
+        self.depth = len(convs)
+        for i, conv in enumerate(convs, 1):
+            self.add_module(f"conv{i}", conv)
+            self.add_module(f"bn{i}", nn.BatchNorm2d(conv.out_channels))
+            if i < self.depth:
+                self.add_module(f"relu{i}", nn.ReLU())
+        self.downsample = downsample
+        self.add_module(f"relu{self.depth}", nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = x
+        for i in range(1, self.depth + 1):
+            out = getattr(self, f"bn{i}")(getattr(self, f"conv{i}")(out))
+            if i < self.depth:
+                out = getattr(self, f"relu{i}")(out)
+        return getattr(self, f"relu{self.depth}")(out + identity)
+
+
+class BasicBlock(_Residual):
     """Two 3x3 convs + identity (ResNet-18/34)."""
 
     expansion = 1
 
     def __init__(self, cin: int, width: int, stride: int = 1) -> None:
-        super().__init__()
-        self.conv1 = _conv3x3(cin, width, stride)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.relu1 = nn.ReLU()
-        self.conv2 = _conv3x3(width, width)
-        self.bn2 = nn.BatchNorm2d(width)
-        self.downsample = _downsample(cin, width, stride)
-        self.relu2 = nn.ReLU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu1(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return self.relu2(out + identity)
+        convs = [_conv3x3(cin, width, stride), _conv3x3(width, width)]
+        super().__init__(convs, _downsample(cin, width, stride))
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(_Residual):
     """1x1 reduce → 3x3 (strided, v1.5) → 1x1 expand ×4, + identity (ResNet-50/101/152)."""
 
     expansion = 4
 
     def __init__(self, cin: int, width: int, stride: int = 1) -> None:
-        super().__init__()
         cout = width * self.expansion
-        self.conv1 = _conv1x1(cin, width)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.relu1 = nn.ReLU()
-        self.conv2 = _conv3x3(width, width, stride)
-        self.bn2 = nn.BatchNorm2d(width)
-        self.relu2 = nn.ReLU()
-        self.conv3 = _conv1x1(width, cout)
-        self.bn3 = nn.BatchNorm2d(cout)
-        self.downsample = _downsample(cin, cout, stride)
-        self.relu3 = nn.ReLU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu1(self.bn1(self.conv1(x)))
-        out = self.relu2(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu3(out + identity)
+        convs = [_conv1x1(cin, width), _conv3x3(width, width, stride), _conv1x1(width, cout)]
+        super().__init__(convs, _downsample(cin, cout, stride))
 
 
 class ResNet(nn.Module):
@@ -115,13 +117,7 @@ class ResNet(nn.Module):
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(cin, num_classes)
-        # torchvision's initialisation
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        torchvision_init(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -139,23 +135,8 @@ def build_resnet50(num_classes: int = 1000) -> ResNet:
     return ResNet(Bottleneck, (3, 4, 6, 3), num_classes)
 
 
-register(
-    ZooEntry(
-        name="resnet18",
-        family="resnet",
-        build=build_resnet18,
-        input_spec=InputSpec.imagenet(),
-        description="ResNet-18, torchvision state_dict keys",
-        published=(11.69, 1.82),
-    )
-)
-register(
-    ZooEntry(
-        name="resnet50",
-        family="resnet",
-        build=build_resnet50,
-        input_spec=InputSpec.imagenet(),
-        description="ResNet-50 v1.5, torchvision state_dict keys",
-        published=(25.56, 4.09),
-    )
+register_imagenet(
+    "resnet",
+    ("resnet18", build_resnet18, "ResNet-18, torchvision state_dict keys", (11.69, 1.82)),
+    ("resnet50", build_resnet50, "ResNet-50 v1.5, torchvision state_dict keys", (25.56, 4.09)),
 )

@@ -34,12 +34,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgequant.errors import ModelError, ValidationError, condense_error
-from edgequant.input_spec import IMAGENET_MEAN_255, IMAGENET_STD_255, InputSpec, parse_shape
+from edgequant.errors import EdgequantError, ModelError, condense_error
 from edgequant.models.base import Model
-from edgequant.models.onnx_file import NORMALISATION, sniff
+from edgequant.models.image_input import given_chw, image_chw, image_spec
+from edgequant.models.onnx_file import sniff
 
 if TYPE_CHECKING:
+    import torch
     import torch.nn as nn
 
 #: ``package.module:factory``: dotted module path, a colon, a callable's name
@@ -56,71 +57,8 @@ def is_factory(text: str) -> bool:
     return bool(FACTORY.match(text)) and not Path(text).exists()
 
 
-def _spec(
-    where: str, chw: tuple[int, int, int], layout: str, options: Mapping[str, Any]
-) -> tuple[InputSpec, bool]:
-    """The input spec over the model's own (C, H, W): ImageNet numbers unless options say."""
-    c, h, w = chw
-    assumed = InputSpec(
-        shape=chw,
-        mean=IMAGENET_MEAN_255 if c == 3 else (127.5,),
-        std=IMAGENET_STD_255 if c == 3 else (127.5,),
-        resize=round(min(h, w) / 0.875),
-        color="RGB" if c == 3 else "L",
-        layout=layout,
-    )
-    opts = {k: v for k, v in options.items() if k not in ("input_shape", "layout")}
-    try:
-        spec = InputSpec.from_options(assumed, **opts)
-    except ValidationError as e:
-        raise ModelError(f"{where}: {e}") from None
-    return spec, not any(k in opts for k in NORMALISATION)
-
-
-def _given_chw(where: str, options: Mapping[str, Any], layout: str) -> tuple[int, int, int] | None:
-    given = options.get("input_shape")
-    if given is None:
-        return None
-    try:
-        return parse_shape(given, layout)
-    except ValidationError as e:
-        raise ModelError(f"{where}: {e}") from None
-
-
-def _fill(
-    where: str, dims: list[int], layout: str, options: Mapping[str, Any]
-) -> tuple[int, int, int]:
-    """(C, H, W) of a 4-D input (-1 = dynamic), dynamic ones filled from ``input_shape``."""
-    if len(dims) != 4:
-        raise ModelError(
-            f"{where}: the input has shape {dims} (rank {len(dims)}); edgequant needs one 4-D "
-            f"image input ({layout})"
-        )
-    sample = dims[1:] if layout == "NCHW" else [dims[3], dims[1], dims[2]]
-    want = _given_chw(where, options, layout)
-    out = []
-    for axis, (have, label) in enumerate(zip(sample, "CHW", strict=True)):
-        if have > 0:
-            if want is not None and want[axis] != have:
-                raise ModelError(
-                    f"{where}: the input has {label} = {have} (shape {dims}), but the given "
-                    f"input shape says {want[axis]}; drop or fix --input-shape"
-                )
-            out.append(have)
-        elif want is not None:
-            out.append(want[axis])
-        else:
-            raise ModelError(
-                f"{where}: the input has dynamic {label} (shape {dims}); give it with "
-                "--input-shape or in a model card beside the file"
-            )
-    c, h, w = out
-    if c not in (1, 3):
-        hint = "; pass --layout NHWC" if layout == "NCHW" and sample[2] in (1, 3) else ""
-        raise ModelError(
-            f"{where}: the input has {c} channels ({layout} shape {dims}); images have 1 or 3{hint}"
-        )
-    return c, h, w
+#: the name build/quantize.py imports (until it imports given_chw from models.image_input)
+_given_chw = given_chw
 
 
 def torch_model(
@@ -139,7 +77,7 @@ def torch_model(
     import torch
 
     layout = str(options.get("layout", "NCHW")).upper()
-    spec, assumed = _spec(where, chw, layout, options)
+    spec, assumed = image_spec(where, chw, layout, options)
     module.eval()
     try:
         with torch.no_grad():
@@ -178,6 +116,30 @@ def torch_model(
 # --------------------------------------------------------------------------- .pt2
 
 
+def load_program(
+    path: Path, *, what: str, hint: str, error: type[EdgequantError] = ModelError
+) -> torch.export.ExportedProgram:
+    """``torch.export.load`` of a ``.pt2`` file; a failure is one ``error`` line ending in ``hint``.
+
+    The file holds a graph and tensors, no pickled code, so reading it runs nothing of the file.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "notes.pt2"
+        >>> _ = path.write_text("not a program")
+        >>> load_program(path, what="program notes.pt2", hint="re-save it")
+        Traceback (most recent call last):
+        ...
+        edgequant.errors.ModelError: cannot read program notes.pt2: ... (re-save it)
+    """
+    import torch
+
+    try:
+        return torch.export.load(str(path))
+    except Exception as e:
+        raise error(f"cannot read {what}: {condense_error(e)} ({hint})") from None
+
+
 def load_pt2(path: Path, options: Mapping[str, Any] | None = None) -> Model:
     """A ``torch.export`` program (``.pt2``) as a Model; no pickled code is executed.
 
@@ -185,8 +147,6 @@ def load_pt2(path: Path, options: Mapping[str, Any] | None = None) -> Model:
         >>> load_pt2(Path("net.pt2")).module is not None   # doctest: +SKIP
         True
     """
-    import torch
-
     from edgequant.models.loader import file_hash
 
     opts = dict(options or {})
@@ -196,19 +156,14 @@ def load_pt2(path: Path, options: Mapping[str, Any] | None = None) -> Model:
     looks = sniff(path)
     if looks is not None and not looks.startswith("a zip"):
         raise ModelError(f"cannot read {where}: the file looks like {looks}, not a .pt2 program")
-    try:
-        program = torch.export.load(str(path))
-    except Exception as e:
-        raise ModelError(
-            f"cannot read {where}: {condense_error(e)} (save it with torch.export.save)"
-        ) from None
+    program = load_program(path, what=where, hint="save it with torch.export.save")
     dims = _example_dims(program)
     if len(dims) != 1:
         raise ModelError(
             f"{where} takes {len(dims)} inputs; edgequant runs models with one image input"
         )
     layout = str(opts.get("layout", "NCHW")).upper()
-    chw = _fill(where, dims[0], layout, opts)
+    chw = image_chw(where, dims[0], layout, opts)
     return torch_model(
         _program_module(program),
         where=where,
@@ -328,7 +283,7 @@ def load_factory(
     else:
         info["note"] = "weights as the factory built them"
     layout = str(opts.get("layout", "NCHW")).upper()
-    chw = _given_chw(where, opts, layout)
+    chw = given_chw(where, opts, layout)
     if chw is None:
         shape = getattr(module, "input_shape", None)
         chw = tuple(shape[-3:]) if shape is not None else (3, 224, 224)  # type: ignore[assignment]

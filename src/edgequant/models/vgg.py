@@ -14,53 +14,29 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from edgequant.input_spec import InputSpec
-from edgequant.models.registry import ZooEntry, register
+from edgequant.models.layers import torchvision_init
+from edgequant.models.registry import register_imagenet
 
-# conv widths per layer, "M" = 2x2 max pool (configurations D and E of Simonyan & Zisserman)
-CFG_16: tuple[int | str, ...] = (
-    64,
-    64,
-    "M",
-    128,
-    128,
-    "M",
-    256,
-    256,
-    256,
-    "M",
-    512,
-    512,
-    512,
-    "M",
-    512,
-    512,
-    512,
-    "M",
-)
-CFG_19: tuple[int | str, ...] = (
-    64,
-    64,
-    "M",
-    128,
-    128,
-    "M",
-    256,
-    256,
-    256,
-    256,
-    "M",
-    512,
-    512,
-    512,
-    512,
-    "M",
-    512,
-    512,
-    512,
-    512,
-    "M",
-)
+#: conv width of each of VGG's five stages (every stage ends in a 2x2 max pool)
+STAGE_WIDTHS = (64, 128, 256, 512, 512)
+
+
+def vgg_cfg(convs_per_stage: tuple[int, ...]) -> tuple[int | str, ...]:
+    """Conv widths per layer, ``"M"`` = 2x2 max pool, from the number of convs in each stage.
+
+    Example (configuration A of Simonyan & Zisserman, VGG-11):
+        >>> vgg_cfg((1, 1, 2, 2, 2))
+        (64, 'M', 128, 'M', 256, 256, 'M', 512, 512, 'M', 512, 512, 'M')
+    """
+    cfg: list[int | str] = []
+    for n, width in zip(convs_per_stage, STAGE_WIDTHS):
+        cfg += [*[width] * n, "M"]
+    return tuple(cfg)
+
+
+# configurations D and E of Simonyan & Zisserman
+CFG_16 = vgg_cfg((2, 2, 3, 3, 3))
+CFG_19 = vgg_cfg((2, 2, 4, 4, 4))
 
 
 class VGG(nn.Module):
@@ -90,15 +66,7 @@ class VGG(nn.Module):
             nn.Dropout(dropout),
             nn.Linear(4096, num_classes),
         )
-        # torchvision's initialisation
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        torchvision_init(self, linear="normal")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.avgpool(self.features(x))
@@ -115,23 +83,8 @@ def build_vgg19(num_classes: int = 1000) -> VGG:
     return VGG(CFG_19, num_classes)
 
 
-register(
-    ZooEntry(
-        name="vgg16",
-        family="vgg",
-        build=build_vgg16,
-        input_spec=InputSpec.imagenet(),
-        description="VGG-16 (no BN), torchvision state_dict keys",
-        published=(138.36, 15.47),
-    )
-)
-register(
-    ZooEntry(
-        name="vgg19",
-        family="vgg",
-        build=build_vgg19,
-        input_spec=InputSpec.imagenet(),
-        description="VGG-19 (no BN), torchvision state_dict keys",
-        published=(143.67, 19.63),
-    )
+register_imagenet(
+    "vgg",
+    ("vgg16", build_vgg16, "VGG-16 (no BN), torchvision state_dict keys", (138.36, 15.47)),
+    ("vgg19", build_vgg19, "VGG-19 (no BN), torchvision state_dict keys", (143.67, 19.63)),
 )

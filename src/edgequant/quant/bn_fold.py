@@ -24,22 +24,13 @@ import copy
 import torch
 import torch.nn as nn
 
-from edgequant.quant.graph import node_module, trace
+from edgequant.quant.graph import module_pairs, trace
 
 
 def conv_bn_pairs(module: nn.Module) -> list[tuple[str, str]]:
     """``(conv name, bn name)`` for every BatchNorm2d fed only by a Conv2d."""
     gm = trace(module)
-    pairs = []
-    for node in gm.graph.nodes:
-        bn = node_module(gm, node)
-        if not isinstance(bn, nn.BatchNorm2d) or not node.args:
-            continue
-        src = node.args[0]
-        conv = node_module(gm, src) if hasattr(src, "op") else None
-        if isinstance(conv, nn.Conv2d) and len(src.users) == 1:  # type: ignore[union-attr]
-            pairs.append((str(src.target), str(node.target)))  # type: ignore[union-attr]
-    return pairs
+    return [(conv, bn) for conv, bn, *_ in module_pairs(gm, nn.Conv2d, nn.BatchNorm2d)]
 
 
 def fold_into(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:

@@ -36,40 +36,23 @@ import torch
 import torch.nn as nn
 
 from edgequant.quant.bn_fold import fold_batchnorm
-from edgequant.quant.graph import node_module, trace
+from edgequant.quant.graph import module_pairs, node_is, trace
 
 _HOMOGENEOUS = (nn.ReLU, nn.Identity)
 
 
 def _is_relu(gm: torch.fx.GraphModule, node: torch.fx.Node) -> bool:
-    mod = node_module(gm, node)
-    if mod is not None:
-        return isinstance(mod, _HOMOGENEOUS)
-    if node.op == "call_function":
-        return node.target in (torch.relu, nn.functional.relu)
-    return node.op == "call_method" and node.target in ("relu", "relu_")
+    return node_is(gm, node, _HOMOGENEOUS, (torch.relu, nn.functional.relu), ("relu", "relu_"))
 
 
 def equalizable_pairs(module: nn.Module) -> list[tuple[str, str]]:
     """``(conv1, conv2)`` names joined by ReLU/identity only, each tensor used once."""
     gm = trace(module)
     pairs = []
-    for node in gm.graph.nodes:
-        c2 = node_module(gm, node)
-        if not isinstance(c2, nn.Conv2d) or not node.args:
-            continue
-        src = node.args[0]
-        while hasattr(src, "op") and len(src.users) == 1 and _is_relu(gm, src):  # type: ignore[union-attr]
-            src = src.args[0]  # type: ignore[union-attr]
-        if not hasattr(src, "op") or len(src.users) != 1:  # type: ignore[union-attr]
-            continue
-        c1 = node_module(gm, src)  # type: ignore[arg-type]
-        if not isinstance(c1, nn.Conv2d) or c1.out_channels != c2.in_channels:
-            continue
+    for a, b, c1, c2 in module_pairs(gm, nn.Conv2d, nn.Conv2d, through=_is_relu):
         depthwise = c2.groups == c2.in_channels == c2.out_channels
-        if c2.groups != 1 and not depthwise:
-            continue
-        pairs.append((str(src.target), str(node.target)))  # type: ignore[union-attr]
+        if c1.out_channels == c2.in_channels and (c2.groups == 1 or depthwise):
+            pairs.append((a, b))
     return pairs
 
 

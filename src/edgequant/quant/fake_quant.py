@@ -32,6 +32,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from edgequant.errors import ValidationError
@@ -156,24 +158,32 @@ def weight_qparams(w: torch.Tensor, tq: TensorQuant) -> tuple[torch.Tensor, torc
     return qparams_from_range(lo, hi, tq)
 
 
+def _per_block(
+    op: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int, int], torch.Tensor],
+    w: torch.Tensor,
+    scale: torch.Tensor,
+    zero_point: torch.Tensor,
+    tq: TensorQuant,
+) -> torch.Tensor:
+    """``op(w, scale, zero_point, qmin, qmax)`` with block qparams applied block by block."""
+    if tq.block_size is None:
+        return op(w, scale, zero_point, tq.qmin, tq.qmax)
+    b, pad = _blocked(w, tq.block_size)
+    return _unblocked(op(b, scale, zero_point, tq.qmin, tq.qmax), w.shape, pad)
+
+
 def fake_quant_weight(
     w: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, tq: TensorQuant
 ) -> torch.Tensor:
     """Fake-quantize a weight with qparams from :func:`weight_qparams` (any granularity)."""
-    if tq.block_size is None:
-        return fake_quant(w, scale, zero_point, tq.qmin, tq.qmax)
-    b, pad = _blocked(w, tq.block_size)
-    return _unblocked(fake_quant(b, scale, zero_point, tq.qmin, tq.qmax), w.shape, pad)
+    return _per_block(fake_quant, w, scale, zero_point, tq)
 
 
 def quantize_weight(
     w: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, tq: TensorQuant
 ) -> torch.Tensor:
     """Integer codes of a weight (float tensor of integers), same shape as ``w``."""
-    if tq.block_size is None:
-        return quantize(w, scale, zero_point, tq.qmin, tq.qmax)
-    b, pad = _blocked(w, tq.block_size)
-    return _unblocked(quantize(b, scale, zero_point, tq.qmin, tq.qmax), w.shape, pad)
+    return _per_block(quantize, w, scale, zero_point, tq)
 
 
 def sqnr_db(reference: torch.Tensor, approx: torch.Tensor) -> float:

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 import torch
@@ -90,25 +91,73 @@ def node_module(gm: fx.GraphModule, node: fx.Node) -> nn.Module | None:
     return None
 
 
-def is_activation(gm: fx.GraphModule, node: fx.Node) -> bool:
-    """ReLU / ReLU6 / Hardtanh / clamp: ops runtimes fuse into the producing conv."""
+def node_is(
+    gm: fx.GraphModule,
+    node: fx.Node,
+    modules: tuple[type[nn.Module], ...],
+    funcs: Collection[Any] = (),
+    methods: Collection[str] = (),
+) -> bool:
+    """Whether ``node`` calls a module of one of the ``modules`` types, one of ``funcs`` or a
+    tensor method named in ``methods``.
+
+    Example:
+        >>> gm = trace(nn.Sequential(nn.ReLU()))
+        >>> [node_is(gm, n, (nn.ReLU,)) for n in gm.graph.nodes]
+        [False, True, False]
+    """
     mod = node_module(gm, node)
     if mod is not None:
-        return isinstance(mod, _ACT_MODULES)
+        return isinstance(mod, modules)
     if node.op == "call_function":
-        return node.target in _ACT_FUNCS
-    return node.op == "call_method" and node.target in _ACT_METHODS
+        return node.target in funcs
+    return node.op == "call_method" and node.target in methods
+
+
+def is_activation(gm: fx.GraphModule, node: fx.Node) -> bool:
+    """ReLU / ReLU6 / Hardtanh / clamp: ops runtimes fuse into the producing conv."""
+    return node_is(gm, node, _ACT_MODULES, _ACT_FUNCS, _ACT_METHODS)
 
 
 def _is_passthrough(gm: fx.GraphModule, node: fx.Node) -> bool:
-    mod = node_module(gm, node)
-    if mod is not None:
-        return isinstance(mod, _PASSTHROUGH_MODULES)
-    if node.op == "call_function":
-        return node.target in _PASSTHROUGH_FUNCS
-    if node.op == "call_method":
-        return node.target in _PASSTHROUGH_METHODS
-    return node.op in ("get_attr", "output")
+    return node_is(
+        gm, node, _PASSTHROUGH_MODULES, _PASSTHROUGH_FUNCS, _PASSTHROUGH_METHODS
+    ) or node.op in ("get_attr", "output")
+
+
+def module_pairs(
+    gm: fx.GraphModule,
+    first: type[nn.Module],
+    second: type[nn.Module],
+    *,
+    through: Callable[[fx.GraphModule, fx.Node], bool] | None = None,
+) -> Iterator[tuple[str, str, Any, Any]]:
+    """``(first name, second name, first, second)`` for each module call of type ``second`` fed
+    by one of type ``first`` whose output nothing else uses — directly, or through single-use
+    nodes that ``through`` accepts (a ReLU between two convs).
+
+    Example:
+        >>> gm = trace(nn.Sequential(nn.Conv2d(3, 4, 1), nn.ReLU(), nn.Conv2d(4, 2, 1)))
+        >>> [(a, b) for a, b, *_ in module_pairs(gm, nn.Conv2d, nn.Conv2d, through=is_activation)]
+        [('0', '2')]
+    """
+    for node in gm.graph.nodes:
+        consumer = node_module(gm, node)
+        if not isinstance(consumer, second) or not node.args:
+            continue
+        src = node.args[0]
+        while (
+            through is not None
+            and isinstance(src, fx.Node)
+            and len(src.users) == 1
+            and through(gm, src)
+        ):
+            src = src.args[0]
+        if not isinstance(src, fx.Node) or len(src.users) != 1:
+            continue
+        producer = node_module(gm, src)
+        if isinstance(producer, first):
+            yield str(src.target), str(node.target), producer, consumer
 
 
 def quant_points(gm: fx.GraphModule) -> list[fx.Node]:
@@ -129,4 +178,4 @@ def quant_points(gm: fx.GraphModule) -> list[fx.Node]:
     return points
 
 
-__all__ = ["is_activation", "node_module", "quant_points", "trace"]
+__all__ = ["is_activation", "module_pairs", "node_is", "node_module", "quant_points", "trace"]

@@ -234,13 +234,7 @@ def saturation_correction(
     depthwise = groups == c_in and cg == 1 and groups > 1
     if not a.saturating or (depthwise and not a.depthwise_saturates):
         return out.reshape(n, o, ho, wo), SaturationCount(total, 0)
-    # global input channel / tap / weight of both pair members, per output channel
-    og = o // groups
-    gbase = (torch.arange(o) // og * cg)[:, None, None]  # (O, 1, 1)
-    chan = torch.where(pc[None] >= 0, gbase + pc[None].clamp(min=0), 0)  # (O, P, 2)
-    wflat = w_codes.reshape(o, cg, kh * kw).float()
-    wv = wflat[torch.arange(o)[:, None, None], pc[None].clamp(min=0), pt[None].clamp(min=0)]
-    wv = torch.where(pc[None] >= 0, wv, 0.0)
+    chan, wv = _pair_weights(w_codes, groups, pc, pt)
     # a pair can overflow only if its largest same-sign sum on the observed inputs does
     xmax = x_raw.float().amax(dim=(0, 2, 3))
     xmax = (xmax if to_codes is None else to_codes(xmax)).clamp(min=0)
@@ -252,27 +246,53 @@ def saturation_correction(
     oi, pi = torch.nonzero((hi > INT16_MAX) | (lo < INT16_MIN), as_tuple=True)
     if oi.numel() == 0:
         return out.reshape(n, o, ho, wo), SaturationCount(total, 0)
-    taps = kh * kw
     # only the input channels of risky pairs are turned into codes and unfolded
     used, local = torch.unique(chan[oi, pi], return_inverse=True)
-    rows = local * taps + pt[pi].clamp(min=0)  # (R, 2)
+    rows = local * (kh * kw) + pt[pi].clamp(min=0)  # (R, 2)
     wr = wv[oi, pi]  # (R, 2)
-    saturated = 0
     pad_value = float(pad_code) if a.pad == "zp" else 0.0
-    per_image = used.numel() * taps * ho * wo
-    nb = max(1, _CHUNK // max(per_image, 1))
+    nb = max(1, _CHUNK // max(used.numel() * kh * kw * ho * wo, 1))
+    saturated = 0
     for i in range(0, n, nb):
         xs = x_raw[i : i + nb, used].float()
         xs = xs if to_codes is None else to_codes(xs)
         u = _unfold(xs, k, stride, padding, dilation, pad_value)
-        rb = max(1, _CHUNK // (u.shape[0] * u.shape[2]))
-        for j in range(0, rows.shape[0], rb):
-            r, wj = rows[j : j + rb], wr[j : j + rb]
-            s = u[:, r[:, 0]] * wj[None, :, 0, None] + u[:, r[:, 1]] * wj[None, :, 1, None]
-            excess = s - s.clamp(INT16_MIN, INT16_MAX)
-            saturated += int((excess != 0).sum())
-            out[i : i + nb].index_add_(1, oi[j : j + rb], -excess)
+        saturated += _subtract_excess(out[i : i + nb], u, rows, wr, oi)
     return out.reshape(n, o, ho, wo), SaturationCount(total, saturated)
+
+
+def _pair_weights(
+    w_codes: torch.Tensor, groups: int, pc: torch.Tensor, pt: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Global input channel and weight of both members of each pair, per output channel.
+
+    (O, P, 2) each; a missing member (odd count) has channel 0 and weight 0.
+    """
+    o, cg, kh, kw = w_codes.shape
+    gbase = (torch.arange(o) // (o // groups) * cg)[:, None, None]  # (O, 1, 1)
+    chan = torch.where(pc[None] >= 0, gbase + pc[None].clamp(min=0), 0)
+    wflat = w_codes.reshape(o, cg, kh * kw).float()
+    wv = wflat[torch.arange(o)[:, None, None], pc[None].clamp(min=0), pt[None].clamp(min=0)]
+    return chan, torch.where(pc[None] >= 0, wv, 0.0)
+
+
+def _subtract_excess(
+    out: torch.Tensor, u: torch.Tensor, rows: torch.Tensor, wr: torch.Tensor, oi: torch.Tensor
+) -> int:
+    """Add to ``out`` (N, O, L) what int16 clamping takes off each risky pair's sum; the count.
+
+    ``u``: unfolded input codes (N, rows, L); pair r multiplies rows ``rows[r]`` by ``wr[r]`` into
+    output channel ``oi[r]``.
+    """
+    saturated = 0
+    rb = max(1, _CHUNK // (u.shape[0] * u.shape[2]))
+    for j in range(0, rows.shape[0], rb):
+        r, wj = rows[j : j + rb], wr[j : j + rb]
+        s = u[:, r[:, 0]] * wj[None, :, 0, None] + u[:, r[:, 1]] * wj[None, :, 1, None]
+        excess = s - s.clamp(INT16_MIN, INT16_MAX)
+        saturated += int((excess != 0).sum())
+        out.index_add_(1, oi[j : j + rb], -excess)
+    return saturated
 
 
 def int8_conv2d(

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -55,14 +55,7 @@ class LayerSaturation:
         return 100.0 * self.saturated / self.pairs if self.pairs else 0.0
 
     def to_dict(self) -> dict[str, object]:
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "pairs": self.pairs,
-            "saturated": self.saturated,
-            "saturated_pct": self.saturated_pct,
-            "sqnr_db": self.sqnr_db,
-        }
+        return {**asdict(self), "saturated_pct": self.saturated_pct}
 
 
 class IntegerPath:

@@ -174,38 +174,36 @@ def _slow_section(data: ReportData) -> list[str]:
     return parts
 
 
-def render_html(data: ReportData) -> str:
-    """The whole report as one HTML document."""
-    parts: list[str] = []
-    parts.append('<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">')
-    parts.append('<meta name="viewport" content="width=device-width, initial-scale=1">')
-    parts.append(f"<title>edgequant report — {_e(data.runs_dir.name)}</title>")
-    parts.append(f"<style>{CSS}</style></head><body>")
-    parts.append(f"<h1>edgequant report: {_e(data.runs_dir.name)}</h1>")
-    parts.append(
+def _items(opening: str, lines: list[str]) -> list[str]:
+    """``opening`` (ending in ``<ul ...>``), one escaped ``<li>`` per line, ``</ul>``."""
+    return [opening, *(f"<li>{_e(line)}</li>" for line in lines), "</ul>"]
+
+
+def _top(data: ReportData) -> list[str]:
+    """The document head, title, the machine header and the section links."""
+    return [
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>edgequant report — {_e(data.runs_dir.name)}</title>",
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>edgequant report: {_e(data.runs_dir.name)}</h1>",
         f'<p class="sub">{len(data.records)} runs · {len(data.models)} model(s) · generated '
-        f"{_e(data.generated_at)} · accuracy budget {data.max_drop:g} top-1 point(s)</p>"
-    )
-    parts.append('<ul class="header" id="machine">')
-    parts += [f"<li>{_e(line)}</li>" for line in data.header]
-    parts.append("</ul>")
-    parts.append(
+        f"{_e(data.generated_at)} · accuracy budget {data.max_drop:g} top-1 point(s)</p>",
+        *_items('<ul class="header" id="machine">', data.header),
         "<nav>"
         + ('<a href="#devices">Devices</a>' if data.multi_device else "")
         + '<a href="#recommendations">Recommendations</a><a href="#plots">Plots</a>'
         '<a href="#tables">Tables</a><a href="#inspect">Slow INT8</a>'
-        '<a href="#environment">Environment</a><a href="#what-ran">What was run</a></nav>'
-    )
+        '<a href="#environment">Environment</a><a href="#what-ran">What was run</a></nav>',
+    ]
 
-    if data.multi_device:
-        parts.append('<h2 id="devices">Devices</h2><ul class="header">')
-        parts += [f"<li>{_e(line)}</li>" for line in data.device_info]
-        parts.append("</ul>")
-    parts.append(
+
+def _recommendation_cards(data: ReportData) -> list[str]:
+    parts = [
         '<h2 id="recommendations">Recommendation per model'
         + (" and device" if data.multi_device else "")
         + '</h2><div class="cards">'
-    )
+    ]
     for rec in data.recommendations:
         cpu = device_cpu(data.records, rec.device) if rec.device is not None else None
         sub = f'<p class="note">CPU {_e(cpu)}</p>' if cpu else ""
@@ -213,8 +211,11 @@ def render_html(data: ReportData) -> str:
         parts += [f'<p class="note">{_e(n)}</p>' for n in rec.notes]
         parts.append("</div>")
     parts.append("</div>")
+    return parts
 
-    parts.append('<h2 id="plots">Plots</h2>')
+
+def _figures(data: ReportData) -> list[str]:
+    parts = ['<h2 id="plots">Plots</h2>']
     for plot in data.plots:
         parts.append(f'<div class="figure" id="plot-{plot.key}"><h3>{_e(plot.title)}</h3>')
         if plot.svg:
@@ -224,6 +225,16 @@ def render_html(data: ReportData) -> str:
         else:
             parts.append(f'<div class="missing">Not drawn: {_e(plot.missing)}</div>')
         parts.append(f'<p class="caption"><b>How to read it:</b> {_e(plot.caption)}</p></div>')
+    return parts
+
+
+def render_html(data: ReportData) -> str:
+    """The whole report as one HTML document."""
+    parts = _top(data)
+    if data.multi_device:
+        parts += _items('<h2 id="devices">Devices</h2><ul class="header">', data.device_info)
+    parts += _recommendation_cards(data)
+    parts += _figures(data)
 
     parts.append('<h2 id="tables">Results per model</h2>')
     for model in data.models:
@@ -238,9 +249,7 @@ def render_html(data: ReportData) -> str:
         parts.append(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>")
     parts.append("</dl>")
 
-    parts.append('<h2 id="what-ran">What was run</h2><ul>')
-    parts += [f"<li>{_e(line)}</li>" for line in data.what_ran]
-    parts.append("</ul>")
+    parts += _items('<h2 id="what-ran">What was run</h2><ul>', data.what_ran)
     if data.experiment_text:
         parts.append(
             f"<p class='note'>The experiment file:</p><pre>{_e(data.experiment_text)}</pre>"

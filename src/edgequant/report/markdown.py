@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
+from typing import Any
 
 from edgequant.report.build import ReportData
 from edgequant.report.devices import device_cpu, device_speedups
@@ -44,29 +46,7 @@ def render_markdown(data: ReportData) -> str:
     cols = table_columns(data.multi_device)
     out += ["", "## Results per model"]
     for model in data.models:
-        out += ["", f"### {_md(model)}", ""]
-        if data.multi_device:
-            out += _speedup_matrix(data, model)
-        out.append("| " + " | ".join(h for h, _ in cols) + " |")
-        out.append(
-            "|"
-            + "|".join(
-                "---" if h in ("device", "runtime", "scheme", "scenario", "status") else "---:"
-                for h, _ in cols
-            )
-            + "|"
-        )
-        for r in (r for r in data.rows if r.model == model):
-            out.append("| " + " | ".join(_md(get(r)) for _, get in cols) + " |")
-        noisy = [r for r in data.rows if r.model == model and r.noisy]
-        if noisy:
-            out += [""] + [
-                f"- NOISY: {_md(r.label)}{f' on {_md(r.device)}' if data.multi_device else ''} "
-                f"{_md(r.scenario)}: {_md(r.noise_summary)}"
-                for r in noisy
-            ]
-        warnings = run_warnings(r for r in data.rows if r.model == model)
-        out += [""] + [f"- Recorded by the runs: {_md(w)}" for w in warnings] if warnings else []
+        out += _model_section(data, model, cols)
     for reason in sorted(
         {r.energy_reason for r in data.rows if r.status == "ok" and r.energy_reason}
     ):
@@ -99,6 +79,34 @@ def render_markdown(data: ReportData) -> str:
     return "\n".join(out) + "\n"
 
 
+def _model_section(data: ReportData, model: str, cols: list[tuple[str, Any]]) -> list[str]:
+    """One model's table, its noisy runs and the warnings its runs recorded."""
+    out = ["", f"### {_md(model)}", ""]
+    if data.multi_device:
+        out += _speedup_matrix(data, model)
+    out.append("| " + " | ".join(h for h, _ in cols) + " |")
+    out.append(
+        "|"
+        + "|".join(
+            "---" if h in ("device", "runtime", "scheme", "scenario", "status") else "---:"
+            for h, _ in cols
+        )
+        + "|"
+    )
+    for r in (r for r in data.rows if r.model == model):
+        out.append("| " + " | ".join(_md(get(r)) for _, get in cols) + " |")
+    noisy = [r for r in data.rows if r.model == model and r.noisy]
+    if noisy:
+        out += [""] + [
+            f"- NOISY: {_md(r.label)}{f' on {_md(r.device)}' if data.multi_device else ''} "
+            f"{_md(r.scenario)}: {_md(r.noise_summary)}"
+            for r in noisy
+        ]
+    warnings = run_warnings(r for r in data.rows if r.model == model)
+    out += [""] + [f"- Recorded by the runs: {_md(w)}" for w in warnings] if warnings else []
+    return out
+
+
 def _speedup_matrix(data: ReportData, model: str) -> list[str]:
     """The speed-up of each runtime × scheme on each device, as a Markdown table."""
     heads, lines = device_speedups(data.rows, model)
@@ -115,81 +123,53 @@ def _speedup_matrix(data: ReportData, model: str) -> list[str]:
     return [*out, "", "All runs:", ""]
 
 
+def _latency(key: str) -> Callable[[Row], object]:
+    return lambda r: r.latency_ms.get(key)
+
+
+def _flag(value: bool | None) -> int | None:
+    return None if value is None else int(value)
+
+
+#: the CSV's columns: the header, and a row's field of that name or what a function makes of it
+CSV_COLUMNS: tuple[tuple[str, str | Callable[[Row], object]], ...] = (
+    *((name, name) for name in ("model", "backend", "scheme", "scenario", "status", "reason")),
+    ("simulated", lambda r: int(r.simulated)),
+    ("throughput_ips", "throughput_ips"),
+    *((f"latency_{p}_ms", _latency(p)) for p in ("p50", "p90", "p99")),
+    ("speedup_vs_fp32", "speedup"),
+    ("top1_pct", "top1_pct"),
+    ("top1_drop_pts", "top1_drop"),
+    ("agreement_with_fp32_pct", "agreement_pct"),
+    ("size_bytes", "size_bytes"),
+    ("size_reduction", "size_reduction"),
+    ("joules_per_inference", "joules_per_inference"),
+    ("energy_unavailable_reason", lambda r: r.energy_reason if r.status == "ok" else None),
+    ("loadgen_valid", lambda r: _flag(r.valid)),
+    ("run_id", "run_id"),
+    ("gops", "gops"),
+    ("pct_of_peak", "pct_of_peak"),
+    ("speedup_ci95_low", lambda r: _ci(r)[0]),
+    ("speedup_ci95_high", lambda r: _ci(r)[1]),
+    ("speedup_rounds", lambda r: _ci(r)[2]),
+    ("noisy", lambda r: _flag(r.noisy)),
+    ("noise", "noise_summary"),
+    ("cpu_int8_class", "cpu_class"),
+    ("device", "device"),
+)
+
+
 def render_csv(data: ReportData) -> str:
-    """One CSV line per table row (derived columns included), with machine-friendly numbers."""
+    """One CSV line per table row (derived columns included), with machine-friendly numbers.
+
+    A value that was not measured is an empty cell.
+    """
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(
-        [
-            "model",
-            "backend",
-            "scheme",
-            "scenario",
-            "status",
-            "reason",
-            "simulated",
-            "throughput_ips",
-            "latency_p50_ms",
-            "latency_p90_ms",
-            "latency_p99_ms",
-            "speedup_vs_fp32",
-            "top1_pct",
-            "top1_drop_pts",
-            "agreement_with_fp32_pct",
-            "size_bytes",
-            "size_reduction",
-            "joules_per_inference",
-            "energy_unavailable_reason",
-            "loadgen_valid",
-            "run_id",
-            "gops",
-            "pct_of_peak",
-            "speedup_ci95_low",
-            "speedup_ci95_high",
-            "speedup_rounds",
-            "noisy",
-            "noise",
-            "cpu_int8_class",
-            "device",
-        ]
-    )
-
-    def v(x: object) -> object:
-        return "" if x is None else x
-
+    w.writerow([header for header, _ in CSV_COLUMNS])
     for r in data.rows:
-        w.writerow(
-            [
-                r.model,
-                r.backend,
-                r.scheme,
-                r.scenario,
-                r.status,
-                v(r.reason),
-                int(r.simulated),
-                v(r.throughput_ips),
-                v(r.latency_ms.get("p50")),
-                v(r.latency_ms.get("p90")),
-                v(r.latency_ms.get("p99")),
-                v(r.speedup),
-                v(r.top1_pct),
-                v(r.top1_drop),
-                v(r.agreement_pct),
-                v(r.size_bytes),
-                v(r.size_reduction),
-                v(r.joules_per_inference),
-                v(r.energy_reason if r.status == "ok" else None),
-                "" if r.valid is None else int(r.valid),
-                r.run_id,
-                v(r.gops),
-                v(r.pct_of_peak),
-                *_ci(r),
-                "" if r.noisy is None else int(r.noisy),
-                v(r.noise_summary),
-                v(r.cpu_class),
-                r.device,
-            ]
-        )
+        values = (getattr(r, get) if isinstance(get, str) else get(r) for _, get in CSV_COLUMNS)
+        w.writerow(["" if value is None else value for value in values])
     return buf.getvalue()
 
 
@@ -200,4 +180,4 @@ def _ci(r: Row) -> tuple[object, object, object]:
     return ("" if lo is None else lo, "" if hi is None else hi, p.get("rounds", ""))
 
 
-__all__ = ["render_csv", "render_markdown"]
+__all__ = ["CSV_COLUMNS", "render_csv", "render_markdown"]

@@ -4,20 +4,18 @@ Each plot comes with a sentence on how to read it; a plot with nothing to show s
 of drawing an empty frame. Simulated rows are left out of the speed plots.
 
 Example:
-    >>> from edgequant.results.record import ResultRecord
-    >>> from edgequant.report.tables import build_rows
-    >>> base = dict(model="m", backend="rt", scenario="Offline", dataset="synthetic",
-    ...             threads=2, batch_size=1)
-    >>> rows = build_rows([("a", ResultRecord(scheme="fp32", throughput_ips=100.0, **base)),
-    ...                    ("b", ResultRecord(scheme="w8a8", throughput_ips=300.0, **base))])
-    >>> p = speedup_plot(rows)
-    >>> p.svg.startswith("<svg")
+    >>> speedup_plot([]).missing
+    'no integer scheme with a measured fp32 baseline on the same runtime'
+    >>> row = Row(run_id="b", model="m", backend="rt", scheme="w8a8", scenario="Offline",
+    ...           status="ok", reason=None, simulated=False, speedup=3.0, integer_activations=True)
+    >>> speedup_plot([row]).svg.startswith("<svg")
     True
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,6 +93,19 @@ def speedup_error(r: Row) -> tuple[float, float] | None:
     return max(r.speedup - float(ci[0]), 0.0), max(float(ci[1]) - r.speedup, 0.0)
 
 
+def _measured_speedups(rows: list[Row], keep: Callable[[Row], bool]) -> list[Row]:
+    """The rows ``keep`` accepts with a measured speed-up in their model's primary scenario,
+    simulated ones left out (their speed is not representative)."""
+    picked: list[Row] = []
+    for model in models_of(rows):
+        mine = [r for r in rows if r.model == model]
+        scen = primary_scenario(mine)
+        picked += [
+            r for r in mine if r.scenario == scen and r.speedup and not r.simulated and keep(r)
+        ]
+    return picked
+
+
 def speedup_plot(rows: list[Row]) -> Plot:
     """Integer schemes' speedup over their runtime's fp32, grouped by model and scheme.
 
@@ -114,54 +125,17 @@ def speedup_plot(rows: list[Row]) -> Plot:
     if multi:
         caption += " Groups are devices: each bar is against the same device's fp32."
     plot = Plot(key="speedup", title=title, caption=caption)
-    picked: list[Row] = []
-    for model in models_of(rows):
-        mine = [r for r in rows if r.model == model]
-        scen = primary_scenario(mine)
-        picked += [
-            r
-            for r in mine
-            if r.scenario == scen and r.integer_activations and r.speedup and not r.simulated
-        ]
+    picked = _measured_speedups(rows, lambda r: r.integer_activations)
     if not picked:
         plot.missing = "no integer scheme with a measured fp32 baseline on the same runtime"
         return plot
-    plt = _plt()
     groups = list(dict.fromkeys(_group(r, multi) for r in picked))
     cls = {r.device: r.cpu_class for r in picked if r.cpu_class}
-    backends = _backends(picked)
-    colors = _colors(backends)
-    width = min(0.8 / len(backends), 0.3)  # a lone group should not fill the axes
-    fig, ax = plt.subplots(
-        figsize=(max(6.0, 1.1 * len(groups) * max(1, len(backends)) / 2 + 2), 3.6)
-    )
-    for j, b in enumerate(backends):
-        xs, ys, errs = [], [], []
-        for i, g in enumerate(groups):
-            for r in picked:
-                if _group(r, multi) == g and r.backend == b and r.speedup:
-                    xs.append(i + (j - (len(backends) - 1) / 2) * width)
-                    ys.append(r.speedup)
-                    errs.append(speedup_error(r))
-        bars = ax.bar(xs, ys, width=width, label=b, color=colors[b])
-        if any(e is not None for e in errs):
-            ax.errorbar(
-                xs,
-                ys,
-                yerr=[[e[0] if e else 0.0 for e in errs], [e[1] if e else 0.0 for e in errs]],
-                fmt="none",
-                ecolor="0.1",
-                elinewidth=1,
-                capsize=3,
-            )
-        ax.bar_label(
-            bars,
-            labels=[f"{y:.2f}×" + ("" if e else "*") for y, e in zip(ys, errs)],
-            fontsize=7,
-            padding=3,
-        )
-    ax.axhline(1.0, color="0.3", linestyle="--", linewidth=1)
-    ax.set_xlim(-0.6, len(groups) - 0.4)  # keep bars slim when there are few groups
+
+    def hits(g: tuple[str, str, str, str], b: str) -> list[Row]:
+        return [r for r in picked if _group(r, multi) == g and r.backend == b and r.speedup]
+
+    fig, ax = _bar_chart(groups, _backends(picked), hits, "speedup", _label_speedups, 1.1, 3.6)
     ax.set_xticks(
         range(len(groups)),
         [
@@ -172,15 +146,70 @@ def speedup_plot(rows: list[Row]) -> Plot:
     )
     ax.set_ylabel("speedup vs fp32 (×)")
     classes = sorted({r.cpu_class for r in picked if r.cpu_class})
-    ax.legend(
-        title="runtime" + (f"\n(CPU class {', '.join(classes)})" if classes else ""),
-        fontsize=8,
-        frameon=False,
-        loc="upper left",
-        bbox_to_anchor=(1.0, 1.0),
-    )
+    _legend(ax, "runtime" + (f"\n(CPU class {', '.join(classes)})" if classes else ""))
     plot.svg = _svg(fig)
     return plot
+
+
+def _label_speedups(ax: Any, bars: Any, xs: list[float], ys: list[float], rows: list[Row]) -> None:
+    """Error bars of the paired interval, and each bar's ratio (``*``: a single-run ratio)."""
+    errs = [speedup_error(r) for r in rows]
+    if any(e is not None for e in errs):
+        ax.errorbar(
+            xs,
+            ys,
+            yerr=[[e[0] if e else 0.0 for e in errs], [e[1] if e else 0.0 for e in errs]],
+            fmt="none",
+            ecolor="0.1",
+            elinewidth=1,
+            capsize=3,
+        )
+    ax.bar_label(
+        bars,
+        labels=[f"{y:.2f}×" + ("" if e else "*") for y, e in zip(ys, errs)],
+        fontsize=7,
+        padding=3,
+    )
+
+
+def _bar_chart(
+    groups: list[Any],
+    backends: list[str],
+    hits: Callable[[Any, str], list[Row]],
+    field: str,
+    each: Callable[[Any, Any, list[float], list[float], list[Row]], None] | None,
+    per_group: float,
+    height: float,
+) -> tuple[Any, Any]:
+    """Bars of ``row.<field>`` per group, the backends side by side, over a dashed 1× line.
+
+    ``hits(group, backend)`` are the rows drawn at a group; ``each(ax, bars, xs, ys, rows)``
+    decorates one backend's bars. Returns the figure and its axes for the ticks and labels.
+    """
+    plt = _plt()
+    colors = _colors(backends)
+    width = min(0.8 / len(backends), 0.3)  # a lone group should not fill the axes
+    fig, ax = plt.subplots(
+        figsize=(max(6.0, per_group * len(groups) * max(1, len(backends)) / 2 + 2), height)
+    )
+    for j, b in enumerate(backends):
+        xs: list[float] = []
+        rows: list[Row] = []
+        for i, g in enumerate(groups):
+            for r in hits(g, b):
+                xs.append(i + (j - (len(backends) - 1) / 2) * width)
+                rows.append(r)
+        ys = [getattr(r, field) for r in rows]
+        bars = ax.bar(xs, ys, width=width, label=b, color=colors[b])
+        if each is not None:
+            each(ax, bars, xs, ys, rows)
+    ax.axhline(1.0, color="0.3", linestyle="--", linewidth=1)
+    ax.set_xlim(-0.6, len(groups) - 0.4)  # keep bars slim when there are few groups
+    return fig, ax
+
+
+def _legend(ax: Any, title: str) -> None:
+    ax.legend(title=title, fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
 
 
 def _group(r: Row, by_device: bool) -> tuple[str, str, str, str]:
@@ -266,16 +295,8 @@ def pareto_plot(rows: list[Row]) -> Plot:
     plot = Plot(
         key="pareto", title="Accuracy drop vs speedup (Pareto front highlighted)", caption=caption
     )
-    pts: list[Row] = []
-    for model in models_of(rows):
-        mine = [r for r in rows if r.model == model]
-        scen = primary_scenario(mine)
-        # build_rows gives every run of a configuration that configuration's measured accuracy
-        pts += [
-            r
-            for r in mine
-            if r.scenario == scen and r.speedup and r.top1_drop is not None and not r.simulated
-        ]
+    # build_rows gives every run of a configuration that configuration's measured accuracy
+    pts = _measured_speedups(rows, lambda r: r.top1_drop is not None)
     if not pts:
         plot.missing = (
             "accuracy was not measured together with speed for any configuration, so there is no "
@@ -309,7 +330,7 @@ def pareto_plot(rows: list[Row]) -> Plot:
     ax.axvline(1.0, color="0.6", linewidth=0.8, linestyle="--")
     ax.set_xlabel("speedup vs fp32 on the same runtime (×)")
     ax.set_ylabel("top-1 drop (points; lower is better)")
-    ax.legend(title="model", fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    _legend(ax, "model")
     plot.svg = _svg(fig)
     return plot
 
@@ -328,32 +349,19 @@ def size_plot(rows: list[Row]) -> Plot:
     if not seen:
         plot.missing = "no quantized artifact with an fp32 artifact on the same runtime to compare"
         return plot
-    plt = _plt()
     picked = list(seen.values())
     groups = list(dict.fromkeys((r.model, r.scheme) for r in picked))
-    backends = _backends(picked)
-    colors = _colors(backends)
-    width = min(0.8 / len(backends), 0.3)  # a lone group should not fill the axes
-    fig, ax = plt.subplots(
-        figsize=(max(6.0, 0.55 * len(groups) * max(1, len(backends)) / 2 + 2), 3.4)
-    )
-    for j, b in enumerate(backends):
-        xs, ys = [], []
-        for i, g in enumerate(groups):
-            hit = seen.get((g[0], b, g[1]))
-            if hit is not None and hit.size_reduction:
-                xs.append(i + (j - (len(backends) - 1) / 2) * width)
-                ys.append(hit.size_reduction)
-        ax.bar(xs, ys, width=width, label=b, color=colors[b])
-    ax.axhline(1.0, color="0.3", linestyle="--", linewidth=1)
-    ax.set_xlim(-0.6, len(groups) - 0.4)  # keep bars slim when there are few groups
+
+    def hits(g: tuple[str, str], b: str) -> list[Row]:
+        hit = seen.get((g[0], b, g[1]))
+        return [hit] if hit is not None and hit.size_reduction else []
+
+    fig, ax = _bar_chart(groups, _backends(picked), hits, "size_reduction", None, 0.55, 3.4)
     ax.set_xticks(
         range(len(groups)), [f"{m}\n{s}" for m, s in groups], fontsize=7, rotation=30, ha="right"
     )
     ax.set_ylabel("fp32 size / size (×)")
-    ax.legend(
-        title="runtime", fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0)
-    )
+    _legend(ax, "runtime")
     plot.svg = _svg(fig)
     return plot
 

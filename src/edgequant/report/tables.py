@@ -276,6 +276,10 @@ def _fp32_top1(row: Row, top1: dict[_Key, float | None]) -> tuple[str | None, fl
     return None, None
 
 
+#: the Row fields that are the record's fields of the same name, as recorded
+_AS_RECORDED = ("model", "backend", "scheme", "status", "reason", "size_bytes", "artifact")
+
+
 def _row(run_id: str, rec: ResultRecord, scenario: str, *, performance: bool = True) -> Row:
     # only a completed run was measured: an interrupted one's partial LoadGen log is no number
     performance = performance and rec.status == "ok"
@@ -291,22 +295,16 @@ def _row(run_id: str, rec: ResultRecord, scenario: str, *, performance: bool = T
     paired = rec.paired if isinstance(rec.paired, dict) and performance else None
     return Row(
         run_id=run_id,
-        model=rec.model,
-        backend=rec.backend,
-        scheme=rec.scheme,
         scenario=scenario,
-        status=rec.status,
-        reason=rec.reason,
+        **{name: getattr(rec, name) for name in _AS_RECORDED},
         simulated=bool(rec.simulated),
         device=record_device(rec),
         throughput_ips=rec.throughput_ips if performance else None,
         latency_ms=lat if performance else {},
         valid=None if (valid is None or not performance) else bool(valid),
         agreement_pct=_num((rec.accuracy or {}).get("agreement_with_fp32_pct")),
-        size_bytes=rec.size_bytes,
         joules_per_inference=joules,
         energy_reason=energy_reason,
-        artifact=rec.artifact,
         integer_activations=integer_activations(rec),
         noisy=None if "noisy" not in noise or not performance else bool(noise["noisy"]),
         noise_summary=noise.get("summary") if performance else None,

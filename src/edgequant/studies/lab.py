@@ -165,6 +165,25 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+def sim_record(
+    ev: Evaluation,
+    label: str,
+    scheme: Scheme,
+    sim: nn.Module,
+    runs_dir: Path,
+    started: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> ResultRecord:
+    """:func:`record` of a simulated module's logits on the evaluation inputs.
+
+    ``started`` defaults to now (give it when the simulation's building should count).
+    """
+    out = logits(sim, ev.x)
+    return record(
+        ev, label, scheme, out, runs_dir, module=sim, started=started or _now(), extra=extra
+    )
+
+
 def fp32_record(ev: Evaluation, runs_dir: Path) -> ResultRecord:
     return record(ev, "fp32", get_scheme("fp32"), ev.ref, runs_dir, started=_now())
 
@@ -195,22 +214,12 @@ def ptq_study(
                 label = (
                     sname + (f":{cal}" if base.is_static else "") + "".join(f"+{t}" for t in techs)
                 )
-                out.append(
-                    record(
-                        ev,
-                        label,
-                        scheme,
-                        logits(sim, ev.x),
-                        runs_dir,
-                        module=sim,
-                        started=started,
-                        extra={
-                            "calibrator": cal if base.is_static else None,
-                            "techniques": list(techs),
-                            "calibration_samples": len(calibration),
-                        },
-                    )
-                )
+                extra = {
+                    "calibrator": cal if base.is_static else None,
+                    "techniques": list(techs),
+                    "calibration_samples": len(calibration),
+                }
+                out.append(sim_record(ev, label, scheme, sim, runs_dir, started, extra))
     return out
 
 
@@ -225,26 +234,21 @@ def winograd_study(
     )
     wino = quantize_module(ev.model.module, wino_scheme, calibration)  # type: ignore[arg-type]
     counts = _count_multiplies(wino, ev.x[:1])
-    recs = [
-        record(ev, base.name, base, logits(direct, ev.x), runs_dir, module=direct, started=_now())
-    ]
-    recs.append(
-        record(
+    note = (
+        "F(2x2,3x3); transformed weights INT4 per (out channel, tap), transformed inputs INT6 per "
+        "tap (dynamic)"
+    )
+    return [
+        sim_record(ev, base.name, base, direct, runs_dir),
+        sim_record(
             ev,
             f"{base.name}+winograd",
             wino_scheme,
-            logits(wino, ev.x),
+            wino,
             runs_dir,
-            module=wino,
-            started=_now(),
-            extra={
-                "winograd": counts,
-                "note": "F(2x2,3x3); transformed weights INT4 per (out channel, tap), "
-                "transformed inputs INT6 per tap (dynamic)",
-            },
-        )
-    )
-    return recs
+            extra={"winograd": counts, "note": note},
+        ),
+    ]
 
 
 def _count_multiplies(gm: nn.Module, x: np.ndarray) -> dict[str, Any]:
@@ -292,18 +296,8 @@ def sensitivity_study(
     for k in keep_float:
         keep = [r.name for r in rows[:k]]
         sim = mixed_precision(module, scheme, calibration, keep)
-        recs.append(
-            record(
-                ev,
-                f"{scheme.name}+float{k}",
-                scheme,
-                logits(sim, ev.x),
-                runs_dir,
-                module=sim,
-                started=_now(),
-                extra={"kept_float": keep},
-            )
-        )
+        label = f"{scheme.name}+float{k}"
+        recs.append(sim_record(ev, label, scheme, sim, runs_dir, extra={"kept_float": keep}))
     return [r.to_dict() for r in rows], recs
 
 
@@ -315,5 +309,6 @@ __all__ = [
     "ptq_study",
     "record",
     "sensitivity_study",
+    "sim_record",
     "winograd_study",
 ]

@@ -298,6 +298,38 @@ def simulate_layers(
 
 
 # --- the whole view ------------------------------------------------------------------------------
+def _debug_inputs(
+    data: np.ndarray | str, model: Model, samples: int, calib_size: int
+) -> np.ndarray:
+    """The float32 inputs: the array, or ``max(calib_size, samples)`` samples of a dataset spec."""
+    if isinstance(data, str):
+        from edgequant.data.calibration import calibration_samples
+        from edgequant.data.registry import open_dataset
+
+        ds = open_dataset(data, model.input_spec, split="train", num_classes=model.num_classes)
+        data = calibration_samples(ds, max(calib_size, samples))
+    x = np.ascontiguousarray(data, dtype=np.float32)
+    if samples < 1 or len(x) == 0:
+        raise ValidationError(f"need at least one sample, got samples={samples}, {len(x)} given")
+    return x
+
+
+def _runtime_outputs(
+    backend: Backend, art: Artifact, batch: np.ndarray, names: list[str], aliases: dict[str, str]
+) -> LayerOutputs:
+    """The runtime's layer outputs, keyed by our layer names (a folded BN's name -> its conv's)."""
+    raw = backend.layer_outputs(art, batch, [*names, *aliases])
+    out = raw if isinstance(raw, LayerOutputs) else LayerOutputs()  # a plain dict: exact arith
+    if out is not raw:
+        out.update(raw)
+    for bn, conv in aliases.items():  # a runtime that names a conv after its folded BN
+        if bn in out and conv not in out:
+            out[conv] = out.pop(bn)
+            if bn in out.sources:
+                out.sources[conv] = out.sources.pop(bn)
+    return out
+
+
 def debug_artifact(
     artifact: Artifact | str | Path,
     data: np.ndarray | str,
@@ -329,28 +361,11 @@ def debug_artifact(
         raise ValidationError(
             f"model {model.name!r} has no PyTorch module: the per-layer view compares against it"
         )
-    if isinstance(data, str):
-        from edgequant.data.calibration import calibration_samples
-        from edgequant.data.registry import open_dataset
-
-        ds = open_dataset(data, model.input_spec, split="train", num_classes=model.num_classes)
-        data = calibration_samples(ds, max(calib_size, samples))
-    x = np.ascontiguousarray(data, dtype=np.float32)
-    if samples < 1 or len(x) == 0:
-        raise ValidationError(f"need at least one sample, got samples={samples}, {len(x)} given")
+    x = _debug_inputs(data, model, samples, calib_size)
     batch = x[:samples]
     gm, sites, aliases = layer_sites(model.module)
     ref = capture(gm, {s.node for s in sites}, batch)
-    names = [s.name for s in sites] + list(aliases)
-    raw = backend.layer_outputs(art, batch, names)
-    out = raw if isinstance(raw, LayerOutputs) else LayerOutputs()  # a plain dict: exact arith
-    if out is not raw:
-        out.update(raw)
-    for bn, conv in aliases.items():  # a runtime that names a conv after its folded BN
-        if bn in out and conv not in out:
-            out[conv] = out.pop(bn)
-            if bn in out.sources:
-                out.sources[conv] = out.sources.pop(bn)
+    out = _runtime_outputs(backend, art, batch, [s.name for s in sites], aliases)
     arith = get_arithmetic(out.arith_target)
     calib = x if calibration is None else calibration
     sim_model, notes = model, list(out.notes)

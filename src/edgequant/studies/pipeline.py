@@ -21,6 +21,9 @@ from typing import TYPE_CHECKING, Any
 from edgequant.errors import ValidationError
 
 if TYPE_CHECKING:
+    import numpy as np
+
+    from edgequant.data.base import Dataset
     from edgequant.models.base import Model
     from edgequant.results.record import ResultRecord
 
@@ -93,6 +96,25 @@ def _check_study(study: str, keep_float: Sequence[int]) -> None:
         raise ValidationError(f"keep_float values must be >= 0, got {list(keep_float)}")
 
 
+def _lab_data(
+    m: Model, data: str, calib: str | None, calib_samples: int, limit: int | None
+) -> tuple[Dataset, np.ndarray, list[str]]:
+    """The test split of ``data``, calibration samples of ``calib``'s train split, and notes."""
+    from edgequant.console import log
+    from edgequant.data import calibration_samples, open_dataset
+
+    test = open_dataset(data, m.input_spec, split="test", limit=limit)
+    calib_ds = open_dataset(calib or data, m.input_spec, split="train")
+    calibration = calibration_samples(calib_ds, min(calib_samples, len(calib_ds)))
+    notes = []
+    if not calib and data.split(":")[0] != "digits":
+        notes.append(
+            "calibrating on the evaluation data (pass calib= / --calib for held-out images)"
+        )
+        log("note: " + notes[-1])
+    return test, calibration, notes
+
+
 def lab(
     study: str,
     model: str | Model,
@@ -127,8 +149,6 @@ def lab(
     """
     import torch
 
-    from edgequant.console import log
-    from edgequant.data import calibration_samples, open_dataset
     from edgequant.models.loader import load_model
     from edgequant.studies import lab as studies
 
@@ -137,15 +157,7 @@ def lab(
     m = load_model(model, weights=weights, arch=arch) if isinstance(model, str) else model
     if m.module is None:
         raise ValidationError("the lab simulates PyTorch models; an .onnx file cannot be simulated")
-    test = open_dataset(data, m.input_spec, split="test", limit=limit)
-    calib_ds = open_dataset(calib or data, m.input_spec, split="train")
-    calibration = calibration_samples(calib_ds, min(calib_samples, len(calib_ds)))
-    notes = []
-    if not calib and data.split(":")[0] != "digits":
-        notes.append(
-            "calibrating on the evaluation data (pass calib= / --calib for held-out images)"
-        )
-        log("note: " + notes[-1])
+    test, calibration, notes = _lab_data(m, data, calib, calib_samples, limit)
     ev = studies.Evaluation.from_arrays(m, test.spec, test.load_all(), test.labels)
     runs = Path(output)
     records = [studies.fp32_record(ev, runs)]
