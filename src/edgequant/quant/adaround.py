@@ -44,15 +44,22 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import cast
+from dataclasses import dataclass, replace
+from typing import TypedDict, Unpack, cast
 
 import numpy as np
 import torch
 import torch.nn as nn
 
 from edgequant.errors import ValidationError
-from edgequant.quant.adaround_data import _inputs, _simulator, _targets
+from edgequant.quant.adaround_data import (
+    _batch_rows,
+    _inputs,
+    _simulator,
+    _targets,
+    sweep,
+    traced,
+)
 from edgequant.quant.fake_quant import weight_qparams
 from edgequant.quant.scheme import Scheme, TensorQuant
 
@@ -67,7 +74,9 @@ class AdaRoundConfig:
     ``pool_floats`` / row length); ``batch_rows``: rows per Adam step; ``reg``: λ;
     ``quant_inputs``: take ``x̂`` from the scheme's simulator (activations fake-quantized as the
     runtime will, earlier layers rounded) instead of the float model; ``through_activation``:
-    reconstruct ``f(W̃x̂)`` with the ReLU/ReLU6/clip the runtime fuses after the layer.
+    reconstruct ``f(W̃x̂)`` with the ReLU/ReLU6/clip the runtime fuses after the layer;
+    ``cache_activations``: one node-by-node pass of the graph instead of a partial forward per
+    layer (same inputs, O(L) instead of O(L²) work; needs a ``torch.fx``-traceable model).
 
     Example:
         >>> AdaRoundConfig().iterations
@@ -87,6 +96,7 @@ class AdaRoundConfig:
     seed: int = 0
     quant_inputs: bool = True
     through_activation: bool = True
+    cache_activations: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -302,30 +312,40 @@ def _check_reproduced(w: torch.Tensor, grid: WeightGrid, name: str) -> None:
 GridFor = Callable[[str, nn.Module], WeightGrid | None]
 
 
+class AdaRoundOptions(TypedDict, total=False):
+    """The keyword options of :func:`adaround_module` and :func:`apply_adaround`: ``grid`` (a
+    :class:`WeightGrid`, or ``(layer name, layer) -> WeightGrid | None`` so a runtime can give
+    each layer its own grid, e.g. 7-bit where its kernels would saturate; None leaves that layer
+    alone; default: the scheme's weight quantizer, restricted symmetric range) and ``config``."""
+
+    grid: WeightGrid | GridFor | None
+    config: AdaRoundConfig | None
+
+
+def _grids(
+    layers: dict[str, nn.Module], scheme: Scheme, grid: WeightGrid | GridFor | None
+) -> dict[str, WeightGrid]:
+    if scheme.weights is None:
+        raise ValidationError(f"adaround needs integer weights; scheme {scheme.name} has none")
+    if grid is None or isinstance(grid, WeightGrid):
+        fixed = grid or WeightGrid.from_tensor_quant(scheme.weights)
+        return dict.fromkeys(layers, fixed)
+    return {n: g for n, m in layers.items() if (g := grid(n, m)) is not None}
+
+
 def adaround_module(
     module: nn.Module,
     scheme: Scheme,
     calibration: np.ndarray | torch.Tensor,
-    *,
-    grid: WeightGrid | GridFor | None = None,
-    config: AdaRoundConfig | None = None,
+    **options: Unpack[AdaRoundOptions],
 ) -> tuple[nn.Module, list[LayerStats]]:
-    """A copy of ``module`` whose conv/linear weights are AdaRound-ed onto ``grid`` (default: the
-    scheme's weight quantizer with the restricted symmetric range), and per-layer stats.
-
-    ``grid`` may be a function ``(layer name, layer) -> WeightGrid | None`` so a runtime can give
-    each layer its own grid (e.g. 7-bit where its kernels would saturate); ``None`` leaves that
-    layer alone. BN must already be folded (:func:`apply_adaround` does it).
+    """A copy of ``module`` whose conv/linear weights are AdaRound-ed onto the grid (see
+    :class:`AdaRoundOptions`), and per-layer stats in execution order. BN must already be folded
+    (:func:`apply_adaround` does it). With ``config.cache_activations`` (default) the inputs come
+    from one node-by-node pass of the simulator (the same values as one partial forward per
+    layer, at the cost of one forward).
     """
-    cfg = config or AdaRoundConfig()
-    if scheme.weights is None:
-        raise ValidationError(f"adaround needs integer weights; scheme {scheme.name} has none")
-    default = WeightGrid.from_tensor_quant(scheme.weights)
-    fixed: WeightGrid = grid if isinstance(grid, WeightGrid) else default
-
-    def grid_for(name: str, mod: nn.Module) -> WeightGrid | None:
-        return grid(name, mod) if grid is not None and not isinstance(grid, WeightGrid) else fixed
-
+    cfg = options.get("config") or AdaRoundConfig()
     x = torch.as_tensor(np.asarray(calibration, dtype=np.float32))[: cfg.max_images]
     if x.shape[0] == 0:
         raise ValidationError("adaround needs calibration data; the calibration set is empty")
@@ -335,33 +355,39 @@ def adaround_module(
     layers: dict[str, nn.Module] = {
         n: m for n, m in ref.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)
     }
-    grids = {n: g for n, m in layers.items() if (g := grid_for(n, m)) is not None}
+    grids = _grids(layers, scheme, options.get("grid"))
     order, pos, targets = _targets(ref, layers, grids, x, cfg)
     sim, acts = _simulator(out, scheme, x, cfg)
-    stats = []
-    for i, name in enumerate(order):
+    stats: dict[str, LayerStats] = {}
+
+    def learn(name: str, inputs: list[torch.Tensor]) -> None:
         layer = out.get_submodule(name)
-        weight = cast(torch.Tensor, layer.weight)
-        rows = _inputs(sim if sim is not None else out, name, layer, pos[name], x, cfg.batch_size)
+        rows = _batch_rows(layer, inputs, pos[name])
+        layer_cfg = replace(cfg, seed=cfg.seed + order.index(name))
         tgt = torch.cat(targets.pop(name))
-        layer_cfg = AdaRoundConfig(**{**cfg.__dict__, "seed": cfg.seed + i})
-        new_w, st = round_layer(layer, rows, tgt, grids[name], layer_cfg, name, acts.get(name))
+        new_w, stats[name] = round_layer(
+            layer, rows, tgt, grids[name], layer_cfg, name, acts.get(name)
+        )
         _check_reproduced(new_w, grids[name], name)
         with torch.no_grad():
-            weight.copy_(new_w)
+            cast(torch.Tensor, layer.weight).copy_(new_w)
             if sim is not None:
                 cast(torch.Tensor, sim.get_submodule(f"{name}.inner").weight).copy_(new_w)
-        stats.append(st)
-    return out, stats
+
+    gm = traced(out, sim) if cfg.cache_activations else None
+    if gm is not None:
+        sweep(gm, x, cfg.batch_size, set(order), learn)
+    model = gm if gm is not None else sim if sim is not None else out
+    for name in [n for n in order if n not in stats]:  # uncached (or missed by the graph)
+        learn(name, _inputs(model, name, x, cfg.batch_size))
+    return out, [stats[n] for n in order]
 
 
 def apply_adaround(
     module: nn.Module,
     scheme: Scheme,
     calibration: np.ndarray | torch.Tensor,
-    *,
-    grid: WeightGrid | GridFor | None = None,
-    config: AdaRoundConfig | None = None,
+    **options: Unpack[AdaRoundOptions],
 ) -> nn.Module:
     """BN folded, then every conv/linear AdaRound-ed onto the runtime's grid (see module doc).
 
@@ -381,11 +407,12 @@ def apply_adaround(
     from edgequant.quant.bn_fold import fold_batchnorm
 
     folded, _ = fold_batchnorm(module)
-    return adaround_module(folded, scheme, calibration, grid=grid, config=config)[0]
+    return adaround_module(folded, scheme, calibration, **options)[0]
 
 
 __all__ = [
     "AdaRoundConfig",
+    "AdaRoundOptions",
     "GridFor",
     "LayerStats",
     "WeightGrid",
