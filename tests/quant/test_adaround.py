@@ -274,3 +274,17 @@ def test_cached_sweep_equals_one_partial_forward_per_layer(quant_inputs: bool) -
     assert sum(s.flipped_pct > 0 for s in st_c) >= 2  # and it did learn something
     for s in st_c:
         assert s.mse_adaround <= s.mse_nearest
+
+
+def test_bias_shift_lowers_the_first_layers_error_and_keeps_the_codes() -> None:
+    net, x = _net(), _calib()
+    on, st_on = adaround_module(net, get_scheme("w4a8"), x, config=FAST)
+    plain = AdaRoundConfig(**{**FAST.__dict__, "correct_bias": False})
+    off, st_off = adaround_module(net, get_scheme("w4a8"), x, config=plain)
+    # layer 0 sees the same input in both runs: the same learnt codes, a better bias
+    assert torch.equal(on[0].weight, off[0].weight)
+    assert torch.equal(off[0].bias, net[0].bias) and not torch.equal(on[0].bias, net[0].bias)
+    assert st_on[0].mse_adaround < st_off[0].mse_adaround
+    assert _layer_mse(net, on, x, 0) < _layer_mse(net, off, x, 0)
+    for s in st_on:
+        assert s.mse_adaround <= s.mse_nearest
