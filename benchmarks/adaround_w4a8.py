@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         (np.arange(half), np.arange(half, len(x))),
         (np.arange(half, len(x)), np.arange(half)),
     ]
-    todo = splits if args.half is None else [splits[1 - args.half]]  # half K: calibrate on K
+    todo = splits if args.half is None else [splits[1 - args.half]]  # --half K: score half K
     ref = _batched(model.module.eval(), x[np.concatenate([s for _, s in todo])])
     ref_all = np.zeros((len(x), ref.shape[1]), np.float32)
     ref_all[np.concatenate([s for _, s in todo])] = ref
