@@ -7,8 +7,9 @@ once by a model that never saw it (the proxy of ``benchmarks/int8_accuracy.py --
 figures when only a few hundred labelled images exist). Rows: fp32 (eager PyTorch), the
 scheme with round-to-nearest weights, with ``bias_correction``, and with ``adaround`` (the
 technique, at ``--iterations`` per layer; its inputs come from the scheme's simulator, with
-activations quantized, and each layer is reconstructed through its fused ReLU/ReLU6 unless
-``--float-inputs`` / ``--no-activation``). Accuracy only: no timing.
+activations quantized, each layer is reconstructed through its fused ReLU/ReLU6 and its bias
+then shifted by the mean output error, unless ``--float-inputs`` / ``--no-activation`` /
+``--no-bias-shift``). Accuracy only: no timing.
 
 Example:
     $ python benchmarks/adaround_w4a8.py --data imagenet:/work/shared/data/imagenet-dev
@@ -55,10 +56,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="reconstruct the layer output before its ReLU/ReLU6 (default: through it)",
     )
     p.add_argument(
+        "--no-bias-shift",
+        action="store_true",
+        help="keep the biases (default: shift each by its channel's mean error after rounding)",
+    )
+    p.add_argument(
         "--variants",
         default="nearest,bias_correction,adaround",
         help="comma-separated rows to compute (default: all three)",
     )
+    p.add_argument(
+        "--half",
+        type=int,
+        choices=(0, 1),
+        help="compute only this half's scores and save them under --pieces (one process a half)",
+    )
+    p.add_argument("--pieces", type=Path, help="folder of per-half results (--half / --merge)")
+    p.add_argument("--tag", default="", help="with --half: the row's name (default: variant)")
+    p.add_argument("--merge", action="store_true", help="the table from the pieces in --pieces")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     return p.parse_args(argv)
@@ -103,6 +118,7 @@ def _variant_logits(
             reg=args.reg,
             quant_inputs=not args.float_inputs,
             through_activation=not args.no_activation,
+            correct_bias=not args.no_bias_shift,
         )
         module, stats = adaround_module(folded, scheme, calib, config=cfg)
         extra["layers"] = len(stats)
@@ -121,8 +137,54 @@ def _variant_logits(
     return _batched(sim, x), extra
 
 
+def _table(pieces: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], float]:
+    """Rows (top-1, drop, agreement, SQNR) from the two halves' pieces of each row (logits,
+    fp32 logits, labels) and the fp32 top-1."""
+    names = list(dict.fromkeys(p["rounding"] for p in pieces))
+    rows, fp32_top1 = [], 0.0
+    for name in names:
+        mine = [p for p in pieces if p["rounding"] == name]
+        out, ref, labels = (
+            np.concatenate([p[k] for p in mine]) for k in ("logits", "ref", "labels")
+        )
+        if len(mine) != 2:
+            raise SystemExit(f"{name}: {len(mine)} of 2 halves; compute the missing --half")
+        fp32_top1 = 100 * float((ref.argmax(1) == labels).mean())
+        top1 = 100 * float((out.argmax(1) == labels).mean())
+        rows.append(
+            {
+                "rounding": name,
+                "top1_pct": round(top1, 2),
+                "drop_points": round(fp32_top1 - top1, 2),
+                "agreement_pct": round(100 * float((out.argmax(1) == ref.argmax(1)).mean()), 2),
+                "logits_sqnr_db": round(_sqnr(ref, out), 2),
+                "details": [p["extra"] for p in mine],
+            }
+        )
+    return rows, fp32_top1
+
+
+def _load_pieces(folder: Path) -> list[dict[str, Any]]:
+    pieces = []
+    for f in sorted(folder.glob("*-h[01].npz")):
+        z = np.load(f)
+        pieces.append(
+            {
+                "rounding": f.stem[:-3],
+                **{k: z[k] for k in ("logits", "ref", "labels")},
+                "extra": json.loads(str(z["extra"])),
+            }
+        )
+    return pieces
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.merge:
+        pieces = _load_pieces(args.pieces)
+        rows, fp32_top1 = _table(pieces)
+        print(json.dumps({"fp32_top1_pct": round(fp32_top1, 2), "results": rows}, indent=2))
+        return 0
     import torch
 
     from edgequant.data import open_dataset
@@ -145,28 +207,37 @@ def main(argv: list[str] | None = None) -> int:
         (np.arange(half), np.arange(half, len(x))),
         (np.arange(half, len(x)), np.arange(half)),
     ]
-    ref = _batched(model.module.eval(), x)
-    fp32_top1 = 100 * float((ref.argmax(1) == labels).mean())
-    rows = []
-    print(f"fp32: top-1 {fp32_top1:.2f}%", file=sys.stderr, flush=True)
+    todo = splits if args.half is None else [splits[1 - args.half]]  # --half K: score half K
+    ref = _batched(model.module.eval(), x[np.concatenate([s for _, s in todo])])
+    ref_all = np.zeros((len(x), ref.shape[1]), np.float32)
+    ref_all[np.concatenate([s for _, s in todo])] = ref
+    pieces = []
     for variant in args.variants.split(","):
-        out = np.zeros_like(ref)
-        extras = []
-        for cal, score in splits:
+        out, extras = np.zeros_like(ref_all), []
+        for cal, score in todo:
             out[score], extra = _variant_logits(model, scheme, variant, x[cal], x[score], args)
             extras.append(extra)
-        top1 = 100 * float((out.argmax(1) == labels).mean())
-        rows.append(
-            {
-                "rounding": variant,
-                "top1_pct": round(top1, 2),
-                "drop_points": round(fp32_top1 - top1, 2),
-                "agreement_pct": round(100 * float((out.argmax(1) == ref.argmax(1)).mean()), 2),
-                "logits_sqnr_db": round(_sqnr(ref, out), 2),
-                "details": extras,
-            }
-        )
-        print(f"{variant}: top-1 {top1:.2f}% {extras}", file=sys.stderr, flush=True)
+            pieces.append(
+                {
+                    "rounding": args.tag or variant,
+                    "score": score,
+                    "logits": out[score],
+                    "ref": ref_all[score],
+                    "labels": labels[score],
+                    "extra": extra,
+                }
+            )
+        print(f"{args.tag or variant}: {extras}", file=sys.stderr, flush=True)
+    if args.half is not None:
+        args.pieces.mkdir(parents=True, exist_ok=True)
+        for pc in pieces:
+            np.savez(
+                args.pieces / f"{pc['rounding']}-h{args.half}.npz",
+                **{k: v for k, v in pc.items() if k not in ("extra", "rounding")},
+                extra=json.dumps(pc["extra"]),
+            )
+        return 0
+    rows, fp32_top1 = _table(pieces)
     cpu = cpu_profile()
     doc = {
         "model": args.model,
@@ -183,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
             "reg": args.reg,
             "quant_inputs": not args.float_inputs,
             "through_activation": not args.no_activation,
+            "bias_shift": not args.no_bias_shift,
         },
         "fp32_top1_pct": round(fp32_top1, 2),
         "results": rows,

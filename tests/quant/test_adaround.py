@@ -239,3 +239,52 @@ def test_untraceable_model_falls_back_to_float_inputs() -> None:
     assert stats[0].mse_adaround <= stats[0].mse_nearest
     w, tq = ada.conv.weight, get_scheme("w4a8").weights
     assert torch.equal(fake_quant_weight(w, *weight_qparams(w, tq), tq), w)
+
+
+class _Residual(nn.Module):
+    """conv-ReLU, then an inverted-residual-like block whose input is reused by a skip add (the
+    cached sweep must keep it alive past the block's first layer)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.expand = nn.Conv2d(8, 16, 1)
+        self.dw = nn.Conv2d(16, 16, 3, padding=1, groups=16)
+        self.project = nn.Conv2d(16, 8, 1)
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.stem(x))
+        z = self.project(torch.clamp(self.dw(torch.clamp(self.expand(y), 0, 6)), 0, 6))
+        return self.fc((y + z).mean((2, 3)))
+
+
+@pytest.mark.parametrize("quant_inputs", [True, False])
+def test_cached_sweep_equals_one_partial_forward_per_layer(quant_inputs: bool) -> None:
+    net, x = _Residual().eval(), _calib(12)
+    base = AdaRoundConfig(iterations=40, batch_rows=128, batch_size=5, quant_inputs=quant_inputs)
+    cached, st_c = adaround_module(net, get_scheme("w4a8"), x, config=base)
+    slow = AdaRoundConfig(**{**base.__dict__, "cache_activations": False})
+    uncached, st_u = adaround_module(net, get_scheme("w4a8"), x, config=slow)
+    assert [s.layer for s in st_c] == ["stem", "expand", "dw", "project", "fc"]
+    assert st_c == st_u  # the same inputs, hence the same learnt rounding, bit for bit
+    for pc, pu in zip(cached.parameters(), uncached.parameters(), strict=True):
+        assert torch.equal(pc, pu)
+    assert sum(s.flipped_pct > 0 for s in st_c) >= 2  # and it did learn something
+    for s in st_c:
+        assert s.mse_adaround <= s.mse_nearest
+
+
+def test_bias_shift_lowers_the_first_layers_error_and_keeps_the_codes() -> None:
+    net, x = _net(), _calib()
+    on, st_on = adaround_module(net, get_scheme("w4a8"), x, config=FAST)
+    plain = AdaRoundConfig(**{**FAST.__dict__, "correct_bias": False})
+    off, st_off = adaround_module(net, get_scheme("w4a8"), x, config=plain)
+    # layer 0 sees the same input in both runs: the same learnt codes, a better bias
+    assert torch.equal(on[0].weight, off[0].weight)
+    assert torch.equal(off[0].bias, net[0].bias) and not torch.equal(on[0].bias, net[0].bias)
+    assert st_on[0].mse_adaround < st_off[0].mse_adaround
+    assert _layer_mse(net, on, x, 0) < _layer_mse(net, off, x, 0)
+    for s in st_on:
+        assert s.mse_adaround <= s.mse_nearest

@@ -16,7 +16,8 @@ layer and on calibration inputs, whether each weight goes to ``floor(w/s)`` or `
 * positions are sampled: a pool of im2col rows per layer, a mini-batch of them per Adam step
   (vectorised over groups, so depthwise convs cost a multiply-add);
 * at the end ``h ≥ ½`` rounds up; an output channel whose learnt rounding is not better than
-  nearest on the pool keeps nearest (channels are independent terms of the loss).
+  nearest on the pool keeps nearest (channels are independent terms of the loss); then each
+  channel's bias takes its mean output error where that lowers the channel's MSE.
 
 The grid is the **target runtime's**: :class:`WeightGrid` holds bits, granularity and the scale
 rule its quantizer applies (default: symmetric restricted range, ``max|w| / (2^(b−1)−1)`` per
@@ -44,15 +45,22 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import cast
+from dataclasses import dataclass, replace
+from typing import TypedDict, Unpack, cast
 
 import numpy as np
 import torch
 import torch.nn as nn
 
 from edgequant.errors import ValidationError
-from edgequant.quant.adaround_data import _inputs, _simulator, _targets
+from edgequant.quant.adaround_data import (
+    _batch_rows,
+    _inputs,
+    _simulator,
+    _targets,
+    sweep,
+    traced,
+)
 from edgequant.quant.fake_quant import weight_qparams
 from edgequant.quant.scheme import Scheme, TensorQuant
 
@@ -67,7 +75,11 @@ class AdaRoundConfig:
     ``pool_floats`` / row length); ``batch_rows``: rows per Adam step; ``reg``: λ;
     ``quant_inputs``: take ``x̂`` from the scheme's simulator (activations fake-quantized as the
     runtime will, earlier layers rounded) instead of the float model; ``through_activation``:
-    reconstruct ``f(W̃x̂)`` with the ReLU/ReLU6/clip the runtime fuses after the layer.
+    reconstruct ``f(W̃x̂)`` with the ReLU/ReLU6/clip the runtime fuses after the layer;
+    ``cache_activations``: one node-by-node pass of the graph instead of a partial forward per
+    layer (same inputs, O(L) instead of O(L²) work; needs a ``torch.fx``-traceable model);
+    ``correct_bias``: after rounding, shift each channel's bias by its mean output error on the
+    rows where that lowers the channel's MSE (empirical bias correction; the bias stays float).
 
     Example:
         >>> AdaRoundConfig().iterations
@@ -87,6 +99,8 @@ class AdaRoundConfig:
     seed: int = 0
     quant_inputs: bool = True
     through_activation: bool = True
+    cache_activations: bool = True
+    correct_bias: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -218,37 +232,33 @@ def _identity(t: torch.Tensor) -> torch.Tensor:
 
 
 # --- the optimisation of one layer -----------------------------------------------------------
-def round_layer(
+Act = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _learn_v(
     layer: nn.Module,
     rows: torch.Tensor,
     target: torch.Tensor,
-    grid: WeightGrid,
+    grid_codes: tuple[torch.Tensor, torch.Tensor, torch.Tensor, int],
+    bias: torch.Tensor | None,
     config: AdaRoundConfig,
-    name: str = "",
-    act: Callable[[torch.Tensor], torch.Tensor] | None = None,
-) -> tuple[torch.Tensor, LayerStats]:
-    """The learnt on-grid weight of ``layer`` for input rows ``rows`` (R, g, K) and fp32 output
-    ``target`` (R, O) (before ``act``, the activation fused after the layer, which both sides go
-    through); and its :class:`LayerStats`."""
-    f: Callable[[torch.Tensor], torch.Tensor] = act if act is not None else _identity
-    target = f(target)
-    weight, b = cast(torch.Tensor, layer.weight), cast("torch.Tensor | None", layer.bias)
-    w = weight.detach().float()
-    bias = None if b is None else b.detach().float()
-    s, floor, pinned = on_grid(w, grid)
+    f: Act,
+) -> torch.Tensor:
+    """Adam on ``V`` (the loss of the module doc) from ``(scale, floor, pinned, qmax)``;
+    returns the final ``V``."""
+    s, floor, pinned, qmax = grid_codes
+    w = cast(torch.Tensor, layer.weight).detach().float()
     rest = (w / s - floor).clamp(0.0, 1.0)
     p = ((rest - GAMMA) / (ZETA - GAMMA)).clamp(1e-4, 1 - 1e-4)
     v = torch.log(p / (1 - p)).requires_grad_(True)
     learn = (~pinned).float()
-    nearest = _nearest(w, s, floor, pinned, grid.qmax)
-    with torch.no_grad():  # per output channel: channels do not interact in the loss
+    nearest = _nearest(w, s, floor, pinned, qmax)
+    with torch.no_grad():
         y = f(_apply(rows, _layer_matrix(layer, nearest * s), bias))
-        near_ch = ((y - target) ** 2).mean(0)
-    norm = max(float(near_ch.mean()), 1e-20)
+        norm = max(float(((y - target) ** 2).mean()), 1e-20)
     m1, m2 = torch.zeros_like(v), torch.zeros_like(v)  # Adam moments (no torch.optim import)
     gen = torch.Generator().manual_seed(config.seed)
-    n_rows = rows.shape[0]
-    warm = int(config.warmup * config.iterations)
+    n_rows, warm = rows.shape[0], int(config.warmup * config.iterations)
     for it in range(config.iterations):
         idx = (
             torch.randint(0, n_rows, (config.batch_rows,), generator=gen)
@@ -256,7 +266,7 @@ def round_layer(
             else slice(None)
         )
         h = rectified_sigmoid(v)
-        q = torch.clamp(floor + h * learn, -grid.qmax, grid.qmax)
+        q = torch.clamp(floor + h * learn, -qmax, qmax)
         y = f(_apply(rows[idx], _layer_matrix(layer, q * s), bias))
         loss = ((y - target[idx]) ** 2).mean() / norm
         if it >= warm:
@@ -270,21 +280,71 @@ def round_layer(
             m2.mul_(0.999).addcmul_(grad, grad, value=0.001)
             step = config.lr * math.sqrt(1 - 0.999 ** (it + 1)) / (1 - 0.9 ** (it + 1))
             v.sub_(step * m1 / (m2.sqrt() + 1e-8))
-    with torch.no_grad():
-        hard = torch.where(
-            pinned, floor, torch.clamp(floor + (v >= 0).float(), -grid.qmax, grid.qmax)
-        )
-        ada_ch = ((f(_apply(rows, _layer_matrix(layer, hard * s), bias)) - target) ** 2).mean(0)
+    return v.detach()
+
+
+def round_layer(
+    layer: nn.Module,
+    rows: torch.Tensor,
+    target: torch.Tensor,
+    grid: WeightGrid,
+    config: AdaRoundConfig,
+    name: str = "",
+    act: Act | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None, LayerStats]:
+    """The learnt on-grid weight of ``layer`` for input rows ``rows`` (R, g, K) and fp32 output
+    ``target`` (R, O) (before ``act``, the activation fused after the layer, which both sides go
+    through), its bias (shifted by the mean error with ``config.correct_bias``; None when the
+    layer has none) and its :class:`LayerStats`."""
+    f: Act = act if act is not None else _identity
+    post = f(target)
+    weight, b = cast(torch.Tensor, layer.weight), cast("torch.Tensor | None", layer.bias)
+    w = weight.detach().float()
+    bias = None if b is None else b.detach().float()
+    s, floor, pinned = on_grid(w, grid)
+    v = _learn_v(layer, rows, post, (s, floor, pinned, grid.qmax), bias, config, f)
+    nearest = _nearest(w, s, floor, pinned, grid.qmax)
+    hard = torch.where(pinned, floor, torch.clamp(floor + (v >= 0).float(), -grid.qmax, grid.qmax))
+    with torch.no_grad():  # per output channel: channels do not interact in the loss
+        near_ch = ((f(_apply(rows, _layer_matrix(layer, nearest * s), bias)) - post) ** 2).mean(0)
+        y_ada = _apply(rows, _layer_matrix(layer, hard * s), bias)
+    ada_ch = ((f(y_ada) - post) ** 2).mean(0)
     better = ada_ch < near_ch  # a channel whose learnt rounding is not better keeps nearest
     codes = torch.where(better.reshape(-1, *([1] * (w.dim() - 1))), hard, nearest)
+    ch_mse = torch.where(better, ada_ch, near_ch)
+    new_bias = bias
+    if config.correct_bias:
+        new_bias, ch_mse = _shift_bias(rows, target, layer, codes * s, bias, ch_mse, f)
     stats = LayerStats(
         layer=name,
         mse_nearest=float(near_ch.mean()),
-        mse_adaround=float(torch.where(better, ada_ch, near_ch).mean()),
+        mse_adaround=float(ch_mse.mean()),
         flipped_pct=100.0 * float((codes != nearest).float().mean()),
         kept_nearest=not bool(better.any()),
     )
-    return (codes * s).to(weight.dtype), stats
+    out_bias = None if new_bias is None or b is None else new_bias.to(b.dtype)
+    return (codes * s).to(weight.dtype), out_bias, stats
+
+
+def _shift_bias(
+    rows: torch.Tensor,
+    target: torch.Tensor,
+    layer: nn.Module,
+    w_q: torch.Tensor,
+    bias: torch.Tensor | None,
+    ch_mse: torch.Tensor,
+    f: Act,
+) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """Empirical bias correction after rounding: add each channel's mean output error (before
+    the activation) to its bias where that lowers the channel's MSE; ``(bias, channel MSE)``."""
+    if bias is None:
+        return None, ch_mse
+    with torch.no_grad():
+        y = _apply(rows, _layer_matrix(layer, w_q), bias)
+        delta = (target - y).mean(0)
+        shifted = ((f(y + delta) - f(target)) ** 2).mean(0)
+    keep = shifted < ch_mse
+    return bias + torch.where(keep, delta, 0.0), torch.where(keep, shifted, ch_mse)
 
 
 def _check_reproduced(w: torch.Tensor, grid: WeightGrid, name: str) -> None:
@@ -302,30 +362,40 @@ def _check_reproduced(w: torch.Tensor, grid: WeightGrid, name: str) -> None:
 GridFor = Callable[[str, nn.Module], WeightGrid | None]
 
 
+class AdaRoundOptions(TypedDict, total=False):
+    """The keyword options of :func:`adaround_module` and :func:`apply_adaround`: ``grid`` (a
+    :class:`WeightGrid`, or ``(layer name, layer) -> WeightGrid | None`` so a runtime can give
+    each layer its own grid, e.g. 7-bit where its kernels would saturate; None leaves that layer
+    alone; default: the scheme's weight quantizer, restricted symmetric range) and ``config``."""
+
+    grid: WeightGrid | GridFor | None
+    config: AdaRoundConfig | None
+
+
+def _grids(
+    layers: dict[str, nn.Module], scheme: Scheme, grid: WeightGrid | GridFor | None
+) -> dict[str, WeightGrid]:
+    if scheme.weights is None:
+        raise ValidationError(f"adaround needs integer weights; scheme {scheme.name} has none")
+    if grid is None or isinstance(grid, WeightGrid):
+        fixed = grid or WeightGrid.from_tensor_quant(scheme.weights)
+        return dict.fromkeys(layers, fixed)
+    return {n: g for n, m in layers.items() if (g := grid(n, m)) is not None}
+
+
 def adaround_module(
     module: nn.Module,
     scheme: Scheme,
     calibration: np.ndarray | torch.Tensor,
-    *,
-    grid: WeightGrid | GridFor | None = None,
-    config: AdaRoundConfig | None = None,
+    **options: Unpack[AdaRoundOptions],
 ) -> tuple[nn.Module, list[LayerStats]]:
-    """A copy of ``module`` whose conv/linear weights are AdaRound-ed onto ``grid`` (default: the
-    scheme's weight quantizer with the restricted symmetric range), and per-layer stats.
-
-    ``grid`` may be a function ``(layer name, layer) -> WeightGrid | None`` so a runtime can give
-    each layer its own grid (e.g. 7-bit where its kernels would saturate); ``None`` leaves that
-    layer alone. BN must already be folded (:func:`apply_adaround` does it).
+    """A copy of ``module`` whose conv/linear weights are AdaRound-ed onto the grid (see
+    :class:`AdaRoundOptions`), and per-layer stats in execution order. BN must already be folded
+    (:func:`apply_adaround` does it). With ``config.cache_activations`` (default) the inputs come
+    from one node-by-node pass of the simulator (the same values as one partial forward per
+    layer, at the cost of one forward).
     """
-    cfg = config or AdaRoundConfig()
-    if scheme.weights is None:
-        raise ValidationError(f"adaround needs integer weights; scheme {scheme.name} has none")
-    default = WeightGrid.from_tensor_quant(scheme.weights)
-    fixed: WeightGrid = grid if isinstance(grid, WeightGrid) else default
-
-    def grid_for(name: str, mod: nn.Module) -> WeightGrid | None:
-        return grid(name, mod) if grid is not None and not isinstance(grid, WeightGrid) else fixed
-
+    cfg = options.get("config") or AdaRoundConfig()
     x = torch.as_tensor(np.asarray(calibration, dtype=np.float32))[: cfg.max_images]
     if x.shape[0] == 0:
         raise ValidationError("adaround needs calibration data; the calibration set is empty")
@@ -335,33 +405,41 @@ def adaround_module(
     layers: dict[str, nn.Module] = {
         n: m for n, m in ref.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)
     }
-    grids = {n: g for n, m in layers.items() if (g := grid_for(n, m)) is not None}
+    grids = _grids(layers, scheme, options.get("grid"))
     order, pos, targets = _targets(ref, layers, grids, x, cfg)
     sim, acts = _simulator(out, scheme, x, cfg)
-    stats = []
-    for i, name in enumerate(order):
+    stats: dict[str, LayerStats] = {}
+
+    def learn(name: str, inputs: list[torch.Tensor]) -> None:
         layer = out.get_submodule(name)
-        weight = cast(torch.Tensor, layer.weight)
-        rows = _inputs(sim if sim is not None else out, name, layer, pos[name], x, cfg.batch_size)
+        rows = _batch_rows(layer, inputs, pos[name])
+        layer_cfg = replace(cfg, seed=cfg.seed + order.index(name))
         tgt = torch.cat(targets.pop(name))
-        layer_cfg = AdaRoundConfig(**{**cfg.__dict__, "seed": cfg.seed + i})
-        new_w, st = round_layer(layer, rows, tgt, grids[name], layer_cfg, name, acts.get(name))
+        new_w, new_b, stats[name] = round_layer(
+            layer, rows, tgt, grids[name], layer_cfg, name, acts.get(name)
+        )
         _check_reproduced(new_w, grids[name], name)
+        copies = [layer] if sim is None else [layer, sim.get_submodule(f"{name}.inner")]
         with torch.no_grad():
-            weight.copy_(new_w)
-            if sim is not None:
-                cast(torch.Tensor, sim.get_submodule(f"{name}.inner").weight).copy_(new_w)
-        stats.append(st)
-    return out, stats
+            for mod in copies:
+                cast(torch.Tensor, mod.weight).copy_(new_w)
+                if new_b is not None:
+                    cast(torch.Tensor, mod.bias).copy_(new_b)
+
+    gm = traced(out, sim) if cfg.cache_activations else None
+    if gm is not None:
+        sweep(gm, x, cfg.batch_size, set(order), learn)
+    model = gm if gm is not None else sim if sim is not None else out
+    for name in [n for n in order if n not in stats]:  # uncached (or missed by the graph)
+        learn(name, _inputs(model, name, x, cfg.batch_size))
+    return out, [stats[n] for n in order]
 
 
 def apply_adaround(
     module: nn.Module,
     scheme: Scheme,
     calibration: np.ndarray | torch.Tensor,
-    *,
-    grid: WeightGrid | GridFor | None = None,
-    config: AdaRoundConfig | None = None,
+    **options: Unpack[AdaRoundOptions],
 ) -> nn.Module:
     """BN folded, then every conv/linear AdaRound-ed onto the runtime's grid (see module doc).
 
@@ -381,11 +459,12 @@ def apply_adaround(
     from edgequant.quant.bn_fold import fold_batchnorm
 
     folded, _ = fold_batchnorm(module)
-    return adaround_module(folded, scheme, calibration, grid=grid, config=config)[0]
+    return adaround_module(folded, scheme, calibration, **options)[0]
 
 
 __all__ = [
     "AdaRoundConfig",
+    "AdaRoundOptions",
     "GridFor",
     "LayerStats",
     "WeightGrid",

@@ -155,31 +155,80 @@ def _groups(mod: nn.Module) -> int:
     return int(mod.groups) if isinstance(mod, nn.Conv2d) else 1
 
 
-def _inputs(
-    model: nn.Module,
-    name: str,
-    layer: nn.Module,
-    pos: torch.Tensor,
-    x: torch.Tensor,
-    batch_size: int,
-) -> torch.Tensor:
-    """im2col rows of ``layer`` (module ``name`` of ``model``) for its input in ``model``
-    (earlier layers already rounded)."""
+def _batch_rows(layer: nn.Module, inputs: list[torch.Tensor], pos: torch.Tensor) -> torch.Tensor:
+    """im2col rows of ``layer`` for its per-batch inputs, at each image's sampled positions."""
+    got, start = [], 0
+    for inp in inputs:
+        got.append(_rows(layer, inp.detach(), pos[start : start + inp.shape[0]]))
+        start += inp.shape[0]
+    return torch.cat(got)
+
+
+def _inputs(model: nn.Module, name: str, x: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """Per-batch inputs of module ``name`` of ``model`` (earlier layers already rounded): one
+    partial forward per layer (the uncached path)."""
     got: list[torch.Tensor] = []
-    start = [0]
 
     def fn(mod: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-        p = pos[start[0] : start[0] + args[0].shape[0]]
-        got.append(_rows(layer, args[0].detach(), p))
+        got.append(args[0].detach())
         raise _Stop
 
     handle = model.get_submodule(name).register_forward_pre_hook(fn)
     try:
         with torch.no_grad():
             for i in range(0, x.shape[0], batch_size):
-                start[0] = i
                 with contextlib.suppress(_Stop):
                     model(x[i : i + batch_size])
     finally:
         handle.remove()
-    return torch.cat(got)
+    return got
+
+
+def traced(model: nn.Module, sim: nn.Module | None) -> torch.fx.GraphModule | None:
+    """The graph the cached sweep interprets: the simulator, else ``model`` traced by
+    ``torch.fx`` (sharing its layers), else None (untraceable: the uncached path)."""
+    if isinstance(sim, torch.fx.GraphModule):
+        return sim
+    try:
+        return torch.fx.symbolic_trace(model)
+    except Exception:  # any tracing failure means: no graph, go uncached
+        return None
+
+
+def sweep(
+    gm: torch.fx.GraphModule,
+    x: torch.Tensor,
+    batch_size: int,
+    wanted: set[str],
+    visit: Callable[[str, list[torch.Tensor]], None],
+) -> None:
+    """One pass of ``gm`` over ``x`` (in batches of ``batch_size``), node by node for all batches
+    at once: before the first call of each module in ``wanted``, ``visit(name, inputs)`` gets its
+    per-batch inputs (and may change its weights, which the rest of the pass then uses). Values
+    are freed after their last use, so the cost is one forward instead of one per layer.
+
+    Example:
+        >>> net = torch.fx.symbolic_trace(nn.Sequential(nn.Linear(3, 2), nn.ReLU()))
+        >>> seen = []
+        >>> sweep(net, torch.randn(5, 3), 2, {"0"}, lambda n, xs: seen.append(len(xs)))
+        >>> seen
+        [3]
+    """
+    runs = []
+    for i in range(0, x.shape[0], batch_size):
+        run = torch.fx.Interpreter(gm, garbage_collect_values=False)
+        run.args_iter = iter([x[i : i + batch_size]])
+        runs.append(run)
+    last_use = {a: n for n in gm.graph.nodes for a in n.all_input_nodes}
+    for node in gm.graph.nodes:
+        if node.op == "output":
+            break
+        if node.op == "call_module" and node.target in wanted:
+            wanted = wanted - {node.target}
+            visit(str(node.target), [run.env[node.args[0]] for run in runs])
+        for run in runs:
+            with torch.no_grad():
+                run.env[node] = run.run_node(node)
+            for a in node.all_input_nodes:
+                if last_use[a] is node:
+                    del run.env[a]
