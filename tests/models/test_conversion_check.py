@@ -145,3 +145,15 @@ def test_a_module_without_an_input_shape_is_refused() -> None:
 
     with pytest.raises(ValidationError, match=r"give its input shape"):
         resolve_model(_net())
+
+
+def test_compare_class_outputs_of_different_ranks() -> None:
+    """A (N,1,1,K) source output against the session's (N,K): top-1 agreement, no broadcast error."""
+    import numpy as np
+
+    from edgequant.models.conversion_check import compare
+
+    ref = np.random.default_rng(0).normal(size=(16, 1, 1, 1404)).astype(np.float32)
+    out = compare(ref, ref.reshape(16, 1404))
+    assert out["top1_agreement_pct"] == 100.0
+    assert out["sqnr_db"] == float("inf")

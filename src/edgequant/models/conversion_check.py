@@ -61,7 +61,7 @@ def compare(reference: np.ndarray, candidate: np.ndarray) -> dict[str, Any]:
         "top1_agreement_pct": None,
     }
     if r.shape[1] > 1 and (ref.ndim == 2 or all(d == 1 for d in ref.shape[1:-1])):
-        agree = (ref.argmax(1) == cand.argmax(1)).mean()
+        agree = (r.argmax(1) == c.argmax(1)).mean()  # flattened: (N,1,1,K) vs (N,K) agree
         out["top1_agreement_pct"] = round(100.0 * float(agree), 2)
     out["faithful"] = bool(out["cosine_min"] >= COSINE_WARN)
     return out
