@@ -20,6 +20,19 @@ from edgequant.input_spec import InputSpec
 from edgequant.models.base import Model
 
 
+class TwoOutputs(nn.Module):
+    """A detector's shape: scores and a second head, both batch-first (sessions return the first)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 5)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.conv(x)
+        return self.fc(f.mean((2, 3))), f.amax((2, 3))
+
+
 class TinyNet(nn.Module):
     """conv-bn-relu → depthwise-separable block with a residual → pool → linear. 10 classes."""
 

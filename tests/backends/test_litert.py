@@ -23,7 +23,7 @@ from edgequant.errors import ArtifactError, ModelError, UnsupportedError, Valida
 from edgequant.models.base import Model
 from edgequant.quant.scheme import get_scheme
 from tests.backends.contract import BackendContract, assert_unavailable_raises
-from tests.helpers import module_model, tiny_inputs
+from tests.helpers import TwoOutputs, module_model, tiny_inputs
 
 pytest.importorskip("ai_edge_litert")
 
@@ -354,22 +354,9 @@ def test_reshape_that_folds_the_batch_is_not_resized(tmp_path: Path) -> None:
             assert sess.fixed_batch == 1
 
 
-class _ScoresAndPeaks(nn.Module):
-    """Two outputs, both batch-first: the session returns the first."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3, padding=1)
-        self.fc = nn.Linear(4, 5)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        f = self.conv(x)
-        return self.fc(f.mean((2, 3))), f.amax((2, 3))
-
-
 def test_model_with_two_outputs_returns_its_first(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    net = _ScoresAndPeaks().eval()
+    net = TwoOutputs().eval()
     be = get_backend("litert")
     art = be.prepare(module_model("two", net, 5), get_scheme("fp32"), None, tmp_path)
     assert len(art.metadata["outputs"]) == 2

@@ -27,7 +27,7 @@ from edgequant.errors import (
 from edgequant.models.base import Model
 from edgequant.quant.scheme import get_scheme
 from tests.backends.contract import BackendContract, assert_unavailable_raises, cosine
-from tests.helpers import module_model
+from tests.helpers import TwoOutputs, module_model
 
 pytest.importorskip("openvino")
 pytest.importorskip("nncf")
@@ -390,24 +390,11 @@ class TestOpenVino(BackendContract):
         assert "pip install openvino nncf" in out.stdout
 
 
-class _TwoOutputs(nn.Module):
-    """A detector's shape: scores and a second head, both batch-first."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3, padding=1)
-        self.fc = nn.Linear(4, 5)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        f = self.conv(x)
-        return self.fc(f.mean((2, 3))), f.amax((2, 3))
-
-
 def test_onnx_model_with_two_outputs_runs_its_first(tmp_path: Path) -> None:
     from edgequant.backends import get_backend
 
     torch.manual_seed(0)
-    net = _TwoOutputs().eval()
+    net = TwoOutputs().eval()
     x = np.random.default_rng(1).standard_normal((3, 3, 8, 8)).astype(np.float32)
     path = tmp_path / "two.onnx"
     torch.onnx.export(
