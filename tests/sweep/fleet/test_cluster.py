@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,16 +23,6 @@ from tests.sweep.fleet.processes import SRC, Fleet
 pytestmark = pytest.mark.slow
 
 ORT, SIM = "onnxruntime", "sim"
-
-
-@pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[Fleet]:
-    f = Fleet(tmp_path)
-    try:
-        f.start_scheduler()
-        yield f
-    finally:
-        f.stop()
 
 
 def _experiment(devices: list[str], backends: list[str], duration_s: float) -> str:

@@ -3,7 +3,6 @@ scheduler and two ``edgequant worker``s posing as two devices; local pairs stay 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,16 +18,6 @@ from tests.sweep.fleet.processes import Fleet
 pytestmark = pytest.mark.slow
 
 ORT = "onnxruntime"
-
-
-@pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[Fleet]:
-    f = Fleet(tmp_path)
-    try:
-        f.start_scheduler()
-        yield f
-    finally:
-        f.stop()
 
 
 def test_each_devices_pair_is_measured_on_that_device(fleet: Fleet, tmp_path: Path) -> None:
