@@ -157,8 +157,15 @@ def record_model_source(
         data = select_calibration(_scheme("w8a8"), model, calibration).source
     ref = artifact
     if artifact.scheme.name != _scheme("fp32").name:
+        # batch_sizes=(): the check runs on whatever size the fp32 artifact has compiled already
         ref = build_artifact(
-            backend, model, _scheme("fp32"), cache_dir=cache_dir, progress=False, check=False
+            backend,
+            model,
+            _scheme("fp32"),
+            batch_sizes=(),
+            cache_dir=cache_dir,
+            progress=False,
+            check=False,
         ).artifact
     src = model_source(backend, model, ref, data)
     artifact.metadata["model_source"] = src
