@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 
 from edgequant.backends.base import Artifact, Backend, Build, InspectReport, installed_versions
 from edgequant.backends.litert import debug
-from edgequant.backends.litert.config import build_recipe, check_recipe
+from edgequant.backends.litert.config import build_recipe, check_recipe, float_output_entries
 from edgequant.errors import ArtifactError
 from edgequant.quant.scheme import Scheme
 
@@ -61,6 +61,14 @@ def _quiet() -> Iterator[None]:
     with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
+
+
+def _output_names(flatbuffer: bytes) -> list[str]:
+    """The graph output tensors' names of a .tflite held in memory."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    with _quiet():
+        return [str(d["name"]) for d in Interpreter(model_content=flatbuffer).get_output_details()]
 
 
 class LiteRtBackend(Backend):
@@ -156,7 +164,7 @@ class LiteRtBackend(Backend):
         calib = None
         if build.calibration is not None and scheme.is_static:
             calib = build.calibration[: scheme.calibration.samples]
-        recipe = build_recipe(scheme)
+        recipe = build_recipe(scheme) + float_output_entries(scheme, _output_names(converted))
         t1 = time.perf_counter()
         with _quiet():
             data, cal_meta = quantize(converted, recipe, calib, scheme)
