@@ -24,6 +24,7 @@ import pytest
 
 import edgequant
 from edgequant.backends import backend_names, get_backend
+from tests.helpers import make_tiny_model
 
 pytest.importorskip("mlperf_loadgen")
 torch = pytest.importorskip("torch")
@@ -160,3 +161,48 @@ def test_user_module_quantizes_and_benches(
     if scheme == "w8a8":  # the record says what the runtime reported when it was built
         summary = (rec.artifact_metadata or {}).get("inspect_summary", "")
         assert summary.startswith("2/2 convs in integer precision"), summary
+
+
+#: the runtimes that quantize a fixed-batch ``.pt2`` in w8a8 (PyTorch refuses it in one line)
+FIXED_BATCH_RUNTIMES = [n for n in ("onnxruntime", "openvino", "litert") if n in backend_names()]
+
+
+@pytest.fixture(scope="module")
+def fixed_batch_pt2(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Any]:
+    """A conv / BN / depthwise / ReLU / pool / linear net exported at a fixed batch of 1 (no
+    ``dynamic_shapes``), and the eager net."""
+    net = make_tiny_model(seed=3).module
+    assert net is not None
+    path = tmp_path_factory.mktemp("byom-fixed") / "fixed.pt2"
+    with torch.no_grad():
+        torch.export.save(torch.export.export(net, (torch.zeros(1, 3, 32, 32),)), path)
+    return str(path), net
+
+
+@pytest.mark.parametrize("runtime", FIXED_BATCH_RUNTIMES)
+def test_fixed_batch_pt2_quantizes_w8a8_with_bias_correction(
+    runtime: str, fixed_batch_pt2: tuple[str, Any]
+) -> None:
+    """Issue 14: bias correction traced the ``.pt2`` wrapper and ran it at the calibration batch
+    size; a program exported at batch 1 failed w8a8 on every runtime."""
+    be = get_backend(runtime)
+    if not be.available():
+        pytest.skip(f"{runtime} unavailable: {be.unavailable_reason()}")
+    path, net = fixed_batch_pt2
+    rng = np.random.default_rng(11)
+    calibration = rng.standard_normal((48, 3, 32, 32)).astype(np.float32)
+    art = edgequant.quantize(
+        path, backend=runtime, scheme="w8a8", calibration=calibration, progress=False
+    )
+    int8, total = _int8_share(art.inspect())
+    assert total == 4 and int8 == total, art.inspect().summary()
+    meta = art.metadata  # edgequant's own correction, or NNCF's (OpenVINO) in its quantizer
+    note = meta.get("bias_correction") or meta["quantizer"]["bias_correction"]
+    assert note.startswith(("empirical bias correction of 5 ", "BiasCorrection")), note
+    x = rng.standard_normal((3, 3, 32, 32)).astype(np.float32)  # 3: not the exported batch
+    ref = net(torch.from_numpy(x)).detach().numpy()
+    out = art.run(x)
+    assert out.shape == ref.shape
+    cos = (out * ref).sum(1) / (np.linalg.norm(out, axis=1) * np.linalg.norm(ref, axis=1))
+    assert cos.min() >= 0.99, cos
+    art.close()
