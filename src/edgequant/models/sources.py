@@ -295,8 +295,9 @@ def _conv_from(gm: torch.fx.GraphModule, node: Any, args: list[Any]) -> nn.Modul
     """``aten.conv2d(x, w, b, stride, padding, dilation, groups)`` as an ``nn.Conv2d``."""
     import torch.nn as nn
 
-    defaults = [None, 1, 0, 1, 1]  # bias, stride, padding, dilation, groups
-    _, w_t, b_t, stride, padding, dilation, groups = [*args, *defaults[len(args) - 2 :]]
+    defaults: list[Any] = [None, 1, 0, 1, 1]  # bias, stride, padding, dilation, groups
+    full: list[Any] = [*args, *defaults[len(args) - 2 :]]
+    w_t, b_t, stride, padding, dilation, groups = full[1:7]
     w, b = _tensor(gm, w_t), _tensor(gm, b_t)
     if w is None or w.dim() != 4 or isinstance(padding, str) or (b_t is not None and b is None):
         return None
