@@ -213,7 +213,54 @@ def _program_module(program: Any) -> nn.Module:
 
     dims = _example_dims(program)
     batch = dims[0][0] if dims and dims[0] and dims[0][0] > 0 else None
-    return ExportedProgramModule(as_modules(program.module()), batch)
+    graph = as_modules(program.module())
+    if batch is not None:
+        free_batch(graph, batch)
+    return ExportedProgramModule(graph, batch)
+
+
+def free_batch(gm: torch.fx.GraphModule, batch: int) -> int:
+    """Make ``view``/``reshape`` calls that bake the exported ``batch`` in as their first size
+    (``x.view(x.size(0), -1)`` exported at batch 1 holds ``[1, -1]``) take ``x.size(0)``; returns
+    how many. Same values at the exported batch; an exporter tracing the program then writes a
+    graph that serves other batch sizes instead of one that breaks on them (a Gemm fed 8 samples
+    flattened into one row).
+
+    Example:
+        >>> import torch
+        >>> class Net(torch.nn.Module):
+        ...     def forward(self, x):
+        ...         return x.reshape(x.shape[0], -1)
+        >>> gm = as_modules(torch.export.export(Net(), (torch.zeros(1, 2, 3),)).module())
+        >>> free_batch(gm, 1), tuple(gm(torch.zeros(4, 2, 3)).shape)
+        (1, (4, 6))
+    """
+    import torch
+
+    aten = torch.ops.aten
+    shaped = {aten.view.default, aten.reshape.default, aten._unsafe_view.default}
+    done = 0
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target not in shaped or len(node.args) != 2:
+            continue
+        src, sizes = node.args
+        val = src.meta.get("val") if isinstance(src, torch.fx.Node) else None
+        lead = getattr(val, "shape", [None])[:1]
+        if not (isinstance(sizes, list | tuple) and sizes and sizes[0] == batch == lead[0]):
+            continue
+        with gm.graph.inserting_before(node):
+            n = gm.graph.call_method("size", (src, 0))
+        # a Tensor method: TorchScript tracing keeps the size dynamic (through torch.ops it
+        # records the traced size as a constant again)
+        node.op, node.target = (
+            "call_method",
+            "view" if node.target == aten.view.default else "reshape",
+        )
+        node.args = (src, n, *sizes[1:])
+        done += 1
+    if done:
+        gm.recompile()
+    return done
 
 
 def as_modules(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
