@@ -24,7 +24,7 @@ import pytest
 
 import edgequant
 from edgequant.backends import backend_names, get_backend
-from tests.helpers import make_tiny_model
+from tests.helpers import TinyNet, make_tiny_model
 
 pytest.importorskip("mlperf_loadgen")
 torch = pytest.importorskip("torch")
@@ -167,28 +167,43 @@ def test_user_module_quantizes_and_benches(
 FIXED_BATCH_RUNTIMES = [n for n in ("onnxruntime", "openvino", "litert") if n in backend_names()]
 
 
-@pytest.fixture(scope="module")
-def fixed_batch_pt2(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Any]:
+class _ViewNet(TinyNet):
+    """TinyNet flattening with ``x.view(x.size(0), -1)``: exported at batch 1, ``[1, -1]``."""
+
+    def forward(self, x: Any) -> Any:
+        x = self.relu1(self.bn1(self.conv1(x)))
+        x = x + self.bn3(self.pw(self.relu2(self.bn2(self.dw(x)))))
+        x = self.pool(self.relu3(self.conv3(x)))
+        return self.fc(x.view(x.size(0), -1))
+
+
+def _fixed_batch_pt2(root: Path, flatten: str) -> tuple[str, Any]:
     """A conv / BN / depthwise / ReLU / pool / linear net exported at a fixed batch of 1 (no
     ``dynamic_shapes``), and the eager net."""
     net = make_tiny_model(seed=3).module
     assert net is not None
-    path = tmp_path_factory.mktemp("byom-fixed") / "fixed.pt2"
+    if flatten == "view":
+        view = _ViewNet()
+        view.load_state_dict(net.state_dict())
+        net = view.eval()
+    path = root / f"fixed-{flatten}.pt2"
     with torch.no_grad():
         torch.export.save(torch.export.export(net, (torch.zeros(1, 3, 32, 32),)), path)
     return str(path), net
 
 
+@pytest.mark.parametrize("flatten", ["flatten", "view"])
 @pytest.mark.parametrize("runtime", FIXED_BATCH_RUNTIMES)
 def test_fixed_batch_pt2_quantizes_w8a8_with_bias_correction(
-    runtime: str, fixed_batch_pt2: tuple[str, Any]
+    runtime: str, flatten: str, tmp_path: Path
 ) -> None:
     """Issue 14: bias correction traced the ``.pt2`` wrapper and ran it at the calibration batch
-    size; a program exported at batch 1 failed w8a8 where edgequant corrects the biases itself."""
+    size; a program exported at batch 1 failed w8a8 where edgequant corrects the biases itself.
+    ``view``: the program bakes batch 1 into a reshape; the artifact still serves batch 3."""
     be = get_backend(runtime)
     if not be.available():
         pytest.skip(f"{runtime} unavailable: {be.unavailable_reason()}")
-    path, net = fixed_batch_pt2
+    path, net = _fixed_batch_pt2(tmp_path, flatten)
     rng = np.random.default_rng(11)
     calibration = rng.standard_normal((48, 3, 32, 32)).astype(np.float32)
     art = edgequant.quantize(
