@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from edgequant.errors import ModelError
 from edgequant.models import load_model
@@ -57,6 +58,51 @@ def test_pt2_loads_as_a_torch_model_with_the_programs_shape(tmp_path: Path) -> N
     assert m.module is not None
     torch.testing.assert_close(m.module(x), net(x))
     assert m.info["preprocessing_assumed"] is True
+
+
+class BnViewNet(nn.Module):
+    """conv → BN → ReLU → pool → ``view(x.size(0), -1)`` → linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4 * 2 * 2, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.adaptive_avg_pool2d(torch.relu(self.bn(self.conv(x))), 2)
+        return self.fc(x.view(x.size(0), -1))
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_static_batch_pt2_has_nn_layers_traces_and_runs_any_batch(
+    tmp_path: Path, batch: int
+) -> None:
+    """A program exported at a fixed batch (no dynamic_shapes): its aten conv / BN / linear are
+    nn modules (BN folding and bias correction need them), torch.fx traces the wrapper, and a
+    batch of 5 runs (in chunks of the exported batch, padded) like the eager net."""
+    from edgequant.quant.bn_fold import fold_batchnorm
+    from edgequant.quant.graph import trace
+
+    torch.manual_seed(0)
+    net = BnViewNet().eval()
+    with torch.no_grad():
+        net.bn.running_mean.uniform_(-0.2, 0.2)
+        net.bn.running_var.uniform_(0.5, 1.5)
+    m = load_model(_pt2(tmp_path, net, torch.zeros(batch, 3, 8, 8)))
+    module = m.module
+    assert module is not None
+    kinds = {type(c).__name__ for _, c in module.named_modules()}
+    assert {"Conv2d", "BatchNorm2d", "Linear"} <= kinds, kinds
+    trace(module)
+    x = torch.randn(5, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), net(x))
+        folded, pairs = fold_batchnorm(module)
+        assert pairs == [("program.conv", "program.bn")]
+        torch.testing.assert_close(folded(x), net(x), atol=1e-5, rtol=1e-5)
+    if batch == 1:  # the view baked [1, -1]: the program itself now serves another batch
+        assert tuple(module.program(x).shape) == (5, 5)  # type: ignore[operator]
 
 
 def test_pt2_two_inputs_and_wrong_rank_are_named(tmp_path: Path) -> None:
