@@ -92,12 +92,13 @@ def _is_module(obj: Any) -> bool:
 
 def _module_model(module: Any, options: dict[str, Any], example: np.ndarray | None) -> Model:
     """A user's in-memory ``nn.Module`` as a Model (its weights hashed for the cache key)."""
+    from edgequant.models.image_input import given_chw
     from edgequant.models.loader import state_dict_hash
-    from edgequant.models.sources import _given_chw, torch_model
+    from edgequant.models.sources import torch_model
 
     layout = str(options.get("layout", "NCHW")).upper()
     where = f"module {type(module).__name__}"
-    chw = _given_chw(where, options, layout)
+    chw = given_chw(where, options, layout)
     if chw is None and example is not None and example.ndim == 4:
         s = example.shape[1:]
         chw = (s[2], s[0], s[1]) if layout == "NHWC" else (s[0], s[1], s[2])

@@ -57,10 +57,6 @@ def is_factory(text: str) -> bool:
     return bool(FACTORY.match(text)) and not Path(text).exists()
 
 
-#: the name build/quantize.py imports (until it imports given_chw from models.image_input)
-_given_chw = given_chw
-
-
 def torch_model(
     module: nn.Module,
     *,
