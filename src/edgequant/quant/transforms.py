@@ -92,19 +92,20 @@ def apply_techniques(
             raise ValidationError("adaround needs calibration data (pass --calib)")
         if scheme.weights is None:
             raise ValidationError(f"adaround needs integer weights; scheme {scheme.name} has none")
-        from edgequant.quant.adaround import WeightGrid, adaround_module
+        from edgequant.quant.adaround_cache import cached_adaround
 
-        module, stats = adaround_module(
-            module, scheme, calibration, config=adaround_config, grid=adaround_grid
+        # one learnt rounding per (weights, grid, data, settings): runtimes sharing a grid reuse it
+        module, stats, which, reused = cached_adaround(
+            module,
+            scheme,
+            calibration,
+            weights_hash=f"{model.weights_hash}{tag}",
+            config=adaround_config,
+            grid=adaround_grid,
         )
         info["adaround_layers"] = len(stats)
         info["adaround_kept_nearest"] = sum(s.kept_nearest for s in stats)
-        g = adaround_grid
-        which = (
-            repr((g.bits, g.granularity))
-            if isinstance(g, WeightGrid)
-            else getattr(g, "__qualname__", "")
-        )
+        info["adaround_reused"] = reused
         tag += f"+adaround-{_digest(scheme, calibration, which)}"
     if "bias_correction" in plan:
         if calibration is None or len(calibration) == 0:
