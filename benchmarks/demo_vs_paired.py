@@ -46,6 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=5, help="paired rounds (default 5)")
     p.add_argument("--work", type=Path, help="where the long rounds' LoadGen logs go")
     p.add_argument("--json", type=Path, help="also write the rows here")
+    p.add_argument("--backends", help="comma-separated runtimes to measure (default: all the demo ran)")
     return p.parse_args(argv)
 
 
@@ -139,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
 
         demo(args.demo)
     rows = demo_pairs(args.demo / "runs", args.model, args.scheme, args.scenario)
+    if args.backends:
+        rows = [r for r in rows if r["backend"] in args.backends.split(",")]
     if not rows:
         print(f"no {args.model} fp32/{args.scheme} {args.scenario} records in {args.demo}/runs")
         return 2
