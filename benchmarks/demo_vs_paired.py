@@ -46,7 +46,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=5, help="paired rounds (default 5)")
     p.add_argument("--work", type=Path, help="where the long rounds' LoadGen logs go")
     p.add_argument("--json", type=Path, help="also write the rows here")
-    p.add_argument("--backends", help="comma-separated runtimes to measure (default: all the demo ran)")
+    p.add_argument(
+        "--backends", help="comma-separated runtimes to measure (default: all the demo ran)"
+    )
     return p.parse_args(argv)
 
 
