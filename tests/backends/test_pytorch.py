@@ -443,14 +443,67 @@ def test_pt2_source_w8a8_quantizes_the_programs_convs(backend: Backend, tmp_path
     assert np.abs(out - ref).max() < 0.1 * np.abs(ref).max()
 
 
-def test_static_batch_pt2_w8a8_says_how_to_export_it(tmp_path: Path) -> None:
-    """A program exported at batch 1 cannot be re-exported with a dynamic batch: one clear line."""
+class _FlattenNet(_SmallNet):
+    """``view(x.size(0), -1)``: exported at batch 1 the program holds ``[1, -1]``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.c2(torch.relu(self.c1(x))))
+        return self.fc(x.mean(3).view(x.size(0), -1)[:, :8])
+
+
+def test_static_batch_pt2_w8a8_is_re_exported_with_a_dynamic_batch(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """torch.export's default (a static batch of 1) quantizes on PyTorch and serves batch 4."""
+    torch.manual_seed(0)
+    net = _FlattenNet().eval()
     path = tmp_path / "static.pt2"
-    torch.export.save(torch.export.export(_SmallNet().eval(), (torch.zeros(1, 3, 16, 16),)), path)
+    torch.export.save(torch.export.export(net, (torch.zeros(1, 3, 16, 16),)), path)
+    rng = np.random.default_rng(4)
+    calib = rng.standard_normal((16, 3, 16, 16)).astype(np.float32)
+    art = backend.prepare(load_pt2(path), get_scheme("w8a8"), calib, tmp_path / "art")
+    assert [c.precision for c in backend.inspect(art).convs] == ["int8", "int8"]
+    x = rng.standard_normal((4, 3, 16, 16)).astype(np.float32)
+    with torch.no_grad():
+        ref = net(torch.from_numpy(x)).numpy()
+    with backend.load(art, threads=1) as sess:
+        out = sess.run(x)
+    assert out.shape == ref.shape == (4, 5)
+    assert np.abs(out - ref).max() < 0.1 * np.abs(ref).max()
+
+
+class _BakedBatchNet(_SmallNet):
+    """A reshape whose first size is not the batch (``[2 * b, -1]``): nothing can free it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.c2(torch.relu(self.c1(x))))
+        return self.fc(x.reshape(2, -1).mean(1, keepdim=True).expand(2, 8))
+
+
+def test_static_batch_pt2_that_holds_its_batch_says_how_to_export_it(tmp_path: Path) -> None:
+    """A program still tied to its exported batch cannot be re-exported: one clear line."""
+    path = tmp_path / "static.pt2"
+    net = _BakedBatchNet().eval()
+    torch.export.save(torch.export.export(net, (torch.zeros(1, 3, 16, 16),)), path)
     calib = np.random.default_rng(4).standard_normal((4, 3, 16, 16)).astype(np.float32)
     dyn = ({0: torch.export.Dim("batch", min=1, max=64)},)
     module = load_pt2(path).module
     assert module is not None
     with pytest.raises(UnsupportedError, match=r"static batch of 1.*Dim") as err:
         quantize_pt2e(module, get_scheme("w8a8"), calib, torch.from_numpy(calib[:2]), dyn)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("scheme", ["fp32", "w8a8"])
+def test_static_batch_pt2_that_holds_its_batch_fails_the_build_in_one_line(
+    backend: Backend, scheme: str, tmp_path: Path
+) -> None:
+    """Through the backend, fp32 and w8a8 alike: the export advice, not torch's trace dump."""
+    path = tmp_path / "static.pt2"
+    torch.export.save(
+        torch.export.export(_BakedBatchNet().eval(), (torch.zeros(1, 3, 16, 16),)), path
+    )
+    calib = np.random.default_rng(4).standard_normal((4, 3, 16, 16)).astype(np.float32)
+    with pytest.raises(UnsupportedError, match=r"static batch of 1.*dynamic_shapes") as err:
+        backend.prepare(load_pt2(path), get_scheme(scheme), calib, tmp_path / "art")
     assert "\n" not in str(err.value)

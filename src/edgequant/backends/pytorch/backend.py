@@ -79,8 +79,10 @@ from edgequant.backends.pytorch.quantize import (
     _CastIO,
     analyze_graph,
     graph_constant_bytes,
+    program_graph,
     pt2e_unsupported_reason,
     quantize_pt2e,
+    static_batch_error,
 )
 from edgequant.backends.pytorch.session import MAX_BATCH, PyTorchSession
 from edgequant.backends.pytorch.trust import check_packages, load_program, record_package
@@ -159,7 +161,18 @@ class PyTorchBackend(Backend):
             raise UnsupportedError("pytorch needs the model's nn.Module")
         build.meta.update(versions=self.versions(), cpu_flags=self._relevant_flags())
         build.state["t0"] = time.perf_counter()
-        return build.model.module.eval()
+        module = build.model.module.eval()
+        graph, batch = program_graph(module), getattr(module, "batch", None)
+        if graph is not module and batch is not None:
+            # a .pt2 exported at a static batch: its own graph (reshapes freed by the loader)
+            # is what gets re-exported with a dynamic batch, not the wrapper that chunks batches
+            build.state["exported_batch"] = batch
+            build.meta["source_batch"] = (
+                f"the .pt2 was exported at batch {batch}; its graph is re-exported with a "
+                "dynamic batch"
+            )
+            return graph
+        return module
 
     def _quantize(self, build: Build, converted: torch.nn.Module) -> Any:
         """PT2E int8 (X86InductorQuantizer) or the float module cast to the scheme's dtype."""
@@ -181,6 +194,8 @@ class PyTorchBackend(Backend):
         except (ValidationError, UnsupportedError):
             raise
         except Exception as e:  # torch.export / quantizer failures come in many types
+            if build.state.get("exported_batch") is not None:
+                raise static_batch_error(build.state["exported_batch"], e) from e
             raise ModelError(
                 f"PyTorch could not export/quantize {build.model.name} for {scheme.name}: "
                 f"{condense_error(e)}"
@@ -200,6 +215,8 @@ class PyTorchBackend(Backend):
                 program = torch.export.export(quantized, (example,), dynamic_shapes=dyn)
                 torch.export.save(program, str(out_dir / PROGRAM_NAME))
         except Exception as e:
+            if build.state.get("exported_batch") is not None:
+                raise static_batch_error(build.state["exported_batch"], e) from e
             raise ModelError(
                 f"PyTorch could not export/quantize {build.model.name} for {build.scheme.name}: "
                 f"{condense_error(e)}"

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgequant.errors import UnsupportedError
+from edgequant.errors import UnsupportedError, condense_error
 from edgequant.quant.scheme import Scheme
 
 if TYPE_CHECKING:
@@ -203,6 +203,22 @@ def program_graph(module: torch.nn.Module) -> torch.nn.Module:
     return module
 
 
+def static_batch_error(batch: int, error: BaseException) -> UnsupportedError:
+    """The one line for a ``.pt2`` exported at a static ``batch`` that cannot be re-exported with
+    a dynamic one: the loader freed the batch of its reshapes
+    (:func:`edgequant.models.program_graph.free_batch`), something else still holds it.
+
+    Example:
+        >>> str(static_batch_error(1, ValueError("x")))[:52]
+        'the .pt2 program was exported at a static batch of 1'
+    """
+    return UnsupportedError(
+        f"the .pt2 program was exported at a static batch of {batch} and still depends on it "
+        f"({condense_error(error)[:160]}); the PyTorch backend re-exports it with a dynamic "
+        "batch: export it with dynamic_shapes=({0: torch.export.Dim('batch')},)"
+    )
+
+
 def quantize_pt2e(
     module: torch.nn.Module,
     scheme: Scheme,
@@ -222,16 +238,17 @@ def quantize_pt2e(
 
     quantizer, opts = quantizer_for(scheme, seven_bit)
     source = program_graph(module)
+    batch = getattr(module, "batch", None) if source is not module else None
     if source is not module:
-        batch = getattr(module, "batch", None)
-        if batch is not None and dynamic_shapes is not None:
-            raise UnsupportedError(
-                f"the .pt2 program was exported at a static batch of {batch}, and PT2E on the "
-                "PyTorch backend re-exports it with a dynamic batch; export it with "
-                "dynamic_shapes=({0: torch.export.Dim('batch')},)"
-            )
         opts["source"] = "the .pt2 program's own graph (not re-exported through a wrapper)"
-    gm = torch.export.export(source, (example,), dynamic_shapes=dynamic_shapes).module()
+    try:
+        gm = torch.export.export(source, (example,), dynamic_shapes=dynamic_shapes).module()
+    except Exception as e:
+        if batch is None or dynamic_shapes is None:
+            raise
+        raise static_batch_error(batch, e) from None
+    if batch is not None:
+        opts["source"] += f"; exported at batch {batch}, re-exported with a dynamic batch"
     prepared = prepare_pt2e(gm, quantizer)  # type: ignore[arg-type]
     with torch.no_grad():
         for i in range(0, len(calibration), batch_size):
