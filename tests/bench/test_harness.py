@@ -159,8 +159,10 @@ def test_a_stray_audit_config_in_the_working_dir_is_ignored(
     write_audit_config("TEST04", work)
     monkeypatch.chdir(work)
     settings = BenchSettings(scenario="SingleStream", duration_s=0.3)
+    # 200 us per query, like a small real model: at the bare matmul's ~4 us LoadGen's schedule
+    # (sized from the warm-up, at least 10 us per query) can run out before the minimum duration
     out = run_scenario(
-        MatmulSession(SHAPE), _qsl(samples), settings, tmp_path / "lg", warmup_s=0.05
+        MatmulSession(SHAPE, delay_s=2e-4), _qsl(samples), settings, tmp_path / "lg", warmup_s=0.05
     )
     detail = read_detail(tmp_path / "lg" / DETAIL)
     assert not any("Audit Config" in w for w in detail["_warnings"])

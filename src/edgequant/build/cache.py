@@ -46,6 +46,7 @@ from edgequant.backends.artifact import HASHES_KEY
 from edgequant.backends.base import METADATA_NAME, Artifact, Backend, get_backend
 from edgequant.console import log
 from edgequant.errors import ArtifactError, EdgequantError, UnsupportedError, ValidationError
+from edgequant.paths import default_cache_dir
 from edgequant.quant.scheme import Scheme, get_scheme
 
 if TYPE_CHECKING:
@@ -58,17 +59,6 @@ if TYPE_CHECKING:
 #: its kernels use here and per-layer CPU remedies — join it). A change in one backend bumps its
 #: ``recipe``.
 CACHE_FORMAT = 4
-
-
-def default_cache_dir() -> Path:
-    """``$EDGEQUANT_CACHE`` if set, else ``~/.cache/edgequant``.
-
-    Example:
-        >>> os.environ["EDGEQUANT_CACHE"] = "/tmp/eq"; default_cache_dir()
-        PosixPath('/tmp/eq')
-    """
-    env = os.environ.get("EDGEQUANT_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "edgequant"
 
 
 def calibration_identity(calib: Dataset | np.ndarray | None, n: int | None) -> str | None:

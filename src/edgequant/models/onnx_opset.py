@@ -33,8 +33,9 @@ SEED = 0
 
 
 def _cache_root() -> Path:
-    env = os.environ.get("EDGEQUANT_CACHE")
-    return (Path(env).expanduser() if env else Path.home() / ".cache" / "edgequant") / "sources"
+    from edgequant.paths import default_cache_dir
+
+    return default_cache_dir() / "sources"
 
 
 def upgrade_opset(model: Model, target: int = MIN_OPSET) -> Model:

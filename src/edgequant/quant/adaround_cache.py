@@ -81,7 +81,7 @@ def adaround_key(
 
 def cache_dir() -> Path:
     """Where AdaRound entries live: ``<artifact cache>/adaround``."""
-    from edgequant.build.cache import default_cache_dir
+    from edgequant.paths import default_cache_dir
 
     return default_cache_dir() / "adaround"
 
