@@ -306,8 +306,12 @@ class Backend(ABC):
     def _techniques(
         self, model: Model, scheme: Scheme, calibration: np.ndarray | None, plan: Int8Plan | None
     ) -> Model:
-        """The scheme's techniques with AdaRound on this runtime's grid (no-op when applied)."""
-        if "adaround" not in scheme.techniques or model.info.get("techniques_applied"):
+        """The scheme's techniques with AdaRound/GPTQ on this runtime's grid (no-op when applied)."""
+        from edgequant.quant.scheme import ROUNDING_TECHNIQUES
+
+        if not set(ROUNDING_TECHNIQUES) & set(scheme.techniques):
+            return model
+        if model.info.get("techniques_applied"):
             return model
         from edgequant.quant.transforms import apply_techniques
 

@@ -47,7 +47,7 @@ from edgequant.backends.base import METADATA_NAME, Artifact, Backend, get_backen
 from edgequant.console import log
 from edgequant.errors import ArtifactError, EdgequantError, UnsupportedError, ValidationError
 from edgequant.paths import default_cache_dir
-from edgequant.quant.scheme import Scheme, get_scheme
+from edgequant.quant.scheme import ROUNDING_TECHNIQUES, Scheme, get_scheme
 
 if TYPE_CHECKING:
     from edgequant.data.base import Dataset
@@ -260,8 +260,8 @@ def _build(
         # random pixels say nothing about real activations: corrections that learn from the
         # calibration data (default bias correction) are skipped; speed does not depend on them
         model = dataclasses.replace(model, info={**model.info, "calibration_synthetic": True})
-    if scheme.techniques and "adaround" not in scheme.techniques:
-        # AdaRound needs the runtime's own weight grid: Backend.prepare applies the techniques
+    if scheme.techniques and not set(ROUNDING_TECHNIQUES) & set(scheme.techniques):
+        # AdaRound/GPTQ need the runtime's own weight grid: Backend.prepare applies them
         model = _apply_techniques(model, scheme, calib_array)
     final.parent.mkdir(parents=True, exist_ok=True)
     collect_stale_builds(final.parent)

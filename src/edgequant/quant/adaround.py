@@ -79,7 +79,10 @@ class AdaRoundConfig:
     ``cache_activations``: one node-by-node pass of the graph instead of a partial forward per
     layer (same inputs, O(L) instead of O(L²) work; needs a ``torch.fx``-traceable model);
     ``correct_bias``: after rounding, shift each channel's bias by its mean output error on the
-    rows where that lowers the channel's MSE (empirical bias correction; the bias stays float).
+    rows where that lowers the channel's MSE (empirical bias correction; the bias stays float);
+    ``method``: ``adaround`` (learnt rounding, the loss above) or ``gptq`` (one-pass error
+    feedback through the inverse Hessian, :mod:`edgequant.quant.gptq`: seconds, no SGD; the
+    iteration settings are then unused).
 
     Example:
         >>> AdaRoundConfig().iterations
@@ -101,6 +104,7 @@ class AdaRoundConfig:
     through_activation: bool = True
     cache_activations: bool = True
     correct_bias: bool = True
+    method: str = "adaround"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -302,9 +306,17 @@ def round_layer(
     w = weight.detach().float()
     bias = None if b is None else b.detach().float()
     s, floor, pinned = on_grid(w, grid)
-    v = _learn_v(layer, rows, post, (s, floor, pinned, grid.qmax), bias, config, f)
     nearest = _nearest(w, s, floor, pinned, grid.qmax)
-    hard = torch.where(pinned, floor, torch.clamp(floor + (v >= 0).float(), -grid.qmax, grid.qmax))
+    if config.method == "gptq":
+        from edgequant.quant.gptq import gptq_codes
+
+        wm, sm, pm = (_layer_matrix(layer, t) for t in (w, torch.broadcast_to(s, w.shape), pinned))
+        hard = gptq_codes(rows, wm, sm, pm, grid.qmax).reshape(w.shape)
+    else:
+        v = _learn_v(layer, rows, post, (s, floor, pinned, grid.qmax), bias, config, f)
+        hard = torch.where(
+            pinned, floor, torch.clamp(floor + (v >= 0).float(), -grid.qmax, grid.qmax)
+        )
     with torch.no_grad():  # per output channel: channels do not interact in the loss
         near_ch = ((f(_apply(rows, _layer_matrix(layer, nearest * s), bias)) - post) ** 2).mean(0)
         y_ada = _apply(rows, _layer_matrix(layer, hard * s), bias)

@@ -173,8 +173,11 @@ def corrected_for_quantizer(
     done = set(model.info.get("techniques_applied", []))
     if "bias_correction" in done:
         return model, "already applied to the model (scheme technique bias_correction)"
-    if "adaround" in done:
-        return model, "not applied: AdaRound already put the weights on the grid (no rounding bias)"
+    if done & {"adaround", "gptq"}:
+        return (
+            model,
+            "not applied: AdaRound/GPTQ already put the weights on the grid (their bias is shifted)",
+        )
     if not scheme.is_static or scheme.weights is None or calibration is None:
         return model, "not applied (only static schemes have calibration data)"
     if model.module is None:

@@ -26,8 +26,10 @@ Techniques (``techniques: [...]``), model transforms applied before any runtime 
 (:mod:`edgequant.quant.transforms`), in this order: ``bn_fold`` (fold batch norms), ``cle``
 (cross-layer equalization), ``adaround`` (learn each weight's up/down rounding on the
 calibration data, Nagel et al. 2020, and hand the runtime weights already on its grid:
-:mod:`edgequant.quant.adaround`; needs calibration data), ``bias_correction`` (empirical bias
-correction); ``winograd`` is executed by the simulator. E.g. ``{"base": "w4a8", "name":
+:mod:`edgequant.quant.adaround`; needs calibration data), ``gptq`` (the same hand-over, the
+rounding chosen in one pass of error feedback through the layer's inverse Hessian, Frantar et
+al. 2022: seconds instead of minutes, :mod:`edgequant.quant.gptq`), ``bias_correction``
+(empirical bias correction); ``winograd`` is executed by the simulator. E.g. ``{"base": "w4a8", "name":
 "w4a8-ada", "techniques": ["adaround"]}`` is w4a8 with AdaRound.
 
 Example:
@@ -54,7 +56,9 @@ from typing import Any
 from edgequant.errors import ValidationError
 
 SCHEME_VERSION = 1
-TECHNIQUES = ("bn_fold", "cle", "adaround", "bias_correction", "winograd")
+TECHNIQUES = ("bn_fold", "cle", "adaround", "gptq", "bias_correction", "winograd")
+#: the techniques that choose each weight's rounding on the runtime's grid (one at a time)
+ROUNDING_TECHNIQUES = ("adaround", "gptq")
 FLOAT_DTYPES = ("fp32", "fp16", "bf16")
 _CALIB_RE = re.compile(r"^(default|minmax|mse|entropy|percentile(:\d+(\.\d+)?)?)$")
 
@@ -202,7 +206,9 @@ class Scheme:
 
     @property
     def needs_calibration(self) -> bool:
-        return self.is_static or bool({"bias_correction", "adaround"} & set(self.techniques))
+        return self.is_static or bool(
+            {"bias_correction", *ROUNDING_TECHNIQUES} & set(self.techniques)
+        )
 
     # --- serialisation ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

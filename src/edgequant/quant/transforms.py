@@ -33,18 +33,21 @@ import numpy as np
 
 from edgequant.errors import ValidationError
 from edgequant.models.base import Model
-from edgequant.quant.scheme import Scheme
+from edgequant.quant.scheme import ROUNDING_TECHNIQUES, Scheme
 
 if TYPE_CHECKING:
     from edgequant.quant.adaround import AdaRoundConfig, GridFor, WeightGrid
 
-MODEL_TECHNIQUES = ("bn_fold", "cle", "adaround", "bias_correction")
+#: im2col rows per layer GPTQ builds its Hessian from (``XᵀX`` needs many more rows than inputs)
+GPTQ_POOL_ROWS = 16384
+
+MODEL_TECHNIQUES = ("bn_fold", "cle", "adaround", "gptq", "bias_correction")
 
 
 def planned_techniques(scheme: Scheme) -> list[str]:
     """The model transforms the scheme asks for, in execution order, implied steps included."""
     asked = set(scheme.techniques) & set(MODEL_TECHNIQUES)
-    if asked & {"cle", "adaround", "bias_correction"}:
+    if asked & {"cle", "adaround", "gptq", "bias_correction"}:
         asked.add("bn_fold")
     return [t for t in MODEL_TECHNIQUES if t in asked]
 
@@ -87,12 +90,21 @@ def apply_techniques(
         module, cle_pairs = equalize(module)
         info["cle_pairs"] = len(cle_pairs)
         tag += "+cle"
-    if "adaround" in plan:
+    rounding = [t for t in plan if t in ROUNDING_TECHNIQUES]
+    if len(rounding) > 1:
+        raise ValidationError("adaround and gptq both choose the rounding: keep one of them")
+    if rounding:
+        method = rounding[0]
         if calibration is None or len(calibration) == 0:
-            raise ValidationError("adaround needs calibration data (pass --calib)")
+            raise ValidationError(f"{method} needs calibration data (pass --calib)")
         if scheme.weights is None:
-            raise ValidationError(f"adaround needs integer weights; scheme {scheme.name} has none")
+            raise ValidationError(f"{method} needs integer weights; scheme {scheme.name} has none")
+        from edgequant.quant.adaround import AdaRoundConfig
         from edgequant.quant.adaround_cache import cached_adaround
+
+        config = adaround_config or AdaRoundConfig()
+        if method == "gptq":
+            config = dataclasses.replace(config, method="gptq", pool_rows=GPTQ_POOL_ROWS)
 
         # one learnt rounding per (weights, grid, data, settings): runtimes sharing a grid reuse it
         module, stats, which, reused = cached_adaround(
@@ -100,13 +112,13 @@ def apply_techniques(
             scheme,
             calibration,
             weights_hash=f"{model.weights_hash}{tag}",
-            config=adaround_config,
+            config=config,
             grid=adaround_grid,
         )
         info["adaround_layers"] = len(stats)
         info["adaround_kept_nearest"] = sum(s.kept_nearest for s in stats)
         info["adaround_reused"] = reused
-        tag += f"+adaround-{_digest(scheme, calibration, which)}"
+        tag += f"+{method}-{_digest(scheme, calibration, which)}"
     if "bias_correction" in plan:
         if calibration is None or len(calibration) == 0:
             raise ValidationError("bias_correction needs calibration data (pass --calib)")
