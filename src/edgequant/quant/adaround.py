@@ -306,36 +306,49 @@ def round_layer(
     w = weight.detach().float()
     bias = None if b is None else b.detach().float()
     s, floor, pinned = on_grid(w, grid)
-    nearest = _nearest(w, s, floor, pinned, grid.qmax)
+    w_near = _nearest(w, s, floor, pinned, grid.qmax) * s
     if config.method == "gptq":
-        from edgequant.quant.gptq import gptq_codes
-
-        wm, sm, pm = (_layer_matrix(layer, t) for t in (w, torch.broadcast_to(s, w.shape), pinned))
-        hard = gptq_codes(rows, wm, sm, pm, grid.qmax).reshape(w.shape)
+        w_hard = _gptq_weight(layer, w, rows, (s, pinned), grid)
     else:
         v = _learn_v(layer, rows, post, (s, floor, pinned, grid.qmax), bias, config, f)
         hard = torch.where(
             pinned, floor, torch.clamp(floor + (v >= 0).float(), -grid.qmax, grid.qmax)
         )
+        w_hard = hard * s
     with torch.no_grad():  # per output channel: channels do not interact in the loss
-        near_ch = ((f(_apply(rows, _layer_matrix(layer, nearest * s), bias)) - post) ** 2).mean(0)
-        y_ada = _apply(rows, _layer_matrix(layer, hard * s), bias)
+        near_ch = ((f(_apply(rows, _layer_matrix(layer, w_near), bias)) - post) ** 2).mean(0)
+        y_ada = _apply(rows, _layer_matrix(layer, w_hard), bias)
     ada_ch = ((f(y_ada) - post) ** 2).mean(0)
     better = ada_ch < near_ch  # a channel whose learnt rounding is not better keeps nearest
-    codes = torch.where(better.reshape(-1, *([1] * (w.dim() - 1))), hard, nearest)
+    w_q = torch.where(better.reshape(-1, *([1] * (w.dim() - 1))), w_hard, w_near)
     ch_mse = torch.where(better, ada_ch, near_ch)
     new_bias = bias
     if config.correct_bias:
-        new_bias, ch_mse = _shift_bias(rows, target, layer, codes * s, bias, ch_mse, f)
+        new_bias, ch_mse = _shift_bias(rows, target, layer, w_q, bias, ch_mse, f)
     stats = LayerStats(
         layer=name,
         mse_nearest=float(near_ch.mean()),
         mse_adaround=float(ch_mse.mean()),
-        flipped_pct=100.0 * float((codes != nearest).float().mean()),
+        flipped_pct=100.0 * float((w_q != w_near).float().mean()),
         kept_nearest=not bool(better.any()),
     )
     out_bias = None if new_bias is None or b is None else new_bias.to(b.dtype)
-    return (codes * s).to(weight.dtype), out_bias, stats
+    return w_q.to(weight.dtype), out_bias, stats
+
+
+def _gptq_weight(
+    layer: nn.Module,
+    w: torch.Tensor,
+    rows: torch.Tensor,
+    grid_of_w: tuple[torch.Tensor, torch.Tensor],
+    grid: WeightGrid,
+) -> torch.Tensor:
+    """GPTQ's on-grid weight (:mod:`edgequant.quant.gptq`), on the scale of ``w``'s grid."""
+    from edgequant.quant.gptq import gptq_codes
+
+    s, pinned = grid_of_w
+    wm, sm, pm = (_layer_matrix(layer, t) for t in (w, torch.broadcast_to(s, w.shape), pinned))
+    return gptq_codes(rows, wm, sm, pm, grid.qmax).reshape(w.shape) * s
 
 
 def _shift_bias(
@@ -437,6 +450,10 @@ def adaround_module(
                 cast(torch.Tensor, mod.weight).copy_(new_w)
                 if new_b is not None:
                     cast(torch.Tensor, mod.bias).copy_(new_b)
+        if sim is not None:  # the simulator's weight scale follows the new weights
+            refresh = getattr(sim.get_submodule(name), "refresh_weight_qparams", None)
+            if refresh is not None:
+                refresh()
 
     gm = traced(out, sim) if cfg.cache_activations else None
     if gm is not None:

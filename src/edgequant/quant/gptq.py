@@ -63,9 +63,22 @@ def gptq_codes(
     if bool((info != 0).any()):
         return nearest.to(torch.float32)
     u = torch.linalg.cholesky(torch.cholesky_inverse(chol), upper=True)  # (g, K, K)
+    return _error_feedback(w, scale, pinned, pin_codes, u, qmax).to(torch.float32)
+
+
+def _error_feedback(
+    w: torch.Tensor,
+    scale: torch.Tensor,
+    pinned: torch.Tensor,
+    pin_codes: torch.Tensor,
+    u: torch.Tensor,
+    qmax: int,
+) -> torch.Tensor:
+    """The GPTQ loop: round column ``j``, push its error onto columns ``j+1..`` through ``u``
+    (the upper Cholesky factor of ``H⁻¹``)."""
     work = w.clone()
     codes = torch.empty_like(w)
-    for j in range(k):
+    for j in range(w.shape[2]):
         col = work[:, :, j]
         q = torch.where(
             pinned[:, :, j],
@@ -74,9 +87,9 @@ def gptq_codes(
         )
         codes[:, :, j] = q
         err = (col - q * scale[:, :, j]) / u[:, j, j][:, None]
-        if j + 1 < k:
+        if j + 1 < w.shape[2]:
             work[:, :, j + 1 :] -= err[:, :, None] * u[:, j, j + 1 :][:, None, :]
-    return codes.to(torch.float32)
+    return codes
 
 
 __all__ = ["gptq_codes"]
