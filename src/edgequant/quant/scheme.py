@@ -29,8 +29,8 @@ calibration data, Nagel et al. 2020, and hand the runtime weights already on its
 :mod:`edgequant.quant.adaround`; needs calibration data), ``gptq`` (the same hand-over, the
 rounding chosen in one pass of error feedback through the layer's inverse Hessian, Frantar et
 al. 2022: seconds instead of minutes, :mod:`edgequant.quant.gptq`), ``bias_correction``
-(empirical bias correction); ``winograd`` is executed by the simulator. E.g. ``{"base": "w4a8", "name":
-"w4a8-ada", "techniques": ["adaround"]}`` is w4a8 with AdaRound.
+(empirical bias correction); ``winograd`` is executed by the simulator. E.g.
+``{"base": "w4a8", "name": "w4a8-ada", "techniques": ["adaround"]}`` is w4a8 with AdaRound.
 
 Example:
     >>> s = get_scheme("w8a8")

@@ -1,8 +1,8 @@
 """Pre-quantization transforms, usable in front of every backend's quantizer.
 
 :func:`apply_techniques` runs the scheme's ``techniques`` in the order that makes sense —
-``bn_fold`` → ``cle`` → ``adaround`` → ``bias_correction`` (CLE, AdaRound and bias correction need
-BN folded first, so they imply it) — and returns a new fp32 :class:`~edgequant.models.base.Model` whose
+``bn_fold`` → ``cle`` → ``adaround`` or ``gptq`` → ``bias_correction`` (CLE, the roundings and bias
+correction need BN folded first, so they imply it) — and returns a new fp32 :class:`~edgequant.models.base.Model` whose
 ``weights_hash`` carries a suffix naming what was done (so cached artifacts of the original and
 the transformed model never collide). ``winograd`` is not a model transform (the simulator
 executes it) and is ignored here.
@@ -10,8 +10,8 @@ executes it) and is ignored here.
 ``bn_fold`` and ``cle`` give an equivalent model (to float rounding); ``bias_correction``
 deliberately moves the fp32 outputs by the expected weight-quantization error (see
 :mod:`edgequant.quant.bias_correction`); ``adaround`` replaces every conv/linear weight by its
-learnt rounding on the scheme's weight grid (:mod:`edgequant.quant.adaround`): the runtime's
-quantizer then reproduces those weights exactly, and a later ``bias_correction`` finds no
+learnt rounding on the scheme's weight grid (:mod:`edgequant.quant.adaround`; ``gptq`` by one
+pass of error feedback instead, :mod:`edgequant.quant.gptq`): the runtime's quantizer then reproduces those weights exactly, and a later ``bias_correction`` finds no
 weight-rounding error left to correct. The returned model's ``info["techniques_applied"]``
 lists what was applied; calling again on it is a no-op, so a backend may call it defensively.
 
