@@ -308,7 +308,7 @@ def round_layer(
     s, floor, pinned = on_grid(w, grid)
     w_near = _nearest(w, s, floor, pinned, grid.qmax) * s
     if config.method == "gptq":
-        w_hard = _gptq_weight(layer, w, rows, (s, pinned), grid)
+        w_hard = _gptq_weight(layer, w, rows, s, pinned, grid.qmax)
     else:
         v = _learn_v(layer, rows, post, (s, floor, pinned, grid.qmax), bias, config, f)
         hard = torch.where(
@@ -340,15 +340,15 @@ def _gptq_weight(
     layer: nn.Module,
     w: torch.Tensor,
     rows: torch.Tensor,
-    grid_of_w: tuple[torch.Tensor, torch.Tensor],
-    grid: WeightGrid,
+    s: torch.Tensor,
+    pinned: torch.Tensor,
+    qmax: int,
 ) -> torch.Tensor:
-    """GPTQ's on-grid weight (:mod:`edgequant.quant.gptq`), on the scale of ``w``'s grid."""
+    """GPTQ's on-grid weight (:mod:`edgequant.quant.gptq`) on ``w``'s scales ``s``."""
     from edgequant.quant.gptq import gptq_codes
 
-    s, pinned = grid_of_w
     wm, sm, pm = (_layer_matrix(layer, t) for t in (w, torch.broadcast_to(s, w.shape), pinned))
-    return gptq_codes(rows, wm, sm, pm, grid.qmax).reshape(w.shape) * s
+    return gptq_codes(rows, wm, sm, pm, qmax).reshape(w.shape) * s
 
 
 def _shift_bias(

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from edgequant.errors import ValidationError
 from edgequant.quant.fake_quant import fake_quant_weight, weight_qparams
-from edgequant.quant.scheme import Scheme
+from edgequant.quant.scheme import ROUNDING_TECHNIQUES, Scheme
 
 if TYPE_CHECKING:
     from edgequant.models.base import Model
@@ -173,7 +173,7 @@ def corrected_for_quantizer(
     done = set(model.info.get("techniques_applied", []))
     if "bias_correction" in done:
         return model, "already applied to the model (scheme technique bias_correction)"
-    if done & {"adaround", "gptq"}:
+    if done & set(ROUNDING_TECHNIQUES):
         return (
             model,
             "not applied: AdaRound/GPTQ already put the weights on the grid (their bias is shifted)",

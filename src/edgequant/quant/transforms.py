@@ -1,19 +1,20 @@
 """Pre-quantization transforms, usable in front of every backend's quantizer.
 
 :func:`apply_techniques` runs the scheme's ``techniques`` in the order that makes sense —
-``bn_fold`` → ``cle`` → ``adaround`` or ``gptq`` → ``bias_correction`` (CLE, the roundings and bias
-correction need BN folded first, so they imply it) — and returns a new fp32 :class:`~edgequant.models.base.Model` whose
-``weights_hash`` carries a suffix naming what was done (so cached artifacts of the original and
-the transformed model never collide). ``winograd`` is not a model transform (the simulator
+``bn_fold`` → ``cle`` → ``adaround`` or ``gptq`` → ``bias_correction`` (CLE, the roundings and
+bias correction need BN folded first, so they imply it) — and returns a new fp32
+:class:`~edgequant.models.base.Model` whose ``weights_hash`` carries a suffix naming what was
+done (so cached artifacts of the original and the transformed model never collide). ``winograd`` is not a model transform (the simulator
 executes it) and is ignored here.
 
 ``bn_fold`` and ``cle`` give an equivalent model (to float rounding); ``bias_correction``
 deliberately moves the fp32 outputs by the expected weight-quantization error (see
 :mod:`edgequant.quant.bias_correction`); ``adaround`` replaces every conv/linear weight by its
 learnt rounding on the scheme's weight grid (:mod:`edgequant.quant.adaround`; ``gptq`` by one
-pass of error feedback instead, :mod:`edgequant.quant.gptq`): the runtime's quantizer then reproduces those weights exactly, and a later ``bias_correction`` finds no
-weight-rounding error left to correct. The returned model's ``info["techniques_applied"]``
-lists what was applied; calling again on it is a no-op, so a backend may call it defensively.
+pass of error feedback instead, :mod:`edgequant.quant.gptq`): the runtime's quantizer then
+reproduces those weights exactly, and a later ``bias_correction`` finds no weight-rounding error
+left to correct. The returned model's ``info["techniques_applied"]`` lists what was applied;
+calling again on it is a no-op, so a backend may call it defensively.
 
 Example:
     >>> from edgequant.quant.scheme import get_scheme
@@ -38,16 +39,13 @@ from edgequant.quant.scheme import ROUNDING_TECHNIQUES, Scheme
 if TYPE_CHECKING:
     from edgequant.quant.adaround import AdaRoundConfig, GridFor, WeightGrid
 
-#: im2col rows per layer GPTQ builds its Hessian from (``XᵀX`` needs many more rows than inputs)
-GPTQ_POOL_ROWS = 16384
-
 MODEL_TECHNIQUES = ("bn_fold", "cle", "adaround", "gptq", "bias_correction")
 
 
 def planned_techniques(scheme: Scheme) -> list[str]:
     """The model transforms the scheme asks for, in execution order, implied steps included."""
     asked = set(scheme.techniques) & set(MODEL_TECHNIQUES)
-    if asked & {"cle", "adaround", "gptq", "bias_correction"}:
+    if asked & {"cle", "bias_correction", *ROUNDING_TECHNIQUES}:
         asked.add("bn_fold")
     return [t for t in MODEL_TECHNIQUES if t in asked]
 
@@ -101,10 +99,11 @@ def apply_techniques(
             raise ValidationError(f"{method} needs integer weights; scheme {scheme.name} has none")
         from edgequant.quant.adaround import AdaRoundConfig
         from edgequant.quant.adaround_cache import cached_adaround
+        from edgequant.quant.gptq import POOL_ROWS
 
         config = adaround_config or AdaRoundConfig()
         if method == "gptq":
-            config = dataclasses.replace(config, method="gptq", pool_rows=GPTQ_POOL_ROWS)
+            config = dataclasses.replace(config, method="gptq", pool_rows=POOL_ROWS)
 
         # one learnt rounding per (weights, grid, data, settings): runtimes sharing a grid reuse it
         module, stats, which, reused = cached_adaround(
