@@ -13,6 +13,7 @@ LoadGen (``record.paired``); this is the quick kernel-level check.
 Example:
     $ python benchmarks/int8_speedup.py --backends onnxruntime --models resnet50 --seconds 3
     $ python benchmarks/int8_speedup.py --json > speedup.json
+    $ python benchmarks/int8_speedup.py --rounds 3 --max-rounds 12   # until ±3% or 12 rounds
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+
+from edgequant.measure.paired import PairedRatio, StoppingRule
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -50,7 +53,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--rounds",
         type=int,
         default=3,
-        help="alternating rounds; the median is reported (default 3)",
+        help="alternating rounds at least; the median is reported (default 3)",
+    )
+    p.add_argument(
+        "--max-rounds",
+        type=int,
+        default=None,
+        help="go on past --rounds until the ratio's 95%% interval is within ±3%% of its median, "
+        "up to this many rounds (default: --rounds, i.e. a fixed count)",
+    )
+    p.add_argument(
+        "--time-cap",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="with --max-rounds: stop adding rounds after S seconds per runtime (default 300)",
     )
     p.add_argument(
         "--calib-size", type=int, default=32, help="synthetic calibration samples (default 32)"
@@ -91,6 +108,15 @@ def round_batches(session: Any, distinct: list[np.ndarray], seconds: float) -> l
     return [distinct[i % len(distinct)] for i in range(n)]
 
 
+def stopping_rule(args: argparse.Namespace) -> StoppingRule:
+    """``--rounds`` alone: that many rounds. With ``--max-rounds``: at least ``--rounds``, then
+    more until the interval's half-width is <= 3% (the sweep's target), the maximum or the cap."""
+    most = args.rounds if args.max_rounds is None else args.max_rounds
+    if most < args.rounds:
+        raise SystemExit(f"--max-rounds ({most}) must be >= --rounds ({args.rounds})")
+    return StoppingRule(min_rounds=args.rounds, max_rounds=most, time_cap_s=args.time_cap)
+
+
 def measure(backend_name: str, model_name: str, args: argparse.Namespace) -> dict[str, Any]:
     from edgequant.backends import get_backend
     from edgequant.build.cache import get_or_build
@@ -126,26 +152,36 @@ def measure(backend_name: str, model_name: str, args: argparse.Namespace) -> dic
         work = [round_batches(sess, distinct, args.seconds) for sess in sessions]
         rates: list[list[float]] = [[], []]
         cpu_rates: list[list[float]] = [[], []]
-        for r in range(args.rounds):  # alternate, so a neighbour's load hits both alike
+        rule = stopping_rule(args)
+        stopped_by = "fixed"
+        t0 = time.perf_counter()
+        for r in range(rule.max_rounds):  # alternate, so a neighbour's load hits both alike
             for i in (0, 1) if r % 2 == 0 else (1, 0):
                 ips, ips_cpu = throughput(sessions[i], work[i])
                 rates[i].append(ips)
                 cpu_rates[i].append(ips_cpu)
+            if rule.max_rounds > rule.min_rounds:
+                so_far = PairedRatio.from_rounds(list(zip(rates[1], rates[0], strict=True)))
+                why = rule.verdict(so_far, elapsed_s=time.perf_counter() - t0)
+                if why is not None:
+                    stopped_by = why
+                    break
     finally:
         for sess in sessions:
             sess.close()
-    from edgequant.measure.paired import PairedRatio
 
     fp, q = (statistics.median(r) for r in rates)
     fp_cpu, q_cpu = (statistics.median(r) for r in cpu_rates)
-    paired = PairedRatio.from_rounds(list(zip(rates[1], rates[0], strict=True)))
+    paired = PairedRatio.from_rounds(
+        list(zip(rates[1], rates[0], strict=True)), stopped_by=stopped_by
+    )
     return {
         **row,
         "status": "ok",
         f"{args.baseline}_ips": round(fp, 2),
         f"{args.scheme}_ips": round(q, 2),
         "ratio": round(paired.median, 2),
-        "ratio_text": paired.text(),
+        "ratio_text": paired.text() + ("" if stopped_by == "fixed" else f" stopped: {stopped_by}"),
         "paired": paired.to_dict(),
         # images per CPU-second: the ratio a quiet machine would show if both scale alike
         "cpu_ratio": round(q_cpu / fp_cpu, 2),
