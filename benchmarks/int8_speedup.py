@@ -78,7 +78,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="use pretrained weights (speed does not need them)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.rounds < 1:
+        p.error(f"--rounds must be >= 1, got {args.rounds}")
+    if args.max_rounds is not None and args.max_rounds < args.rounds:
+        p.error(f"--max-rounds ({args.max_rounds}) must be >= --rounds ({args.rounds})")
+    if not args.time_cap > 0:
+        p.error(f"--time-cap must be a positive number of seconds, got {args.time_cap}")
+    return args
 
 
 def throughput(session: Any, batches: list[np.ndarray]) -> tuple[float, float]:
@@ -112,8 +119,6 @@ def stopping_rule(args: argparse.Namespace) -> StoppingRule:
     """``--rounds`` alone: that many rounds. With ``--max-rounds``: at least ``--rounds``, then
     more until the interval's half-width is <= 3% (the sweep's target), the maximum or the cap."""
     most = args.rounds if args.max_rounds is None else args.max_rounds
-    if most < args.rounds:
-        raise SystemExit(f"--max-rounds ({most}) must be >= --rounds ({args.rounds})")
     return StoppingRule(min_rounds=args.rounds, max_rounds=most, time_cap_s=args.time_cap)
 
 
