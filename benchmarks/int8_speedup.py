@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from edgequant.errors import ValidationError
 from edgequant.measure.paired import PairedRatio, StoppingRule
 
 
@@ -79,12 +80,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     args = p.parse_args(argv)
-    if args.rounds < 1:
-        p.error(f"--rounds must be >= 1, got {args.rounds}")
-    if args.max_rounds is not None and args.max_rounds < args.rounds:
-        p.error(f"--max-rounds ({args.max_rounds}) must be >= --rounds ({args.rounds})")
-    if not args.time_cap > 0:
-        p.error(f"--time-cap must be a positive number of seconds, got {args.time_cap}")
+    try:  # checked before any build, by the rule the rounds will stop by
+        stopping_rule(args)
+    except ValidationError as e:
+        p.error(f"--rounds/--max-rounds/--time-cap: {e}")
     return args
 
 

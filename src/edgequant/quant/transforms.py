@@ -4,8 +4,8 @@
 ``bn_fold`` → ``cle`` → ``adaround`` or ``gptq`` → ``bias_correction`` (CLE, the roundings and
 bias correction need BN folded first, so they imply it) — and returns a new fp32
 :class:`~edgequant.models.base.Model` whose ``weights_hash`` carries a suffix naming what was
-done (so cached artifacts of the original and the transformed model never collide). ``winograd`` is not a model transform (the simulator
-executes it) and is ignored here.
+done (so cached artifacts of the original and the transformed model never collide).
+``winograd`` is not a model transform (the simulator executes it) and is ignored here.
 
 ``bn_fold`` and ``cle`` give an equivalent model (to float rounding); ``bias_correction``
 deliberately moves the fp32 outputs by the expected weight-quantization error (see
