@@ -45,8 +45,12 @@ EXPECTED = {
 }
 
 
-def saturating_net() -> nn.Module:
-    """Three convs; the 3x3 ones see u8 codes and weights big enough to leave int16 in pairs."""
+def saturating_net(adds_up: bool = False) -> nn.Module:
+    """Three convs; the 3x3 ones see u8 codes and weights big enough to leave int16 in pairs.
+
+    The 1x1 conv's weights alternate in sign along its inputs, so its pairs cancel; with
+    ``adds_up`` they do not, and its rare saturated pairs (0.05%, 48 dB: under both per-layer
+    bars) still cost the output more than the int8 model's own noise allows."""
     torch.manual_seed(0)
     net = nn.Sequential(
         nn.Conv2d(3, 16, 3, padding=1),
@@ -61,6 +65,9 @@ def saturating_net() -> nn.Module:
     )
     with torch.no_grad():
         net[2].weight.copy_(torch.rand_like(net[2].weight) * 0.2 + 0.8)
+        if not adds_up:
+            net[2].weight[:, 1::2] = -net[2].weight[:, 1::2].abs()
+            net[2].weight[:, ::2] = net[2].weight[:, ::2].abs()
     return net.eval()
 
 
@@ -139,6 +146,49 @@ def test_plan_finds_the_layers_that_bite_and_only_those() -> None:
     assert blind.note and blind.remedied == []
 
 
+def test_plan_also_remedies_layers_whose_saturation_adds_up_at_the_output(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import edgequant.backends.int8_cpu as ic
+
+    avx2 = parse_cpuinfo((FIXTURES / "zen3-avx2.txt").read_text())
+    m = module_model("sat", saturating_net(adds_up=True), 4)
+    # the int8 model is at ~45 dB; the 1x1 conv's saturation costs the output ~55 dB: under
+    # the default 35 dB bar, so it keeps its fast kernels
+    plan = plan_int8("onnxruntime", m, get_scheme("w8a8"), calib(), avx2)
+    assert plan.remedied == ["0", "4"] and plan.network["extra"] == []
+    assert plan.network["bar_sqnr_db"] == ic.NET_SQNR_DB < plan.network["sqnr_before_db"]
+    monkeypatch.setattr(ic, "NET_SQNR_DB", 200.0)  # only the share of the int8 model's noise
+    monkeypatch.setattr(ic, "NOISE_SHARE", 0.05)
+    for runtime in ("onnxruntime", "pytorch", "openvino"):
+        plan = plan_int8(runtime, m, get_scheme("w8a8"), calib(), avx2)
+        two = next(r for r in plan.layers if r["name"] == "2")
+        assert not two["bites"] and two["saturated_pct"] > 0  # under both per-layer bars
+        assert plan.remedied == ["0", "2", "4"] and plan.network["extra"] == ["2"]
+        net = plan.network
+        assert net["bar_sqnr_db"] == pytest.approx(net["int8_sqnr_db"] + 13, abs=0.11)
+        assert net["sqnr_before_db"] < net["bar_sqnr_db"] and net["sqnr_after_db"] is None
+        assert "1 more whose sums add up at the output" in plan.reason()
+        assert plan.to_dict()["network"] == net
+        json.dumps(plan.to_dict(), allow_nan=False)  # artifact.json stays strict JSON
+    monkeypatch.setattr(ic, "NOISE_SHARE", 1.0)  # a looser share: the per-layer bars alone
+    assert plan_int8("onnxruntime", m, get_scheme("w8a8"), calib(), avx2).remedied == ["0", "4"]
+
+
+def test_qdq_plan_without_fp32_uses_the_absolute_bar(monkeypatch: pytest.MonkeyPatch) -> None:
+    import edgequant.backends.int8_cpu as ic
+    from edgequant.quant.simulate import quantize_module
+
+    avx2 = parse_cpuinfo((FIXTURES / "zen3-avx2.txt").read_text())
+    net, x = saturating_net(adds_up=True), calib()
+    sim = quantize_module(net, get_scheme("w8a8"), x)
+    plan = plan_qdq("onnxruntime", sim, x, avx2)
+    assert plan.network["bar_sqnr_db"] == ic.NET_SQNR_DB and plan.network["int8_sqnr_db"] is None
+    assert plan.remedied == ["0", "4"]  # 54 dB vs exact int32 meets the 35 dB bar
+    monkeypatch.setattr(ic, "NET_SQNR_DB", 60.0)
+    assert plan_qdq("onnxruntime", sim, x, avx2).remedied == ["0", "2", "4"]
+
+
 def test_onnxruntime_u8u8_only_on_biting_layers(as_cpu, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     be = get_backend("onnxruntime")
     if not be.available():
@@ -184,7 +234,7 @@ ref = net(torch.from_numpy(x)).detach().numpy()
 be, out = get_backend(sys.argv[2]), {}
 for remedy in (True, False):
     if not remedy:
-        ic.BITE_PCT, ic.BITE_SQNR_DB = 1e9, -1e9
+        ic.BITE_PCT, ic.BITE_SQNR_DB, ic.NOISE_SHARE = 1e9, -1e9, 1e9
     art = be.prepare(module_model("sat", net, 4), get_scheme("w8a8"), x, Path(tempfile.mkdtemp()))
     with be.load(art, 1) as s:
         y = s.run(x)

@@ -14,6 +14,7 @@ from edgequant.backends.int8_cpu import (
     _LITERT,
     BITE_PCT,
     BITE_SQNR_DB,
+    NOISE_SHARE,
     REMEDY,
     REMEDY_TEXT,
     _exact_reason,
@@ -53,8 +54,9 @@ def class_config(runtime: str, cls: str) -> dict[str, str]:
         arith = arithmetic_for(runtime, cls)
         reason = (
             f"{INT8_CLASSES[cls]}; the sim ({arith}) finds the layers whose pair sums saturate on "
-            f"the calibration data (> {BITE_PCT}% or < {BITE_SQNR_DB:g} dB) and only those get "
-            f"{REMEDY_TEXT[REMEDY[runtime]]}"
+            f"the calibration data (> {BITE_PCT}% or < {BITE_SQNR_DB:g} dB, plus the fewest more "
+            f"that keep saturation under {NOISE_SHARE:.0%} of the int8 output noise) and only those "
+            f"get {REMEDY_TEXT[REMEDY[runtime]]}"
         )
     else:
         reason = _exact_reason(runtime, cls)

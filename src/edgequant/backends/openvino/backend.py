@@ -32,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import threading
@@ -248,14 +249,22 @@ class OpenVinoBackend(Backend):
             from edgequant.backends.int8_cpu import record_plan
 
             plan = build.state.get("int8_plan")
+            bn_to_conv: dict[str, str] = {}
             if plan is not None:
                 record_plan(meta, plan)
+                module = build.model.module
+                if plan.remedied and module is not None:
+                    from edgequant.quant.bn_fold import conv_bn_pairs
+
+                    with contextlib.suppress(Exception):  # untraceable: module names only
+                        bn_to_conv = {bn: conv for conv, bn in conv_bn_pairs(module)}
             converted, meta["quantizer"] = ovq.quantize_static(
                 converted,
                 scheme,
                 build.calibration,
                 self.core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"),
                 plan,
+                bn_to_conv,
             )
             meta["calibration_samples"] = int(meta["quantizer"]["subset_size"])
         elif scheme.is_weight_only:

@@ -73,6 +73,27 @@ def _tap(op: Any) -> tuple[Any, str | None]:
     return out, alias
 
 
+def op_modules(model: Any, bn_to_conv: dict[str, str] | None = None) -> dict[str, str]:
+    """Each conv/linear op of an ``ov.Model`` → the PyTorch module it computes: its own name, or
+    (where OpenVINO folded a BatchNorm into it and renamed it ``Multiply_…``) the conv the BN of
+    its bias ``Add`` belonged to (``bn_to_conv``). Ops that name no module are left out.
+
+    Example:
+        >>> op_modules(ov_model, {"_bn0": "_conv_stem"})  # doctest: +SKIP
+        {'Multiply_12325': '_conv_stem', ...}
+    """
+    names = bn_to_conv or {}
+    out: dict[str, str] = {}
+    for op in model.get_ordered_ops():
+        if op.get_type_name() not in _LAYER_OPS:
+            continue
+        fname = op.get_friendly_name()
+        found = friendly_module(fname) or _tap(op)[1]
+        if found is not None:
+            out[fname] = names.get(found, found)
+    return out
+
+
 def layer_outputs(
     backend: Backend, artifact: Artifact, batch: np.ndarray, names: Iterable[str] | None = None
 ) -> LayerOutputs:
@@ -116,4 +137,4 @@ def layer_outputs(
     return out
 
 
-__all__ = ["arith_target", "friendly_module", "layer_outputs"]
+__all__ = ["arith_target", "friendly_module", "layer_outputs", "op_modules"]

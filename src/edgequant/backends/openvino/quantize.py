@@ -95,20 +95,26 @@ def _cpu_choice(capabilities: list[str], plan: Int8Plan | None) -> dict[str, Any
     }
 
 
-def ignored_scope(layers: list[str]) -> Any:
-    """NNCF ``IgnoredScope`` for PyTorch module names as OpenVINO's frontend names their ops
-    (``__module.<name>/aten::_convolution/Convolution``).
+def ignored_scope(
+    ov_model: Any, layers: list[str], bn_to_conv: dict[str, str] | None = None
+) -> tuple[Any, list[str]]:
+    """NNCF ``IgnoredScope`` naming the ops of ``ov_model`` that compute the PyTorch modules
+    ``layers``, and those op names. OpenVINO's frontend names an op after its module
+    (``__module.<name>/aten::_convolution/Convolution``) unless it folded a BatchNorm into it
+    (``Multiply_…``): then the BN's module, through ``bn_to_conv``, names it
+    (:func:`~edgequant.backends.openvino.debug.op_modules`).
 
     Example:
-        >>> ignored_scope(["_conv_stem"]).patterns   # doctest: +SKIP
-        ['^__module\\._conv_stem/aten::(_convolution|linear)/']
+        >>> ignored_scope(ov_model, ["_conv_stem"], {"_bn0": "_conv_stem"})[1]  # doctest: +SKIP
+        ['Multiply_12325']
     """
-    import re
-
     import nncf
 
-    patterns = [f"^__module\\.{re.escape(n)}/aten::(_convolution|linear)/" for n in layers]
-    return nncf.IgnoredScope(patterns=patterns, validate=False)
+    from edgequant.backends.openvino.debug import op_modules
+
+    wanted = set(layers)
+    names = [op for op, module in op_modules(ov_model, bn_to_conv).items() if module in wanted]
+    return nncf.IgnoredScope(names=names, validate=False), names
 
 
 def _static_options(
@@ -141,6 +147,7 @@ def _static_options(
         "cpu_int8_isa": cpu["cpu_int8_isa"],
         "cpu_choice_reason": cpu["reason"],
         "ignored_layers": cpu["ignored_layers"],
+        "ignored_ops": cpu.get("ignored_ops", []),
         "float_parts": "f32 (INFERENCE_PRECISION_HINT f32, so only the int8 part differs from fp32)",
     }
 
@@ -151,11 +158,13 @@ def quantize_static(
     samples: np.ndarray,
     capabilities: list[str],
     plan: Int8Plan | None = None,
+    bn_to_conv: dict[str, str] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
     """``nncf.quantize`` with the scheme mapped; returns the quantized model and options used.
 
     ``plan``: the CPU-class plan (:func:`edgequant.backends.int8_cpu.plan_int8`); its remedied
-    layers stay in f32.
+    layers stay in f32 (``bn_to_conv``: the model's BatchNorm → conv names, to find the ops
+    OpenVINO renamed when it folded a BN).
     """
     import nncf
     from nncf.quantization.advanced_parameters import (
@@ -170,7 +179,14 @@ def quantize_static(
     cpu = _cpu_choice(capabilities, plan)
     extra: dict[str, Any] = {}
     if cpu["ignored_layers"]:
-        extra["ignored_scope"] = ignored_scope(cpu["ignored_layers"])
+        extra["ignored_scope"], cpu["ignored_ops"] = ignored_scope(
+            ov_model, cpu["ignored_layers"], bn_to_conv
+        )
+        missing = len(cpu["ignored_layers"]) - len(cpu["ignored_ops"])
+        if missing > 0:  # a module OpenVINO renamed beyond recognition: say so, keep going
+            cpu["reason"] += (
+                f"; {missing} of those layers were not found among OpenVINO's ops and stay int8"
+            )
     preset = nncf.QuantizationPreset.PERFORMANCE if a.symmetric else nncf.QuantizationPreset.MIXED
     per_channel = w.granularity == "channel"
     estimator, estimator_name = _range_estimator(scheme.calibration.method)
