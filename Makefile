@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: demo test test-fast lint typecheck install clean browser
+.PHONY: demo test test-fast lint typecheck install clean browser emulator
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,7 +32,11 @@ typecheck: $(STAMP)
 browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium could not be installed; browser tests will be skipped"
 
-test: $(STAMP) browser lint typecheck
+# qemu-user runs the runtimes' real AVX2 kernels on any x86-64 CPU (tests/quant/test_emulated_isa.py)
+emulator:
+	@command -v qemu-x86_64 >/dev/null 2>&1 || [ "$$(uname -m)" != x86_64 ] || (apt-get update -qq && apt-get install -y -qq qemu-user >/dev/null) || echo "qemu-user could not be installed; emulated-CPU tests will be skipped"
+
+test: $(STAMP) browser emulator lint typecheck
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # the day-to-day tier: everything but the tests marked slow (real sweeps, clusters, compliance runs)

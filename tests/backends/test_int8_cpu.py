@@ -219,6 +219,31 @@ def test_onnxruntime_u8u8_only_on_biting_layers(as_cpu, tmp_path: Path) -> None:
     assert art2.metadata["int8_plan"]["remedied"] == [] and "u8u8_nodes" not in art2.metadata
 
 
+def test_openvino_finds_the_remedied_convs_it_renamed_when_folding_bn(
+    as_cpu, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """OpenVINO folds a BatchNorm into its conv and renames it (``Multiply_…``): the ignored
+    scope must still name it (it matched no op of any BN model before)."""
+    be = get_backend("openvino")
+    if not be.available():
+        pytest.skip(be.unavailable_reason() or "")
+    net = saturating_net()
+    bn = nn.BatchNorm2d(16).eval()
+    with torch.no_grad():
+        bn.running_var.fill_(0.8)
+        bn.bias.fill_(0.05)
+    net.insert(1, bn)  # conv "0" -> bn "1" -> relu; the other convs move to "3" and "5"
+    m = module_model("satbn", net, 4)
+    as_cpu("zen3-avx2.txt")
+    art = be.prepare(m, get_scheme("w8a8"), calib(), tmp_path / "avx2")
+    assert [c.precision for c in be.inspect(art).convs] == ["fp32", "int8", "fp32"]
+    q = art.metadata["quantizer"]
+    assert q["ignored_layers"] == ["0", "5"]
+    assert len(q["ignored_ops"]) == 2 and not any(
+        op.startswith("__module.0/") for op in q["ignored_ops"]
+    )
+
+
 _CAPPED = r"""
 import json, sys, tempfile
 from pathlib import Path

@@ -8,7 +8,7 @@ rounding of the requantization; measured: bit-exact), the other arithmetic's is 
 outputs of this saturating case. Uncapped on a VNNI
 or AMX machine it must be the exact one. On an AVX2-only machine the cap changes nothing and both
 runs are the pmaddubsw case. MLAS (ONNX Runtime) and XNNPACK (LiteRT) dispatch on CPUID and honour
-no cap, so they cannot be checked this way.
+no cap: ``test_emulated_isa.py`` runs them on an emulated AVX2 CPU instead.
 """
 
 from __future__ import annotations

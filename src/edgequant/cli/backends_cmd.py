@@ -118,15 +118,18 @@ def int8_per_cpu() -> dict[str, Any]:
     Example:
         >>> d = int8_per_cpu()
         >>> sorted(d), "avx2" in d["classes"]
-        (['classes', 'table', 'this_cpu'], True)
+        (['classes', 'run_here', 'table', 'this_cpu'], True)
     """
     from edgequant.backends.int8_table import INT8_RUNTIMES, class_table, this_cpu
     from edgequant.hw.cpu import INT8_CLASSES
+    from edgequant.hw.emulate import run_here
 
+    classes = [c for c in INT8_CLASSES if c != "other"]
     return {
         "this_cpu": this_cpu(),
-        "classes": [c for c in INT8_CLASSES if c != "other"],
+        "classes": classes,
         "table": class_table(INT8_RUNTIMES),
+        "run_here": {c: run_here(c) for c in classes},
     }
 
 
@@ -147,3 +150,6 @@ def print_int8_table(d: dict[str, Any]) -> None:
         here = cpu["runtime_class"].get(rt)
         if here in cells:
             print(f"  {rt} ({here}): {cells[here]['reason']}")
+    print("\nthe real kernels of each class, run on this machine:")
+    for cls, how in d.get("run_here", {}).items():
+        print(f"  {cls}: {how}")

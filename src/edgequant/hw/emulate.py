@@ -39,6 +39,10 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edgequant.hw.cpu import CpuProfile
 
 #: INT8 class -> the qemu CPU model whose CPUID the runtimes see (no TSX: TCG has none)
 QEMU_MODELS = {"avx2": "Haswell-noTSX"}
@@ -161,14 +165,48 @@ def emulator(int8_class: str) -> Emulator | None:
     return Emulator(int8_class, qemu) if qemu else None
 
 
+#: ONEDNN_MAX_CPU_ISA value that makes oneDNN run a class's kernels, and the flags it needs
+ONEDNN_CAPS = {
+    "avx2": ("AVX2", ("avx2",)),
+    "avx512": ("AVX512_CORE", ("avx512bw",)),
+    "avx-vnni": ("AVX2_VNNI", ("avx_vnni",)),
+    "avx512-vnni": ("AVX512_CORE_VNNI", ("avx512_vnni",)),
+}
+
+
+def run_here(int8_class: str, profile: CpuProfile | None = None) -> str:
+    """How this machine can run the real kernels of ``int8_class`` (one line for ``backends``).
+
+    Example:
+        >>> from edgequant.hw.cpu import parse_cpuinfo
+        >>> run_here("avx512", parse_cpuinfo("flags : avx2 avx512bw avx512_vnni\\n"))
+        'oneDNN only (PyTorch, OpenVINO): ONEDNN_MAX_CPU_ISA=AVX512_CORE'
+    """
+    from edgequant.hw.cpu import cpu_profile
+
+    p = profile or cpu_profile()
+    if int8_class == p.int8_class:
+        return "natively (this CPU)"
+    ways = []
+    cap = ONEDNN_CAPS.get(int8_class)
+    if cap is not None and p.arch == "x86_64" and p.has(*cap[1]):
+        ways.append(f"oneDNN only (PyTorch, OpenVINO): ONEDNN_MAX_CPU_ISA={cap[0]}")
+    why = emulation_unavailable(int8_class)
+    if int8_class in QEMU_MODELS:
+        ways.insert(0, "every runtime under qemu-user (accuracy only)" if why is None else why)
+    return "; ".join(ways) or (why or f"not on this machine ({int8_class})")
+
+
 def _qemu() -> str | None:
     return shutil.which("qemu-x86_64") or shutil.which("qemu-x86_64-static")
 
 
 __all__ = [
+    "ONEDNN_CAPS",
     "QEMU_MODELS",
     "Emulator",
     "emulated_class",
     "emulation_unavailable",
     "emulator",
+    "run_here",
 ]

@@ -30,7 +30,10 @@ measures the oneDNN case on this machine):
   ``brg_conv_fwd:avx2_vnni`` (AVX2_VNNI), and OpenVINO's fork ``jit_avx2_I8`` instead of
   ``brgconv_avx512_I8``; each is bit-exact with its class's arithmetic here. ``ATEN_CPU_CAPABILITY``
   only picks ATen's own vectorised kernels (default/avx2/avx512), not oneDNN's or FBGEMM's. MLAS
-  and XNNPACK dispatch on CPUID and cannot be capped.
+  and XNNPACK dispatch on CPUID and cannot be capped; under qemu-user with an AVX2 CPU model
+  (:mod:`edgequant.hw.emulate`) MLAS's U8S8 QLinearConv is bit-exact with ``pmaddubsw-mlas``
+  (odd channel counts included, where pairs cross taps) and its U8U8 kernel with ``exact``
+  (``tests/quant/test_emulated_isa.py``).
 
 So the arithmetics are ``exact`` and ``pmaddubsw`` (oneDNN layout) / ``pmaddubsw-mlas`` (flat
 layout); :func:`get_arithmetic` maps a CPU's INT8 class to one. :func:`int8_conv2d` is the integer
