@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
-    from edgequant.backends.base import backend_names, get_backend
+    from edgequant.backends.base import get_backend, runtime_names
     from edgequant.data import calibration_samples, open_dataset
     from edgequant.models import load_model
     from edgequant.quant.scheme import get_scheme
@@ -147,15 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             ]
         )
     fp32_top1 = 100 * float((ref.argmax(1) == labels).mean())
-    names = (
-        args.backends.split(",")
-        if args.backends
-        else [
-            n
-            for n in backend_names()
-            if not get_backend(n).simulated and get_backend(n).available()
-        ]
-    )
+    names = runtime_names(args.backends)
     rows = []
     for name in names:
         be = get_backend(name)

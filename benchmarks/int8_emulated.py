@@ -159,13 +159,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.score:
         score(*args.score)
         return 0
-    import torch
-
-    from edgequant.backends import backend_names, get_backend
+    from edgequant.backends import runtime_names
     from edgequant.backends.int8_table import this_cpu
     from edgequant.data import open_dataset
     from edgequant.hw.emulate import emulation_unavailable, emulator
     from edgequant.models import load_model
+    from edgequant.models.reference import reference_logits
     from edgequant.quant.scheme import get_scheme
 
     emu = emulator("avx2")
@@ -177,23 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     data = open_dataset(args.data, model.input_spec, split="test", limit=args.limit)
     x = data.load_all().astype(np.float32)
     labels = np.asarray(data.labels)
-    assert model.module is not None
-    with torch.no_grad():
-        ref = np.concatenate(
-            [
-                model.module.eval()(torch.from_numpy(x[i : i + 32])).numpy()
-                for i in range(0, len(x), 32)
-            ]
-        )
-    names = (
-        args.backends.split(",")
-        if args.backends
-        else [
-            n
-            for n in backend_names()
-            if not get_backend(n).simulated and get_backend(n).available()
-        ]
-    )
+    ref = reference_logits(model, data, progress=False)
+    names = runtime_names(args.backends)
     rows = []
     with tempfile.TemporaryDirectory(prefix="eq-int8emu-") as tmp:
         cpuinfo = emu.cpuinfo(Path(tmp))

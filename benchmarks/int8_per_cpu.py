@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
-    from edgequant.backends import backend_names, get_backend
+    from edgequant.backends import runtime_names
     from edgequant.backends.int8_table import this_cpu
     from edgequant.data import open_dataset
     from edgequant.models import load_model
@@ -152,15 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                 for i in range(0, len(x), 32)
             ]
         )
-    names = (
-        args.backends.split(",")
-        if args.backends
-        else [
-            n
-            for n in backend_names()
-            if not get_backend(n).simulated and get_backend(n).available()
-        ]
-    )
+    names = runtime_names(args.backends)
     rows = []
     with tempfile.TemporaryDirectory(prefix="eq-int8cpu-") as tmp:
         for name in names:

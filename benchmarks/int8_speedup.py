@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -233,13 +234,23 @@ def main(argv: list[str] | None = None) -> int:
                         "reason": f"{type(e).__name__}: {e}",
                     }
                 )
-    from edgequant.hw.cpu import cpu_profile
+    from edgequant.hw.cpu import cpu_profile, onednn_int8_class
 
     cpu = cpu_profile()
     if args.json:
-        print_json({"benchmark": "int8_speedup", "cpu_profile": cpu.to_dict(), "rows": rows})
+        print_json(
+            {
+                "benchmark": "int8_speedup",
+                "cpu_profile": cpu.to_dict(),
+                "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+                "rows": rows,
+            }
+        )
         return 0
     print(f"CPU: {cpu.model} ({cpu.int8_class}: {cpu.int8_description})")
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    if cap:  # oneDNN (PyTorch, OpenVINO) runs another class's kernels; the others do not
+        print(f"ONEDNN_MAX_CPU_ISA={cap}: PyTorch and OpenVINO run {onednn_int8_class()} kernels")
     table = [
         [
             r["backend"],

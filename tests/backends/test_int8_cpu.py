@@ -16,6 +16,7 @@ import torch.nn as nn
 
 from edgequant.backends import get_backend
 from edgequant.backends.int8_cpu import (
+    Int8Plan,
     arithmetic_for,
     measure,
     plan_int8,
@@ -138,8 +139,13 @@ def test_plan_finds_the_layers_that_bite_and_only_those() -> None:
     assert "2 of 4" in plan.reason() and "U8U8" in plan.reason()
     assert plan_int8("onnxruntime", m, get_scheme("w8a8"), calib(), vnni).layers == []
     pt = plan_int8("pytorch", m, get_scheme("w8a8"), calib(), avx2)
-    assert pt.weight_bits() == {n: 7 for n in pt.remedied} and pt.remedied
-    grid = weight_grid_for(pt, get_scheme("w8a8"))
+    assert pt.remedy == "float" and pt.float_layers() == pt.remedied == ["0", "4"]
+    assert pt.weight_bits() == {} and weight_grid_for(pt, get_scheme("w8a8")) is None
+    seven = Int8Plan(
+        runtime="pytorch", int8_class="avx2", arithmetic="pmaddubsw", remedy="7bit", remedied=["0"]
+    )
+    assert seven.weight_bits() == {"0": 7} and seven.float_layers() == []
+    grid = weight_grid_for(seven, get_scheme("w8a8"))
     assert grid is not None and grid("0", None).bits == 7 and grid("2", None).bits == 8
     assert weight_grid_for(plan, get_scheme("w8a8")) is None  # U8U8 keeps the 8-bit grid
     blind = plan_int8("onnxruntime", None, get_scheme("w8a8"), None, avx2)
@@ -346,6 +352,28 @@ def test_bias_correction_on_the_7bit_grid() -> None:
     assert not torch.equal(w8[0].bias, w7[0].bias)  # corrected for the 7-bit rounding
     assert torch.equal(w8[2].bias, w7[2].bias) and torch.equal(w8[4].bias, w7[4].bias)
     assert not torch.equal(w4[0].bias, w7_4[0].bias)
+    fl, n = correct_bias(net, get_scheme("w8a8"), x, float_layers=["0"])
+    assert n == 3 and torch.equal(fl[0].bias, net[0].bias)  # a float layer has no rounding error
+    assert torch.equal(fl[2].bias, w8[2].bias)
+
+
+def test_pytorch_float_modules_stay_unquantized() -> None:
+    pytest.importorskip("torchao")
+    from edgequant.backends.pytorch.quantize import quantize_pt2e
+
+    net, x = saturating_net(), calib()
+    gm, opts = quantize_pt2e(
+        net,
+        get_scheme("w8a8"),
+        x,
+        torch.from_numpy(x[:2]),
+        None,
+        batch_size=2,
+        float_modules=["0", "4"],
+    )
+    assert opts["float_modules"] == ["0", "4"]
+    weights = [n for n in gm.graph.nodes if "dequantize_per_channel" in str(n.target)]
+    assert len(weights) == 2  # conv 2 and the linear; convs 0 and 4 keep float weights
 
 
 def test_sim_target_names_an_arithmetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

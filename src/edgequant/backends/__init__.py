@@ -16,6 +16,7 @@ from edgequant.backends.base import (
     canonical_name,
     get_backend,
     register_backend,
+    runtime_names,
 )
 
 __all__ = [
@@ -28,4 +29,5 @@ __all__ = [
     "canonical_name",
     "get_backend",
     "register_backend",
+    "runtime_names",
 ]

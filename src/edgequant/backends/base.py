@@ -260,7 +260,11 @@ class Backend(ABC):
             from edgequant.quant.bias_correction import corrected_for_quantizer
 
             model, meta["bias_correction"] = corrected_for_quantizer(
-                model, scheme, calibration, weight_bits=plan.weight_bits() if plan else None
+                model,
+                scheme,
+                calibration,
+                weight_bits=plan.weight_bits() if plan else None,
+                float_layers=plan.float_layers() if plan else (),
             )
         with tempfile.TemporaryDirectory(prefix=f"eq-{self.name}-", dir=out_dir) as tmp:
             build = Build(
@@ -447,6 +451,20 @@ def register_backend(cls: type[Backend]) -> type[Backend]:
 def backend_names() -> list[str]:
     """All known backend names, built-in first."""
     return list(_BUILTIN) + [n for n in _EXTRA if n not in _BUILTIN]
+
+
+def runtime_names(selected: str | None = None) -> list[str]:
+    """``selected`` (comma-separated names) or every available runtime that is not simulated.
+
+    Example:
+        >>> runtime_names("onnxruntime,litert")
+        ['onnxruntime', 'litert']
+    """
+    if selected:
+        return [n.strip() for n in selected.split(",") if n.strip()]
+    return [
+        n for n in backend_names() if not get_backend(n).simulated and get_backend(n).available()
+    ]
 
 
 def canonical_name(name: str) -> str:

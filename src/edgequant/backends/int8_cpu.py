@@ -66,6 +66,10 @@ NOISE_SHARE = 0.1
 NET_SQNR_DB = 35.0
 #: samples the network-level check runs per step of its bisection (of the analysed ones)
 NETWORK_SAMPLES = 16
+#: bump when the plan of a pair-saturating class changes, so cached artifacts built there are
+#: rebuilt (2: the network-level rule, OpenVINO's ignored scope on BN-folded ops, PyTorch's f32
+#: remedy); artifacts of exact classes are not affected
+PLAN_VERSION = 2
 
 #: runtimes whose int8 kernels are oneDNN's (they honour ONEDNN_MAX_CPU_ISA)
 ONEDNN_RUNTIMES = frozenset({"openvino", "pytorch"})
@@ -76,10 +80,10 @@ SATURATING_ARITH = {
     "pytorch": "pmaddubsw",
 }
 #: the per-layer remedy of each runtime (see the module docstring)
-REMEDY = {"onnxruntime": "u8u8", "openvino": "float", "pytorch": "7bit"}
+REMEDY = {"onnxruntime": "u8u8", "openvino": "float", "pytorch": "float"}
 REMEDY_TEXT = {
     "u8u8": "U8U8 (uint8 weights, zero point 128: MLAS's exact vpmaddwd kernel, same 8-bit grid)",
-    "float": "left in f32 (NNCF ignored_scope / f32 weights): no int16 pair sums",
+    "float": "left in f32 (NNCF ignored_scope, PT2E module config None): no int16 pair sums",
     "7bit": "7-bit weights (-63..63): pair sums stay inside int16",
 }
 
@@ -163,6 +167,16 @@ class Int8Plan:
     def weight_bits(self) -> dict[str, int]:
         """Layers whose runtime weights are not the scheme's 8 bits (the 7-bit remedy)."""
         return {n: 7 for n in self.remedied} if self.remedy == "7bit" else {}
+
+    def float_layers(self) -> list[str]:
+        """Layers the runtime computes in float (the ``float`` remedy): nothing to round there.
+
+        Example:
+            >>> Int8Plan(runtime="pytorch", int8_class="avx2", arithmetic="pmaddubsw",
+            ...          remedy="float", remedied=["stem"]).float_layers()
+            ['stem']
+        """
+        return list(self.remedied) if self.remedy == "float" else []
 
     def reason(self) -> str:
         """One line for ``choices`` / ``inspect``: what the arithmetic is and what was done."""
@@ -512,10 +526,14 @@ def cache_facets(runtime: str) -> dict[str, Any]:
     """
     import os
 
-    return {
-        "int8_class": runtime_int8_class(runtime),
+    cls = runtime_int8_class(runtime)
+    facets: dict[str, Any] = {
+        "int8_class": cls,
         "sim_target": os.environ.get(SIM_TARGET_ENV, "").strip() or None,
     }
+    if cls in PAIR_SATURATING and runtime in REMEDY:
+        facets["int8_plan"] = PLAN_VERSION
+    return facets
 
 
 def _exact_reason(runtime: str, cls: str) -> str:
@@ -595,6 +613,7 @@ __all__ = [
     "NETWORK_SAMPLES",
     "NET_SQNR_DB",
     "NOISE_SHARE",
+    "PLAN_VERSION",
     "SIM_TARGET_ENV",
     "Int8Plan",
     "analyse",

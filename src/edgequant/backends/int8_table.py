@@ -30,7 +30,7 @@ _CONFIG = {
     ("openvino", "saturating"): "NNCF, f32 for the convs that saturate (ignored_scope)",
     ("openvino", "x86"): "NNCF, overflow fix off",
     ("openvino", "arm"): "NNCF, overflow fix off",
-    ("pytorch", "saturating"): "PT2E, 7-bit weights on the convs that saturate",
+    ("pytorch", "saturating"): "PT2E, f32 for the convs that saturate (module config None)",
     ("pytorch", "x86"): "PT2E X86InductorQuantizer, weights -127..127",
     ("pytorch", "arm"): "PT2E, weights -127..127",
 }

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -46,11 +47,13 @@ def correct_bias(
     batch_size: int = 32,
     *,
     weight_bits: dict[str, int] | None = None,
+    float_layers: Sequence[str] = (),
 ) -> tuple[nn.Module, int]:
     """A copy of ``module`` with every conv/linear bias corrected; and how many were corrected.
 
     ``weight_bits``: layers (module names) whose runtime weights have other bits than the scheme's
     (e.g. 7 where a CPU's pmaddubsw path needs restricted weights): corrected on that grid.
+    ``float_layers``: layers the runtime computes in float (a CPU-class remedy): not corrected.
     """
     if scheme.weights is None:
         return copy.deepcopy(module), 0
@@ -61,7 +64,12 @@ def correct_bias(
         )
     out = copy.deepcopy(module).eval()
     tq = scheme.weights
-    layers = {n: m for n, m in out.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)}
+    skip = set(float_layers)
+    layers = {
+        n: m
+        for n, m in out.named_modules()
+        if isinstance(m, nn.Conv2d | nn.Linear) and n not in skip
+    }
     deltas: dict[str, torch.Tensor] = {}
     bits = weight_bits or {}
     for name, m in layers.items():
@@ -152,6 +160,7 @@ def corrected_for_quantizer(
     calibration: np.ndarray | None,
     *,
     weight_bits: dict[str, int] | None = None,
+    float_layers: Sequence[str] = (),
 ) -> tuple[Model, str]:
     """The model a runtime quantizer with no bias correction of its own should quantize.
 
@@ -188,7 +197,9 @@ def corrected_for_quantizer(
             "activations the correction would learn from; fine for speed runs)"
         )
     folded, pairs = fold_batchnorm(model.module)
-    fixed, n = correct_bias(folded, scheme, calibration, weight_bits=weight_bits)
+    fixed, n = correct_bias(
+        folded, scheme, calibration, weight_bits=weight_bits, float_layers=float_layers
+    )
     note = (
         f"empirical bias correction of {n} conv/linear layers on {len(calibration)} calibration "
         f"samples after folding {len(pairs)} batch norms (Nagel et al. 2019), for the weight "
@@ -198,6 +209,8 @@ def corrected_for_quantizer(
         note += f"; {len(weight_bits)} layer(s) on the grid the runtime uses there: " + ", ".join(
             f"{k} {v}-bit" for k, v in sorted(weight_bits.items())
         )
+    if float_layers:
+        note += f"; {len(float_layers)} layer(s) the runtime computes in float left as they are"
     info = {**model.info, "techniques_applied": [*done, "bn_fold", "bias_correction"]}
     return dataclasses.replace(model, module=fixed.eval(), info=info), note
 

@@ -391,7 +391,10 @@ class PyTorchBackend(Backend):
         from edgequant.backends.int8_cpu import record_plan
 
         seven = plan.remedied if plan is not None and plan.remedy == "7bit" else []
-        converted, opts = quantize_pt2e(module, scheme, calibration, example, dyn, seven_bit=seven)
+        floats = plan.float_layers() if plan is not None else []
+        converted, opts = quantize_pt2e(
+            module, scheme, calibration, example, dyn, seven_bit=seven, float_modules=floats
+        )
         ops = analyze_graph(converted, "int8")
         weight_bytes = graph_constant_bytes(converted)
         vnni = plan is None or not plan.saturating
@@ -411,7 +414,8 @@ class PyTorchBackend(Backend):
                 + (
                     "; reduce_range=False because VNNI has no u8xs8 overflow issue"
                     if vnni
-                    else f"; 7-bit weights only on the {len(seven)} layer(s) that saturate"
+                    else f"; {len(seven) + len(floats)} layer(s) that saturate remedied "
+                    + ("(7-bit weights)" if seven else "(computed in f32)")
                 )
             ),
         }

@@ -88,11 +88,14 @@ def pt2e_unsupported_reason(scheme: Scheme) -> str | None:
     return None
 
 
-def quantizer_for(scheme: Scheme, seven_bit: Sequence[str] = ()) -> tuple[Any, dict[str, Any]]:
+def quantizer_for(
+    scheme: Scheme, seven_bit: Sequence[str] = (), float_modules: Sequence[str] = ()
+) -> tuple[Any, dict[str, Any]]:
     """The configured ``X86InductorQuantizer`` for a scheme and the options used (for metadata).
 
-    ``seven_bit``: module names whose weights get -63..63 (``set_module_name_qconfig``): the
-    per-layer remedy where oneDNN's pmaddubsw path saturates (see ``backends/int8_cpu``).
+    ``seven_bit``: module names whose weights get -63..63 (``set_module_name_qconfig``);
+    ``float_modules``: module names left unquantized (their config None, computed in f32). Both
+    are per-layer remedies where oneDNN's pmaddubsw path saturates (see ``backends/int8_cpu``).
 
     Example:
         >>> from edgequant.quant.scheme import get_scheme
@@ -159,6 +162,10 @@ def quantizer_for(scheme: Scheme, seven_bit: Sequence[str] = ()) -> tuple[Any, d
         for name in seven_bit:
             quantizer.set_module_name_qconfig(name, dataclasses.replace(config, weight=w7))
         opts["seven_bit_weights"] = list(seven_bit)
+    if float_modules:
+        for name in float_modules:
+            quantizer.set_module_name_qconfig(name, None)
+        opts["float_modules"] = list(float_modules)
     return quantizer, opts
 
 
@@ -227,6 +234,7 @@ def quantize_pt2e(
     dynamic_shapes: Any,
     batch_size: int = 32,
     seven_bit: Sequence[str] = (),
+    float_modules: Sequence[str] = (),
 ) -> tuple[torch.fx.GraphModule, dict[str, Any]]:
     """Export → prepare → calibrate → convert. Returns the converted graph and the options used.
 
@@ -236,7 +244,7 @@ def quantize_pt2e(
     import torch
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    quantizer, opts = quantizer_for(scheme, seven_bit)
+    quantizer, opts = quantizer_for(scheme, seven_bit, float_modules)
     source = program_graph(module)
     batch = getattr(module, "batch", None) if source is not module else None
     if source is not module:
