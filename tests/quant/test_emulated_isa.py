@@ -4,8 +4,10 @@ They dispatch on CPUID and honour no cap, so ``test_capped_isa.py`` cannot reach
 qemu-user (``edgequant.hw.emulate``) they run their AVX2 code. MLAS's U8S8 QLinearConv must be the
 sim's ``pmaddubsw-mlas`` prediction to the last code (pairs of adjacent im2col entries, crossing
 taps when the channel count is odd), its U8U8 kernel (edgequant's per-layer remedy) exact; a whole
-build planned for AVX2 with its per-layer remedies must match the exact build where the unremedied
-one does not. Skipped where qemu-user is missing (``make test`` installs it where it can).
+build planned for AVX2 must stay within its plan's bar of the exact kernels' outputs where the
+unremedied build does not, and a QAT export must score as the simulator that trained it.
+XNNPACK's qs8 kernels widen int8 to int16 on AVX2: its outputs must be the exact host's. Skipped
+where qemu-user is missing (``make test`` installs it where it can).
 """
 
 from __future__ import annotations
@@ -160,15 +162,55 @@ sys.path.insert(0, sys.argv[1])
 from tests.backends.test_int8_cpu import calib
 from edgequant.backends import get_backend
 from edgequant.backends.artifact import Artifact
-be = get_backend("onnxruntime")
+be = get_backend(sys.argv[4] if len(sys.argv) > 4 else "onnxruntime")
 with be.load(Artifact.load(sys.argv[2]), 1) as s:
     np.save(sys.argv[3], s.run(calib()))
 """
 
 
+def test_xnnpack_on_emulated_avx2_is_exact(tmp_path: Path) -> None:
+    """LiteRT's int8 build of a net whose pair sums saturate: XNNPACK's AVX2 kernels widen to
+    int16 and give the exact host's outputs (what edgequant's plan assumes: no remedy)."""
+    from edgequant.backends import get_backend
+    from edgequant.quant.scheme import get_scheme
+    from tests.backends.test_int8_cpu import calib, saturating_net
+    from tests.helpers import module_model
+
+    be = get_backend("litert")
+    if not be.available():
+        pytest.skip(be.unavailable_reason() or "")
+    assert EMU is not None
+    root = Path(__file__).resolve().parents[2]
+    art = be.prepare(
+        module_model("sat", saturating_net(), 4), get_scheme("w8a8"), calib(), tmp_path / "a"
+    )
+    env = {**_base_env(), "PYTHONPATH": str(root / "src")}
+    outs = {}
+    for where in ("native", "emulated"):
+        argv = [
+            sys.executable,
+            "-c",
+            _RUN,
+            str(root),
+            str(tmp_path / "a"),
+            str(tmp_path / f"{where}.npy"),
+            "litert",
+        ]
+        proc = (
+            EMU.run(argv, env=env, timeout=600)
+            if where == "emulated"
+            else subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        outs[where] = np.load(tmp_path / f"{where}.npy")
+    scale = float(np.abs(outs["native"]).max())
+    assert np.abs(outs["emulated"] - outs["native"]).max() <= 1e-5 * scale
+    assert art.metadata.get("int8_plan", {}).get("remedied", []) == []
+
+
 def test_avx2_plan_remedies_hold_on_real_mlas_kernels(tmp_path: Path) -> None:
-    """Built for AVX2 (fixture cpuinfo), run by MLAS's AVX2 kernels: the remedied build gives
-    the exact-arithmetic build's outputs, the unremedied one does not."""
+    """Built for AVX2 (fixture cpuinfo), run by MLAS's AVX2 kernels: the remedied build stays
+    within the plan's bar (35 dB) of its outputs on exact kernels, the unremedied one does not."""
     pytest.importorskip("onnxruntime")
     assert EMU is not None
     root = Path(__file__).resolve().parents[2]
