@@ -242,12 +242,28 @@ def test_openvino_finds_the_remedied_convs_it_renamed_when_folding_bn(
     m = module_model("satbn", net, 4)
     as_cpu("zen3-avx2.txt")
     art = be.prepare(m, get_scheme("w8a8"), calib(), tmp_path / "avx2")
-    assert [c.precision for c in be.inspect(art).convs] == ["fp32", "int8", "fp32"]
+    convs = be.inspect(art).convs
+    assert [c.precision for c in convs] == ["fp32", "int8", "fp32"]
+    assert all("kept in f32 on purpose" in c.reason for c in convs if c.precision == "fp32")
     q = art.metadata["quantizer"]
     assert q["ignored_layers"] == ["0", "5"]
     assert len(q["ignored_ops"]) == 2 and not any(
         op.startswith("__module.0/") for op in q["ignored_ops"]
     )
+
+
+def test_pytorch_keeps_the_saturating_convs_in_f32(as_cpu, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    be = get_backend("pytorch")
+    if not be.available():
+        pytest.skip(be.unavailable_reason() or "")
+    as_cpu("zen3-avx2.txt")
+    art = be.prepare(
+        module_model("sat", saturating_net(), 4), get_scheme("w8a8"), calib(), tmp_path
+    )
+    assert art.metadata["quantizer"]["float_modules"] == ["0", "4"]
+    convs = be.inspect(art).convs
+    assert [c.precision.startswith("int") for c in convs] == [False, True, False]
+    assert all("saturate on avx2" in c.reason for c in convs if not c.precision.startswith("int"))
 
 
 _CAPPED = r"""

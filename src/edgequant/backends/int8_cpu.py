@@ -593,6 +593,31 @@ def record_plan(meta: dict[str, Any], plan: Int8Plan) -> None:
     )
 
 
+def remedy_reasons(meta: dict[str, Any]) -> dict[str, str]:
+    """Op name → why ``inspect`` sees it in float: the plan kept it off the int8 path on purpose
+    (``float`` remedy; the layer's module name, and the runtime's op names where they differ).
+
+    Example:
+        >>> remedy_reasons({"int8_plan": {"remedy": "float", "remedied": ["stem"],
+        ...                 "int8_class": "avx2"}})["stem"][:28]
+        'kept in f32 on purpose: its '
+    """
+    plan = meta.get("int8_plan")
+    if not isinstance(plan, dict) or plan.get("remedy") != "float":
+        return {}
+    quantizer = meta.get("quantizer", {})
+    names = [
+        *plan.get("remedied", []),
+        *quantizer.get("ignored_ops", []),
+        *quantizer.get("ignored_aliases", []),
+    ]
+    why = (
+        f"kept in f32 on purpose: its int16 pair sums saturate on {plan.get('int8_class')} "
+        "(the CPU-class remedy; int8_plan in artifact.json)"
+    )
+    return {str(n): why for n in names}
+
+
 def inspect_note(meta: dict[str, Any]) -> str | None:
     """The ``inspect`` line naming the CPU reason, from a recorded plan (None: nothing to say).
 
@@ -629,6 +654,7 @@ __all__ = [
     "plan_int8",
     "plan_qdq",
     "record_plan",
+    "remedy_reasons",
     "runtime_int8_class",
     "sim_target",
     "weight_grid_for",

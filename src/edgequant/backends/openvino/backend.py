@@ -429,11 +429,16 @@ class OpenVinoBackend(Backend):
             stored = artifact.metadata.get("quantizer", {}).get("weights_stored_as")
             if stored:
                 notes.append(f"weights stored as {stored}")
-        from edgequant.backends.int8_cpu import inspect_note
+        from edgequant.backends.int8_cpu import inspect_note, remedy_reasons
 
         cpu_note = inspect_note(artifact.metadata)
         if cpu_note:
             notes.append(cpu_note)
+        remedied = remedy_reasons(artifact.metadata)
+        for op in ops:  # a compiled op is named after what it fused: "_bn0+_stem_act"
+            hit = next((p for p in op.name.split("+") if p in remedied), None)
+            if hit is not None and not op.precision.startswith("int"):
+                op.reason = remedied[hit]
         return InspectReport(
             artifact=str(artifact.path),
             backend=self.name,

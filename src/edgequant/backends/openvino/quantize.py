@@ -148,6 +148,7 @@ def _static_options(
         "cpu_choice_reason": cpu["reason"],
         "ignored_layers": cpu["ignored_layers"],
         "ignored_ops": cpu.get("ignored_ops", []),
+        "ignored_aliases": cpu.get("ignored_aliases", []),
         "float_parts": "f32 (INFERENCE_PRECISION_HINT f32, so only the int8 part differs from fp32)",
     }
 
@@ -181,6 +182,10 @@ def quantize_static(
     if cpu["ignored_layers"]:
         extra["ignored_scope"], cpu["ignored_ops"] = ignored_scope(
             ov_model, cpu["ignored_layers"], bn_to_conv
+        )
+        # the names the compiled model may show for them: the folded BNs' modules
+        cpu["ignored_aliases"] = sorted(
+            bn for bn, conv in (bn_to_conv or {}).items() if conv in set(cpu["ignored_layers"])
         )
         missing = len(cpu["ignored_layers"]) - len(cpu["ignored_ops"])
         if missing > 0:  # a module OpenVINO renamed beyond recognition: say so, keep going

@@ -74,14 +74,20 @@ def inspect_graph(artifact: Artifact, backend: str) -> InspectReport:
             f"{graph_path} is missing or unreadable: rebuild the artifact to inspect it"
         )
         return report
+    from edgequant.backends.int8_cpu import remedy_reasons
+
+    remedied = remedy_reasons(artifact.metadata)
     ops = graph.get("ops", [])
     for op in ops:
+        float_op = not str(op["precision"]).startswith("int")
         report.ops.append(
             OpInfo(
                 name=op["name"],
                 op_type=op["op_type"],
                 precision=op["precision"],
-                reason=op.get("reason", ""),
+                reason=remedied.get(op["name"], "")
+                if float_op and op["name"] in remedied
+                else op.get("reason", ""),
             )
         )
     report.notes.extend(
