@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -373,25 +374,6 @@ def test_bias_correction_on_the_7bit_grid() -> None:
     assert torch.equal(fl[2].bias, w8[2].bias)
 
 
-def test_pytorch_float_modules_stay_unquantized() -> None:
-    pytest.importorskip("torchao")
-    from edgequant.backends.pytorch.quantize import quantize_pt2e
-
-    net, x = saturating_net(), calib()
-    gm, opts = quantize_pt2e(
-        net,
-        get_scheme("w8a8"),
-        x,
-        torch.from_numpy(x[:2]),
-        None,
-        batch_size=2,
-        float_modules=["0", "4"],
-    )
-    assert opts["float_modules"] == ["0", "4"]
-    weights = [n for n in gm.graph.nodes if "dequantize_per_channel" in str(n.target)]
-    assert len(weights) == 2  # conv 2 and the linear; convs 0 and 4 keep float weights
-
-
 def test_sim_target_names_an_arithmetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert sim_target({}, "") is None
     meta: dict[str, object] = {}
@@ -415,23 +397,28 @@ def test_sim_target_names_an_arithmetic(tmp_path: Path, monkeypatch: pytest.Monk
     assert np.abs(predicted - ideal).max() > 1e-3  # the AVX2 prediction differs from exact
 
 
-def test_pytorch_seven_bit_weights_only_on_the_named_modules() -> None:
+def _pt2e(**remedy: list[str]) -> tuple[Any, dict[str, Any]]:
     pytest.importorskip("torchao")
     from edgequant.backends.pytorch.quantize import quantize_pt2e
 
     net, x = saturating_net(), calib()
-    gm, opts = quantize_pt2e(
-        net,
-        get_scheme("w8a8"),
-        x,
-        torch.from_numpy(x[:2]),
-        None,
-        batch_size=2,
-        seven_bit=["0", "4"],
+    return quantize_pt2e(
+        net, get_scheme("w8a8"), x, torch.from_numpy(x[:2]), None, batch_size=2, **remedy
     )
+
+
+def test_pytorch_seven_bit_weights_only_on_the_named_modules() -> None:
+    gm, opts = _pt2e(seven_bit=["0", "4"])
     assert opts["seven_bit_weights"] == ["0", "4"]
     ranges = [
         tuple(n.args[4:6]) for n in gm.graph.nodes if "dequantize_per_channel" in str(n.target)
     ]
     # conv 0, conv 2, conv 4, linear 8 in graph order: only 0 and 4 are restricted
     assert ranges == [(-63, 63), (-127, 127), (-63, 63), (-127, 127)]
+
+
+def test_pytorch_float_modules_stay_unquantized() -> None:
+    gm, opts = _pt2e(float_modules=["0", "4"])
+    assert opts["float_modules"] == ["0", "4"]
+    weights = [n for n in gm.graph.nodes if "dequantize_per_channel" in str(n.target)]
+    assert len(weights) == 2  # conv 2 and the linear; convs 0 and 4 keep float weights

@@ -168,6 +168,21 @@ with be.load(Artifact.load(sys.argv[2]), 1) as s:
 """
 
 
+def _run_artifact(
+    where: str, root: Path, art: Path, out: Path, env: dict[str, str], backend: str = "onnxruntime"
+) -> np.ndarray:
+    """The outputs of the artifact ``art`` on ``calib()``, run natively or ``emulated``."""
+    assert EMU is not None
+    argv = [sys.executable, "-c", _RUN, str(root), str(art), str(out), backend]
+    proc = (
+        EMU.run(argv, env=env, timeout=600)
+        if where == "emulated"
+        else subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return np.load(out)
+
+
 def test_xnnpack_on_emulated_avx2_is_exact(tmp_path: Path) -> None:
     """LiteRT's int8 build of a net whose pair sums saturate: XNNPACK's AVX2 kernels widen to
     int16 and give the exact host's outputs (what edgequant's plan assumes: no remedy)."""
@@ -185,24 +200,10 @@ def test_xnnpack_on_emulated_avx2_is_exact(tmp_path: Path) -> None:
         module_model("sat", saturating_net(), 4), get_scheme("w8a8"), calib(), tmp_path / "a"
     )
     env = {**_base_env(), "PYTHONPATH": str(root / "src")}
-    outs = {}
-    for where in ("native", "emulated"):
-        argv = [
-            sys.executable,
-            "-c",
-            _RUN,
-            str(root),
-            str(tmp_path / "a"),
-            str(tmp_path / f"{where}.npy"),
-            "litert",
-        ]
-        proc = (
-            EMU.run(argv, env=env, timeout=600)
-            if where == "emulated"
-            else subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
-        )
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        outs[where] = np.load(tmp_path / f"{where}.npy")
+    outs = {
+        where: _run_artifact(where, root, tmp_path / "a", tmp_path / f"{where}.npy", env, "litert")
+        for where in ("native", "emulated")
+    }
     scale = float(np.abs(outs["native"]).max())
     assert np.abs(outs["emulated"] - outs["native"]).max() <= 1e-5 * scale
     assert art.metadata.get("int8_plan", {}).get("remedied", []) == []
@@ -230,23 +231,10 @@ def test_avx2_plan_remedies_hold_on_real_mlas_kernels(tmp_path: Path) -> None:
         remedied = next(ln for ln in built.stdout.splitlines() if ln.startswith("PLAN"))
         assert (remedied == 'PLAN["0", "4"]') == (plan == "remedied"), remedied
         for where in ("native", "emulated"):
-            argv = [
-                sys.executable,
-                "-c",
-                _RUN,
-                str(root),
-                str(tmp_path / plan),
-                str(tmp_path / f"{plan}-{where}.npy"),
-            ]
-            proc = (
-                EMU.run(argv, env={**_base_env(), **env}, timeout=600)
-                if where == "emulated"
-                else subprocess.run(
-                    argv, env={**_base_env(), **env}, capture_output=True, text=True, check=False
-                )
+            out = tmp_path / f"{plan}-{where}.npy"
+            outs[f"{plan}-{where}"] = _run_artifact(
+                where, root, tmp_path / plan, out, {**_base_env(), **env}
             )
-            assert proc.returncode == 0, proc.stderr[-2000:]
-            outs[f"{plan}-{where}"] = np.load(tmp_path / f"{plan}-{where}.npy")
     from edgequant.backends.int8_cpu import arithmetic_for
     from edgequant.hw.cpu import cpu_profile
 
