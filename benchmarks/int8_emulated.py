@@ -90,15 +90,18 @@ def _scored(backend: str, art: Path, x: Path, tmp: Path, where: str) -> np.ndarr
     return np.load(out)
 
 
-def _metrics(out: np.ndarray, ref: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    noise = float(np.sum((ref - out) ** 2))
+def _metrics(out: np.ndarray, ref: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """Top-1, its drop from fp32, and agreement / SQNR against fp32 (the conversion check's)."""
+    from edgequant.models.conversion_check import compare
+
+    close = compare(ref, out)
     return {
         "top1_pct": round(100 * float((out.argmax(1) == labels).mean()), 2),
         "drop_points": round(
             100 * float((ref.argmax(1) == labels).mean() - (out.argmax(1) == labels).mean()), 2
         ),
-        "agreement_pct": round(100 * float((out.argmax(1) == ref.argmax(1)).mean()), 2),
-        "logits_sqnr_db": round(10 * float(np.log10(np.sum(ref**2) / noise)), 2) if noise else None,
+        "agreement_pct": close["top1_agreement_pct"],
+        "logits_sqnr_db": None if np.isinf(close["sqnr_db"]) else close["sqnr_db"],
     }
 
 

@@ -22,6 +22,7 @@ openvino       NNCF ``ignored_scope`` for those convolutions (they run in f32: e
 pytorch        ``X86InductorQuantizer.set_module_name_qconfig(name, None)``: those modules stay
                f32 (exact). 7-bit weights (-63..63, ``"7bit"``: 2·255·63 < 32767) never
                saturate either but cost a weight bit: EfficientNet-Lite0 19.6 dB against 27.5 dB
+               (AVX2 kernels under ONEDNN_MAX_CPU_ISA on an Intel Xeon, INT8 class amx-int8)
 litert         nothing: XNNPACK's x86 qs8 kernels widen int8 to int16 (``vpmovsxbw`` +
                ``vpmaddwd``): exact on every class, and about fp32 speed without VNNI
 =============  =================================================================================
@@ -59,9 +60,9 @@ BITE_SQNR_DB = 25.0
 ANALYSIS_SAMPLES = 64
 #: beyond the layers that bite, more layers (worst first) are remedied until saturation adds at
 #: most this share to the int8 model's own output noise (0.1: at most 0.4 dB less SQNR) ...
-#: Layers that each stay under the per-layer bars still add up: on EfficientNet-Lite0 (AVX2, real
-#: MLAS kernels run under qemu) the 5 biting layers alone left the logits at 20.7 dB where exact
-#: int32 gives 23.4 dB
+#: Layers that each stay under the per-layer bars still add up: on EfficientNet-Lite0 (real MLAS
+#: AVX2 kernels run under qemu on an Intel Xeon, INT8 class amx-int8) the 5 biting layers alone
+#: left the logits at 20.7 dB where exact int32 gives 23.4 dB
 NOISE_SHARE = 0.1
 #: ... or until the output under the saturating arithmetic reaches this SQNR against exact int32,
 #: whichever is looser (a model already far more accurate than its task needs keeps its fast
@@ -192,7 +193,8 @@ class Int8Plan:
         if self.note:
             return self.note
         total = len(self.layers)
-        biting = len(self.remedied)
+        extra = self.network.get("extra", [])
+        biting = len(self.remedied) - len(extra)
         what = REMEDY_TEXT.get(self.remedy, self.remedy)
         base = (
             f"{self.runtime} on {self.int8_class}: {biting} of {total} int8 convs/linears saturate "
@@ -200,15 +202,14 @@ class Int8Plan:
             f"{BITE_PCT}% of pairs or < {BITE_SQNR_DB:g} dB vs exact)"
         )
         net = self.network
-        if net.get("extra"):
-            base = base.replace(f"{biting} of {total}", f"{biting - len(net['extra'])} of {total}")
+        if extra:
             base += (
-                f"; {len(net['extra'])} more whose sums add up at the output (output vs exact "
+                f"; {len(extra)} more whose sums add up at the output (output vs exact "
                 f"int32 {_db(net['sqnr_before_db'])} → {_db(net['sqnr_after_db'])}, bar "
                 f"{_db(net['bar_sqnr_db'])}: {NOISE_SHARE:.0%} of the int8 model's own noise or "
                 f"{NET_SQNR_DB:g} dB, the looser)"
             )
-        return base + (f"; {what} applied to those" if biting else "; nothing to remedy")
+        return base + (f"; {what} applied to those" if self.remedied else "; nothing to remedy")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -313,7 +314,10 @@ def network_remedy(
         for r in sorted(layers, key=lambda r: r["sqnr_db"] if r["sqnr_db"] is not None else 1e9)
         if not r["bites"] and r["sqnr_db"] is not None
     ]
-    exact = _outputs(_with_arithmetic(sim, "exact", ()), xs)
+    from edgequant.quant.saturation import set_arithmetic
+
+    gm = _with_arithmetic(sim, "exact", ())  # one copy; each step only resets its arithmetic
+    exact = _outputs(gm, xs)
     signal = float(np.sum(exact**2)) or 1e-30
     allowed = signal * 10 ** (-NET_SQNR_DB / 10)
     quant_noise = 0.0
@@ -323,8 +327,8 @@ def network_remedy(
         allowed = max(allowed, NOISE_SHARE * quant_noise)
 
     def noise(k: int) -> float:
-        out = _outputs(_with_arithmetic(sim, arithmetic, floor + tuple(candidates[:k])), xs)
-        return float(np.sum((out - exact) ** 2))
+        set_arithmetic(gm, arithmetic, exact_layers=floor + tuple(candidates[:k]))  # type: ignore[arg-type]
+        return float(np.sum((_outputs(gm, xs) - exact) ** 2))
 
     def db(n: float) -> float | None:  # None: no deviation at all
         return round(10 * math.log10(signal / n), 1) if n > 0 else None

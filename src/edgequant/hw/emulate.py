@@ -7,7 +7,7 @@ answers CPUID for the CPU model it is given; every runtime in the emulated proce
 that CPU. TCG implements AVX2 and FMA (QEMU ≥ 7.2) but neither AVX-512 nor VNNI, so the one class it
 can emulate is ``avx2`` — the pair-saturating ``vpmaddubsw`` path of oneDNN and MLAS and XNNPACK's
 widened int8, run by their own code. Results are the real kernels' numbers; timings are not
-(TCG runs SIMD code ~50-150× slower), so only accuracy is measured this way.
+(TCG ran SIMD code 80-140× slower on an Intel Xeon, INT8 class amx-int8), so only accuracy is measured this way.
 
 =========  =================================================================================
 class      how this machine can run its kernels
@@ -90,7 +90,6 @@ class Emulator:
         """``base`` for the emulated process: its cpuinfo, no oneDNN cap, qemu's warnings off."""
         env = {k: v for k, v in base.items() if k != "ONEDNN_MAX_CPU_ISA"}
         env["EDGEQUANT_CPUINFO"] = str(self.cpuinfo(folder))
-        env["EDGEQUANT_EMULATED"] = f"{self.int8_class} (qemu-user {self.cpu_model})"
         return env
 
     def run(
@@ -114,16 +113,6 @@ class Emulator:
             ln for ln in proc.stderr.splitlines(keepends=True) if not ln.startswith("qemu-x86_64:")
         )
         return subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout, err)
-
-
-def emulated_class() -> str | None:
-    """The emulation this process runs under (set by :meth:`Emulator.env`), or None.
-
-    Example:
-        >>> emulated_class() is None or "qemu" in emulated_class()
-        True
-    """
-    return os.environ.get("EDGEQUANT_EMULATED") or None
 
 
 def emulation_unavailable(int8_class: str) -> str | None:
@@ -165,15 +154,6 @@ def emulator(int8_class: str) -> Emulator | None:
     return Emulator(int8_class, qemu) if qemu else None
 
 
-#: ONEDNN_MAX_CPU_ISA value that makes oneDNN run a class's kernels, and the flags it needs
-ONEDNN_CAPS = {
-    "avx2": ("AVX2", ("avx2",)),
-    "avx512": ("AVX512_CORE", ("avx512bw",)),
-    "avx-vnni": ("AVX2_VNNI", ("avx_vnni",)),
-    "avx512-vnni": ("AVX512_CORE_VNNI", ("avx512_vnni",)),
-}
-
-
 def run_here(int8_class: str, profile: CpuProfile | None = None) -> str:
     """How this machine can run the real kernels of ``int8_class`` (one line for ``backends``).
 
@@ -182,15 +162,24 @@ def run_here(int8_class: str, profile: CpuProfile | None = None) -> str:
         >>> run_here("avx512", parse_cpuinfo("flags : avx2 avx512bw avx512_vnni\\n"))
         'oneDNN only (PyTorch, OpenVINO): ONEDNN_MAX_CPU_ISA=AVX512_CORE'
     """
-    from edgequant.hw.cpu import cpu_profile
+    from edgequant.hw.cpu import ONEDNN_CAPS, cpu_profile, onednn_int8_class
 
     p = profile or cpu_profile()
     if int8_class == p.int8_class:
         return "natively (this CPU)"
     ways = []
-    cap = ONEDNN_CAPS.get(int8_class)
-    if cap is not None and p.arch == "x86_64" and p.has(*cap[1]):
-        ways.append(f"oneDNN only (PyTorch, OpenVINO): ONEDNN_MAX_CPU_ISA={cap[0]}")
+    cap = next(
+        (
+            c
+            for c, cls in ONEDNN_CAPS.items()
+            if cls == int8_class
+            and onednn_int8_class(p, c) == cls
+            and (cls != "avx-vnni" or p.has("avx_vnni"))  # no VEX VNNI without the flag
+        ),
+        None,
+    )
+    if cap is not None:
+        ways.append(f"oneDNN only (PyTorch, OpenVINO): ONEDNN_MAX_CPU_ISA={cap}")
     why = emulation_unavailable(int8_class)
     if int8_class in QEMU_MODELS:
         ways.insert(0, "every runtime under qemu-user (accuracy only)" if why is None else why)
@@ -202,10 +191,8 @@ def _qemu() -> str | None:
 
 
 __all__ = [
-    "ONEDNN_CAPS",
     "QEMU_MODELS",
     "Emulator",
-    "emulated_class",
     "emulation_unavailable",
     "emulator",
     "run_here",
