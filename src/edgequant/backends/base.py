@@ -43,6 +43,7 @@ from edgequant.backends.inspection import InspectReport, OpInfo
 from edgequant.errors import (
     ArtifactError,
     BackendUnavailableError,
+    BenchmarkError,
     UnsupportedError,
     ValidationError,
 )
@@ -65,6 +66,8 @@ class Session(ABC):
     fixed_batch: int | None = None
     #: precision actually executed, as the runtime reports it (e.g. "f32", "bf16", "i8")
     executed_precision: str | None = None
+    #: the samples of :meth:`prepare_samples`
+    _samples: np.ndarray | None = None
 
     @abstractmethod
     def run(self, batch: np.ndarray) -> np.ndarray:
@@ -80,6 +83,26 @@ class Session(ABC):
         """
         for i, b in enumerate(batches):
             on_done(i, self.run(b))
+
+    def prepare_samples(self, samples: np.ndarray | None) -> None:
+        """The samples a benchmark will run one at a time with :meth:`run_sample` (a QSL's
+        loaded float32 NCHW array, kept alive and unchanged until the next call), or None when
+        they are released. Called when LoadGen loads them, outside the timed queries: a runtime
+        that can wrap each sample once for its input (OpenVINO) does it here.
+
+        Example:
+            >>> sess.prepare_samples(np.zeros((4, 3, 224, 224), np.float32))   # doctest: +SKIP
+            >>> sess.run_sample(2).shape                                       # doctest: +SKIP
+            (1, 1000)
+        """
+        self._samples = samples
+
+    def run_sample(self, row: int) -> np.ndarray:
+        """Row ``row`` of the prepared samples as a batch of one: the SingleStream path."""
+        samples = self._samples
+        if samples is None:
+            raise BenchmarkError("run_sample before prepare_samples: no samples are loaded")
+        return self.run(samples[row : row + 1])
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release runtime resources."""

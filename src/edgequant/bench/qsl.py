@@ -41,6 +41,9 @@ class SampleLibrary:
         self._row = np.full(total, -1, np.int64)
         self._identity = False
         self.handle: Any = None
+        #: told the loaded array after every load and None after an unload (a session's
+        #: ``prepare_samples``: the SingleStream SUT sets it)
+        self.on_load: Callable[[np.ndarray | None], None] | None = None
 
     @property
     def loaded(self) -> int:
@@ -63,12 +66,16 @@ class SampleLibrary:
         self._row[:] = -1
         self._row[order] = np.arange(len(order))
         self._identity = bool(len(order) == self.total)
+        if self.on_load is not None:
+            self.on_load(data)
 
     def unload(self, indices: Sequence[int]) -> None:
         """Free the samples (LoadGen's UnloadSamplesFromRam)."""
         self.data = None
         self._row[:] = -1
         self._identity = False
+        if self.on_load is not None:
+            self.on_load(None)
 
     def rows(self, indices: np.ndarray) -> np.ndarray:
         """Rows in :attr:`data` of qsl ``indices``."""
@@ -79,6 +86,12 @@ class SampleLibrary:
         if self.data is None:
             raise BenchmarkError("samples were used before LoadGen loaded them")
         return self.data[self.rows(indices)]
+
+    def row(self, index: int) -> int:
+        """The row in :attr:`data` of one loaded qsl index."""
+        if self.data is None:
+            raise BenchmarkError("samples were used before LoadGen loaded them")
+        return index if self._identity else int(self._row[index])
 
     def one(self, index: int) -> np.ndarray:
         """A (1, C, H, W) zero-copy view of one sample: the SingleStream fast path."""

@@ -1,6 +1,6 @@
 """Systems under test, one per MLPerf scenario. They only call ``Session.run``/``run_offline``.
 
-- :class:`SingleStreamSUT`: one sample per query, run synchronously on a zero-copy view.
+- :class:`SingleStreamSUT`: one sample per query, run synchronously (``Session.run_sample``).
 - :class:`MultiStreamSUT`: 8 samples per query, gathered once and run as one batch.
 - :class:`OfflineSUT`: the one big query split into batches fed to ``Session.run_offline`` (the
   runtime's throughput path, e.g. OpenVINO's AsyncInferQueue), completed batch by batch.
@@ -98,13 +98,13 @@ class BaseSUT:
         if logits is not None:
             self.completed += len(ids)
 
-    def run_and_complete(self, ids: Sequence[int], batch: Callable[[], np.ndarray]) -> None:
-        """Run the session on ``batch()`` and answer ``ids`` (empty after a stop or a failure)."""
+    def run_and_complete(self, ids: Sequence[int], infer: Callable[[], np.ndarray]) -> None:
+        """Answer ``ids`` with the logits ``infer()`` computes (empty after a stop or a failure)."""
         if self.stopped:
             self.complete(ids, None)
             return
         try:
-            out = self.session.run(batch())
+            out = infer()
         except BaseException as e:  # must not cross into LoadGen's C++ thread
             self.fail(e)
             out = None
@@ -139,12 +139,28 @@ class BaseSUT:
 
 
 class SingleStreamSUT(BaseSUT):
-    """One sample per query, run synchronously in LoadGen's issue thread."""
+    """One sample per query, run synchronously in LoadGen's issue thread through the session's
+    ``run_sample`` (the QSL hands the session its loaded samples when LoadGen loads them, so a
+    runtime can prepare its inputs outside the timed queries)."""
 
     scenario = "SingleStream"
 
+    def __init__(
+        self, session: Session, qsl: SampleLibrary, *, accuracy: bool = False, batch_size: int = 8
+    ) -> None:
+        super().__init__(session, qsl, accuracy=accuracy, batch_size=batch_size)
+        qsl.on_load = session.prepare_samples
+        if qsl.data is not None:
+            session.prepare_samples(qsl.data)
+
     def issue(self, ids: list[int], indices: list[int]) -> None:
-        self.run_and_complete(ids, lambda: self.qsl.one(indices[0]))
+        self.run_and_complete(ids, lambda: self.session.run_sample(self.qsl.row(indices[0])))
+
+    def finish(self) -> None:
+        if self.qsl.on_load == self.session.prepare_samples:
+            self.qsl.on_load = None
+        self.session.prepare_samples(None)
+        super().finish()
 
 
 class MultiStreamSUT(BaseSUT):
@@ -153,7 +169,7 @@ class MultiStreamSUT(BaseSUT):
     scenario = "MultiStream"
 
     def issue(self, ids: list[int], indices: list[int]) -> None:
-        self.run_and_complete(ids, lambda: self.qsl.gather(np.asarray(indices)))
+        self.run_and_complete(ids, lambda: self.session.run(self.qsl.gather(np.asarray(indices))))
 
 
 def offline_plan(rows: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -80,7 +80,9 @@ class AdaRoundConfig:
     layer (same inputs, O(L) instead of O(L²) work; needs a ``torch.fx``-traceable model);
     ``correct_bias``: after rounding, shift each channel's bias by its mean output error on the
     rows where that lowers the channel's MSE (empirical bias correction; the bias stays float);
-    ``method``: ``adaround`` (learnt rounding, the loss above) or ``gptq`` (one-pass error
+    ``clip_search``: first narrow each channel's weight range where round-to-nearest's output
+    error on the rows says so (:func:`_clip_search`; the largest kept weight then sets the
+    runtime's scale); ``method``: ``adaround`` (learnt rounding, the loss above) or ``gptq`` (one-pass error
     feedback through the inverse Hessian, :mod:`edgequant.quant.gptq`: seconds, no SGD; the
     iteration settings are then unused).
 
@@ -104,6 +106,7 @@ class AdaRoundConfig:
     through_activation: bool = True
     cache_activations: bool = True
     correct_bias: bool = True
+    clip_search: bool = True
     method: str = "adaround"
 
 
@@ -188,17 +191,36 @@ def _fixed_point_scale(s: torch.Tensor, qmax: int) -> torch.Tensor:
     return s
 
 
-def on_grid(w: torch.Tensor, grid: WeightGrid) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def clipped(w: torch.Tensor, clip: torch.Tensor) -> torch.Tensor:
+    """``w`` clamped to ``[-clip, clip]`` (``clip`` broadcastable to ``w``).
+
+    Example:
+        >>> clipped(torch.tensor([[0.5, -1.0, 0.26]]), torch.tensor([[0.6]])).tolist()
+        [[0.5, -0.6000000238418579, 0.25999999046325684]]
+    """
+    return torch.maximum(torch.minimum(w, clip), -clip)
+
+
+def on_grid(
+    w: torch.Tensor, grid: WeightGrid, clip: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(scale, floor codes, pinned)`` of ``w`` on ``grid``: ``pinned`` marks the elements at
     ``±qmax`` (the per-group maxima, which keep the scale reproducible and are not learnt).
+    With ``clip`` (broadcastable to ``w``) the scale is the one the runtime computes for ``w``
+    clamped to ``±clip``, and every element beyond it is pinned at ``±qmax``: the weights
+    handed over then have ``clip`` as their largest magnitude and the runtime finds that scale.
 
     Example:
         >>> s, fl, pin = on_grid(torch.tensor([[0.5, -1.0, 0.26]]), WeightGrid(bits=4))
         >>> fl.tolist(), pin.tolist()
         ([[3.0, -7.0, 1.0]], [[False, True, False]])
+        >>> s, fl, pin = on_grid(torch.tensor([[0.5, -1.0, 0.26]]), WeightGrid(bits=4),
+        ...                      clip=torch.tensor([[0.7]]))
+        >>> fl.tolist(), pin.tolist()
+        ([[5.0, -7.0, 2.0]], [[False, True, False]])
     """
     w = w.detach().float()
-    s = grid.scale(w)
+    s = grid.scale(w if clip is None else clipped(w, clip))
     if grid.scale_rule is None:
         s = _fixed_point_scale(s, grid.qmax)
     ratio = w / s
@@ -305,7 +327,8 @@ def round_layer(
     weight, b = cast(torch.Tensor, layer.weight), cast("torch.Tensor | None", layer.bias)
     w = weight.detach().float()
     bias = None if b is None else b.detach().float()
-    s, floor, pinned = on_grid(w, grid)
+    clip = _clip_search(layer, w, rows, post, grid, bias, f) if config.clip_search else None
+    s, floor, pinned = on_grid(w, grid, clip)
     w_near = _nearest(w, s, floor, pinned, grid.qmax) * s
     if config.method == "gptq":
         w_hard = _gptq_weight(layer, w, rows, s, pinned, grid.qmax)
@@ -334,6 +357,49 @@ def round_layer(
     )
     out_bias = None if new_bias is None or b is None else new_bias.to(b.dtype)
     return w_q.to(weight.dtype), out_bias, stats
+
+
+#: the weight ranges :func:`_clip_search` tries, as shares of each channel's largest |w|
+CLIP_RATIOS = tuple(1.0 - 0.025 * i for i in range(21))
+
+
+def _clip_search(
+    layer: nn.Module,
+    w: torch.Tensor,
+    rows: torch.Tensor,
+    post: torch.Tensor,
+    grid: WeightGrid,
+    bias: torch.Tensor | None,
+    f: Act,
+) -> torch.Tensor | None:
+    """Per output channel (per tensor on a per-tensor grid), the clipping of the weight range
+    to a share of ``max|w|`` (:data:`CLIP_RATIOS`, 1 included) whose round-to-nearest weight
+    gives the lowest output error on ``rows`` (through ``f``): a narrower range rounds the bulk
+    of the weights finer at the price of the few largest, which at 4 bits often wins. Returns the
+    clip broadcastable to ``w``, or None (block grids keep the full range)."""
+    if grid.granularity not in ("channel", "tensor"):
+        return None
+    per_channel = grid.granularity == "channel"
+    shape = (-1, *([1] * (w.dim() - 1)))
+    amax = w.abs().reshape(w.shape[0], -1).amax(1) if per_channel else w.abs().amax()[None]
+    best_err: torch.Tensor | None = None
+    best = amax.clone()
+    with torch.no_grad():
+        for r in CLIP_RATIOS:
+            clip = (amax * r).reshape(shape) if per_channel else (amax * r).reshape(())
+            s, floor, pinned = on_grid(w, grid, clip)
+            wq = _nearest(w, s, floor, pinned, grid.qmax) * s
+            err = ((f(_apply(rows, _layer_matrix(layer, wq), bias)) - post) ** 2).mean(0)
+            err = err if per_channel else err.mean()[None]
+            if best_err is None:
+                best_err = err
+                continue
+            better = err < best_err
+            best_err = torch.where(better, err, best_err)
+            best = torch.where(better, amax * r, best)
+    if bool((best == amax).all()):
+        return None
+    return best.reshape(shape) if per_channel else best.reshape(())
 
 
 def _gptq_weight(

@@ -76,6 +76,10 @@ class OpenVinoSession(Session):
         #: inference cost ~30 us per call on MobileNetV2 int8, while the thread's caches are cold
         self._outputs: dict[int, np.ndarray] = {}
         self._throughput: Any = None
+        #: prepare_samples' Tensors (one per sample), its request and that request's output view
+        self._sample_tensors: list[Any] | None = None
+        self._sample_request: Any = None
+        self._sample_output: Any = None
         self._run_lock = threading.Lock()
         import openvino as ov
 
@@ -158,6 +162,44 @@ class OpenVinoSession(Session):
             # copy: the request's output buffer is reused by the next call
             return np.array(out, dtype=np.float32, copy=True)
 
+    def prepare_samples(self, samples: np.ndarray | None) -> None:
+        """Wrap each sample once in a Tensor over its memory and run the first, so a
+        :meth:`run_sample` only sets the input, runs and copies the logits out. Measured on
+        MobileNetV2 int8, batch 1 (Intel Xeon, amx-int8), wall time beyond OpenVINO's own request
+        latency: 80-85 us per :meth:`run`, 40-50 us this way (the Tensor alone ~15 us)."""
+        super().prepare_samples(samples)
+        self._sample_tensors = None
+        if (
+            samples is None
+            or len(samples) == 0
+            or samples.dtype != np.float32
+            or not samples.flags.c_contiguous
+            or samples.shape[1:] != self._chw
+            or self.fixed_batch not in (None, 1)
+        ):
+            return  # run_sample falls back on run (which converts or refuses)
+        ov = self._ov
+        tensors = [ov.Tensor(samples[r : r + 1], shared_memory=True) for r in range(len(samples))]
+        with self._run_lock:
+            request = self._request_for(1)
+            request.set_input_tensor(tensors[0])
+            request.infer()
+            # the static request keeps its output buffer: one numpy view serves every query
+            self._sample_output = request.get_output_tensor(0).data
+            self._sample_request = request
+        self._sample_tensors = tensors
+
+    def run_sample(self, row: int) -> np.ndarray:
+        tensors = self._sample_tensors
+        if tensors is None:
+            return super().run_sample(row)
+        with self._run_lock:
+            request = self._sample_request
+            request.set_input_tensor(tensors[row])
+            request.start_async()
+            request.wait()
+            return np.array(self._sample_output, dtype=np.float32, copy=True)
+
     def run_offline(
         self, batches: Sequence[np.ndarray], on_done: Callable[[int, np.ndarray], None]
     ) -> None:
@@ -203,6 +245,7 @@ class OpenVinoSession(Session):
         self._request = self._latency = self._throughput = None
         self._static = {}
         self._outputs = {}
+        self._samples = self._sample_tensors = self._sample_request = None
 
 
 __all__ = ["STATIC_BATCHES", "OpenVinoSession"]
