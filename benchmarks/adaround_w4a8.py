@@ -61,6 +61,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="keep the biases (default: shift each by its channel's mean error after rounding)",
     )
     p.add_argument(
+        "--method",
+        choices=("adaround", "gptq"),
+        default="adaround",
+        help="the adaround row's rounding: learnt (AdaRound) or GPTQ's error feedback",
+    )
+    p.add_argument(
+        "--no-clip-search",
+        action="store_true",
+        help="keep each channel's full weight range (default: clip where the output error says)",
+    )
+    p.add_argument(
         "--variants",
         default="nearest,bias_correction,adaround",
         help="comma-separated rows to compute (default: all three)",
@@ -119,6 +130,8 @@ def _variant_logits(
             quant_inputs=not args.float_inputs,
             through_activation=not args.no_activation,
             correct_bias=not args.no_bias_shift,
+            clip_search=not args.no_clip_search,
+            method=args.method,
         )
         module, stats = adaround_module(folded, scheme, calib, config=cfg)
         extra["layers"] = len(stats)
@@ -255,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
             "quant_inputs": not args.float_inputs,
             "through_activation": not args.no_activation,
             "bias_shift": not args.no_bias_shift,
+            "clip_search": not args.no_clip_search,
+            "method": args.method,
         },
         "fp32_top1_pct": round(fp32_top1, 2),
         "results": rows,

@@ -15,7 +15,12 @@ import pytest
 
 from edgequant.backends import get_backend
 from edgequant.backends.base import Artifact, Backend
-from edgequant.errors import BackendUnavailableError, UnsupportedError, ValidationError
+from edgequant.errors import (
+    BackendUnavailableError,
+    EdgequantError,
+    UnsupportedError,
+    ValidationError,
+)
 from edgequant.hw.cpu import cpu_profile
 from edgequant.quant.scheme import get_scheme, scheme_names
 from tests.helpers import tiny_inputs
@@ -124,6 +129,27 @@ class BackendContract:
         assert sorted(got) == list(range(len(batches)))
         for i, d in enumerate(direct):
             np.testing.assert_allclose(got[i], d, rtol=1e-4, atol=1e-4)
+
+    def test_run_sample_matches_run(self, backend: Backend, built, reference) -> None:  # type: ignore[no-untyped-def]
+        """The SingleStream path: prepared samples run by row give ``run``'s logits, a new
+        set of samples replaces the old, and None releases them."""
+        x, _ = reference
+        name = "w8a8" if "w8a8" in built else "fp32"
+        with backend.load(built[name], threads=2) as sess:
+            if sess.fixed_batch not in (None, 1):
+                pytest.skip("artifact has a fixed batch size above one")
+            sess.prepare_samples(np.ascontiguousarray(x[:6]))
+            rows = [sess.run_sample(r) for r in (3, 0, 5, 3)]
+            direct = [sess.run(x[r : r + 1]) for r in (3, 0, 5, 3)]
+            sess.prepare_samples(np.ascontiguousarray(x[6:9]))
+            again, seven = sess.run_sample(1), sess.run(x[7:8])
+            sess.prepare_samples(None)
+            with pytest.raises(EdgequantError, match="no samples are loaded"):
+                sess.run_sample(0)
+        for got, want in zip(rows, direct, strict=True):
+            assert got.shape == want.shape == (1, want.shape[1])
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(again, seven, rtol=1e-5, atol=1e-5)
 
     def test_quantized_weights_are_smaller(self, built) -> None:  # type: ignore[no-untyped-def]
         fp32 = built["fp32"].size_bytes

@@ -52,3 +52,32 @@ def test_bad_requests_are_errors() -> None:
     short = SampleLibrary(lambda idx: _data()[:1], total=10)
     with pytest.raises(BenchmarkError, match="returned 1 samples for 2"):
         short.load([0, 1])
+
+
+def test_single_stream_sut_hands_the_session_its_loaded_samples() -> None:
+    """The SingleStream SUT registers the session's ``prepare_samples`` with the QSL: every load
+    hands over the new array, every unload None; finish unregisters it."""
+    from edgequant.bench.sut import make_sut
+    from tests.bench.sessions import MatmulSession
+
+    data = _data()
+    seen: list[np.ndarray | None] = []
+
+    class Recording(MatmulSession):
+        def prepare_samples(self, samples: np.ndarray | None) -> None:
+            seen.append(samples)
+            super().prepare_samples(samples)
+
+    sess = Recording((3, 2, 2))
+    qsl = SampleLibrary(lambda idx: data[idx], total=10)
+    sut = make_sut("SingleStream", sess, qsl)
+    qsl.load([4, 1])
+    assert len(seen) == 1 and seen[0] is qsl.data
+    np.testing.assert_allclose(sess.run_sample(qsl.row(4)), sess.run(data[4:5]))
+    qsl.unload([4, 1])
+    assert seen[-1] is None
+    with pytest.raises(BenchmarkError, match="no samples are loaded"):
+        sess.run_sample(0)
+    qsl.load([2])
+    sut.finish()
+    assert seen[-1] is None and qsl.on_load is None

@@ -84,7 +84,8 @@ def test_learnt_rounding_lowers_layer_output_mse() -> None:
 @pytest.mark.parametrize("scheme", ["w4a8", "w8a8", "w8a8-pt"])
 def test_returned_weights_are_exactly_on_the_grid(scheme: str) -> None:
     net, x = _net(), _calib(16)
-    ada, _ = adaround_module(net, get_scheme(scheme), x, config=AdaRoundConfig(iterations=20))
+    cfg = AdaRoundConfig(iterations=20, clip_search=False)
+    ada, _ = adaround_module(net, get_scheme(scheme), x, config=cfg)
     tq = get_scheme(scheme).weights
     for orig, m in zip(net.modules(), ada.modules(), strict=True):
         if not isinstance(m, nn.Conv2d | nn.Linear):
@@ -98,6 +99,36 @@ def test_returned_weights_are_exactly_on_the_grid(scheme: str) -> None:
         assert torch.allclose(s_new, s_old, rtol=1e-6, atol=0)
         # and every weight moved by less than one step (floor or ceil of w/s)
         assert float(((w - orig.weight).abs() / s_old).max()) < 1.0 + 1e-5
+
+
+@pytest.mark.parametrize("method", ["adaround", "gptq"])
+def test_clip_search_narrows_ranges_where_the_output_says_so(method: str) -> None:
+    """Heavy-tailed weights over many inputs: at 4 bits most channels' ranges are clipped (the
+    few largest weights pinned at the new maximum, the bulk rounded finer), the layer's output
+    error drops, and the simulator's quantizer, recomputing max|w|/qmax, reproduces the
+    handed-over weights exactly; no channel's scale grows."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(256, 16)).eval()
+    with torch.no_grad():
+        net[0].weight.copy_(torch.distributions.Laplace(0.0, 0.05).sample((16, 256)))
+    x = torch.randn(512, 256)
+    tq = get_scheme("w4a8").weights
+    out = {}
+    for clip in (False, True):
+        cfg = AdaRoundConfig(
+            iterations=100, batch_rows=256, method=method, correct_bias=False, clip_search=clip
+        )
+        out[clip] = adaround_module(net, get_scheme("w4a8"), x, config=cfg)[0]
+    w = out[True][0].weight.detach()
+    assert torch.equal(fake_quant_weight(w, *weight_qparams(w, tq), tq), w)
+    s_old, _ = weight_qparams(net[0].weight, tq)
+    s_new, _ = weight_qparams(w, tq)
+    assert bool((s_new <= s_old * (1 + 1e-6)).all())
+    assert int((s_new < 0.95 * s_old).sum()) >= 8  # most channels clipped
+    with torch.no_grad():
+        ref = net(x)
+        err = {k: float(((m(x) - ref) ** 2).mean()) for k, m in out.items()}
+    assert err[True] < 0.9 * err[False]
 
 
 def test_on_grid_pins_the_channel_maxima() -> None:

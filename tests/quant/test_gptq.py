@@ -68,7 +68,9 @@ def test_the_model_path_puts_weights_on_the_runtimes_grid(scheme: str) -> None:
             continue
         w = m.weight.detach()
         assert torch.equal(fake_quant_weight(w, *weight_qparams(w, tq), tq), w)
-        assert torch.allclose(weight_qparams(w, tq)[0], weight_qparams(orig.weight, tq)[0])
+        # the scale is the channel's max|w| / qmax, or less where the clip search narrowed it
+        s_new, s_old = weight_qparams(w, tq)[0], weight_qparams(orig.weight, tq)[0]
+        assert bool((s_new <= s_old * (1 + 1e-6)).all())
     for s in stats:
         assert s.mse_adaround <= s.mse_nearest
     with torch.no_grad():  # the network's output is closer to fp32 than with nearest rounding
