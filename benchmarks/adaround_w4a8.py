@@ -67,9 +67,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the adaround row's rounding: learnt (AdaRound) or GPTQ's error feedback",
     )
     p.add_argument(
-        "--no-clip-search",
-        action="store_true",
-        help="keep each channel's full weight range (default: clip where the output error says)",
+        "--clip-search",
+        choices=("on", "off"),
+        help="narrow channels' weight ranges where the output error says so (default: on with "
+        "adaround, off with gptq)",
     )
     p.add_argument(
         "--variants",
@@ -130,7 +131,7 @@ def _variant_logits(
             quant_inputs=not args.float_inputs,
             through_activation=not args.no_activation,
             correct_bias=not args.no_bias_shift,
-            clip_search=not args.no_clip_search,
+            clip_search=None if args.clip_search is None else args.clip_search == "on",
             method=args.method,
         )
         module, stats = adaround_module(folded, scheme, calib, config=cfg)
@@ -268,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
             "quant_inputs": not args.float_inputs,
             "through_activation": not args.no_activation,
             "bias_shift": not args.no_bias_shift,
-            "clip_search": not args.no_clip_search,
+            "clip_search": args.clip_search or "default",
             "method": args.method,
         },
         "fp32_top1_pct": round(fp32_top1, 2),

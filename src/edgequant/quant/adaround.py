@@ -82,9 +82,12 @@ class AdaRoundConfig:
     rows where that lowers the channel's MSE (empirical bias correction; the bias stays float);
     ``clip_search``: first narrow each channel's weight range where round-to-nearest's output
     error on the rows says so (:func:`_clip_search`; the largest kept weight then sets the
-    runtime's scale); ``method``: ``adaround`` (learnt rounding, the loss above) or ``gptq`` (one-pass error
-    feedback through the inverse Hessian, :mod:`edgequant.quant.gptq`: seconds, no SGD; the
-    iteration settings are then unused).
+    runtime's scale); None: on with ``adaround``, off with ``gptq`` (EfficientNet-Lite0 w4a8 in
+    the simulator, 100 dev images calibrating, 100 scored, Intel Xeon, amx-int8: AdaRound top-1
+    86.0% with it, 84.0% without; GPTQ on both halves 83.5% with it, 85.5% without — GPTQ pushes
+    a clipped weight's whole error onto the columns after it); ``method``: ``adaround`` (learnt
+    rounding, the loss above) or ``gptq`` (one-pass error feedback through the inverse Hessian,
+    :mod:`edgequant.quant.gptq`: seconds, no SGD; the iteration settings are then unused).
 
     Example:
         >>> AdaRoundConfig().iterations
@@ -106,7 +109,7 @@ class AdaRoundConfig:
     through_activation: bool = True
     cache_activations: bool = True
     correct_bias: bool = True
-    clip_search: bool = True
+    clip_search: bool | None = None
     method: str = "adaround"
 
 
@@ -195,8 +198,8 @@ def clipped(w: torch.Tensor, clip: torch.Tensor) -> torch.Tensor:
     """``w`` clamped to ``[-clip, clip]`` (``clip`` broadcastable to ``w``).
 
     Example:
-        >>> clipped(torch.tensor([[0.5, -1.0, 0.26]]), torch.tensor([[0.6]])).tolist()
-        [[0.5, -0.6000000238418579, 0.25999999046325684]]
+        >>> clipped(torch.tensor([0.5, -1.0, 0.25]), torch.tensor(0.75)).tolist()
+        [0.5, -0.75, 0.25]
     """
     return torch.maximum(torch.minimum(w, clip), -clip)
 
@@ -327,7 +330,8 @@ def round_layer(
     weight, b = cast(torch.Tensor, layer.weight), cast("torch.Tensor | None", layer.bias)
     w = weight.detach().float()
     bias = None if b is None else b.detach().float()
-    clip = _clip_search(layer, w, rows, post, grid, bias, f) if config.clip_search else None
+    search = config.clip_search if config.clip_search is not None else config.method == "adaround"
+    clip = _clip_search(layer, w, rows, post, grid, bias, f) if search else None
     s, floor, pinned = on_grid(w, grid, clip)
     w_near = _nearest(w, s, floor, pinned, grid.qmax) * s
     if config.method == "gptq":
