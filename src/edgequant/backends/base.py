@@ -76,7 +76,9 @@ class Session(ABC):
     def run_offline(
         self, batches: Sequence[np.ndarray], on_done: Callable[[int, np.ndarray], None]
     ) -> None:
-        """Run many batches as fast as possible; call ``on_done(i, logits)`` as each finishes.
+        """Run many batches as fast as possible; call ``on_done(i, logits)`` once for every
+        batch, in any order, from any thread, at the latest before returning (a runtime may
+        answer a batch when its request is next reused rather than the moment it finishes).
 
         Callers keep every batch alive and unchanged until its ``on_done`` has been called, so
         implementations may read the batches without copying them.

@@ -203,43 +203,54 @@ class OpenVinoSession(Session):
     def run_offline(
         self, batches: Sequence[np.ndarray], on_done: Callable[[int, np.ndarray], None]
     ) -> None:
-        """All batches through an ``AsyncInferQueue`` sized by the plugin's optimal request count."""
+        """All batches through an ``AsyncInferQueue`` sized by the plugin's optimal request count.
+
+        No Python callback: a request's batch is answered from this thread when the request
+        comes back idle for the next batch (and the rest after ``wait_all``). A Python callback
+        takes the GIL from OpenVINO's threads on every request; measured on MobileNetV2 int8,
+        batch 1, 2 threads (Intel Xeon, amx-int8): 694 img/s with a callback that does nothing,
+        714 this way, 724 with no answers at all.
+        """
         import openvino as ov
 
         if self._throughput is None:
             self._throughput = self._compile("THROUGHPUT")
         compiled = self._throughput
-        # twice the plugin's optimum: a stream is never idle while Python runs a callback and
+        # twice the plugin's optimum: a stream is never idle while Python answers a batch and
         # submits the next request (measured on MobileNetV2 int8: 228 -> 355 img/s with shared inputs)
         jobs = 2 * max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         queue = ov.AsyncInferQueue(compiled, jobs)
-        errors: list[BaseException] = []
-        # a batch that _check had to convert is a temporary: hold it until its request completes
-        alive: dict[int, np.ndarray] = {}
+        # the batch each request is running (None: idle and answered); a batch that _check had
+        # to convert is a temporary, held here until it is answered
+        running: list[tuple[int, np.ndarray] | None] = [None] * len(queue)
 
-        def done(request: Any, index: int) -> None:
-            alive.pop(index, None)
-            try:  # an exception escaping an OpenVINO callback would be lost: keep it, raise later
-                on_done(
-                    index, np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True)
-                )
-            except BaseException as e:
-                errors.append(e)
+        def answer(rid: int) -> None:
+            job = running[rid]
+            if job is None:
+                return
+            running[rid] = None
+            out = np.array(queue[rid].get_output_tensor(0).data, dtype=np.float32, copy=True)
+            try:
+                on_done(job[0], out)
+            except EdgequantError:
+                raise
+            except Exception as e:
+                raise BenchmarkError(f"on_done callback failed: {ov_error(e)}") from e
 
-        queue.set_callback(done)
-        for i, b in enumerate(batches):
-            if errors:
-                break
-            # share_inputs=True: the Session contract keeps each batch alive and unchanged until
-            # its on_done, so the request reads the caller's memory without a copy
-            x = alive[i] = self._check(b)
-            queue.start_async([x], userdata=i, share_inputs=True)
-        queue.wait_all()
-        if errors:
-            err = errors[0]
-            if isinstance(err, EdgequantError) or not isinstance(err, Exception):
-                raise err
-            raise BenchmarkError(f"on_done callback failed: {ov_error(err)}") from err
+        try:
+            for i, b in enumerate(batches):
+                x = self._check(b)
+                # the request start_async takes next: the idle queue's front (one submitter)
+                rid = queue.get_idle_request_id()
+                answer(rid)
+                running[rid] = (i, x)
+                # share_inputs=True: the Session contract keeps each batch alive and unchanged
+                # until its on_done, so the request reads the caller's memory without a copy
+                queue.start_async([x], share_inputs=True)
+        finally:
+            queue.wait_all()
+        for rid in range(len(queue)):
+            answer(rid)
 
     def close(self) -> None:
         self._request = self._latency = self._throughput = None
