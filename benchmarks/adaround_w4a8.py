@@ -70,7 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--clip-search",
         choices=("on", "off"),
         help="narrow channels' weight ranges where the output error says so (default: on with "
-        "adaround, off with gptq)",
+        "adaround at 4 bits or fewer, off otherwise)",
     )
     p.add_argument(
         "--variants",
