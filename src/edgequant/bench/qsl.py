@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -94,11 +94,9 @@ class SampleLibrary:
         return index if self._identity else int(self._row[index])
 
     def one(self, index: int) -> np.ndarray:
-        """A (1, C, H, W) zero-copy view of one sample: the SingleStream fast path."""
-        if self.data is None:
-            raise BenchmarkError("samples were used before LoadGen loaded them")
-        r = index if self._identity else int(self._row[index])
-        return self.data[r : r + 1]
+        """A (1, C, H, W) zero-copy view of one sample (what ``Session.run_sample`` runs)."""
+        r = self.row(index)
+        return cast(np.ndarray, self.data)[r : r + 1]
 
     # --- LoadGen -----------------------------------------------------------------------------
     def construct(self) -> Any:

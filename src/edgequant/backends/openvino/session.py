@@ -256,7 +256,7 @@ class OpenVinoSession(Session):
         self._request = self._latency = self._throughput = None
         self._static = {}
         self._outputs = {}
-        self._samples = self._sample_tensors = self._sample_request = None
+        self._samples = self._sample_tensors = self._sample_request = self._sample_output = None
 
 
 __all__ = ["STATIC_BATCHES", "OpenVinoSession"]

@@ -74,28 +74,21 @@ def inspect_graph(artifact: Artifact, backend: str) -> InspectReport:
             f"{graph_path} is missing or unreadable: rebuild the artifact to inspect it"
         )
         return report
-    from edgequant.backends.int8_cpu import remedy_reasons
+    from edgequant.backends.int8_cpu import inspect_note, remedy_reasons
 
     remedied = remedy_reasons(artifact.metadata)
     ops = graph.get("ops", [])
     for op in ops:
-        float_op = not str(op["precision"]).startswith("int")
+        reason = op.get("reason", "")
+        if not str(op["precision"]).startswith("int"):  # kept in float by the CPU-class plan?
+            reason = remedied.get(op["name"], reason)
         report.ops.append(
-            OpInfo(
-                name=op["name"],
-                op_type=op["op_type"],
-                precision=op["precision"],
-                reason=remedied.get(op["name"], "")
-                if float_op and op["name"] in remedied
-                else op.get("reason", ""),
-            )
+            OpInfo(name=op["name"], op_type=op["op_type"], precision=op["precision"], reason=reason)
         )
     report.notes.extend(
         kernel_notes(ops, graph.get("kernels", {}), quantized=artifact.scheme.weights is not None)
     )
     report.notes.append(f"executes: {artifact.metadata.get('execution', 'unknown')}")
-    from edgequant.backends.int8_cpu import inspect_note
-
     cpu_note = inspect_note(artifact.metadata)
     if cpu_note:
         report.notes.append(cpu_note)
