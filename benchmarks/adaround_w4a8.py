@@ -62,9 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--method",
-        choices=("adaround", "gptq"),
+        choices=("adaround", "gptq", "brecq"),
         default="adaround",
-        help="the adaround row's rounding: learnt (AdaRound) or GPTQ's error feedback",
+        help="the adaround row's rounding: learnt per layer (AdaRound), GPTQ's error feedback, or learnt per block (BRECQ)",
     )
     p.add_argument(
         "--clip-search",

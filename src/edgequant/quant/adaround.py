@@ -113,6 +113,8 @@ class AdaRoundConfig:
     correct_bias: bool = True
     clip_search: bool | None = None
     method: str = "adaround"
+    block_images: int = 8
+    max_block_layers: int = 4
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -505,6 +507,15 @@ def adaround_module(
         n: m for n, m in ref.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)
     }
     grids = _grids(layers, scheme, options.get("grid"))
+    if cfg.method == "brecq":
+        from edgequant.quant.brecq import round_blocks
+
+        stats_list = round_blocks(out, scheme, x, grids, cfg)
+        for st in stats_list:
+            _check_reproduced(
+                cast(torch.Tensor, out.get_submodule(st.layer).weight), grids[st.layer], st.layer
+            )
+        return out, stats_list
     order, pos, targets = _targets(ref, layers, grids, x, cfg)
     sim, acts = _simulator(out, scheme, x, cfg)
     stats: dict[str, LayerStats] = {}

@@ -28,7 +28,9 @@ Techniques (``techniques: [...]``), model transforms applied before any runtime 
 calibration data, Nagel et al. 2020, and hand the runtime weights already on its grid:
 :mod:`edgequant.quant.adaround`; needs calibration data), ``gptq`` (the same hand-over, the
 rounding chosen in one pass of error feedback through the layer's inverse Hessian, Frantar et
-al. 2022: seconds instead of minutes, :mod:`edgequant.quant.gptq`), ``bias_correction``
+al. 2022: seconds instead of minutes, :mod:`edgequant.quant.gptq`), ``brecq`` (AdaRound's learnt
+rounding judged on each block's output instead of each layer's, Li et al. 2021:
+:mod:`edgequant.quant.brecq`), ``bias_correction``
 (empirical bias correction); ``winograd`` is executed by the simulator. E.g.
 ``{"base": "w4a8", "name": "w4a8-ada", "techniques": ["adaround"]}`` is w4a8 with AdaRound.
 
@@ -56,9 +58,9 @@ from typing import Any
 from edgequant.errors import ValidationError
 
 SCHEME_VERSION = 1
-TECHNIQUES = ("bn_fold", "cle", "adaround", "gptq", "bias_correction", "winograd")
+TECHNIQUES = ("bn_fold", "cle", "adaround", "gptq", "brecq", "bias_correction", "winograd")
 #: the techniques that choose each weight's rounding on the runtime's grid (one at a time)
-ROUNDING_TECHNIQUES = ("adaround", "gptq")
+ROUNDING_TECHNIQUES = ("adaround", "gptq", "brecq")
 FLOAT_DTYPES = ("fp32", "fp16", "bf16")
 _CALIB_RE = re.compile(r"^(default|minmax|mse|entropy|percentile(:\d+(\.\d+)?)?)$")
 

@@ -153,6 +153,8 @@ class QuantLayer(nn.Module):
         self.use_winograd = use_winograd and winograd.eligible(inner)
         self.export = False
         self.track_weight = False  # QAT: recompute weight qparams from the live weight
+        # block reconstruction (brecq): the weight to compute with while its rounding is learnt
+        self.weight_override: Callable[[], torch.Tensor] | None = None
         # saturation.IntegerPath: the target CPU's integer arithmetic (None: exact int32)
         self.arith: Callable[..., torch.Tensor] | None = None
         s, z = (
@@ -188,6 +190,9 @@ class QuantLayer(nn.Module):
 
     def quantized_weight(self) -> torch.Tensor:
         """The weight as the integer runtime sees it (dequantized), used by forward."""
+        override = getattr(self, "weight_override", None)  # absent on older pickled sims
+        if override is not None:
+            return override()
         w = self.inner.weight
         if self.wq is None:
             return _float_round(w, self.float_dtype)

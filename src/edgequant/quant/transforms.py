@@ -1,7 +1,7 @@
 """Pre-quantization transforms, usable in front of every backend's quantizer.
 
 :func:`apply_techniques` runs the scheme's ``techniques`` in the order that makes sense —
-``bn_fold`` → ``cle`` → ``adaround`` or ``gptq`` → ``bias_correction`` (CLE, the roundings and
+``bn_fold`` → ``cle`` → ``adaround``, ``gptq`` or ``brecq`` → ``bias_correction`` (CLE, the roundings and
 bias correction need BN folded first, so they imply it) — and returns a new fp32
 :class:`~edgequant.models.base.Model` whose ``weights_hash`` carries a suffix naming what was
 done (so cached artifacts of the original and the transformed model never collide).
@@ -11,7 +11,8 @@ done (so cached artifacts of the original and the transformed model never collid
 deliberately moves the fp32 outputs by the expected weight-quantization error (see
 :mod:`edgequant.quant.bias_correction`); ``adaround`` replaces every conv/linear weight by its
 learnt rounding on the scheme's weight grid (:mod:`edgequant.quant.adaround`; ``gptq`` by one
-pass of error feedback instead, :mod:`edgequant.quant.gptq`): the runtime's quantizer then
+pass of error feedback instead, :mod:`edgequant.quant.gptq`; ``brecq`` learns it per block,
+:mod:`edgequant.quant.brecq`): the runtime's quantizer then
 reproduces those weights exactly, and a later ``bias_correction`` finds no weight-rounding error
 left to correct. The returned model's ``info["techniques_applied"]`` lists what was applied;
 calling again on it is a no-op, so a backend may call it defensively.
@@ -39,7 +40,7 @@ from edgequant.quant.scheme import ROUNDING_TECHNIQUES, Scheme
 if TYPE_CHECKING:
     from edgequant.quant.adaround import AdaRoundConfig, GridFor, WeightGrid
 
-MODEL_TECHNIQUES = ("bn_fold", "cle", "adaround", "gptq", "bias_correction")
+MODEL_TECHNIQUES = ("bn_fold", "cle", "adaround", "gptq", "brecq", "bias_correction")
 
 
 def planned_techniques(scheme: Scheme) -> list[str]:
@@ -90,7 +91,7 @@ def apply_techniques(
         tag += "+cle"
     rounding = [t for t in plan if t in ROUNDING_TECHNIQUES]
     if len(rounding) > 1:
-        raise ValidationError("adaround and gptq both choose the rounding: keep one of them")
+        raise ValidationError(f"{', '.join(rounding)}: each chooses the rounding; keep one of them")
     if rounding:
         method = rounding[0]
         if calibration is None or len(calibration) == 0:
@@ -104,6 +105,8 @@ def apply_techniques(
         config = adaround_config or AdaRoundConfig()
         if method == "gptq":
             config = dataclasses.replace(config, method="gptq", pool_rows=POOL_ROWS)
+        elif method == "brecq":
+            config = dataclasses.replace(config, method="brecq")
 
         # one learnt rounding per (weights, grid, data, settings): runtimes sharing a grid reuse it
         module, stats, which, reused = cached_adaround(
