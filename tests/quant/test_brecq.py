@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 from edgequant.errors import ValidationError
-from edgequant.quant.adaround import AdaRoundConfig, WeightGrid, adaround_module
+from edgequant.quant.adaround import AdaRoundConfig, WeightGrid, adaround_module, clipped
 from edgequant.quant.brecq import block_module, blocks, float_twin
 from edgequant.quant.fake_quant import fake_quant_weight, weight_qparams
 from edgequant.quant.scheme import get_scheme
@@ -68,16 +68,11 @@ def test_blocks_cut_where_one_tensor_carries_everything() -> None:
 
 def test_block_rounding_lowers_the_block_error_and_stays_on_the_grid() -> None:
     net, x = _Residual().eval(), _calib(32)
-    cfg = AdaRoundConfig(iterations=150, method="brecq", block_images=8)
-    out, stats = adaround_module(net, get_scheme("w4a8"), x, config=cfg)
+    plain = AdaRoundConfig(
+        iterations=150, method="brecq", block_images=8, clip_search=False, correct_bias=False
+    )
+    out, stats = adaround_module(net, get_scheme("w4a8"), x, config=plain)
     assert [s.layer for s in stats] == ["stem", "body.0", "body.2", "body.4", "head"]
-    tq = get_scheme("w4a8").weights
-    for orig, m in zip(net.modules(), out.modules(), strict=True):
-        if isinstance(m, nn.Conv2d | nn.Linear):
-            w = m.weight.detach()
-            assert torch.equal(fake_quant_weight(w, *weight_qparams(w, tq), tq), w)
-            s_old, _ = weight_qparams(orig.weight, tq)
-            assert float(((w - orig.weight).abs() / s_old).max()) < 1.0 + 1e-5
     for s in stats:
         assert s.mse_adaround <= s.mse_nearest
     body = [s for s in stats if s.layer.startswith("body")]
@@ -92,6 +87,26 @@ def test_block_rounding_lowers_the_block_error_and_stays_on_the_grid() -> None:
             for k, m in (("brecq", out), ("nearest", _nearest(net, "w4a8")))
         }
     assert err["brecq"] < err["nearest"]
+    # the defaults at 4 bits: ranges clipped where the layer's output says so, biases learnt
+    full, full_stats = adaround_module(
+        net, scheme, x, config=AdaRoundConfig(iterations=150, method="brecq", block_images=8)
+    )
+    tq = scheme.weights
+    assert tq is not None
+    for orig, m in zip(net.modules(), full.modules(), strict=True):
+        if isinstance(m, nn.Conv2d | nn.Linear):
+            w = m.weight.detach()
+            assert torch.equal(fake_quant_weight(w, *weight_qparams(w, tq), tq), w)
+            # each channel's range is the full one or clipped (a narrower scale), and every
+            # weight is its clipped value rounded up or down on that grid
+            s_old, _ = weight_qparams(orig.weight, tq)
+            s_new, _ = weight_qparams(w, tq)
+            assert bool((s_new <= s_old * (1 + 1e-6)).all())
+            top = w.abs().flatten(1).amax(1).reshape(-1, *([1] * (w.dim() - 1)))
+            near = clipped(orig.weight.detach(), top)
+            assert float(((w - near).abs() / s_new.reshape(top.shape)).max()) < 1.0 + 1e-5
+    clipped_body = next(s for s in full_stats if s.layer == "body.0")
+    assert clipped_body.mse_nearest < 0.5 * body[0].mse_nearest  # clipping pays here
 
 
 def test_per_layer_grids_and_the_technique_end_to_end() -> None:

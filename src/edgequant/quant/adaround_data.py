@@ -78,15 +78,25 @@ def _simulator(
         gm = simulate.quantize_module(module, scheme, x, batch_size=cfg.batch_size)
     except ModelError:  # untraceable: the float model's inputs, outputs before activations
         return None, {}
+    acts = fused_activations(gm) if cfg.through_activation else {}
+    return (gm if cfg.quant_inputs else None), acts
+
+
+def fused_activations(
+    gm: torch.fx.GraphModule,
+) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    """Per quantized layer of the simulator ``gm``, the activation the runtime fuses after it."""
+    from edgequant.quant import simulate
+
     acts: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
-    for node in gm.graph.nodes if cfg.through_activation else ():
+    for node in gm.graph.nodes:
         layer = simulate.node_module(gm, node)
         users = list(node.users)
         if not isinstance(layer, simulate.QuantLayer) or len(users) != 1:
             continue
         if (fn := _activation_of(gm, users[0])) is not None:
             acts[str(node.target)] = fn
-    return (gm if cfg.quant_inputs else None), acts
+    return acts
 
 
 def _activation_of(gm: nn.Module, node: object) -> Callable[[torch.Tensor], torch.Tensor] | None:

@@ -51,6 +51,10 @@ if TYPE_CHECKING:
     from edgequant.quant.scheme import Scheme
 
 
+#: Adam's step size for the biases learnt with a block's rounding (``correct_bias``)
+BIAS_LR = 1e-3
+
+
 @dataclass(frozen=True)
 class Block:
     """A run of graph nodes fed by one tensor (``source``) and leaving one (``output``), and the
@@ -167,12 +171,16 @@ def _mse(mod: nn.Module, xs: list[torch.Tensor], ts: list[torch.Tensor]) -> floa
 class _Soft:
     """One layer's learnable rounding: ``V``, its grid codes and the soft / hard weights."""
 
-    def __init__(self, layer: QuantLayer, grid: WeightGrid) -> None:
+    def __init__(
+        self, layer: QuantLayer, grid: WeightGrid, clip: torch.Tensor | None = None
+    ) -> None:
         from edgequant.quant.adaround import GAMMA, ZETA, _nearest, on_grid
 
         w = cast(torch.Tensor, layer.inner.weight).detach().float()
         self.layer, self.qmax = layer, grid.qmax
-        self.s, self.floor, pinned = on_grid(w, grid)
+        bias = cast("torch.Tensor | None", layer.inner.bias)
+        self.bias = None if bias is None else bias.detach().clone()
+        self.s, self.floor, pinned = on_grid(w, grid, clip)
         self.learn = (~pinned).float()
         rest = (w / self.s - self.floor).clamp(0.0, 1.0)
         p = ((rest - GAMMA) / (ZETA - GAMMA)).clamp(1e-4, 1 - 1e-4)
@@ -196,6 +204,11 @@ class _Soft:
         h = rectified_sigmoid(self.v)
         return ((1 - (2 * h - 1).abs().pow(beta)) * self.learn).sum(), self.learn.sum()
 
+    def set_bias(self, b: torch.Tensor | None) -> None:
+        if b is not None and self.layer.inner.bias is not None:
+            with torch.no_grad():
+                cast(torch.Tensor, self.layer.inner.bias).copy_(b)
+
     def use(self, weight: Callable[[], torch.Tensor] | torch.Tensor) -> None:
         """Make the simulator's layer compute with ``weight`` (a tensor on the grid: set it)."""
         if callable(weight):
@@ -207,6 +220,62 @@ class _Soft:
         self.layer.refresh_weight_qparams()
 
 
+def _clips(
+    sim: fx.GraphModule,
+    twin: fx.GraphModule,
+    blk: tuple[nn.Module, nn.Module],
+    names: list[str],
+    grids: dict[str, WeightGrid],
+    data: tuple[torch.Tensor, torch.Tensor],
+    cfg: AdaRoundConfig,
+) -> dict[str, torch.Tensor | None]:
+    """Per layer of a block, AdaRound's clipping search (:func:`~edgequant.quant.adaround.
+    _clip_search`) on sampled rows: the layer's input in the quantized block (``blk[0]`` on
+    ``data[0]``), its fp32 output through its fused activation in the float block (``blk[1]``
+    on ``data[1]``)."""
+    from edgequant.quant.adaround import _clip_search
+    from edgequant.quant.adaround_data import _outputs_at, _positions, _rows, fused_activations
+
+    want = [n for n in names if _searches(grids[n], cfg)]
+    if not want:
+        return {}
+    seen: dict[str, list[torch.Tensor]] = {n: [] for n in want}
+    hooks = [sim.get_submodule(n).register_forward_pre_hook(_grab(seen[n])) for n in want]
+    hooks += [twin.get_submodule(n).register_forward_hook(_grab(seen[n], out=True)) for n in want]
+    try:
+        _run(blk[0], [data[0]])
+        _run(blk[1], [data[1]])
+    finally:
+        for h in hooks:
+            h.remove()
+    acts, out = fused_activations(sim), {}
+    gen = torch.Generator().manual_seed(cfg.seed)
+    for n in want:
+        (inp, target), layer = seen[n], cast(QuantLayer, sim.get_submodule(n)).inner
+        n_out = target[0, 0].numel() if target.dim() == 4 else target[0].numel() // target.shape[-1]
+        row_len = cast(torch.Tensor, layer.weight)[0].numel() * int(getattr(layer, "groups", 1))
+        per = max(1, min(cfg.pool_rows, cfg.pool_floats // row_len) // inp.shape[0])
+        pos = _positions(n_out, inp.shape[0], per, gen)
+        rows, post = _rows(layer, inp, pos), _outputs_at(target, pos)
+        f = acts.get(n, lambda t: t)
+        w = cast(torch.Tensor, layer.weight).detach().float()
+        bias = cast("torch.Tensor | None", layer.bias)
+        b = None if bias is None else bias.detach().float()
+        out[n] = _clip_search(layer, w, rows, f(post), grids[n], b, f)
+    return out
+
+
+def _searches(grid: WeightGrid, cfg: AdaRoundConfig) -> bool:
+    return cfg.clip_search if cfg.clip_search is not None else grid.bits <= 4
+
+
+def _grab(into: list[torch.Tensor], out: bool = False) -> Callable[..., None]:
+    def hook(_m: nn.Module, args: tuple[torch.Tensor, ...], y: object = None) -> None:
+        into.append((cast(torch.Tensor, y) if out else args[0]).detach())
+
+    return hook
+
+
 def _learn(
     mod: nn.Module,
     softs: list[_Soft],
@@ -215,13 +284,17 @@ def _learn(
     cfg: AdaRoundConfig,
     seed: int,
 ) -> None:
-    """Adam on every layer's ``V`` of the block (``mod``) on the loss of the module doc."""
+    """Adam on every layer's ``V`` of the block (``mod``) on the loss of the module doc, and
+    with ``cfg.correct_bias`` on the layers' biases too (they stay float in every runtime)."""
     for sf in softs:
         sf.use(sf.nearest)
     norm = max(_mse(mod, list(xs.split(cfg.block_images)), list(ts.split(cfg.block_images))), 1e-20)
     for sf in softs:
         sf.use(sf.soft)
     vs = [sf.v for sf in softs]
+    n_v = len(vs)
+    if cfg.correct_bias:
+        vs += [b.requires_grad_(True) for sf in softs if (b := sf.layer.inner.bias) is not None]
     m1 = [torch.zeros_like(v) for v in vs]
     m2 = [torch.zeros_like(v) for v in vs]
     gen = torch.Generator().manual_seed(seed)
@@ -239,11 +312,12 @@ def _learn(
             loss = loss + cfg.reg * reg
         grads = torch.autograd.grad(loss, vs)
         with torch.no_grad():
-            step = cfg.lr * math.sqrt(1 - 0.999 ** (it + 1)) / (1 - 0.9 ** (it + 1))
-            for v, g, a, b in zip(vs, grads, m1, m2, strict=True):
+            step = math.sqrt(1 - 0.999 ** (it + 1)) / (1 - 0.9 ** (it + 1))
+            for i, (v, g, a, b) in enumerate(zip(vs, grads, m1, m2, strict=True)):
                 a.mul_(0.9).add_(g, alpha=0.1)
                 b.mul_(0.999).addcmul_(g, g, value=0.001)
-                v.sub_(step * a / (b.sqrt() + 1e-8))
+                lr = cfg.lr if i < n_v else BIAS_LR
+                v.sub_(lr * step * a / (b.sqrt() + 1e-8))
 
 
 def reconstruct(
@@ -270,19 +344,29 @@ def reconstruct(
         if names:
             if progress is not None:
                 progress(f"block {k}: {', '.join(names)}")
-            softs = [_Soft(cast(QuantLayer, sim.get_submodule(n)), grids[n]) for n in names]
+            few = (xq[0][: cfg.block_images], xf[0][: cfg.block_images])
+            clips = _clips(sim, twin, (mod, ref), names, grids, few, cfg)
+            softs = [
+                _Soft(cast(QuantLayer, sim.get_submodule(n)), grids[n], clips.get(n)) for n in names
+            ]
             torch.manual_seed(cfg.seed + k)
             _learn(mod, softs, torch.cat(xq), torch.cat(ts), cfg, cfg.seed + k)
-            for sf in softs:
-                sf.use(sf.nearest)
-            near = _mse(mod, xq, ts)
+            learnt_bias = [
+                None if (b := sf.layer.inner.bias) is None else b.detach().clone() for sf in softs
+            ]
             for sf in softs:
                 sf.use(sf.hard())
             learnt = _mse(mod, xq, ts)
+            for sf in softs:
+                sf.use(sf.nearest)
+                sf.set_bias(sf.bias)
+            near = _mse(mod, xq, ts)
             keep = learnt >= near
-            for name, sf in zip(names, softs, strict=True):
+            for name, sf, b in zip(names, softs, learnt_bias, strict=True):
                 w_q = sf.nearest if keep else sf.hard()
                 sf.use(w_q)
+                if not keep:
+                    sf.set_bias(b)
                 stats[name] = LayerStats(
                     layer=name,
                     mse_nearest=near,
@@ -309,8 +393,10 @@ def round_blocks(
     stats = reconstruct(sim, grids, x, cfg)
     with torch.no_grad():
         for name in stats:
-            src = cast(torch.Tensor, sim.get_submodule(f"{name}.inner").weight)
-            cast(torch.Tensor, module.get_submodule(name).weight).copy_(src)
+            src, dst = sim.get_submodule(f"{name}.inner"), module.get_submodule(name)
+            cast(torch.Tensor, dst.weight).copy_(cast(torch.Tensor, src.weight))
+            if dst.bias is not None:
+                cast(torch.Tensor, dst.bias).copy_(cast(torch.Tensor, src.bias))
     return list(stats.values())
 
 
