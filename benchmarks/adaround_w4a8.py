@@ -11,6 +11,9 @@ activations quantized, each layer is reconstructed through its fused ReLU/ReLU6 
 then shifted by the mean output error, unless ``--float-inputs`` / ``--no-activation`` /
 ``--no-bias-shift``). Accuracy only: no timing.
 
+``--method gptq`` / ``--method brecq`` put GPTQ's one-pass rounding or block reconstruction
+(:mod:`edgequant.quant.brecq`) in that row instead of layer-wise AdaRound.
+
 Example:
     $ python benchmarks/adaround_w4a8.py --data imagenet:/work/shared/data/imagenet-dev
     $ python benchmarks/adaround_w4a8.py --data imagenet:DIR --augment 4 --iterations 300 --json

@@ -82,14 +82,18 @@ class AdaRoundConfig:
     rows where that lowers the channel's MSE (empirical bias correction; the bias stays float);
     ``clip_search``: first narrow each channel's weight range where round-to-nearest's output
     error on the rows says so (:func:`_clip_search`; the largest kept weight then sets the
-    runtime's scale); None: on with ``adaround`` on grids of 4 bits or fewer, off otherwise.
+    runtime's scale); None: on with ``adaround`` and ``brecq`` on grids of 4 bits or fewer, off
+    otherwise.
     Measured on EfficientNet-Lite0, each half of 200 dev images calibrating for the other (Intel
     Xeon, amx-int8): w4a8 AdaRound in the simulator drop 3.5 / agreement 93.0% with it, 4.5 /
     89.5% without; w4a8 GPTQ 5.5 points with it, 3.5 without (GPTQ pushes a clipped weight's
     whole error onto the columns after it); ``w8a8-ada`` on the four runtimes agreement 97.0–97.5%
     with it, 97.5–98.5% without; ``method``: ``adaround`` (learnt
     rounding, the loss above) or ``gptq`` (one-pass error feedback through the inverse Hessian,
-    :mod:`edgequant.quant.gptq`: seconds, no SGD; the iteration settings are then unused).
+    :mod:`edgequant.quant.gptq`: seconds, no SGD; the iteration settings are then unused) or
+    ``brecq`` (the rounding of every layer of a block learnt together on the block's output,
+    :mod:`edgequant.quant.brecq`; ``block_images`` whole images a step, ``max_block_layers``
+    layers at most a block, biases learnt with ``correct_bias``).
 
     Example:
         >>> AdaRoundConfig().iterations
