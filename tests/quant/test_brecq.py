@@ -129,3 +129,24 @@ def test_per_layer_grids_and_the_technique_end_to_end() -> None:
     assert "+bn_fold+brecq-" in done.weights_hash and done.info["adaround_layers"] > 0
     with pytest.raises(ValidationError, match="keep one of them"):
         apply_techniques(model, s.with_(techniques=("adaround", "brecq")), calib)
+
+
+class _TwoHeads(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1)
+        self.a, self.b = nn.Conv2d(4, 2, 1), nn.Conv2d(4, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = self.conv(x)
+        return self.a(y), self.b(y)
+
+
+def test_a_model_with_two_outputs_is_refused_with_the_way_out() -> None:
+    with pytest.raises(ValidationError, match="use adaround"):
+        adaround_module(
+            _TwoHeads().eval(),
+            get_scheme("w8a8"),
+            _calib(4),
+            config=AdaRoundConfig(iterations=2, method="brecq"),
+        )

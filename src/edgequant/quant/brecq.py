@@ -44,6 +44,7 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 
+from edgequant.errors import ValidationError
 from edgequant.quant.simulate import ActQuant, QuantLayer
 
 if TYPE_CHECKING:
@@ -333,11 +334,17 @@ def reconstruct(
     """
     from edgequant.quant.adaround import LayerStats
 
+    outputs = [n for n in sim.graph.nodes if n.op == "output"]
+    parts = blocks(sim, cfg.max_block_layers)
+    if not parts or len(outputs) != 1 or not isinstance(outputs[0].args[0], fx.Node):
+        raise ValidationError(
+            "brecq needs a model that takes one tensor and returns one; use adaround for this model"
+        )
     twin = float_twin(sim)
     xq = [x[i : i + cfg.batch_size] for i in range(0, x.shape[0], cfg.batch_size)]
     xf = list(xq)
     stats: dict[str, LayerStats] = {}
-    for k, block in enumerate(blocks(sim, cfg.max_block_layers)):
+    for k, block in enumerate(parts):
         mod, ref = block_module(sim, block), block_module(twin, block)
         ts = _run(ref, xf)
         names = [n for n in block.layers if n in grids]
