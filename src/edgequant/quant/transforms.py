@@ -1,8 +1,8 @@
 """Pre-quantization transforms, usable in front of every backend's quantizer.
 
 :func:`apply_techniques` runs the scheme's ``techniques`` in the order that makes sense —
-``bn_fold`` → ``cle`` → ``adaround``, ``gptq`` or ``brecq`` → ``bias_correction`` (CLE, the roundings and
-bias correction need BN folded first, so they imply it) — and returns a new fp32
+``bn_fold`` → ``cle`` → ``adaround``, ``gptq`` or ``brecq`` → ``bias_correction`` (CLE, the
+roundings and bias correction need BN folded first, so they imply it) — and returns a new fp32
 :class:`~edgequant.models.base.Model` whose ``weights_hash`` carries a suffix naming what was
 done (so cached artifacts of the original and the transformed model never collide).
 ``winograd`` is not a model transform (the simulator executes it) and is ignored here.
