@@ -326,7 +326,6 @@ def reconstruct(
     grids: dict[str, WeightGrid],
     x: torch.Tensor,
     cfg: AdaRoundConfig,
-    progress: Callable[[str], None] | None = None,
 ) -> dict[str, LayerStats]:
     """Round every layer of ``sim`` (the calibrated simulator) that has a grid, block by block
     (see the module doc), in place: each :class:`QuantLayer`'s ``inner`` weight ends on its grid.
@@ -349,8 +348,6 @@ def reconstruct(
         ts = _run(ref, xf)
         names = [n for n in block.layers if n in grids]
         if names:
-            if progress is not None:
-                progress(f"block {k}: {', '.join(names)}")
             few = (xq[0][: cfg.block_images], xf[0][: cfg.block_images])
             clips = _clips(sim, twin, (mod, ref), names, grids, few, cfg)
             softs = [
