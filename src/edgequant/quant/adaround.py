@@ -338,9 +338,7 @@ def round_layer(
     weight, b = cast(torch.Tensor, layer.weight), cast("torch.Tensor | None", layer.bias)
     w = weight.detach().float()
     bias = None if b is None else b.detach().float()
-    search = config.clip_search
-    if search is None:
-        search = config.method == "adaround" and grid.bits <= 4
+    search = clip_searched(config, grid)
     clip = _clip_search(layer, w, rows, post, grid, bias, f) if search else None
     s, floor, pinned = on_grid(w, grid, clip)
     w_near = _nearest(w, s, floor, pinned, grid.qmax) * s
@@ -371,6 +369,20 @@ def round_layer(
     )
     out_bias = None if new_bias is None or b is None else new_bias.to(b.dtype)
     return w_q.to(weight.dtype), out_bias, stats
+
+
+def clip_searched(config: AdaRoundConfig, grid: WeightGrid) -> bool:
+    """Whether ``grid``'s layers get :func:`_clip_search` (``config.clip_search``; None: with the
+    learnt roundings on grids of 4 bits or fewer).
+
+    Example:
+        >>> clip_searched(AdaRoundConfig(), WeightGrid(bits=4)), clip_searched(
+        ...     AdaRoundConfig(method="gptq"), WeightGrid(bits=4))
+        (True, False)
+    """
+    if config.clip_search is not None:
+        return config.clip_search
+    return config.method in ("adaround", "brecq") and grid.bits <= 4
 
 
 #: the weight ranges :func:`_clip_search` tries, as shares of each channel's largest |w|
@@ -588,6 +600,7 @@ __all__ = [
     "WeightGrid",
     "adaround_module",
     "apply_adaround",
+    "clip_searched",
     "on_grid",
     "rectified_sigmoid",
     "round_layer",

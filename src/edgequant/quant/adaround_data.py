@@ -133,13 +133,8 @@ def _targets(
         def fn(mod: nn.Module, args: tuple[torch.Tensor, ...], y: torch.Tensor) -> None:
             if name not in pos:
                 order.append(name)
-                n_out = y[0, 0].numel() if y.dim() == 4 else y[0].numel() // y.shape[-1]
-                wt = cast(torch.Tensor, mod.weight)
-                row_len = max(wt[0].numel() * _groups(mod), int(wt.shape[0]))
-                rows = max(1, min(cfg.pool_rows, cfg.pool_floats // row_len))
                 gen = torch.Generator().manual_seed(cfg.seed * 7919 + idx)
-                per = math.ceil(rows / x.shape[0])
-                pos[name] = _positions(n_out, x.shape[0], per, gen)
+                pos[name] = pool_positions(mod, y, x.shape[0], cfg, gen)
                 targets[name] = []
             if len(targets[name]) * cfg.batch_size < start[0] + 1:
                 p = pos[name][start[0] : start[0] + y.shape[0]]
@@ -159,6 +154,18 @@ def _targets(
         for h in handles:
             h.remove()
     return order, pos, targets
+
+
+def pool_positions(
+    layer: nn.Module, y: torch.Tensor, n_img: int, cfg: AdaRoundConfig, gen: torch.Generator
+) -> torch.Tensor:
+    """Output positions (n_img, P) to sample for ``layer`` (output ``y``, any batch of it):
+    ``cfg.pool_rows`` rows over the images, fewer where a row is long (``cfg.pool_floats``)."""
+    n_out = y[0, 0].numel() if y.dim() == 4 else y[0].numel() // y.shape[-1]
+    wt = cast(torch.Tensor, layer.weight)
+    row_len = max(wt[0].numel() * _groups(layer), int(wt.shape[0]))
+    rows = max(1, min(cfg.pool_rows, cfg.pool_floats // row_len))
+    return _positions(n_out, n_img, math.ceil(rows / n_img), gen)
 
 
 def _groups(mod: nn.Module) -> int:

@@ -187,7 +187,6 @@ class _Soft:
         p = ((rest - GAMMA) / (ZETA - GAMMA)).clamp(1e-4, 1 - 1e-4)
         self.v = torch.log(p / (1 - p)).requires_grad_(True)
         self.nearest = _nearest(w, self.s, self.floor, pinned, grid.qmax) * self.s
-        self.original = w
 
     def soft(self) -> torch.Tensor:
         from edgequant.quant.adaround import rectified_sigmoid
@@ -229,15 +228,16 @@ def _clips(
     grids: dict[str, WeightGrid],
     data: tuple[torch.Tensor, torch.Tensor],
     cfg: AdaRoundConfig,
+    acts: dict[str, Callable[[torch.Tensor], torch.Tensor]],
 ) -> dict[str, torch.Tensor | None]:
     """Per layer of a block, AdaRound's clipping search (:func:`~edgequant.quant.adaround.
     _clip_search`) on sampled rows: the layer's input in the quantized block (``blk[0]`` on
-    ``data[0]``), its fp32 output through its fused activation in the float block (``blk[1]``
-    on ``data[1]``)."""
-    from edgequant.quant.adaround import _clip_search
-    from edgequant.quant.adaround_data import _outputs_at, _positions, _rows, fused_activations
+    ``data[0]``), its fp32 output through its fused activation (``acts``) in the float block
+    (``blk[1]`` on ``data[1]``)."""
+    from edgequant.quant.adaround import _clip_search, clip_searched
+    from edgequant.quant.adaround_data import _outputs_at, _rows, pool_positions
 
-    want = [n for n in names if _searches(grids[n], cfg)]
+    want = [n for n in names if clip_searched(cfg, grids[n])]
     if not want:
         return {}
     seen: dict[str, list[torch.Tensor]] = {n: [] for n in want}
@@ -249,14 +249,11 @@ def _clips(
     finally:
         for h in hooks:
             h.remove()
-    acts, out = fused_activations(sim), {}
+    out: dict[str, torch.Tensor | None] = {}
     gen = torch.Generator().manual_seed(cfg.seed)
     for n in want:
         (inp, target), layer = seen[n], cast(QuantLayer, sim.get_submodule(n)).inner
-        n_out = target[0, 0].numel() if target.dim() == 4 else target[0].numel() // target.shape[-1]
-        row_len = cast(torch.Tensor, layer.weight)[0].numel() * int(getattr(layer, "groups", 1))
-        per = max(1, min(cfg.pool_rows, cfg.pool_floats // row_len) // inp.shape[0])
-        pos = _positions(n_out, inp.shape[0], per, gen)
+        pos = pool_positions(layer, target, inp.shape[0], cfg, gen)
         rows, post = _rows(layer, inp, pos), _outputs_at(target, pos)
         f = acts.get(n, lambda t: t)
         w = cast(torch.Tensor, layer.weight).detach().float()
@@ -264,10 +261,6 @@ def _clips(
         b = None if bias is None else bias.detach().float()
         out[n] = _clip_search(layer, w, rows, f(post), grids[n], b, f)
     return out
-
-
-def _searches(grid: WeightGrid, cfg: AdaRoundConfig) -> bool:
-    return cfg.clip_search if cfg.clip_search is not None else grid.bits <= 4
 
 
 def _grab(into: list[torch.Tensor], out: bool = False) -> Callable[..., None]:
@@ -332,6 +325,7 @@ def reconstruct(
     Returns per-layer stats (the block's output MSE, nearest vs learnt, on each of its layers).
     """
     from edgequant.quant.adaround import LayerStats
+    from edgequant.quant.adaround_data import fused_activations
 
     outputs = [n for n in sim.graph.nodes if n.op == "output"]
     parts = blocks(sim, cfg.max_block_layers)
@@ -339,7 +333,7 @@ def reconstruct(
         raise ValidationError(
             "brecq needs a model that takes one tensor and returns one; use adaround for this model"
         )
-    twin = float_twin(sim)
+    twin, acts = float_twin(sim), fused_activations(sim)
     xq = [x[i : i + cfg.batch_size] for i in range(0, x.shape[0], cfg.batch_size)]
     xf = list(xq)
     stats: dict[str, LayerStats] = {}
@@ -349,7 +343,7 @@ def reconstruct(
         names = [n for n in block.layers if n in grids]
         if names:
             few = (xq[0][: cfg.block_images], xf[0][: cfg.block_images])
-            clips = _clips(sim, twin, (mod, ref), names, grids, few, cfg)
+            clips = _clips(sim, twin, (mod, ref), names, grids, few, cfg, acts)
             softs = [
                 _Soft(cast(QuantLayer, sim.get_submodule(n)), grids[n], clips.get(n)) for n in names
             ]
