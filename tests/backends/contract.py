@@ -210,6 +210,24 @@ class BackendContract:
         with pytest.raises(UnsupportedError):
             backend.check_supported(weird, tiny_model)
 
+    def test_per_layer_bits_are_built_or_refused(
+        self, backend: Backend, tiny_model, tiny_calibration, tmp_path: Path
+    ) -> None:  # type: ignore[no-untyped-def]
+        # the same width everywhere is no mix: whatever runs w8a8 runs it
+        same = get_scheme({"base": "w8a8", "name": "w8a8-l8", "layer_bits": {"last": 8}})
+        assert backend.supports(same, tiny_model) == backend.supports(
+            get_scheme("w8a8"), tiny_model
+        )
+        mixed = get_scheme(
+            {"base": "w4a8", "name": "w4a8-fl8", "layer_bits": {"first": 8, "last": 8}}
+        )
+        reason = backend.supports(mixed, tiny_model)
+        if reason is not None:
+            assert "bit" in reason, reason  # the width it lacks, not a generic refusal
+            return
+        art = backend.prepare(tiny_model, mixed, tiny_calibration, tmp_path / "out")
+        assert len(art.metadata["layer_bits"]) == 2, art.metadata.get("layer_bits")
+
     def test_inspect(self, backend: Backend, built) -> None:  # type: ignore[no-untyped-def]
         quantized = [n for n in ("w8a8", "w8-dyn", "w8-only") if n in built]
         if not quantized:

@@ -99,6 +99,19 @@ class TestLiteRt(BackendContract):
         assert precisions["CONV_2D"] == "int8xint4"
         assert precisions["DEPTHWISE_CONV_2D"] == "int8"
 
+    def test_layer_bits_reach_the_recipe(
+        self, backend: Backend, tiny_model, tiny_calibration, tmp_path: Path
+    ) -> None:  # type: ignore[no-untyped-def]
+        fl8 = {"base": "w4a8", "name": "w4a8-fl8", "layer_bits": {"first": 8, "last": 8}}
+        art = backend.prepare(tiny_model, get_scheme(fl8), tiny_calibration, tmp_path / "a")
+        convs = [o for o in backend.inspect(art).ops if o.op_type == "CONV_2D"]
+        assert [o.precision for o in convs] == ["int8", "int8xint4", "int8xint4"]
+        fc = [o for o in backend.inspect(art).ops if o.op_type == "FULLY_CONNECTED"]
+        assert "int8 weights" in fc[0].reason  # the float-output classifier, at 8 bits
+        assert backend.supports(get_scheme({"base": "w4a8", "layer_bits": {"depthwise": 4}}))
+        glob = backend.supports(get_scheme({"base": "w4a8", "layer_bits": {"conv*": 8}}))
+        assert glob is not None and "first, last, depthwise" in glob
+
     # --- n/a and bad input ---------------------------------------------------------------------
     def test_bf16_is_na_with_reason(self, backend: Backend, tiny_model) -> None:  # type: ignore[no-untyped-def]
         reason = backend.supports(get_scheme("bf16"), tiny_model)

@@ -191,6 +191,25 @@ def installed_versions(*dists: str, missing: str | None = None) -> dict[str, str
     return out
 
 
+def mixed_bits_reason(scheme: Scheme, runtime: str) -> str | None:
+    """Why a runtime that quantizes every layer's weights at one width cannot take a scheme
+    whose ``layer_bits`` mix widths (None when it does not mix them).
+
+    Example:
+        >>> from edgequant.quant.scheme import get_scheme
+        >>> s = get_scheme({"base": "w4a8", "layer_bits": {"last": 8}})
+        >>> mixed_bits_reason(s, "ORT").split(":")[0], mixed_bits_reason(get_scheme("w4a8"), "ORT")
+        ('per-layer weight bits (4, 8)', None)
+    """
+    bits = sorted(scheme.weight_bits_used)
+    if len(bits) < 2:
+        return None
+    return (
+        f"per-layer weight bits ({', '.join(map(str, bits))}): {runtime} quantizes every layer's "
+        "weights at one width; study mixed widths with the sim backend"
+    )
+
+
 class Backend(ABC):
     """One runtime. Subclasses set the class variables, the availability/capability methods,
     ``load`` and the build hooks ``_convert``/``_quantize``/``_save`` (``prepare`` is shared).

@@ -62,6 +62,7 @@ from edgequant.quant.adaround_data import (
     traced,
 )
 from edgequant.quant.fake_quant import weight_qparams
+from edgequant.quant.layer_bits import layer_weight_quants
 from edgequant.quant.scheme import Scheme, TensorQuant
 
 ZETA = 1.1
@@ -490,13 +491,18 @@ class AdaRoundOptions(TypedDict, total=False):
 
 
 def _grids(
-    layers: dict[str, nn.Module], scheme: Scheme, grid: WeightGrid | GridFor | None
+    module: nn.Module,
+    layers: dict[str, nn.Module],
+    scheme: Scheme,
+    grid: WeightGrid | GridFor | None,
 ) -> dict[str, WeightGrid]:
     if scheme.weights is None:
         raise ValidationError(f"adaround needs integer weights; scheme {scheme.name} has none")
-    if grid is None or isinstance(grid, WeightGrid):
-        fixed = grid or WeightGrid.from_tensor_quant(scheme.weights)
-        return dict.fromkeys(layers, fixed)
+    if isinstance(grid, WeightGrid):
+        return dict.fromkeys(layers, grid)
+    if grid is None:  # the scheme's own grid, each layer at its ``layer_bits``
+        quants = layer_weight_quants(module, scheme)
+        return {n: WeightGrid.from_tensor_quant(quants.get(n, scheme.weights)) for n in layers}
     return {n: g for n, m in layers.items() if (g := grid(n, m)) is not None}
 
 
@@ -522,7 +528,7 @@ def adaround_module(
     layers: dict[str, nn.Module] = {
         n: m for n, m in ref.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)
     }
-    grids = _grids(layers, scheme, options.get("grid"))
+    grids = _grids(ref, layers, scheme, options.get("grid"))
     if cfg.method == "brecq":
         from edgequant.quant.brecq import round_blocks
 

@@ -73,7 +73,7 @@ def adaround_key(
 ) -> str:
     """The cache key of one AdaRound run (hex, 24 characters)."""
     h = hashlib.sha1()
-    for part in (f"adaround/{FORMAT}", weights_hash, repr(scheme.weights), grids, config):
+    for part in (f"adaround/{FORMAT}", weights_hash, scheme.weights_key, grids, config):
         h.update(part.encode() + b"\0")
     h.update(np.ascontiguousarray(calibration, np.float32).tobytes())
     return h.hexdigest()[:24]

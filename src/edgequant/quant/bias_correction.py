@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from edgequant.errors import ValidationError
 from edgequant.quant.fake_quant import fake_quant_weight, weight_qparams
+from edgequant.quant.layer_bits import layer_weight_quants
 from edgequant.quant.scheme import ROUNDING_TECHNIQUES, Scheme
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ def correct_bias(
             "bias correction needs calibration data; the calibration set is empty"
         )
     out = copy.deepcopy(module).eval()
-    tq = scheme.weights
+    quants = layer_weight_quants(out, scheme)  # the scheme's layer_bits, layer by layer
     skip = set(float_layers)
     layers = {
         n: m
@@ -73,6 +74,7 @@ def correct_bias(
     deltas: dict[str, torch.Tensor] = {}
     bits = weight_bits or {}
     for name, m in layers.items():
+        tq = quants.get(name, scheme.weights)
         lq = dataclasses.replace(tq, bits=bits[name]) if name in bits else tq
         s, z = weight_qparams(m.weight, lq)
         deltas[name] = (fake_quant_weight(m.weight.detach(), s, z, lq) - m.weight).detach()

@@ -40,6 +40,7 @@ from edgequant.data.base import Dataset
 from edgequant.errors import ValidationError
 from edgequant.quant.bn_fold import conv_bn_pairs
 from edgequant.quant.fake_quant import fake_quant_weight, weight_qparams
+from edgequant.quant.layer_bits import layer_weight_quants
 from edgequant.quant.observers import EmaObserver
 from edgequant.quant.scheme import QATConfig, Scheme, TensorQuant
 from edgequant.quant.simulate import ActQuant, QuantLayer, calibrate, prepare
@@ -120,11 +121,13 @@ def prepare_qat(module: nn.Module, scheme: Scheme, calibration: np.ndarray) -> f
         raise ValidationError(f"QAT trains static ranges; {scheme.name} has dynamic activations")
     pairs = dict(conv_bn_pairs(module))
     bns = {bn: conv for conv, bn in pairs.items()}
+    weight_quants = layer_weight_quants(module, scheme)  # scheme.layer_bits, layer by layer
 
     def factory(name: str, mod: nn.Module) -> nn.Module | None:
         if name in pairs:
             bn = module.get_submodule(pairs[name])
-            return QATConvBn(copy.deepcopy(mod), copy.deepcopy(bn), scheme.weights)  # type: ignore[arg-type]
+            wq = weight_quants.get(name, scheme.weights)
+            return QATConvBn(copy.deepcopy(mod), copy.deepcopy(bn), wq)  # type: ignore[arg-type]
         if name in bns:
             return nn.Identity()
         return None

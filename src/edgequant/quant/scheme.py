@@ -34,6 +34,13 @@ rounding judged on each block's output instead of each layer's, Li et al. 2021:
 (empirical bias correction); ``winograd`` is executed by the simulator. E.g.
 ``{"base": "w4a8", "name": "w4a8-ada", "techniques": ["adaround"]}`` is w4a8 with AdaRound.
 
+Per-layer weight bit widths (``layer_bits: {SELECTOR: BITS}``): the layers a selector picks get
+``BITS``-bit weights, the rest the scheme's. Selectors: ``first`` and ``last`` (the first and
+last conv/linear in execution order), ``depthwise`` (convs with one input channel per group),
+or a glob on the module name (``features.1.*``); a later entry wins over an earlier one. E.g.
+``{"base": "w4a8", "layer_bits": {"first": 8, "last": 8}}`` keeps the stem and the classifier at
+8 bits, as the AdaRound and BRECQ papers do (:mod:`edgequant.quant.layer_bits`).
+
 Example:
     >>> s = get_scheme("w8a8")
     >>> (s.weights.bits, s.weights.granularity, s.activations.symmetric)
@@ -45,6 +52,8 @@ Example:
     >>> get_scheme({"name": "w3a8-b32", "weights": {"bits": 3, "granularity": "block:32"},
     ...             "activations": {"bits": 8, "symmetric": False}}).weights.block_size
     32
+    >>> get_scheme({"base": "w4a8", "layer_bits": {"first": 8, "last": 8}}).layer_bits
+    (('first', 8), ('last', 8))
 """
 
 from __future__ import annotations
@@ -62,6 +71,8 @@ TECHNIQUES = ("bn_fold", "cle", "adaround", "gptq", "brecq", "bias_correction", 
 #: the techniques that choose each weight's rounding on the runtime's grid (one at a time)
 ROUNDING_TECHNIQUES = ("adaround", "gptq", "brecq")
 FLOAT_DTYPES = ("fp32", "fp16", "bf16")
+#: ``layer_bits`` selectors besides module-name globs
+LAYER_SELECTORS = ("first", "last", "depthwise")
 _CALIB_RE = re.compile(r"^(default|minmax|mse|entropy|percentile(:\d+(\.\d+)?)?)$")
 
 
@@ -162,6 +173,8 @@ class Scheme:
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     techniques: tuple[str, ...] = ()
     qat: QATConfig | None = None
+    #: per-layer weight bits, ``((selector, bits), ...)``; later entries win
+    layer_bits: tuple[tuple[str, int], ...] = ()
     version: int = SCHEME_VERSION
 
     def __post_init__(self) -> None:
@@ -182,6 +195,17 @@ class Scheme:
             )
         if self.weights is not None and self.weights.dynamic:
             raise ValidationError("weights cannot be 'dynamic'; only activations can")
+        for selector, bits in self.layer_bits:
+            if self.weights is None:
+                raise ValidationError("layer_bits needs a scheme with integer weights")
+            if not isinstance(selector, str) or not selector:
+                raise ValidationError(
+                    f"layer_bits selector must be a non-empty string, got {selector!r}"
+                )
+            if not isinstance(bits, int) or isinstance(bits, bool) or not 2 <= bits <= 16:
+                raise ValidationError(
+                    f"layer_bits[{selector!r}] must be an integer from 2 to 16, got {bits!r}"
+                )
         if self.version > SCHEME_VERSION:
             raise ValidationError(
                 f"scheme {self.name!r} has version {self.version}, newer than this edgequant "
@@ -196,6 +220,18 @@ class Scheme:
     @property
     def is_weight_only(self) -> bool:
         return self.weights is not None and self.activations is None
+
+    @property
+    def weight_bits_used(self) -> set[int]:
+        """Every weight bit width the scheme may put on a layer (the base and ``layer_bits``)."""
+        if self.weights is None:
+            return set()
+        return {self.weights.bits, *(b for _, b in self.layer_bits)}
+
+    @property
+    def weights_key(self) -> str:
+        """What decides each layer's weight grid, as text (cache keys of weight transforms)."""
+        return repr(self.weights) + (repr(self.layer_bits) if self.layer_bits else "")
 
     @property
     def is_dynamic(self) -> bool:
@@ -216,6 +252,10 @@ class Scheme:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["techniques"] = list(self.techniques)
+        if self.layer_bits:
+            d["layer_bits"] = dict(self.layer_bits)
+        else:  # absent when unused: older schemes keep their dicts (and cache keys)
+            del d["layer_bits"]
         return d
 
     @classmethod
@@ -230,6 +270,7 @@ class Scheme:
             "calibration",
             "techniques",
             "qat",
+            "layer_bits",
             "version",
             "base",
         }
@@ -248,6 +289,7 @@ class Scheme:
                 "calibration": base.calibration,
                 "techniques": base.techniques,
                 "qat": base.qat,
+                "layer_bits": base.layer_bits,
             }
         )
         kwargs["name"] = data.pop("name", base_name or "custom")
@@ -259,6 +301,8 @@ class Scheme:
         ):
             if key in data:
                 kwargs[key] = _sub(typ, data.pop(key), key)
+        if "layer_bits" in data:
+            kwargs["layer_bits"] = _layer_bits(data.pop("layer_bits"))
         if "techniques" in data:
             t = data.pop("techniques")
             kwargs["techniques"] = tuple([t] if isinstance(t, str) else t or ())
@@ -284,6 +328,20 @@ def _sub(typ: type, value: Any, key: str) -> Any:
         return typ(**value)
     except TypeError as e:
         raise ValidationError(f"invalid {key!r} in scheme: {e}") from None
+
+
+def _layer_bits(value: Any) -> tuple[tuple[str, int], ...]:
+    if value is None:
+        return ()
+    if isinstance(value, dict):
+        return tuple((str(k), v) for k, v in value.items())
+    if isinstance(value, list | tuple) and all(
+        isinstance(p, list | tuple) and len(p) == 2 for p in value
+    ):
+        return tuple((str(k), v) for k, v in value)
+    raise ValidationError(
+        f"layer_bits must map selectors to bits, e.g. {{first: 8, last: 8}}; got {value!r}"
+    )
 
 
 def _w(bits: int, gran: str = "channel") -> TensorQuant:
@@ -358,6 +416,7 @@ def get_scheme(spec: str | dict[str, Any] | Scheme | Path) -> Scheme:
 
 __all__ = [
     "BUILTIN_SCHEMES",
+    "LAYER_SELECTORS",
     "TECHNIQUES",
     "CalibrationConfig",
     "QATConfig",

@@ -50,6 +50,7 @@ from edgequant.quant.graph import (
     quant_points,
     trace,
 )
+from edgequant.quant.layer_bits import layer_weight_quants
 from edgequant.quant.observers import Observer, make_observer
 from edgequant.quant.scheme import Scheme, TensorQuant
 
@@ -260,6 +261,7 @@ def prepare(
 
     BN is folded into the convs first (``fold_bn``), as every runtime's converter does.
     ``skip_layers``: names of Conv2d/Linear modules left in float (mixed precision).
+    Each layer's weight bits are the scheme's ``layer_bits`` (:mod:`edgequant.quant.layer_bits`).
     ``layer_factory(name, module)`` may return a replacement for any module (QAT uses it).
     """
     if fold_bn:
@@ -267,6 +269,7 @@ def prepare(
 
         module = fold_batchnorm(module)[0]
     gm = trace(copy.deepcopy(module).eval())
+    weight_quants = layer_weight_quants(gm, scheme)  # scheme.layer_bits, layer by layer
     skip = set(skip_layers)
     use_wino = "winograd" in scheme.techniques
     dyn = scheme.activations if scheme.is_dynamic else None
@@ -279,7 +282,7 @@ def prepare(
         if new is None and isinstance(mod, nn.Conv2d | nn.Linear) and name not in skip:
             new = QuantLayer(
                 mod,
-                scheme.weights,
+                weight_quants.get(name, scheme.weights),
                 dynamic_input=dyn,
                 float_dtype=scheme.float_dtype,
                 use_winograd=use_wino,

@@ -136,7 +136,7 @@ def apply_techniques(
 
 def _digest(scheme: Scheme, calibration: np.ndarray, extra: str = "") -> str:
     return hashlib.sha1(
-        (repr(scheme.weights) + extra).encode()
+        (scheme.weights_key + extra).encode()
         + np.ascontiguousarray(calibration, np.float32).tobytes()
     ).hexdigest()[:8]
 

@@ -40,9 +40,15 @@ from typing import TYPE_CHECKING
 
 from edgequant.backends.base import Artifact, Backend, Build, InspectReport, installed_versions
 from edgequant.backends.litert import debug
-from edgequant.backends.litert.config import build_recipe, check_recipe, float_output_entries
+from edgequant.backends.litert.config import (
+    WEIGHT_OPS,
+    build_recipe,
+    check_recipe,
+    float_output_entries,
+    layer_bits_entries,
+)
 from edgequant.errors import ArtifactError
-from edgequant.quant.scheme import Scheme
+from edgequant.quant.scheme import LAYER_SELECTORS, Scheme
 
 if TYPE_CHECKING:
     from edgequant.backends.litert.session import LiteRtSession
@@ -61,6 +67,21 @@ def _quiet() -> Iterator[None]:
     with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
+
+
+def _weight_ops(flatbuffer: bytes) -> list[tuple[str, str]]:
+    """``(op type, output tensor name)`` of a .tflite's conv/FC ops, in graph order."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    with _quiet():
+        it = Interpreter(model_content=flatbuffer)
+        ops = it._get_ops_details()  # private, but the only API listing a model's ops
+        names = {int(d["index"]): str(d["name"]) for d in it.get_tensor_details()}
+    return [
+        (str(op["op_name"]), names[int(op["outputs"][0])])
+        for op in ops
+        if op["op_name"] in WEIGHT_OPS and len(op["outputs"])
+    ]
 
 
 def _output_names(flatbuffer: bytes) -> list[str]:
@@ -114,8 +135,15 @@ class LiteRtBackend(Backend):
             # bn_fold/cle/bias_correction are model transforms the artifact cache applies first
             return "XNNPACK's int8 convolutions are direct, not Winograd; study Winograd with the sim backend"
         w, a = scheme.weights, scheme.activations
-        if w is not None and w.bits not in (4, 8):
-            return f"LiteRT kernels take 8- or 4-bit integer weights, not {w.bits}-bit"
+        if w is not None and not scheme.weight_bits_used <= {4, 8}:
+            bad = max(scheme.weight_bits_used - {4, 8})
+            return f"LiteRT kernels take 8- or 4-bit integer weights, not {bad}-bit"
+        globs = [sel for sel, _ in scheme.layer_bits if sel not in LAYER_SELECTORS]
+        if globs:
+            return (
+                f"layer_bits {globs[0]!r}: TFLite ops are not named after the torch modules; "
+                f"LiteRT takes the selectors {', '.join(LAYER_SELECTORS)}"
+            )
         if a is not None and a.bits != 8:
             return f"XNNPACK runs 8-bit integer activations only, not {a.bits}-bit"
         if a is not None and not a.dynamic and a.granularity != "tensor":
@@ -164,7 +192,11 @@ class LiteRtBackend(Backend):
         calib = None
         if build.calibration is not None and scheme.is_static:
             calib = build.calibration[: scheme.calibration.samples]
-        recipe = build_recipe(scheme) + float_output_entries(scheme, _output_names(converted))
+        outputs = _output_names(converted)
+        layers, changed = layer_bits_entries(scheme, _weight_ops(converted), skip=outputs)
+        recipe = build_recipe(scheme) + layers + float_output_entries(scheme, outputs, changed)
+        if changed:
+            build.meta["layer_bits"] = changed
         t1 = time.perf_counter()
         with _quiet():
             data, cal_meta = quantize(converted, recipe, calib, scheme)

@@ -29,6 +29,7 @@ Example:
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from typing import Any
 
 from edgequant.errors import UnsupportedError, condense_error
@@ -111,12 +112,71 @@ def _entry(operation: str, algorithm: str, op_config: dict[str, Any]) -> dict[st
     }
 
 
-def float_output_entries(scheme: Scheme, output_names: list[str]) -> list[dict[str, Any]]:
+def _scope_regex(name: str) -> str:
+    """The regex matching the op whose output tensor is ``name`` (a scope is the op's output
+    tensor names, each followed by ``;``)."""
+    return f"(^|;){re.escape(name)};"
+
+
+def layer_bits_entries(
+    scheme: Scheme, weight_ops: list[tuple[str, str]], skip: Collection[str] = ()
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Recipe entries for the scheme's ``layer_bits``, and ``{op output name: bits}`` of every
+    weight op whose bits they change. ``weight_ops``: ``(op type, output name)`` of the model's
+    CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED ops in graph order (= execution order, so
+    ``first`` and ``last`` are the torch model's). Ops in ``skip`` (graph outputs, which
+    :func:`float_output_entries` writes) get no entry here. An op the quantizer has no kernel
+    for at those bits is an :class:`UnsupportedError` naming it: ai-edge-quantizer would
+    otherwise skip the entry without a word.
+
+    Example:
+        >>> from edgequant.quant.scheme import get_scheme
+        >>> s = get_scheme({"base": "w4a8", "layer_bits": {"first": 8}})
+        >>> entries, bits = layer_bits_entries(s, [("CONV_2D", "a"), ("CONV_2D", "b")])
+        >>> bits, entries[0]["regex"], entries[0]["op_config"]["weight_tensor_config"]["num_bits"]
+        ({'a': 8}, '(^|;)a;', 8)
+    """
+    if scheme.weights is None or not scheme.layer_bits:
+        return [], {}
+    from ai_edge_quantizer import algorithm_manager, qtyping
+
+    from edgequant.quant.layer_bits import selected_bits
+
+    names = [n for _, n in weight_ops]
+    kinds = dict((n, k) for k, n in weight_ops)
+    depthwise = {n for k, n in weight_ops if k == "DEPTHWISE_CONV_2D"}
+    base = scheme.weights.bits
+    changed = {n: b for n, b in selected_bits(scheme, names, depthwise).items() if b != base}
+    entries = []
+    for name, bits in changed.items():
+        entry = {
+            **_entry("*", "min_max_uniform_quantize", _op_config(scheme, bits)),
+            "regex": _scope_regex(name),
+        }
+        try:
+            algorithm_manager.check_op_quantization_config(
+                entry["algorithm_key"],
+                qtyping.TFLOperationName(kinds[name]),
+                qtyping.OpQuantizationConfig.from_dict(entry["op_config"]),
+            )
+        except ValueError:
+            raise UnsupportedError(
+                f"layer_bits: ai-edge-quantizer has no {bits}-bit-weight {kinds[name]} kernel "
+                f"(op {name!r})"
+            ) from None
+        if name not in skip:
+            entries.append(entry)
+    return entries, changed
+
+
+def float_output_entries(
+    scheme: Scheme, output_names: list[str], bits: dict[str, int] | None = None
+) -> list[dict[str, Any]]:
     """Recipe entries that keep a static scheme's graph outputs float: the op writing each output
     gets the weight-only config (int8 weights dequantized, float compute) and the output itself
     ``no_quantize``. ai-edge-quantizer otherwise rounds a classifier's logits to int8: on
     EfficientNet-Lite0 that alone made 1% of ImageNet logits tie and cost ~0.5% top-1 agreement
-    with fp32. A scope is the op's output tensor names, each followed by ``;``.
+    with fp32. ``bits``: the weight bits of the ops ``layer_bits`` changes (by output name).
 
     Example:
         >>> from edgequant.quant.scheme import get_scheme
@@ -128,14 +188,16 @@ def float_output_entries(scheme: Scheme, output_names: list[str]) -> list[dict[s
     """
     if not scheme.is_static or scheme.weights is None:
         return []
-    weight_only = {
-        "weight_tensor_config": _weight_config(scheme, scheme.weights.bits),
-        "compute_precision": "FLOAT",
-        "explicit_dequantize": True,
-    }
     out = []
     for name in output_names:
-        regex = f"(^|;){re.escape(name)};"
+        weight_only = {
+            "weight_tensor_config": _weight_config(
+                scheme, (bits or {}).get(name, scheme.weights.bits)
+            ),
+            "compute_precision": "FLOAT",
+            "explicit_dequantize": True,
+        }
+        regex = _scope_regex(name)
         out.append({**_entry("*", "min_max_uniform_quantize", weight_only), "regex": regex})
         out.append({**_entry("OUTPUT", "no_quantize", {}), "regex": regex})
     return out
@@ -189,7 +251,25 @@ def check_recipe(scheme: Scheme) -> str | None:
                 )
             except ValueError as e:
                 return f"ai-edge-quantizer rejects it for {op}: {condense_error(e)}"
+    for selector, bits in scheme.layer_bits:
+        ops = ("DEPTHWISE_CONV_2D",) if selector == "depthwise" else ("CONV_2D", "FULLY_CONNECTED")
+        config = qtyping.OpQuantizationConfig.from_dict(_op_config(scheme, bits))
+        for op in ops:
+            try:
+                algorithm_manager.check_op_quantization_config(
+                    "min_max_uniform_quantize", qtyping.TFLOperationName(op), config
+                )
+            except ValueError:
+                return (
+                    f"layer_bits {selector}: ai-edge-quantizer has no {bits}-bit-weight {op} kernel"
+                )
     return None
 
 
-__all__ = ["WEIGHT_OPS", "build_recipe", "check_recipe"]
+__all__ = [
+    "WEIGHT_OPS",
+    "build_recipe",
+    "check_recipe",
+    "float_output_entries",
+    "layer_bits_entries",
+]

@@ -30,7 +30,14 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgequant.backends.base import Artifact, Backend, Build, InspectReport, Session
+from edgequant.backends.base import (
+    Artifact,
+    Backend,
+    Build,
+    InspectReport,
+    Session,
+    mixed_bits_reason,
+)
 from edgequant.backends.onnxruntime import debug, quantize
 from edgequant.backends.onnxruntime.config import SESSION_CONFIG, int8_choice
 from edgequant.backends.onnxruntime.inspect import classify_graph, executed_precision
@@ -96,6 +103,8 @@ class OnnxRuntimeBackend(Backend):
         w, a = scheme.weights, scheme.activations
         if w is None:
             return None
+        if (mixed := mixed_bits_reason(scheme, "ORT's quantizer")) is not None:
+            return mixed
         if w.block_size is not None:
             return "block-wise weights: ORT's CPU Conv has no blocked DequantizeLinear path; use granularity channel"
         if not w.symmetric:

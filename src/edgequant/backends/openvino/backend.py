@@ -40,7 +40,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from edgequant.backends.base import Artifact, Backend, Build, InspectReport, installed_versions
+from edgequant.backends.base import (
+    Artifact,
+    Backend,
+    Build,
+    InspectReport,
+    installed_versions,
+    mixed_bits_reason,
+)
 from edgequant.backends.openvino import debug
 from edgequant.backends.openvino import inspect as ovi
 from edgequant.backends.openvino.config import PRECISION_HINT
@@ -179,6 +186,8 @@ class OpenVinoBackend(Backend):
             return "the model file is already quantized; run it as fp32 (as it is)"
         if scheme.is_float:
             return None
+        if (mixed := mixed_bits_reason(scheme, "NNCF")) is not None:
+            return mixed
         w = scheme.weights
         if w is None:  # unreachable after is_float; narrows the type
             return None

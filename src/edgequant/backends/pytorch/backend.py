@@ -61,6 +61,7 @@ from edgequant.backends.base import (
     InspectReport,
     Session,
     installed_versions,
+    mixed_bits_reason,
 )
 from edgequant.backends.pytorch import debug
 from edgequant.backends.pytorch.config import (
@@ -148,6 +149,8 @@ class PyTorchBackend(Backend):
             )
         if scheme.weights is None:
             return None
+        if (mixed := mixed_bits_reason(scheme, "PT2E")) is not None:
+            return mixed
         if scheme.float_dtype != "fp32":
             return f"integer schemes with {scheme.float_dtype} float parts are not mapped onto PT2E (fp32 only)"
         if "winograd" in scheme.techniques:

@@ -110,9 +110,12 @@ class SimBackend(Backend):
     def _quantize(self, build: Build, converted: nn.Module) -> nn.Module:
         """The calibrated fake-quant GraphModule, on ``EDGEQUANT_SIM_TARGET``'s int8 arithmetic."""
         from edgequant.backends.int8_cpu import sim_target
+        from edgequant.quant.layer_bits import changed_bits
         from edgequant.quant.simulate import quantize_module
 
         arith = sim_target(build.meta)  # records int8_arith / int8_target in artifact.json
+        if build.scheme.layer_bits:
+            build.meta["layer_bits"] = changed_bits(converted, build.scheme)
         return quantize_module(converted, build.scheme, build.calibration, arith=arith)
 
     def _save(self, build: Build, quantized: nn.Module) -> Path:

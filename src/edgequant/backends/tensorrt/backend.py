@@ -31,6 +31,7 @@ from edgequant.backends.base import (
     OpInfo,
     Session,
     installed_versions,
+    mixed_bits_reason,
 )
 from edgequant.backends.onnxruntime.backend import OnnxRuntimeBackend
 from edgequant.backends.tensorrt.session import TensorRtSession
@@ -74,6 +75,8 @@ class TensorRtBackend(Backend):
         return installed_versions("tensorrt", "onnxruntime", missing="not installed")
 
     def supports(self, scheme: Scheme, model: Model | None = None) -> str | None:
+        if (mixed := mixed_bits_reason(scheme, "TensorRT's explicit quantization")) is not None:
+            return mixed
         if scheme.name in _SUPPORTED or (
             scheme.is_float and scheme.float_dtype in ("fp32", "fp16")
         ):
