@@ -11,6 +11,8 @@ activations quantized, each layer is reconstructed through its fused ReLU/ReLU6 
 then shifted by the mean output error, unless ``--float-inputs`` / ``--no-activation`` /
 ``--no-bias-shift``). Accuracy only: no timing.
 
+``--layer-bits first=8,last=8`` keeps those layers' weights at 8 bits (the scheme's
+``layer_bits``), as the AdaRound and BRECQ papers keep the stem and the classifier.
 ``--method gptq`` / ``--method brecq`` put GPTQ's one-pass rounding or block reconstruction
 (:mod:`edgequant.quant.brecq`) in that row instead of layer-wise AdaRound.
 
@@ -42,6 +44,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--data", required=True, help="labelled set, e.g. imagenet:DIR (split in halves)"
     )
     p.add_argument("--scheme", default="w4a8", help="integer scheme (default w4a8)")
+    p.add_argument(
+        "--layer-bits",
+        default="",
+        metavar="SEL=BITS,...",
+        help="per-layer weight bits added to the scheme, e.g. first=8,last=8 (selectors first, "
+        "last, depthwise or a module-name glob; see the scheme's layer_bits)",
+    )
     p.add_argument("--augment", type=int, default=0, metavar="K", help="K crops/flips per image")
     p.add_argument("--iterations", type=int, default=300, help="AdaRound steps per layer")
     p.add_argument("--max-images", type=int, default=256, help="AdaRound calibration images")
@@ -212,6 +221,15 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     model = load_model(args.model)
     scheme = get_scheme(args.scheme)
+    if args.layer_bits:
+        pairs = [item.split("=", 1) for item in args.layer_bits.split(",")]
+        scheme = get_scheme(
+            {
+                **scheme.to_dict(),
+                "name": f"{scheme.name}-mixed",
+                "layer_bits": {sel: int(bits) for sel, bits in pairs},
+            }
+        )
     data = open_dataset(args.data, model.input_spec, split="test")
     x = data.load_all().astype(np.float32)
     labels = np.asarray(data.labels)
@@ -259,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = {
         "model": args.model,
         "scheme": scheme.name,
+        "layer_bits": dict(scheme.layer_bits),
         "cpu": cpu.model,
         "int8_class": cpu.int8_class,
         "scored_images": len(x),

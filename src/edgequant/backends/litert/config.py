@@ -240,7 +240,7 @@ def check_recipe(scheme: Scheme) -> str | None:
     from ai_edge_quantizer import algorithm_manager, qtyping
 
     for entry in recipe:
-        ops = WEIGHT_OPS if entry["operation"] == "*" else (entry["operation"],)
+        ops: tuple[str, ...] = WEIGHT_OPS if entry["operation"] == "*" else (entry["operation"],)
         if entry["operation"] == "*" and scheme.weights is not None and scheme.weights.bits != 8:
             ops = ("DEPTHWISE_CONV_2D",)  # the 8-bit fallback entry only matters for these
         config = qtyping.OpQuantizationConfig.from_dict(entry["op_config"])
@@ -252,7 +252,9 @@ def check_recipe(scheme: Scheme) -> str | None:
             except ValueError as e:
                 return f"ai-edge-quantizer rejects it for {op}: {condense_error(e)}"
     for selector, bits in scheme.layer_bits:
-        ops = ("DEPTHWISE_CONV_2D",) if selector == "depthwise" else ("CONV_2D", "FULLY_CONNECTED")
+        ops = ("CONV_2D", "FULLY_CONNECTED")
+        if selector == "depthwise":
+            ops = ("DEPTHWISE_CONV_2D",)
         config = qtyping.OpQuantizationConfig.from_dict(_op_config(scheme, bits))
         for op in ops:
             try:
