@@ -96,6 +96,10 @@ def test_qat_cli_json(
     # the runtime runs what the simulator trained (the 0.3-point bar)
     assert abs(acc["top1_pct"] - rec["extra"]["qat_sim"]["top1_pct"]) <= 0.3
     assert acc["top1_pct"] >= rec["extra"]["fp32"]["top1_pct"] - 5.0  # 1 short epoch: no collapse
+    # PTQ with AdaRound's learnt rounding is scored beside plain PTQ and QAT, on the same images
+    ada, ptq = rec["extra"]["ptq_adaround_sim"], rec["extra"]["ptq_sim"]
+    assert ada["samples"] == ptq["samples"] == acc["samples"]
+    assert ada["top1_pct"] >= rec["extra"]["fp32"]["top1_pct"] - 2.0
     assert Path(rec["artifact"]).is_file() and rec["size_bytes"] > 0
     assert (out / "result.json").is_file() and (out / "artifact.json").is_file()
 
@@ -149,6 +153,7 @@ def test_qat_output_is_checked_before_training(tmp_path: Path) -> None:
 def test_qat_from_python_returns_the_record(digits_weights: Path, tmp_path: Path) -> None:
     import edgequant
     from edgequant.results.record import ResultRecord
+    from edgequant.studies.qat import QATOptions
 
     rec = edgequant.qat(
         "digits_cnn",
@@ -159,7 +164,9 @@ def test_qat_from_python_returns_the_record(digits_weights: Path, tmp_path: Path
         limit=128,
         output=tmp_path / "q",
         progress=False,
+        options=QATOptions(ptq_adaround=False),
     )
+    assert rec.extra["ptq_adaround_sim"] is None  # asked not to
     assert rec.scheme == "w8a8-qat" and rec.scenario == "Accuracy" and not rec.simulated
     assert ResultRecord.load(tmp_path / "q") == rec
     meta = rec.artifact_metadata or {}

@@ -83,6 +83,8 @@ class QATOptions:
     freeze_bn_after: int | None = None
     freeze_observers_after: int | None = None
     distill: bool = False
+    #: also score PTQ with AdaRound's learnt rounding (the best PTQ) beside plain PTQ and QAT
+    ptq_adaround: bool = True
 
     def config(self, scheme: Scheme) -> QATConfig:
         """The :class:`QATConfig` these options give for ``scheme``."""
@@ -204,6 +206,7 @@ def qat(
     from edgequant.models.loader import load_model
     from edgequant.quant.qat import run_qat
     from edgequant.quant.simulate import quantize_module
+    from edgequant.quant.transforms import apply_techniques
     from edgequant.studies.qat_export import check_exportable, run_onnx
 
     started = _now()
@@ -224,6 +227,13 @@ def qat(
     ref = _sim_logits(m.module.eval(), x_test)
     log(f"PTQ {s.name} (simulated) ...")
     ptq_acc = accuracy(_sim_logits(quantize_module(m.module, s, calib), x_test), y_test, ref)
+    ada_acc = None
+    if opts.ptq_adaround:
+        log(f"PTQ {s.name} with AdaRound (simulated) ...")
+        ada = apply_techniques(m, _with_adaround(s), calib)
+        assert ada.module is not None  # m has a module: checked above
+        ada_logits = _sim_logits(quantize_module(ada.module, s, calib), x_test)
+        ada_acc = accuracy(ada_logits, y_test, ref)
     log(f"QAT {s.name}: {cfg.epochs} epochs on {train.spec} ({len(train)} samples) ...")
     result = run_qat(
         m.module, s, train, config=cfg, calibration=calib, seed=seed, progress=progress
@@ -237,10 +247,19 @@ def qat(
     accuracies = {
         "fp32": accuracy(ref, y_test, ref),
         "ptq_sim": ptq_acc,
+        **({"ptq_adaround_sim": ada_acc} if ada_acc is not None else {}),
         "qat_sim": sim_acc,
         "runtime": rt_acc,
     }
     return _record(m.name, test.spec, threads, art, started, accuracies, out_dir)
+
+
+def _with_adaround(scheme: Scheme) -> Scheme:
+    """The scheme with AdaRound as its rounding (any other rounding technique replaced)."""
+    from edgequant.quant.scheme import ROUNDING_TECHNIQUES
+
+    kept = [t for t in scheme.techniques if t not in ROUNDING_TECHNIQUES]
+    return scheme.with_(techniques=(*kept, "adaround"))
 
 
 def _output_dir(output: Path | str) -> Path:
@@ -273,6 +292,7 @@ def _export(
     """
     from edgequant.backends.artifact import Artifact
     from edgequant.backends.int8_cpu import plan_qdq, record_plan
+    from edgequant.quant.layer_bits import changed_bits
     from edgequant.quant.simulate import weight_bytes
     from edgequant.studies.qat_export import export_qdq
 
@@ -298,6 +318,11 @@ def _export(
         "format": "onnx-qdq",
         "producer": "edgequant qat",
         "qat": result.config | {"steps": result.steps, "seconds": round(result.seconds, 1)},
+        **(
+            {"layer_bits": changed_bits(m.module, scheme)}
+            if scheme.layer_bits and m.module is not None
+            else {}
+        ),
     }
     art.save_metadata()
     return art
@@ -335,6 +360,7 @@ def _record(
         extra={
             "fp32": acc["fp32"],
             "ptq_sim": acc["ptq_sim"],
+            "ptq_adaround_sim": acc.get("ptq_adaround_sim"),
             "qat_sim": sim,
             "runtime_vs_sim_top1_points": None
             if rt["top1_pct"] is None
