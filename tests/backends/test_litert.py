@@ -112,6 +112,19 @@ class TestLiteRt(BackendContract):
         glob = backend.supports(get_scheme({"base": "w4a8", "layer_bits": {"conv*": 8}}))
         assert glob is not None and "first, last, depthwise" in glob
 
+    def test_rounding_targets_the_bits_litert_uses(
+        self, backend: Backend, tiny_model, tiny_calibration
+    ) -> None:  # type: ignore[no-untyped-def]
+        assert backend.runtime_scheme(get_scheme("w8a8")) == get_scheme("w8a8")
+        scheme = get_scheme({"base": "w4a8", "name": "w4a8-gptq", "techniques": ["gptq"]})
+        assert backend.runtime_scheme(scheme).layer_bits == (("depthwise", 8),)
+        handed = backend._techniques(tiny_model, scheme, tiny_calibration[:16], None)
+        for name, qmax in (("dw", 127), ("pw", 7)):  # LiteRT's int8 depthwise, int4 pointwise
+            w = handed.module.get_submodule(name).weight.detach().flatten(1)
+            levels = w / (w.abs().amax(1, keepdim=True) / qmax)
+            assert torch.allclose(levels, levels.round(), atol=1e-4), name
+            assert int(levels.abs().max().round()) == qmax, name
+
     # --- n/a and bad input ---------------------------------------------------------------------
     def test_bf16_is_na_with_reason(self, backend: Backend, tiny_model) -> None:  # type: ignore[no-untyped-def]
         reason = backend.supports(get_scheme("bf16"), tiny_model)

@@ -305,7 +305,7 @@ class Backend(ABC):
 
             model, meta["bias_correction"] = corrected_for_quantizer(
                 model,
-                scheme,
+                self.runtime_scheme(scheme),
                 calibration,
                 weight_bits=plan.weight_bits() if plan else None,
                 float_layers=plan.float_layers() if plan else (),
@@ -345,6 +345,12 @@ class Backend(ABC):
 
         return cache_facets(self.name)
 
+    def runtime_scheme(self, scheme: Scheme) -> Scheme:
+        """The scheme as this runtime's quantizer really puts each layer's weights (default: as
+        written). The rounding techniques and bias correction work on it, so they target the
+        bits the runtime uses (LiteRT keeps depthwise convs at 8 bits in 4-bit schemes)."""
+        return scheme
+
     def weight_grid(self, scheme: Scheme, plan: Int8Plan | None) -> Any:
         """AdaRound's target grid here (``WeightGrid``, per-layer function, None = the scheme's)."""
         from edgequant.backends.int8_cpu import weight_grid_for
@@ -364,7 +370,7 @@ class Backend(ABC):
         from edgequant.quant.transforms import apply_techniques
 
         grid = self.weight_grid(scheme, plan)
-        return apply_techniques(model, scheme, calibration, adaround_grid=grid)
+        return apply_techniques(model, self.runtime_scheme(scheme), calibration, adaround_grid=grid)
 
     @abstractmethod
     def _convert(self, build: Build) -> Any:

@@ -262,7 +262,7 @@ def _build(
         model = dataclasses.replace(model, info={**model.info, "calibration_synthetic": True})
     if scheme.techniques and not set(ROUNDING_TECHNIQUES) & set(scheme.techniques):
         # AdaRound/GPTQ need the runtime's own weight grid: Backend.prepare applies them
-        model = _apply_techniques(model, scheme, calib_array)
+        model = _apply_techniques(model, be.runtime_scheme(scheme), calib_array)
     final.parent.mkdir(parents=True, exist_ok=True)
     collect_stale_builds(final.parent)
     for tmp in final.parent.glob(f".tmp-{final.name}-*"):

@@ -159,6 +159,13 @@ class LiteRtBackend(Backend):
             return None  # capability is known; availability is reported by require()
         return check_recipe(scheme)
 
+    def runtime_scheme(self, scheme: Scheme) -> Scheme:
+        """4-bit schemes with their depthwise convs at 8 bits: ai-edge-quantizer has no int4
+        depthwise kernel (:func:`~edgequant.backends.litert.config.build_recipe`)."""
+        if 4 not in scheme.weight_bits_used:
+            return scheme
+        return scheme.with_(layer_bits=(*scheme.layer_bits, ("depthwise", 8)))
+
     # --- build hooks (Backend.prepare runs them) ---------------------------------------------
     def _convert(self, build: Build) -> bytes:
         """The float .tflite (batch 1, NCHW input kept)."""
