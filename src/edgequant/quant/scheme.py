@@ -195,6 +195,8 @@ class Scheme:
             )
         if self.weights is not None and self.weights.dynamic:
             raise ValidationError("weights cannot be 'dynamic'; only activations can")
+        # a list of pairs (as YAML or a caller gives it) becomes a hashable tuple of tuples
+        object.__setattr__(self, "layer_bits", tuple(tuple(p) for p in self.layer_bits))
         for selector, bits in self.layer_bits:
             if self.weights is None:
                 raise ValidationError("layer_bits needs a scheme with integer weights")
