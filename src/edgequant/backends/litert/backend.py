@@ -200,7 +200,9 @@ class LiteRtBackend(Backend):
         if build.calibration is not None and scheme.is_static:
             calib = build.calibration[: scheme.calibration.samples]
         outputs = _output_names(converted)
-        layers, changed = layer_bits_entries(scheme, _weight_ops(converted), skip=outputs)
+        # a static scheme's output ops are written by float_output_entries, at their bits
+        skip = outputs if scheme.is_static else []
+        layers, changed = layer_bits_entries(scheme, _weight_ops(converted), skip=skip)
         recipe = build_recipe(scheme) + layers + float_output_entries(scheme, outputs, changed)
         if changed:
             build.meta["layer_bits"] = changed
