@@ -143,6 +143,7 @@ def test_lab_cli_winograd_and_sensitivity(
     assert rc == 0
     out = capsys.readouterr().out
     assert "sqnr_db" in out and "w4a8+float1" in out
+    assert "w4a8+8bit1" in out  # the most sensitive layer at 8 bits (layer_bits) instead
     rc = main(
         [
             "lab",

@@ -33,6 +33,7 @@ Studies:
                (bn_fold, cle, bias_correction; combine with +, "none" for plain)
   winograd     direct INT8 conv vs INT8 Winograd F(2x2,3x3) (INT4 weights, INT6 inputs)
   sensitivity  per-layer SQNR / accuracy when one layer is quantized; K most sensitive in float
+               (and, below 8 weight bits, at 8 bits: the scheme's layer_bits)
 
 Schemes: built-in names (w8a8, w4a8, w4-only, ...), YAML files, or the lab shorthand
 wN[aM][-pt|-bK], e.g. w4-b32 (4-bit weights in blocks of 32), w3a8, w6a8-pt.
@@ -87,7 +88,9 @@ STUDIES: dict[str, tuple[str, dict[str, Spec]]] = {
         {
             "--scheme": opt("scheme to probe (default w4a8)", default="w4a8"),
             "--keep-float": opt(
-                "K values: keep the K most sensitive layers in float", default="0,1,2,3"
+                "K values: keep the K most sensitive layers in float (and, for a scheme "
+                "below 8 weight bits, at 8 bits)",
+                default="0,1,2,3",
             ),
         },
     ),

@@ -284,8 +284,12 @@ def sensitivity_study(
     scheme_name: str,
     keep_float: Sequence[int],
 ) -> tuple[list[dict[str, Any]], list[ResultRecord]]:
-    """Per-layer sensitivity rows, and one record per K (K most sensitive layers in float)."""
+    """Per-layer sensitivity rows, and one record per K (K most sensitive layers in float);
+    for a scheme of fewer than 8 weight bits, also one per K with those layers' weights at 8
+    bits instead (the scheme's ``layer_bits``: activations stay integer, so it deploys where
+    the runtime takes mixed widths)."""
     from edgequant.quant.sensitivity import layer_sensitivity, mixed_precision
+    from edgequant.quant.simulate import quantize_module
 
     scheme = lab_scheme(scheme_name)
     module = ev.model.module
@@ -298,6 +302,14 @@ def sensitivity_study(
         sim = mixed_precision(module, scheme, calibration, keep)
         label = f"{scheme.name}+float{k}"
         recs.append(sim_record(ev, label, scheme, sim, runs_dir, extra={"kept_float": keep}))
+        if k and scheme.weights is not None and scheme.weights.bits < 8:
+            eight = scheme.with_(
+                name=f"{scheme.name}+8bit{k}",
+                layer_bits=(*scheme.layer_bits, *((n, 8) for n in keep)),
+            )
+            sim8 = quantize_module(module, eight, calibration)
+            extra = {"kept_8bit": keep, "layer_bits": dict(eight.layer_bits)}
+            recs.append(sim_record(ev, eight.name, eight, sim8, runs_dir, extra=extra))
     return [r.to_dict() for r in rows], recs
 
 
