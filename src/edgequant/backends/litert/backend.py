@@ -46,8 +46,9 @@ from edgequant.backends.litert.config import (
     check_recipe,
     float_output_entries,
     layer_bits_entries,
+    module_ops,
 )
-from edgequant.errors import ArtifactError
+from edgequant.errors import ArtifactError, UnsupportedError
 from edgequant.quant.scheme import LAYER_SELECTORS, Scheme
 
 if TYPE_CHECKING:
@@ -82,6 +83,25 @@ def _weight_ops(flatbuffer: bytes) -> list[tuple[str, str]]:
         for op in ops
         if op["op_name"] in WEIGHT_OPS and len(op["outputs"])
     ]
+
+
+def _op_bits(model: Model, scheme: Scheme, ops: list[tuple[str, str]]) -> dict[str, int] | None:
+    """``{op output name: bits}`` of the ops a module-name glob of ``layer_bits`` picks, the
+    whole ``layer_bits`` resolved on the torch module (None: no glob, the selectors are resolved
+    on the ops). A picked module whose op cannot be told is an :class:`UnsupportedError`."""
+    from edgequant.quant.layer_bits import changed_bits, weight_layers
+
+    if model.module is None or all(sel in LAYER_SELECTORS for sel, _ in scheme.layer_bits):
+        return None
+    changed = changed_bits(model.module, scheme)
+    mapped = module_ops(weight_layers(model.module), ops)
+    lost = [m for m in changed if m not in mapped]
+    if lost:
+        raise UnsupportedError(
+            f"layer_bits: no TFLite op of {lost[0]!r} could be told from the converted model's "
+            f"names; use the selectors {', '.join(LAYER_SELECTORS)}"
+        )
+    return {mapped[m]: b for m, b in changed.items()}
 
 
 def _output_names(flatbuffer: bytes) -> list[str]:
@@ -139,10 +159,10 @@ class LiteRtBackend(Backend):
             bad = max(scheme.weight_bits_used - {4, 8})
             return f"LiteRT kernels take 8- or 4-bit integer weights, not {bad}-bit"
         globs = [sel for sel, _ in scheme.layer_bits if sel not in LAYER_SELECTORS]
-        if globs:
+        if globs and model is not None and model.module is None:
             return (
-                f"layer_bits {globs[0]!r}: TFLite ops are not named after the torch modules; "
-                f"LiteRT takes the selectors {', '.join(LAYER_SELECTORS)}"
+                f"layer_bits {globs[0]!r}: a .tflite file has no torch module names; "
+                f"use the selectors {', '.join(LAYER_SELECTORS)}"
             )
         if a is not None and a.bits != 8:
             return f"XNNPACK runs 8-bit integer activations only, not {a.bits}-bit"
@@ -202,7 +222,9 @@ class LiteRtBackend(Backend):
         outputs = _output_names(converted)
         # a static scheme's output ops are written by float_output_entries, at their bits
         skip = outputs if scheme.is_static else []
-        layers, changed = layer_bits_entries(scheme, _weight_ops(converted), skip=skip)
+        ops = _weight_ops(converted)
+        op_bits = _op_bits(build.model, scheme, ops)
+        layers, changed = layer_bits_entries(scheme, ops, skip=skip, op_bits=op_bits)
         recipe = build_recipe(scheme) + layers + float_output_entries(scheme, outputs, changed)
         if changed:
             build.meta["layer_bits"] = changed

@@ -119,12 +119,17 @@ def _scope_regex(name: str) -> str:
 
 
 def layer_bits_entries(
-    scheme: Scheme, weight_ops: list[tuple[str, str]], skip: Collection[str] = ()
+    scheme: Scheme,
+    weight_ops: list[tuple[str, str]],
+    skip: Collection[str] = (),
+    op_bits: dict[str, int] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Recipe entries for the scheme's ``layer_bits``, and ``{op output name: bits}`` of every
     weight op whose bits they change. ``weight_ops``: ``(op type, output name)`` of the model's
     CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED ops in graph order (= execution order, so
-    ``first`` and ``last`` are the torch model's). Ops in ``skip`` (graph outputs, which
+    ``first`` and ``last`` are the torch model's). ``op_bits``: the bits per op already
+    resolved on the torch module (globs on module names, :func:`module_ops`); default: the
+    selectors resolved on the ops themselves. Ops in ``skip`` (graph outputs, which
     :func:`float_output_entries` writes) get no entry here. An op the quantizer has no kernel
     for at those bits is an :class:`UnsupportedError` naming it: ai-edge-quantizer would
     otherwise skip the entry without a word.
@@ -146,7 +151,9 @@ def layer_bits_entries(
     kinds = dict((n, k) for k, n in weight_ops)
     depthwise = {n for k, n in weight_ops if k == "DEPTHWISE_CONV_2D"}
     base = scheme.weights.bits
-    changed = {n: b for n, b in selected_bits(scheme, names, depthwise).items() if b != base}
+    if op_bits is None:
+        op_bits = selected_bits(scheme, names, depthwise)
+    changed = {n: b for n, b in op_bits.items() if b != base}
     entries = []
     for name, bits in changed.items():
         entry = {
@@ -167,6 +174,31 @@ def layer_bits_entries(
         if name not in skip:
             entries.append(entry)
     return entries, changed
+
+
+def module_ops(modules: list[str], weight_ops: list[tuple[str, str]]) -> dict[str, str]:
+    """``{torch module name: TFLite op output name}`` for the conv/linear modules whose op can be
+    told: litert-torch names an op's output after the module path (``Type_attr`` segments, e.g.
+    ``features.1.conv.0`` → ``…/Sequential_features/InvertedResidual_1/Sequential_conv/…_0``),
+    and the graph output (named ``serving_default_…``) is the last module's when the last op
+    writes it. A module no op or several ops match is left out.
+
+    Example:
+        >>> ops = [("CONV_2D", "Net/Sequential_features/Conv2d_0;"),
+        ...        ("FULLY_CONNECTED", "serving_default_output_0")]
+        >>> module_ops(["features.0", "fc"], ops)
+        {'features.0': 'Net/Sequential_features/Conv2d_0;', 'fc': 'serving_default_output_0'}
+    """
+    out: dict[str, str] = {}
+    for name in modules:
+        path = "/".join(f"[^/;]*_{re.escape(seg)}" for seg in name.split("."))
+        pattern = re.compile(f"(^|;)[^/;]+/{path};")
+        hits = [op for _, op in weight_ops if pattern.search(op)]
+        if len(hits) == 1:
+            out[name] = hits[0]
+    if modules and weight_ops and modules[-1] not in out and "/" not in weight_ops[-1][1]:
+        out[modules[-1]] = weight_ops[-1][1]  # the graph output: the last module writes it
+    return out
 
 
 def float_output_entries(
@@ -274,4 +306,5 @@ __all__ = [
     "check_recipe",
     "float_output_entries",
     "layer_bits_entries",
+    "module_ops",
 ]
