@@ -54,9 +54,14 @@ def test_other_grid_data_or_settings_learn_again(cache: Path) -> None:
     other_cfg = apply_techniques(
         m, scheme, calib, adaround_config=AdaRoundConfig(iterations=21, max_images=8)
     )
-    assert [x.info["adaround_reused"] for x in (seven, other_data, other_cfg)] == [False] * 3
+    # the inputs AdaRound learns from come from the scheme's simulator: other activations too
+    other_acts = apply_techniques(
+        m, scheme.with_(activations=get_scheme("w8a8-sym").activations), calib, adaround_config=CFG
+    )
+    fresh = (seven, other_data, other_cfg, other_acts)
+    assert [x.info["adaround_reused"] for x in fresh] == [False] * 4
     assert len({base.weights_hash, seven.weights_hash, other_data.weights_hash}) == 3
-    assert len(list(cache.glob("*.pt"))) == 4
+    assert len(list(cache.glob("*.pt"))) == 5
 
 
 def test_per_layer_grids_are_part_of_the_key(cache: Path) -> None:

@@ -71,9 +71,19 @@ def grid_description(module: nn.Module, scheme: Scheme, grid: WeightGrid | GridF
 def adaround_key(
     weights_hash: str, scheme: Scheme, calibration: np.ndarray, grids: str, config: str
 ) -> str:
-    """The cache key of one AdaRound run (hex, 24 characters)."""
+    """The cache key of one AdaRound run (hex, 24 characters). The activations and their
+    calibrator are part of it: AdaRound's inputs come from the scheme's simulator.
+
+    Example:
+        >>> from edgequant.quant.scheme import get_scheme
+        >>> x = np.zeros((1, 3, 2, 2), np.float32)
+        >>> keys = {adaround_key("w", get_scheme(s), x, "scheme", "") for s in ("w8a8", "w8a8-sym")}
+        >>> len(keys)
+        2
+    """
+    inputs = f"{scheme.activations!r}/{scheme.calibration.method}"
     h = hashlib.sha1()
-    for part in (f"adaround/{FORMAT}", weights_hash, scheme.weights_key, grids, config):
+    for part in (f"adaround/{FORMAT}", weights_hash, scheme.weights_key, inputs, grids, config):
         h.update(part.encode() + b"\0")
     h.update(np.ascontiguousarray(calibration, np.float32).tobytes())
     return h.hexdigest()[:24]
