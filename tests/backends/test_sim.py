@@ -80,3 +80,16 @@ def test_static_scheme_needs_calibration(tiny_model, tmp_path: Path) -> None:  #
         get_backend("sim").prepare(tiny_model, get_scheme("w8a8"), None, tmp_path / "out")
     # the check comes before any work: nothing was written
     assert not (tmp_path / "out").exists()
+
+
+def test_sim_targeting_a_runtime_puts_layers_on_its_bits(
+    tiny_model: Model, tiny_calibration, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    be = get_backend("sim")
+    plain = be.prepare(tiny_model, get_scheme("w4a8"), tiny_calibration, tmp_path / "a")
+    assert "layer_bits" not in plain.metadata  # the scheme as written: every layer at 4 bits
+    monkeypatch.setenv("EDGEQUANT_SIM_TARGET", "litert:avx2")
+    as_litert = be.prepare(tiny_model, get_scheme("w4a8"), tiny_calibration, tmp_path / "b")
+    assert as_litert.metadata["layer_bits"] == {"dw": 8}  # LiteRT has no int4 depthwise kernel
+    precisions = {o.name: o.precision for o in be.inspect(as_litert).ops}
+    assert precisions["dw"] == "int8" and precisions["pw"] == "int4"

@@ -96,12 +96,27 @@ class SimBackend(Backend):
             return "the simulator needs the PyTorch module; a user's .onnx file has none"
         return None
 
+    def runtime_scheme(self, scheme: Scheme) -> Scheme:
+        """The scheme as written; with ``EDGEQUANT_SIM_TARGET=RUNTIME:CLASS``, as that runtime
+        puts each layer's weights (LiteRT's 4-bit schemes: depthwise convs at 8 bits), so the
+        prediction is of what the runtime runs."""
+        import os
+
+        from edgequant.backends import backend_names, get_backend
+        from edgequant.backends.int8_cpu import SIM_TARGET_ENV
+
+        runtime = os.environ.get(SIM_TARGET_ENV, "").strip().rpartition(":")[0]
+        if runtime in backend_names() and runtime != self.name:
+            return get_backend(runtime).runtime_scheme(scheme)
+        return scheme
+
     # --- build hooks (Backend.prepare runs them) ---------------------------------------------
     def _convert(self, build: Build) -> nn.Module:
         """The module after the scheme's techniques (BN fold, CLE, bias correction)."""
         from edgequant.quant.transforms import apply_techniques
 
-        model = apply_techniques(build.model, build.scheme, build.calibration)
+        scheme = self.runtime_scheme(build.scheme)
+        model = apply_techniques(build.model, scheme, build.calibration)
         if model.module is None:  # for mypy; supports() has excluded it
             raise ValidationError("the simulator needs a PyTorch module")
         build.state["techniques_applied"] = model.info.get("techniques_applied", [])
@@ -114,9 +129,10 @@ class SimBackend(Backend):
         from edgequant.quant.simulate import quantize_module
 
         arith = sim_target(build.meta)  # records int8_arith / int8_target in artifact.json
-        if build.scheme.layer_bits:
-            build.meta["layer_bits"] = changed_bits(converted, build.scheme)
-        return quantize_module(converted, build.scheme, build.calibration, arith=arith)
+        scheme = self.runtime_scheme(build.scheme)
+        if scheme.layer_bits:
+            build.meta["layer_bits"] = changed_bits(converted, scheme)
+        return quantize_module(converted, scheme, build.calibration, arith=arith)
 
     def _save(self, build: Build, quantized: nn.Module) -> Path:
         """``model.pt`` (the pickled GraphModule) and ``qparams.json`` (every scale and zero-point)."""
