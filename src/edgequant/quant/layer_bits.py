@@ -88,9 +88,13 @@ def layer_weight_quants(module: nn.Module, scheme: Scheme) -> dict[str, TensorQu
     bits). Empty when the scheme has no integer weights."""
     if scheme.weights is None:
         return {}
+    if not scheme.layer_bits:  # no order needed: no trace
+        return {
+            n: scheme.weights
+            for n, m in module.named_modules()
+            if isinstance(m, nn.Conv2d | nn.Linear)
+        }
     names = weight_layers(module)
-    if not scheme.layer_bits:
-        return dict.fromkeys(names, scheme.weights)
     depthwise = {n for n in names if is_depthwise(module.get_submodule(n))}
     bits = selected_bits(scheme, names, depthwise)
     return {

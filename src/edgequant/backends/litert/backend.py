@@ -36,7 +36,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edgequant.backends.base import Artifact, Backend, Build, InspectReport, installed_versions
 from edgequant.backends.litert import debug
@@ -222,9 +222,12 @@ class LiteRtBackend(Backend):
         outputs = _output_names(converted)
         # a static scheme's output ops are written by float_output_entries, at their bits
         skip = outputs if scheme.is_static else []
-        ops = _weight_ops(converted)
-        op_bits = _op_bits(build.model, scheme, ops)
-        layers, changed = layer_bits_entries(scheme, ops, skip=skip, op_bits=op_bits)
+        layers: list[dict[str, Any]] = []
+        changed: dict[str, int] = {}
+        if scheme.layer_bits:  # the ops are only listed (one more interpreter) when needed
+            ops = _weight_ops(converted)
+            op_bits = _op_bits(build.model, scheme, ops)
+            layers, changed = layer_bits_entries(scheme, ops, skip=skip, op_bits=op_bits)
         recipe = build_recipe(scheme) + layers + float_output_entries(scheme, outputs, changed)
         if changed:
             build.meta["layer_bits"] = changed

@@ -112,6 +112,21 @@ def _entry(operation: str, algorithm: str, op_config: dict[str, Any]) -> dict[st
     }
 
 
+def _rejection(algorithm: str, op: str, op_config: dict[str, Any]) -> str | None:
+    """ai-edge-quantizer's own reason for refusing ``op_config`` on ``op`` (None: accepted)."""
+    from ai_edge_quantizer import algorithm_manager, qtyping
+
+    try:
+        algorithm_manager.check_op_quantization_config(
+            algorithm,
+            qtyping.TFLOperationName(op),
+            qtyping.OpQuantizationConfig.from_dict(op_config),
+        )
+    except ValueError as e:
+        return condense_error(e)
+    return None
+
+
 def _scope_regex(name: str) -> str:
     """The regex matching the op whose output tensor is ``name`` (a scope is the op's output
     tensor names, each followed by ``;``)."""
@@ -143,12 +158,10 @@ def layer_bits_entries(
     """
     if scheme.weights is None or not scheme.layer_bits:
         return [], {}
-    from ai_edge_quantizer import algorithm_manager, qtyping
-
     from edgequant.quant.layer_bits import selected_bits
 
     names = [n for _, n in weight_ops]
-    kinds = dict((n, k) for k, n in weight_ops)
+    kinds = {n: k for k, n in weight_ops}
     depthwise = {n for k, n in weight_ops if k == "DEPTHWISE_CONV_2D"}
     base = scheme.weights.bits
     if op_bits is None:
@@ -160,17 +173,11 @@ def layer_bits_entries(
             **_entry("*", "min_max_uniform_quantize", _op_config(scheme, bits)),
             "regex": _scope_regex(name),
         }
-        try:
-            algorithm_manager.check_op_quantization_config(
-                entry["algorithm_key"],
-                qtyping.TFLOperationName(kinds[name]),
-                qtyping.OpQuantizationConfig.from_dict(entry["op_config"]),
-            )
-        except ValueError:
+        if _rejection(entry["algorithm_key"], kinds[name], entry["op_config"]) is not None:
             raise UnsupportedError(
                 f"layer_bits: ai-edge-quantizer has no {bits}-bit-weight {kinds[name]} kernel "
                 f"(op {name!r})"
-            ) from None
+            )
         if name not in skip:
             entries.append(entry)
     return entries, changed
@@ -269,31 +276,17 @@ def check_recipe(scheme: Scheme) -> str | None:
         recipe = build_recipe(scheme)
     except UnsupportedError as e:
         return str(e)
-    from ai_edge_quantizer import algorithm_manager, qtyping
-
     for entry in recipe:
         ops: tuple[str, ...] = WEIGHT_OPS if entry["operation"] == "*" else (entry["operation"],)
         if entry["operation"] == "*" and scheme.weights is not None and scheme.weights.bits != 8:
             ops = ("DEPTHWISE_CONV_2D",)  # the 8-bit fallback entry only matters for these
-        config = qtyping.OpQuantizationConfig.from_dict(entry["op_config"])
         for op in ops:
-            try:
-                algorithm_manager.check_op_quantization_config(
-                    entry["algorithm_key"], qtyping.TFLOperationName(op), config
-                )
-            except ValueError as e:
-                return f"ai-edge-quantizer rejects it for {op}: {condense_error(e)}"
+            if (why := _rejection(entry["algorithm_key"], op, entry["op_config"])) is not None:
+                return f"ai-edge-quantizer rejects it for {op}: {why}"
     for selector, bits in scheme.layer_bits:
-        ops = ("CONV_2D", "FULLY_CONNECTED")
-        if selector == "depthwise":
-            ops = ("DEPTHWISE_CONV_2D",)
-        config = qtyping.OpQuantizationConfig.from_dict(_op_config(scheme, bits))
+        ops = ("DEPTHWISE_CONV_2D",) if selector == "depthwise" else ("CONV_2D", "FULLY_CONNECTED")
         for op in ops:
-            try:
-                algorithm_manager.check_op_quantization_config(
-                    "min_max_uniform_quantize", qtyping.TFLOperationName(op), config
-                )
-            except ValueError:
+            if _rejection("min_max_uniform_quantize", op, _op_config(scheme, bits)) is not None:
                 return (
                     f"layer_bits {selector}: ai-edge-quantizer has no {bits}-bit-weight {op} kernel"
                 )
