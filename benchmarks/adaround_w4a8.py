@@ -55,6 +55,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--iterations", type=int, default=300, help="AdaRound steps per layer")
     p.add_argument("--max-images", type=int, default=256, help="AdaRound calibration images")
     p.add_argument("--batch-rows", type=int, default=512, help="AdaRound rows per step")
+    p.add_argument(
+        "--pool-rows",
+        type=int,
+        help="AdaRound sampled rows kept per layer (default: the library's, by the grid's bits)",
+    )
+    p.add_argument(
+        "--pool-floats", type=int, help="cap on a layer's pool in floats (rows x row length)"
+    )
+    p.add_argument(
+        "--augment-images",
+        type=int,
+        help="AdaRound learns on random crops/flips of the calibration images up to this many "
+        "images (default: the library's, 400 on 4-bit grids; 0: the originals only)",
+    )
     p.add_argument("--lr", type=float, default=3e-2, help="AdaRound Adam learning rate")
     p.add_argument("--reg", type=float, default=0.1, help="AdaRound regulariser weight λ")
     p.add_argument(
@@ -138,6 +152,9 @@ def _variant_logits(
             iterations=args.iterations,
             max_images=args.max_images,
             batch_rows=args.batch_rows,
+            pool_rows=args.pool_rows,
+            pool_floats=args.pool_floats,
+            augment_images=args.augment_images,
             lr=args.lr,
             reg=args.reg,
             quant_inputs=not args.float_inputs,
@@ -286,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
             "iterations": args.iterations,
             "max_images": args.max_images,
             "batch_rows": args.batch_rows,
+            "pool_rows": args.pool_rows,
+            "pool_floats": args.pool_floats,
+            "augment_images": args.augment_images,
             "lr": args.lr,
             "reg": args.reg,
             "quant_inputs": not args.float_inputs,

@@ -75,28 +75,15 @@ def sqnr_db(reference: np.ndarray, approx: np.ndarray) -> float:
 def augment(
     x: np.ndarray, labels: np.ndarray, k: int, seed: int = 0, min_scale: float = 0.6
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``k`` variants of every image: a random crop of ``min_scale``-100% of the side, resized
-    back, and a coin-flip horizontal flip (image ``i``'s variants are rows ``i*k .. i*k+k-1``).
+    """``k`` variants of every image (:func:`edgequant.data.augment.crops_and_flips`: a random
+    crop of ``min_scale``-100% of the side, resized back, and a coin-flip horizontal flip; image
+    ``i``'s variants are rows ``i*k .. i*k+k-1``) and their labels.
 
     Small crops (0.6) are harder than a validation centre crop: more images sit near a tie
     between two classes, so agreement with fp32 reads lower than on held-out centre crops."""
-    import torch
-    import torch.nn.functional as F
+    from edgequant.data.augment import crops_and_flips
 
-    rng = np.random.default_rng(seed)
-    n, _, h, w = x.shape
-    out = np.empty((n * k, *x.shape[1:]), np.float32)
-    for i in range(n):
-        for j in range(k):
-            s = rng.uniform(min_scale, 1.0)
-            ch, cw = int(h * s), int(w * s)
-            top, left = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
-            crop = torch.from_numpy(x[i : i + 1, :, top : top + ch, left : left + cw])
-            img = F.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False)
-            if rng.random() < 0.5:
-                img = img.flip(3)
-            out[i * k + j] = img[0].numpy()
-    return out, np.repeat(labels, k)
+    return crops_and_flips(x, k, seed, min_scale), np.repeat(labels, k)
 
 
 def _logits(

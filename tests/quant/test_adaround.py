@@ -9,11 +9,15 @@ import torch.nn as nn
 
 from edgequant.errors import ValidationError
 from edgequant.quant.adaround import (
+    POOL_8BIT,
+    POOL_LOW_BIT,
     AdaRoundConfig,
     WeightGrid,
     adaround_module,
     apply_adaround,
     on_grid,
+    settled,
+    with_augmented,
 )
 from edgequant.quant.fake_quant import fake_quant_weight, weight_qparams
 from edgequant.quant.scheme import get_scheme
@@ -319,3 +323,23 @@ def test_bias_shift_lowers_the_first_layers_error_and_keeps_the_codes() -> None:
     assert _layer_mse(net, on, x, 0) < _layer_mse(net, off, x, 0)
     for s in st_on:
         assert s.mse_adaround <= s.mse_nearest
+
+
+def test_low_bit_grids_learn_on_more_rows_and_augmented_images() -> None:
+    def pool(cfg: AdaRoundConfig) -> tuple[int | None, int | None, int | None]:
+        return cfg.pool_rows, cfg.pool_floats, cfg.augment_images
+
+    mixed = {"stem": WeightGrid(bits=8), "body": WeightGrid(bits=4)}
+    assert pool(settled(AdaRoundConfig(), mixed)) == POOL_LOW_BIT
+    assert pool(settled(AdaRoundConfig(), {"a": WeightGrid(bits=8)})) == POOL_8BIT
+    for method in ("gptq", "brecq"):  # they keep the settings they were measured with
+        assert pool(settled(AdaRoundConfig(method=method), mixed)) == POOL_8BIT
+    assert settled(AdaRoundConfig(augment_images=0), mixed).augment_images == 0
+    assert with_augmented(_calib(16), 64, 0).shape[0] == 16  # 8x8: too small to crop
+    x = torch.nn.functional.interpolate(_calib(16), size=(32, 32), mode="bilinear")
+    a = with_augmented(x, 64, 0)
+    assert a.shape[0] == 64 and torch.equal(a[:16], x)
+    assert torch.equal(a, with_augmented(x, 64, 0))
+    assert not any(torch.allclose(v, x[0]) for v in a[16:19])  # image 0's variants
+    assert with_augmented(x, 16, 0).shape[0] == 16  # already that many images
+    assert with_augmented(x, 1000, 0).shape[0] == 64  # at most 3 variants an image

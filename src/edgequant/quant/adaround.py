@@ -73,7 +73,12 @@ ScaleRule = Callable[[torch.Tensor], torch.Tensor]
 @dataclass(frozen=True, kw_only=True)
 class AdaRoundConfig:
     """Optimisation settings. ``pool_rows``: sampled im2col rows kept per layer (capped by
-    ``pool_floats`` / row length); ``batch_rows``: rows per Adam step; ``reg``: λ;
+    ``pool_floats`` / row length); ``augment_images``: random crops/flips of the calibration
+    images (:func:`edgequant.data.augment.crops_and_flips`, at most 3 a image) are added until
+    there are about that many images (images only; the runtime still calibrates its activations
+    on the originals). None for these three: :func:`settled` (more rows and images on grids of 4
+    bits or fewer, where the learnt rounding otherwise fits its 100 or 200 images far better than
+    unseen ones); ``batch_rows``: rows per Adam step; ``reg``: λ;
     ``quant_inputs``: take ``x̂`` from the scheme's simulator (activations fake-quantized as the
     runtime will, earlier layers rounded) instead of the float model; ``through_activation``:
     reconstruct ``f(W̃x̂)`` with the ReLU/ReLU6/clip the runtime fuses after the layer;
@@ -103,8 +108,9 @@ class AdaRoundConfig:
 
     iterations: int = 300
     batch_rows: int = 512
-    pool_rows: int = 4096
-    pool_floats: int = 24_000_000
+    pool_rows: int | None = None
+    pool_floats: int | None = None
+    augment_images: int | None = None
     lr: float = 3e-2
     reg: float = 0.1
     warmup: float = 0.2
@@ -120,6 +126,62 @@ class AdaRoundConfig:
     method: str = "adaround"
     block_images: int = 8
     max_block_layers: int = 4
+
+
+#: ``(pool_rows, pool_floats, augment_images)`` on 8-bit grids, and on grids of 4 bits or fewer.
+#: Measured on EfficientNet-Lite0 w4a8 (first and last layers at 8 bits), each half of 200 dev
+#: images calibrating for the other (Intel Xeon, amx-int8): the learnt rounding reaches 21 dB
+#: logits SQNR on its own calibration images and 8.2 dB on the other half with the 8-bit
+#: settings; 65,536 rows and crops/flips up to 400 images: 8.96 dB, drop 1.5, agreement 93.0%.
+POOL_8BIT = (4096, 24_000_000, 0)
+POOL_LOW_BIT = (65_536, 200_000_000, 400)
+#: images smaller than this (a side, in pixels) are not augmented
+MIN_AUGMENTED_SIDE = 32
+
+
+def settled(config: AdaRoundConfig, grids: dict[str, WeightGrid]) -> AdaRoundConfig:
+    """``config`` with ``pool_rows``, ``pool_floats`` and ``augment_images`` decided: what the
+    caller set, else :data:`POOL_LOW_BIT` for the learnt per-layer rounding (``adaround``) when
+    a layer's grid has 4 bits or fewer, else :data:`POOL_8BIT` (``gptq`` and ``brecq`` keep the
+    settings they were measured with).
+
+    Example:
+        >>> settled(AdaRoundConfig(), {"fc": WeightGrid(bits=4)}).augment_images
+        400
+        >>> settled(AdaRoundConfig(pool_rows=10), {"fc": WeightGrid(bits=8)}).pool_rows
+        10
+    """
+    low = config.method == "adaround" and any(g.bits <= 4 for g in grids.values())
+    rows, floats, images = POOL_LOW_BIT if low else POOL_8BIT
+    return replace(
+        config,
+        pool_rows=rows if config.pool_rows is None else config.pool_rows,
+        pool_floats=floats if config.pool_floats is None else config.pool_floats,
+        augment_images=images if config.augment_images is None else config.augment_images,
+    )
+
+
+def with_augmented(x: torch.Tensor, images: int, seed: int) -> torch.Tensor:
+    """``x`` followed by random crops/flips of its images (at most 3 a image) up to about
+    ``images`` in all; ``x`` unchanged when it is not a batch of images of at least
+    :data:`MIN_AUGMENTED_SIDE` pixels a side (a crop of an 8×8 digit is another digit), or is
+    already that big.
+
+    Example:
+        >>> with_augmented(torch.zeros(2, 3, 32, 32), 8, 0).shape[0]
+        8
+        >>> with_augmented(torch.zeros(2, 1, 8, 8), 8, 0).shape[0]
+        2
+        >>> with_augmented(torch.zeros(2, 5), 8, 0).shape[0]
+        2
+    """
+    copies = min(3, images // max(1, x.shape[0]) - 1)
+    if x.dim() != 4 or copies < 1 or min(x.shape[2:]) < MIN_AUGMENTED_SIDE:
+        return x
+    from edgequant.data.augment import crops_and_flips
+
+    extra = crops_and_flips(x.numpy(), copies, seed=seed)
+    return torch.cat([x, torch.from_numpy(extra)])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -529,6 +591,8 @@ def adaround_module(
         n: m for n, m in ref.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)
     }
     grids = _grids(ref, layers, scheme, options.get("grid"))
+    cfg = settled(cfg, grids)
+    x = with_augmented(x, cast(int, cfg.augment_images), cfg.seed)
     if cfg.method == "brecq":
         from edgequant.quant.brecq import round_blocks
 
@@ -610,4 +674,6 @@ __all__ = [
     "on_grid",
     "rectified_sigmoid",
     "round_layer",
+    "settled",
+    "with_augmented",
 ]

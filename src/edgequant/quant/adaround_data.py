@@ -164,6 +164,7 @@ def pool_positions(
     n_out = y[0, 0].numel() if y.dim() == 4 else y[0].numel() // y.shape[-1]
     wt = cast(torch.Tensor, layer.weight)
     row_len = max(wt[0].numel() * _groups(layer), int(wt.shape[0]))
+    assert cfg.pool_rows is not None and cfg.pool_floats is not None, "adaround.settled() first"
     rows = max(1, min(cfg.pool_rows, cfg.pool_floats // row_len))
     return _positions(n_out, n_img, math.ceil(rows / n_img), gen)
 
