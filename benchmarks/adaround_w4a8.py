@@ -11,6 +11,10 @@ activations quantized, each layer is reconstructed through its fused ReLU/ReLU6 
 then shifted by the mean output error, unless ``--float-inputs`` / ``--no-activation`` /
 ``--no-bias-shift``). Accuracy only: no timing.
 
+``--pool-rows``, ``--pool-floats`` and ``--augment-images`` override the rows AdaRound samples
+per layer and the crops/flips it adds to the calibration images (default: the library's, larger
+on 4-bit grids; ``--augment-images 0`` learns on the originals only).
+
 ``--layer-bits first=8,last=8`` keeps those layers' weights at 8 bits (the scheme's
 ``layer_bits``), as the AdaRound and BRECQ papers keep the stem and the classifier.
 ``--method gptq`` / ``--method brecq`` put GPTQ's one-pass rounding or block reconstruction
