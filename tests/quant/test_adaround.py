@@ -343,3 +343,20 @@ def test_low_bit_grids_learn_on_more_rows_and_augmented_images() -> None:
     assert not any(torch.allclose(v, x[0]) for v in a[16:19])  # image 0's variants
     assert with_augmented(x, 16, 0).shape[0] == 16  # already that many images
     assert with_augmented(x, 1000, 0).shape[0] == 64  # at most 3 variants an image
+
+
+def test_a_4bit_rounding_learns_on_the_augmented_images() -> None:
+    net = _net()
+    net[6] = nn.Linear(8 * 32 * 32, 10)
+    x = torch.nn.functional.interpolate(_calib(8), size=(32, 32), mode="bilinear")
+    cfg = AdaRoundConfig(iterations=40, batch_rows=128)
+    aug, _ = adaround_module(net.eval(), get_scheme("w4a8"), x, config=cfg)
+    plain, _ = adaround_module(
+        net.eval(),
+        get_scheme("w4a8"),
+        x,
+        config=AdaRoundConfig(iterations=40, batch_rows=128, augment_images=0),
+    )
+    assert any(
+        not torch.equal(a, p) for a, p in zip(aug.parameters(), plain.parameters(), strict=True)
+    )
