@@ -104,3 +104,20 @@ def test_grid_description_names_every_layer() -> None:
     )
     n_convs = sum(isinstance(x, torch.nn.Conv2d | torch.nn.Linear) for x in m.module.modules())
     assert text.count("[7,") == n_convs > 0
+
+
+def test_changed_library_defaults_learn_again(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A config that leaves the pool to the library (None) is keyed with the library's defaults:
+    a release that changes them must not reuse a rounding learnt with the old ones."""
+    from edgequant.quant import adaround
+
+    m = make_tiny_model()
+    scheme = get_scheme("w8a8-ada")
+    calib = tiny_inputs(m, 8, seed=1)
+    assert CFG.pool_rows is None
+    first = apply_techniques(m, scheme, calib, adaround_config=CFG)
+    monkeypatch.setattr(adaround, "POOL_8BIT", (2048, 24_000_000, 0))
+    again = apply_techniques(m, scheme, calib, adaround_config=CFG)
+    assert (first.info["adaround_reused"], again.info["adaround_reused"]) == (False, False)
+    assert first.weights_hash != again.weights_hash  # artifacts built on it are rebuilt too
+    assert len(list(cache.glob("*.pt"))) == 2

@@ -162,6 +162,17 @@ def settled(config: AdaRoundConfig, grids: dict[str, WeightGrid]) -> AdaRoundCon
     )
 
 
+def defaults_signature() -> str:
+    """The library defaults :func:`settled` and :func:`with_augmented` apply, as text (part of
+    the disk cache's key: a release that changes them must not reuse older roundings).
+
+    Example:
+        >>> "65536" in defaults_signature()
+        True
+    """
+    return repr((POOL_8BIT, POOL_LOW_BIT, MIN_AUGMENTED_SIDE))
+
+
 def with_augmented(x: torch.Tensor, images: int, seed: int) -> torch.Tensor:
     """``x`` followed by random crops/flips of its images (at most 3 per image) up to about
     ``images`` in all; ``x`` unchanged when it is not a batch of images of at least
@@ -672,6 +683,7 @@ __all__ = [
     "adaround_module",
     "apply_adaround",
     "clip_searched",
+    "defaults_signature",
     "on_grid",
     "rectified_sigmoid",
     "round_layer",

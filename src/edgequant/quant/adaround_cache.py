@@ -146,18 +146,21 @@ def cached_adaround(
     grid: WeightGrid | GridFor | None,
 ) -> tuple[nn.Module, list[LayerStats], str, bool]:
     """:func:`~edgequant.quant.adaround.adaround_module`, through the disk cache:
-    ``(module, stats, grid description, reused)``."""
-    from edgequant.quant.adaround import AdaRoundConfig, adaround_module
+    ``(module, stats, key, reused)`` (the key names the rounding: weights, grids, data and
+    settings)."""
+    from edgequant.quant.adaround import AdaRoundConfig, adaround_module, defaults_signature
 
     cfg = config or AdaRoundConfig()
     grids = grid_description(module, scheme, grid)
-    key = adaround_key(weights_hash, scheme, calibration, grids, repr(cfg))
+    # the library defaults that settle cfg's None fields are part of the key, so a release that
+    # changes them learns again instead of reusing a rounding learnt with the old ones
+    key = adaround_key(weights_hash, scheme, calibration, grids, repr(cfg) + defaults_signature())
     hit = load(key, module)
     if hit is not None:
-        return hit[0], hit[1], grids, True
+        return hit[0], hit[1], key, True
     out, stats = adaround_module(module, scheme, calibration, config=cfg, grid=grid)
     store(key, out, stats)
-    return out, stats, grids, False
+    return out, stats, key, False
 
 
 __all__ = ["adaround_key", "cache_dir", "cached_adaround", "grid_description", "load", "store"]

@@ -109,7 +109,7 @@ def apply_techniques(
             config = dataclasses.replace(config, method="brecq")
 
         # one learnt rounding per (weights, grid, data, settings): runtimes sharing a grid reuse it
-        module, stats, which, reused = cached_adaround(
+        module, stats, key, reused = cached_adaround(
             module,
             scheme,
             calibration,
@@ -120,7 +120,8 @@ def apply_techniques(
         info["adaround_layers"] = len(stats)
         info["adaround_kept_nearest"] = sum(s.kept_nearest for s in stats)
         info["adaround_reused"] = reused
-        tag += f"+{method}-{_digest(scheme, calibration, which)}"
+        # the rounding's cache key covers weights, grids, data and settings (defaults included)
+        tag += f"+{method}-{key[:8]}"
     if "bias_correction" in plan:
         if calibration is None or len(calibration) == 0:
             raise ValidationError("bias_correction needs calibration data (pass --calib)")
