@@ -12,8 +12,8 @@ then shifted by the mean output error, unless ``--float-inputs`` / ``--no-activa
 ``--no-bias-shift``). Accuracy only: no timing.
 
 ``--pool-rows``, ``--pool-floats`` and ``--augment-images`` override the rows AdaRound samples
-per layer and the crops/flips it adds to the calibration images (default: the library's, larger
-on 4-bit grids; ``--augment-images 0`` learns on the originals only).
+per layer and the crops/flips it adds to the calibration images (default: the library's,
+``adaround.settled``; ``--augment-images 0`` learns on the originals only).
 
 ``--layer-bits first=8,last=8`` keeps those layers' weights at 8 bits (the scheme's
 ``layer_bits``), as the AdaRound and BRECQ papers keep the stem and the classifier.
@@ -62,7 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--pool-rows",
         type=int,
-        help="AdaRound sampled rows kept per layer (default: the library's, by the grid's bits)",
+        help="AdaRound sampled rows kept per layer (default: the library's, by method)",
     )
     p.add_argument(
         "--pool-floats", type=int, help="cap on a layer's pool in floats (rows x row length)"
@@ -71,7 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--augment-images",
         type=int,
         help="AdaRound learns on random crops/flips of the calibration images up to this many "
-        "images (default: the library's, 400 on 4-bit grids; 0: the originals only)",
+        "images (default: the library's, 400 for adaround; 0: the originals only)",
     )
     p.add_argument("--lr", type=float, default=3e-2, help="AdaRound Adam learning rate")
     p.add_argument("--reg", type=float, default=0.1, help="AdaRound regulariser weight λ")

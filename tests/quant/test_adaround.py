@@ -9,8 +9,8 @@ import torch.nn as nn
 
 from edgequant.errors import ValidationError
 from edgequant.quant.adaround import (
-    POOL_8BIT,
-    POOL_LOW_BIT,
+    POOL_ADAROUND,
+    POOL_OTHER_METHODS,
     AdaRoundConfig,
     WeightGrid,
     adaround_module,
@@ -325,16 +325,16 @@ def test_bias_shift_lowers_the_first_layers_error_and_keeps_the_codes() -> None:
         assert s.mse_adaround <= s.mse_nearest
 
 
-def test_low_bit_grids_learn_on_more_rows_and_augmented_images() -> None:
+def test_adaround_learns_on_more_rows_and_augmented_images() -> None:
     def pool(cfg: AdaRoundConfig) -> tuple[int | None, int | None, int | None]:
         return cfg.pool_rows, cfg.pool_floats, cfg.augment_images
 
-    mixed = {"stem": WeightGrid(bits=8), "body": WeightGrid(bits=4)}
-    assert pool(settled(AdaRoundConfig(), mixed)) == POOL_LOW_BIT
-    assert pool(settled(AdaRoundConfig(), {"a": WeightGrid(bits=8)})) == POOL_8BIT
+    assert pool(settled(AdaRoundConfig())) == POOL_ADAROUND
     for method in ("gptq", "brecq"):  # they keep the settings they were measured with
-        assert pool(settled(AdaRoundConfig(method=method), mixed)) == POOL_8BIT
-    assert settled(AdaRoundConfig(augment_images=0), mixed).augment_images == 0
+        assert pool(settled(AdaRoundConfig(method=method))) == POOL_OTHER_METHODS
+    assert POOL_ADAROUND[0] > POOL_OTHER_METHODS[0] and POOL_ADAROUND[2] > 0
+    assert settled(AdaRoundConfig(augment_images=0)).augment_images == 0
+    assert settled(AdaRoundConfig(pool_rows=10)).pool_rows == 10
     assert with_augmented(_calib(16), 64, 0).shape[0] == 16  # 8x8: too small to crop
     x = torch.nn.functional.interpolate(_calib(16), size=(32, 32), mode="bilinear")
     a = with_augmented(x, 64, 0)

@@ -116,7 +116,7 @@ def test_changed_library_defaults_learn_again(cache: Path, monkeypatch: pytest.M
     calib = tiny_inputs(m, 8, seed=1)
     assert CFG.pool_rows is None
     first = apply_techniques(m, scheme, calib, adaround_config=CFG)
-    monkeypatch.setattr(adaround, "POOL_8BIT", (2048, 24_000_000, 0))
+    monkeypatch.setattr(adaround, "POOL_ADAROUND", (2048, 24_000_000, 0))
     again = apply_techniques(m, scheme, calib, adaround_config=CFG)
     assert (first.info["adaround_reused"], again.info["adaround_reused"]) == (False, False)
     assert first.weights_hash != again.weights_hash  # artifacts built on it are rebuilt too
