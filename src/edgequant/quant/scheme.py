@@ -13,6 +13,7 @@ w8-dyn     int8 per-channel sym           int8, range computed at run time dynam
 w8a8       int8 per-channel sym           int8 per-tensor asym, calibrated static; the default
 w8a8-pt    int8 per-tensor sym            int8 per-tensor asym             per-layer weights
 w8a8-sym   int8 per-channel sym           int8 per-tensor sym
+w8a8-ada   int8 per-channel sym, AdaRound int8 per-tensor asym, min/max      + bias correction
 w4a8       int4 per-channel sym           int8 per-tensor asym             QAT recommended
 w4-only    int4 per-channel sym           fp32
 ========== ============================== ================================ =======================
@@ -366,12 +367,19 @@ BUILTIN_SCHEMES: dict[str, Scheme] = {
         Scheme(name="w8a8-pt", weights=_w(8, "tensor"), activations=_a()),
         Scheme(name="w8a8-sym", weights=_w(8), activations=_a(sym=True)),
         # w8a8 whose weights' rounding is learnt on the calibration data (AdaRound on the
-        # runtime's own grid, then bias correction): minutes more to build, the most accurate 8 bits
+        # runtime's own grid, then bias correction): minutes more to build, the most accurate 8 bits.
+        # Activation ranges min/max everywhere: the rounding is learnt on inputs quantized as the
+        # runtime will quantize them (ONNX Runtime, OpenVINO and LiteRT calibrate min/max by
+        # default, the simulator's default is MSE). Measured on EfficientNet-Lite0, each half of
+        # 200 dev images calibrating for the other (Intel Xeon, amx-int8), agreement with fp32 on
+        # PyTorch / ONNX Runtime / OpenVINO / LiteRT: 98.5 / 98.5 / 98.5 / 99.0% with min/max,
+        # 97.5 / 98.5 / 98.0 / 98.5% with the defaults (PyTorch's HistogramObserver).
         Scheme(
             name="w8a8-ada",
             weights=_w(8),
             activations=_a(),
             techniques=("adaround", "bias_correction"),
+            calibration=CalibrationConfig(method="minmax"),
         ),
         Scheme(name="w4a8", weights=_w(4), activations=_a()),
         Scheme(name="w4-only", weights=_w(4)),
