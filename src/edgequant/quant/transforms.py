@@ -135,9 +135,9 @@ def apply_techniques(
     )
 
 
-def _digest(scheme: Scheme, calibration: np.ndarray, extra: str = "") -> str:
+def _digest(scheme: Scheme, calibration: np.ndarray) -> str:
     return hashlib.sha1(
-        (scheme.weights_key + extra).encode()
+        scheme.weights_key.encode()
         + np.ascontiguousarray(calibration, np.float32).tobytes()
     ).hexdigest()[:8]
 
