@@ -137,8 +137,7 @@ def apply_techniques(
 
 def _digest(scheme: Scheme, calibration: np.ndarray) -> str:
     return hashlib.sha1(
-        scheme.weights_key.encode()
-        + np.ascontiguousarray(calibration, np.float32).tobytes()
+        scheme.weights_key.encode() + np.ascontiguousarray(calibration, np.float32).tobytes()
     ).hexdigest()[:8]
 
 
