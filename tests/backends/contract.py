@@ -92,6 +92,20 @@ class BackendContract:
     def test_fp32_supported(self, backend: Backend, tiny_model) -> None:  # type: ignore[no-untyped-def]
         assert backend.supports(get_scheme("fp32"), tiny_model) is None
 
+    def test_runtime_scheme_names_ranges_the_runtime_honours(self, backend: Backend) -> None:
+        """What the rounding techniques learn on: ``default`` resolved to the range kind the
+        runtime computes (one it accepts when asked by name); everything else as written."""
+        w8a8 = get_scheme("w8a8")
+        ranged = backend.runtime_scheme(w8a8)
+        assert (ranged.weights, ranged.activations) == (w8a8.weights, w8a8.activations)
+        if backend.default_ranges is None:
+            assert ranged.calibration == w8a8.calibration
+        else:
+            assert ranged.calibration.method == backend.default_ranges
+            assert backend.supports(ranged) == backend.supports(w8a8)
+        explicit = get_scheme("w8a8-ada")
+        assert backend.runtime_scheme(explicit).calibration == explicit.calibration
+
     def test_every_supported_scheme_runs_and_agrees(
         self, backend: Backend, built, reference
     ) -> None:  # type: ignore[no-untyped-def]

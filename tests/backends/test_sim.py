@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,16 @@ def test_sim_targeting_a_runtime_puts_layers_on_its_bits(
     assert as_litert.metadata["layer_bits"] == {"dw": 8}  # LiteRT has no int4 depthwise kernel
     precisions = {o.name: o.precision for o in be.inspect(as_litert).ops}
     assert precisions["dw"] == "int8" and precisions["pw"] == "int4"
+    # ... and calibrates the activations as LiteRT does: min/max, where the sim's default is MSE
+    assert (plain.metadata["calibration_method"], as_litert.metadata["calibration_method"]) == (
+        "mse",
+        "minmax",
+    )
+    first = {
+        a: json.loads((art.path.parent / "qparams.json").read_text())["activations"]
+        for a, art in (("mse", plain), ("minmax", as_litert))
+    }
+    name = next(iter(first["minmax"]))  # the graph input's quantizer: min/max covers every value
+    lo, hi = float(tiny_calibration.min()), float(tiny_calibration.max())
+    assert first["minmax"][name]["scale"] == pytest.approx((hi - min(lo, 0.0)) / 255, rel=1e-3)
+    assert first["mse"] != first["minmax"]

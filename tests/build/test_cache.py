@@ -85,6 +85,23 @@ def test_key_covers_the_backend_recipe(tiny_model, monkeypatch: pytest.MonkeyPat
     assert cache_key(be, tiny_model, get_scheme("fp32"), None) != before
 
 
+def test_key_covers_the_ranges_the_runtime_computes(
+    tiny_model, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    # the rounding learns on the runtime's kind of activation range: when that changes, a
+    # cached artifact whose rounding was learnt on the old one is not reused
+    from edgequant.backends import get_backend
+
+    be = get_backend("onnxruntime")
+    user = get_scheme({"base": "w8a8", "name": "w8a8-ar", "techniques": ["adaround"]})
+    before = cache_key(be, tiny_model, user, "calib")
+    monkeypatch.setattr(type(be), "default_ranges", None)
+    assert cache_key(be, tiny_model, user, "calib") != before
+    fp32 = cache_key(be, tiny_model, get_scheme("fp32"), None)
+    monkeypatch.setattr(type(be), "default_ranges", "minmax")
+    assert cache_key(be, tiny_model, get_scheme("fp32"), None) == fp32  # no ranges to learn on
+
+
 @pytest.mark.parametrize(
     "damage",
     [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from edgequant.quant.scheme import get_scheme
 
 
@@ -24,3 +26,61 @@ def test_w8a8_ada_ranges_are_min_max_in_every_quantizer() -> None:
     # plain w8a8 keeps each runtime's tuned default
     assert quantizer_for(get_scheme("w8a8"))[1]["activation_observer"] == "HistogramObserver"
     assert resolve_method(get_scheme("w8a8").calibration.method) == "mse"
+
+
+def test_default_ranges_name_what_each_quantizer_computes() -> None:
+    """``runtime_scheme`` tells the rounding techniques (and a sim targeting the runtime) which
+    activation ranges the runtime computes for calibration ``default``: that must be what its
+    quantizer really does with ``default`` — the same as with the method it names."""
+    from edgequant.backends import get_backend
+    from edgequant.backends.onnxruntime.quantize import _calibration_options
+    from edgequant.backends.openvino.quantize import _range_estimator
+    from edgequant.backends.pytorch.quantize import quantizer_for
+    from edgequant.quant.observers import resolve_method
+
+    w8a8 = get_scheme("w8a8")
+    named = {
+        n: get_backend(n).runtime_scheme(w8a8).calibration.method
+        for n in ("onnxruntime", "openvino", "litert", "pytorch", "sim")
+    }
+    assert named == {
+        "onnxruntime": "minmax",
+        "openvino": "minmax",
+        "litert": "minmax",
+        "pytorch": "default",
+        "sim": "default",
+    }
+    ort = get_backend("onnxruntime").runtime_scheme(w8a8)
+    assert _calibration_options(w8a8)[0] == _calibration_options(ort)[0] == "MinMax"
+    assert _range_estimator("default")[0] is _range_estimator("minmax")[0]
+    # PyTorch's default is PT2E's L2-optimal HistogramObserver: the simulator's default (mse)
+    assert quantizer_for(w8a8)[1]["activation_observer"] == "HistogramObserver"
+    assert resolve_method("default") == "mse"
+    # an explicit method, a float or a dynamic scheme is left as written
+    for scheme in (get_scheme("w8a8-ada"), get_scheme("fp16"), get_scheme("w8-dyn")):
+        assert get_backend("onnxruntime").runtime_scheme(scheme) == scheme
+
+
+def test_rounding_learns_on_the_runtime_s_own_ranges(
+    tiny_model, tiny_calibration, tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A user's w8a8 + GPTQ with calibration ``default``: ONNX Runtime calibrates min/max, so the
+    rounding handed to it is learnt on min/max inputs — the rounding an explicit ``minmax``
+    scheme gets — not on the simulator's MSE ranges (what the sim's own build learns on)."""
+    import torch
+
+    from edgequant.backends import get_backend
+
+    monkeypatch.setenv("EDGEQUANT_CACHE", str(tmp_path))
+    user = get_scheme({"base": "w8a8", "name": "w8a8-gptq", "techniques": ["gptq"]})
+    minmax = user.with_(calibration=replace(user.calibration, method="minmax"))
+    calib = tiny_calibration[:16]
+
+    def weights(backend: str, scheme):  # type: ignore[no-untyped-def]
+        model = get_backend(backend)._techniques(tiny_model, scheme, calib, None)
+        return torch.cat([p.detach().flatten() for p in model.module.parameters()])
+
+    learnt = weights("onnxruntime", user)
+    assert torch.equal(learnt, weights("onnxruntime", minmax))
+    assert torch.equal(learnt, weights("sim", minmax))
+    assert not torch.equal(learnt, weights("sim", user))

@@ -32,7 +32,7 @@ import importlib
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -243,6 +243,10 @@ class Backend(ABC):
     corrects_bias: ClassVar[bool] = False
     #: True when load() runs a plain ONNX file built elsewhere (QAT's QDQ export), see load_onnx
     loads_onnx: ClassVar[bool] = False
+    #: the simulator's calibration method for the activation ranges this runtime's quantizer
+    #: computes when the scheme says ``default`` (None: what the simulator's ``default`` is), so
+    #: the rounding techniques learn, and a sim targeting this runtime predicts, on those ranges
+    default_ranges: ClassVar[str | None] = None
 
     # --- availability ------------------------------------------------------------------------
     @abstractmethod
@@ -346,10 +350,20 @@ class Backend(ABC):
         return cache_facets(self.name)
 
     def runtime_scheme(self, scheme: Scheme) -> Scheme:
-        """The scheme as this runtime's quantizer really puts each layer's weights (default: as
-        written). The rounding techniques and bias correction work on it, so they target the
-        bits the runtime uses (LiteRT keeps depthwise convs at 8 bits in 4-bit schemes)."""
-        return scheme
+        """The scheme as this runtime's quantizer really applies it: each layer's weight bits
+        (default: as written; LiteRT keeps depthwise convs at 8 bits in 4-bit schemes) and, for
+        calibration ``default``, the kind of activation range it computes (:attr:`default_ranges`).
+        The rounding techniques and bias correction work on it, so they target the bits and the
+        activation ranges the runtime uses; a sim targeting this runtime simulates it.
+
+        Example:
+            >>> get_backend("onnxruntime").runtime_scheme(get_scheme("w8a8")).calibration.method
+            'minmax'
+        """
+        cal = scheme.calibration
+        if self.default_ranges is None or not scheme.is_static or cal.method != "default":
+            return scheme
+        return scheme.with_(calibration=replace(cal, method=self.default_ranges))
 
     def weight_grid(self, scheme: Scheme, plan: Int8Plan | None) -> Any:
         """AdaRound's target grid here (``WeightGrid``, per-layer function, None = the scheme's)."""

@@ -129,6 +129,7 @@ class LiteRtBackend(Backend):
     description = "LiteRT (TFLite) + XNNPACK; litert-torch converter, ai-edge-quantizer recipes"
     install_hint = "pip install ai-edge-litert litert-torch ai-edge-quantizer"
     corrects_bias = True  # ai-edge-quantizer has no bias correction of its own
+    default_ranges = "minmax"  # ai-edge-quantizer calibrates the min and max it sees
     layer_outputs = debug.layer_outputs  # per-layer intermediates, see litert/debug.py
 
     # --- availability ------------------------------------------------------------------------
@@ -180,8 +181,10 @@ class LiteRtBackend(Backend):
         return check_recipe(scheme)
 
     def runtime_scheme(self, scheme: Scheme) -> Scheme:
-        """4-bit schemes with their depthwise convs at 8 bits: ai-edge-quantizer has no int4
-        depthwise kernel (:func:`~edgequant.backends.litert.config.build_recipe`)."""
+        """Min/max ranges for calibration ``default`` (:meth:`Backend.runtime_scheme`); 4-bit
+        schemes with their depthwise convs at 8 bits: ai-edge-quantizer has no int4 depthwise
+        kernel (:func:`~edgequant.backends.litert.config.build_recipe`)."""
+        scheme = super().runtime_scheme(scheme)
         if 4 not in scheme.weight_bits_used:
             return scheme
         return scheme.with_(layer_bits=(*scheme.layer_bits, ("depthwise", 8)))

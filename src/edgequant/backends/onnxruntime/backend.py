@@ -69,6 +69,7 @@ class OnnxRuntimeBackend(Backend):
     needs_torch_module = False
     corrects_bias = True  # quantize_static has no bias correction of its own
     loads_onnx = True
+    default_ranges = "minmax"  # its default calibrator (quantize._calibration_options)
     layer_outputs = debug.layer_outputs  # per-layer intermediates, see onnxruntime/debug.py
 
     def __init__(self, int8_override: dict[str, Any] | None = None) -> None:

@@ -140,6 +140,7 @@ class OpenVinoBackend(Backend):
     install_hint: ClassVar[str] = "pip install openvino nncf"
     needs_torch_module: ClassVar[bool] = False
     loads_onnx: ClassVar[bool] = True
+    default_ranges: ClassVar[str | None] = "minmax"  # NNCF MINMAX (quantize._range_estimator)
     layer_outputs = debug.layer_outputs  # per-layer intermediates, see openvino/debug.py
 
     def __init__(self) -> None:

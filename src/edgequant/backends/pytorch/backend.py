@@ -119,6 +119,8 @@ class PyTorchBackend(Backend):
     install_hint: ClassVar[str] = "pip install torch torchao"
     exclusive_build: ClassVar[bool] = True
     corrects_bias: ClassVar[bool] = True  # PT2E has no bias correction of its own
+    # default_ranges stays None: PT2E's HistogramObserver searches the L2-optimal range, as the
+    # simulator's default (mse) does
     layer_outputs = debug.layer_outputs  # per-layer intermediates, see pytorch/debug.py
 
     # --- availability ------------------------------------------------------------------------

@@ -98,8 +98,9 @@ class SimBackend(Backend):
 
     def runtime_scheme(self, scheme: Scheme) -> Scheme:
         """The scheme as written; with ``EDGEQUANT_SIM_TARGET=RUNTIME:CLASS``, as that runtime
-        puts each layer's weights (LiteRT's 4-bit schemes: depthwise convs at 8 bits), so the
-        prediction is of what the runtime runs."""
+        applies it (LiteRT's 4-bit schemes: depthwise convs at 8 bits; calibration ``default``:
+        min/max ranges for ONNX Runtime, OpenVINO and LiteRT), so the prediction is of what the
+        runtime runs."""
         import os
 
         from edgequant.backends import backend_names, get_backend
@@ -150,7 +151,7 @@ class SimBackend(Backend):
             simulated=True,
             speed_note="fake quantization in fp32: speed not representative of integer runtimes",
             weight_bytes=weight_bytes(quantized),
-            calibration_method=resolve_method(scheme.calibration.method)
+            calibration_method=resolve_method(self.runtime_scheme(scheme).calibration.method)
             if scheme.is_static
             else None,
             calibration_samples=None if calibration is None else len(calibration),
