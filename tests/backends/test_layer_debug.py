@@ -83,6 +83,28 @@ def test_runtime_layer_sqnr_and_sim_prediction(runtime, outlier, tmp_path) -> No
     assert summary["worst"][0]["name"] == "bad" and summary["backend"] == art.backend
 
 
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino", "litert"])
+def test_prediction_calibrates_as_the_runtime(
+    runtime, tiny_model, tiny_calibration, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """These runtimes calibrate min/max for ``default``; the prediction does too (the sim's own
+    default is MSE): each conv's predicted SQNR within 0.5 dB of the runtime's (measured within
+    0.2 dB; with the sim's MSE ranges the depthwise conv was 2 dB off)."""
+    be = get_backend(runtime)
+    if not be.available():
+        pytest.skip(f"{runtime} unavailable: {be.unavailable_reason()}")
+    art = be.prepare(tiny_model, get_scheme("w8a8"), tiny_calibration, tmp_path / runtime)
+    result = debug_artifact(art, tiny_calibration, model=tiny_model, samples=8, save=False)
+    assert f"prediction: activation ranges minmax, as {runtime} calibrates for 'default'" in (
+        result.notes
+    )
+    convs = {r.name: r for r in result.layers if r.name in ("conv1", "dw", "pw", "conv3")}
+    assert len(convs) == 4 and all(r.matched for r in convs.values()), result.render()
+    for r in convs.values():
+        assert r.runtime_sqnr_db is not None and r.sim_sqnr_db is not None
+        assert abs(r.sim_sqnr_db - r.runtime_sqnr_db) < 0.5, result.render()
+
+
 @pytest.mark.parametrize("runtime", RUNTIMES)
 def test_matching_names_reported(runtime, tiny_model, tiny_calibration, tmp_path) -> None:  # type: ignore[no-untyped-def]
     be = get_backend(runtime)

@@ -34,6 +34,10 @@ rounding judged on each block's output instead of each layer's, Li et al. 2021:
 :mod:`edgequant.quant.brecq`), ``bias_correction``
 (empirical bias correction); ``winograd`` is executed by the simulator. E.g.
 ``{"base": "w4a8", "name": "w4a8-ada", "techniques": ["adaround"]}`` is w4a8 with AdaRound.
+The rounding techniques learn on activations quantized as the target runtime quantizes them:
+calibration ``default`` stands for that runtime's own kind of range
+(:meth:`~edgequant.backends.base.Backend.runtime_scheme`: min/max for ONNX Runtime, OpenVINO and
+LiteRT; MSE for the simulator and PyTorch's histogram observer).
 
 Per-layer weight bit widths (``layer_bits: {SELECTOR: BITS}``): the layers a selector picks get
 ``BITS``-bit weights, the rest the scheme's. Selectors: ``first`` and ``last`` (the first and

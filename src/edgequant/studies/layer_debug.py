@@ -369,13 +369,19 @@ def debug_artifact(
     arith = get_arithmetic(out.arith_target)
     calib = x if calibration is None else calibration
     sim_model, notes = model, list(out.notes)
+    scheme = backend.runtime_scheme(art.scheme)  # the runtime's bits and kind of range
+    if scheme.calibration != art.scheme.calibration:
+        notes.append(
+            f"prediction: activation ranges {scheme.calibration.method}, as {backend.name} "
+            f"calibrates for {art.scheme.calibration.method!r}"
+        )
     if backend.corrects_bias and art.scheme.is_static and art.metadata.get("bias_correction"):
         from edgequant.quant.bias_correction import corrected_for_quantizer
 
-        sim_model = corrected_for_quantizer(model, art.scheme, calib)[0]
+        sim_model = corrected_for_quantizer(model, scheme, calib)[0]
         notes.append("prediction: on the bias-corrected model the runtime's quantizer was given")
     assert sim_model.module is not None
-    sim, sat = simulate_layers(sim_model.module, art.scheme, calib, batch, sites, out.arith_target)
+    sim, sat = simulate_layers(sim_model.module, scheme, calib, batch, sites, out.arith_target)
     result = LayerDebug(
         artifact=str(art.path),
         backend=art.backend,
