@@ -3,7 +3,8 @@
 For every Conv2d/Linear of the fp32 model, :func:`debug_artifact` compares the tensor the
 runtime computes at that layer against fp32 on a few samples (SQNR in dB), and puts the
 simulator's SQNR for the same layer (``quantize_module`` with the integer arithmetic this CPU
-gives that runtime) and its int16 pair-saturation count beside it.
+gives that runtime, on the runtime's bits and kind of activation range:
+``Backend.runtime_scheme``) and its int16 pair-saturation count beside it.
 
 **Where a layer is compared** (the same point for fp32, the runtime and the simulator): the
 layer's output after its folded BatchNorm and its fused activation (ReLU/ReLU6/clip), as the
