@@ -102,6 +102,19 @@ def test_key_covers_the_ranges_the_runtime_computes(
     assert cache_key(be, tiny_model, get_scheme("fp32"), None) == fp32  # no ranges to learn on
 
 
+def test_key_covers_how_the_library_rounds(tiny_model, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    # a release that learns the rounding differently rebuilds the artifacts built on it
+    import edgequant.quant.adaround_cache as cache
+    from edgequant.backends import get_backend
+
+    be = get_backend("onnxruntime")
+    ada, plain = get_scheme("w8a8-ada"), get_scheme("w8a8")
+    before = {s.name: cache_key(be, tiny_model, s, "calib") for s in (ada, plain)}
+    monkeypatch.setattr(cache, "FORMAT", cache.FORMAT + 1)
+    assert cache_key(be, tiny_model, ada, "calib") != before["w8a8-ada"]
+    assert cache_key(be, tiny_model, plain, "calib") == before["w8a8"]
+
+
 @pytest.mark.parametrize(
     "damage",
     [

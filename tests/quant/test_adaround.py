@@ -360,3 +360,27 @@ def test_a_4bit_rounding_learns_on_the_augmented_images() -> None:
     assert any(
         not torch.equal(a, p) for a, p in zip(aug.parameters(), plain.parameters(), strict=True)
     )
+
+
+def test_the_simulator_calibrates_on_the_originals_as_the_runtime_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Crops and flips add rows to learn on; the activation ranges the rounding learns against
+    stay those the runtime computes, from the calibration images themselves."""
+    import edgequant.quant.adaround as ada
+
+    seen: list[torch.Tensor] = []
+    real = ada._simulator
+
+    def recording(module, scheme, x, cfg):  # type: ignore[no-untyped-def]
+        seen.append(x)
+        return real(module, scheme, x, cfg)
+
+    monkeypatch.setattr(ada, "_simulator", recording)
+    net = _net()
+    net[6] = nn.Linear(8 * 32 * 32, 10)
+    x = torch.nn.functional.interpolate(_calib(8), size=(32, 32), mode="bilinear")
+    cfg = AdaRoundConfig(iterations=10, batch_rows=128, augment_images=24)
+    assert with_augmented(x, 24, 0).shape[0] == 24  # the rows do come from 24 images
+    adaround_module(net.eval(), get_scheme("w8a8"), x, config=cfg)
+    assert len(seen) == 1 and torch.equal(seen[0], x)

@@ -97,6 +97,10 @@ def cache_key(backend: Backend, model: Model, scheme: Scheme, calib_id: str | No
         # what else decides the build here: the INT8 class its kernels use, the sim's target
         "facets": backend.cache_facets(),
     }
+    if set(ROUNDING_TECHNIQUES) & set(scheme.techniques):  # a release that rounds differently
+        from edgequant.quant.adaround_cache import signature
+
+        payload["rounding"] = signature()
     runtime = backend.runtime_scheme(scheme)
     if runtime != scheme:  # what the rounding and the sim's target really work on
         payload["runtime_scheme"] = runtime.to_dict()

@@ -608,6 +608,7 @@ def adaround_module(
     }
     grids = _grids(ref, layers, scheme, options.get("grid"))
     cfg = settled(cfg)
+    originals = x  # what the runtime calibrates its activation ranges on
     x = with_augmented(x, cast(int, cfg.augment_images), cfg.seed)
     if cfg.method == "brecq":
         from edgequant.quant.brecq import round_blocks
@@ -619,7 +620,9 @@ def adaround_module(
             )
         return out, stats_list
     order, pos, targets = _targets(ref, layers, grids, x, cfg)
-    sim, acts = _simulator(out, scheme, x, cfg)
+    # the simulator's activation ranges from the originals, as the runtime's: crops and flips
+    # only add rows (on EfficientNet-Lite0 they widened 10 of 60 min/max ranges by 5-19%)
+    sim, acts = _simulator(out, scheme, originals, cfg)
     stats: dict[str, LayerStats] = {}
 
     def learn(name: str, inputs: list[torch.Tensor]) -> None:

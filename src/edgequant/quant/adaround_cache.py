@@ -36,8 +36,23 @@ if TYPE_CHECKING:
     from edgequant.quant.adaround import AdaRoundConfig, GridFor, LayerStats, WeightGrid
     from edgequant.quant.scheme import Scheme
 
-#: bump when the rounding itself changes, so older entries are not reused
-FORMAT = 1
+#: bump when the rounding itself changes, so older entries are not reused (2: the simulator's
+#: activation ranges are calibrated on the original calibration images, not their crops/flips)
+FORMAT = 2
+
+
+def signature() -> str:
+    """What decides a rounding besides its inputs: this cache's format and the library defaults
+    (:func:`~edgequant.quant.adaround.defaults_signature`). Part of the artifact cache key of
+    schemes with a rounding technique, so a release that rounds differently rebuilds them.
+
+    Example:
+        >>> signature().startswith("adaround/")
+        True
+    """
+    from edgequant.quant.adaround import defaults_signature
+
+    return f"adaround/{FORMAT}/{defaults_signature()}"
 
 
 def grid_description(module: nn.Module, scheme: Scheme, grid: WeightGrid | GridFor | None) -> str:
@@ -148,13 +163,13 @@ def cached_adaround(
     """:func:`~edgequant.quant.adaround.adaround_module`, through the disk cache:
     ``(module, stats, key, reused)`` (the key names the rounding: weights, grids, data and
     settings)."""
-    from edgequant.quant.adaround import AdaRoundConfig, adaround_module, defaults_signature
+    from edgequant.quant.adaround import AdaRoundConfig, adaround_module
 
     cfg = config or AdaRoundConfig()
     grids = grid_description(module, scheme, grid)
     # the library defaults that settle cfg's None fields are part of the key, so a release that
     # changes them learns again instead of reusing a rounding learnt with the old ones
-    key = adaround_key(weights_hash, scheme, calibration, grids, repr(cfg) + defaults_signature())
+    key = adaround_key(weights_hash, scheme, calibration, grids, repr(cfg) + signature())
     hit = load(key, module)
     if hit is not None:
         return hit[0], hit[1], key, True
@@ -163,4 +178,12 @@ def cached_adaround(
     return out, stats, key, False
 
 
-__all__ = ["adaround_key", "cache_dir", "cached_adaround", "grid_description", "load", "store"]
+__all__ = [
+    "adaround_key",
+    "cache_dir",
+    "cached_adaround",
+    "grid_description",
+    "load",
+    "signature",
+    "store",
+]
