@@ -75,8 +75,8 @@ class AdaRoundConfig:
     """Optimisation settings. ``pool_rows``: sampled im2col rows kept per layer (capped by
     ``pool_floats`` / row length); ``augment_images``: random crops/flips of the calibration
     images (:func:`edgequant.data.augment.crops_and_flips`, at most 3 per image) are added until
-    there are about that many images (images only; the runtime still calibrates its activations
-    on the originals). None for these three: :func:`settled` (more rows and images for
+    there are about that many images (rows to learn on only: the simulator's activation ranges,
+    like the runtime's, are calibrated on the originals). None for these three: :func:`settled` (more rows and images for
     ``adaround``, whose learnt rounding otherwise fits its 100 or 200 images better than unseen
     ones); ``batch_rows``: rows per Adam step; ``reg``: λ;
     ``quant_inputs``: take ``x̂`` from the scheme's simulator (activations fake-quantized as the
