@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -41,6 +42,36 @@ def progress(
         dynamic_ncols=True,
         leave=False,
     )
+
+
+@contextlib.contextmanager
+def progress_bar(
+    total: int, *, desc: str = "", unit: str = "it", disable: bool | None = None
+) -> Iterator[Any]:
+    """A tqdm progress bar on stderr advanced by hand (``bar.update()``), for work that is not a
+    loop of the caller's (hidden when stderr is not a terminal unless forced).
+
+    Example:
+        >>> with progress_bar(2, desc="layers", disable=True) as bar:
+        ...     bar.update(2)
+    """
+    from tqdm import tqdm
+
+    if disable is None:
+        disable = not sys.stderr.isatty()
+    bar = tqdm(
+        total=total,
+        desc=desc,
+        unit=unit,
+        file=sys.stderr,
+        disable=disable,
+        dynamic_ncols=True,
+        leave=False,
+    )
+    try:
+        yield bar
+    finally:
+        bar.close()
 
 
 def log(msg: str) -> None:

@@ -27,15 +27,20 @@ def _weights(model: torch.nn.Module) -> list[torch.Tensor]:
     return [p.detach().clone() for p in model.state_dict().values()]
 
 
-def test_second_run_reuses_the_entry_bit_for_bit(cache: Path) -> None:
+def test_second_run_reuses_the_entry_bit_for_bit(
+    cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     m = make_tiny_model()
     scheme = get_scheme("w8a8-ada")
     calib = tiny_inputs(m, 8, seed=1)
     first = apply_techniques(m, scheme, calib, adaround_config=CFG)
     assert first.info["adaround_reused"] is False
     assert len(list(cache.glob("*.pt"))) == 1
+    # the minutes of learning are announced (stderr), once
+    assert "adaround: learning the weights' rounding on 8" in capsys.readouterr().err
     again = apply_techniques(m, scheme, calib, adaround_config=CFG)
     assert again.info["adaround_reused"] is True
+    assert "learning" not in capsys.readouterr().err
     assert again.weights_hash == first.weights_hash
     for a, b in zip(_weights(first.module), _weights(again.module), strict=True):
         assert torch.equal(a, b)

@@ -52,6 +52,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from edgequant.console import progress_bar
 from edgequant.errors import ValidationError
 from edgequant.quant.adaround_data import (
     _batch_rows,
@@ -646,11 +647,17 @@ def adaround_module(
                 refresh()
 
     gm = traced(out, sim) if cfg.cache_activations else None
-    if gm is not None:
-        sweep(gm, x, cfg.batch_size, set(order), learn)
-    model = gm if gm is not None else sim if sim is not None else out
-    for name in [n for n in order if n not in stats]:  # uncached (or missed by the graph)
-        learn(name, _inputs(model, name, x, cfg.batch_size))
+    with progress_bar(len(order), desc=f"{cfg.method}: {len(x)} images", unit="layer") as bar:
+
+        def learn_one(name: str, inputs: list[torch.Tensor]) -> None:
+            learn(name, inputs)
+            bar.update(1)
+
+        if gm is not None:
+            sweep(gm, x, cfg.batch_size, set(order), learn_one)
+        model = gm if gm is not None else sim if sim is not None else out
+        for name in [n for n in order if n not in stats]:  # uncached (or missed by the graph)
+            learn_one(name, _inputs(model, name, x, cfg.batch_size))
     return out, [stats[n] for n in order]
 
 

@@ -173,6 +173,12 @@ def cached_adaround(
     hit = load(key, module)
     if hit is not None:
         return hit[0], hit[1], key, True
+    from edgequant.console import log
+
+    log(
+        f"{cfg.method}: learning the weights' rounding on {len(calibration)} calibration samples "
+        f"(once; reused from {cache_dir()} afterwards)"
+    )
     out, stats = adaround_module(module, scheme, calibration, config=cfg, grid=grid)
     store(key, out, stats)
     return out, stats, key, False
