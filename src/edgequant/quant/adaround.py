@@ -77,9 +77,9 @@ class AdaRoundConfig:
     ``pool_floats`` / row length); ``augment_images``: random crops/flips of the calibration
     images (:func:`edgequant.data.augment.crops_and_flips`, at most 3 per image) are added until
     there are about that many images (rows to learn on only: the simulator's activation ranges,
-    like the runtime's, are calibrated on the originals). None for these three: :func:`settled` (more rows and images for
-    ``adaround``, whose learnt rounding otherwise fits its 100 or 200 images better than unseen
-    ones); ``batch_rows``: rows per Adam step; ``reg``: λ;
+    like the runtime's, are calibrated on the originals). None for these three: :func:`settled`
+    (more rows and images for ``adaround``, whose learnt rounding otherwise fits its 100 or 200
+    images better than unseen ones); ``batch_rows``: rows per Adam step; ``reg``: λ;
     ``quant_inputs``: take ``x̂`` from the scheme's simulator (activations fake-quantized as the
     runtime will, earlier layers rounded) instead of the float model; ``through_activation``:
     reconstruct ``f(W̃x̂)`` with the ReLU/ReLU6/clip the runtime fuses after the layer;
