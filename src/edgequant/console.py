@@ -19,6 +19,15 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+def _bar(disable: bool | None, **options: Any) -> Any:
+    """A tqdm bar on stderr, hidden when stderr is not a terminal unless ``disable`` says."""
+    from tqdm import tqdm
+
+    if disable is None:
+        disable = not sys.stderr.isatty()
+    return tqdm(file=sys.stderr, disable=disable, dynamic_ncols=True, leave=False, **options)
+
+
 def progress(
     iterable: Iterable[T],
     *,
@@ -28,20 +37,7 @@ def progress(
     disable: bool | None = None,
 ) -> Iterator[T]:
     """A tqdm progress bar on stderr (hidden when stderr is not a terminal unless forced)."""
-    from tqdm import tqdm
-
-    if disable is None:
-        disable = not sys.stderr.isatty()
-    yield from tqdm(
-        iterable,
-        desc=desc,
-        total=total,
-        unit=unit,
-        file=sys.stderr,
-        disable=disable,
-        dynamic_ncols=True,
-        leave=False,
-    )
+    yield from _bar(disable, iterable=iterable, desc=desc, total=total, unit=unit)
 
 
 @contextlib.contextmanager
@@ -55,19 +51,7 @@ def progress_bar(
         >>> with progress_bar(2, desc="layers", disable=True) as bar:
         ...     bar.update(2)
     """
-    from tqdm import tqdm
-
-    if disable is None:
-        disable = not sys.stderr.isatty()
-    bar = tqdm(
-        total=total,
-        desc=desc,
-        unit=unit,
-        file=sys.stderr,
-        disable=disable,
-        dynamic_ncols=True,
-        leave=False,
-    )
+    bar = _bar(disable, total=total, desc=desc, unit=unit)
     try:
         yield bar
     finally:
