@@ -163,13 +163,13 @@ def cached_adaround(
     """:func:`~edgequant.quant.adaround.adaround_module`, through the disk cache:
     ``(module, stats, key, reused)`` (the key names the rounding: weights, grids, data and
     settings)."""
-    from edgequant.quant.adaround import AdaRoundConfig, adaround_module
+    from edgequant.quant.adaround import AdaRoundConfig, adaround_module, defaults_signature
 
     cfg = config or AdaRoundConfig()
     grids = grid_description(module, scheme, grid)
-    # the library defaults that settle cfg's None fields are part of the key, so a release that
-    # changes them learns again instead of reusing a rounding learnt with the old ones
-    key = adaround_key(weights_hash, scheme, calibration, grids, repr(cfg) + signature())
+    # the library defaults that settle cfg's None fields are part of the key (FORMAT already is),
+    # so a release that changes them learns again instead of reusing an older rounding
+    key = adaround_key(weights_hash, scheme, calibration, grids, repr(cfg) + defaults_signature())
     hit = load(key, module)
     if hit is not None:
         return hit[0], hit[1], key, True
