@@ -84,3 +84,17 @@ def test_rounding_learns_on_the_runtime_s_own_ranges(
     assert torch.equal(learnt, weights("onnxruntime", minmax))
     assert torch.equal(learnt, weights("sim", minmax))
     assert not torch.equal(learnt, weights("sim", user))
+
+
+def test_w8a8_techniques_are_optional_until_a_scheme_lists_its_own() -> None:
+    w8a8 = get_scheme("w8a8")
+    assert w8a8.techniques == ("gptq", "bias_correction") and w8a8.optional_techniques
+    assert type(w8a8).from_dict(w8a8.to_dict()) == w8a8
+    # a derived scheme keeps them optional; one that lists techniques asks for them
+    assert get_scheme({"base": "w8a8", "calibration": {"method": "mse"}}).optional_techniques
+    listed = get_scheme({"base": "w8a8", "techniques": ["cle"]})
+    assert listed.techniques == ("cle",) and not listed.optional_techniques
+    assert not w8a8.with_(techniques=()).optional_techniques
+    assert w8a8.with_(name="x").optional_techniques
+    # plain schemes serialise as before (their artifact cache keys do not move)
+    assert "optional_techniques" not in get_scheme("w8a8-ada").to_dict()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -119,7 +121,7 @@ def test_apply_techniques() -> None:
     assert m2.info["techniques_applied"] == ["bn_fold", "cle", "bias_correction"]
     assert m2.weights_hash.startswith(m.weights_hash) and m2.weights_hash != m.weights_hash
     assert apply_techniques(m2, s, calib) is m2  # idempotent: no double correction
-    assert apply_techniques(m, get_scheme("w8a8"), None) is m
+    assert apply_techniques(m, get_scheme("w4a8"), None) is m  # no techniques: no-op
     with pytest.raises(ValidationError, match="calibration"):
         apply_techniques(m, s, None)
     m3 = apply_techniques(
@@ -142,3 +144,26 @@ def test_untraceable_model_is_a_clear_error() -> None:
 
     with pytest.raises(ModelError, match="trace"):
         fold_batchnorm(Branchy())
+
+
+def test_w8a8_rounds_by_gptq_where_it_can() -> None:
+    """The built-in w8a8's GPTQ rounding and bias correction apply to a module with real
+    calibration data, and are skipped with the reason (not refused) otherwise."""
+    m = make_tiny_model()
+    calib = tiny_inputs(m, 32, seed=1)
+    s = get_scheme("w8a8")
+    assert s.optional_techniques and set(s.techniques) == {"gptq", "bias_correction"}
+    done = apply_techniques(m, s, calib)
+    assert done.info["techniques_applied"] == ["bn_fold", "gptq", "bias_correction"]
+    assert "+gptq-" in done.weights_hash
+    synthetic = dataclasses.replace(m, info={"calibration_synthetic": True})
+    skipped = apply_techniques(synthetic, s, calib)
+    assert skipped.module is m.module and "synthetic" in skipped.info["techniques_skipped"]
+    assert "no calibration" in apply_techniques(m, s, None).info["techniques_skipped"]
+    onnx_file = dataclasses.replace(m, module=None)
+    assert "ONNX file" in apply_techniques(onnx_file, s, calib).info["techniques_skipped"]
+    # the same techniques listed by the user are asked for: refused where they cannot apply
+    asked = get_scheme({"base": "w8a8", "techniques": ["gptq", "bias_correction"]})
+    assert not asked.optional_techniques
+    with pytest.raises(ValidationError, match="PyTorch module"):
+        apply_techniques(onnx_file, asked, calib)

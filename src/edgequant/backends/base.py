@@ -304,6 +304,9 @@ class Backend(ABC):
         meta: dict[str, Any] = {"cpu_profile": cpu_profile().to_dict()}
         plan = self.int8_plan(model, scheme, calibration)
         model = self._techniques(model, scheme, calibration, plan)
+        for key in ("techniques_applied", "techniques_skipped"):
+            if model.info.get(key):
+                meta[key] = model.info[key]
         if self.corrects_bias and scheme.is_static:
             from edgequant.quant.bias_correction import corrected_for_quantizer
 

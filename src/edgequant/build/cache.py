@@ -292,7 +292,9 @@ def _build(
             ),
             build_seconds=round(time.perf_counter() - t0, 2),
             weights_hash=model.weights_hash,
-            techniques_applied=list(model.info.get("techniques_applied", [])),
+            techniques_applied=list(
+                art.metadata.get("techniques_applied") or model.info.get("techniques_applied", [])
+            ),
         )
         art.save_metadata()
         if final.exists():  # a corrupt entry, or --force: replace it

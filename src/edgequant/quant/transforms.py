@@ -68,11 +68,17 @@ def apply_techniques(
     weights, NNCF, LiteRT and TensorRT compute.
 
     Raises ValidationError when bias correction is asked for without calibration data, and
-    when the model has no PyTorch module (a user's ``.onnx`` file).
+    when the model has no PyTorch module (a user's ``.onnx`` file) — unless the scheme's
+    techniques are optional (``Scheme.optional_techniques``, the built-in ``w8a8``'s): then the
+    model comes back untransformed, ``info["techniques_skipped"]`` saying why (an ONNX file,
+    synthetic or no calibration data).
     """
     plan = planned_techniques(scheme)
     if not plan or model.info.get("techniques_applied"):
         return model
+    skip = _why_not_applied(model, calibration) if scheme.optional_techniques else None
+    if skip:
+        return dataclasses.replace(model, info={**model.info, "techniques_skipped": skip})
     if model.module is None:
         raise ValidationError(
             f"techniques {plan} need the PyTorch module; {model.name} is an ONNX file (drop the techniques)"
@@ -133,6 +139,20 @@ def apply_techniques(
     return dataclasses.replace(
         model, module=module.eval(), weights_hash=f"{model.weights_hash}{tag}", info=info
     )
+
+
+def _why_not_applied(model: Model, calibration: np.ndarray | None) -> str | None:
+    """Why a scheme's optional techniques are skipped on ``model`` (None: they apply)."""
+    if model.module is None:
+        return f"not applied: model {model.name!r} is an ONNX file (the techniques need its PyTorch module)"
+    if model.info.get("calibration_synthetic"):
+        return (
+            "not applied: synthetic calibration data (random pixels say nothing about the real "
+            "activations the rounding and the bias correction learn from; fine for speed runs)"
+        )
+    if calibration is None or len(calibration) == 0:
+        return "not applied: no calibration data"
+    return None
 
 
 def _digest(scheme: Scheme, calibration: np.ndarray) -> str:
