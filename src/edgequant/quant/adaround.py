@@ -609,8 +609,14 @@ def adaround_module(
     }
     grids = _grids(ref, layers, scheme, options.get("grid"))
     cfg = settled(cfg)
+    fixed = _exported_batch(module)
+    if fixed:  # a program exported at a static batch runs whole batches of that size only
+        cfg = replace(cfg, batch_size=fixed)
+        x = x[: max(fixed, len(x) - len(x) % fixed)]
     originals = x  # what the runtime calibrates its activation ranges on
     x = with_augmented(x, cast(int, cfg.augment_images), cfg.seed)
+    if fixed:
+        x = x[: len(x) - len(x) % fixed]
     if cfg.method == "brecq":
         from edgequant.quant.brecq import round_blocks
 
@@ -659,6 +665,13 @@ def adaround_module(
         for name in [n for n in order if n not in stats]:  # uncached (or missed by the graph)
             learn_one(name, _inputs(model, name, x, cfg.batch_size))
     return out, [stats[n] for n in order]
+
+
+def _exported_batch(module: nn.Module) -> int | None:
+    """The static batch a loaded ``.pt2`` program was exported at (its wrapper's ``batch``,
+    :func:`edgequant.models.sources._program_module`); None for an ordinary module."""
+    batch = getattr(module, "batch", None) if hasattr(module, "program") else None
+    return batch if isinstance(batch, int) and batch > 0 else None
 
 
 def apply_adaround(

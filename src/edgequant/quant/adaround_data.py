@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from edgequant.errors import ValidationError
+from edgequant.errors import UnsupportedError, ValidationError
 from edgequant.quant.scheme import Scheme
 
 if TYPE_CHECKING:
@@ -175,6 +175,12 @@ def _groups(mod: nn.Module) -> int:
 
 def _batch_rows(layer: nn.Module, inputs: list[torch.Tensor], pos: torch.Tensor) -> torch.Tensor:
     """im2col rows of ``layer`` for its per-batch inputs, at each image's sampled positions."""
+    if sum(int(inp.shape[0]) for inp in inputs) != pos.shape[0]:
+        raise UnsupportedError(
+            f"a layer's input holds {sum(int(i.shape[0]) for i in inputs)} samples for "
+            f"{pos.shape[0]} images (the model mixes the batch dimension): the rounding is "
+            "learnt per sample"
+        )
     got, start = [], 0
     for inp in inputs:
         got.append(_rows(layer, inp.detach(), pos[start : start + inp.shape[0]]))

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgequant.errors import ValidationError
+from edgequant.errors import UnsupportedError, ValidationError
 from edgequant.models.base import Model
 from edgequant.quant.scheme import ROUNDING_TECHNIQUES, Scheme
 
@@ -115,14 +115,21 @@ def apply_techniques(
             config = dataclasses.replace(config, method="brecq")
 
         # one learnt rounding per (weights, grid, data, settings): runtimes sharing a grid reuse it
-        module, stats, key, reused = cached_adaround(
-            module,
-            scheme,
-            calibration,
-            weights_hash=f"{model.weights_hash}{tag}",
-            config=config,
-            grid=adaround_grid,
-        )
+        try:
+            module, stats, key, reused = cached_adaround(
+                module,
+                scheme,
+                calibration,
+                weights_hash=f"{model.weights_hash}{tag}",
+                config=config,
+                grid=adaround_grid,
+            )
+        except UnsupportedError as e:  # the model's structure, not the data: say so
+            if not scheme.optional_techniques:
+                raise
+            return dataclasses.replace(
+                model, info={**model.info, "techniques_skipped": f"not applied: {method}: {e}"}
+            )
         info["adaround_layers"] = len(stats)
         info["adaround_kept_nearest"] = sum(s.kept_nearest for s in stats)
         info["adaround_reused"] = reused

@@ -376,7 +376,17 @@ def debug_artifact(
             f"prediction: activation ranges {scheme.calibration.method}, as {backend.name} "
             f"calibrates for {art.scheme.calibration.method!r}"
         )
-    if backend.corrects_bias and art.scheme.is_static and art.metadata.get("bias_correction"):
+    applied = art.metadata.get("techniques_applied") or []
+    if applied:  # GPTQ/AdaRound on the runtime's grid, bias correction: redone on ``calib``
+        from edgequant.quant.transforms import apply_techniques
+
+        grid = backend.weight_grid(art.scheme, backend.int8_plan(model, art.scheme, calib))
+        sim_model = apply_techniques(model, scheme, calib, adaround_grid=grid)
+        notes.append(
+            f"prediction: on the model after {', '.join(applied)} on {len(calib)} samples "
+            "(the artifact's own calibration data gives the artifact's weights)"
+        )
+    elif backend.corrects_bias and art.scheme.is_static and art.metadata.get("bias_correction"):
         from edgequant.quant.bias_correction import corrected_for_quantizer
 
         sim_model = corrected_for_quantizer(model, scheme, calib)[0]

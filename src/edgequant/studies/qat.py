@@ -226,7 +226,9 @@ def qat(
 
     ref = _sim_logits(m.module.eval(), x_test)
     log(f"PTQ {s.name} (simulated) ...")
-    ptq_acc = accuracy(_sim_logits(quantize_module(m.module, s, calib), x_test), y_test, ref)
+    ptq = apply_techniques(m, s, calib)  # the scheme's own techniques (w8a8: GPTQ rounding)
+    assert ptq.module is not None  # m has a module: checked above
+    ptq_acc = accuracy(_sim_logits(quantize_module(ptq.module, s, calib), x_test), y_test, ref)
     ada_acc = None
     if opts.ptq_adaround:
         log(f"PTQ {s.name} with AdaRound (simulated) ...")
