@@ -93,7 +93,8 @@ def test_prediction_calibrates_as_the_runtime(
     be = get_backend(runtime)
     if not be.available():
         pytest.skip(f"{runtime} unavailable: {be.unavailable_reason()}")
-    art = be.prepare(tiny_model, get_scheme("w8a8"), tiny_calibration, tmp_path / runtime)
+    default = get_scheme({"base": "w8a8", "name": "w8a8-default", "calibration": {}})
+    art = be.prepare(tiny_model, default, tiny_calibration, tmp_path / runtime)
     result = debug_artifact(art, tiny_calibration, model=tiny_model, samples=8, save=False)
     assert f"prediction: activation ranges minmax, as {runtime} calibrates for 'default'" in (
         result.notes

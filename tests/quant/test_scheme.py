@@ -6,6 +6,9 @@ from dataclasses import replace
 
 from edgequant.quant.scheme import get_scheme
 
+#: w8a8 with calibration ``default``: each runtime's own kind of activation range
+DEFAULT_RANGES = get_scheme({"base": "w8a8", "name": "w8a8-default", "calibration": {}})
+
 
 def test_w8a8_ada_ranges_are_min_max_in_every_quantizer() -> None:
     """w8a8-ada's rounding is learnt against min/max activation ranges (the simulator's, on the
@@ -23,9 +26,11 @@ def test_w8a8_ada_ranges_are_min_max_in_every_quantizer() -> None:
     assert _calibration_options(ada)[0] == "MinMax"
     assert _range_estimator(ada.calibration.method)[1].startswith("MINMAX")
     assert quantizer_for(ada)[1]["activation_observer"] == "MinMaxObserver"
-    # plain w8a8 keeps each runtime's tuned default
-    assert quantizer_for(get_scheme("w8a8"))[1]["activation_observer"] == "HistogramObserver"
-    assert resolve_method(get_scheme("w8a8").calibration.method) == "mse"
+    # so is w8a8's (its GPTQ rounding); a scheme with calibration default keeps each one's own
+    assert quantizer_for(get_scheme("w8a8"))[1]["activation_observer"] == "MinMaxObserver"
+    assert resolve_method(get_scheme("w8a8").calibration.method) == "minmax"
+    assert quantizer_for(DEFAULT_RANGES)[1]["activation_observer"] == "HistogramObserver"
+    assert resolve_method(DEFAULT_RANGES.calibration.method) == "mse"
 
 
 def test_default_ranges_name_what_each_quantizer_computes() -> None:
@@ -38,7 +43,7 @@ def test_default_ranges_name_what_each_quantizer_computes() -> None:
     from edgequant.backends.pytorch.quantize import quantizer_for
     from edgequant.quant.observers import resolve_method
 
-    w8a8 = get_scheme("w8a8")
+    w8a8 = DEFAULT_RANGES
     named = {
         n: get_backend(n).runtime_scheme(w8a8).calibration.method
         for n in ("onnxruntime", "openvino", "litert", "pytorch", "sim")
@@ -72,7 +77,10 @@ def test_rounding_learns_on_the_runtime_s_own_ranges(
     from edgequant.backends import get_backend
 
     monkeypatch.setenv("EDGEQUANT_CACHE", str(tmp_path))
-    user = get_scheme({"base": "w8a8", "name": "w8a8-gptq", "techniques": ["gptq"]})
+    user = get_scheme(
+        {"base": "w8a8", "name": "w8a8-gptq", "techniques": ["gptq"], "calibration": {}}
+    )
+    assert user.calibration.method == "default"
     minmax = user.with_(calibration=replace(user.calibration, method="minmax"))
     calib = tiny_calibration[:16]
 
