@@ -379,7 +379,31 @@ def inspect_artifact(artifact: Artifact | Path | str) -> InspectReport:
     art = artifact if isinstance(artifact, Artifact) else Artifact.load(artifact)
     be = get_backend(art.backend)
     be.require()
-    return be.inspect(art)
+    report = be.inspect(art)
+    note = techniques_note(art.metadata)
+    if note:
+        report.notes.insert(0, note)
+    return report
+
+
+def techniques_note(meta: dict[str, Any]) -> str | None:
+    """What was done to the fp32 model before the runtime's quantizer saw it, or why the
+    scheme's optional techniques were not (``artifact.json``); None when there was nothing.
+
+    Example:
+        >>> print(techniques_note({"techniques_applied": ["bn_fold", "gptq", "bias_correction"]}))
+        before quantizing: bn_fold, gptq, bias_correction (weights already on the runtime's grid)
+        >>> techniques_note({"techniques_skipped": "not applied: no calibration data"})
+        'techniques: not applied: no calibration data'
+    """
+    applied = meta.get("techniques_applied") or []
+    if applied:
+        on_grid = {"adaround", "gptq", "brecq"} & set(applied)
+        return f"before quantizing: {', '.join(applied)}" + (
+            " (weights already on the runtime's grid)" if on_grid else ""
+        )
+    skipped = meta.get("techniques_skipped")
+    return f"techniques: {skipped}" if skipped else None
 
 
 def check_output_dir(out: Path) -> bool:
