@@ -428,3 +428,24 @@ def test_pytorch_float_modules_stay_unquantized() -> None:
     assert opts["float_modules"] == ["0", "4"]
     weights = [n for n in gm.graph.nodes if "dequantize_per_channel" in str(n.target)]
     assert len(weights) == 2  # conv 2 and the linear; convs 0 and 4 keep float weights
+
+
+def test_w8a8_rounding_leaves_the_layers_the_runtime_keeps_in_float(
+    as_cpu, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """PyTorch on AVX2 computes the saturating convs in f32: w8a8's GPTQ rounding and bias
+    correction must not put their weights (or shift their biases) for an 8-bit grid the runtime
+    never uses; the int8 conv between them is rounded."""
+    monkeypatch.setenv("EDGEQUANT_CACHE", str(tmp_path))
+    be = get_backend("pytorch")
+    as_cpu("zen3-avx2.txt")
+    model, scheme = module_model("sat", saturating_net(), 4), get_scheme("w8a8")
+    plan = be.int8_plan(model, scheme, calib())
+    assert plan is not None and plan.float_layers() == ["0", "4"]
+    done = be._techniques(model, scheme, calib(), plan)
+    assert done.info["techniques_applied"] == ["bn_fold", "gptq", "bias_correction"]
+    assert done.module is not None and model.module is not None
+    before, after = dict(model.module.named_parameters()), dict(done.module.named_parameters())
+    for name in ("0.weight", "0.bias", "4.weight", "4.bias"):
+        assert torch.equal(before[name], after[name]), name
+    assert not torch.equal(before["2.weight"], after["2.weight"])

@@ -387,7 +387,13 @@ class Backend(ABC):
         from edgequant.quant.transforms import apply_techniques
 
         grid = self.weight_grid(scheme, plan)
-        return apply_techniques(model, self.runtime_scheme(scheme), calibration, adaround_grid=grid)
+        return apply_techniques(
+            model,
+            self.runtime_scheme(scheme),
+            calibration,
+            adaround_grid=grid,
+            float_layers=plan.float_layers() if plan else (),
+        )
 
     @abstractmethod
     def _convert(self, build: Build) -> Any:

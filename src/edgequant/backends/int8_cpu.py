@@ -461,11 +461,11 @@ def plan_qdq(
 
 
 def weight_grid_for(plan: Int8Plan, scheme: Scheme) -> WeightGrid | Callable[..., Any] | None:
-    """The weight grid AdaRound must target for this plan: per layer 7 bits where remedied.
+    """The weight grid AdaRound/GPTQ must target for this plan: per layer 7 bits where
+    remedied so, none (the layer's float weights kept) where the runtime computes it in float.
 
     None: the scheme's own grid (restricted symmetric ``max|w|/qmax``), which every runtime
-    computes here (PyTorch's weights are -127..127, U8U8 keeps the same grid, f32 layers are
-    not rounded by the runtime at all).
+    computes here (PyTorch's weights are -127..127, U8U8 keeps the same grid).
 
     Example:
         >>> from edgequant.quant.scheme import get_scheme
@@ -473,15 +473,21 @@ def weight_grid_for(plan: Int8Plan, scheme: Scheme) -> WeightGrid | Callable[...
         ...              remedy="7bit", remedied=["0"])
         >>> g = weight_grid_for(p, get_scheme("w8a8")); g("0", None).bits, g("1", None).bits
         (7, 8)
+        >>> p.remedy = "float"
+        >>> f = weight_grid_for(p, get_scheme("w8a8"))
+        >>> f("0", None), f("1", None).bits
+        (None, 8)
     """
     from edgequant.quant.adaround import WeightGrid
 
-    bits = plan.weight_bits()
-    if not bits or scheme.weights is None:
+    bits, floats = plan.weight_bits(), set(plan.float_layers())
+    if not (bits or floats) or scheme.weights is None:
         return None
     base = WeightGrid.from_tensor_quant(scheme.weights)
 
-    def grid(name: str, layer: Any) -> WeightGrid:
+    def grid(name: str, layer: Any) -> WeightGrid | None:
+        if name in floats:
+            return None
         return WeightGrid(bits=bits[name], granularity=base.granularity) if name in bits else base
 
     return grid

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -58,6 +59,7 @@ def apply_techniques(
     *,
     adaround_config: AdaRoundConfig | None = None,
     adaround_grid: WeightGrid | GridFor | None = None,
+    float_layers: Sequence[str] = (),
 ) -> Model:
     """The model with the scheme's transforms applied (the same object when there are none).
 
@@ -65,7 +67,9 @@ def apply_techniques(
     ``adaround_grid``: the target runtime's weight grid (a :class:`WeightGrid`, or per layer a
     function ``(name, layer) -> WeightGrid | None``); default: the scheme's weights with the
     restricted symmetric range ``max|w|/qmax``, which the simulator, ONNX Runtime's symmetric
-    weights, NNCF, LiteRT and TensorRT compute.
+    weights, NNCF, LiteRT and TensorRT compute. ``float_layers``: layers the runtime computes in
+    float (a CPU-class remedy; the grid function gives them no grid): bias correction leaves
+    them alone too.
 
     Raises ValidationError when bias correction is asked for without calibration data, and
     when the model has no PyTorch module (a user's ``.onnx`` file) — unless the scheme's
@@ -138,10 +142,10 @@ def apply_techniques(
     if "bias_correction" in plan:
         if calibration is None or len(calibration) == 0:
             raise ValidationError("bias_correction needs calibration data (pass --calib)")
-        module, n = correct_bias(module, scheme, calibration)
+        module, n = correct_bias(module, scheme, calibration, float_layers=float_layers)
         info["bias_corrected_layers"] = n
-        # the correction depends on the weight quantizer and the data: both go in the hash
-        tag += f"+bias_correction-{_digest(scheme, calibration)}"
+        # the correction depends on the weight quantizer, the data and the float layers
+        tag += f"+bias_correction-{_digest(scheme, calibration, float_layers)}"
     info["techniques_applied"] = plan
     return dataclasses.replace(
         model, module=module.eval(), weights_hash=f"{model.weights_hash}{tag}", info=info
@@ -162,9 +166,11 @@ def _why_not_applied(model: Model, calibration: np.ndarray | None) -> str | None
     return None
 
 
-def _digest(scheme: Scheme, calibration: np.ndarray) -> str:
+def _digest(scheme: Scheme, calibration: np.ndarray, float_layers: Sequence[str] = ()) -> str:
     return hashlib.sha1(
-        scheme.weights_key.encode() + np.ascontiguousarray(calibration, np.float32).tobytes()
+        scheme.weights_key.encode()
+        + np.ascontiguousarray(calibration, np.float32).tobytes()
+        + ",".join(sorted(float_layers)).encode()  # empty: the digest as before
     ).hexdigest()[:8]
 
 
