@@ -35,7 +35,12 @@ OPTIONS: dict[str, Spec] = {
     "artifact": opt("artifact directory, model file or artifact.json", metavar="ARTIFACT"),
     "--data": opt("samples (calibration data)", required=True, metavar="DATASET"),
     "--samples": opt("samples compared (default 8)", default=8),
-    "--calib-size": opt("samples calibrating the simulator (default 64)", default=64),
+    "--calib-size": opt(
+        "samples calibrating the simulator (default: the artifact's own count where its weights "
+        "were rounded on its calibration data, as w8a8's are; else 64)",
+        type=int,
+        default=None,
+    ),
     "--model": "the fp32 model (default: the zoo model the artifact names)",
     "--weights": "checkpoint for --model",
     "--top": opt("show only the N worst layers", type=int, default=None),

@@ -331,6 +331,10 @@ def _runtime_outputs(
     return out
 
 
+#: samples calibrating the prediction when the artifact's weights were not transformed
+DEFAULT_CALIB = 64
+
+
 def debug_artifact(
     artifact: Artifact | str | Path,
     data: np.ndarray | str,
@@ -338,13 +342,15 @@ def debug_artifact(
     model: Model | None = None,
     samples: int = 8,
     calibration: np.ndarray | None = None,
-    calib_size: int = 64,
+    calib_size: int | None = None,
     save: bool = True,
 ) -> LayerDebug:
     """Per-layer SQNR of ``artifact``'s runtime against fp32 on the first ``samples`` of
     ``data`` (an array, or a dataset spec such as ``imagenet:DIR``: ``calib_size`` samples of it),
     beside the simulator's prediction (calibrated on ``calibration``, default all of ``data``)
-    and its saturation count. ``model`` defaults to the zoo model the artifact names.
+    and its saturation count. ``calib_size`` defaults to the artifact's own calibration sample
+    count where its weights were rounded or corrected on that data (w8a8's GPTQ: the same
+    dataset then gives the same weights, from the rounding cache), else 64. ``model`` defaults to the zoo model the artifact names.
     ``save`` writes the worst layers' summary to ``layer_debug.json`` in the artifact directory.
 
     Example:
@@ -362,6 +368,9 @@ def debug_artifact(
         raise ValidationError(
             f"model {model.name!r} has no PyTorch module: the per-layer view compares against it"
         )
+    if calib_size is None:
+        own = art.metadata.get("calibration_samples")
+        calib_size = own if art.metadata.get("techniques_applied") and own else DEFAULT_CALIB
     x = _debug_inputs(data, model, samples, calib_size)
     batch = x[:samples]
     gm, sites, aliases = layer_sites(model.module)
