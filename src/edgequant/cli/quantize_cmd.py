@@ -30,8 +30,11 @@ runtime version; a corrupt cached artifact is rebuilt.
 """
 
 EPILOG = """\
-Schemes: fp32 fp16 bf16 w8-only w8-dyn w8a8 w8a8-pt w8a8-sym w4a8 w4-only, or a YAML file.
-Static schemes (w8a8*, w4a8) need --calib: imagenet:DIR, digits, synthetic (speed only), npy:FILE.
+Schemes: fp32 fp16 bf16 w8-only w8-dyn w8a8 w8a8-pt w8a8-sym w8a8-ada w4a8 w4-only, or a YAML
+file. Static schemes (w8a8*, w4a8) need --calib: imagenet:DIR, digits, synthetic (speed only),
+npy:FILE. w8a8 rounds its weights by GPTQ on the runtime's grid with real calibration data and a
+PyTorch model (seconds to minutes, once; reused by every runtime sharing the grid); an .onnx file
+or synthetic calibration gets nearest rounding (artifact.json: techniques_skipped).
 
 Examples:
   edgequant quantize --model mobilenet_v2 --backend onnxruntime --scheme w8a8 \\
