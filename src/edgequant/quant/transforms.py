@@ -155,7 +155,10 @@ def apply_techniques(
 def _why_not_applied(model: Model, calibration: np.ndarray | None) -> str | None:
     """Why a scheme's optional techniques are skipped on ``model`` (None: they apply)."""
     if model.module is None:
-        return f"not applied: model {model.name!r} is an ONNX file (the techniques need its PyTorch module)"
+        return (
+            f"not applied: model {model.name!r} is an ONNX file (the techniques need its "
+            "PyTorch module)"
+        )
     if model.info.get("calibration_synthetic"):
         return (
             "not applied: synthetic calibration data (random pixels say nothing about the real "

@@ -350,7 +350,8 @@ def debug_artifact(
     beside the simulator's prediction (calibrated on ``calibration``, default all of ``data``)
     and its saturation count. ``calib_size`` defaults to the artifact's own calibration sample
     count where its weights were rounded or corrected on that data (w8a8's GPTQ: the same
-    dataset then gives the same weights, from the rounding cache), else 64. ``model`` defaults to the zoo model the artifact names.
+    dataset then gives the same weights, from the rounding cache), else 64. ``model`` defaults
+    to the zoo model the artifact names.
     ``save`` writes the worst layers' summary to ``layer_debug.json`` in the artifact directory.
 
     Example:
@@ -389,8 +390,14 @@ def debug_artifact(
     if applied:  # GPTQ/AdaRound on the runtime's grid, bias correction: redone on ``calib``
         from edgequant.quant.transforms import apply_techniques
 
-        grid = backend.weight_grid(art.scheme, backend.int8_plan(model, art.scheme, calib))
-        sim_model = apply_techniques(model, scheme, calib, adaround_grid=grid)
+        plan = backend.int8_plan(model, art.scheme, calib)
+        sim_model = apply_techniques(
+            model,
+            scheme,
+            calib,
+            adaround_grid=backend.weight_grid(art.scheme, plan),
+            float_layers=plan.float_layers() if plan else (),
+        )
         notes.append(
             f"prediction: on the model after {', '.join(applied)} on {len(calib)} samples "
             "(the artifact's own calibration data gives the artifact's weights)"
