@@ -141,7 +141,9 @@ def test_plan_finds_the_layers_that_bite_and_only_those() -> None:
     assert plan_int8("onnxruntime", m, get_scheme("w8a8"), calib(), vnni).layers == []
     pt = plan_int8("pytorch", m, get_scheme("w8a8"), calib(), avx2)
     assert pt.remedy == "float" and pt.float_layers() == pt.remedied == ["0", "4"]
-    assert pt.weight_bits() == {} and weight_grid_for(pt, get_scheme("w8a8")) is None
+    assert pt.weight_bits() == {}
+    floats = weight_grid_for(pt, get_scheme("w8a8"))  # no grid (nothing rounded) for f32 layers
+    assert floats is not None and floats("0", None) is None and floats("2", None).bits == 8
     seven = Int8Plan(
         runtime="pytorch", int8_class="avx2", arithmetic="pmaddubsw", remedy="7bit", remedied=["0"]
     )
