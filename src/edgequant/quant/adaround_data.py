@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, cast
 
 import torch
@@ -64,18 +64,26 @@ class _Stop(Exception):
 
 
 def _simulator(
-    module: nn.Module, scheme: Scheme, x: torch.Tensor, cfg: AdaRoundConfig
+    module: nn.Module,
+    scheme: Scheme,
+    x: torch.Tensor,
+    cfg: AdaRoundConfig,
+    float_layers: Iterable[str] = (),
 ) -> tuple[nn.Module | None, dict[str, Callable[[torch.Tensor], torch.Tensor]]]:
     """The scheme's calibrated simulator of ``module`` (source of ``x̂``; None when
-    ``quant_inputs`` is off) and, per layer, the activation the runtime fuses after it. A model
-    ``torch.fx`` cannot trace falls back to float inputs and pre-activation outputs."""
+    ``quant_inputs`` is off) and, per layer, the activation the runtime fuses after it.
+    ``float_layers`` (those the runtime computes in float, with no grid) stay float in it, so
+    the layers after them learn on the inputs the runtime gives them. A model ``torch.fx``
+    cannot trace falls back to float inputs and pre-activation outputs."""
     from edgequant.errors import ModelError
     from edgequant.quant import simulate  # it imports fake_quant, as this module does
 
     if not (cfg.quant_inputs or cfg.through_activation):
         return None, {}
     try:
-        gm = simulate.quantize_module(module, scheme, x, batch_size=cfg.batch_size)
+        gm = simulate.quantize_module(
+            module, scheme, x, batch_size=cfg.batch_size, skip_layers=float_layers
+        )
     except ModelError:  # untraceable: the float model's inputs, outputs before activations
         return None, {}
     acts = fused_activations(gm) if cfg.through_activation else {}
