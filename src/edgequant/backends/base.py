@@ -377,11 +377,20 @@ class Backend(ABC):
     def _techniques(
         self, model: Model, scheme: Scheme, calibration: np.ndarray | None, plan: Int8Plan | None
     ) -> Model:
-        """The scheme's techniques with AdaRound/GPTQ on this runtime's grid (no-op when applied)."""
+        """The scheme's techniques with AdaRound/GPTQ on this runtime's grid (no-op when applied;
+        a scheme without a rounding technique had them applied by the artifact cache)."""
         from edgequant.quant.scheme import ROUNDING_TECHNIQUES
 
         if not set(ROUNDING_TECHNIQUES) & set(scheme.techniques):
             return model
+        return self.transformed(model, scheme, calibration, plan)
+
+    def transformed(
+        self, model: Model, scheme: Scheme, calibration: np.ndarray | None, plan: Int8Plan | None
+    ) -> Model:
+        """``model`` after all the scheme's techniques, as this runtime is given it: on its
+        activation ranges (:meth:`runtime_scheme`), its weight grid per layer, the layers its
+        ``plan`` keeps in float left as they are (no-op when already applied)."""
         if model.info.get("techniques_applied"):
             return model
         from edgequant.quant.transforms import apply_techniques

@@ -396,9 +396,11 @@ def techniques_note(meta: dict[str, Any]) -> str | None:
         >>> techniques_note({"techniques_skipped": "not applied: no calibration data"})
         'techniques: not applied: no calibration data'
     """
+    from edgequant.quant.scheme import ROUNDING_TECHNIQUES
+
     applied = meta.get("techniques_applied") or []
     if applied:
-        on_grid = {"adaround", "gptq", "brecq"} & set(applied)
+        on_grid = set(ROUNDING_TECHNIQUES) & set(applied)
         return f"before quantizing: {', '.join(applied)}" + (
             " (weights already on the runtime's grid)" if on_grid else ""
         )

@@ -183,9 +183,10 @@ def _groups(mod: nn.Module) -> int:
 
 def _batch_rows(layer: nn.Module, inputs: list[torch.Tensor], pos: torch.Tensor) -> torch.Tensor:
     """im2col rows of ``layer`` for its per-batch inputs, at each image's sampled positions."""
-    if sum(int(inp.shape[0]) for inp in inputs) != pos.shape[0]:
+    held = sum(int(inp.shape[0]) for inp in inputs)
+    if held != pos.shape[0]:
         raise UnsupportedError(
-            f"a layer's input holds {sum(int(i.shape[0]) for i in inputs)} samples for "
+            f"a layer's input holds {held} samples for "
             f"{pos.shape[0]} images (the model mixes the batch dimension): the rounding is "
             "learnt per sample"
         )

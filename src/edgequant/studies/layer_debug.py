@@ -388,16 +388,8 @@ def debug_artifact(
         )
     applied = art.metadata.get("techniques_applied") or []
     if applied:  # GPTQ/AdaRound on the runtime's grid, bias correction: redone on ``calib``
-        from edgequant.quant.transforms import apply_techniques
-
         plan = backend.int8_plan(model, art.scheme, calib)
-        sim_model = apply_techniques(
-            model,
-            scheme,
-            calib,
-            adaround_grid=backend.weight_grid(art.scheme, plan),
-            float_layers=plan.float_layers() if plan else (),
-        )
+        sim_model = backend.transformed(model, art.scheme, calib, plan)
         notes.append(
             f"prediction: on the model after {', '.join(applied)} on {len(calib)} samples "
             "(the artifact's own calibration data gives the artifact's weights)"
