@@ -131,6 +131,39 @@ def test_per_layer_grids_and_the_technique_end_to_end() -> None:
         apply_techniques(model, s.with_(techniques=("adaround", "brecq")), calib)
 
 
+def test_a_layer_with_no_grid_stays_float_in_the_block_simulator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A conv the runtime computes in float (no grid: a CPU-class remedy) is float in the
+    simulator the blocks learn on, and its weights are left alone (as AdaRound and GPTQ do)."""
+    import edgequant.quant.simulate as simulate
+    from edgequant.quant.simulate import QuantLayer, node_module
+
+    sims: list[torch.fx.GraphModule] = []
+    real = simulate.quantize_module
+
+    def recording(*args, **kwargs):  # type: ignore[no-untyped-def]
+        sims.append(real(*args, **kwargs))
+        return sims[-1]
+
+    monkeypatch.setattr(simulate, "quantize_module", recording)
+    net, x = _Residual().eval(), _calib(8)
+
+    def grid(name: str, _m: nn.Module) -> WeightGrid | None:
+        return None if name == "body.2" else WeightGrid(bits=4)
+
+    cfg = AdaRoundConfig(iterations=10, method="brecq")
+    out, stats = adaround_module(net, get_scheme("w8a8"), x, grid=grid, config=cfg)
+    assert [s.layer for s in stats] == ["stem", "body.0", "body.4", "head"]
+    quantized = {
+        str(n.target)
+        for n in sims[0].graph.nodes
+        if isinstance(node_module(sims[0], n), QuantLayer)
+    }
+    assert quantized == {"stem", "body.0", "body.4", "head"}
+    assert torch.equal(out.body[2].weight, net.body[2].weight)
+
+
 class _TwoHeads(nn.Module):
     def __init__(self) -> None:
         super().__init__()

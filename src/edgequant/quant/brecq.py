@@ -384,10 +384,17 @@ def round_blocks(
     cfg: AdaRoundConfig,
 ) -> list[LayerStats]:
     """Block reconstruction of ``module`` (BN folded) in place: its conv/linear weights that have
-    a grid end on it; per-layer stats in execution order. Needs a ``torch.fx``-traceable model."""
+    a grid end on it; per-layer stats in execution order. Needs a ``torch.fx``-traceable model.
+    A conv/linear with no grid (the runtime computes it in float: a CPU-class remedy) stays float
+    in the simulator, so the blocks learn on the inputs the runtime gives them."""
     from edgequant.quant.simulate import quantize_module
 
-    sim = quantize_module(module, scheme, x, batch_size=cfg.batch_size)
+    float_layers = [
+        n
+        for n, m in module.named_modules()
+        if isinstance(m, nn.Conv2d | nn.Linear) and n not in grids
+    ]
+    sim = quantize_module(module, scheme, x, batch_size=cfg.batch_size, skip_layers=float_layers)
     stats = reconstruct(sim, grids, x, cfg)
     with torch.no_grad():
         for name in stats:
