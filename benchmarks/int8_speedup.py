@@ -147,6 +147,10 @@ def measure(backend_name: str, model_name: str, args: argparse.Namespace) -> dic
         if reason is not None:
             return {**row, "status": "na", "reason": f"{s.name}: {reason}"}
     arts = [get_or_build(be, model, s, calib if s.needs_calibration else None) for s in schemes]
+    for (
+        a
+    ) in arts:  # compiled for the batch it is timed at (PyTorch: else batch-1 packages, 8 calls)
+        be.specialize(a, [args.batch])
     sessions = [be.load(a, threads=args.threads) for a in arts]
     try:
         bs = sessions[0].fixed_batch or args.batch
