@@ -124,7 +124,7 @@ def stopping_rule(args: argparse.Namespace) -> StoppingRule:
 
 def measure(backend_name: str, model_name: str, args: argparse.Namespace) -> dict[str, Any]:
     from edgequant.backends import get_backend
-    from edgequant.build.cache import get_or_build
+    from edgequant.build.stage import build_artifact
     from edgequant.data import open_dataset
     from edgequant.models import load_model
     from edgequant.quant.scheme import get_scheme
@@ -146,11 +146,12 @@ def measure(backend_name: str, model_name: str, args: argparse.Namespace) -> dic
         reason = be.supports(s, model)
         if reason is not None:
             return {**row, "status": "na", "reason": f"{s.name}: {reason}"}
-    arts = [get_or_build(be, model, s, calib if s.needs_calibration else None) for s in schemes]
-    for (
-        a
-    ) in arts:  # compiled for the batch it is timed at (PyTorch: else batch-1 packages, 8 calls)
-        be.specialize(a, [args.batch])
+    # built and specialized to the batch it is timed at (PyTorch compiles an AOTInductor package
+    # per batch size: loaded unspecialized, it would run a batch of 8 as 8 batch-1 calls)
+    arts = [
+        build_artifact(be, model, s, calib, batch_sizes=[args.batch], check=False).artifact
+        for s in schemes
+    ]
     sessions = [be.load(a, threads=args.threads) for a in arts]
     try:
         bs = sessions[0].fixed_batch or args.batch

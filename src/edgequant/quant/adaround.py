@@ -617,10 +617,12 @@ def adaround_module(
     x = with_augmented(x, cast(int, cfg.augment_images), cfg.seed)
     if fixed:
         x = x[: len(x) - len(x) % fixed]
+    # layers with no grid (the runtime computes them in float) stay float in the simulator too
+    float_layers = [n for n in layers if n not in grids]
     if cfg.method == "brecq":
         from edgequant.quant.brecq import round_blocks
 
-        stats_list = round_blocks(out, scheme, x, grids, cfg)
+        stats_list = round_blocks(out, scheme, x, grids, cfg, float_layers)
         for st in stats_list:
             _check_reproduced(
                 cast(torch.Tensor, out.get_submodule(st.layer).weight), grids[st.layer], st.layer
@@ -629,8 +631,7 @@ def adaround_module(
     order, pos, targets = _targets(ref, layers, grids, x, cfg)
     # the simulator's activation ranges from the originals, as the runtime's: crops and flips
     # only add rows (on EfficientNet-Lite0 they widened 10 of 60 min/max ranges by 5-19%)
-    # layers with no grid (the runtime computes them in float) stay float in the simulator too
-    sim, acts = _simulator(out, scheme, originals, cfg, [n for n in layers if n not in grids])
+    sim, acts = _simulator(out, scheme, originals, cfg, float_layers)
     stats: dict[str, LayerStats] = {}
 
     def learn(name: str, inputs: list[torch.Tensor]) -> None:

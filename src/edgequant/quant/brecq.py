@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
@@ -382,18 +382,14 @@ def round_blocks(
     x: torch.Tensor,
     grids: dict[str, WeightGrid],
     cfg: AdaRoundConfig,
+    float_layers: Iterable[str] = (),
 ) -> list[LayerStats]:
     """Block reconstruction of ``module`` (BN folded) in place: its conv/linear weights that have
     a grid end on it; per-layer stats in execution order. Needs a ``torch.fx``-traceable model.
-    A conv/linear with no grid (the runtime computes it in float: a CPU-class remedy) stays float
-    in the simulator, so the blocks learn on the inputs the runtime gives them."""
+    ``float_layers`` (those the runtime computes in float, with no grid: a CPU-class remedy) stay
+    float in the simulator, so the blocks learn on the inputs the runtime gives them."""
     from edgequant.quant.simulate import quantize_module
 
-    float_layers = [
-        n
-        for n, m in module.named_modules()
-        if isinstance(m, nn.Conv2d | nn.Linear) and n not in grids
-    ]
     sim = quantize_module(module, scheme, x, batch_size=cfg.batch_size, skip_layers=float_layers)
     stats = reconstruct(sim, grids, x, cfg)
     with torch.no_grad():
