@@ -34,3 +34,22 @@ def test_reference_is_cached_and_an_unwritable_cache_only_warns(
     assert "cannot cache the fp32 reference" in capsys.readouterr().err
     acc = scores(again, None, expected)
     assert acc["agreement_with_fp32_pct"] == 100.0 and acc["top1_pct"] is None
+
+
+def test_scores_give_intervals_and_the_paired_drop() -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 400)
+    ref = np.tile(np.arange(5, dtype=np.int32), (400, 1))
+    ref[:, 0] = np.where(rng.random(400) < 0.9, labels, (labels + 1) % 10)  # fp32 ~90% right
+    run = ref.copy()
+    run[:8, 0] = (ref[:8, 0] + 3) % 10  # 8 answers changed
+    acc = scores(run, labels, ref)
+    assert acc["agreement_with_fp32_pct"] == 98.0
+    lo, hi = acc["agreement_ci95_pct"]
+    assert 95.0 < lo < 98.0 < hi < 100.0
+    right, ref_right = run[:, 0] == labels, ref[:, 0] == labels
+    assert acc["drop_vs_fp32_pts"] == pytest.approx(100 * (ref_right.mean() - right.mean()))
+    dlo, dhi = acc["drop_ci95_pts"]
+    assert dlo < acc["drop_vs_fp32_pts"] < dhi and dhi - dlo < 6.0  # paired: narrow
+    tlo, thi = acc["top1_ci95_pct"]
+    assert tlo < acc["top1_pct"] < thi

@@ -93,6 +93,7 @@ def test_accuracy_without_labels_on_a_dense_output(tmp_path: Path, user_nets: No
     # fp32 ONNX Runtime against the eager module: the same numbers up to rounding
     assert ref["samples"] == 32 and ref["cosine"] > 0.99999 and ref["sqnr_db"] > 80
     assert ref["class_like"] is False and ref["top1_agreement_pct"] is None
+    assert ref["margins"] is None  # no class axis: no top-1 margins
     # no labels, no class axis: no top-k figures of a feature map
     assert (acc["top1_pct"], acc["top5_pct"], acc["agreement_with_fp32_pct"]) == (None,) * 3
 
@@ -113,3 +114,11 @@ def test_accuracy_without_labels_on_class_logits(tmp_path: Path, user_nets: None
     # the same samples, the same top-1: LoadGen's agreement and the direct one agree
     assert acc["agreement_with_fp32_pct"] == pytest.approx(ref["top1_agreement_pct"], abs=0.01)
     assert ref["sqnr_db"] > 10 and ref["cosine"] > 0.9
+    lo, hi = acc["agreement_ci95_pct"]
+    assert lo <= acc["agreement_with_fp32_pct"] <= hi and hi - lo > 0
+    # the changed top-1s, counted from the outputs themselves, match the agreement
+    m = ref["margins"]
+    changed = round((100 - ref["top1_agreement_pct"]) * ref["samples"] / 100)
+    assert m["samples"] == ref["samples"] and m["disagreements"] == changed
+    assert 0 <= m["within_noise"] <= changed and m["margin_noise_sd"] > 0
+    assert "drop_vs_fp32_pts" not in acc  # no labels: no drop

@@ -31,6 +31,12 @@ import numpy as np
 from edgequant.bench.sut import TOPK, top_indices
 from edgequant.console import log
 from edgequant.errors import BenchmarkError
+from edgequant.measure.accuracy import (
+    flips_text,
+    margin_flips,
+    paired_drop_interval,
+    wilson_interval,
+)
 
 if TYPE_CHECKING:
     from edgequant.backends.base import Session
@@ -60,10 +66,20 @@ def read_accuracy_log(path: Path, total: int) -> np.ndarray:
 def scores(
     top5: np.ndarray, labels: np.ndarray | None, reference_top5: np.ndarray | None
 ) -> dict[str, Any]:
-    """``{top1_pct, top5_pct, samples, agreement_with_fp32_pct}`` over the rows that were answered.
+    """``{top1_pct, top5_pct, samples, agreement_with_fp32_pct}`` over the rows that were answered,
+    each share with its 95% interval (``top1_ci95_pct``, ``agreement_ci95_pct``: Wilson) and, with
+    labels and a reference, the top-1 drop against the fp32 reference on the same samples
+    (``drop_vs_fp32_pts``, ``drop_ci95_pts``: Newcombe's paired interval).
 
     ``agreement_with_fp32_pct`` is the share of samples whose top-1 equals the reference's top-1.
     Labels are None for synthetic data: then only agreement is reported.
+
+    Example:
+        >>> ref = np.array([[1, 0, 0, 0, 0]] * 4 + [[2, 0, 0, 0, 0]] * 4, np.int32)
+        >>> run = ref.copy(); run[0, 0] = 2
+        >>> s = scores(run, np.array([1] * 4 + [2] * 4), ref)
+        >>> s["agreement_with_fp32_pct"], s["drop_vs_fp32_pts"], [round(v) for v in s["drop_ci95_pts"]]
+        (87.5, 12.5, [-22, 47])
     """
     seen = top5[:, 0] >= 0
     n = int(seen.sum())
@@ -78,13 +94,23 @@ def scores(
     if labels is not None:
         lab = np.asarray(labels)[seen]
         t = top5[seen]
-        out["top1_pct"] = float(100.0 * np.mean(t[:, 0] == lab))
+        right = t[:, 0] == lab
+        out["top1_pct"] = float(100.0 * np.mean(right))
+        out["top1_ci95_pct"] = _rounded(wilson_interval(int(right.sum()), n))
         out["top5_pct"] = float(100.0 * np.mean((t == lab[:, None]).any(axis=1)))
     if reference_top5 is not None:
-        out["agreement_with_fp32_pct"] = float(
-            100.0 * np.mean(top5[seen, 0] == reference_top5[seen, 0])
-        )
+        agree = top5[seen, 0] == reference_top5[seen, 0]
+        out["agreement_with_fp32_pct"] = float(100.0 * np.mean(agree))
+        out["agreement_ci95_pct"] = _rounded(wilson_interval(int(agree.sum()), n))
+        if labels is not None:
+            ref_right = reference_top5[seen, 0] == lab
+            out["drop_vs_fp32_pts"] = float(100.0 * (np.mean(ref_right) - np.mean(right)))
+            out["drop_ci95_pts"] = _rounded(paired_drop_interval(ref_right, right))
     return out
+
+
+def _rounded(interval: tuple[float, float]) -> list[float]:
+    return [round(v, 4) for v in interval]
 
 
 def reference_top5(
@@ -141,9 +167,12 @@ def reference_figures(
 ) -> dict[str, Any]:
     """The session's outputs against the source model's own on the first samples (at most
     :data:`REFERENCE_SAMPLES`): ``{sqnr_db, cosine, cosine_min, max_abs_error,
-    top1_agreement_pct, class_like, samples, reference}``; ``cosine`` is the mean over samples,
-    ``top1_agreement_pct`` is None unless the output is class-like (``class_like``: 2-D
-    logits). Needs no labels and works on any output shape.
+    top1_agreement_pct, class_like, samples, reference, margins}``; ``cosine`` is the mean over
+    samples, ``top1_agreement_pct`` is None unless the output is class-like (``class_like``: 2-D
+    logits); ``margins`` (class-like outputs, else None) says whether the samples whose top-1
+    changed were near-ties flipped by the output's noise
+    (:func:`~edgequant.measure.accuracy.margin_flips`). Needs no labels and works on any output
+    shape.
 
     Example:
         >>> from edgequant.backends import get_backend
@@ -172,16 +201,22 @@ def reference_figures(
             # an artifact with a fixed batch size: pad with the first sample, as the SUT does
             x = np.concatenate([x, np.repeat(x[:1], batch - len(idx), axis=0)])
         outs.append(np.asarray(session.run(x))[: len(idx)])
-    c = compare(np.concatenate(refs), np.concatenate(outs))
+    ref_out, out = np.concatenate(refs), np.concatenate(outs)
+    c = compare(ref_out, out)
+    class_like = c["top1_agreement_pct"] is not None
+    margins = None
+    if class_like and ref_out.ndim == 2 and ref_out.shape == out.shape and ref_out.shape[1] > 1:
+        margins = margin_flips(ref_out, out)
     return {
         "sqnr_db": c["sqnr_db"],
         "cosine": c["cosine_mean"],
         "cosine_min": c["cosine_min"],
         "max_abs_error": c["max_abs_error"],
         "top1_agreement_pct": c["top1_agreement_pct"],
-        "class_like": c["top1_agreement_pct"] is not None,
+        "class_like": class_like,
         "samples": c["samples"],
         "reference": how,
+        "margins": margins,
     }
 
 
@@ -196,4 +231,5 @@ def reference_line(ref: dict[str, Any]) -> str:
     parts = [f"SQNR {ref['sqnr_db']:.2f} dB", f"cosine {ref['cosine']:.4f}"]
     if ref.get("top1_agreement_pct") is not None:
         parts.append(f"top-1 agreement {ref['top1_agreement_pct']:.2f}%")
-    return ", ".join(parts) + f" ({ref['samples']} samples, against {ref['reference']})"
+    line = ", ".join(parts) + f" ({ref['samples']} samples, against {ref['reference']})"
+    return line + (f"; {flips_text(ref['margins'])}" if ref.get("margins") else "")

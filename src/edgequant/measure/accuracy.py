@@ -7,9 +7,18 @@ Example:
     66.66666666666666
     >>> agreement_pct(logits, logits[:, ::-1])
     0.0
+
+On a few hundred images a top-1 figure moves by whole images (0.5 point each on 200), so each
+comes with its 95% interval: :func:`wilson_interval` for a share (top-1, agreement),
+:func:`paired_drop_interval` for the drop between two models scored on the same images, and
+:func:`margin_flips` says whether the images on which a quantized model disagrees with fp32 were
+near-ties that its output noise flips by chance, or clear answers it got wrong.
 """
 
 from __future__ import annotations
+
+import math
+from typing import Any
 
 import numpy as np
 
@@ -51,3 +60,137 @@ def agreement_pct(a: np.ndarray, b: np.ndarray) -> float:
     if len(pa) != len(pb) or len(pa) == 0:
         raise ValidationError(f"cannot compare {len(pa)} and {len(pb)} predictions")
     return float((pa == pb).mean() * 100.0)
+
+
+#: the normal quantile of a two-sided 95% interval
+Z95 = 1.959963984540054
+#: a disagreement is "within the noise" when fp32's top-1 margin is below this many standard
+#: deviations of the output noise on that margin: a coin flip of the noise, not a broken layer
+NOISE_SIGMAS = 2.0
+
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval (95% by default) of a share, in percent.
+
+    Unlike the normal approximation it stays inside [0, 100] and is not empty at 0 or n
+    (Wilson 1927; recommended by Brown, Cai & DasGupta 2001 for small n).
+
+    Example:
+        >>> [round(v, 1) for v in wilson_interval(196, 200)]
+        [95.0, 99.2]
+        >>> [round(v, 1) for v in wilson_interval(200, 200)]
+        [98.1, 100.0]
+    """
+    if n <= 0 or not 0 <= successes <= n:
+        raise ValidationError(f"a share needs 0 <= successes <= n and n > 0, got {successes}/{n}")
+    p = successes / n
+    z2 = z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    lo = 0.0 if successes == 0 else centre - half
+    hi = 1.0 if successes == n else centre + half
+    return 100.0 * lo, 100.0 * hi
+
+
+def paired_drop_interval(
+    reference_correct: np.ndarray, correct: np.ndarray, z: float = Z95
+) -> tuple[float, float]:
+    """95% interval of the top-1 drop (points, reference minus model) of two models scored on
+    the *same* images (per-image booleans): Newcombe's hybrid score interval for paired shares
+    (Newcombe 1998, method 10), which uses the pairing — the images both get right or both get
+    wrong say nothing about the drop — and stays sensible when no image changes.
+
+    Example:
+        >>> ref = np.array([True] * 178 + [False] * 22)
+        >>> new = ref.copy(); new[:2] = False                  # two images lost, none won
+        >>> [round(v, 2) for v in paired_drop_interval(ref, new)]
+        [-0.88, 3.1]
+    """
+    a_ok = np.asarray(reference_correct, bool).ravel()
+    b_ok = np.asarray(correct, bool).ravel()
+    n = len(a_ok)
+    if n == 0 or len(b_ok) != n:
+        raise ValidationError(
+            f"a paired drop needs two equal, non-empty sets; got {n} and {len(b_ok)}"
+        )
+    both = int(np.sum(a_ok & b_ok))
+    lost = int(np.sum(a_ok & ~b_ok))
+    won = int(np.sum(~a_ok & b_ok))
+    neither = n - both - lost - won
+    p1, p2 = (both + lost) / n, (both + won) / n
+    l1, u1 = (v / 100 for v in wilson_interval(both + lost, n, z))
+    l2, u2 = (v / 100 for v in wilson_interval(both + won, n, z))
+    den = (both + lost) * (won + neither) * (both + won) * (lost + neither)
+    phi = (both * neither - lost * won) / math.sqrt(den) if den > 0 else 0.0
+    d = p1 - p2
+    delta = math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2))
+    eps = math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2))
+    return 100.0 * (d - delta), 100.0 * (d + eps)
+
+
+def margin_flips(reference: np.ndarray, outputs: np.ndarray) -> dict[str, Any]:
+    """Where a model's top-1 disagrees with the reference's, was it a near-tie?
+
+    For class logits (N, C): ``margin_noise_sd`` is the standard deviation over the samples of
+    how much the model's output moved the reference's top-1-over-top-2 logit margin;
+    ``disagreements`` the samples whose top-1 differs; ``within_noise`` how many of those had a
+    reference margin under :data:`NOISE_SIGMAS` times that deviation (near-ties its noise flips
+    by chance; the rest are clear answers it changed: look for a broken layer);
+    ``expected_agreement_pct`` the agreement that noise gives on these samples on average
+    (each sample keeps its top-1 with probability Φ(margin / sd): a steadier figure than the
+    count on a few hundred samples, the noise taken as normal).
+
+    Example:
+        >>> ref = np.array([[3.0, 1.0, 0.0], [1.0, 0.95, 0.0], [0.0, 2.0, 5.0]])
+        >>> out = ref + np.array([[0.0, 0.1, 0.0], [-0.05, 0.05, 0.0], [0.0, 0.0, -0.1]])
+        >>> f = margin_flips(ref, out)
+        >>> f["disagreements"], f["within_noise"]
+        (1, 1)
+    """
+    ref = np.asarray(reference, np.float64)
+    out = np.asarray(outputs, np.float64)
+    if ref.ndim != 2 or ref.shape != out.shape or ref.shape[1] < 2 or len(ref) == 0:
+        raise ValidationError(
+            f"margins need two equal (samples, classes) arrays, got {ref.shape} and {out.shape}"
+        )
+    rows = np.arange(len(ref))
+    order = np.argsort(-ref, axis=1, kind="stable")
+    first, second = order[:, 0], order[:, 1]
+    margin = ref[rows, first] - ref[rows, second]
+    moved = (out[rows, first] - out[rows, second]) - margin
+    sd = float(np.sqrt(np.mean(moved**2)))
+    flipped = np.flatnonzero(out.argmax(axis=1) != first)
+    if sd > 0:
+        keep = np.array([0.5 * math.erfc(-m / (sd * math.sqrt(2))) for m in margin])
+    else:
+        keep = (margin > 0).astype(float)
+    return {
+        "samples": len(ref),
+        "margin_noise_sd": round(sd, 6),
+        "disagreements": len(flipped),
+        "within_noise": int(np.sum(margin[flipped] < NOISE_SIGMAS * sd)),
+        "largest_flipped_margin": round(float(margin[flipped].max()), 6) if len(flipped) else None,
+        "expected_agreement_pct": round(100.0 * float(keep.mean()), 2),
+    }
+
+
+def flips_text(flips: dict[str, Any]) -> str:
+    """One phrase for :func:`margin_flips`' figures.
+
+    Example:
+        >>> flips_text({"disagreements": 4, "within_noise": 4, "margin_noise_sd": 0.134,
+        ...             "expected_agreement_pct": 98.23, "samples": 200})
+        'top-1 changed on 4 of 200, all near-ties (fp32 margin < 2σ, σ 0.134 of the margin noise): expected agreement 98.2%'
+    """
+    n, k, near = flips["samples"], flips["disagreements"], flips["within_noise"]
+    sd = f"{NOISE_SIGMAS:g}σ, σ {flips['margin_noise_sd']:.3g} of the margin noise"
+    if k == 0:
+        which = "none changed"
+    elif near == k:
+        which = f"top-1 changed on {k} of {n}, all near-ties (fp32 margin < {sd})"
+    else:
+        which = (
+            f"top-1 changed on {k} of {n}, {k - near} of them clear answers (fp32 margin ≥ {sd}):"
+            " more than noise, look for a broken layer (edgequant debug)"
+        )
+    return f"{which}: expected agreement {flips['expected_agreement_pct']:.1f}%"
