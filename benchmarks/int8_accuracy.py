@@ -66,12 +66,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def sqnr_db(reference: np.ndarray, approx: np.ndarray) -> float:
-    """10·log10(‖ref‖² / ‖ref − approx‖²); +inf when identical."""
-    noise = float(((reference - approx) ** 2).sum())
-    return float("inf") if noise == 0 else 10 * float(np.log10((reference**2).sum() / noise))
-
-
 def augment(
     x: np.ndarray, labels: np.ndarray, k: int, seed: int = 0, min_scale: float = 0.6
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -102,6 +96,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from edgequant.backends.base import get_backend, runtime_names
     from edgequant.data import calibration_samples, open_dataset
+    from edgequant.measure.accuracy import (
+        AGAINST_FP32_HEADER,
+        AGAINST_FP32_LEGEND,
+        against_fp32,
+        against_fp32_columns,
+    )
     from edgequant.models import load_model
     from edgequant.quant.scheme import get_scheme
 
@@ -145,18 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         out = np.zeros_like(ref)
         for (_, score), cal in zip(splits, calib_sets, strict=True):
             out[score] = _logits(be, model, scheme, cal, x[score], args.threads)
-        top1 = 100 * float((out.argmax(1) == labels).mean())
-        rows.append(
-            {
-                "backend": name,
-                "status": "ok",
-                "fp32_top1_pct": round(fp32_top1, 2),
-                "top1_pct": round(top1, 2),
-                "drop_points": round(fp32_top1 - top1, 2),
-                "agreement_pct": round(100 * float((out.argmax(1) == ref.argmax(1)).mean()), 2),
-                "logits_sqnr_db": round(sqnr_db(ref, out), 2),
-            }
-        )
+        rows.append({"backend": name, "status": "ok", **against_fp32(ref, out, labels)})
         print(f"{name}: done", file=sys.stderr, flush=True)
     doc = {
         "model": args.model,
@@ -173,16 +162,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.model} {scheme.name}: {len(x)} scored images, {doc['calibration_samples']} "
         f"calibration samples ({doc['protocol']})"
     )
-    print(f"{'runtime':<12} {'top-1 %':>8} {'drop':>6} {'agree %':>8} {'SQNR dB':>8}")
+    print(f"{'runtime':<12} {'top-1 %':>8} {AGAINST_FP32_HEADER}")
     for r in rows:
         if r["status"] != "ok":
             print(f"{r['backend']:<12} n/a: {r['reason']}")
             continue
-        print(
-            f"{r['backend']:<12} {r['top1_pct']:>8.2f} {r['drop_points']:>6.2f} "
-            f"{r['agreement_pct']:>8.2f} {r['logits_sqnr_db']:>8.1f}"
-        )
+        print(f"{r['backend']:<12} {r['top1_pct']:>8.2f} {against_fp32_columns(r)}")
     print(f"fp32 (eager PyTorch) top-1: {fp32_top1:.2f}%")
+    print(AGAINST_FP32_LEGEND)
     return 0
 
 

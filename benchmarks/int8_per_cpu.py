@@ -45,11 +45,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def sqnr_db(reference: np.ndarray, approx: np.ndarray) -> float:
-    noise = float(np.sum((reference - approx) ** 2))
-    return float("inf") if noise == 0 else 10 * np.log10(float(np.sum(reference**2)) / noise)
-
-
 def _run(sess: Any, x: np.ndarray, batch: int = 8) -> np.ndarray:
     return np.concatenate([sess.run(x[i : i + batch]) for i in range(0, len(x), batch)])
 
@@ -110,9 +105,8 @@ def runtime_row(
             pairs.append((q, f))
     ratio = PairedRatio.from_rounds(pairs)
     plan = art.metadata.get("int8_plan") or {}
-    top1 = 100 * float((out.argmax(1) == labels).mean())
-    fp32_top1 = 100 * float((ref.argmax(1) == labels).mean())
     from edgequant.backends.int8_cpu import runtime_int8_class
+    from edgequant.measure.accuracy import against_fp32
 
     return {
         "backend": name,
@@ -121,10 +115,7 @@ def runtime_row(
         "arithmetic": plan.get("arithmetic"),
         "remedied_layers": plan.get("remedied", []),
         "int8_reason": plan.get("reason"),
-        "top1_pct": round(top1, 2),
-        "drop_points": round(fp32_top1 - top1, 2),
-        "agreement_pct": round(100 * float((out.argmax(1) == ref.argmax(1)).mean()), 2),
-        "logits_sqnr_db": round(sqnr_db(ref, out), 2),
+        **against_fp32(ref, out, labels),
         "int8_fp32_ratio": ratio.to_dict(),
     }
 
@@ -136,6 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     from edgequant.backends import runtime_names
     from edgequant.backends.int8_table import this_cpu
     from edgequant.data import open_dataset
+    from edgequant.measure.accuracy import (
+        AGAINST_FP32_HEADER,
+        AGAINST_FP32_LEGEND,
+        against_fp32_columns,
+    )
     from edgequant.models import load_model
     from edgequant.quant.scheme import get_scheme
 
@@ -183,10 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.model} {scheme.name}: {len(x)} images (halves, swapped); "
         f"fp32 top-1 {doc['fp32_top1_pct']:.2f}%"
     )
-    print(
-        f"{'runtime':<12} {'class':<12} {'drop':>6} {'agree %':>8} {'SQNR':>6} "
-        f"{'INT8/FP32':>18} remedied"
-    )
+    print(f"{'runtime':<12} {'class':<12} {AGAINST_FP32_HEADER} {'INT8/FP32':>18} remedied")
     for r in rows:
         if r["status"] != "ok":
             print(f"{r['backend']:<12} n/a: {r['reason']}")
@@ -194,10 +187,10 @@ def main(argv: list[str] | None = None) -> int:
         q = r["int8_fp32_ratio"]
         ci = f" [{q['ci95'][0]:.2f}, {q['ci95'][1]:.2f}]" if q.get("ci95") else ""
         print(
-            f"{r['backend']:<12} {r['int8_class'] or '-':<12} {r['drop_points']:>6.2f} "
-            f"{r['agreement_pct']:>8.2f} {r['logits_sqnr_db']:>6.1f} "
+            f"{r['backend']:<12} {r['int8_class'] or '-':<12} {against_fp32_columns(r)} "
             f"{q['median']:>6.2f}x{ci:<12} {len(r['remedied_layers'])}"
         )
+    print(AGAINST_FP32_LEGEND)
     return 0
 
 

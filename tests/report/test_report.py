@@ -237,3 +237,40 @@ def test_report_of_a_real_sweep(tmp_path: Path) -> None:
         assert {rec.device for _, rec in store.records()} == {"local"}
         assert store.devices() == ["local"]
     assert 'id="devices"' not in html and "Recommendation per model and device" not in html
+
+
+def test_accuracy_intervals_shown_only_beside_the_figure_they_belong_to(tmp_path: Path) -> None:
+    def acc(top1: float, agree: float, drop: float | None = None) -> dict[str, object]:
+        doc: dict[str, object] = {"top1_pct": top1, "samples": 200}
+        doc.update(agreement_with_fp32_pct=agree, agreement_ci95_pct=[agree - 3.0, agree + 1.0])
+        if drop is not None:
+            doc.update(drop_vs_fp32_pts=drop, drop_ci95_pts=[drop - 1.5, drop + 2.0])
+        return doc
+
+    recs = []
+    for backend, scheme, ips, doc in [
+        ("onnxruntime", "fp32", 100.0, acc(89.0, 100.0, 0.0)),
+        ("onnxruntime", "w8a8", 300.0, acc(88.5, 98.0, 0.5)),
+        # its own fp32 scored 89.5, the reference 89.0: the recorded interval is not this drop's
+        ("openvino", "fp32", 100.0, acc(89.5, 99.5, -0.5)),
+        ("openvino", "w8a8", 400.0, acc(88.0, 97.0, 1.0)),
+    ]:
+        rec = _rec("m", backend, scheme, "Offline", ips=ips)
+        rec.accuracy = doc
+        recs.append(rec)
+    rows = {(r.backend, r.scheme): r for r in build_rows((f"r{i}", r) for i, r in enumerate(recs))}
+    ort, ov = rows[("onnxruntime", "w8a8")], rows[("openvino", "w8a8")]
+    assert ort.top1_drop == pytest.approx(0.5) and ort.top1_drop_ci95 == (-1.0, 2.5)
+    assert ov.top1_drop == pytest.approx(1.5) and ov.top1_drop_ci95 is None
+    assert ov.agreement_ci95 == (94.0, 98.0)
+    md = build_report(_runs(tmp_path, recs), tmp_path / "r.md").read_text()
+    assert "0.50 [-1.0, 2.5]" in md and "98 [95.0, 99.0]" in md
+    assert "1.50 [" not in md  # no interval beside a drop it was not computed for
+    assert "95% interval" in md
+    rows_csv = list(
+        csv.DictReader(
+            io.StringIO(build_report(_runs(tmp_path / "c", recs), tmp_path / "r.csv").read_text())
+        )
+    )
+    w8 = next(r for r in rows_csv if r["backend"] == "onnxruntime" and r["scheme"] == "w8a8")
+    assert (float(w8["top1_drop_ci95_low"]), float(w8["top1_drop_ci95_high"])) == (-1.0, 2.5)

@@ -185,7 +185,7 @@ def flips_text(flips: dict[str, Any]) -> str:
     n, k, near = flips["samples"], flips["disagreements"], flips["within_noise"]
     sd = f"{NOISE_SIGMAS:g}σ, σ {flips['margin_noise_sd']:.3g} of the margin noise"
     if k == 0:
-        which = "none changed"
+        which = f"no top-1 changed on {n}"
     elif near == k:
         which = f"top-1 changed on {k} of {n}, all near-ties (fp32 margin < {sd})"
     else:
@@ -194,3 +194,70 @@ def flips_text(flips: dict[str, Any]) -> str:
             " more than noise, look for a broken layer (edgequant debug)"
         )
     return f"{which}: expected agreement {flips['expected_agreement_pct']:.1f}%"
+
+
+def against_fp32(
+    reference: np.ndarray, outputs: np.ndarray, labels: np.ndarray | None = None
+) -> dict[str, Any]:
+    """A quantized model's class logits against fp32's on the same samples, each figure with its
+    95% interval: top-1 and its drop (with labels), agreement, expected agreement and near-ties
+    (:func:`margin_flips`) and the logits' SQNR (dB).
+
+    Example:
+        >>> ref = np.eye(4)[[0, 1, 2, 3, 0, 1, 2, 3]] * 2.0
+        >>> f = against_fp32(ref, ref + 0.01, np.array([0, 1, 2, 3, 0, 1, 2, 0]))
+        >>> f["drop_points"], f["agreement_pct"], f["agreement_ci95_pct"][0] > 60
+        (0.0, 100.0, True)
+    """
+    ref = np.asarray(reference, np.float64)
+    out = np.asarray(outputs, np.float64)
+    flips = margin_flips(ref, out)
+    agree = out.argmax(1) == ref.argmax(1)
+    noise = float(((ref - out) ** 2).sum())
+    doc: dict[str, Any] = {
+        "samples": len(ref),
+        "agreement_pct": round(100.0 * float(agree.mean()), 2),
+        "agreement_ci95_pct": [round(v, 2) for v in wilson_interval(int(agree.sum()), len(agree))],
+        "expected_agreement_pct": flips["expected_agreement_pct"],
+        "disagreements": flips["disagreements"],
+        "near_ties": flips["within_noise"],
+        "margin_noise_sd": flips["margin_noise_sd"],
+        "logits_sqnr_db": round(10 * math.log10(float((ref**2).sum()) / noise), 2)
+        if noise > 0
+        else math.inf,
+    }
+    if labels is not None:
+        lab = np.asarray(labels)
+        ref_ok, ok = ref.argmax(1) == lab, out.argmax(1) == lab
+        doc["fp32_top1_pct"] = round(100.0 * float(ref_ok.mean()), 2)
+        doc["top1_pct"] = round(100.0 * float(ok.mean()), 2)
+        doc["drop_points"] = round(doc["fp32_top1_pct"] - doc["top1_pct"], 2)
+        doc["drop_ci95_points"] = [round(v, 2) for v in paired_drop_interval(ref_ok, ok)]
+    return doc
+
+
+def against_fp32_columns(doc: dict[str, Any]) -> str:
+    """One fixed-width line of :func:`against_fp32`'s figures (header: :data:`AGAINST_FP32_HEADER`).
+
+    Example:
+        >>> ref = np.eye(4)[[0, 1, 2, 3]] * 2.0
+        >>> against_fp32_columns(against_fp32(ref, ref, np.arange(4)))
+        '  0.00 [-49.0, 49.0]  100.00 [ 51.0, 100.0]   100.00%    0/0      inf'
+    """
+    d, a = doc.get("drop_ci95_points"), doc["agreement_ci95_pct"]
+    drop = f"{doc['drop_points']:6.2f} [{d[0]:5.1f}, {d[1]:4.1f}]" if d else f"{'-':>20}"
+    return (
+        f"{drop} {doc['agreement_pct']:7.2f} [{a[0]:5.1f}, {a[1]:5.1f}] "
+        f"{doc['expected_agreement_pct']:8.2f}% {doc['near_ties']:>4}/{doc['disagreements']:<3} "
+        f"{doc['logits_sqnr_db']:>6.1f}"
+    )
+
+
+#: the header above :func:`against_fp32_columns`
+AGAINST_FP32_HEADER = f"{'drop [95% CI]':>20} {'agree % [95% CI]':>22} {'expected':>9} {'near-ties':>9} {'SQNR dB':>7}"
+#: what the expected agreement and the near-ties are, for under a table of them
+AGAINST_FP32_LEGEND = (
+    "expected: the agreement the output's noise gives these samples on average (each keeps its "
+    "top-1 with probability Φ(fp32 margin / σ of the margin noise)); near-ties: changed top-1s "
+    f"whose fp32 margin was under {NOISE_SIGMAS:g}σ, of all changed"
+)

@@ -11,7 +11,7 @@ from html import escape
 
 from edgequant.report.build import ReportData
 from edgequant.report.devices import device_cpu, device_speedups
-from edgequant.report.tables import Row, run_warnings, table_columns
+from edgequant.report.tables import CI_NOTE, Row, run_warnings, table_columns
 
 CSS = """
 :root { --fg:#1d2330; --muted:#5b6475; --line:#d9dde5; --ok:#1b7f3b; --bad:#b42318; --na:#6b7280;
@@ -118,6 +118,8 @@ def _model_table(data: ReportData, model: str) -> str:
         + "; top-1 drop is in points "
         "against that runtime's fp32 (another runtime's fp32 where it was not measured)."
     )
+    if any(r.top1_drop_ci95 or r.agreement_ci95 for r in rows):
+        notes.append(CI_NOTE)
     note_html = "".join(f'<p class="note">{_e(n)}</p>' for n in notes)
     return f'<div class="scroll"><table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody></table></div>\n{note_html}'
 

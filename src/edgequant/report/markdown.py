@@ -15,6 +15,7 @@ from typing import Any
 from edgequant.report.build import ReportData
 from edgequant.report.devices import device_cpu, device_speedups
 from edgequant.report.tables import (
+    CI_NOTE,
     Row,
     primary_scenario,
     run_warnings,
@@ -55,6 +56,8 @@ def render_markdown(data: ReportData) -> str:
         out += ["", "Rows marked (simulated): simulated — speed not representative."]
     if any(r.valid is False for r in data.rows):
         out += ["", "INVALID is LoadGen's own verdict; lengthen duration_s for a VALID run."]
+    if any(r.top1_drop_ci95 or r.agreement_ci95 for r in data.rows):
+        out += ["", _md(CI_NOTE)]
     out += [
         "",
         "## Slow INT8 artifacts (speedup below 1.5× fp32): what `edgequant inspect` says",
@@ -141,6 +144,10 @@ CSV_COLUMNS: tuple[tuple[str, str | Callable[[Row], object]], ...] = (
     ("top1_pct", "top1_pct"),
     ("top1_drop_pts", "top1_drop"),
     ("agreement_with_fp32_pct", "agreement_pct"),
+    ("top1_drop_ci95_low", lambda r: (r.top1_drop_ci95 or (None, None))[0]),
+    ("top1_drop_ci95_high", lambda r: (r.top1_drop_ci95 or (None, None))[1]),
+    ("agreement_ci95_low", lambda r: (r.agreement_ci95 or (None, None))[0]),
+    ("agreement_ci95_high", lambda r: (r.agreement_ci95 or (None, None))[1]),
     ("size_bytes", "size_bytes"),
     ("size_reduction", "size_reduction"),
     ("joules_per_inference", "joules_per_inference"),

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgequant.console import format_table
+from edgequant.measure.accuracy import flips_text
 
 if TYPE_CHECKING:
     from edgequant.results.record import ResultRecord
@@ -61,12 +62,21 @@ def run_summary(rec: ResultRecord) -> str:
     lines += evidence_lines(rec)
     acc = rec.accuracy
     if acc:
+        cis = {"top1_pct": "top1_ci95_pct", "agreement_with_fp32_pct": "agreement_ci95_pct"}
         parts = [
-            f"{k} {acc[k]:.2f}%"
+            f"{k} {acc[k]:.2f}%" + _ci(acc.get(cis.get(k, "")))
             for k in ("top1_pct", "top5_pct", "agreement_with_fp32_pct")
             if acc.get(k) is not None
         ]
-        lines.append(f"accuracy ({acc['samples']} samples): " + ", ".join(parts))
+        if acc.get("drop_vs_fp32_pts") is not None:
+            parts.append(
+                f"top-1 drop vs fp32 {acc['drop_vs_fp32_pts']:.2f} points"
+                + _ci(acc.get("drop_ci95_pts"))
+            )
+        lines.append(f"accuracy ({acc['samples']} samples, [95% interval]): " + ", ".join(parts))
+        margins = (acc.get("reference") or {}).get("margins")
+        if margins:
+            lines.append(f"changed answers: {flips_text(margins)}")
     if rec.size_bytes is not None:
         wb = f", weights {rec.weight_bytes / 1e6:.2f} MB" if rec.weight_bytes else ""
         lines.append(f"artifact: {rec.size_bytes / 1e6:.2f} MB{wb}  ({rec.artifact})")
@@ -131,6 +141,12 @@ def evidence_lines(rec: ResultRecord) -> list[str]:
     if comp:
         out.append(f"compliance: {comp.get('summary')}")
     return out
+
+
+def _ci(value: object) -> str:
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        return f" [{float(value[0]):.1f}, {float(value[1]):.1f}]"
+    return ""
 
 
 __all__ = ["evidence_lines", "run_summary"]

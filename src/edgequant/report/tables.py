@@ -60,6 +60,10 @@ class Row:
     top1_drop: float | None = None
     top1_reference: str | None = None  # which fp32 the drop is against
     agreement_pct: float | None = None
+    #: 95% intervals of the agreement (Wilson) and of the drop (paired, against the fp32
+    #: reference on the same samples; only where the drop shown is that same figure)
+    agreement_ci95: tuple[float, float] | None = None
+    top1_drop_ci95: tuple[float, float] | None = None
     size_bytes: int | None = None
     size_reduction: float | None = None
     speedup: float | None = None
@@ -195,6 +199,7 @@ def build_rows(records: Iterable[tuple[str, ResultRecord]]) -> list[Row]:
         for k, (_, r) in acc.items()
         if r.status == "ok"
     }
+    docs = {k: r.accuracy or {} for k, (_, r) in acc.items() if r.status == "ok"}
     base = {
         (r.model, r.backend, r.scenario, r.device): r
         for r in rows
@@ -208,6 +213,7 @@ def build_rows(records: Iterable[tuple[str, ResultRecord]]) -> list[Row]:
     for row in rows:
         if row.status == "ok":
             _derive(row, top1, agree, base, size_base)
+            _intervals(row, docs.get((row.model, row.backend, row.scheme, row.device), {}))
     return sorted(rows, key=row_sort_key)
 
 
@@ -255,6 +261,27 @@ def _other_device(values: dict[_Key, float | None], key: _Key) -> float | None:
 
 def _measured(rec: ResultRecord) -> bool:
     return bool(rec.status == "ok" and rec.accuracy and rec.accuracy.get("top1_pct") is not None)
+
+
+def _interval(value: Any) -> tuple[float, float] | None:
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        lo, hi = _num(value[0]), _num(value[1])
+        if lo is not None and hi is not None:
+            return lo, hi
+    return None
+
+
+def _intervals(row: Row, acc: dict[str, Any]) -> None:
+    """The row's 95% intervals from its accuracy record: the agreement's when the row shows that
+    record's agreement; the drop's when the drop shown is the recorded one (its fp32 scored what
+    the fp32 reference scored), since the interval is about that pair of models."""
+    if row.agreement_pct is not None and row.agreement_pct == _num(
+        acc.get("agreement_with_fp32_pct")
+    ):
+        row.agreement_ci95 = _interval(acc.get("agreement_ci95_pct"))
+    recorded = _num(acc.get("drop_vs_fp32_pts"))
+    if row.top1_drop is not None and recorded is not None and abs(row.top1_drop - recorded) < 1e-6:
+        row.top1_drop_ci95 = _interval(acc.get("drop_ci95_pts"))
 
 
 def _fp32_top1(row: Row, top1: dict[_Key, float | None]) -> tuple[str | None, float | None]:
@@ -372,6 +399,25 @@ def fmt_num(v: float | None, digits: int = 3) -> str:
 
 
 #: (header, getter) of the tables in every format
+def ci_text(ci: tuple[float, float] | None) -> str:
+    """`` [lo, hi]`` of a 95% interval in points, one decimal (empty when there is none).
+
+    Example:
+        >>> ci_text((95.03, 99.22)), ci_text(None)
+        (' [95.0, 99.2]', '')
+    """
+    return "" if ci is None else f" [{ci[0]:.1f}, {ci[1]:.1f}]"
+
+
+#: the note under a table whose accuracy cells carry intervals
+CI_NOTE = (
+    "[a, b] beside a top-1 drop or an agreement: its 95% interval from the samples scored "
+    "(the drop: Newcombe's paired interval against the fp32 reference on the same samples; the "
+    "agreement: Wilson's). On a few hundred images one image moves a figure by tenths of a point: "
+    "read a drop whose interval spans the budget as not yet decided."
+)
+
+
 def table_columns(devices: bool = False) -> list[tuple[str, Any]]:
     """The per-model table's columns as (header, function of Row -> text).
 
@@ -390,7 +436,14 @@ def table_columns(devices: bool = False) -> list[tuple[str, Any]]:
         return "n/a (see note)"
 
     def drop(r: Row) -> str:
-        return "-" if r.top1_drop is None else f"{r.top1_drop:.2f}"
+        if r.top1_drop is None:
+            return "-"
+        return f"{r.top1_drop:.2f}" + ci_text(r.top1_drop_ci95)
+
+    def agreement(r: Row) -> str:
+        return fmt_num(r.agreement_pct, 4) + (
+            ci_text(r.agreement_ci95) if r.agreement_pct is not None else ""
+        )
 
     def pct(r: Row) -> str:
         if r.pct_of_peak is None:
@@ -419,7 +472,7 @@ def table_columns(devices: bool = False) -> list[tuple[str, Any]]:
         ("CPU class", lambda r: r.cpu_class or "-"),
         ("top-1 %", lambda r: fmt_num(r.top1_pct, 4)),
         ("top-1 drop (pts)", drop),
-        ("agreement %", lambda r: fmt_num(r.agreement_pct, 4)),
+        ("agreement %", agreement),
         ("size", lambda r: fmt_bytes(r.size_bytes)),
         (
             "size reduction",
