@@ -109,7 +109,18 @@ def _recommend(mine: list[Row], model: str, max_drop: float) -> Recommendation:
                 text=f"no configuration of {model} stays within {max_drop:g} top-1 points of fp32",
             )
         best = max(within, key=lambda r: r.speed() or 0.0)
-        acc = f", top-1 {best.top1_pct:.2f}% ({_drop_words(best)} {best.top1_reference})"
+        ci = best.top1_drop_ci95
+        acc = (
+            f", top-1 {best.top1_pct:.2f}% ({_drop_words(best)} {best.top1_reference}"
+            + (f"; drop 95% interval [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+            + ")"
+        )
+        if ci and ci[1] > max_drop:
+            notes.append(
+                f"the {best.label} drop's 95% interval reaches {ci[1]:.2f} points, past the "
+                f"{max_drop:g}-point budget: the images scored do not settle it; score more "
+                "(or a held-out set) before deploying on that figure"
+            )
         text = f"{_speed_words(best, scenario)}{acc}; the fastest within {max_drop:g} point(s) of fp32."
     else:
         best = max(cands, key=lambda r: r.speed() or 0.0)
