@@ -25,6 +25,8 @@ def test_eval_digits_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert doc["samples"] == 450 and doc["dataset"] == "digits:test"
     assert doc["top1_pct"] >= 97.0  # the shipped weights
     assert doc["top5_pct"] >= doc["top1_pct"]
+    lo, hi = doc["top1_ci95_pct"]  # 446 of 450: Wilson's interval
+    assert lo < doc["top1_pct"] < hi <= 100.0 and 1.0 < hi - lo < 3.0
 
 
 def test_eval_limit_table(capsys: pytest.CaptureFixture[str]) -> None:

@@ -60,8 +60,8 @@ def evaluate(
     ``model`` is a zoo name, a model file or an :class:`~edgequant.models.base.Model`; ``data``
     a dataset spec (``digits``, ``imagenet:DIR``, ``npy:FILE.npz`` with labels). ``limit`` takes
     a seeded subset of that many samples. Returns the document ``edgequant eval --json`` prints:
-    ``model``, ``weights``, ``dataset``, ``samples``, ``top1_pct``, ``top5_pct``, ``backend``,
-    ``scheme`` (``fp32``), ``seconds``.
+    ``model``, ``weights``, ``dataset``, ``samples``, ``top1_pct``, ``top1_ci95_pct`` (its 95%
+    Wilson interval), ``top5_pct``, ``backend``, ``scheme`` (``fp32``), ``seconds``.
 
     Example:
         >>> evaluate("digits_cnn", "synthetic")
@@ -74,7 +74,7 @@ def evaluate(
     from edgequant.build.quantize import resolve_model
     from edgequant.data import open_dataset
     from edgequant.data.labels import validate_labels
-    from edgequant.measure.accuracy import topk_accuracy
+    from edgequant.measure.accuracy import topk_accuracy, wilson_interval
     from edgequant.models.reference import reference_logits
 
     if batch_size < 1:
@@ -100,6 +100,10 @@ def evaluate(
         "dataset": ds.spec,
         "samples": len(ds),
         "top1_pct": round(topk_accuracy(logits, labels, 1), 4),
+        "top1_ci95_pct": [
+            round(v, 2)
+            for v in wilson_interval(int((logits.argmax(1) == labels).sum()), len(labels))
+        ],
         "top5_pct": round(topk_accuracy(logits, labels, 5), 4),
         "backend": reference_backend(m),
         "scheme": "fp32",

@@ -73,10 +73,17 @@ def run(args: argparse.Namespace) -> int:
         print_json(result)
         return 0
     columns = ("model", "dataset", "samples", "top1_pct", "top5_pct", "seconds")
+    lo, hi = result["top1_ci95_pct"]
     print(
         format_table(
-            [[result[c] for c in columns]],
-            ["model", "dataset", "samples", "top1_%", "top5_%", "seconds"],
+            [
+                [
+                    *(result[c] for c in columns[:4]),
+                    f"[{lo:.1f}, {hi:.1f}]",
+                    *(result[c] for c in columns[4:]),
+                ]
+            ],
+            ["model", "dataset", "samples", "top1_%", "top1 95% interval", "top5_%", "seconds"],
         )
     )
     return 0
