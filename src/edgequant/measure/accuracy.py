@@ -242,14 +242,14 @@ def against_fp32_columns(doc: dict[str, Any]) -> str:
     Example:
         >>> ref = np.eye(4)[[0, 1, 2, 3]] * 2.0
         >>> against_fp32_columns(against_fp32(ref, ref, np.arange(4)))
-        '  0.00 [-49.0, 49.0]  100.00 [ 51.0, 100.0]   100.00%    0/0      inf'
+        '  0.00 [-49.0, 49.0]  100.00 [ 51.0, 100.0]   100.00%    0/0        inf'
     """
     d, a = doc.get("drop_ci95_points"), doc["agreement_ci95_pct"]
     drop = f"{doc['drop_points']:6.2f} [{d[0]:5.1f}, {d[1]:4.1f}]" if d else f"{'-':>20}"
     return (
         f"{drop} {doc['agreement_pct']:7.2f} [{a[0]:5.1f}, {a[1]:5.1f}] "
-        f"{doc['expected_agreement_pct']:8.2f}% {doc['near_ties']:>4}/{doc['disagreements']:<3} "
-        f"{doc['logits_sqnr_db']:>6.1f}"
+        f"{doc['expected_agreement_pct']:8.2f}% {doc['near_ties']:>4}/{doc['disagreements']:<4} "
+        f"{doc['logits_sqnr_db']:>7.1f}"
     )
 
 
