@@ -60,8 +60,9 @@ def to_rows(records: Any) -> list[dict[str, Any]]:
     """Result records (``ResultRecord`` objects or their dicts) as flat rows for a table.
 
     Nested fields become dotted columns (``latency_ms.p90``, ``accuracy.top1_pct``,
-    ``model_source.check.cosine_min``); lists and the bulky ``environment``,
-    ``artifact_metadata`` and ``extra`` fields are left out.
+    ``model_source.check.cosine_min``); a 95% interval becomes two (``accuracy.drop_ci95_pts.low``
+    and ``.high``); other lists and the bulky ``environment``, ``artifact_metadata`` and ``extra``
+    fields are left out.
 
     Example:
         >>> from edgequant.results.record import ResultRecord
@@ -71,6 +72,9 @@ def to_rows(records: Any) -> list[dict[str, Any]]:
         >>> row = to_rows([r])[0]
         >>> row["scheme"], row["latency_ms.p90"]
         ('w8a8', 1.5)
+        >>> r.accuracy = {"top1_pct": 88.5, "drop_ci95_pts": [-0.4, 1.6]}
+        >>> to_rows([r])[0]["accuracy.drop_ci95_pts.high"]
+        1.6
     """
     skip = {"environment", "artifact_metadata", "extra", "scheme_detail"}
     out = []
@@ -88,6 +92,8 @@ def _flatten(prefix: str, value: Any, row: dict[str, Any]) -> None:
             _flatten(f"{prefix}.{k}" if prefix else str(k), v, row)
     elif not isinstance(value, list | tuple):
         row[prefix] = value
+    elif "ci95" in prefix.rsplit(".", 1)[-1] and len(value) == 2:
+        row[f"{prefix}.low"], row[f"{prefix}.high"] = value
 
 
 def to_frame(records: Any) -> Any:
