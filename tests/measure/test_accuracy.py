@@ -80,7 +80,7 @@ def test_paired_drop_interval_covers_the_true_drop() -> None:
     assert np.mean(widths) < 0.7 * unpaired
 
 
-def test_paired_drop_interval_is_centred_on_the_drop() -> None:
+def test_paired_drop_interval_contains_the_drop() -> None:
     ref = np.array([True] * 90 + [False] * 10)
     assert paired_drop_interval(ref, ref)[0] < 0.0 < paired_drop_interval(ref, ref)[1]
     worse = ref.copy()

@@ -60,6 +60,7 @@ def add_parser(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from edgequant.bench.evaluate import evaluate
     from edgequant.console import format_table, print_json
+    from edgequant.measure.accuracy import interval_text
 
     model = model_argument(args)
     result = evaluate(
@@ -72,18 +73,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result)
         return 0
-    columns = ("model", "dataset", "samples", "top1_pct", "top5_pct", "seconds")
-    lo, hi = result["top1_ci95_pct"]
-    print(
-        format_table(
-            [
-                [
-                    *(result[c] for c in columns[:4]),
-                    f"[{lo:.1f}, {hi:.1f}]",
-                    *(result[c] for c in columns[4:]),
-                ]
-            ],
-            ["model", "dataset", "samples", "top1_%", "top1 95% interval", "top5_%", "seconds"],
-        )
-    )
+    r = result
+    row = [r["model"], r["dataset"], r["samples"], r["top1_pct"]]
+    row += [interval_text(r["top1_ci95_pct"]).strip(), r["top5_pct"], r["seconds"]]
+    heads = ["model", "dataset", "samples", "top1_%", "top1 95% interval", "top5_%", "seconds"]
+    print(format_table([row], heads))
     return 0

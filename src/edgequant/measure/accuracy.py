@@ -196,6 +196,18 @@ def flips_text(flips: dict[str, Any]) -> str:
     return f"{which}: expected agreement {flips['expected_agreement_pct']:.1f}%"
 
 
+def interval_text(value: object) -> str:
+    """`` [lo, hi]`` of a recorded 95% interval, one decimal; empty when ``value`` is not one.
+
+    Example:
+        >>> interval_text([95.03, 99.22]), interval_text(None)
+        (' [95.0, 99.2]', '')
+    """
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        return f" [{float(value[0]):.1f}, {float(value[1]):.1f}]"
+    return ""
+
+
 def against_fp32(
     reference: np.ndarray, outputs: np.ndarray, labels: np.ndarray | None = None
 ) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgequant.console import format_table
-from edgequant.measure.accuracy import flips_text
+from edgequant.measure.accuracy import flips_text, interval_text
 
 if TYPE_CHECKING:
     from edgequant.results.record import ResultRecord
@@ -64,14 +64,14 @@ def run_summary(rec: ResultRecord) -> str:
     if acc:
         cis = {"top1_pct": "top1_ci95_pct", "agreement_with_fp32_pct": "agreement_ci95_pct"}
         parts = [
-            f"{k} {acc[k]:.2f}%" + _ci(acc.get(cis.get(k, "")))
+            f"{k} {acc[k]:.2f}%" + interval_text(acc.get(cis.get(k, "")))
             for k in ("top1_pct", "top5_pct", "agreement_with_fp32_pct")
             if acc.get(k) is not None
         ]
         if acc.get("drop_vs_fp32_pts") is not None:
             parts.append(
                 f"top-1 drop vs fp32 {acc['drop_vs_fp32_pts']:.2f} points"
-                + _ci(acc.get("drop_ci95_pts"))
+                + interval_text(acc.get("drop_ci95_pts"))
             )
         lines.append(f"accuracy ({acc['samples']} samples, [95% interval]): " + ", ".join(parts))
         margins = (acc.get("reference") or {}).get("margins")
@@ -141,12 +141,6 @@ def evidence_lines(rec: ResultRecord) -> list[str]:
     if comp:
         out.append(f"compliance: {comp.get('summary')}")
     return out
-
-
-def _ci(value: object) -> str:
-    if isinstance(value, (list, tuple)) and len(value) == 2:
-        return f" [{float(value[0]):.1f}, {float(value[1]):.1f}]"
-    return ""
 
 
 __all__ = ["evidence_lines", "run_summary"]

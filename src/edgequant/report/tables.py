@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgequant.backends import backend_names
+from edgequant.measure.accuracy import interval_text
 from edgequant.results.record import ResultRecord
 from edgequant.results.store import LOCAL_DEVICE, record_device, record_mode
 
@@ -272,13 +273,10 @@ def _interval(value: Any) -> tuple[float, float] | None:
 
 
 def _intervals(row: Row, acc: dict[str, Any]) -> None:
-    """The row's 95% intervals from its accuracy record: the agreement's when the row shows that
-    record's agreement; the drop's when the drop shown is the recorded one (its fp32 scored what
-    the fp32 reference scored), since the interval is about that pair of models."""
-    if row.agreement_pct is not None and row.agreement_pct == _num(
-        acc.get("agreement_with_fp32_pct")
-    ):
-        row.agreement_ci95 = _interval(acc.get("agreement_ci95_pct"))
+    """The row's 95% intervals from its accuracy record (the one its agreement comes from): the
+    agreement's, and the drop's when the drop shown is the recorded one (its fp32 scored what the
+    fp32 reference scored), since that interval is about that pair of models."""
+    row.agreement_ci95 = _interval(acc.get("agreement_ci95_pct"))
     recorded = _num(acc.get("drop_vs_fp32_pts"))
     if row.top1_drop is not None and recorded is not None and abs(row.top1_drop - recorded) < 1e-6:
         row.top1_drop_ci95 = _interval(acc.get("drop_ci95_pts"))
@@ -398,17 +396,6 @@ def fmt_num(v: float | None, digits: int = 3) -> str:
     return f"{v:.{digits}g}"
 
 
-#: (header, getter) of the tables in every format
-def ci_text(ci: tuple[float, float] | None) -> str:
-    """`` [lo, hi]`` of a 95% interval in points, one decimal (empty when there is none).
-
-    Example:
-        >>> ci_text((95.03, 99.22)), ci_text(None)
-        (' [95.0, 99.2]', '')
-    """
-    return "" if ci is None else f" [{ci[0]:.1f}, {ci[1]:.1f}]"
-
-
 #: the note under a table whose accuracy cells carry intervals
 CI_NOTE = (
     "[a, b] beside a top-1 drop or an agreement: its 95% interval from the samples scored "
@@ -418,6 +405,7 @@ CI_NOTE = (
 )
 
 
+#: (header, getter) of the tables in every format
 def table_columns(devices: bool = False) -> list[tuple[str, Any]]:
     """The per-model table's columns as (header, function of Row -> text).
 
@@ -438,11 +426,11 @@ def table_columns(devices: bool = False) -> list[tuple[str, Any]]:
     def drop(r: Row) -> str:
         if r.top1_drop is None:
             return "-"
-        return f"{r.top1_drop:.2f}" + ci_text(r.top1_drop_ci95)
+        return f"{r.top1_drop:.2f}" + interval_text(r.top1_drop_ci95)
 
     def agreement(r: Row) -> str:
         return fmt_num(r.agreement_pct, 4) + (
-            ci_text(r.agreement_ci95) if r.agreement_pct is not None else ""
+            interval_text(r.agreement_ci95) if r.agreement_pct is not None else ""
         )
 
     def pct(r: Row) -> str:
